@@ -1,0 +1,46 @@
+# The README's two commands. Each one does its own set-up from a fresh clone.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+
+# Use the Terraform provider mirror when this machine has one (the dev box and CI do); elsewhere
+# Terraform downloads providers from the registry as usual.
+TF_PLUGIN_MIRROR ?= /opt/tf-plugins
+ifneq ($(wildcard $(TF_PLUGIN_MIRROR)/.),)
+export LABKIT_TF_PLUGIN_MIRROR ?= $(TF_PLUGIN_MIRROR)
+endif
+
+.PHONY: help lab test setup lint typecheck clean
+
+help:
+	@echo "make lab    run the lab headless on the offline sandbox"
+	@echo "make test   lint, type-check and run every test (integration included)"
+
+# The stamp is rebuilt whenever the package's dependencies change.
+$(BIN)/.installed: pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11+ is needed; set PYTHON=python3.11")'
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	@touch $@
+
+setup: $(BIN)/.installed
+
+lint: setup
+	$(BIN)/ruff check labkit app tests bench
+
+typecheck: setup
+	$(BIN)/mypy
+
+test: lint typecheck
+	$(BIN)/pytest
+
+lab: setup
+	$(BIN)/labkit doctor
+	$(BIN)/labkit app smoke
+
+clean:
+	rm -rf $(VENV) .labkit runs .pytest_cache .mypy_cache .ruff_cache

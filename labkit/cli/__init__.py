@@ -1,0 +1,32 @@
+"""The ``labkit`` command line. Each command group lives in its own module beside this one."""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from ..errors import LabkitError
+from .doctor import doctor
+
+app = typer.Typer(
+    name="labkit",
+    help="Blue/Green Lab: build, deploy, break and measure a blue/green stack (sandbox or AWS).",
+    no_args_is_help=True,
+    add_completion=False,
+)
+app.command()(doctor)
+
+
+@app.callback()
+def _root() -> None:
+    """Blue/Green Lab: build, deploy, break and measure a blue/green stack (sandbox or AWS)."""
+
+
+def main() -> None:
+    """Console entry point: a LabkitError prints its message and hint, without a traceback."""
+    try:
+        app()
+    except LabkitError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(1)

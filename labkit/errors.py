@@ -1,0 +1,60 @@
+"""One exception root for everything labkit raises on purpose.
+
+Every subclass carries a message that says what went wrong *and* what to do next, so a
+notebook cell or a CLI command can print it as it is.
+"""
+
+from __future__ import annotations
+
+
+class LabkitError(Exception):
+    """Root of every error labkit raises on purpose.
+
+    ``hint`` is the next step for the reader; it is appended to the message.
+    """
+
+    def __init__(self, message: str, *, hint: str | None = None) -> None:
+        self.message = message
+        self.hint = hint
+        super().__init__(f"{message}\n  -> {hint}" if hint else message)
+
+
+class ConfigError(LabkitError):
+    """A setting, parameter or input file is invalid."""
+
+
+class TargetError(LabkitError):
+    """The chosen target (sandbox or aws) cannot be used as asked."""
+
+
+class SpendNotAllowedError(TargetError):
+    """An action would create billable resources on AWS without the explicit opt-in."""
+
+
+class TerraformNotFoundError(LabkitError):
+    """No Terraform binary on PATH."""
+
+
+class TerraformError(LabkitError):
+    """A Terraform command failed; ``diagnostics`` holds Terraform's own messages."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        hint: str | None = None,
+        diagnostics: list[str] | None = None,
+        returncode: int | None = None,
+    ) -> None:
+        self.diagnostics = diagnostics or []
+        self.returncode = returncode
+        detail = "\n".join(self.diagnostics)
+        super().__init__(f"{message}\n{detail}" if detail else message, hint=hint)
+
+
+class SandboxError(LabkitError):
+    """The sandbox could not be started, reached or stopped."""
+
+
+class ReleaseError(LabkitError):
+    """A release could not be built, validated or uploaded."""

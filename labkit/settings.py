@@ -1,0 +1,53 @@
+"""Where labkit keeps its files and which settings come from the environment.
+
+Settings are read from the environment each time they are asked for, so a test or a notebook
+can change them with ``os.environ`` (or ``monkeypatch.setenv``) without reloading anything.
+
+- ``LABKIT_HOME``: the folder for labkit's working files (sandbox state, logs, Terraform CLI
+  config, unpacked releases). Default: ``.labkit/`` at the project root.
+- ``LABKIT_TF_PLUGIN_MIRROR``: a folder laid out as a Terraform provider filesystem mirror. When
+  set, Terraform installs providers found there from it and everything else directly.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from .errors import ConfigError
+
+#: The repository root: labkit is installed in editable mode from it, and the app, the
+#: Terraform roots and the notebooks sit beside the package.
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+def labkit_home() -> Path:
+    """The folder for labkit's working files, created on first use."""
+    home = Path(os.environ.get("LABKIT_HOME") or PROJECT_ROOT / ".labkit")
+    home.mkdir(parents=True, exist_ok=True)
+    return home
+
+
+def plugin_mirror() -> Path | None:
+    """The Terraform provider mirror folder, or None when Terraform should use the registry."""
+    value = os.environ.get("LABKIT_TF_PLUGIN_MIRROR", "").strip()
+    if not value:
+        return None
+    path = Path(value).expanduser()
+    if not path.is_dir():
+        raise ConfigError(
+            f"LABKIT_TF_PLUGIN_MIRROR is set to {value!r}, which is not a folder.",
+            hint="Point it at a provider mirror (a folder holding registry.terraform.io/...) or unset it "
+            "to let Terraform download providers from the registry.",
+        )
+    return path.resolve()
+
+
+def app_dir() -> Path:
+    """The source folder of the release app."""
+    return PROJECT_ROOT / "app"
+
+
+def terraform_dir() -> Path:
+    """The folder holding ``modules/`` and ``environments/``."""
+    return PROJECT_ROOT / "terraform"

@@ -1,0 +1,194 @@
+"""Where the lab runs: the offline ``sandbox`` or a real ``aws`` account.
+
+Everything that talks to AWS (boto3, Terraform, the probe) gets its clients and its subprocess
+environment from a :class:`Target`, so notebooks never branch on the target themselves.
+
+- sandbox: every call goes to a loopback endpoint with fixed test credentials. An endpoint that
+  is not on loopback is refused, so nothing reaches a real account by mistake.
+- aws: the standard credential chain (profile, SSO, environment, OIDC role), nothing
+  overridden; creating anything billable needs ``allow_spend=True``.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Literal, cast
+from urllib.parse import urlsplit
+
+import boto3
+from botocore.config import Config
+
+from .errors import SpendNotAllowedError, TargetError
+
+TargetName = Literal["sandbox", "aws"]
+TARGET_NAMES: tuple[TargetName, ...] = ("sandbox", "aws")
+
+#: The sandbox is one region with fixed credentials: moto does not check signatures, and fixed
+#: values make every run reproducible.
+SANDBOX_REGION = "us-east-1"
+SANDBOX_ACCESS_KEY = "test"
+SANDBOX_SECRET_KEY = "test"  # a fixed placeholder that only moto accepts
+
+# Variables that would send a subprocess somewhere other than the sandbox endpoint, or make it
+# sign as a real identity. They are removed from the sandbox's subprocess environment.
+_AWS_ROUTING_VARS = (
+    "AWS_PROFILE",
+    "AWS_DEFAULT_PROFILE",
+    "AWS_SESSION_TOKEN",
+    "AWS_SECURITY_TOKEN",
+    "AWS_ROLE_ARN",
+    "AWS_WEB_IDENTITY_TOKEN_FILE",
+    "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+    "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+)
+
+
+def is_loopback_url(url: str) -> bool:
+    """True when ``url`` is http(s) on 127.0.0.0/8, ::1 or ``localhost``."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return False
+    if parts.hostname == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(parts.hostname).is_loopback
+    except ValueError:
+        return False
+
+
+@dataclass(frozen=True)
+class Target:
+    """A place the lab runs. Build one with :func:`get_target`, :func:`sandbox` or :func:`aws`."""
+
+    name: TargetName
+    region: str
+    endpoint_url: str | None = None
+    profile: str | None = None
+    allow_spend: bool = False
+
+    def __post_init__(self) -> None:
+        if self.name not in TARGET_NAMES:
+            raise TargetError(
+                f"Unknown target {self.name!r}.", hint=f"Use one of: {', '.join(TARGET_NAMES)}."
+            )
+        if self.name == "sandbox":
+            if not self.endpoint_url or not is_loopback_url(self.endpoint_url):
+                raise TargetError(
+                    f"The sandbox endpoint {self.endpoint_url!r} is not a loopback URL.",
+                    hint="The sandbox only talks to http://127.0.0.1:PORT; start it with "
+                    "`labkit sandbox up` and let labkit find the endpoint.",
+                )
+        elif self.endpoint_url is not None:
+            raise TargetError(
+                "The aws target takes no endpoint_url: it uses AWS's own endpoints.",
+                hint="Drop endpoint_url, or use target='sandbox' for a loopback endpoint.",
+            )
+
+    @property
+    def is_sandbox(self) -> bool:
+        return self.name == "sandbox"
+
+    def session(self) -> boto3.session.Session:
+        """A boto3 session for this target."""
+        if self.is_sandbox:
+            return boto3.session.Session(
+                aws_access_key_id=SANDBOX_ACCESS_KEY,
+                aws_secret_access_key=SANDBOX_SECRET_KEY,
+                region_name=self.region,
+            )
+        return boto3.session.Session(profile_name=self.profile, region_name=self.region)
+
+    def client(self, service: str, **kwargs: Any) -> Any:
+        """A boto3 client for ``service`` on this target (path-style S3 in the sandbox)."""
+        if self.is_sandbox:
+            kwargs.setdefault("endpoint_url", self.endpoint_url)
+            kwargs.setdefault(
+                "config", Config(s3={"addressing_style": "path"}, retries={"max_attempts": 3})
+            )
+        return self.session().client(service, **kwargs)  # type: ignore[call-overload]
+
+    def env(self, base: Mapping[str, str] | None = None) -> dict[str, str]:
+        """The environment for a subprocess (Terraform, the AWS CLI) that must reach this target."""
+        env = dict(os.environ if base is None else base)
+        if not self.is_sandbox:
+            env.setdefault("AWS_REGION", self.region)
+            env.setdefault("AWS_DEFAULT_REGION", self.region)
+            if self.profile:
+                env["AWS_PROFILE"] = self.profile
+            return env
+        for var in _AWS_ROUTING_VARS:
+            env.pop(var, None)
+        # A per-service endpoint (AWS_ENDPOINT_URL_S3, ...) would win over the global one.
+        for var in [v for v in env if v.startswith("AWS_ENDPOINT_URL_")]:
+            env.pop(var)
+        env.update(
+            AWS_ENDPOINT_URL=cast(str, self.endpoint_url),
+            AWS_ACCESS_KEY_ID=SANDBOX_ACCESS_KEY,
+            AWS_SECRET_ACCESS_KEY=SANDBOX_SECRET_KEY,
+            AWS_REGION=self.region,
+            AWS_DEFAULT_REGION=self.region,
+            AWS_EC2_METADATA_DISABLED="true",
+        )
+        return env
+
+    def require_spend(self, action: str) -> None:
+        """Refuse ``action`` on AWS unless this target was made with ``allow_spend=True``."""
+        if not self.is_sandbox and not self.allow_spend:
+            raise SpendNotAllowedError(
+                f"Refusing to {action} on AWS: it creates resources that cost money.",
+                hint="Pass allow_spend=True (notebooks: the `allow_spend` parameter; CLI: --allow-spend) "
+                "once you accept the cost, and run the teardown notebook when you are done.",
+            )
+
+
+def sandbox(endpoint_url: str | None = None) -> Target:
+    """The sandbox target; with no ``endpoint_url`` the sandbox is started (or found) on demand."""
+    if endpoint_url is None:
+        from .sandbox import ensure_up  # the sandbox imports target, so import it late
+
+        endpoint_url = ensure_up()
+    return Target(name="sandbox", region=SANDBOX_REGION, endpoint_url=endpoint_url)
+
+
+def aws(region: str | None = None, *, profile: str | None = None, allow_spend: bool = False) -> Target:
+    """A real AWS account through the standard credential chain."""
+    region = (
+        region
+        or os.environ.get("AWS_REGION")
+        or os.environ.get("AWS_DEFAULT_REGION")
+        or boto3.session.Session(profile_name=profile).region_name
+    )
+    if not region:
+        raise TargetError(
+            "No AWS region is set for the aws target.",
+            hint="Pass region='eu-west-1' (for example), or set AWS_REGION or a region in your profile.",
+        )
+    return Target(name="aws", region=region, profile=profile, allow_spend=allow_spend)
+
+
+def get_target(
+    name: str = "sandbox",
+    *,
+    region: str | None = None,
+    profile: str | None = None,
+    allow_spend: bool = False,
+    endpoint_url: str | None = None,
+) -> Target:
+    """The target called ``name`` ("sandbox" or "aws"), as notebooks and the CLI ask for it."""
+    if name == "sandbox":
+        if region not in (None, SANDBOX_REGION):
+            raise TargetError(
+                f"The sandbox is one region, {SANDBOX_REGION}; {region!r} was asked for.",
+                hint="Drop the region for the sandbox.",
+            )
+        return sandbox(endpoint_url)
+    if name == "aws":
+        if endpoint_url is not None:
+            raise TargetError(
+                "The aws target takes no endpoint_url.", hint="Use target='sandbox' for a loopback endpoint."
+            )
+        return aws(region, profile=profile, allow_spend=allow_spend)
+    raise TargetError(f"Unknown target {name!r}.", hint=f"Use one of: {', '.join(TARGET_NAMES)}.")

@@ -1,0 +1,24 @@
+"""Shared fixtures. Integration tests use real processes on 127.0.0.1 only."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+
+def free_port() -> int:
+    """A free TCP port on loopback."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture()
+def labkit_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """A private LABKIT_HOME so a test never touches the developer's own .labkit/."""
+    home = tmp_path / "labkit-home"
+    monkeypatch.setenv("LABKIT_HOME", str(home))
+    yield home
