@@ -41,9 +41,7 @@ def check_terraform() -> Check:
     except LabkitError as exc:
         return Check("terraform", False, exc.message, exc.hint or INSTALL_HINT)
     ok = _version_tuple(version) >= MIN_TERRAFORM
-    return Check(
-        "terraform", ok, f"{version} at {path}", "" if ok else "Upgrade to Terraform 1.6 or newer."
-    )
+    return Check("terraform", ok, f"{version} at {path}", "" if ok else "Upgrade to Terraform 1.6 or newer.")
 
 
 def check_provider_source() -> Check:

@@ -105,9 +105,7 @@ class Target:
         """A boto3 client for ``service`` on this target (path-style S3 in the sandbox)."""
         if self.is_sandbox:
             kwargs.setdefault("endpoint_url", self.endpoint_url)
-            kwargs.setdefault(
-                "config", Config(s3={"addressing_style": "path"}, retries={"max_attempts": 3})
-            )
+            kwargs.setdefault("config", Config(s3={"addressing_style": "path"}, retries={"max_attempts": 3}))
         return self.session().client(service, **kwargs)  # type: ignore[call-overload]
 
     def env(self, base: Mapping[str, str] | None = None) -> dict[str, str]:

@@ -224,7 +224,11 @@ class Terraform:
         self, args: list[str], *, what: str, ok: tuple[int, ...] = (0,)
     ) -> subprocess.CompletedProcess[str]:
         proc = subprocess.run(
-            [self.binary, *args], cwd=self.workdir, env=self._env(), capture_output=True, text=True,
+            [self.binary, *args],
+            cwd=self.workdir,
+            env=self._env(),
+            capture_output=True,
+            text=True,
             check=False,
         )
         if proc.returncode not in ok:
@@ -256,8 +260,13 @@ class Terraform:
         errors: list[str] = []
         start = time.monotonic()
         with subprocess.Popen(
-            [self.binary, *args], cwd=self.workdir, env=self._env(), stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE, text=True, bufsize=1,
+            [self.binary, *args],
+            cwd=self.workdir,
+            env=self._env(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            bufsize=1,
         ) as proc:
             assert proc.stdout is not None and proc.stderr is not None
             for event in _json_lines(proc.stdout):

@@ -1,0 +1,132 @@
+"""labkit.terraform driving real Terraform against moto's server, state in S3 with DynamoDB locking."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from labkit.target import Target, sandbox
+from labkit.terraform import StateLockedError, Terraform
+
+pytestmark = pytest.mark.integration
+
+ROOT = Path(__file__).parent / "tf_small"
+BUCKET = "runner-test-tfstate"
+LOCK_TABLE = "runner-test-locks"
+KEY = "small/terraform.tfstate"
+
+
+@pytest.fixture(scope="module")
+def target(moto_endpoint: str) -> Target:
+    target = sandbox(moto_endpoint)
+    s3 = target.client("s3")
+    s3.create_bucket(Bucket=BUCKET)
+    s3.put_bucket_versioning(Bucket=BUCKET, VersioningConfiguration={"Status": "Enabled"})
+    target.client("dynamodb").create_table(
+        TableName=LOCK_TABLE,
+        KeySchema=[{"AttributeName": "LockID", "KeyType": "HASH"}],
+        AttributeDefinitions=[{"AttributeName": "LockID", "AttributeType": "S"}],
+        BillingMode="PAY_PER_REQUEST",
+    )
+    return target
+
+
+@pytest.fixture(scope="module")
+def tf(target: Target, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Terraform]:
+    work = tmp_path_factory.mktemp("tf_small")
+    shutil.copytree(ROOT, work, dirs_exist_ok=True)
+    lines: list[str] = []
+    runner = Terraform(work, target=target, data_dir=work / ".tfdata", reporter=lines.append)
+    runner.lines = lines  # type: ignore[attr-defined]
+    runner.init(
+        backend_config={
+            "bucket": BUCKET,
+            "key": KEY,
+            "region": target.region,
+            "dynamodb_table": LOCK_TABLE,
+            "use_path_style": "true",
+            "skip_credentials_validation": "true",
+            "skip_requesting_account_id": "true",
+            "skip_metadata_api_check": "true",
+        }
+    )
+    yield runner
+
+
+VARS = {"name": "runner-test", "tags": {"Project": "bluegreen-lab", "Owner": "tests"}}
+
+
+def test_full_lifecycle_in_an_s3_backend(tf: Terraform, target: Target) -> None:
+    # plan: two resources to create, reported as a parsed plan with exit code 2
+    plan = tf.plan(variables=VARS)
+    assert plan.exit_code == 2
+    assert sorted((c.address, c.action) for c in plan.changes) == [
+        ("aws_sns_topic.this", "create"),
+        ("aws_ssm_parameter.release", "create"),
+    ]
+
+    # apply: live progress resource by resource, and the outputs it left
+    result = tf.apply(variables=VARS)
+    assert (result.added, result.changed, result.removed) == (2, 0, 0)
+    assert any("aws_sns_topic.this: Creation complete" in line for line in tf.lines)  # type: ignore[attr-defined]
+    assert result.outputs["parameter_name"] == "/runner-test/release"
+
+    # output: the real topic exists in the emulated account
+    outputs = tf.output()
+    topics = [t["TopicArn"] for t in target.client("sns").list_topics()["Topics"]]
+    assert outputs["topic_arn"] in topics
+
+    # the state lives in the S3 backend, and DynamoDB locking recorded its digest
+    state = json.loads(target.client("s3").get_object(Bucket=BUCKET, Key=KEY)["Body"].read())
+    assert {r["type"] for r in state["resources"]} == {"aws_sns_topic", "aws_ssm_parameter"}
+    assert tf.state_pull()["serial"] == state["serial"]
+    digest = target.client("dynamodb").get_item(
+        TableName=LOCK_TABLE, Key={"LockID": {"S": f"{BUCKET}/{KEY}-md5"}}
+    )
+    assert "Item" in digest
+
+    # a second plan with the same inputs has no changes: exit code 0
+    again = tf.plan(variables=VARS)
+    assert again.exit_code == 0 and again.changes == []
+
+    # a changed map variable is an in-place update of exactly the tagged resources
+    changed = tf.plan(variables={**VARS, "tags": {"Project": "bluegreen-lab", "Owner": "ops"}})
+    assert sorted((c.address, c.action) for c in changed.changes) == [
+        ("aws_sns_topic.this", "update"),
+        ("aws_ssm_parameter.release", "update"),
+    ]
+
+    # destroy removes everything it created
+    gone = tf.destroy(variables=VARS)
+    assert gone.removed == 2
+    assert target.client("sns").list_topics()["Topics"] == []
+    assert tf.state_list() == []
+
+
+def test_a_held_lock_raises_state_locked_with_terraforms_message(tf: Terraform, target: Target) -> None:
+    lock_id = f"{BUCKET}/{KEY}"
+    info = {
+        "ID": "d3adb33f-0000-0000-0000-000000000000",
+        "Operation": "OperationTypeApply",
+        "Who": "someone@elsewhere",
+        "Version": "1.11.4",
+        "Created": "2026-01-01T00:00:00Z",
+        "Path": lock_id,
+        "Info": "",
+    }
+    dynamodb = target.client("dynamodb")
+    dynamodb.put_item(TableName=LOCK_TABLE, Item={"LockID": {"S": lock_id}, "Info": {"S": json.dumps(info)}})
+    try:
+        with pytest.raises(StateLockedError) as raised:
+            tf.apply(variables=VARS)
+        assert "Error acquiring the state lock" in str(raised.value)
+        assert "force-unlock" in str(raised.value)
+        # nothing was created while the lock was held
+        assert target.client("sns").list_topics()["Topics"] == []
+    finally:
+        tf.force_unlock(info["ID"])
+    assert "Item" not in dynamodb.get_item(TableName=LOCK_TABLE, Key={"LockID": {"S": lock_id}})

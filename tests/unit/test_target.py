@@ -1,0 +1,89 @@
+"""labkit.target: loopback-only sandbox, untouched aws chain, spend opt-in."""
+
+from __future__ import annotations
+
+import pytest
+
+from labkit.errors import SpendNotAllowedError, TargetError
+from labkit.target import SANDBOX_REGION, Target, aws, get_target, is_loopback_url, sandbox
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["http://127.0.0.1:5000", "http://127.9.9.9", "https://localhost:8443/x", "http://[::1]:9000"],
+)
+def test_loopback_urls_are_accepted(url: str) -> None:
+    assert is_loopback_url(url)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://10.0.0.1:5000",
+        "https://s3.amazonaws.com",
+        "http://192.168.1.5",
+        "ftp://127.0.0.1",
+        "127.0.0.1:5000",
+        "http://127.0.0.1.example.com",
+        "",
+    ],
+)
+def test_non_loopback_urls_are_refused(url: str) -> None:
+    assert not is_loopback_url(url)
+    with pytest.raises(TargetError, match="not a loopback URL"):
+        sandbox(url)
+
+
+def test_sandbox_env_points_every_service_at_the_endpoint() -> None:
+    target = sandbox("http://127.0.0.1:4566")
+    base = {
+        "PATH": "/bin",
+        "AWS_PROFILE": "prod-admin",
+        "AWS_SESSION_TOKEN": "real-token",
+        "AWS_ENDPOINT_URL_S3": "https://s3.eu-west-1.amazonaws.com",
+        "AWS_ACCESS_KEY_ID": "AKIAREAL",
+    }
+    env = target.env(base)
+    assert env["AWS_ENDPOINT_URL"] == "http://127.0.0.1:4566"
+    assert env["AWS_ACCESS_KEY_ID"] == "test"
+    assert env["AWS_REGION"] == SANDBOX_REGION
+    assert env["PATH"] == "/bin"
+    # Anything that could sign as a real identity or route one service elsewhere is gone.
+    for var in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL_S3"):
+        assert var not in env
+
+
+def test_sandbox_client_uses_the_loopback_endpoint() -> None:
+    client = sandbox("http://127.0.0.1:4566").client("s3")
+    assert client.meta.endpoint_url == "http://127.0.0.1:4566"
+    assert client.meta.config.s3["addressing_style"] == "path"
+
+
+def test_aws_target_overrides_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AWS_REGION", "eu-west-1")
+    target = aws()
+    assert target.region == "eu-west-1"
+    base = {"AWS_PROFILE": "me", "AWS_ENDPOINT_URL": "http://127.0.0.1:1"}
+    assert target.env(base) == {**base, "AWS_REGION": "eu-west-1", "AWS_DEFAULT_REGION": "eu-west-1"}
+    assert target.client("sts").meta.endpoint_url.startswith("https://sts.")
+
+
+def test_aws_target_refuses_an_endpoint() -> None:
+    with pytest.raises(TargetError, match="takes no endpoint_url"):
+        Target(name="aws", region="eu-west-1", endpoint_url="http://127.0.0.1:1")
+    with pytest.raises(TargetError, match="takes no endpoint_url"):
+        get_target("aws", region="eu-west-1", endpoint_url="http://127.0.0.1:1")
+
+
+def test_spending_on_aws_needs_the_opt_in() -> None:
+    with pytest.raises(SpendNotAllowedError, match="allow_spend=True"):
+        aws("eu-west-1").require_spend("create the staging stack")
+    aws("eu-west-1", allow_spend=True).require_spend("create the staging stack")
+    sandbox("http://127.0.0.1:1").require_spend("create the staging stack")  # free, always allowed
+
+
+def test_unknown_target_and_sandbox_region_are_refused() -> None:
+    with pytest.raises(TargetError, match="Use one of: sandbox, aws"):
+        get_target("gcp")
+    with pytest.raises(TargetError, match="one region"):
+        get_target("sandbox", region="eu-west-1", endpoint_url="http://127.0.0.1:1")

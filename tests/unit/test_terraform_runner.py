@@ -1,0 +1,119 @@
+"""labkit.terraform without running Terraform: CLI config, parsing, errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from labkit.errors import ConfigError, TerraformError, TerraformNotFoundError
+from labkit.target import sandbox
+from labkit.terraform import (
+    PlanResult,
+    ResourceChange,
+    Terraform,
+    _changes,
+    _diagnostic_line,
+    _progress_line,
+    cli_config_file,
+    mirrored_providers,
+    terraform_binary,
+)
+
+
+def make_mirror(root: Path) -> Path:
+    (root / "registry.terraform.io/hashicorp/aws/5.100.0/linux_amd64").mkdir(parents=True)
+    (root / "registry.terraform.io/hashicorp/random/3.6.0/linux_amd64").mkdir(parents=True)
+    return root
+
+
+def test_no_mirror_setting_means_no_cli_config(labkit_home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("LABKIT_TF_PLUGIN_MIRROR", raising=False)
+    assert cli_config_file() is None
+
+
+def test_mirror_setting_writes_a_cli_config(
+    labkit_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    mirror = make_mirror(tmp_path / "mirror")
+    monkeypatch.setenv("LABKIT_TF_PLUGIN_MIRROR", str(mirror))
+    assert mirrored_providers(mirror) == [
+        "registry.terraform.io/hashicorp/aws",
+        "registry.terraform.io/hashicorp/random",
+    ]
+    path = cli_config_file()
+    assert path is not None and path.parent == labkit_home
+    text = path.read_text()
+    assert f'path    = "{mirror.resolve()}"' in text
+    # Mirrored providers come from the folder; every other provider goes direct.
+    both = '["registry.terraform.io/hashicorp/aws", "registry.terraform.io/hashicorp/random"]'
+    assert f"include = {both}" in text
+    assert f"exclude = {both}" in text
+
+
+def test_mirror_setting_that_is_not_a_folder_is_refused(
+    labkit_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("LABKIT_TF_PLUGIN_MIRROR", str(tmp_path / "missing"))
+    with pytest.raises(ConfigError, match="not a folder"):
+        cli_config_file()
+
+
+def test_missing_terraform_says_how_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PATH", "/nonexistent")
+    with pytest.raises(TerraformNotFoundError) as info:
+        terraform_binary()
+    assert "Install Terraform 1.6" in str(info.value)
+    with pytest.raises(TerraformNotFoundError):
+        Terraform(Path("."), target=sandbox("http://127.0.0.1:1"))
+
+
+def test_missing_root_module_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(TerraformError, match="does not exist"):
+        Terraform(tmp_path / "nope", target=sandbox("http://127.0.0.1:1"))
+
+
+def test_terraform_env_carries_target_mirror_and_data_dir(
+    labkit_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("LABKIT_TF_PLUGIN_MIRROR", str(make_mirror(tmp_path / "mirror")))
+    tf = Terraform(tmp_path, target=sandbox("http://127.0.0.1:4566"), data_dir=tmp_path / "data")
+    env = tf._env()
+    assert env["AWS_ENDPOINT_URL"] == "http://127.0.0.1:4566"
+    assert env["TF_CLI_CONFIG_FILE"] == str(labkit_home / "terraform.rc")
+    assert env["TF_DATA_DIR"] == str(tmp_path / "data")
+    assert env["TF_IN_AUTOMATION"] == "1"
+
+
+def test_resource_changes_are_parsed() -> None:
+    entries = [
+        {"address": "aws_vpc.this", "type": "aws_vpc", "change": {"actions": ["create"]}},
+        {"address": "aws_lb_listener.http", "type": "aws_lb_listener", "change": {"actions": ["update"]}},
+        {"address": "aws_lb.this", "type": "aws_lb", "change": {"actions": ["delete", "create"]}},
+        {"address": "aws_s3_bucket.x", "type": "aws_s3_bucket", "change": {"actions": ["no-op"]}},
+    ]
+    changes = _changes(entries)
+    assert [c.action for c in changes] == ["create", "update", "replace"]
+    plan = PlanResult(exit_code=2, changes=changes, drift=[], plan_file=None)
+    assert plan.has_changes
+    assert plan.summary() == "1 to add, 1 to change, 1 to destroy (1 replaced)"
+    assert PlanResult(0, [], [ResourceChange("a.b", ("update",))], None).summary() == (
+        "No changes. 1 resource(s) drifted."
+    )
+
+
+def test_diagnostics_and_progress_lines_are_readable() -> None:
+    diag = {
+        "severity": "error",
+        "summary": "Invalid value for variable",
+        "detail": "green_weight must be between 0 and 100.",
+        "range": {"filename": "variables.tf", "start": {"line": 12}},
+    }
+    assert _diagnostic_line(diag) == (
+        "Error: Invalid value for variable (variables.tf:12)\n  green_weight must be between 0 and 100."
+    )
+    assert _progress_line({"type": "apply_complete", "@message": "aws_vpc.this: Creation complete"}) == (
+        "aws_vpc.this: Creation complete"
+    )
+    assert _progress_line({"type": "version", "@message": "Terraform 1.11.4"}) is None
+    assert _progress_line({"type": "diagnostic", "diagnostic": {"severity": "warning"}}) is None
