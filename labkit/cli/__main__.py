@@ -1,0 +1,5 @@
+"""`python -m labkit.cli`, the same as the `labkit` command."""
+
+from . import main
+
+main()
