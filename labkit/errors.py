@@ -58,3 +58,19 @@ class SandboxError(LabkitError):
 
 class ReleaseError(LabkitError):
     """A release could not be built, validated or uploaded."""
+
+
+class LedgerError(LabkitError):
+    """The deployment ledger (DynamoDB) could not be read or written as asked."""
+
+
+class DeploymentLockedError(LedgerError):
+    """Another deployment holds the environment's deployment lock."""
+
+
+class ProbeError(LabkitError):
+    """The load probe was asked for something it refuses or cannot do."""
+
+
+class AnalysisError(LabkitError):
+    """The analysis gate could not gather its inputs (metrics, target health, alarms)."""
