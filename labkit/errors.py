@@ -74,3 +74,7 @@ class ProbeError(LabkitError):
 
 class AnalysisError(LabkitError):
     """The analysis gate could not gather its inputs (metrics, target health, alarms)."""
+
+
+class AppProcessError(LabkitError):
+    """A release app process could not be started or stopped."""
