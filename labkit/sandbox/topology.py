@@ -82,6 +82,9 @@ class Listener:
     port: int  # the listener's port on AWS (80); the sandbox serves it on its own loopback port
     default_forward: Forward | None
     rules: tuple[Rule, ...] = field(default_factory=tuple)
+    #: The load balancer's idle timeout (attribute idle_timeout.timeout_seconds): a target that sends
+    #: nothing for this long gets the request answered with 504.
+    idle_timeout_s: float = 60.0
 
 
 @dataclass(frozen=True)
@@ -95,10 +98,17 @@ class TargetHealthReport:
 
 @dataclass(frozen=True)
 class MetricPoint:
-    """One CloudWatch datum the data plane publishes (namespace AWS/ApplicationELB)."""
+    """One CloudWatch datum the data plane publishes (namespace AWS/ApplicationELB).
+
+    A distribution (``TargetResponseTime``) also carries ``values`` and ``counts``, as CloudWatch's
+    PutMetricData ``Values``/``Counts`` (at most 150 each): publish those instead of ``value``, which
+    then holds their mean. Counts and gauges leave both empty.
+    """
 
     name: str
     value: float
     unit: str
     dimensions: tuple[tuple[str, str], ...]
     timestamp: float  # epoch seconds
+    values: tuple[float, ...] = ()
+    counts: tuple[float, ...] = ()
