@@ -6,7 +6,9 @@ for what they do.
 
 from __future__ import annotations
 
+from .appserver import AppProcess, unpack_release
 from .errors import (
+    AppProcessError,
     ConfigError,
     LabkitError,
     ReleaseError,
@@ -16,12 +18,22 @@ from .errors import (
     TerraformError,
     TerraformNotFoundError,
 )
+from .release import (
+    build_release,
+    parse_faults,
+    read_artifact_manifest,
+    release_exists,
+    release_key,
+    upload_release,
+)
 from .target import Target, get_target
 from .terraform import ApplyResult, PlanResult, ResourceChange, StateLockedError, Terraform
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "AppProcess",
+    "AppProcessError",
     "ApplyResult",
     "ConfigError",
     "LabkitError",
@@ -36,5 +48,12 @@ __all__ = [
     "Terraform",
     "TerraformError",
     "TerraformNotFoundError",
+    "build_release",
     "get_target",
+    "parse_faults",
+    "read_artifact_manifest",
+    "release_exists",
+    "release_key",
+    "unpack_release",
+    "upload_release",
 ]

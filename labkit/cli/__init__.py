@@ -7,7 +7,9 @@ import sys
 import typer
 
 from ..errors import LabkitError
+from .app import app_cli
 from .doctor import doctor
+from .release import release_app
 
 app = typer.Typer(
     name="labkit",
@@ -16,6 +18,8 @@ app = typer.Typer(
     add_completion=False,
 )
 app.command()(doctor)
+app.add_typer(release_app, name="release")
+app.add_typer(app_cli, name="app")
 
 
 @app.callback()

@@ -1,0 +1,233 @@
+"""The release manifest (``release.json``): its schema and its one validator.
+
+A release is the ``app`` package plus ``release.json`` at the artifact root::
+
+    {"version": "1.2.0", "build_time": "2025-01-31T12:00:00+00:00", "git_commit": "3f2a...",
+     "faults": {"error_rate": 0.3}}
+
+``faults`` is optional; it breaks the release on purpose for lessons (see :data:`FAULTS`).
+
+This module ships inside the release (the app runs on EC2 without labkit) and uses only the
+standard library; labkit loads this same file by path, so the schema is defined once, here.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, fields
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+#: MAJOR.MINOR.PATCH with an optional -suffix; the version also names the S3 key of the artifact,
+#: so the suffix keeps to characters that are safe there and in Terraform variables.
+VERSION_PATTERN = re.compile(r"^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)(-[0-9A-Za-z][0-9A-Za-z.-]*)?$")
+
+#: Added latency is capped so a request always finishes well inside gunicorn's graceful_timeout.
+MAX_LATENCY_MS = 10_000
+MAX_START_DELAY_S = 300.0
+READY_VALUES = ("ok", "fail")
+
+MANIFEST_KEYS = ("version", "build_time", "git_commit", "faults")
+
+
+class ReleaseFileError(ValueError):
+    """``release.json`` cannot be used; the message names the file and the problem."""
+
+
+FaultValue = float | int | str
+
+
+@dataclass(frozen=True)
+class FaultSpec:
+    """One fault key: what it accepts (``meaning``), its checker and its parser for text input."""
+
+    meaning: str
+    check: Callable[[object], FaultValue]
+    from_text: Callable[[str], object]
+
+
+def _number(value: object, low: float, high: float, *, integer: bool = False) -> float | int:
+    kind = "an integer" if integer else "a number"
+    ok = (
+        isinstance(value, int | float)
+        and not isinstance(value, bool)
+        and (isinstance(value, int) or not integer)
+        and math.isfinite(value)
+        and low <= value <= high
+    )
+    if not ok:
+        raise ValueError(f"must be {kind} from {low:g} to {high:g}, got {value!r}")
+    return value  # type: ignore[return-value]  # checked just above
+
+
+def _text_number(text: str, *, integer: bool = False) -> object:
+    try:
+        return int(text) if integer else float(text)
+    except ValueError:
+        return text  # the checker then refuses it with the range it wants
+
+
+def _ready(value: object) -> str:
+    if value not in READY_VALUES:
+        raise ValueError(f"must be one of {', '.join(READY_VALUES)}, got {value!r}")
+    return str(value)
+
+
+#: The fault profile keys, for lessons that break a release on purpose.
+FAULTS: dict[str, FaultSpec] = {
+    "error_rate": FaultSpec(
+        "a number from 0 to 1: the share of GET / that answers 500",
+        lambda v: float(_number(v, 0, 1)),
+        _text_number,
+    ),
+    "latency_ms": FaultSpec(
+        f"an integer from 0 to {MAX_LATENCY_MS}: milliseconds added to every GET /",
+        lambda v: int(_number(v, 0, MAX_LATENCY_MS, integer=True)),
+        lambda text: _text_number(text, integer=True),
+    ),
+    "ready": FaultSpec(
+        "ok or fail: fail makes GET /health/ready answer 503",
+        _ready,
+        str,
+    ),
+    "start_delay_s": FaultSpec(
+        f"a number from 0 to {MAX_START_DELAY_S:g}: seconds GET /health/ready answers 503 after start",
+        lambda v: float(_number(v, 0, MAX_START_DELAY_S)),
+        _text_number,
+    ),
+}
+
+
+def valid_faults_text() -> str:
+    """Every fault key with what it accepts, one per line, for error messages."""
+    return "\n".join(f"  {key}: {spec.meaning}" for key, spec in FAULTS.items())
+
+
+@dataclass(frozen=True)
+class Faults:
+    """The fault profile of a release; the defaults are a healthy release."""
+
+    error_rate: float = 0.0
+    latency_ms: int = 0
+    ready: str = "ok"
+    start_delay_s: float = 0.0
+
+    def as_dict(self) -> dict[str, FaultValue]:
+        """Only the faults that differ from a healthy release."""
+        healthy = Faults()
+        return {
+            f.name: getattr(self, f.name)
+            for f in fields(self)
+            if getattr(self, f.name) != getattr(healthy, f.name)
+        }
+
+
+@dataclass(frozen=True)
+class Release:
+    """A validated ``release.json``."""
+
+    version: str
+    build_time: str
+    git_commit: str
+    faults: Faults = Faults()  # frozen, so one shared default is safe
+
+    def as_dict(self) -> dict[str, Any]:
+        data: dict[str, Any] = {
+            "version": self.version,
+            "build_time": self.build_time,
+            "git_commit": self.git_commit,
+        }
+        faults = self.faults.as_dict()
+        if faults:
+            data["faults"] = faults
+        return data
+
+
+def check_version(version: object) -> str:
+    """``version`` when it looks like MAJOR.MINOR.PATCH[-suffix]; ValueError otherwise."""
+    if not isinstance(version, str) or not VERSION_PATTERN.match(version):
+        raise ValueError(
+            f"version must look like MAJOR.MINOR.PATCH or MAJOR.MINOR.PATCH-suffix "
+            f"(for example 1.4.0 or 2.0.0-rc.1), got {version!r}"
+        )
+    return version
+
+
+def check_fault(key: str, value: object) -> FaultValue:
+    """The value of fault ``key`` once checked; ValueError naming the key and what it accepts."""
+    spec = FAULTS.get(key)
+    if spec is None:
+        raise ValueError(f"unknown fault key {key!r}; valid keys:\n{valid_faults_text()}")
+    try:
+        return spec.check(value)
+    except ValueError as exc:
+        raise ValueError(f"fault {key} {exc} ({key} is {spec.meaning})") from None
+
+
+def fault_from_text(key: str, text: str) -> FaultValue:
+    """Fault ``key`` from command-line text such as ``"0.3"``; ValueError like :func:`check_fault`."""
+    spec = FAULTS.get(key)
+    return check_fault(key, spec.from_text(text.strip()) if spec else text)
+
+
+def faults_from_mapping(values: Mapping[str, object]) -> Faults:
+    """A :class:`Faults` from already-typed values (as in JSON); ValueError on the first bad one."""
+    return Faults(**{key: check_fault(key, value) for key, value in values.items()})  # type: ignore[arg-type]
+
+
+def release_from_dict(data: object) -> Release:
+    """A :class:`Release` from parsed JSON; ValueError that says which field is wrong and why."""
+    if not isinstance(data, dict):
+        raise ValueError(f"the top level must be a JSON object, got {type(data).__name__}")
+    unknown = sorted(set(data) - set(MANIFEST_KEYS))
+    if unknown:
+        names = ", ".join(map(repr, unknown))
+        raise ValueError(f"unknown key(s) {names}; valid keys: {', '.join(MANIFEST_KEYS)}")
+    for key in ("version", "build_time", "git_commit"):
+        if key not in data:
+            raise ValueError(f"{key!r} is missing; a release.json needs version, build_time and git_commit")
+        if not isinstance(data[key], str) or not data[key].strip():
+            raise ValueError(f"{key} must be a non-empty string, got {data[key]!r}")
+    version = check_version(data["version"])
+    try:
+        datetime.fromisoformat(data["build_time"])
+    except ValueError:
+        raise ValueError(
+            "build_time must be an ISO 8601 time such as 2025-01-31T12:00:00+00:00, "
+            f"got {data['build_time']!r}"
+        ) from None
+    faults_data = data.get("faults", {})
+    if not isinstance(faults_data, dict):
+        raise ValueError(f"faults must be a JSON object of fault keys, got {faults_data!r}")
+    return Release(
+        version=version,
+        build_time=data["build_time"],
+        git_commit=data["git_commit"],
+        faults=faults_from_mapping(faults_data),
+    )
+
+
+def parse_release_json(text: str, source: str) -> Release:
+    """A :class:`Release` from the text of a release.json; ReleaseFileError naming ``source``."""
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ReleaseFileError(f"{source}: not valid JSON: {exc}") from None
+    try:
+        return release_from_dict(data)
+    except ValueError as exc:
+        raise ReleaseFileError(f"{source}: {exc}") from None
+
+
+def load_release(path: str | Path) -> Release:
+    """Read and validate the release.json at ``path``; ReleaseFileError naming the file otherwise."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ReleaseFileError(f"{path}: cannot be read: {exc.strerror or exc}") from None
+    return parse_release_json(text, str(path))
