@@ -6,6 +6,11 @@ notebook cell or a CLI command can print it as it is.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .notebook_run import RunReport
+
 
 class LabkitError(Exception):
     """Root of every error labkit raises on purpose.
@@ -78,3 +83,16 @@ class AnalysisError(LabkitError):
 
 class AppProcessError(LabkitError):
     """A release app process could not be started or stopped."""
+
+
+class NotebookRunError(LabkitError):
+    """A notebook failed under ``labkit run``; ``report`` names the failing cell and the executed copies."""
+
+    def __init__(self, message: str, *, hint: str | None = None, report: RunReport | None = None) -> None:
+        self.report = report
+        super().__init__(message, hint=hint)
+
+
+class StackError(LabkitError):
+    """A Terraform environment (global, staging, production) cannot be planned, applied or destroyed as
+    asked."""

@@ -31,7 +31,7 @@ from __future__ import annotations
 import json
 import re
 import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -72,7 +72,8 @@ def _tags(cell: dict[str, Any]) -> list[str]:
     return [str(t) for t in tags] if isinstance(tags, list) else []
 
 
-def _source(cell: dict[str, Any]) -> str:
+def cell_source(cell: Mapping[str, Any]) -> str:
+    """A cell's source as one string (nbformat stores it as a string or a list of lines)."""
     source = cell.get("source", "")
     return "".join(source) if isinstance(source, list) else str(source)
 
@@ -121,7 +122,7 @@ def _check_header(path: Path, cells: Sequence[dict[str, Any]]) -> list[Problem]:
     if not cells or cells[0].get("cell_type") != "markdown":
         kind = cells[0].get("cell_type", "?") if cells else "no cell at all"
         return [Problem(path, f"has no header: the first cell is {kind}, not markdown.", fix_header)]
-    text = _source(cells[0])
+    text = cell_source(cells[0])
     problems = []
     first_line = next((line for line in text.splitlines() if line.strip()), "")
     if not _TITLE.match(first_line):

@@ -10,6 +10,7 @@ from ..errors import LabkitError
 from .app import app_cli
 from .doctor import doctor
 from .release import release_app
+from .run import RUN_CONTEXT, run
 
 app = typer.Typer(
     name="labkit",
@@ -20,6 +21,7 @@ app = typer.Typer(
 app.command()(doctor)
 app.add_typer(release_app, name="release")
 app.add_typer(app_cli, name="app")
+app.command(context_settings=RUN_CONTEXT)(run)
 
 
 @app.callback()
