@@ -232,9 +232,10 @@ def upload_release(
             "or pass overwrite=True (CLI: --overwrite) if nothing runs it yet.",
         )
     try:
-        target.client("s3").upload_file(
-            str(artifact_path), bucket, key, ExtraArgs={"ContentType": "application/gzip"}
-        )
+        # put_object, not upload_file: an artifact is small, and put_object's errors are plain
+        # ClientErrors (NoSuchBucket, AccessDenied) rather than a wrapped S3UploadFailedError.
+        with Path(artifact_path).open("rb") as body:
+            target.client("s3").put_object(Bucket=bucket, Key=key, Body=body, ContentType="application/gzip")
     except (ClientError, BotoCoreError) as exc:
         raise _s3_error(f"Cannot upload {artifact_path} to s3://{bucket}/{key}", exc, bucket) from None
     return f"s3://{bucket}/{key}"

@@ -1,4 +1,5 @@
-"""The release app under real gunicorn on loopback, started and stopped through AppProcess."""
+"""The release app under real gunicorn on loopback, started and stopped through AppProcess;
+and a release's round trip through S3 (moto's server) to a running app, as the sandbox does it."""
 
 from __future__ import annotations
 
@@ -11,10 +12,11 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from labkit import AppProcessError
+from labkit import AppProcessError, ReleaseError
 from labkit.appserver import AppProcess, unpack_release
 from labkit.cli import app as cli
-from labkit.release import build_release
+from labkit.release import build_release, release_exists, upload_release
+from labkit.target import sandbox
 from tests.conftest import free_port
 
 pytestmark = pytest.mark.integration
@@ -198,3 +200,45 @@ def test_labkit_app_smoke_passes() -> None:
     assert len(checks) == 6  # five endpoints and the graceful stop
     assert "FAIL" not in result.output
     assert result.output.rstrip().endswith("smoke test passed")
+
+
+def test_release_round_trip_through_s3_to_a_running_app(
+    moto_endpoint: str, tmp_path: Path, started: list[AppProcess]
+) -> None:
+    target = sandbox(endpoint_url=moto_endpoint)
+    s3 = target.client("s3")
+    bucket = "bluegreen-artifacts-roundtrip"
+    s3.create_bucket(Bucket=bucket)
+    version = "2.1.0-rc.1"
+
+    artifact = build_release(version, {"error_rate": "1", "latency_ms": "50"}, tmp_path / "build")
+    assert not release_exists(target, bucket, version)
+    uri = upload_release(target, bucket, artifact, version)
+    assert uri == f"s3://{bucket}/releases/{version}/release.tar.gz"
+    assert release_exists(target, bucket, version)
+    assert not release_exists(target, bucket, "2.1.0")
+
+    # Releases are immutable unless overwrite is asked for.
+    with pytest.raises(ReleaseError, match="already in"):
+        upload_release(target, bucket, artifact, version)
+    assert upload_release(target, bucket, artifact, version, overwrite=True) == uri
+    with pytest.raises(ReleaseError, match="does not exist"):
+        upload_release(target, "no-such-bucket", artifact, version)
+
+    # What an instance does: fetch the object, unpack it, serve it.
+    fetched = tmp_path / "fetched.tar.gz"
+    s3.download_file(bucket, f"releases/{version}/release.tar.gz", str(fetched))
+    assert fetched.read_bytes() == artifact.read_bytes()
+    proc = AppProcess.start(
+        unpack_release(fetched, tmp_path / "instance"),
+        color="green",
+        instance_id="i-0s3",
+        log_path=tmp_path / "app.log",
+        drain_s=QUICK_DRAIN_S,
+    )
+    started.append(proc)
+    status, body = proc.get("/")
+    assert status == 500  # error_rate=1: every answer fails, and still says which release it is
+    assert (json.loads(body)["version"], json.loads(body)["color"]) == (version, "green")
+    assert json.loads(proc.get("/version")[1])["faults"] == {"error_rate": 1.0, "latency_ms": 50}
+    proc.stop()
