@@ -16,6 +16,8 @@ Settings (environment, or the ``config`` mapping of :func:`create_app`):
 - ``APP_INSTANCE_ID`` / ``INSTANCE_ID``: the EC2 instance id; default: the host name.
 - ``APP_RELEASE_FILE`` / ``RELEASE_FILE``: the release.json; default: the one next to this
   package, at the artifact root.
+- ``APP_VERSION`` / ``VERSION``: optional; when set (the fleet's user data sets it), it must
+  match release.json's version, so an instance never serves an artifact it was not launched for.
 """
 
 from __future__ import annotations
@@ -123,6 +125,12 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     instance_id = _setting(config, "INSTANCE_ID", "APP_INSTANCE_ID", socket.gethostname())
     release_file = Path(config.get("RELEASE_FILE") or default_release_file())
     release = load_release(release_file)  # raises ReleaseFileError naming the file and the problem
+    expected_version = _setting(config, "VERSION", "APP_VERSION")
+    if expected_version is not None and expected_version != release.version:
+        raise AppConfigError(
+            f"APP_VERSION is {expected_version!r} but {release_file} is release {release.version!r}: "
+            "this artifact is not the release the instance was launched for; fetch the right one."
+        )
 
     flask_app = Flask(__name__)
     flask_app.config.from_mapping(config)

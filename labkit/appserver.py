@@ -4,7 +4,8 @@ The sandbox runs one :class:`AppProcess` per running instance; ``labkit app smok
 tests use the same two calls::
 
     release_dir = unpack_release(artifact, home / "instances" / "i-0abc")
-    proc = AppProcess.start(release_dir, color="blue", instance_id="i-0abc", log_path=log)
+    proc = AppProcess.start(release_dir, color="blue", instance_id="i-0abc", log_path=log,
+                            version="1.4.0")
     proc.url          # http://127.0.0.1:PORT, once GET /health/live answers
     proc.get("/")     # (200, b'{"color": "blue", ...}')
     proc.stop()       # SIGTERM: readiness 503, drain, in-flight requests finish, exit
@@ -120,6 +121,7 @@ class AppProcess:
         color: str,
         instance_id: str,
         log_path: Path | str,
+        version: str | None = None,
         port: int = 0,
         workers: int = 1,
         threads: int = 4,
@@ -129,6 +131,8 @@ class AppProcess:
     ) -> AppProcess:
         """Start the release in ``release_dir`` and return once GET /health/live answers.
 
+        - ``version``: when given, the app refuses to start unless release.json names it (as
+          on EC2, where the launch template's version must match the artifact it fetched).
         - ``port``: 0 lets the OS pick a free one (read back from gunicorn's log).
         - ``workers``, ``threads``: gunicorn processes and threads per process; the defaults
           suit many instances on one laptop (EC2 uses gunicorn.conf.py's own defaults).
@@ -154,6 +158,7 @@ class AppProcess:
             APP_BIND=f"127.0.0.1:{port}",
             APP_COLOR=color,
             APP_INSTANCE_ID=instance_id,
+            **({"APP_VERSION": version} if version is not None else {}),
             APP_RELEASE_FILE=str(release_dir / MANIFEST_NAME),
             APP_WORKERS=str(workers),
             APP_THREADS=str(threads),

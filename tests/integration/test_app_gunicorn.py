@@ -68,7 +68,12 @@ def test_serves_every_endpoint_on_a_free_loopback_port(
     release_dir: Path, tmp_path: Path, started: list[AppProcess]
 ) -> None:
     proc = AppProcess.start(
-        release_dir, color="blue", instance_id="i-0aaa", log_path=tmp_path / "app.log", drain_s=QUICK_DRAIN_S
+        release_dir,
+        color="blue",
+        instance_id="i-0aaa",
+        log_path=tmp_path / "app.log",
+        version=VERSION,
+        drain_s=QUICK_DRAIN_S,
     )
     started.append(proc)
     assert proc.running and proc.port > 0
@@ -191,6 +196,19 @@ def test_a_malformed_release_json_stops_the_app_at_start(
     message = str(caught.value)
     assert "exited with code" in message
     assert f"{manifest}: fault error_rate must be a number from 0 to 1, got 3" in message
+
+
+def test_an_artifact_of_another_version_stops_the_app_at_start(
+    release_dir: Path, tmp_path: Path, started: list[AppProcess]
+) -> None:
+    with pytest.raises(AppProcessError) as caught:
+        started.append(
+            AppProcess.start(
+                release_dir, color="blue", instance_id="i-0v", log_path=tmp_path / "app.log", version="9.9.9"
+            )
+        )
+    manifest = release_dir / "release.json"
+    assert f"APP_VERSION is '9.9.9' but {manifest} is release '{VERSION}'" in str(caught.value)
 
 
 def test_labkit_app_smoke_passes() -> None:

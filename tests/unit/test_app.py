@@ -226,6 +226,15 @@ def test_release_json_defaults_to_the_artifact_root(monkeypatch: pytest.MonkeyPa
     assert default_release_file() == Path(app_package.__file__).resolve().parent.parent / "release.json"
 
 
+def test_app_version_must_match_the_release(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = write_manifest(tmp_path, GOOD_MANIFEST)
+    monkeypatch.setenv("APP_VERSION", "1.2.0")
+    assert create_app({"COLOR": "blue", "RELEASE_FILE": path}).test_client().get("/").status_code == 200
+    monkeypatch.setenv("APP_VERSION", "1.3.0")
+    with pytest.raises(AppConfigError, match=r"APP_VERSION is '1\.3\.0' but .* is release '1\.2\.0'"):
+        create_app({"COLOR": "blue", "RELEASE_FILE": path})
+
+
 @pytest.mark.parametrize("color", [None, "", "purple", "Blue"])
 def test_a_missing_or_unknown_color_stops_the_app(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, color: str | None
