@@ -1,0 +1,307 @@
+"""What the sandbox's load balancer costs: latency and throughput with and without it, beside HAProxy.
+
+Starts two release app processes (real gunicorn through ``AppProcess``, as the sandbox runs
+instances) and drives a closed-loop load of 8 connections on 127.0.0.1 against, in one run:
+
+1. ``direct``: one app process, no proxy;
+2. ``plane``: the sandbox's load balancer (``LoadBalancerPlane``: health checks every 5 s, metrics
+   published every 10 s, weights 90/10 over the two processes);
+3. ``haproxy``: HAProxy with the same weights and health checks, when ``haproxy`` is on PATH.
+
+Each target is measured ``--rounds`` times, interleaved (direct, plane, haproxy, direct, ...), so a
+noisy neighbour on the machine hits every target alike; the figures printed are the medians of the
+rounds. The load generator is ``wrk`` (Debian's package) when on PATH, else a closed-loop asyncio
+client in a process of its own. Goal (issue 4): the plane at least 75 % of HAProxy's requests per
+second with a p99 at most 1.5 times HAProxy's.
+
+    .venv/bin/python bench/alb_overhead.py [--seconds 10] [--rounds 3] [--connections 8]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import re
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from labkit.appserver import AppProcess, unpack_release
+from labkit.release import build_release
+from labkit.sandbox.lb import LoadBalancerPlane
+from labkit.sandbox.topology import (
+    Forward,
+    HealthCheck,
+    Listener,
+    MetricPoint,
+    Target,
+    TargetGroup,
+)
+
+HEALTH_INTERVAL_S = 5
+PATH = "/"
+
+
+@dataclass
+class Result:
+    rps: float
+    p50_ms: float
+    p99_ms: float
+    errors: int
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+# --- load generators -------------------------------------------------------------------------
+
+
+def run_load(url: str, seconds: float, connections: int) -> Result:
+    if shutil.which("wrk"):
+        return run_wrk(url, seconds, connections)
+    return run_python_load(url, seconds, connections)
+
+
+def run_wrk(url: str, seconds: float, connections: int) -> Result:
+    out = subprocess.run(
+        ["wrk", "-t1", f"-c{connections}", f"-d{seconds:g}s", "--latency", "--timeout", "5s", url],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=seconds + 30,
+    ).stdout
+
+    def latency(percent: str) -> float:
+        match = re.search(rf"^\s*{percent}%\s+([\d.]+)(us|ms|s)\s*$", out, re.MULTILINE)
+        if not match:
+            raise RuntimeError(f"wrk printed no {percent}% latency:\n{out}")
+        return float(match.group(1)) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[match.group(2)]
+
+    rps = re.search(r"Requests/sec:\s+([\d.]+)", out)
+    if not rps:
+        raise RuntimeError(f"wrk printed no Requests/sec:\n{out}")
+    errors = sum(int(n) for n in re.findall(r"Non-2xx or 3xx responses:\s+(\d+)", out))
+    socket_errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
+    if socket_errors:
+        errors += sum(int(n) for n in socket_errors.groups())
+    return Result(float(rps.group(1)), latency("50"), latency("99"), errors)
+
+
+def run_python_load(url: str, seconds: float, connections: int) -> Result:
+    """The asyncio client below, in its own process so that it never shares a GIL with the proxy."""
+    out = subprocess.run(
+        [sys.executable, __file__, "--load-gen", url, str(seconds), str(connections)],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=seconds + 30,
+    ).stdout
+    rps, p50, p99, errors = out.split()
+    return Result(float(rps), float(p50), float(p99), int(errors))
+
+
+async def _python_load(url: str, seconds: float, connections: int) -> None:
+    match = re.fullmatch(r"http://127\.0\.0\.1:(\d+)(/.*)", url)
+    if not match:
+        raise SystemExit(f"load generator: only http://127.0.0.1:PORT/... URLs, got {url}")
+    port, path = int(match.group(1)), match.group(2)
+    request = f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\r\n".encode()
+    latencies: list[float] = []
+    errors = 0
+    deadline = time.perf_counter() + seconds
+
+    async def connection() -> None:
+        nonlocal errors
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        while time.perf_counter() < deadline:
+            started = time.perf_counter()
+            writer.write(request)
+            head = await reader.readuntil(b"\r\n\r\n")
+            length = int(re.search(rb"(?i)content-length:\s*(\d+)", head).group(1))  # type: ignore[union-attr]
+            await reader.readexactly(length)
+            latencies.append(time.perf_counter() - started)
+            if not head.startswith(b"HTTP/1.1 2"):
+                errors += 1
+        writer.close()
+
+    await asyncio.gather(*(connection() for _ in range(connections)))
+    latencies.sort()
+    p50 = latencies[len(latencies) // 2] * 1000
+    p99 = latencies[int(len(latencies) * 0.99)] * 1000
+    print(len(latencies) / seconds, p50, p99, errors)
+
+
+# --- the targets -----------------------------------------------------------------------------
+
+
+def start_plane(blue: AppProcess, green: AppProcess, sink: list[MetricPoint]) -> LoadBalancerPlane:
+    check = HealthCheck(path="/health/ready", interval_s=HEALTH_INTERVAL_S, timeout_s=2, healthy_threshold=2)
+    groups = [
+        TargetGroup(
+            f"arn:tg/{app.color}",
+            app.color,
+            check,
+            deregistration_delay_s=5,
+            targets=(Target(app.instance_id, app.port),),
+            dimension=f"targetgroup/{app.color}/0123456789abcdef",
+            load_balancer_dimension="app/bench/0123456789abcdef",
+        )
+        for app in (blue, green)
+    ]
+    listener = Listener(
+        "arn:listener/bench",
+        "arn:aws:elasticloadbalancing:us-east-1:123456789012:loadbalancer/app/bench/0123456789abcdef",
+        "bench.elb.localhost",
+        "HTTP",
+        80,
+        Forward((("arn:tg/blue", 90), ("arn:tg/green", 10))),
+    )
+    plane = LoadBalancerPlane(publish=sink.extend, metrics_period_s=10)
+    plane.apply([listener], groups)
+    deadline = time.monotonic() + 30
+    while any(plane.health(g.arn, g.targets[0].target_id).state != "healthy" for g in groups):
+        if time.monotonic() > deadline:
+            raise RuntimeError("the bench's targets did not turn healthy within 30 s")
+        time.sleep(0.2)
+    return plane
+
+
+def start_haproxy(blue: AppProcess, green: AppProcess, workdir: Path) -> tuple[subprocess.Popen[bytes], int]:
+    port = free_port()
+    config = workdir / "haproxy.cfg"
+    config.write_text(
+        f"""global
+    maxconn 1024
+defaults
+    mode http
+    timeout connect 5s
+    timeout client 60s
+    timeout server 60s
+    option http-keep-alive
+    http-reuse always
+frontend bench
+    bind 127.0.0.1:{port}
+    default_backend apps
+backend apps
+    balance roundrobin
+    option httpchk GET /health/ready
+    option forwardfor
+    server blue 127.0.0.1:{blue.port} weight 90 check inter {HEALTH_INTERVAL_S}s
+    server green 127.0.0.1:{green.port} weight 10 check inter {HEALTH_INTERVAL_S}s
+"""
+    )
+    proc = subprocess.Popen(
+        ["haproxy", "-db", "-f", str(config)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return proc, port
+        except OSError:
+            time.sleep(0.1)
+    proc.kill()
+    raise RuntimeError("haproxy did not start listening within 10 s")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--seconds", type=float, default=10.0, help="length of each measured run")
+    parser.add_argument("--rounds", type=int, default=3, help="measured runs per target (medians printed)")
+    parser.add_argument("--connections", type=int, default=8)
+    args = parser.parse_args()
+
+    generator = "wrk" if shutil.which("wrk") else "python asyncio client (wrk not on PATH)"
+    print(f"load generator: {generator}; {args.connections} connections, {args.seconds:g} s x {args.rounds}")
+    with tempfile.TemporaryDirectory(prefix="alb-bench-") as tmp:
+        workdir = Path(tmp)
+        artifact = build_release("0.0.1", None, workdir / "artifact")
+        apps = []
+        procs: list[subprocess.Popen[bytes]] = []
+        plane = None
+        try:
+            for color, instance in (("blue", "i-0b1e"), ("green", "i-06e3")):
+                release = unpack_release(artifact, workdir / instance)
+                print(f"starting the {color} app (gunicorn) ...", flush=True)
+                apps.append(
+                    AppProcess.start(
+                        release, color=color, instance_id=instance, log_path=workdir / f"{instance}.log"
+                    )
+                )
+            blue, green = apps
+            urls = {"direct": f"{blue.url}{PATH}"}
+            sink: list[MetricPoint] = []
+            plane = start_plane(blue, green, sink)
+            urls["plane"] = f"http://127.0.0.1:{plane.listener_port('arn:listener/bench')}{PATH}"
+            if shutil.which("haproxy"):
+                haproxy, port = start_haproxy(blue, green, workdir)
+                procs.append(haproxy)
+                urls["haproxy"] = f"http://127.0.0.1:{port}{PATH}"
+            else:
+                print("haproxy not on PATH: skipping it (apt-get install haproxy)")
+
+            for url in urls.values():
+                run_load(url, 2, args.connections)  # warm up: connections, caches, pools
+            results: dict[str, list[Result]] = {name: [] for name in urls}
+            for round_number in range(1, args.rounds + 1):
+                for name, url in urls.items():
+                    result = run_load(url, args.seconds, args.connections)
+                    results[name].append(result)
+                    print(
+                        f"  round {round_number} {name:8} {result.rps:8.0f} rps  "
+                        f"p50 {result.p50_ms:6.2f} ms  p99 {result.p99_ms:6.2f} ms  errors {result.errors}",
+                        flush=True,
+                    )
+            report(results, sink)
+        finally:
+            if plane is not None:
+                plane.close()
+            for proc in procs:
+                proc.terminate()
+                proc.wait(10)
+            for app in apps:
+                app.stop(timeout=10)
+
+
+def report(results: dict[str, list[Result]], sink: list[MetricPoint]) -> None:
+    print("\nmedians:")
+    medians = {}
+    for name, runs in results.items():
+        medians[name] = Result(
+            statistics.median(r.rps for r in runs),
+            statistics.median(r.p50_ms for r in runs),
+            statistics.median(r.p99_ms for r in runs),
+            sum(r.errors for r in runs),
+        )
+        m = medians[name]
+        print(
+            f"  {name:8} {m.rps:8.0f} rps  p50 {m.p50_ms:6.2f} ms  p99 {m.p99_ms:6.2f} ms  errors {m.errors}"
+        )
+    counted = sum(p.value for p in sink if p.name == "RequestCount" and len(p.dimensions) == 2)
+    print(f"  the plane published RequestCount totalling {counted:.0f} over {len(sink)} data points")
+    if "haproxy" in medians:
+        plane, haproxy = medians["plane"], medians["haproxy"]
+        rps_share = plane.rps / haproxy.rps
+        p99_ratio = plane.p99_ms / haproxy.p99_ms
+        rps_ok = "met" if rps_share >= 0.75 else "NOT met"
+        p99_ok = "met" if p99_ratio <= 1.5 else "NOT met"
+        print(f"goal: plane rps >= 75 % of haproxy's: {rps_share:.0%} ({rps_ok})")
+        print(f"goal: plane p99 <= 1.5 x haproxy's:   {p99_ratio:.2f} x ({p99_ok})")
+
+
+if __name__ == "__main__":
+    if len(sys.argv) == 5 and sys.argv[1] == "--load-gen":
+        asyncio.run(_python_load(sys.argv[2], float(sys.argv[3]), int(sys.argv[4])))
+    else:
+        main()
