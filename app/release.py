@@ -43,68 +43,66 @@ FaultValue = float | int | str
 
 @dataclass(frozen=True)
 class FaultSpec:
-    """One fault key: what it accepts (``meaning``), its checker and its parser for text input."""
+    """One fault key: the values it ``accepts``, what it ``does``, its checker and its text parser.
 
-    meaning: str
+    ``check`` returns the value in its stored type, or raises ValueError (any message: the
+    caller words the error from ``accepts``).
+    """
+
+    accepts: str
+    does: str
     check: Callable[[object], FaultValue]
     from_text: Callable[[str], object]
 
 
-def _number(value: object, low: float, high: float, *, integer: bool = False) -> float | int:
-    kind = "an integer" if integer else "a number"
-    ok = (
-        isinstance(value, int | float)
-        and not isinstance(value, bool)
-        and (isinstance(value, int) or not integer)
-        and math.isfinite(value)
-        and low <= value <= high
-    )
-    if not ok:
-        raise ValueError(f"must be {kind} from {low:g} to {high:g}, got {value!r}")
-    return value  # type: ignore[return-value]  # checked just above
-
-
-def _text_number(text: str, *, integer: bool = False) -> object:
-    try:
-        return int(text) if integer else float(text)
-    except ValueError:
-        return text  # the checker then refuses it with the range it wants
+def _number(value: object, low: float, high: float, *, integer: bool = False) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError("not a number")
+    if integer and not isinstance(value, int):
+        raise ValueError("not an integer")
+    if not (math.isfinite(value) and low <= value <= high):
+        raise ValueError("out of range")
+    return value
 
 
 def _ready(value: object) -> str:
     if value not in READY_VALUES:
-        raise ValueError(f"must be one of {', '.join(READY_VALUES)}, got {value!r}")
+        raise ValueError("not a ready value")
     return str(value)
 
 
 #: The fault profile keys, for lessons that break a release on purpose.
 FAULTS: dict[str, FaultSpec] = {
     "error_rate": FaultSpec(
-        "a number from 0 to 1: the share of GET / that answers 500",
+        "a number from 0 to 1",
+        "the share of GET / that answers 500",
         lambda v: float(_number(v, 0, 1)),
-        _text_number,
+        float,
     ),
     "latency_ms": FaultSpec(
-        f"an integer from 0 to {MAX_LATENCY_MS}: milliseconds added to every GET /",
+        f"an integer from 0 to {MAX_LATENCY_MS}",
+        "milliseconds added to every GET /",
         lambda v: int(_number(v, 0, MAX_LATENCY_MS, integer=True)),
-        lambda text: _text_number(text, integer=True),
+        int,
     ),
     "ready": FaultSpec(
-        "ok or fail: fail makes GET /health/ready answer 503",
+        f"one of {', '.join(READY_VALUES)}",
+        "fail makes GET /health/ready answer 503",
         _ready,
         str,
     ),
     "start_delay_s": FaultSpec(
-        f"a number from 0 to {MAX_START_DELAY_S:g}: seconds GET /health/ready answers 503 after start",
+        f"a number from 0 to {MAX_START_DELAY_S:g}",
+        "seconds GET /health/ready answers 503 after start",
         lambda v: float(_number(v, 0, MAX_START_DELAY_S)),
-        _text_number,
+        float,
     ),
 }
 
 
 def valid_faults_text() -> str:
-    """Every fault key with what it accepts, one per line, for error messages."""
-    return "\n".join(f"  {key}: {spec.meaning}" for key, spec in FAULTS.items())
+    """Every fault key with what it accepts and does, one per line, for error messages."""
+    return "\n".join(f"  {key}: {spec.accepts}; {spec.does}" for key, spec in FAULTS.items())
 
 
 @dataclass(frozen=True)
@@ -159,19 +157,27 @@ def check_version(version: object) -> str:
 
 def check_fault(key: str, value: object) -> FaultValue:
     """The value of fault ``key`` once checked; ValueError naming the key and what it accepts."""
-    spec = FAULTS.get(key)
-    if spec is None:
-        raise ValueError(f"unknown fault key {key!r}; valid keys:\n{valid_faults_text()}")
+    spec = _spec(key)
     try:
         return spec.check(value)
-    except ValueError as exc:
-        raise ValueError(f"fault {key} {exc} ({key} is {spec.meaning})") from None
+    except ValueError:
+        raise ValueError(f"fault {key} must be {spec.accepts}, got {value!r}") from None
 
 
 def fault_from_text(key: str, text: str) -> FaultValue:
     """Fault ``key`` from command-line text such as ``"0.3"``; ValueError like :func:`check_fault`."""
+    spec = _spec(key)
+    try:
+        return spec.check(spec.from_text(text.strip()))
+    except ValueError:
+        raise ValueError(f"fault {key} must be {spec.accepts}, got {text!r}") from None
+
+
+def _spec(key: str) -> FaultSpec:
     spec = FAULTS.get(key)
-    return check_fault(key, spec.from_text(text.strip()) if spec else text)
+    if spec is None:
+        raise ValueError(f"unknown fault key {key!r}; valid keys: {', '.join(FAULTS)}")
+    return spec
 
 
 def faults_from_mapping(values: Mapping[str, object]) -> Faults:
