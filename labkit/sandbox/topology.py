@@ -20,8 +20,8 @@ class HealthCheck:
     path: str = "/"
     port: str = "traffic-port"  # or a port number as text, as AWS stores it
     protocol: str = "HTTP"
-    interval_s: int = 30
-    timeout_s: int = 5
+    interval_s: float = 30  # AWS takes whole seconds; tests use fractions to run fast
+    timeout_s: float = 5
     healthy_threshold: int = 5
     unhealthy_threshold: int = 2
     matcher: str = "200"  # "200", "200,202" or "200-299"
@@ -44,7 +44,7 @@ class TargetGroup:
     arn: str
     name: str
     health_check: HealthCheck
-    deregistration_delay_s: int
+    deregistration_delay_s: float
     targets: tuple[Target, ...]
     #: CloudWatch dimension values as AWS names them: "targetgroup/NAME/ID" and "app/NAME/ID".
     dimension: str

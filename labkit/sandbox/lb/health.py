@@ -39,8 +39,8 @@ class Matcher:
     def parse(cls, text: str) -> Matcher:
         ranges = []
         for part in text.replace(" ", "").split(","):
-            low, _, high = part.partition("-")
-            if not low.isdigit() or (high and not high.isdigit()):
+            low, dash, high = part.partition("-")
+            if not low.isdigit() or (dash and not high.isdigit()):
                 raise ConfigError(
                     f"Health check matcher {text!r} is not a list of HTTP codes.",
                     hint='Use codes and ranges like "200", "200,202" or "200-299".',
