@@ -8,7 +8,8 @@ environment variables. Run it from the artifact root (the folder holding ``app/`
 import os
 
 
-def _env_number(name: str, default: float, low: float, high: float) -> float:
+def _env_number(name: str, default: float, low: float, high: float, *, integer: bool = False) -> float:
+    """An APP_* setting; a bad value stops gunicorn with a message instead of a silent default."""
     raw = os.environ.get(name, "").strip()
     if not raw:
         return default
@@ -16,8 +17,9 @@ def _env_number(name: str, default: float, low: float, high: float) -> float:
         value = float(raw)
     except ValueError:
         value = float("nan")
-    if not low <= value <= high:
-        raise SystemExit(f"gunicorn.conf.py: {name}={raw!r} must be a number from {low:g} to {high:g}.")
+    if not low <= value <= high or (integer and not value.is_integer()):
+        kind = "a whole number" if integer else "a number"
+        raise SystemExit(f"gunicorn.conf.py: {name}={raw!r} must be {kind} from {low:g} to {high:g}.")
     return value
 
 
@@ -35,16 +37,16 @@ worker_class = "gthread"
 
 # One process per vCPU of a small instance (t3.small has 2); the sandbox runs many instances
 # on one laptop and passes APP_WORKERS=1.
-workers = int(_env_number("APP_WORKERS", 2, 1, 64))
+workers = int(_env_number("APP_WORKERS", 2, 1, 64, integer=True))
 
 # Concurrent requests per process; enough for health checks beside a few slow requests.
-threads = int(_env_number("APP_THREADS", 4, 1, 256))
+threads = int(_env_number("APP_THREADS", 4, 1, 256, integer=True))
 
 # After SIGTERM the whole stop (drain, then in-flight requests) must end within this; the
 # arbiter SIGKILLs what is left. 30 s covers the drain plus the longest request the app allows
 # (/work 5 s, latency fault 10 s) with room to spare, and stays below the ASG's default
 # lifecycle wait.
-graceful_timeout = int(_env_number("APP_GRACEFUL_TIMEOUT", 30, 1, 3600))
+graceful_timeout = int(_env_number("APP_GRACEFUL_TIMEOUT", 30, 1, 3600, integer=True))
 
 # How long a SIGTERMed worker keeps serving with readiness at 503 before it stops accepting
 # (see app/shutdown.py): long enough for a load balancer's health check to see the 503 and

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import runpy
 import signal
 import time
 from pathlib import Path
@@ -283,3 +284,56 @@ def test_sigterm_drains_first_then_starts_the_graceful_stop_once(tmp_path: Path)
         assert worker.stops[0] - sent >= 0.3
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+GUNICORN_CONF = Path(app_package.__file__).parent / "gunicorn.conf.py"
+APP_SETTINGS = ("APP_BIND", "APP_WORKERS", "APP_THREADS", "APP_GRACEFUL_TIMEOUT", "APP_DRAIN_S")
+
+
+def load_gunicorn_conf(monkeypatch: pytest.MonkeyPatch, **env: str) -> dict[str, Any]:
+    for name in APP_SETTINGS:
+        monkeypatch.delenv(name, raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    return runpy.run_path(str(GUNICORN_CONF))
+
+
+def test_gunicorn_conf_defaults_suit_ec2_behind_an_alb(monkeypatch: pytest.MonkeyPatch) -> None:
+    conf = load_gunicorn_conf(monkeypatch)
+    assert conf["bind"] == ["0.0.0.0:8080"]
+    assert conf["wsgi_app"] == "app:create_app()"
+    assert (conf["worker_class"], conf["workers"], conf["threads"]) == ("gthread", 2, 4)
+    assert conf["keepalive"] > 60  # the ALB's idle timeout
+    assert conf["_drain_s"] < conf["graceful_timeout"]
+    assert conf["accesslog"] == "-"
+    assert callable(conf["post_worker_init"])
+
+
+def test_gunicorn_conf_takes_its_settings_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    conf = load_gunicorn_conf(
+        monkeypatch,
+        APP_BIND="127.0.0.1:0",
+        APP_WORKERS="1",
+        APP_THREADS="8",
+        APP_GRACEFUL_TIMEOUT="12",
+        APP_DRAIN_S="0.5",
+    )
+    assert conf["bind"] == ["127.0.0.1:0"]
+    assert (conf["workers"], conf["threads"], conf["graceful_timeout"], conf["_drain_s"]) == (1, 8, 12, 0.5)
+
+
+@pytest.mark.parametrize(
+    ("env", "problem"),
+    [
+        ({"APP_WORKERS": "2.5"}, "APP_WORKERS='2.5' must be a whole number from 1 to 64"),
+        ({"APP_THREADS": "many"}, "APP_THREADS='many' must be a whole number"),
+        ({"APP_DRAIN_S": "-1"}, "APP_DRAIN_S='-1' must be a number from 0"),
+        ({"APP_DRAIN_S": "10", "APP_GRACEFUL_TIMEOUT": "10"}, "APP_DRAIN_S (10) must be below"),
+    ],
+)
+def test_gunicorn_conf_refuses_bad_settings(
+    monkeypatch: pytest.MonkeyPatch, env: dict[str, str], problem: str
+) -> None:
+    with pytest.raises(SystemExit) as caught:
+        load_gunicorn_conf(monkeypatch, **env)
+    assert problem in str(caught.value)
