@@ -1,21 +1,46 @@
 """The sandbox: an AWS region on loopback (moto's API, real app processes, a real load balancer).
 
-Public calls: :func:`ensure_up` (start on demand, return the AWS endpoint URL).
+One background service per LABKIT_HOME (``labkit sandbox up``), its files under
+``labkit_home()/sandbox/``. Public calls:
+
+- :func:`ensure_up`: start it on demand; the AWS endpoint URL (``labkit.target.sandbox()`` uses it).
+- :func:`up`, :func:`down`, :func:`reset`, :func:`status`, :func:`describe_status`.
+- :func:`alb_url`: an ALB's DNS name to the loopback URL of its HTTP listener.
+- :func:`instances`: each instance's app process (port, pid, state), e.g. to crash one in a lesson.
 """
 
 from __future__ import annotations
 
-from ..errors import SandboxError
+from typing import Any
+
+from .control import SandboxStatus, alb_url, down, log_tail, reset, status, up
 
 
 def ensure_up() -> str:
     """Start the sandbox if it is not running and return its AWS endpoint URL."""
-    raise SandboxError(
-        "The sandbox service is not built yet in this checkout.",
-        hint="Pass an explicit loopback endpoint_url to labkit.target.sandbox() meanwhile.",
-    )
+    return up()
 
 
 def describe_status() -> tuple[bool, str]:
     """(running, one line for `labkit doctor` and `labkit sandbox status`)."""
-    return False, "not built yet in this checkout"
+    current = status()
+    return current.running, current.summary()
+
+
+def instances() -> list[dict[str, Any]]:
+    """The running sandbox's instance apps: instance_id, color, version, state, port, pid, folder."""
+    return status().instances
+
+
+__all__ = [
+    "SandboxStatus",
+    "alb_url",
+    "describe_status",
+    "down",
+    "ensure_up",
+    "instances",
+    "log_tail",
+    "reset",
+    "status",
+    "up",
+]
