@@ -11,6 +11,7 @@ from .app import app_cli
 from .doctor import doctor
 from .release import release_app
 from .run import RUN_CONTEXT, run
+from .sandbox import sandbox_app
 
 app = typer.Typer(
     name="labkit",
@@ -22,6 +23,7 @@ app.command()(doctor)
 app.add_typer(release_app, name="release")
 app.add_typer(app_cli, name="app")
 app.command(context_settings=RUN_CONTEXT)(run)
+app.add_typer(sandbox_app, name="sandbox")
 
 
 @app.callback()
