@@ -7,10 +7,21 @@ for what they do.
 from __future__ import annotations
 
 from .appserver import AppProcess, unpack_release
+from .cost import (
+    Assumptions,
+    CostEstimate,
+    DeployPattern,
+    PriceTable,
+    blue_green_overhead,
+    estimate_cost,
+    price_table,
+)
 from .errors import (
     AppProcessError,
     ConfigError,
+    CostError,
     LabkitError,
+    NotebookRunError,
     ReleaseError,
     SandboxError,
     SpendNotAllowedError,
@@ -18,6 +29,8 @@ from .errors import (
     TerraformError,
     TerraformNotFoundError,
 )
+from .notebook_check import check_folders, check_notebook
+from .notebook_run import RunReport, artifacts_dir, run_notebooks
 from .release import (
     build_release,
     parse_faults,
@@ -35,11 +48,18 @@ __all__ = [
     "AppProcess",
     "AppProcessError",
     "ApplyResult",
+    "Assumptions",
     "ConfigError",
+    "CostError",
+    "CostEstimate",
+    "DeployPattern",
     "LabkitError",
+    "NotebookRunError",
     "PlanResult",
+    "PriceTable",
     "ReleaseError",
     "ResourceChange",
+    "RunReport",
     "SandboxError",
     "SpendNotAllowedError",
     "StateLockedError",
@@ -48,12 +68,19 @@ __all__ = [
     "Terraform",
     "TerraformError",
     "TerraformNotFoundError",
+    "artifacts_dir",
+    "blue_green_overhead",
     "build_release",
+    "check_folders",
+    "check_notebook",
+    "estimate_cost",
     "get_target",
     "parse_faults",
+    "price_table",
     "read_artifact_manifest",
     "release_exists",
     "release_key",
+    "run_notebooks",
     "unpack_release",
     "upload_release",
 ]

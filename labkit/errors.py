@@ -96,3 +96,7 @@ class NotebookRunError(LabkitError):
 class StackError(LabkitError):
     """A Terraform environment (global, staging, production) cannot be planned, applied or destroyed as
     asked."""
+
+
+class CostError(LabkitError):
+    """The cost model cannot price what it was given (unreadable input, a missing price entry)."""
