@@ -22,6 +22,7 @@ import http.client
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import tarfile
@@ -84,6 +85,19 @@ def _get(port: int, path: str, timeout: float) -> tuple[int, bytes]:
         conn.close()
 
 
+def _check_port_free(port: int) -> None:
+    """Refuse a port in use now, rather than after gunicorn's bind retries (about 5 s)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as gunicorn binds
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError as exc:
+            raise AppProcessError(
+                f"Cannot serve the app on 127.0.0.1:{port}: {exc.strerror}.",
+                hint="Pick another port, or pass port=0 for a free one.",
+            ) from None
+
+
 class AppProcess:
     """One release app (a gunicorn master and its workers) on ``127.0.0.1:port``.
 
@@ -133,7 +147,8 @@ class AppProcess:
 
         - ``version``: when given, the app refuses to start unless release.json names it (as
           on EC2, where the launch template's version must match the artifact it fetched).
-        - ``port``: 0 lets the OS pick a free one (read back from gunicorn's log).
+        - ``port``: 0 lets the OS pick a free one (read back from gunicorn's log); a port in
+          use is refused at once.
         - ``workers``, ``threads``: gunicorn processes and threads per process; the defaults
           suit many instances on one laptop (EC2 uses gunicorn.conf.py's own defaults).
         - ``drain_s``: after SIGTERM, how long readiness answers 503 while requests are still
@@ -150,6 +165,8 @@ class AppProcess:
                 f"{release_dir} is not an unpacked release: it lacks {', '.join(missing)}.",
                 hint="Unpack an artifact with labkit.appserver.unpack_release() first.",
             )
+        if port:
+            _check_port_free(port)
         log_path = Path(log_path)
         log_path.parent.mkdir(parents=True, exist_ok=True)
 
@@ -198,6 +215,7 @@ class AppProcess:
 
     def _wait_until_live(self, timeout_s: float) -> None:
         deadline = time.monotonic() + timeout_s
+        listening = False
         while time.monotonic() < deadline:
             if self._proc.poll() is not None:
                 raise AppProcessError(
@@ -205,11 +223,13 @@ class AppProcess:
                     f"starting. End of {self.log_path}:\n{self.log_tail()}",
                     hint="Fix what the log names (a malformed release.json is refused here) and start again.",
                 )
-            if not self.port:
+            # Only gunicorn's "Listening at" line proves the port is ours: before it, another
+            # process on a given port could answer the liveness check.
+            if not listening:
                 match = _LISTENING.search(self.log_path.read_bytes()[self._log_offset :])
                 if match:
-                    self.port = int(match.group(1))
-            if self.port:
+                    listening, self.port = True, int(match.group(1))
+            if listening:
                 with contextlib.suppress(OSError):
                     if _get(self.port, "/health/live", timeout=1.0)[0] == 200:
                         return

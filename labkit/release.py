@@ -22,13 +22,16 @@ from datetime import UTC, datetime
 from functools import cache
 from pathlib import Path
 from types import ModuleType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
 from .errors import ReleaseError
 from .settings import PROJECT_ROOT, app_dir, labkit_home
 from .target import Target
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
 
 ARTIFACT_NAME = "release.tar.gz"
 MANIFEST_NAME = "release.json"
@@ -196,9 +199,12 @@ def read_artifact_manifest(artifact_path: Path | str) -> dict[str, Any]:
 
 def release_exists(target: Target, bucket: str, version: str) -> bool:
     """True when the artifact of ``version`` is in ``bucket``."""
-    key = release_key(version)
+    return _object_exists(target.client("s3"), bucket, release_key(version))
+
+
+def _object_exists(s3: S3Client, bucket: str, key: str) -> bool:
     try:
-        target.client("s3").head_object(Bucket=bucket, Key=key)
+        s3.head_object(Bucket=bucket, Key=key)
     except ClientError as exc:
         if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
             return False
@@ -225,7 +231,8 @@ def upload_release(
             hint=f"Upload it as {manifest['version']}, or build {version} first.",
         )
     target.require_spend("upload a release artifact")
-    if not overwrite and release_exists(target, bucket, version):
+    s3: S3Client = target.client("s3")  # one client: making one costs more than the calls themselves
+    if not overwrite and _object_exists(s3, bucket, key):
         raise ReleaseError(
             f"Release {version} is already in s3://{bucket}/{key}.",
             hint="Releases are immutable: build a new version (e.g. bump the patch number), "
@@ -235,7 +242,7 @@ def upload_release(
         # put_object, not upload_file: an artifact is small, and put_object's errors are plain
         # ClientErrors (NoSuchBucket, AccessDenied) rather than a wrapped S3UploadFailedError.
         with Path(artifact_path).open("rb") as body:
-            target.client("s3").put_object(Bucket=bucket, Key=key, Body=body, ContentType="application/gzip")
+            s3.put_object(Bucket=bucket, Key=key, Body=body, ContentType="application/gzip")
     except (ClientError, BotoCoreError) as exc:
         raise _s3_error(f"Cannot upload {artifact_path} to s3://{bucket}/{key}", exc, bucket) from None
     return f"s3://{bucket}/{key}"

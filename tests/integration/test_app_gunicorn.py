@@ -117,6 +117,28 @@ def test_listens_on_the_port_it_is_given(
     proc.stop()
 
 
+def test_a_port_in_use_is_refused(
+    release_dir: Path, tmp_path: Path, started: list[AppProcess]
+) -> None:
+    first = AppProcess.start(
+        release_dir, color="blue", instance_id="i-0one", log_path=tmp_path / "one.log", drain_s=QUICK_DRAIN_S
+    )
+    started.append(first)
+    with pytest.raises(AppProcessError) as caught:
+        started.append(
+            AppProcess.start(
+                release_dir,
+                color="green",
+                instance_id="i-0two",
+                log_path=tmp_path / "two.log",
+                port=first.port,
+            )
+        )
+    assert f"Cannot serve the app on 127.0.0.1:{first.port}: Address already in use" in str(caught.value)
+    assert json.loads(first.get("/")[1])["instance_id"] == "i-0one"  # the first one is untouched
+    first.stop()
+
+
 def test_sigterm_drains_then_lets_the_in_flight_request_finish(
     release_dir: Path, tmp_path: Path, started: list[AppProcess]
 ) -> None:
