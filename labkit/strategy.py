@@ -260,7 +260,7 @@ def from_dict(data: Mapping[str, Any]) -> Strategy:
     if "name" not in data:
         raise ConfigError(
             "The strategy has no 'name'.",
-            hint=f"Add \"name\": one of {', '.join(STRATEGY_NAMES)}.",
+            hint=f'Add "name": one of {", ".join(STRATEGY_NAMES)}.',
         )
     settings = dict(data)
     name = settings.pop("name")
@@ -289,9 +289,7 @@ def _normalize_name(name: object) -> StrategyName:
 
 
 def _unknown_name(name: object) -> ConfigError:
-    return ConfigError(
-        f"Unknown strategy {name!r}.", hint=f"Use one of: {', '.join(STRATEGY_NAMES)}."
-    )
+    return ConfigError(f"Unknown strategy {name!r}.", hint=f"Use one of: {', '.join(STRATEGY_NAMES)}.")
 
 
 def _check_steps(steps: object) -> tuple[Step, ...]:
@@ -331,9 +329,7 @@ def _as_step(index: int, pair: object) -> Step:
 
 def _as_sequence(name: str, value: object) -> Sequence[Any]:
     if isinstance(value, (str, bytes)) or not isinstance(value, Sequence):
-        raise ConfigError(
-            f"{name} must be a list, not {value!r}.", hint=f"For example {name}=[10, 50, 100]."
-        )
+        raise ConfigError(f"{name} must be a list, not {value!r}.", hint=f"For example {name}=[10, 50, 100].")
     return value
 
 

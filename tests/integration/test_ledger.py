@@ -1,0 +1,361 @@
+"""The deployment ledger against moto's DynamoDB server: records, events, the lock and its races."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from labkit.errors import DeploymentLockedError, LabkitError, LedgerError
+from labkit.ledger import Ledger, default_owner, ensure_table, new_deployment_id
+from labkit.strategy import canary, linear
+from labkit.target import Target, sandbox
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module", autouse=True)
+def atomic_dynamodb_writes() -> Iterator[None]:
+    """Make moto's DynamoDB writes atomic, as DynamoDB's are.
+
+    Stock moto (5.2) reads the current item, evaluates the condition and stores the new item as
+    separate steps with no lock, so two racing conditional writes can both succeed: the thread race
+    below saw two lock holders in about one round in fifty on this machine. DynamoDB evaluates the
+    condition and writes atomically; one lock around moto's write operations restores that, so the
+    races below test labkit's conditions rather than moto's thread safety. (The sandbox needs the
+    same mend for its in-process moto.)
+    """
+    from moto.dynamodb.models import DynamoDBBackend
+
+    lock = threading.Lock()
+    with pytest.MonkeyPatch.context() as patch:
+        for name in ("put_item", "update_item", "delete_item", "transact_write_items"):
+            stock = getattr(DynamoDBBackend, name)
+
+            def serialized(self: object, *args: Any, _stock: Any = stock, **kwargs: Any) -> Any:
+                with lock:
+                    return _stock(self, *args, **kwargs)
+
+            patch.setattr(DynamoDBBackend, name, serialized)
+        yield
+
+
+@pytest.fixture(scope="module")
+def target(moto_endpoint: str) -> Target:
+    return sandbox(moto_endpoint)
+
+
+@pytest.fixture()
+def ledger(target: Target) -> Ledger:
+    """A fresh table per test, so tests never see each other's records."""
+    return Ledger(target, ensure_table(target, f"ledger-{uuid.uuid4().hex[:8]}"))
+
+
+def test_ensure_table_is_idempotent_and_refuses_a_foreign_table(target: Target) -> None:
+    name = f"ledger-{uuid.uuid4().hex[:8]}"
+    assert ensure_table(target, name) == name
+    assert ensure_table(target, name) == name  # a second call finds it
+    described = target.client("dynamodb").describe_table(TableName=name)["Table"]
+    assert described["BillingModeSummary"]["BillingMode"] == "PAY_PER_REQUEST"
+    assert {k["AttributeName"]: k["KeyType"] for k in described["KeySchema"]} == {"pk": "HASH", "sk": "RANGE"}
+
+    other = f"other-{uuid.uuid4().hex[:8]}"
+    target.client("dynamodb").create_table(
+        TableName=other,
+        AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
+        KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
+        BillingMode="PAY_PER_REQUEST",
+    )
+    with pytest.raises(LedgerError, match="not pk \\(HASH\\) and sk \\(RANGE\\)"):
+        ensure_table(target, other)
+
+
+def test_a_missing_table_says_how_to_create_it(target: Target) -> None:
+    with pytest.raises(LedgerError) as info:
+        Ledger(target, "no-such-ledger").list()
+    assert "'no-such-ledger' does not exist on the sandbox target" in str(info.value)
+    assert "global" in str(info.value.hint) and "ensure_table" in str(info.value.hint)
+
+
+def test_the_lock_refuses_a_second_taker_and_says_who_holds_it(ledger: Ledger) -> None:
+    taken = ledger.acquire_lock("staging", "alice@box pid 1", "dep-1")
+    assert ledger.lock_holder("staging") == taken
+    assert ledger.lock_holder("production") is None
+
+    with pytest.raises(DeploymentLockedError) as info:
+        ledger.acquire_lock("staging", "bob@box pid 2", "dep-2")
+    message = str(info.value)
+    assert "Environment 'staging' is locked by alice@box pid 1 (deployment dep-1) since " in message
+    assert f"{taken.acquired_at:%Y-%m-%d %H:%M:%S} UTC" in message
+    assert "labkit deploy abort staging" in str(info.value.hint)
+    assert "labkit ledger staging --force-unlock" in str(info.value.hint)
+    assert isinstance(info.value, LabkitError)
+
+    # Another environment has a lock of its own.
+    ledger.acquire_lock("production", "bob@box pid 2", "dep-2")
+
+    # Only the holder releases: bob cannot release alice's lock, and it is still hers afterwards.
+    with pytest.raises(DeploymentLockedError, match=r"held by alice@box pid 1 .*not by bob@box pid 2"):
+        ledger.release_lock("staging", "bob@box pid 2")
+    assert ledger.lock_holder("staging") == taken
+
+    assert ledger.release_lock("staging", "alice@box pid 1") is True
+    assert ledger.lock_holder("staging") is None
+    assert ledger.release_lock("staging", "alice@box pid 1") is False  # nothing left to release
+    ledger.acquire_lock("staging", "bob@box pid 2", "dep-3")  # free again
+
+
+def test_force_release_clears_any_holder(ledger: Ledger) -> None:
+    assert ledger.force_release("staging") is None
+    taken = ledger.acquire_lock("staging", "crashed controller", "dep-9")
+    assert ledger.force_release("staging") == taken
+    assert ledger.lock_holder("staging") is None
+
+
+def _race(
+    ledger: Ledger, env: str, name: str, barrier: threading.Barrier, winners: list[str], refusals: list[str]
+) -> None:
+    barrier.wait(timeout=30)
+    try:
+        ledger.acquire_lock(env, name, f"dep-{name}")
+        winners.append(name)
+    except DeploymentLockedError as exc:
+        refusals.append(str(exc))
+
+
+def test_threads_racing_for_the_lock_exactly_one_wins(ledger: Ledger, target: Target) -> None:
+    racers = 8
+    # One Ledger (one boto3 client) per thread, made here: creating clients is not thread-safe.
+    ledgers = [Ledger(target, ledger.table) for _ in range(racers)]
+    for round_ in range(5):
+        env = f"race-{round_}"
+        barrier = threading.Barrier(racers)
+        winners: list[str] = []
+        refusals: list[str] = []
+        threads = [
+            threading.Thread(target=_race, args=(ledgers[i], env, f"racer-{i}", barrier, winners, refusals))
+            for i in range(racers)
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=60)
+        assert len(winners) == 1, f"round {round_}: winners {winners}"
+        assert len(refusals) == racers - 1
+        holder = ledger.lock_holder(env)
+        assert holder is not None and holder.owner == winners[0]
+        assert all(f"locked by {winners[0]} (deployment dep-{winners[0]})" in text for text in refusals)
+
+
+def _race_in_process(
+    endpoint: str, table: str, env: str, name: str, barrier: object, results: object
+) -> None:
+    from labkit.errors import DeploymentLockedError
+    from labkit.ledger import Ledger
+    from labkit.target import sandbox
+
+    ledger = Ledger(sandbox(endpoint), table)
+    barrier.wait(timeout=60)  # type: ignore[attr-defined]  # every process fires at the same moment
+    try:
+        ledger.acquire_lock(env, name, f"dep-{name}")
+        results.put((name, "won"))  # type: ignore[attr-defined]
+    except DeploymentLockedError as exc:
+        results.put((name, str(exc)))  # type: ignore[attr-defined]
+
+
+def test_processes_racing_for_the_lock_exactly_one_wins(ledger: Ledger, moto_endpoint: str) -> None:
+    racers = 4
+    context = multiprocessing.get_context("spawn")
+    results = context.Queue()
+    barrier = context.Barrier(racers)
+    processes = [
+        context.Process(
+            target=_race_in_process,
+            args=(moto_endpoint, ledger.table, "staging", f"proc-{i}", barrier, results),
+        )
+        for i in range(racers)
+    ]
+    for process in processes:
+        process.start()
+    try:
+        outcomes = dict(results.get(timeout=90) for _ in processes)
+    finally:
+        for process in processes:
+            process.join(timeout=30)
+            if process.is_alive():
+                process.kill()
+    winners = [name for name, outcome in outcomes.items() if outcome == "won"]
+    assert len(winners) == 1, outcomes
+    holder = ledger.lock_holder("staging")
+    assert holder is not None and holder.owner == winners[0]
+    for name, outcome in outcomes.items():
+        if name != winners[0]:
+            assert f"locked by {winners[0]} (deployment dep-{winners[0]})" in outcome
+
+
+def test_a_deployment_is_recorded_as_it_happens(ledger: Ledger) -> None:
+    strategy = canary([10, 50, 100], bake_s=1)
+    dep = ledger.start(
+        "staging", "v2", from_color="blue", to_color="green", strategy=strategy, who="ci", from_version="v1"
+    )
+    assert dep.status == "in_progress" and dep.step_index == -1 and dep.weight == 0 and dep.phase == "started"
+    assert ledger.get(dep.id) == dep
+    assert ledger.active("staging") == dep
+    assert ledger.active("production") is None
+
+    with ledger.event(dep.id, "wait-healthy", detail="2 targets") as ev:
+        assert ledger.get(dep.id).phase == "wait-healthy"
+        running = ledger.events(dep.id)
+        assert [(e.phase, e.outcome, e.ended_at) for e in running] == [("wait-healthy", "running", None)]
+        ev.detail = "2/2 healthy"
+    moved = ledger.update(dep.id, step_index=0, weight=10)
+    assert (moved.step_index, moved.weight, moved.phase) == (0, 10, "wait-healthy")
+
+    with pytest.raises(RuntimeError), ledger.event(dep.id, "analysis"):
+        raise RuntimeError("5xx rate 30 % over 1 %")
+
+    final = ledger.finish(dep.id, "rolled_back", "analysis failed at 10 %: 5xx rate 30 % over 1 %")
+    assert final.status == "rolled_back"
+    assert final.ended_at is not None and final.duration_s is not None and final.duration_s >= 0
+    assert final.strategy == strategy
+    assert final.from_version == "v1" and final.who == "ci"
+    assert ledger.active("staging") is None
+
+    events = ledger.events(dep.id)
+    assert [(e.phase, e.outcome, e.detail) for e in events] == [
+        ("wait-healthy", "ok", "2/2 healthy"),
+        ("analysis", "error", "RuntimeError: 5xx rate 30 % over 1 %"),
+    ]
+    assert all(e.ended_at is not None and e.duration_s is not None and e.duration_s >= 0 for e in events)
+    assert events[0].started_at <= events[1].started_at
+
+
+def test_a_finished_deployment_is_not_changed(ledger: Ledger) -> None:
+    dep = ledger.start("staging", "v2", from_color="blue", to_color="green", strategy=linear(50))
+    ledger.finish(dep.id, "succeeded", "all traffic on v2")
+    with pytest.raises(LedgerError, match="already succeeded \\(all traffic on v2\\)"):
+        ledger.finish(dep.id, "aborted", "late abort")
+    with pytest.raises(LedgerError, match="already succeeded"):
+        ledger.update(dep.id, weight=0)
+    assert ledger.get(dep.id).status == "succeeded"
+
+
+def test_bad_calls_are_refused_with_a_reason(ledger: Ledger) -> None:
+    dep = ledger.start("staging", "v2", from_color="blue", to_color="green", strategy=linear(50))
+    with pytest.raises(LedgerError, match="'in_progress' is not a final status"):
+        ledger.finish(dep.id, "in_progress", "x")
+    with pytest.raises(LedgerError, match="Weight 150 is not a percentage"):
+        ledger.update(dep.id, weight=150)
+    with pytest.raises(LedgerError, match="already in the ledger"):
+        ledger.start(
+            "staging", "v3", from_color="blue", to_color="green", strategy=linear(50), deployment_id=dep.id
+        )
+    with pytest.raises(LedgerError, match="No deployment 'nope'"):
+        ledger.get("nope")
+    with pytest.raises(LedgerError, match="No deployment 'nope' to record"), ledger.event("nope", "shift"):
+        pass
+    with pytest.raises(LedgerError, match="No deployment 'nope'"):
+        ledger.update("nope", phase="x")
+
+
+def test_list_is_newest_first_and_filters_by_env(ledger: Ledger) -> None:
+    base = datetime(2030, 1, 1, tzinfo=UTC)
+    ids = []
+    for minutes, env in enumerate(["staging", "production", "staging"]):
+        dep_id = new_deployment_id(base + timedelta(minutes=minutes))
+        ids.append(dep_id)
+        ledger.start(
+            env, f"v{minutes}", from_color="blue", to_color="green", strategy=linear(50), deployment_id=dep_id
+        )
+    assert [d.id for d in ledger.list()] == ids[::-1]
+    assert [d.id for d in ledger.list("staging")] == [ids[2], ids[0]]
+    assert ledger.list("nowhere") == []
+
+    frame = ledger.to_dataframe("staging")
+    assert list(frame["id"]) == [ids[2], ids[0]]
+    assert list(frame["strategy"]) == ["linear", "linear"]
+    assert str(frame["started_at"].dtype).startswith("datetime64") and frame["ended_at"].isna().all()
+
+
+def test_events_dataframe_has_one_row_per_phase(ledger: Ledger) -> None:
+    dep = ledger.start("staging", "v2", from_color="blue", to_color="green", strategy=linear(50))
+    for phase in ("apply-idle", "wait-healthy", "shift-50"):
+        with ledger.event(dep.id, phase):
+            pass
+    frame = ledger.events_dataframe(dep.id)
+    assert list(frame["phase"]) == ["apply-idle", "wait-healthy", "shift-50"]
+    assert list(frame["outcome"]) == ["ok", "ok", "ok"]
+    assert (frame["duration_s"] >= 0).all()
+    assert list(frame.columns) == ["phase", "started_at", "ended_at", "duration_s", "outcome", "detail"]
+
+
+_CONTROLLER = textwrap.dedent(
+    """
+    import sys, time
+    from labkit.ledger import Ledger, default_owner
+    from labkit.strategy import canary
+    from labkit.target import sandbox
+
+    ledger = Ledger(sandbox(sys.argv[1]), sys.argv[2])
+    owner = default_owner()
+    dep_id = sys.argv[3]
+    ledger.acquire_lock("staging", owner, dep_id)
+    ledger.start("staging", "v2", from_color="blue", to_color="green", strategy=canary(),
+                 deployment_id=dep_id, who=owner)
+    with ledger.event(dep_id, "shift-10"):
+        ledger.update(dep_id, step_index=0, weight=10)
+    with ledger.event(dep_id, "shift-50"):
+        ledger.update(dep_id, step_index=1, weight=50)
+        print("mid-shift", flush=True)
+        time.sleep(120)  # killed here
+    """
+)
+
+
+def test_a_controller_killed_mid_shift_leaves_what_resume_needs(ledger: Ledger, moto_endpoint: str) -> None:
+    dep_id = new_deployment_id()
+    controller = subprocess.Popen(
+        [sys.executable, "-c", _CONTROLLER, moto_endpoint, ledger.table, dep_id],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert controller.stdout is not None
+        assert controller.stdout.readline().strip() == "mid-shift"
+        os.kill(controller.pid, signal.SIGKILL)
+        assert controller.wait(timeout=10) == -signal.SIGKILL
+    finally:
+        if controller.poll() is None:
+            controller.kill()
+            controller.wait()
+
+    record = ledger.active("staging")
+    assert record is not None and record.id == dep_id
+    assert (record.status, record.phase, record.step_index, record.weight) == (
+        "in_progress",
+        "shift-50",
+        1,
+        50,
+    )
+    assert record.strategy == canary()
+    events = ledger.events(dep_id)
+    assert [(e.phase, e.outcome) for e in events] == [("shift-10", "ok"), ("shift-50", "running")]
+    assert events[-1].ended_at is None
+    holder = ledger.lock_holder("staging")
+    assert holder is not None and holder.deployment_id == dep_id
+    assert holder.owner.endswith(f"pid {controller.pid}") and holder.owner != default_owner()
+
+    # What abort does with it: record the outcome, then release the dead holder's lock.
+    ledger.finish(dep_id, "aborted", "controller killed mid-shift; weight restored to 0")
+    assert ledger.release_lock("staging", holder.owner) is True
+    assert ledger.lock_holder("staging") is None and ledger.active("staging") is None
