@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal, cast
@@ -31,6 +32,10 @@ TARGET_NAMES: tuple[TargetName, ...] = ("sandbox", "aws")
 SANDBOX_REGION = "us-east-1"
 SANDBOX_ACCESS_KEY = "test"
 SANDBOX_SECRET_KEY = "test"  # a fixed placeholder that only moto accepts
+
+# Shared clients, keyed by (target, service); creating sessions is not thread-safe, hence the lock.
+_CLIENTS: dict[tuple[Target, str], Any] = {}
+_CLIENTS_LOCK = threading.Lock()
 
 # Variables that would send a subprocess somewhere other than the sandbox endpoint, or make it
 # sign as a real identity. They are removed from the sandbox's subprocess environment.
@@ -92,7 +97,7 @@ class Target:
         return self.name == "sandbox"
 
     def session(self) -> boto3.session.Session:
-        """A boto3 session for this target."""
+        """A new boto3 session for this target."""
         if self.is_sandbox:
             return boto3.session.Session(
                 aws_access_key_id=SANDBOX_ACCESS_KEY,
@@ -102,7 +107,20 @@ class Target:
         return boto3.session.Session(profile_name=self.profile, region_name=self.region)
 
     def client(self, service: str, **kwargs: Any) -> Any:
-        """A boto3 client for ``service`` on this target (path-style S3 in the sandbox)."""
+        """A boto3 client for ``service`` on this target (path-style S3 in the sandbox).
+
+        Clients without extra options are made once per target and service and shared: making a
+        session costs up to a second, and boto3 clients are safe to share between threads.
+        """
+        if kwargs:
+            return self._new_client(service, **kwargs)
+        with _CLIENTS_LOCK:
+            key = (self, service)
+            if key not in _CLIENTS:
+                _CLIENTS[key] = self._new_client(service)
+            return _CLIENTS[key]
+
+    def _new_client(self, service: str, **kwargs: Any) -> Any:
         if self.is_sandbox:
             kwargs.setdefault("endpoint_url", self.endpoint_url)
             kwargs.setdefault("config", Config(s3={"addressing_style": "path"}, retries={"max_attempts": 3}))
