@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
+import base64
+import os
 import socket
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import pytest
+
+from labkit.target import Target
+
+T = TypeVar("T")
 
 
 def free_port() -> int:
@@ -36,3 +45,192 @@ def moto_endpoint() -> Iterator[str]:
         yield f"http://127.0.0.1:{port}"
     finally:
         server.stop()
+
+
+# --- the sandbox (labkit.sandbox): one real service per test session ---
+
+
+@dataclass(frozen=True)
+class RunningSandbox:
+    """The session's sandbox: its AWS endpoint, a sandbox Target for it, and its folder."""
+
+    endpoint: str
+    target: Target
+    root: Path
+
+
+@pytest.fixture(scope="session")
+def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningSandbox]:
+    """A real sandbox service (moto, load balancer, app processes) in a temporary folder.
+
+    ``LABKIT_SANDBOX_HOME`` pins it for the whole session, so ``labkit.sandbox.alb_url()`` and
+    ``labkit.target.sandbox()`` find it even in a test that has its own ``labkit_home``. It is
+    stopped at the end of the session and leaves no process behind. Give resources unique names:
+    every test of the session shares it.
+    """
+    from labkit import sandbox as sandbox_service
+    from labkit.target import sandbox as sandbox_target
+
+    root = tmp_path_factory.mktemp("sandbox")
+    previous = os.environ.get("LABKIT_SANDBOX_HOME")
+    os.environ["LABKIT_SANDBOX_HOME"] = str(root)
+    try:
+        endpoint = sandbox_service.up()
+        yield RunningSandbox(endpoint=endpoint, target=sandbox_target(endpoint), root=root)
+    finally:
+        sandbox_service.down()
+        if previous is None:
+            os.environ.pop("LABKIT_SANDBOX_HOME", None)
+        else:
+            os.environ["LABKIT_SANDBOX_HOME"] = previous
+
+
+@dataclass(frozen=True)
+class Boto3Stack:
+    """A blue/green stack made with boto3: an ALB whose listener forwards to two target groups,
+    each fed by an ASG whose launch template's user data names a release artifact."""
+
+    name: str
+    bucket: str
+    vpc_id: str
+    subnet_ids: tuple[str, ...]
+    load_balancer_arn: str
+    dns_name: str
+    listener_arn: str
+    target_groups: dict[str, str]  # color -> ARN
+    asgs: dict[str, str]  # color -> ASG name
+    launch_templates: dict[str, str]  # color -> launch template name
+
+
+def user_data(bucket: str, color: str, version: str) -> str:
+    """User data with the three lines the fleet module's template writes, base64 as EC2 takes it."""
+    script = (
+        "#!/bin/bash\n"
+        f'ARTIFACT_URI="s3://{bucket}/releases/{version}/release.tar.gz"\n'
+        f'APP_COLOR="{color}"\n'
+        f'APP_VERSION="{version}"\n'
+        'echo "bootstrap: $APP_COLOR $APP_VERSION"\n'
+    )
+    return base64.b64encode(script.encode()).decode()
+
+
+def upload_artifact(
+    target: Target, bucket: str, version: str, out: Path, faults: dict[str, str | float] | None = None
+) -> str:
+    """Build release ``version`` (with ``faults``) and upload it to ``bucket``; its S3 URI."""
+    from labkit.release import build_release, upload_release
+
+    artifact = build_release(version, faults, out / version)
+    return upload_release(target, bucket, artifact, version, overwrite=True)
+
+
+def build_boto3_stack(
+    target: Target,
+    name: str,
+    *,
+    versions: dict[str, str],
+    capacity: dict[str, int],
+    weights: dict[str, int],
+    deregistration_delay_s: int = 2,
+    health_path: str = "/health/ready",
+) -> Boto3Stack:
+    """Create the stack; artifacts must be in ``{name}-artifacts`` (see :func:`upload_artifact`).
+
+    Health checks use AWS's smallest values (every 5 s, 2 s timeout, thresholds 2): a target turns
+    healthy about 5 s after its app answers.
+    """
+    ec2, elb, asg = (target.client(s) for s in ("ec2", "elbv2", "autoscaling"))
+    bucket = f"{name}-artifacts"
+    vpc = ec2.create_vpc(CidrBlock="10.20.0.0/16")["Vpc"]["VpcId"]
+    subnets = tuple(
+        ec2.create_subnet(VpcId=vpc, CidrBlock=f"10.20.{i}.0/24", AvailabilityZone=f"us-east-1{zone}")[
+            "Subnet"
+        ]["SubnetId"]
+        for i, zone in ((1, "a"), (2, "b"))
+    )
+    balancer = elb.create_load_balancer(Name=f"{name}-alb", Subnets=list(subnets))["LoadBalancers"][0]
+    groups: dict[str, str] = {}
+    asgs: dict[str, str] = {}
+    templates: dict[str, str] = {}
+    for color in ("blue", "green"):
+        group = elb.create_target_group(
+            Name=f"{name}-{color}",
+            Protocol="HTTP",
+            Port=8080,
+            VpcId=vpc,
+            HealthCheckPath=health_path,
+            HealthCheckIntervalSeconds=5,
+            HealthCheckTimeoutSeconds=2,
+            HealthyThresholdCount=2,
+            UnhealthyThresholdCount=2,
+        )["TargetGroups"][0]["TargetGroupArn"]
+        delay = {"Key": "deregistration_delay.timeout_seconds", "Value": str(deregistration_delay_s)}
+        elb.modify_target_group_attributes(TargetGroupArn=group, Attributes=[delay])
+        groups[color] = group
+        templates[color] = f"{name}-{color}-lt"
+        ec2.create_launch_template(
+            LaunchTemplateName=templates[color],
+            LaunchTemplateData={
+                "ImageId": "ami-12c6146b",
+                "InstanceType": "t3.micro",
+                "UserData": user_data(bucket, color, versions[color]),
+            },
+        )
+        asgs[color] = f"{name}-{color}"
+        asg.create_auto_scaling_group(
+            AutoScalingGroupName=asgs[color],
+            MinSize=0,
+            MaxSize=6,
+            DesiredCapacity=capacity[color],
+            LaunchTemplate={"LaunchTemplateName": templates[color]},
+            VPCZoneIdentifier=subnets[0],
+            TargetGroupARNs=[group],
+        )
+    listener = elb.create_listener(
+        LoadBalancerArn=balancer["LoadBalancerArn"],
+        Protocol="HTTP",
+        Port=80,
+        DefaultActions=[
+            {
+                "Type": "forward",
+                "ForwardConfig": {
+                    "TargetGroups": [
+                        {"TargetGroupArn": groups[color], "Weight": weights[color]} for color in groups
+                    ]
+                },
+            }
+        ],
+    )["Listeners"][0]["ListenerArn"]
+    return Boto3Stack(
+        name=name,
+        bucket=bucket,
+        vpc_id=vpc,
+        subnet_ids=subnets,
+        load_balancer_arn=balancer["LoadBalancerArn"],
+        dns_name=balancer["DNSName"],
+        listener_arn=listener,
+        target_groups=groups,
+        asgs=asgs,
+        launch_templates=templates,
+    )
+
+
+def target_states(target: Target, group_arn: str) -> dict[str, tuple[str, str | None]]:
+    """Target id -> (state, reason) as describe_target_health reports them."""
+    described = target.client("elbv2").describe_target_health(TargetGroupArn=group_arn)
+    return {
+        d["Target"]["Id"]: (d["TargetHealth"]["State"], d["TargetHealth"].get("Reason"))
+        for d in described["TargetHealthDescriptions"]
+    }
+
+
+def wait_for(what: str, check: Callable[[], T | None], timeout_s: float = 45.0, every_s: float = 0.5) -> T:
+    """Poll ``check`` until it returns something other than None (or False); fail after ``timeout_s``."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        value = check()
+        if value is not None and value is not False:
+            return value
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout_s:g} s waiting for {what}")
+        time.sleep(every_s)

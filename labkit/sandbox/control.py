@@ -167,7 +167,7 @@ def up(*, timeout_s: float = START_TIMEOUT_S, report: Reporter | None = None) ->
 def _start(paths: SandboxPaths, timeout_s: float, report: Reporter) -> str:
     if paths.log_file.exists() and paths.log_file.stat().st_size > LOG_ROTATE_BYTES:
         os.replace(paths.log_file, paths.log_file.with_suffix(".log.1"))
-    env = dict(os.environ, LABKIT_HOME=str(paths.root.parent.resolve()), PYTHONUNBUFFERED="1")
+    env = dict(os.environ, LABKIT_SANDBOX_HOME=str(paths.root.resolve()), PYTHONUNBUFFERED="1")
     with paths.log_file.open("ab") as log:
         offset = log.tell()
         proc = subprocess.Popen(

@@ -1,4 +1,7 @@
-"""Where the sandbox keeps its files: ``labkit_home()/sandbox/``.
+"""Where the sandbox keeps its files: ``labkit_home()/sandbox/``, or ``LABKIT_SANDBOX_HOME``.
+
+``LABKIT_SANDBOX_HOME`` pins the sandbox's folder on its own, so that a test session can share
+one sandbox while each test gets its own LABKIT_HOME.
 
 - ``service.json``: the running service (pid, endpoint, ports), written once it serves, removed
   when it stops; ``service.lock`` serialises starting and stopping across processes.
@@ -12,6 +15,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -55,7 +59,8 @@ class SandboxPaths:
 
 
 def sandbox_paths() -> SandboxPaths:
-    """The sandbox's folder under the current LABKIT_HOME, created on first use."""
-    root = labkit_home() / "sandbox"
+    """The sandbox's folder (``LABKIT_SANDBOX_HOME``, else under LABKIT_HOME), created on first use."""
+    pinned = os.environ.get("LABKIT_SANDBOX_HOME", "").strip()
+    root = Path(pinned).expanduser().resolve() if pinned else labkit_home() / "sandbox"
     root.mkdir(parents=True, exist_ok=True)
     return SandboxPaths(root)
