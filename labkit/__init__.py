@@ -22,6 +22,7 @@ from .errors import (
     CostError,
     LabkitError,
     NotebookRunError,
+    PlotInputError,
     ReleaseError,
     SandboxError,
     SpendNotAllowedError,
@@ -31,6 +32,15 @@ from .errors import (
 )
 from .notebook_check import check_folders, check_notebook
 from .notebook_run import RunReport, artifacts_dir, run_notebooks
+from .plots import (
+    cost_by_component,
+    deploy_durations,
+    deploy_timeline,
+    dora_metrics,
+    dora_table,
+    latency_percentiles,
+    traffic_over_time,
+)
 from .release import (
     build_release,
     parse_faults,
@@ -56,6 +66,7 @@ __all__ = [
     "LabkitError",
     "NotebookRunError",
     "PlanResult",
+    "PlotInputError",
     "PriceTable",
     "ReleaseError",
     "ResourceChange",
@@ -73,14 +84,21 @@ __all__ = [
     "build_release",
     "check_folders",
     "check_notebook",
+    "cost_by_component",
+    "deploy_durations",
+    "deploy_timeline",
+    "dora_metrics",
+    "dora_table",
     "estimate_cost",
     "get_target",
+    "latency_percentiles",
     "parse_faults",
     "price_table",
     "read_artifact_manifest",
     "release_exists",
     "release_key",
     "run_notebooks",
+    "traffic_over_time",
     "unpack_release",
     "upload_release",
 ]

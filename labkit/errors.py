@@ -100,3 +100,7 @@ class StackError(LabkitError):
 
 class CostError(LabkitError):
     """The cost model cannot price what it was given (unreadable input, a missing price entry)."""
+
+
+class PlotInputError(ConfigError):
+    """A plot was given a table without the columns, types or rows it needs."""
