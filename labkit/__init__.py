@@ -31,6 +31,7 @@ from .errors import (
     TerraformNotFoundError,
 )
 from .notebook_check import check_folders, check_notebook
+from .notebook_report import render_report
 from .notebook_run import RunReport, artifacts_dir, run_notebooks
 from .plots import (
     cost_by_component,
@@ -97,6 +98,7 @@ __all__ = [
     "read_artifact_manifest",
     "release_exists",
     "release_key",
+    "render_report",
     "run_notebooks",
     "traffic_over_time",
     "unpack_release",

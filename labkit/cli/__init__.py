@@ -9,7 +9,10 @@ import typer
 from ..errors import LabkitError
 from .app import app_cli
 from .doctor import doctor
+from .ledger import ledger
+from .probe import probe
 from .release import release_app
+from .report import report
 from .run import RUN_CONTEXT, run
 from .sandbox import sandbox_app
 
@@ -23,7 +26,10 @@ app.command()(doctor)
 app.add_typer(release_app, name="release")
 app.add_typer(app_cli, name="app")
 app.command(context_settings=RUN_CONTEXT)(run)
+app.command()(report)
 app.add_typer(sandbox_app, name="sandbox")
+app.command()(probe)
+app.command()(ledger)
 
 
 @app.callback()

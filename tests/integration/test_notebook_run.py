@@ -21,7 +21,10 @@ FIXTURES = Path(__file__).parent.parent / "fixtures" / "notebooks"
 def labkit_run(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "labkit", "run", *args],
-        capture_output=True, text=True, timeout=180, check=False,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
     )
 
 
@@ -39,10 +42,21 @@ def stdout_of(cell: dict[str, Any]) -> str:
     return "".join("".join(o.get("text", "")) for o in cell["outputs"] if o["output_type"] == "stream")
 
 
-def test_folder_runs_in_order_with_parameters(tmp_path: Path) -> None:
-    out = tmp_path / "run"
-    proc = labkit_run(str(FIXTURES / "path"), "-p", "greeting", '"hello there"', "-p", "repeat", "3",
-                      "--out", str(out))
+Run = tuple[Path, subprocess.CompletedProcess[str]]
+
+
+@pytest.fixture(scope="module")
+def path_run(tmp_path_factory: pytest.TempPathFactory) -> Run:
+    """The fixture learning path, run once through the CLI with two parameters."""
+    out = tmp_path_factory.mktemp("path-run") / "run"
+    proc = labkit_run(
+        str(FIXTURES / "path"), "-p", "greeting", '"hello there"', "-p", "repeat", "3", "--out", str(out)
+    )
+    return out, proc
+
+
+def test_folder_runs_in_order_with_parameters(path_run: Run) -> None:
+    out, proc = path_run
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
     # the progress lines, the streamed cell output and the summary with wall times
@@ -51,7 +65,8 @@ def test_folder_runs_in_order_with_parameters(tmp_path: Path) -> None:
     assert "hello there hello there hello there" in lines
     assert any(line.startswith("[2/2] 02-count.ipynb") for line in lines)
     assert [line.split()[:2] for line in lines if line.startswith(("01-", "02-"))] == [
-        ["01-greet.ipynb", "ok"], ["02-count.ipynb", "ok"],
+        ["01-greet.ipynb", "ok"],
+        ["02-count.ipynb", "ok"],
     ]
     assert f"executed copies: {out}" in lines
 
@@ -69,6 +84,23 @@ def test_folder_runs_in_order_with_parameters(tmp_path: Path) -> None:
     assert (out / "count.txt").read_text() == "6"
     # the sources stay stripped
     assert all(c.get("outputs", []) == [] for c in cells(FIXTURES / "path" / "01-greet.ipynb"))
+
+
+def test_report_renders_the_run(path_run: Run) -> None:
+    out, _ = path_run
+    proc = subprocess.run(
+        [sys.executable, "-m", "labkit", "report", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == f"report: {out / 'site' / 'index.html'}"
+    index = (out / "site" / "index.html").read_text()
+    assert "<a href='01-greet.html'>01-greet.ipynb</a></td><td class='ok'>ok</td>" in index
+    assert "greeting=&#x27;hello there&#x27;, repeat=3" in index
+    assert "hello there hello there hello there" in (out / "site" / "01-greet.html").read_text()
 
 
 def test_failing_notebook_names_the_cell_and_exits_1(tmp_path: Path) -> None:
