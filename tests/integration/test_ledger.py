@@ -15,11 +15,15 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from typer.testing import CliRunner
 
+from labkit.cli import app as cli
 from labkit.errors import DeploymentLockedError, LabkitError, LedgerError
 from labkit.ledger import Ledger, default_owner, ensure_table, new_deployment_id
 from labkit.strategy import canary, linear
-from labkit.target import Target, sandbox
+from labkit.target import Target
+from labkit.target import sandbox as sandbox_target
+from tests.conftest import RunningSandbox
 
 pytestmark = pytest.mark.integration
 
@@ -52,7 +56,7 @@ def atomic_dynamodb_writes() -> Iterator[None]:
 
 @pytest.fixture(scope="module")
 def target(moto_endpoint: str) -> Target:
-    return sandbox(moto_endpoint)
+    return sandbox_target(moto_endpoint)
 
 
 @pytest.fixture()
@@ -135,7 +139,7 @@ def _race(
 
 def test_threads_racing_for_the_lock_exactly_one_wins(ledger: Ledger, target: Target) -> None:
     racers = 8
-    # One Ledger (one boto3 client) per thread, made here: creating clients is not thread-safe.
+    # One Ledger per thread, as separate controllers would have.
     ledgers = [Ledger(target, ledger.table) for _ in range(racers)]
     for round_ in range(5):
         env = f"race-{round_}"
@@ -359,3 +363,61 @@ def test_a_controller_killed_mid_shift_leaves_what_resume_needs(ledger: Ledger, 
     ledger.finish(dep_id, "aborted", "controller killed mid-shift; weight restored to 0")
     assert ledger.release_lock("staging", holder.owner) is True
     assert ledger.lock_holder("staging") is None and ledger.active("staging") is None
+
+
+# -- the command line, on the session's real sandbox ------------------------------------------
+
+
+def test_cli_lists_shows_and_force_unlocks(sandbox: RunningSandbox) -> None:
+    table = ensure_table(sandbox.target, f"ledger-cli-{uuid.uuid4().hex[:8]}")
+    book = Ledger(sandbox.target, table)
+    done = book.start(
+        "staging",
+        "1.1.0",
+        from_color="blue",
+        to_color="green",
+        strategy=canary(),
+        who="ci",
+        from_version="1.0.0",
+    )
+    with book.event(done.id, "shift-10") as ev:
+        ev.detail = "green at 10%"
+    book.finish(done.id, "rolled_back", "analysis failed: green 5xx rate too high")
+    running = book.start(
+        "staging", "1.2.0", from_color="blue", to_color="green", strategy=linear(50), who="ci"
+    )
+    book.acquire_lock("staging", "ci-runner pid 7", running.id)
+    book.start("production", "1.0.0", from_color="green", to_color="blue", strategy=canary(), who="ci")
+
+    runner = CliRunner()
+    listed = runner.invoke(cli, ["ledger", "staging", "--table", table])
+    assert listed.exit_code == 0, listed.output
+    lines = listed.output.splitlines()
+    assert lines[0].startswith(f"lock: ci-runner pid 7 (deployment {running.id}) since ")
+    rows = [line for line in lines if line.startswith(("2", "1"))]
+    assert [row.split()[0] for row in rows] == [running.id, done.id]  # newest first, staging only
+    assert "rolled_back" in rows[1] and "analysis failed: green 5xx rate too high" in rows[1]
+    assert "in_progress" in rows[0] and "started, green at 0%" in rows[0]
+
+    everything = runner.invoke(cli, ["ledger", "--table", table, "--limit", "2"])
+    assert everything.exit_code == 0 and "... 1 older; --limit shows more" in everything.output
+
+    shown = runner.invoke(cli, ["ledger", "--table", table, "--show", done.id])
+    assert shown.exit_code == 0, shown.output
+    assert f"deployment {done.id}: staging 1.0.0 (blue) -> 1.1.0 (green)" in shown.output
+    assert "canary: 10% (bake 5s) -> 50% (bake 5s) -> 100% (bake 5s)" in shown.output
+    assert "status    rolled_back" in shown.output
+    assert "ok      shift-10" in shown.output and "green at 10%" in shown.output
+
+    unlocked = runner.invoke(cli, ["ledger", "staging", "--table", table, "--force-unlock"])
+    assert unlocked.exit_code == 0
+    assert f"released staging's lock, held by ci-runner pid 7 (deployment {running.id})" in unlocked.output
+    assert book.lock_holder("staging") is None
+    again = runner.invoke(cli, ["ledger", "staging", "--table", table, "--force-unlock"])
+    assert "staging was not locked" in again.output
+
+
+def test_cli_says_when_the_table_is_missing(sandbox: RunningSandbox) -> None:
+    result = CliRunner().invoke(cli, ["ledger", "--table", "no-such-ledger"])
+    assert isinstance(result.exception, LedgerError)
+    assert "'no-such-ledger' does not exist" in str(result.exception)

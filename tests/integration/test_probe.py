@@ -7,11 +7,15 @@ import threading
 import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 import pandas as pd
 import pytest
+from typer.testing import CliRunner
 
 from labkit.appserver import AppProcess, unpack_release
+from labkit.cli import app as cli
+from labkit.errors import ProbeError
 from labkit.probe import BACKLOG_ERROR, COLUMNS, Probe, summarize
 from labkit.release import build_release
 from tests.conftest import free_port
@@ -226,3 +230,54 @@ def test_real_app_with_injected_errors(apps: dict[str, AppProcess]) -> None:
     # 30 % errors: 60 expected of 200; a binomial draw stays within 35..90 in all but ~1e-5 of runs.
     assert 35 <= (frame["status"] == 500).sum() <= 90
     assert set(frame["color"]) == {"green"} and set(frame["version"]) == {"2.0.0"}  # errors name them too
+
+
+# -- the command line -------------------------------------------------------------------------
+
+
+def test_cli_prints_the_summary_and_writes_the_csv(server: _Server, tmp_path: Path) -> None:
+    out = tmp_path / "requests.csv"
+    result = CliRunner().invoke(
+        cli,
+        [
+            "probe",
+            server.url + "/",
+            "--rate",
+            "40",
+            "--duration",
+            "1",
+            "--header",
+            "X-Preview: green",
+            "--csv",
+            str(out),
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    assert f"probing {server.url}/ at 40/s for 1 s" in result.output
+    lines = result.output.splitlines()
+    header = next(line for line in lines if "requests" in line and "p95_ms" in line)
+    assert "color=blue %" in header and "version=1.2.3 %" in header
+    all_row = next(line for line in lines if line.startswith("all"))
+    assert all_row.split()[1:3] == ["40", "0"]  # 40 requests, 0 failed
+    assert len(pd.read_csv(out)) == 40
+    assert all(h.get("X-Preview") == "green" for h in server.headers_seen)
+
+
+def test_cli_exits_1_and_lists_errors_when_requests_fail() -> None:
+    result = CliRunner().invoke(
+        cli, ["probe", f"http://127.0.0.1:{free_port()}/", "--rate", "20", "--duration", "0.5"]
+    )
+    assert result.exit_code == 1
+    assert "10 x connection refused" in result.output
+
+
+def test_cli_refuses_a_remote_url_without_the_flag() -> None:
+    result = CliRunner().invoke(cli, ["probe", "http://example.com/", "--duration", "1"])
+    assert result.exit_code != 0
+    assert isinstance(result.exception, ProbeError) and "sends only to loopback" in str(result.exception)
+    assert "--allow-remote" in str(result.exception.hint)
+
+
+def test_cli_refuses_a_malformed_header(server: _Server) -> None:
+    result = CliRunner().invoke(cli, ["probe", server.url, "--header", "no-colon"])
+    assert isinstance(result.exception, ProbeError) and "is not NAME:VALUE" in str(result.exception)

@@ -1,0 +1,77 @@
+"""`labkit ledger [ENV]`: the deployment history, one deployment's events, and the lock."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from ..ledger import Deployment, Ledger
+from ..target import get_target
+
+#: The table the Terraform ``global`` environment creates (its ``ledger_table`` output).
+DEFAULT_TABLE = "bglab-deployments"
+
+
+def ledger(
+    env: Annotated[str | None, typer.Argument(help="Only this environment (staging, production).")] = None,
+    show: Annotated[str | None, typer.Option(help="Print this deployment and its timed events.")] = None,
+    force_unlock: Annotated[
+        bool, typer.Option(help="Remove ENV's deployment lock whoever holds it (after a crashed controller).")
+    ] = False,
+    limit: Annotated[int, typer.Option(help="Show at most this many deployments, newest first.")] = 20,
+    table: Annotated[str, typer.Option(help="The ledger's DynamoDB table.")] = DEFAULT_TABLE,
+    target: Annotated[str, typer.Option(help="sandbox or aws.")] = "sandbox",
+    profile: Annotated[str | None, typer.Option(help="AWS profile for --target aws.")] = None,
+) -> None:
+    """List deployments (newest first) with their status and reason; show one; or clear a lock."""
+    book = Ledger(get_target(target, profile=profile), table)
+    if force_unlock:
+        if env is None:
+            raise typer.BadParameter(
+                "--force-unlock needs the environment, e.g. `labkit ledger staging --force-unlock`"
+            )
+        released = book.force_release(env)
+        typer.echo(
+            f"released {env}'s lock, held by {released.describe()}" if released else f"{env} was not locked"
+        )
+        return
+    if show is not None:
+        _show(book, book.get(show))
+        return
+    deployments = book.list(env)
+    if env is not None:
+        holder = book.lock_holder(env)
+        typer.echo(f"lock: {holder.describe() if holder else 'free'}")
+    if not deployments:
+        typer.echo("no deployments recorded" + (f" for {env}" if env else ""))
+        return
+    typer.echo(
+        f"{'id':<24} {'env':<11} {'version':<12} {'colors':<14} {'strategy':<12} {'status':<12} result"
+    )
+    for d in deployments[:limit]:
+        result = d.reason or f"{d.phase}, {d.to_color} at {d.weight}%"
+        typer.echo(
+            f"{d.id:<24} {d.env:<11} {d.version:<12} {d.from_color + '->' + d.to_color:<14} "
+            f"{d.strategy.name:<12} {d.status:<12} {result}"
+        )
+    if len(deployments) > limit:
+        typer.echo(f"... {len(deployments) - limit} older; --limit shows more")
+
+
+def _show(book: Ledger, d: Deployment) -> None:
+    duration = (
+        f"{d.duration_s:.1f} s" if d.duration_s is not None else "still running (or its controller died)"
+    )
+    typer.echo(
+        f"deployment {d.id}: {d.env} {d.from_version or '?'} ({d.from_color}) -> {d.version} ({d.to_color})"
+    )
+    typer.echo(f"  strategy  {d.strategy.describe()}")
+    typer.echo(f"  status    {d.status}, phase {d.phase}, step {d.step_index + 1}/{len(d.strategy.steps)}, "
+               f"{d.to_color} at {d.weight}%")  # fmt: skip
+    typer.echo(f"  reason    {d.reason or '-'}")
+    typer.echo(f"  by        {d.who}, started {d.started_at:%Y-%m-%d %H:%M:%S} UTC, {duration}")
+    for e in book.events(d.id):
+        took = f"{e.duration_s:7.2f} s" if e.duration_s is not None else "  running"
+        when = e.started_at.strftime("%H:%M:%S.%f")[:-3]
+        typer.echo(f"  {when}  {took}  {e.outcome:<7} {e.phase:<18} {e.detail or ''}")

@@ -1,0 +1,85 @@
+"""`labkit probe URL`: a fixed-rate load probe that prints a summary of what it saw."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import pandas as pd
+import typer
+
+from ..errors import ProbeError
+from ..probe import Probe, summarize
+
+#: How often a running probe prints a progress line.
+PROGRESS_EVERY_S = 5.0
+
+
+def probe(
+    url: Annotated[str, typer.Argument(help="What to GET, e.g. the sandbox ALB's loopback URL.")],
+    rate: Annotated[float, typer.Option(help="Requests per second (open loop).")] = 100.0,
+    duration: Annotated[float, typer.Option(help="Seconds to run.")] = 10.0,
+    timeout: Annotated[
+        float, typer.Option(help="Seconds a request may take before it counts as failed.")
+    ] = 2.0,
+    header: Annotated[
+        list[str] | None,
+        typer.Option(help="NAME:VALUE sent with every request, repeatable (a preview header)."),
+    ] = None,
+    csv: Annotated[Path | None, typer.Option(help="Also write every request to this CSV file.")] = None,
+    allow_remote: Annotated[
+        bool, typer.Option(help="Allow a URL that is not on loopback (a load balancer on AWS).")
+    ] = False,
+) -> None:
+    """Send GET URL at --rate for --duration and print failures and latency per phase.
+
+    Exits 1 when any request failed, so a script can tell.
+    """
+    headers = dict(_header(h) for h in header or [])
+    runner = Probe(
+        url, rate=rate, duration=duration, timeout=timeout, headers=headers, allow_remote=allow_remote
+    )
+    typer.echo(f"probing {url} at {rate:g}/s for {duration:g} s ({runner.workers} connections)")
+    runner.start()
+    try:
+        while not runner.wait(timeout=PROGRESS_EVERY_S):
+            sent, failed = runner.counts()
+            typer.echo(f"  {runner.elapsed():5.0f} s  {sent} requests, {failed} failed")
+    except KeyboardInterrupt:
+        typer.echo("  interrupted: stopping")
+    finally:
+        runner.stop()
+    frame = runner.results()
+    if csv is not None:
+        frame.to_csv(csv, index=False)
+        typer.echo(f"wrote {len(frame)} requests to {csv}")
+    typer.echo(format_summary(summarize(frame)))
+    errors = frame["error"].dropna().value_counts()
+    for error, count in errors.items():
+        typer.echo(f"  {count:6d} x {error}")
+    if len(errors):
+        raise typer.Exit(1)
+
+
+def format_summary(summary: pd.DataFrame) -> str:
+    """The summary as an aligned text table (shares in percent, latencies in ms)."""
+    table = pd.DataFrame(index=summary.index)
+    table["requests"] = summary["requests"].astype(int)
+    table["failed"] = summary["failed"].astype(int)
+    table["fail %"] = (summary["failure_rate"] * 100).round(2)
+    table["rps"] = summary["rate_rps"].round(1)
+    for column in ("p50_ms", "p95_ms", "p99_ms", "max_ms"):
+        table[column] = summary[column].round(1)
+    for column in summary.columns:
+        if column.startswith(("color=", "version=")):
+            table[column + " %"] = (summary[column] * 100).round(1)
+    return table.to_string()
+
+
+def _header(text: str) -> tuple[str, str]:
+    name, sep, value = text.partition(":")
+    if not sep or not name.strip():
+        raise ProbeError(
+            f"--header {text!r} is not NAME:VALUE.", hint="For example --header 'X-Preview: green'."
+        )
+    return name.strip(), value.strip()
