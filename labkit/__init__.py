@@ -6,6 +6,7 @@ for what they do.
 
 from __future__ import annotations
 
+from .analysis import AnalysisInput, Evidence, TargetHealth, Verdict
 from .appserver import AppProcess, unpack_release
 from .cost import (
     Assumptions,
@@ -17,12 +18,16 @@ from .cost import (
     price_table,
 )
 from .errors import (
+    AnalysisError,
     AppProcessError,
     ConfigError,
     CostError,
+    DeploymentLockedError,
     LabkitError,
+    LedgerError,
     NotebookRunError,
     PlotInputError,
+    ProbeError,
     ReleaseError,
     SandboxError,
     SpendNotAllowedError,
@@ -30,6 +35,7 @@ from .errors import (
     TerraformError,
     TerraformNotFoundError,
 )
+from .ledger import Deployment, Ledger, LockHolder
 from .notebook_check import check_folders, check_notebook
 from .notebook_report import render_report
 from .notebook_run import RunReport, artifacts_dir, run_notebooks
@@ -42,6 +48,7 @@ from .plots import (
     latency_percentiles,
     traffic_over_time,
 )
+from .probe import Probe
 from .release import (
     build_release,
     parse_faults,
@@ -50,12 +57,15 @@ from .release import (
     release_key,
     upload_release,
 )
+from .strategy import Step, Strategy, Thresholds, all_at_once, canary, linear
 from .target import Target, get_target
 from .terraform import ApplyResult, PlanResult, ResourceChange, StateLockedError, Terraform
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "AnalysisError",
+    "AnalysisInput",
     "AppProcess",
     "AppProcessError",
     "ApplyResult",
@@ -64,25 +74,40 @@ __all__ = [
     "CostError",
     "CostEstimate",
     "DeployPattern",
+    "Deployment",
+    "DeploymentLockedError",
+    "Evidence",
     "LabkitError",
+    "Ledger",
+    "LedgerError",
+    "LockHolder",
     "NotebookRunError",
     "PlanResult",
     "PlotInputError",
     "PriceTable",
+    "Probe",
+    "ProbeError",
     "ReleaseError",
     "ResourceChange",
     "RunReport",
     "SandboxError",
     "SpendNotAllowedError",
     "StateLockedError",
+    "Step",
+    "Strategy",
     "Target",
     "TargetError",
+    "TargetHealth",
     "Terraform",
     "TerraformError",
     "TerraformNotFoundError",
+    "Thresholds",
+    "Verdict",
+    "all_at_once",
     "artifacts_dir",
     "blue_green_overhead",
     "build_release",
+    "canary",
     "check_folders",
     "check_notebook",
     "cost_by_component",
@@ -93,6 +118,7 @@ __all__ = [
     "estimate_cost",
     "get_target",
     "latency_percentiles",
+    "linear",
     "parse_faults",
     "price_table",
     "read_artifact_manifest",
