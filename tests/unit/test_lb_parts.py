@@ -220,17 +220,29 @@ def test_counts_become_nonzero_points_with_the_alb_names() -> None:
 
 
 def test_response_times_are_a_distribution_of_at_most_150_values_per_point() -> None:
-    latencies = [0.001 * (1 + i / 400) for i in range(2000)]  # 1 ms .. 6 ms, ~1000 distinct at 3 digits
-    points = latency_points(latencies, DIMS, 0.0)
-    assert len(points) > 1
+    latencies = [0.0005 * 1.0005**i for i in range(8000)]  # 0.5 ms .. 27 ms: ~400 buckets of 1 %
+    counts = Counts()
+    for latency in latencies:
+        counts.record_target(200, latency)
+    points = latency_points(counts.latency_buckets, DIMS, 0.0)
+    assert len(points) == 3
     assert all(len(p.values) == len(p.counts) <= 150 for p in points)
-    assert sum(sum(p.counts) for p in points) == 2000
+    assert sum(sum(p.counts) for p in points) == 8000
     total = sum(v * c for p in points for v, c in zip(p.values, p.counts, strict=True))
-    assert total / 2000 == pytest.approx(sum(latencies) / 2000, rel=0.005)
+    assert total / 8000 == pytest.approx(sum(latencies) / 8000, rel=0.005)
+    assert min(points[0].values) == pytest.approx(min(latencies), rel=0.01)
+    assert max(points[-1].values) == pytest.approx(max(latencies), rel=0.01)
     for p in points:
         assert p.value == pytest.approx(
             sum(v * c for v, c in zip(p.values, p.counts, strict=True)) / sum(p.counts)
         )
+
+
+def test_an_instant_response_still_counts() -> None:
+    counts = Counts()
+    counts.record_target(200, 0.0)
+    (point,) = latency_points(counts.latency_buckets, DIMS, 0.0)
+    assert point.counts == (1.0,) and 0 < point.values[0] < 2e-6
 
 
 def test_load_balancer_dimension_comes_from_the_arn() -> None:

@@ -8,16 +8,21 @@ from __future__ import annotations
 
 import http.client
 import json
+import os
+import signal
 import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from labkit.errors import ConfigError
+from labkit.errors import ConfigError, SandboxError
 from labkit.sandbox.lb import LoadBalancerPlane
 from labkit.sandbox.topology import (
     Forward,
@@ -627,6 +632,53 @@ def test_close_is_prompt_with_requests_and_drains_in_flight(
     plane.close()  # twice is fine
     request.join(5)
     assert len(cut) == 1  # the in-flight request was cut, not left hanging
+
+
+def running(pid: int) -> bool:
+    """Whether ``pid`` is a live process (a zombie waiting to be reaped counts as gone)."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def test_the_plane_process_ends_with_close_and_with_its_owner(tmp_path: Path) -> None:
+    with LoadBalancerPlane(publish=lambda points: None) as plane:
+        pid = plane.pid
+        assert running(pid)
+    assert not running(pid)
+
+    # An owner killed outright (SIGKILL, no close) must not leave the plane's process behind.
+    script = tmp_path / "owner.py"
+    script.write_text(
+        "import time\n"
+        "from labkit.sandbox.lb import LoadBalancerPlane\n"
+        "plane = LoadBalancerPlane(publish=lambda points: None)\n"
+        "print(plane.pid, flush=True)\n"
+        "time.sleep(60)\n"
+    )
+    owner = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert owner.stdout is not None
+        orphan = int(owner.stdout.readline())
+        assert running(orphan)
+        os.kill(owner.pid, signal.SIGKILL)
+        owner.wait(10)
+        wait_for(lambda: not running(orphan), 10, "the plane's process to exit after its owner died")
+    finally:
+        owner.kill()
+        owner.wait()
+
+
+def test_a_dead_plane_process_is_reported_with_a_hint(targets: Callable[[str], FakeTarget]) -> None:
+    app = targets("app")
+    with LoadBalancerPlane(publish=lambda points: None) as plane:
+        os.kill(plane.pid, signal.SIGKILL)
+        wait_for(lambda: not running(plane.pid), 5, "the plane's process to die")
+        with pytest.raises(SandboxError, match="has exited") as error:
+            plane.apply([listener(("tg", 1))], [group("tg", app.target())])
+        assert "sandbox" in str(error.value.hint)
 
 
 # --- metrics -----------------------------------------------------------------------------------

@@ -1,8 +1,8 @@
-"""The load balancer data plane: listeners on loopback that route, health-check and count like an ALB.
+"""The data plane's engine: listeners, target groups, health checks, drains and metrics on one event loop.
 
-The sandbox service owns one :class:`LoadBalancerPlane` and calls :meth:`~LoadBalancerPlane.apply`
-with what moto's ELBv2 models hold whenever they change. The plane runs its own event loop in a
-background thread; every method here may be called from any other thread.
+It runs inside the plane's own process (see :mod:`.worker`), on that process's only event loop;
+:class:`~labkit.sandbox.lb.LoadBalancerPlane` is its remote control. Nothing here blocks: a
+request, a health check or a period's metrics each cost a few callbacks.
 """
 
 from __future__ import annotations
@@ -10,13 +10,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-import threading
 import time
-from collections.abc import Callable, Coroutine, Mapping
-from concurrent.futures import ThreadPoolExecutor
-from typing import Any, TypeVar
+from collections.abc import Callable
 
-from ...errors import ConfigError, SandboxError
+from ...errors import SandboxError
 from ..topology import Listener, MetricPoint, TargetGroup, TargetHealthReport
 from . import health
 from .groups import GroupRuntime, TargetRuntime
@@ -27,115 +24,37 @@ from .routing import compile_listener, forwarded_groups
 
 log = logging.getLogger(__name__)
 
-T = TypeVar("T")
-
 #: How often in-flight requests are checked against their listener's idle timeout.
 SWEEP_INTERVAL_S = 0.1
 
-
-def new_event_loop() -> asyncio.AbstractEventLoop:
-    """uvloop's loop when it is installed (it roughly halves the proxy's cost per request), else asyncio's."""
-    try:
-        import uvloop
-    except ImportError:
-        return asyncio.new_event_loop()
-    return uvloop.new_event_loop()
+#: What the engine tells its owner after every change: health reports and listener ports.
+Snapshot = tuple[dict[tuple[str, str], TargetHealthReport], dict[str, int]]
 
 
-class LoadBalancerPlane:
-    """Loopback listeners that route like an ALB, with health checks, draining and metrics.
+class Engine:
+    """ALB behaviour over loopback listeners; every method runs on the engine's event loop.
 
-    ``publish`` receives each period's CloudWatch data points (namespace ``AWS/ApplicationELB``),
-    from a thread of its own so that a slow receiver never holds up traffic. Counts are published
-    every ``metrics_period_s`` seconds, aligned to the wall clock and timestamped with the start of
-    their period.
+    ``publish`` gets each period's data points, ``on_change`` a new :data:`Snapshot` whenever a
+    health report or a listener port changes. Both are called on the loop and must not block.
     """
 
     def __init__(
-        self, *, publish: Callable[[list[MetricPoint]], None], metrics_period_s: float = 10.0
+        self,
+        *,
+        publish: Callable[[list[MetricPoint]], None],
+        on_change: Callable[[Snapshot], None],
+        metrics_period_s: float,
     ) -> None:
-        if metrics_period_s <= 0:
-            raise ConfigError(
-                f"metrics_period_s must be positive, got {metrics_period_s}.",
-                hint="Use 10 (seconds) for CloudWatch-like data, or a fraction of a second in tests.",
-            )
         self._publish = publish
+        self._on_change = on_change
         self._period = metrics_period_s
         self._listeners: dict[str, ListenerRuntime] = {}
         self._groups: dict[str, GroupRuntime] = {}
-        # Snapshots for readers on other threads, replaced whole (never mutated) by the loop thread.
-        self._reports: dict[tuple[str, str], TargetHealthReport] = {}
-        self._ports: dict[str, int] = {}
         self._tasks: list[asyncio.Task[None]] = []
-        self._closed = False
-        self._publisher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="labkit-lb-metrics")
-        self._loop = new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, name="labkit-lb", daemon=True)
-        self._thread.start()
-        self._call(self._start())
-
-    # --- public API (any thread) ---
-
-    def apply(
-        self,
-        listeners: list[Listener],
-        target_groups: list[TargetGroup],
-        *,
-        ports: Mapping[str, int] | None = None,
-    ) -> None:
-        """Reconcile to exactly these listeners and target groups (idempotent).
-
-        New listeners get a loopback server (on ``ports[arn]`` when given and free, else any free
-        port); removed ones stop. Weights and rules apply to the next request. New targets start
-        ``initial`` and are health-checked; deregistered ones drain for the group's deregistration
-        delay. Nothing changes when the input is invalid.
-        """
-        matchers = validate(listeners, target_groups)
-        self._call(self._apply(listeners, target_groups, matchers, dict(ports or {})))
-
-    def listener_port(self, listener_arn: str) -> int | None:
-        """The loopback port serving the listener, None when the plane has no such listener."""
-        return self._ports.get(listener_arn)
-
-    def health(self, target_group_arn: str, target_id: str) -> TargetHealthReport:
-        """What ``describe_target_health`` should say for the target, as the plane observed it."""
-        return self._reports.get((target_group_arn, target_id), health.NOT_REGISTERED)
-
-    def close(self) -> None:
-        """Stop listeners, health checks and drains; publish the last partial period. Idempotent."""
-        if self._closed:
-            return
-        try:
-            self._call(self._shutdown(), timeout=10)
-        finally:
-            self._closed = True
-            self._loop.call_soon_threadsafe(self._loop.stop)
-            self._thread.join(timeout=10)
-            if not self._thread.is_alive():
-                self._loop.close()
-            self._publisher.shutdown(wait=True, cancel_futures=False)
-
-    def __enter__(self) -> LoadBalancerPlane:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
-
-    def _call(self, coro: Coroutine[Any, Any, T], timeout: float = 30) -> T:
-        if self._closed:
-            coro.close()
-            raise SandboxError(
-                "The load balancer data plane is closed.", hint="Create a new LoadBalancerPlane."
-            )
-        return asyncio.run_coroutine_threadsafe(coro, self._loop).result(timeout)
-
-    # --- on the loop thread ---
-
-    async def _start(self) -> None:
-        self._loop.set_exception_handler(_log_loop_error)
+        self._loop = asyncio.get_running_loop()
         self._tasks = [self._loop.create_task(self._sweep()), self._loop.create_task(self._metrics())]
 
-    async def _apply(
+    async def apply(
         self,
         listeners: list[Listener],
         target_groups: list[TargetGroup],
@@ -304,13 +223,7 @@ class LoadBalancerPlane:
         for lb, parts in by_lb.items():
             points += count_points(merge(parts), dimensions_for(lb), timestamp)
         if points:
-            self._publisher.submit(self._publish_safely, points)
-
-    def _publish_safely(self, points: list[MetricPoint]) -> None:
-        try:
             self._publish(points)
-        except Exception:
-            log.exception("publishing %d load balancer metric points failed", len(points))
 
     def _snapshot(self) -> None:
         reports: dict[tuple[str, str], TargetHealthReport] = {}
@@ -319,14 +232,15 @@ class LoadBalancerPlane:
                 reports[arn, target_id] = target.report
             for target_id in group.draining:
                 reports[arn, target_id] = health.DRAINING
-        self._reports = reports
-        self._ports = {
-            arn: listener.server.sockets[0].getsockname()[1]
+        ports = {
+            arn: int(listener.server.sockets[0].getsockname()[1])
             for arn, listener in self._listeners.items()
             if listener.server is not None and listener.server.sockets
         }
+        self._on_change((reports, ports))
 
-    async def _shutdown(self) -> None:
+    async def close(self) -> None:
+        """Stop listeners, checks and drains (cutting what is in flight); publish the last partial period."""
         for task in self._tasks:
             task.cancel()
         self._flush(math.floor(time.time() / self._period) * self._period)
@@ -337,43 +251,3 @@ class LoadBalancerPlane:
         self._listeners.clear()
         self._groups.clear()
         self._snapshot()
-
-
-def validate(listeners: list[Listener], target_groups: list[TargetGroup]) -> dict[str, Matcher]:
-    """Check everything ``apply`` is given before anything changes; the health check matchers by ARN."""
-    matchers = {}
-    for group in target_groups:
-        if group.arn in matchers:
-            raise ConfigError(
-                f"Target group {group.arn} is listed twice.", hint="Pass each target group once."
-            )
-        if group.deregistration_delay_s < 0:
-            raise ConfigError(
-                f"Target group {group.name}: deregistration delay {group.deregistration_delay_s}s "
-                "is negative.",
-                hint="Use 0..3600 seconds, as AWS does.",
-            )
-        matchers[group.arn] = health.validate(group.health_check, group.name)
-    seen: set[str] = set()
-    for listener in listeners:
-        if listener.arn in seen:
-            raise ConfigError(f"Listener {listener.arn} is listed twice.", hint="Pass each listener once.")
-        seen.add(listener.arn)
-        forwards = [listener.default_forward, *(rule.forward for rule in listener.rules)]
-        for forward in forwards:
-            for arn, weight in forward.groups if forward else ():
-                if not 0 <= weight <= 999:
-                    raise ConfigError(
-                        f"Listener {listener.arn}: weight {weight} for {arn} is outside 0..999.",
-                        hint="Give each target group in a forward action a weight from 0 to 999.",
-                    )
-        if listener.idle_timeout_s <= 0:
-            raise ConfigError(
-                f"Listener {listener.arn}: idle timeout {listener.idle_timeout_s}s is not positive.",
-                hint="Use the load balancer's idle_timeout.timeout_seconds (1..4000, default 60).",
-            )
-    return matchers
-
-
-def _log_loop_error(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
-    log.error("load balancer loop: %s", context.get("message"), exc_info=context.get("exception"))
