@@ -354,7 +354,7 @@ class Ledger:
 
     @contextlib.contextmanager
     def event(self, deployment_id: str, phase: str, detail: str | None = None) -> Iterator[EventHandle]:
-        """Time a phase: written when it starts (and the record's phase set), again when it ends.
+        """Time a phase: the record's phase is set and the event written as it starts, again as it ends.
 
         An exception inside the block records the event as ``error`` with the exception's text and
         propagates. Set ``handle.detail`` inside the block to record what the phase found.
@@ -371,7 +371,6 @@ class Ledger:
         }
         if detail is not None:
             item["detail"] = _s(detail)
-        self._call("put_item", TableName=self.table, Item=item)
         try:
             self._call(
                 "update_item",
@@ -386,6 +385,7 @@ class Ledger:
                 f"No deployment {deployment_id!r} to record the {phase!r} event for.",
                 hint="Record the deployment with Ledger.start() first.",
             ) from None
+        self._call("put_item", TableName=self.table, Item=item)
         outcome: EventOutcome = "ok"
         try:
             yield handle

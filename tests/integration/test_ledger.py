@@ -268,6 +268,7 @@ def test_bad_calls_are_refused_with_a_reason(ledger: Ledger) -> None:
         ledger.get("nope")
     with pytest.raises(LedgerError, match="No deployment 'nope' to record"), ledger.event("nope", "shift"):
         pass
+    assert ledger.events("nope") == []  # nothing half-written
     with pytest.raises(LedgerError, match="No deployment 'nope'"):
         ledger.update("nope", phase="x")
 
