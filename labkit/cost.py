@@ -459,20 +459,16 @@ def _price_ec2(ctx: _Pricing, res: Resource, component: str, count: float, fleet
 
 
 def _launch_template_for(ctx: _Pricing, asg: Resource) -> Resource | None:
-    spec = _first(asg.values.get("launch_template"))
+    blocks = asg.values.get("launch_template") or []
+    spec = _first(blocks)  # in a plan, every value of it may be unknown: [{}]
     path: tuple[str | int, ...] = ("launch_template", 0, "id")
-    if not spec:  # a mixed instances policy names its template deeper down
+    if not blocks:  # a mixed instances policy names its template deeper down
         policy = _first(asg.values.get("mixed_instances_policy"))
         spec = _first(_first(policy.get("launch_template")).get("launch_template_specification"))
         path = (
-            "mixed_instances_policy",
-            0,
-            "launch_template",
-            0,
-            "launch_template_specification",
-            0,
+            "mixed_instances_policy", 0, "launch_template", 0, "launch_template_specification", 0,
             "launch_template_id",
-        )
+        )  # fmt: skip
     found = ctx.find("aws_launch_template", asg, id=spec.get("id") or spec.get("launch_template_id"))
     found = found or ctx.find(
         "aws_launch_template", asg, name=spec.get("name") or spec.get("launch_template_name")
@@ -480,7 +476,7 @@ def _launch_template_for(ctx: _Pricing, asg: Resource) -> Resource | None:
     found = found or ctx.referenced(asg, *path)
     if not found and path[0] == "launch_template":
         found = ctx.referenced(asg, "launch_template", 0, "name")
-    return found[0] if len(found) >= 1 else None
+    return found[0] if found else None
 
 
 def _asg(ctx: _Pricing, res: Resource) -> None:
@@ -783,6 +779,10 @@ FREE: dict[str, str] = {
     ),
     **dict.fromkeys(
         [
+            "aws_s3_bucket_logging",
+            "aws_s3_bucket_acl",
+            "aws_s3_bucket_cors_configuration",
+            "aws_s3_bucket_notification",
             "aws_s3_bucket_versioning",
             "aws_s3_bucket_server_side_encryption_configuration",
             "aws_s3_bucket_public_access_block",
@@ -798,6 +798,7 @@ FREE: dict[str, str] = {
     "aws_dynamodb_table_item": "billed through its table's storage and requests",
     "aws_sns_topic": "topics have no charge; the first million publishes a month are free",
     "aws_sns_topic_subscription": "subscriptions have no charge",
+    "aws_sns_topic_policy": "topic policies have no charge",
     "aws_ssm_parameter": "standard parameters have no charge",
     "aws_budgets_budget": "the first two budgets of an account have no charge",
     "aws_cloudwatch_log_stream": "billed through its log group",
@@ -893,11 +894,13 @@ def blue_green_overhead(
     pattern: DeployPattern | None = None,
     market: str = "on-demand",
     volumes: Iterable[tuple[float, str]] = ((8.0, "gp3"),),
+    public_ip: bool = False,
     address: str = "(idle color during deploys)",
     prices: PriceTable | None = None,
     hours_per_month: float = 730.0,
 ) -> pd.DataFrame:
-    """The idle color's cost while deploys keep it up: its instance-hours, plus its volumes for those hours.
+    """The idle color's cost while deploys keep it up: its instance-hours, plus its volumes (and public IPv4
+    addresses, when its instances get one) for those hours.
 
     instance-hours = ``capacity`` x ``pattern.hours_per_deploy`` x ``pattern.deploys_per_month``.
     """
@@ -923,6 +926,14 @@ def blue_green_overhead(
             capacity * gb * up_hours / hours_per_month,
             f"{basis} x {gb:g} GB {vtype} / {hours_per_month:g} h",
         )
+    if public_ip:
+        ctx.line(
+            OVERHEAD_COMPONENT,
+            address,
+            "vpc.public-ipv4.hour",
+            capacity * up_hours,
+            f"{basis} x 1 public IPv4",
+        )
     for row in ctx.items:
         row["resource_type"] = "aws_autoscaling_group"
     return _frame(ctx.items, ITEM_COLUMNS)
@@ -946,6 +957,7 @@ def _overhead_from_fleets(ctx: _Pricing, pattern: DeployPattern) -> pd.DataFrame
         pattern=pattern,
         market=idle.market,
         volumes=idle.volumes,
+        public_ip=idle.public_ip,
         address=idle.address,
         prices=ctx.prices,
         hours_per_month=ctx.assume.hours_per_month,

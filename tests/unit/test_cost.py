@@ -407,3 +407,44 @@ def test_bad_input() -> None:
         estimate_cost(FIXTURES / "staging" / "main.tf")
     with pytest.raises(CostError, match="cannot be read as JSON"):
         estimate_cost(FIXTURES / "missing.json")
+
+
+def test_plan_with_a_fully_unknown_launch_template_block() -> None:
+    # `launch_template { id = ...this.id, version = ...this.latest_version }` (the lab's fleet module) leaves
+    # the whole block unknown in a plan: Terraform writes it as [{}]
+    plan = json.loads(STAGING_PLAN.read_text())
+    for module in plan["planned_values"]["root_module"]["child_modules"]:
+        for res in module["resources"]:
+            if res["type"] == "aws_autoscaling_group":
+                res["values"]["launch_template"] = [{}]
+    assert rows(estimate_cost(plan)) == rows(estimate_cost(STAGING_PLAN))
+
+
+def test_public_ipv4_of_instances_and_the_overhead() -> None:
+    template = {
+        "name": "lt",
+        "instance_type": "t3.micro",
+        "network_interfaces": [{"associate_public_ip_address": "true"}],
+    }
+    doc = plan_of(
+        resource("aws_launch_template", "blue", {**template, "name": "lt-blue"}),
+        resource("aws_launch_template", "green", {**template, "name": "lt-green"}),
+        resource(
+            "aws_autoscaling_group", "blue", {"desired_capacity": 3, "launch_template": [{"name": "lt-blue"}]}
+        ),
+        resource(
+            "aws_autoscaling_group",
+            "green",
+            {"desired_capacity": 0, "launch_template": [{"name": "lt-green"}]},
+        ),
+    )
+    estimate = estimate_cost(doc, deploys=DeployPattern(deploys_per_month=10, hours_per_deploy=1))
+    got = rows(estimate)
+    assert ("aws_autoscaling_group.blue", "vpc.public-ipv4.hour", 3 * 730.0) in got
+    assert ("aws_autoscaling_group.green", "vpc.public-ipv4.hour", 0.0) in got
+    overhead = estimate.items[estimate.items["component"] == OVERHEAD_COMPONENT]
+    assert rows_of(overhead) == {
+        ("aws_autoscaling_group.green", "ec2.on-demand.t3.micro", 30.0),
+        ("aws_autoscaling_group.green", "ebs.gp3.gb-month", round(3 * 8 * 10 / 730, 6)),  # assumed 8 GB root
+        ("aws_autoscaling_group.green", "vpc.public-ipv4.hour", 30.0),
+    }
