@@ -25,11 +25,13 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from ..appserver import AppProcess, unpack_release
 from ..errors import LabkitError
-from .models_view import InstanceSpec
+
+if TYPE_CHECKING:  # the client side (control.py) imports this module without moto or the LB
+    from .instance_view import InstanceSpec
 
 log = logging.getLogger(__name__)
 

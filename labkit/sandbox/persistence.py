@@ -65,6 +65,14 @@ def dumps(snapshot: Snapshot) -> bytes:
     return buffer.getvalue()
 
 
+def loads(data: bytes) -> Snapshot:
+    """The snapshot in ``data`` (from :func:`dumps`); ValueError for another format."""
+    saved = _Unpickler(io.BytesIO(data)).load()
+    if not isinstance(saved, dict) or saved.get("format") != FORMAT:
+        raise ValueError(f"not a sandbox state of format {FORMAT}")
+    return dict(saved["backends"])
+
+
 def save(path: Path, data: bytes) -> None:
     """Write ``data`` to ``path`` atomically (a crash leaves the previous file whole)."""
     tmp = path.with_suffix(path.suffix + ".tmp")
@@ -82,13 +90,10 @@ def load(path: Path) -> int:
     """
     from moto.backends import get_backend
 
-    with path.open("rb") as src:
-        saved = _Unpickler(src).load()
-    if not isinstance(saved, dict) or saved.get("format") != FORMAT:
-        raise ValueError(f"{path} is not a sandbox state file of format {FORMAT}")
+    registry_of: Any = get_backend  # typed per service name; the names here come from the file
     installed = 0
-    for service, accounts in saved["backends"].items():
-        registry: Any = get_backend(service)
+    for service, accounts in loads(path.read_bytes()).items():
+        registry = registry_of(service)
         for account, regions in accounts.items():
             per_account = registry[account]  # creates the account's (empty) registry
             for region, backend in regions.items():

@@ -7,7 +7,7 @@ One process on 127.0.0.1:
 - a reconcile loop, twice a second: instances to app processes (:mod:`.instances`), moto's
   load balancers to the data plane (:class:`~labkit.sandbox.lb.LoadBalancerPlane`), the plane's
   metrics into CloudWatch, ALB DNS names to loopback URLs (``albs.json``);
-- alarms evaluated every few seconds (:mod:`.cloudwatch`);
+- alarms evaluated every few seconds, metric data older than a day dropped (:mod:`.cloudwatch`);
 - the AWS state saved every so often after changes, and on SIGTERM, before everything stops.
 
 ``GET /labkit-sandbox/status`` answers with the service's status as JSON.
@@ -84,9 +84,9 @@ class SandboxService:
         from werkzeug.serving import make_server
 
         from . import mends, persistence
+        from .instance_view import read_artifact
         from .instances import Fleet, kill_leftovers
         from .lb import LoadBalancerPlane
-        from .models_view import read_artifact
 
         self.paths = paths
         self.lock = threading.RLock()
@@ -138,10 +138,13 @@ class SandboxService:
         raise OSError("no loopback port for the API")  # unreachable: port 0 always binds
 
     def run(self) -> None:
+        from .cloudwatch import AlarmEvaluator
+
         serving = threading.Thread(target=self.server.serve_forever, name="labkit-api", daemon=True)
         serving.start()
         loop = threading.Thread(target=self._loop, name="labkit-reconcile", daemon=True)
         loop.start()
+        alarms = AlarmEvaluator(ALARM_INTERVAL_S, self.lock).start()
         self._write_json(self.paths.service_file, {
             "pid": os.getpid(),
             "endpoint": self.endpoint,
@@ -155,6 +158,7 @@ class SandboxService:
         self.stopping.wait()
         log.info("stopping")
         loop.join(timeout=10)
+        alarms.stop()
         self.server.shutdown()
         self.save()
         self.fleet.close()
@@ -174,20 +178,14 @@ class SandboxService:
     # --- the reconcile loop ---
 
     def _loop(self) -> None:
-        from . import cloudwatch
-
         last_topology: Any = None
-        last_apply = last_alarms = last_save = time.monotonic()
+        last_apply = last_save = time.monotonic()
         while not self.stopping.wait(LOOP_INTERVAL_S):
             now = time.monotonic()
             try:
                 last_topology, applied = self._reconcile(last_topology, now - last_apply >= REAPPLY_S)
                 if applied:
                     last_apply = now
-                if now - last_alarms >= ALARM_INTERVAL_S:
-                    last_alarms = now
-                    with self.lock:
-                        cloudwatch.evaluate_alarms()
                 if (
                     self.api.dirty
                     and now - last_save >= SAVE_EVERY_S
@@ -200,8 +198,9 @@ class SandboxService:
 
     def _reconcile(self, last: Any, force: bool) -> tuple[Any, bool]:
         from . import cloudwatch
+        from .instance_view import running_instances
         from .lb.metrics import NAMESPACE
-        from .models_view import read_topology, running_instances
+        from .lb_view import read_topology
 
         with self.lock:
             wanted = running_instances()

@@ -44,20 +44,26 @@ def home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
 
 
 def processes(home: Path) -> dict[str, list[int]]:
-    """Pids of this sandbox's service and of its apps' gunicorn processes (master and workers)."""
-    found: dict[str, list[int]] = {"service": [], "apps": []}
+    """Pids of this sandbox's processes, from /proc: the service, its load balancer worker, and
+    its apps' gunicorns (master and workers)."""
+    found: dict[str, list[int]] = {"service": [], "lb": [], "apps": []}
+    pinned = f"LABKIT_SANDBOX_HOME={home}".encode()
     for proc in Path("/proc").iterdir():
         if not proc.name.isdigit():
             continue
         try:
             cmdline = (proc / "cmdline").read_bytes()
-            environ = (proc / "environ").read_bytes() if b"labkit.sandbox.service" in cmdline else b""
+            environ = (proc / "environ").read_bytes() if b"labkit.sandbox" in cmdline else b""
         except OSError:
             continue
-        if b"labkit.sandbox.service" in cmdline and f"LABKIT_SANDBOX_HOME={home}".encode() in environ:
-            found["service"].append(int(proc.name))
-        elif b"gunicorn" in cmdline and str(home).encode() in cmdline:
+        if b"gunicorn" in cmdline and str(home).encode() in cmdline:
             found["apps"].append(int(proc.name))
+        elif pinned not in environ:
+            continue
+        elif b"labkit.sandbox.service" in cmdline:
+            found["service"].append(int(proc.name))
+        elif b"labkit.sandbox.lb" in cmdline:
+            found["lb"].append(int(proc.name))
     return found
 
 
@@ -181,7 +187,7 @@ def test_down_stops_everything_and_up_brings_state_and_traffic_back(home: Path, 
 
     before = snapshot()
     assert sandbox_service.down() is True
-    assert processes(home) == {"service": [], "apps": []}
+    assert processes(home) == {"service": [], "lb": [], "apps": []}
     assert not sandbox_service.status().running
     with pytest.raises(SandboxError, match="not running"):
         sandbox_service.alb_url(stack.dns_name)
@@ -201,5 +207,5 @@ def test_reset_wipes_the_state_and_down_leaves_no_process(home: Path, stack: Bot
     assert target.client("s3").list_buckets()["Buckets"] == []
     assert processes(home)["apps"] == []
     assert sandbox_service.down() is True
-    assert processes(home) == {"service": [], "apps": []}
+    assert processes(home) == {"service": [], "lb": [], "apps": []}
     assert sandbox_service.down() is False
