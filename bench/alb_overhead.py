@@ -4,8 +4,8 @@ Starts two release app processes (real gunicorn through ``AppProcess``, as the s
 instances) and drives a closed-loop load of 8 connections on 127.0.0.1 against, in one run:
 
 1. ``direct``: one app process, no proxy;
-2. ``plane``: the sandbox's load balancer (``LoadBalancerPlane``: health checks every 5 s, metrics
-   published every 10 s, weights 90/10 over the two processes);
+2. ``plane``: the sandbox's load balancer (``LoadBalancerPlane``, its own process: health checks
+   every 5 s, metrics published every 10 s, weights 90/10 over the two app processes);
 3. ``haproxy``: HAProxy with the same weights and health checks, when ``haproxy`` is on PATH.
 
 Each target is measured ``--rounds`` times, interleaved (direct, plane, haproxy, direct, ...), so a
@@ -14,13 +14,18 @@ rounds. The load generator is ``wrk`` (Debian's package) when on PATH, else a cl
 client in a process of its own. Goal (issue 4): the plane at least 75 % of HAProxy's requests per
 second with a p99 at most 1.5 times HAProxy's.
 
-    .venv/bin/python bench/alb_overhead.py [--seconds 10] [--rounds 3] [--connections 8]
+``--busy-api`` shows why the plane has a process of its own: it runs moto's server in this process
+with a client calling it non-stop (as during a ``terraform apply``), and adds ``plane-in-thread``,
+the same engine on a thread of this process, as it would run inside the sandbox service.
+
+    .venv/bin/python bench/alb_overhead.py [--seconds 10] [--rounds 3] [--connections 8] [--busy-api]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import re
 import shutil
 import socket
@@ -28,13 +33,18 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 from labkit.appserver import AppProcess, unpack_release
 from labkit.release import build_release
 from labkit.sandbox.lb import LoadBalancerPlane
+from labkit.sandbox.lb.engine import Engine, Snapshot
+from labkit.sandbox.lb.plane import validate
+from labkit.sandbox.lb.worker import new_event_loop
 from labkit.sandbox.topology import (
     Forward,
     HealthCheck,
@@ -46,6 +56,7 @@ from labkit.sandbox.topology import (
 
 HEALTH_INTERVAL_S = 5
 PATH = "/"
+LISTENER = "arn:listener/bench"
 
 
 @dataclass
@@ -143,7 +154,7 @@ async def _python_load(url: str, seconds: float, connections: int) -> None:
 # --- the targets -----------------------------------------------------------------------------
 
 
-def start_plane(blue: AppProcess, green: AppProcess, sink: list[MetricPoint]) -> LoadBalancerPlane:
+def bench_topology(blue: AppProcess, green: AppProcess) -> tuple[list[Listener], list[TargetGroup]]:
     check = HealthCheck(path="/health/ready", interval_s=HEALTH_INTERVAL_S, timeout_s=2, healthy_threshold=2)
     groups = [
         TargetGroup(
@@ -158,24 +169,97 @@ def start_plane(blue: AppProcess, green: AppProcess, sink: list[MetricPoint]) ->
         for app in (blue, green)
     ]
     listener = Listener(
-        "arn:listener/bench",
+        LISTENER,
         "arn:aws:elasticloadbalancing:us-east-1:123456789012:loadbalancer/app/bench/0123456789abcdef",
         "bench.elb.localhost",
         "HTTP",
         80,
         Forward((("arn:tg/blue", 90), ("arn:tg/green", 10))),
     )
-    plane = LoadBalancerPlane(publish=sink.extend, metrics_period_s=10)
-    plane.apply([listener], groups)
-    deadline = time.monotonic() + 30
-    while any(plane.health(g.arn, g.targets[0].target_id).state != "healthy" for g in groups):
-        if time.monotonic() > deadline:
-            raise RuntimeError("the bench's targets did not turn healthy within 30 s")
-        time.sleep(0.2)
-    return plane
+    return [listener], groups
 
 
-def start_haproxy(blue: AppProcess, green: AppProcess, workdir: Path) -> tuple[subprocess.Popen[bytes], int]:
+@contextlib.contextmanager
+def running_plane(blue: AppProcess, green: AppProcess, sink: list[MetricPoint]) -> Iterator[str]:
+    """The sandbox's load balancer over the two apps, once both are healthy: its URL."""
+    listeners, groups = bench_topology(blue, green)
+    with LoadBalancerPlane(publish=sink.extend, metrics_period_s=10) as plane:
+        plane.apply(listeners, groups)
+        deadline = time.monotonic() + 30
+        while any(plane.health(g.arn, g.targets[0].target_id).state != "healthy" for g in groups):
+            if time.monotonic() > deadline:
+                raise RuntimeError("the bench's targets did not turn healthy within 30 s")
+            time.sleep(0.2)
+        yield f"http://127.0.0.1:{plane.listener_port(LISTENER)}{PATH}"
+
+
+@contextlib.contextmanager
+def plane_in_thread(blue: AppProcess, green: AppProcess) -> Iterator[str]:
+    """The same engine on an event loop in a thread of this process (the alternative not taken)."""
+    listeners, groups = bench_topology(blue, green)
+    loop = new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    snapshots: list[Snapshot] = []
+
+    async def start() -> Engine:
+        engine = Engine(publish=lambda points: None, on_change=snapshots.append, metrics_period_s=10)
+        await engine.apply(listeners, groups, validate(listeners, groups), {})
+        return engine
+
+    engine = asyncio.run_coroutine_threadsafe(start(), loop).result(10)
+    try:
+        deadline = time.monotonic() + 30
+        while any(snapshots[-1][0][g.arn, g.targets[0].target_id].state != "healthy" for g in groups):
+            if time.monotonic() > deadline:
+                raise RuntimeError("the bench's targets did not turn healthy within 30 s")
+            time.sleep(0.2)
+        yield f"http://127.0.0.1:{snapshots[-1][1][LISTENER]}{PATH}"
+    finally:
+        asyncio.run_coroutine_threadsafe(engine.close(), loop).result(10)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(10)
+
+
+_API_CLIENT = """
+import sys, time, boto3
+url, seconds = sys.argv[1], float(sys.argv[2])
+kw = dict(endpoint_url=url, region_name="us-east-1", aws_access_key_id="bench", aws_secret_access_key="bench")
+ec2, elb = boto3.client("ec2", **kw), boto3.client("elbv2", **kw)
+deadline = time.monotonic() + seconds
+while time.monotonic() < deadline:
+    ec2.describe_vpcs()
+    elb.describe_load_balancers()
+"""
+
+
+@contextlib.contextmanager
+def busy_api(seconds: float) -> Iterator[None]:
+    """moto's server in this process, answering a client that calls it without pause."""
+    import logging
+
+    from moto.moto_server.threaded_moto_server import ThreadedMotoServer
+
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)
+    port = free_port()
+    server = ThreadedMotoServer("127.0.0.1", port, verbose=False)
+    server.start()
+    client = subprocess.Popen(
+        [sys.executable, "-c", _API_CLIENT, f"http://127.0.0.1:{port}", str(seconds)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        yield
+    finally:
+        client.kill()
+        client.wait()
+        server.stop()
+
+
+@contextlib.contextmanager
+def running_haproxy(blue: AppProcess, green: AppProcess, workdir: Path) -> Iterator[str]:
+    """HAProxy 90/10 over the two apps with the same health checks: its URL."""
     port = free_port()
     config = workdir / "haproxy.cfg"
     config.write_text(
@@ -202,15 +286,20 @@ backend apps
     proc = subprocess.Popen(
         ["haproxy", "-db", "-f", str(config)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return proc, port
-        except OSError:
-            time.sleep(0.1)
-    proc.kill()
-    raise RuntimeError("haproxy did not start listening within 10 s")
+    try:
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise RuntimeError("haproxy did not start listening within 10 s") from None
+                time.sleep(0.1)
+        yield f"http://127.0.0.1:{port}{PATH}"
+    finally:
+        proc.terminate()
+        proc.wait(10)
 
 
 def main() -> None:
@@ -220,58 +309,49 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=10.0, help="length of each measured run")
     parser.add_argument("--rounds", type=int, default=3, help="measured runs per target (medians printed)")
     parser.add_argument("--connections", type=int, default=8)
+    parser.add_argument("--busy-api", action="store_true", help="measure while moto in this process is busy")
     args = parser.parse_args()
 
     generator = "wrk" if shutil.which("wrk") else "python asyncio client (wrk not on PATH)"
     print(f"load generator: {generator}; {args.connections} connections, {args.seconds:g} s x {args.rounds}")
-    with tempfile.TemporaryDirectory(prefix="alb-bench-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="alb-bench-") as tmp, contextlib.ExitStack() as stack:
         workdir = Path(tmp)
         artifact = build_release("0.0.1", None, workdir / "artifact")
         apps = []
-        procs: list[subprocess.Popen[bytes]] = []
-        plane = None
-        try:
-            for color, instance in (("blue", "i-0b1e"), ("green", "i-06e3")):
-                release = unpack_release(artifact, workdir / instance)
-                print(f"starting the {color} app (gunicorn) ...", flush=True)
-                apps.append(
-                    AppProcess.start(
-                        release, color=color, instance_id=instance, log_path=workdir / f"{instance}.log"
-                    )
-                )
-            blue, green = apps
-            urls = {"direct": f"{blue.url}{PATH}"}
-            sink: list[MetricPoint] = []
-            plane = start_plane(blue, green, sink)
-            urls["plane"] = f"http://127.0.0.1:{plane.listener_port('arn:listener/bench')}{PATH}"
-            if shutil.which("haproxy"):
-                haproxy, port = start_haproxy(blue, green, workdir)
-                procs.append(haproxy)
-                urls["haproxy"] = f"http://127.0.0.1:{port}{PATH}"
-            else:
-                print("haproxy not on PATH: skipping it (apt-get install haproxy)")
+        for color, instance in (("blue", "i-0b1e"), ("green", "i-06e3")):
+            release = unpack_release(artifact, workdir / instance)
+            print(f"starting the {color} app (gunicorn) ...", flush=True)
+            log_path = workdir / f"{instance}.log"
+            app = AppProcess.start(release, color=color, instance_id=instance, log_path=log_path)
+            stack.callback(app.stop, timeout=10)
+            apps.append(app)
+        blue, green = apps
+        sink: list[MetricPoint] = []
+        urls = {"direct": f"{blue.url}{PATH}", "plane": stack.enter_context(running_plane(blue, green, sink))}
+        if args.busy_api:
+            urls["plane-in-thread"] = stack.enter_context(plane_in_thread(blue, green))
+        if shutil.which("haproxy"):
+            urls["haproxy"] = stack.enter_context(running_haproxy(blue, green, workdir))
+        else:
+            print("haproxy not on PATH: skipping it (apt-get install haproxy)")
+        if args.busy_api:
+            busy_s = (len(urls) * (args.rounds * args.seconds + 2)) + 60
+            stack.enter_context(busy_api(busy_s))
+            print("moto in this process is answering API calls without pause from now on")
 
-            for url in urls.values():
-                run_load(url, 2, args.connections)  # warm up: connections, caches, pools
-            results: dict[str, list[Result]] = {name: [] for name in urls}
-            for round_number in range(1, args.rounds + 1):
-                for name, url in urls.items():
-                    result = run_load(url, args.seconds, args.connections)
-                    results[name].append(result)
-                    print(
-                        f"  round {round_number} {name:8} {result.rps:8.0f} rps  "
-                        f"p50 {result.p50_ms:6.2f} ms  p99 {result.p99_ms:6.2f} ms  errors {result.errors}",
-                        flush=True,
-                    )
-            report(results, sink)
-        finally:
-            if plane is not None:
-                plane.close()
-            for proc in procs:
-                proc.terminate()
-                proc.wait(10)
-            for app in apps:
-                app.stop(timeout=10)
+        for url in urls.values():
+            run_load(url, 2, args.connections)  # warm up: connections, caches, pools
+        results: dict[str, list[Result]] = {name: [] for name in urls}
+        for round_number in range(1, args.rounds + 1):
+            for name, url in urls.items():
+                result = run_load(url, args.seconds, args.connections)
+                results[name].append(result)
+                print(
+                    f"  round {round_number} {name:15} {result.rps:8.0f} rps  "
+                    f"p50 {result.p50_ms:6.2f} ms  p99 {result.p99_ms:6.2f} ms  errors {result.errors}",
+                    flush=True,
+                )
+        report(results, sink)
 
 
 def report(results: dict[str, list[Result]], sink: list[MetricPoint]) -> None:
@@ -286,7 +366,7 @@ def report(results: dict[str, list[Result]], sink: list[MetricPoint]) -> None:
         )
         m = medians[name]
         print(
-            f"  {name:8} {m.rps:8.0f} rps  p50 {m.p50_ms:6.2f} ms  p99 {m.p99_ms:6.2f} ms  errors {m.errors}"
+            f"  {name:15} {m.rps:8.0f} rps  p50 {m.p50_ms:6.2f} ms  p99 {m.p99_ms:6.2f} ms  errors {m.errors}"
         )
     counted = sum(p.value for p in sink if p.name == "RequestCount" and len(p.dimensions) == 2)
     print(f"  the plane published RequestCount totalling {counted:.0f} over {len(sink)} data points")
@@ -298,6 +378,13 @@ def report(results: dict[str, list[Result]], sink: list[MetricPoint]) -> None:
         p99_ok = "met" if p99_ratio <= 1.5 else "NOT met"
         print(f"goal: plane rps >= 75 % of haproxy's: {rps_share:.0%} ({rps_ok})")
         print(f"goal: plane p99 <= 1.5 x haproxy's:   {p99_ratio:.2f} x ({p99_ok})")
+    if "plane-in-thread" in medians:
+        own, shared = medians["plane"], medians["plane-in-thread"]
+        print(
+            f"busy API: the plane in its own process served {own.rps / shared.rps:.2f} x the requests per "
+            f"second of the plane in a thread beside moto; p99 {own.p99_ms:.1f} ms against "
+            f"{shared.p99_ms:.1f} ms"
+        )
 
 
 if __name__ == "__main__":
