@@ -60,7 +60,7 @@ def main(argv: list[str]) -> None:
 
 
 def new_event_loop() -> asyncio.AbstractEventLoop:
-    """uvloop's loop when installed (it takes a third off the proxy's cost per request), else asyncio's."""
+    """uvloop's loop when installed (about 10 % less CPU per proxied request here), else asyncio's."""
     try:
         import uvloop
     except ImportError:
