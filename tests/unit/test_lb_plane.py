@@ -39,6 +39,7 @@ from tests.conftest import free_port
 LB_ARN = "arn:aws:elasticloadbalancing:us-east-1:123456789012:loadbalancer/app/lab/50dc6c495c0c9188"
 LB_DIM = "app/lab/50dc6c495c0c9188"
 INTERVAL = 0.5
+BIG = bytes(range(256)) * 12_000  # 3 MB
 
 
 # --- targets -----------------------------------------------------------------------------------
@@ -82,6 +83,8 @@ class FakeTarget:
                 if self.path.startswith("/slow?s="):
                     time.sleep(float(self.path.split("=", 1)[1]))
                     self.answer(200, target.name.encode())
+                elif self.path == "/big":
+                    self.answer(200, BIG)
                 elif self.path == "/chunked":
                     self.wfile.write(
                         b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
@@ -89,6 +92,10 @@ class FakeTarget:
                     )
                 else:
                     self.answer(target.status, target.name.encode())
+
+            def do_HEAD(self) -> None:
+                target.seen.append((self.path, dict(self.headers.items()), self.client_address[1]))
+                self.wfile.write(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % len(target.name))
 
             def do_POST(self) -> None:
                 target.seen.append((self.path, dict(self.headers.items()), self.client_address[1]))
@@ -539,6 +546,24 @@ def test_client_keep_alive_and_target_connection_reuse(
     assert len({client_port for _, _, client_port in app.seen}) == 1  # one pooled connection served all
 
 
+def test_idle_client_and_target_connections_close_after_the_idle_timeout(
+    plane: LoadBalancerPlane, targets: Callable[[str], FakeTarget]
+) -> None:
+    app = targets("app")
+    plane.apply([listener(("tg", 1), idle_timeout_s=0.5)], [group("tg", app.target())])
+    conn = http.client.HTTPConnection("127.0.0.1", port_of(plane), timeout=10)
+    conn.request("GET", "/")
+    assert conn.getresponse().read() == b"app"
+    sock = conn.sock
+    assert sock is not None
+    sock.settimeout(5)
+    assert sock.recv(1) == b""  # the load balancer closed the idle client connection
+    conn.close()
+    get(port_of(plane))
+    # The pooled connection to the target was closed too: the second request came on a new one.
+    assert len({client_port for _, _, client_port in app.seen}) == 2
+
+
 def test_post_bodies_and_chunked_responses_pass_through(
     plane: LoadBalancerPlane, targets: Callable[[str], FakeTarget]
 ) -> None:
@@ -553,6 +578,44 @@ def test_post_bodies_and_chunked_responses_pass_through(
     conn.request("GET", "/")  # the same client connection still works after a chunked response
     assert conn.getresponse().read() == b"app"
     conn.close()
+
+
+def test_head_pipelining_expect_continue_and_large_responses(
+    plane: LoadBalancerPlane, targets: Callable[[str], FakeTarget]
+) -> None:
+    app = targets("app")
+    plane.apply([listener(("tg", 1))], [group("tg", app.target())])
+    port = port_of(plane)
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    conn.request("HEAD", "/")
+    head = conn.getresponse()
+    assert (head.status, head.getheader("Content-Length"), head.read()) == (200, "3", b"")
+    conn.request("GET", "/big")  # 3 MB through the proxy's flow control
+    assert conn.getresponse().read() == BIG
+    conn.close()
+
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(b"GET /one HTTP/1.1\r\nHost: x\r\n\r\nGET /two HTTP/1.1\r\nHost: x\r\n\r\n")
+        received = b""
+        while received.count(b"app") < 2:
+            received += sock.recv(65536)
+        assert received.count(b"HTTP/1.1 200") == 2
+        sock.sendall(b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n")
+        assert sock.recv(1024) == b"HTTP/1.1 100 Continue\r\n\r\n"
+        sock.sendall(b"hello")
+        assert sock.recv(1024).endswith(b"\r\n\r\nhello")
+    assert [path for path, _, _ in app.seen] == ["/", "/big", "/one", "/two", "/echo"]
+
+
+def test_a_body_over_the_limit_gets_413(
+    plane: LoadBalancerPlane, targets: Callable[[str], FakeTarget]
+) -> None:
+    app = targets("app")
+    plane.apply([listener(("tg", 1))], [group("tg", app.target())])
+    with socket.create_connection(("127.0.0.1", port_of(plane)), timeout=5) as sock:
+        sock.sendall(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 20000000\r\n\r\n")
+        assert sock.recv(1024).startswith(b"HTTP/1.1 413 ")
+    assert app.seen == []
 
 
 def test_a_malformed_request_gets_400(plane: LoadBalancerPlane, targets: Callable[[str], FakeTarget]) -> None:

@@ -198,6 +198,12 @@ class Engine:
             now = time.perf_counter()
             for listener in self._listeners.values():
                 listener.sweep(now)
+            for group in self._groups.values():
+                for target in group.targets.values():
+                    for connection in [
+                        each for each in target.idle if now - each.idle_since > each.idle_limit
+                    ]:
+                        connection.close()
 
     async def _metrics(self) -> None:
         while True:

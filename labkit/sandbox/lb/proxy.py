@@ -82,10 +82,14 @@ class ListenerRuntime:
         Exchange(self, client, group, target, request, head.method == b"HEAD", client.keep_alive).start()
 
     def sweep(self, now: float) -> None:
-        """Answer 504 for exchanges whose target has been silent longer than the idle timeout."""
+        """Apply the idle timeout: 504 for a target silent that long, close a client idle that long."""
         limit = self.config.idle_timeout_s
         for exchange in [each for each in self.active if now - each.last_activity > limit]:
             exchange.fail(504)
+        for client in [
+            each for each in self.clients if each.exchange is None and now - each.last_activity > limit
+        ]:
+            client.close()
 
     def close(self) -> None:
         if self.server is not None:
@@ -130,6 +134,7 @@ class ClientConnection(asyncio.Protocol):
         self.dispatching = False
         self.reading_paused = False
         self.continue_sent = False
+        self.last_activity = perf_counter()
 
     # asyncio callbacks
 
@@ -148,6 +153,7 @@ class ClientConnection(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         self.buf += data
+        self.last_activity = perf_counter()
         if self.exchange is None:
             self.next_request()
         elif len(self.buf) > http1.MAX_HEAD_BYTES and not self.reading_paused:
@@ -333,6 +339,7 @@ class Exchange:
         if self._finish():
             client = self.client
             client.exchange = None
+            client.last_activity = perf_counter()
             if self.keep_client:
                 client.next_request()
             else:
@@ -395,6 +402,9 @@ class UpstreamConnection(asyncio.Protocol):
         self.reused = False
         self.paused = False
         self.closed = False
+        #: While pooled: since when, and for how long it may stay (the idle timeout of its last use).
+        self.idle_since = 0.0
+        self.idle_limit = 0.0
 
     # asyncio callbacks
 
@@ -535,6 +545,10 @@ class UpstreamConnection(asyncio.Protocol):
         self.mode = _HEAD
         self.pause(False)
         if reusable and self.keep_alive and self.target.accepting and not self.closed:
+            # The load balancer closes idle target connections first (the app's keep-alive is longer),
+            # so it never sends a request on a connection the target is closing.
+            self.idle_since = perf_counter()
+            self.idle_limit = exchange.listener.config.idle_timeout_s
             self.target.idle.append(self)
         else:
             self.close()
