@@ -490,6 +490,27 @@ def test_a_deregistered_target_drains_its_in_flight_request_and_gets_no_new_ones
     wait_for(lambda: plane.health("arn:tg/tg", "i-old").reason == "Target.NotRegistered", 5, "drain ends")
 
 
+def test_a_target_registered_again_while_draining_keeps_its_requests_and_starts_over(
+    plane: LoadBalancerPlane, targets: Callable[[str], FakeTarget]
+) -> None:
+    app = targets("app")
+    plane.apply([listener(("tg", 1))], [group("tg", app.target(), delay_s=5)])
+    wait_for(state_is(plane, "tg", app, "healthy"), 5, "healthy")
+    port = port_of(plane)
+    in_flight: list[tuple[int, str]] = []
+    request = threading.Thread(target=lambda: in_flight.append(get(port, "/slow?s=1")))
+    request.start()
+    wait_for(lambda: len(app.seen) == 1, 5, "the slow request reached the target")
+    plane.apply([listener(("tg", 1))], [group("tg", delay_s=5)])
+    assert plane.health("arn:tg/tg", "i-app").state == "draining"
+    plane.apply([listener(("tg", 1))], [group("tg", app.target(), delay_s=5)])
+    assert plane.health("arn:tg/tg", "i-app").state == "initial"
+    request.join(10)
+    assert in_flight == [(200, "app")]
+    wait_for(state_is(plane, "tg", app, "healthy"), 5, "healthy again")
+    assert get(port) == (200, "app")
+
+
 def test_a_request_still_running_when_the_delay_ends_is_cut(
     plane: LoadBalancerPlane, targets: Callable[[str], FakeTarget]
 ) -> None:

@@ -118,13 +118,20 @@ class Engine:
         for target_id, target in wanted.items():
             runtime = group.targets.get(target_id)
             if runtime is None:
-                drained = group.draining.pop(target_id, None)
-                if drained is not None:
-                    self._forget(drained)
-                runtime = group.targets[target_id] = TargetRuntime(target, health.INITIAL)
+                runtime = group.draining.pop(target_id, None)
+                if runtime is None:
+                    runtime = TargetRuntime(target, health.INITIAL)
+                else:
+                    # Registered again while draining: its in-flight requests carry on, checks start over.
+                    if runtime.drain_timer is not None:
+                        runtime.drain_timer.cancel()
+                        runtime.drain_timer = None
+                    runtime.accepting = True
+                    runtime.reset(health.INITIAL)
+                group.targets[target_id] = runtime
                 if not in_use:
                     runtime.reset(health.NOT_IN_USE)
-            elif (runtime.host, runtime.port) != (target.host, target.port):
+            if (runtime.host, runtime.port) != (target.host, target.port):
                 # The instance's process moved (restarted on another port): same target, new address.
                 runtime.host, runtime.port = target.host, target.port
                 runtime.close_idle()
