@@ -50,7 +50,6 @@ class Engine:
         self._period = metrics_period_s
         self._listeners: dict[str, ListenerRuntime] = {}
         self._groups: dict[str, GroupRuntime] = {}
-        self._tasks: list[asyncio.Task[None]] = []
         self._loop = asyncio.get_running_loop()
         self._tasks = [self._loop.create_task(self._sweep()), self._loop.create_task(self._metrics())]
 
@@ -220,15 +219,14 @@ class Engine:
             self._flush(start)
 
     def _flush(self, timestamp: float) -> None:
-        """Hand the period's data points to ``publish`` on the publisher thread."""
+        """Publish the period's points: every group's counts, host counts of the groups in use."""
         points: list[MetricPoint] = []
         by_lb: dict[str, list[Counts]] = {}
         for group in self._groups.values():
-            if not group.in_use:
-                continue
             counts = group.take_counts()
             points += count_points(counts, group.dimensions, timestamp)
-            points += host_points(*group.host_counts(), group.dimensions, timestamp)
+            if group.in_use:
+                points += host_points(*group.host_counts(), group.dimensions, timestamp)
             by_lb.setdefault(group.config.load_balancer_dimension, []).append(counts)
         for listener in self._listeners.values():
             lb = lb_dimension(listener.config.load_balancer_arn)

@@ -94,7 +94,7 @@ class ListenerRuntime:
     def close(self) -> None:
         if self.server is not None:
             self.server.close()
-        for task in self.pending:
+        for task in list(self.pending):
             task.cancel()
         for exchange in list(self.active):
             exchange.abort()
