@@ -18,7 +18,7 @@ second with a p99 at most 1.5 times HAProxy's.
 with a client calling it non-stop (as during a ``terraform apply``), and adds ``plane-in-thread``,
 the same engine on a thread of this process, as it would run inside the sandbox service.
 
-    .venv/bin/python bench/alb_overhead.py [--seconds 10] [--rounds 3] [--connections 8] [--busy-api]
+    .venv/bin/python bench/alb_overhead.py [--seconds 6] [--rounds 5] [--connections 8] [--busy-api]
 """
 
 from __future__ import annotations
@@ -306,8 +306,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--seconds", type=float, default=10.0, help="length of each measured run")
-    parser.add_argument("--rounds", type=int, default=3, help="measured runs per target (medians printed)")
+    parser.add_argument("--seconds", type=float, default=6.0, help="length of each measured run")
+    parser.add_argument("--rounds", type=int, default=5, help="measured runs per target (medians printed)")
     parser.add_argument("--connections", type=int, default=8)
     parser.add_argument("--busy-api", action="store_true", help="measure while moto in this process is busy")
     args = parser.parse_args()
