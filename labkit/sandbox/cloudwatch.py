@@ -6,6 +6,8 @@ does every minute, and the sandbox calls it every few seconds so lessons need no
 - each metric alarm's statistic (``Sum``, ``Average``, ``Minimum``, ``Maximum``, ``SampleCount``
   or a percentile such as ``p99``) over each of its last ``EvaluationPeriods`` periods, the
   newest ending now (windows slide with the clock instead of waiting for a period to close);
+  for a metric math alarm, its expression over its metrics' statistics, period by period
+  (arithmetic, comparisons, ``AND``/``OR``, ``IF``, ``MIN``, ``MAX``, ``ABS``);
 - ``ALARM`` when at least ``DatapointsToAlarm`` (default: all) of them breach the threshold by
   the comparison operator, else ``OK``;
 - missing periods per ``TreatMissingData``: ``breaching``, ``notBreaching``, ``ignore`` (keep
@@ -15,20 +17,23 @@ does every minute, and the sandbox calls it every few seconds so lessons need no
 - a change of state sets ``StateValue``, ``StateReason`` and ``StateReasonData`` as AWS words
   them, and leaves an alarm history item (see :mod:`labkit.sandbox.mends`).
 
-Alarms on metric math and anomaly bands, and alarm actions, are not evaluated.
+Anomaly-band alarms, other metric math functions and alarm actions are not evaluated; such an
+alarm keeps its state.
 """
 
 from __future__ import annotations
 
+import ast
 import contextlib
 import json
 import logging
 import operator
+import re
 import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 from .mends import datum_dimension_key, distribution_datum
 from .topology import MetricPoint
@@ -61,46 +66,105 @@ class Verdict:
     reason_data: str
 
 
+@dataclass(frozen=True)
+class _Series:
+    """One metric an alarm reads: which data points, and the statistic over each period."""
+
+    namespace: str
+    name: str
+    dimensions: frozenset[tuple[str, str]]
+    unit: str | None
+    stat: str
+
+    def value(self, data: Iterable[Any], start: datetime, end: datetime) -> float | None:
+        from moto.cloudwatch.models import Statistics
+
+        points = [
+            d
+            for d in data
+            if start < d.timestamp <= end
+            and d.namespace == self.namespace
+            and d.name == self.name
+            and (not self.unit or d.unit == self.unit)
+            and datum_dimension_key(d) == self.dimensions
+        ]
+        if not points:
+            return None
+        stats = Statistics([self.stat], start)
+        stats.metric_data = points
+        found = stats.get_statistics_for_type(self.stat)
+        return None if found is None else float(found)
+
+
+def _alarm_reader(alarm: Any) -> tuple[Callable[[Iterable[Any], datetime, datetime], float | None], str, int]:
+    """How to compute the alarm's value for one period; its statistic's name; its period in seconds.
+
+    Raises ValueError for an alarm the sandbox does not evaluate.
+    """
+    if alarm.metric_name:
+        series = _Series(
+            alarm.namespace,
+            alarm.metric_name,
+            frozenset((d.name, d.value) for d in alarm.dimensions),
+            alarm.unit,
+            alarm.extended_statistic or alarm.statistic,
+        )
+        return series.value, series.stat, int(alarm.period or 0)
+    queries = list(alarm.metric_data_queries or [])
+    metrics: dict[str, _Series] = {}
+    period = 0
+    for query in queries:
+        stat = query.metric_stat
+        if stat is not None:
+            metric = stat.metric
+            dims = frozenset((d.name, d.value) for d in metric.dimensions)
+            metrics[query.id] = _Series(metric.namespace, metric.metric_name, dims, stat.unit, stat.stat)
+            period = period or int(stat.period or 0)
+    returned = [q for q in queries if q.return_data in (True, "true", "True")] or [
+        q for q in queries if q.expression
+    ]
+    if not returned or not returned[0].expression:
+        raise ValueError("no expression to evaluate")
+    expression = returned[0].expression
+    tree = compile_expression(expression)
+
+    def value(data: Iterable[Any], start: datetime, end: datetime) -> float | None:
+        window = [d for d in data if start < d.timestamp <= end]
+        inputs = {qid: series.value(window, start, end) for qid, series in metrics.items()}
+        return evaluate_expression(tree, inputs)
+
+    return value, expression, period
+
+
 def evaluate_alarm(alarm: Any, data: Iterable[Any], now: datetime) -> Verdict | None:
     """The state ``alarm`` should be in at ``now`` given metric ``data``; None to leave it as it is.
 
-    ``data`` may hold any data points; those of the alarm's metric (exact dimension set, unit
-    when the alarm names one) in its evaluation range are used.
+    ``data`` may hold any data points; those of the alarm's metrics (exact dimension set, unit
+    when the alarm names one) in its evaluation range are used. Metric math alarms are evaluated
+    when their expression uses arithmetic, comparisons, AND/OR and IF/MIN/MAX/ABS (see
+    :func:`compile_expression`).
     """
-    from moto.cloudwatch.models import Statistics
-
     rule = _OPERATORS.get(alarm.comparison_operator)
-    if rule is None or alarm.rule is not None or not alarm.metric_name or not alarm.period:
+    if rule is None or alarm.rule is not None:
+        return None
+    try:
+        read, stat, seconds = _alarm_reader(alarm)
+    except ValueError:
+        return None
+    if seconds <= 0:
         return None
     compare, words = rule
-    period = timedelta(seconds=int(alarm.period))
+    period = timedelta(seconds=seconds)
     periods = int(alarm.evaluation_periods or 1)
     needed = int(alarm.datapoints_to_alarm or periods)
-    stat = alarm.extended_statistic or alarm.statistic
-    wanted = frozenset((d.name, d.value) for d in alarm.dimensions)
     earliest = now - period * periods
-    points = [
-        d
-        for d in data
-        if d.namespace == alarm.namespace
-        and d.name == alarm.metric_name
-        and earliest < d.timestamp <= now
-        and (not alarm.unit or d.unit == alarm.unit)
-        and datum_dimension_key(d) == wanted
-    ]
+    recent = [d for d in data if earliest < d.timestamp <= now]
     # Newest period first: (start, value or None when the period has no data).
     values: list[tuple[datetime, float | None]] = []
     for index in range(periods):
         end = now - period * index
         start = end - period
-        in_period = [d for d in points if start < d.timestamp <= end]
-        value = None
-        if in_period:
-            stats = Statistics([stat], start)
-            stats.metric_data = in_period
-            found = stats.get_statistics_for_type(stat)
-            value = None if found is None else float(found)
-        values.append((start, value))
+        values.append((start, read(recent, start, end)))
 
     present = [(start, v) for start, v in values if v is not None]
     missing = periods - len(present)
@@ -120,6 +184,7 @@ def evaluate_alarm(alarm: Any, data: Iterable[Any], now: datetime) -> Verdict | 
                 values,
                 now,
                 stat,
+                seconds,
             )
     elif treat in ("missing", "ignore"):
         needed = min(needed, len(present))
@@ -131,7 +196,7 @@ def evaluate_alarm(alarm: Any, data: Iterable[Any], now: datetime) -> Verdict | 
             f"{'was' if breaching == 1 else 'were'} {words} the threshold ({threshold:g}) "
             f"(minimum {needed} datapoint{'s' if needed > 1 else ''} for OK -> ALARM transition)."
         )
-        return _verdict(alarm, "ALARM", reason, values, now, stat)
+        return _verdict(alarm, "ALARM", reason, values, now, stat, seconds)
     calm = (periods if treat in ("breaching", "notBreaching") else len(present)) - breaching
     reason = (
         f"Threshold Crossed: {calm} out of the last {periods} datapoints [{shown}] "
@@ -139,18 +204,24 @@ def evaluate_alarm(alarm: Any, data: Iterable[Any], now: datetime) -> Verdict | 
         f"the threshold ({threshold:g}) (minimum {needed} datapoint{'s' if needed > 1 else ''} "
         "for ALARM -> OK transition)."
     )
-    return _verdict(alarm, "OK", reason, values, now, stat)
+    return _verdict(alarm, "OK", reason, values, now, stat, seconds)
 
 
 def _verdict(
-    alarm: Any, state: str, reason: str, values: list[tuple[datetime, float | None]], now: datetime, stat: str
+    alarm: Any,
+    state: str,
+    reason: str,
+    values: list[tuple[datetime, float | None]],
+    now: datetime,
+    stat: str,
+    period_s: int,
 ) -> Verdict:
     data = {
         "version": "1.0",
         "queryDate": f"{now:%Y-%m-%dT%H:%M:%S.000+0000}",
         "startDate": f"{values[-1][0]:%Y-%m-%dT%H:%M:%S.000+0000}",
         "statistic": stat,
-        "period": int(alarm.period),
+        "period": period_s,
         "recentDatapoints": [v for _, v in values if v is not None],
         "threshold": float(alarm.threshold),
         "evaluatedDatapoints": [
@@ -169,14 +240,11 @@ def evaluate_alarms(now: datetime | None = None) -> int:
     changed = 0
     backend: Any
     for _account, _region, backend in list(cloudwatch_backends.iter_backends()):
-        alarms = [a for a in list(backend.alarms.values()) if a.rule is None and a.metric_name]
+        alarms = [a for a in list(backend.alarms.values()) if a.rule is None]
         if not alarms:
             continue
-        longest = max(timedelta(seconds=int(a.period or 60) * int(a.evaluation_periods or 1)) for a in alarms)
-        names = {(a.namespace, a.metric_name) for a in alarms}
-        recent = [
-            d for d in backend.metric_data if (d.namespace, d.name) in names and d.timestamp > now - longest
-        ]
+        longest = max(_window(alarm) for alarm in alarms)
+        recent = [d for d in backend.metric_data if d.timestamp > now - longest]
         for alarm in alarms:
             verdict = evaluate_alarm(alarm, recent, now)
             if verdict is not None and verdict.state != alarm.state_value:
@@ -184,6 +252,15 @@ def evaluate_alarms(now: datetime | None = None) -> int:
                 alarm.update_state(verdict.reason, verdict.reason_data, verdict.state)
                 changed += 1
     return changed
+
+
+def _window(alarm: Any) -> timedelta:
+    """How far back the alarm looks (zero for one the sandbox does not evaluate)."""
+    try:
+        _, _, seconds = _alarm_reader(alarm)
+    except ValueError:
+        return timedelta(0)
+    return timedelta(seconds=seconds * int(alarm.evaluation_periods or 1))
 
 
 def prune_metric_data(now: datetime | None = None, retention: timedelta = RETENTION) -> int:
@@ -263,4 +340,96 @@ class AlarmEvaluator:
                         prune_metric_data()
             except Exception:  # keep evaluating; a bad alarm must not stop the others
                 log.exception("evaluating alarms failed")
+
+
+# --- metric math (the subset alarms use) ---
+
+_MATH_FUNCTIONS = {"IF", "MIN", "MAX", "ABS"}
+
+
+def compile_expression(expression: str) -> ast.Expression:
+    """Parse a metric math expression: numbers, query ids, ``+ - * /``, comparisons, ``AND``/``OR``
+    (or ``&&``/``||``), ``IF(cond, a, b)``, ``MIN``, ``MAX``, ``ABS``. ValueError for anything else."""
+    text = expression.replace("&&", " and ").replace("||", " or ")
+    text = re.sub(r"\bAND\b", " and ", text)
+    text = re.sub(r"\bOR\b", " or ", text)
+    try:
+        tree = ast.parse(text, mode="eval")
+    except SyntaxError as exc:
+        raise ValueError(f"cannot parse {expression!r}: {exc.msg}") from None
+    allowed = (
+        ast.Expression, ast.BinOp, ast.UnaryOp, ast.BoolOp, ast.Compare, ast.Call, ast.Name, ast.Constant,
+        ast.Load, ast.Add, ast.Sub, ast.Mult, ast.Div, ast.USub, ast.UAdd, ast.And, ast.Or,
+        ast.Gt, ast.GtE, ast.Lt, ast.LtE, ast.Eq, ast.NotEq,
+    )  # fmt: skip
+    for node in ast.walk(tree):
+        if not isinstance(node, allowed):
+            kind = type(node).__name__
+            raise ValueError(f"{expression!r} uses {kind}, which the sandbox does not evaluate")
+        if isinstance(node, ast.Call) and not (
+            isinstance(node.func, ast.Name) and node.func.id in _MATH_FUNCTIONS and not node.keywords
+        ):
+            raise ValueError(f"{expression!r} calls a function the sandbox does not evaluate")
+        if isinstance(node, ast.Constant) and not isinstance(node.value, int | float):
+            raise ValueError(f"{expression!r} has a constant that is not a number")
+    return tree
+
+
+def evaluate_expression(tree: ast.Expression, inputs: dict[str, float | None]) -> float | None:
+    """The expression's value for one period; None when an input it needs has no data."""
+    _binary: dict[type, Callable[[float, float], float]] = {
+        ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul, ast.Div: operator.truediv,
+    }  # fmt: skip
+    _compare: dict[type, Callable[[float, float], bool]] = {
+        ast.Gt: operator.gt, ast.GtE: operator.ge, ast.Lt: operator.lt, ast.LtE: operator.le,
+        ast.Eq: operator.eq, ast.NotEq: operator.ne,
+    }  # fmt: skip
+
+    def run(node: ast.AST) -> float | None:
+        if isinstance(node, ast.Expression):
+            return run(node.body)
+        if isinstance(node, ast.Constant):
+            return float(cast(float, node.value))  # compile_expression admits numbers only
+        if isinstance(node, ast.Name):
+            return inputs.get(node.id)
+        if isinstance(node, ast.UnaryOp):
+            inner = run(node.operand)
+            return None if inner is None else (-inner if isinstance(node.op, ast.USub) else inner)
+        if isinstance(node, ast.BinOp):
+            left, right = run(node.left), run(node.right)
+            if left is None or right is None or (isinstance(node.op, ast.Div) and right == 0):
+                return None  # metric math drops a period it cannot compute
+            return _binary[type(node.op)](left, right)
+        if isinstance(node, ast.Compare):
+            left = run(node.left)
+            result = 1.0
+            for op, comparator in zip(node.ops, node.comparators, strict=True):
+                right = run(comparator)
+                if left is None or right is None:
+                    return None
+                result = result if _compare[type(op)](left, right) else 0.0
+                left = right
+            return result
+        if isinstance(node, ast.BoolOp):
+            parts = [run(value) for value in node.values]
+            if any(p is None for p in parts):
+                return None
+            truths = [bool(p) for p in parts]
+            return 1.0 if (all(truths) if isinstance(node.op, ast.And) else any(truths)) else 0.0
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name):
+            args = [run(arg) for arg in node.args]
+            name = node.func.id
+            if name == "IF":
+                if len(args) != 3 or args[0] is None:
+                    return None
+                return args[1] if args[0] else args[2]
+            present = [a for a in args if a is not None]
+            if not present:
+                return None
+            if name == "ABS":
+                return abs(present[0])
+            return min(present) if name == "MIN" else max(present)
+        raise ValueError(f"cannot evaluate {ast.dump(node)}")
+
+    return run(tree)
 

@@ -10,12 +10,18 @@ service and a test's ``ThreadedMotoServer`` alike (call it before the first requ
   their target groups; stock moto deregisters them only in the TerminateInstances API handler.
 - A launch template's own tags (and the provider's ``default_tags``) stay off its template data,
   where moto copied them as a ``launch-template`` tag specification that Terraform then diffs.
+- A new launch template version keeps its user data base64-typed, as the first version does (an
+  ASG launching from a later version failed with HTTP 500).
+- A security group rule that admits another group reports its description (moto read it only
+  from CIDR rules, so Terraform planned to set it again on every plan).
 - Load balancers are ``active`` as soon as they exist.
-- CloudWatch: alarm state changes are kept as alarm history (``DescribeAlarmHistory``); a metric
-  distribution (``Values``/``Counts``) is kept as one datum instead of one per count; percentile
-  statistics (``p99``) are answered; ``GetMetricStatistics`` matches dimensions exactly, as AWS does.
+- CloudWatch: a new alarm starts ``INSUFFICIENT_DATA`` and an updated one keeps its state, as on
+  AWS (moto set ``OK`` both times); state changes are kept as alarm history
+  (``DescribeAlarmHistory``); a metric distribution (``Values``/``Counts``) is kept as one datum
+  instead of one per count; percentile statistics (``p99``) are answered; ``GetMetricStatistics``
+  matches dimensions exactly, as AWS does.
 
-Metric alarms are evaluated by :mod:`labkit.sandbox.alarms`, which the caller runs periodically.
+Metric alarms are evaluated by :mod:`labkit.sandbox.cloudwatch`, which the caller runs periodically.
 """
 
 from __future__ import annotations
@@ -129,11 +135,14 @@ def _mend_elbv2() -> None:
 
 def _mend_ec2() -> None:
     from moto.ec2.models.instances import InstanceBackend
-    from moto.ec2.models.launch_templates import LaunchTemplateBackend
+    from moto.ec2.models.launch_templates import LaunchTemplate, LaunchTemplateBackend
+    from moto.ec2.models.security_groups import SecurityGroupRule
+    from moto.ec2.utils import parse_user_data
     from moto.elbv2.models import elbv2_backends
 
     stock_terminate = InstanceBackend.terminate_instances
     stock_create_template = LaunchTemplateBackend.create_launch_template
+    stock_create_version = LaunchTemplate.create_version
 
     def terminate_instances(self: Any, instance_ids: list[str]) -> Any:
         result = stock_terminate(self, instance_ids)
@@ -158,8 +167,27 @@ def _mend_ec2() -> None:
                 del template_data["TagSpecifications"]
         return stock_create_template(self, name, description, template_data, tag_spec)
 
+    def create_version(self: Any, data: dict[str, Any], description: str) -> Any:
+        # CreateLaunchTemplate wraps UserData in Base64EncodedString, CreateLaunchTemplateVersion
+        # left it a plain str: an ASG launching from such a version (a new release) then failed
+        # with an AssertionError (HTTP 500).
+        user_data = data.get("UserData")
+        if isinstance(user_data, str | bytes):
+            data["UserData"] = parse_user_data(user_data)
+        return stock_create_version(self, data, description)
+
     _patch(InstanceBackend, "terminate_instances", terminate_instances)
     _patch(LaunchTemplateBackend, "create_launch_template", create_launch_template)
+    _patch(LaunchTemplate, "create_version", create_version)
+    # A rule that admits another security group keeps its description with the group pair, where
+    # moto's SecurityGroupRule.description never looked: DescribeSecurityGroupRules returned none
+    # and Terraform planned to set it again on every plan.
+    _patch(SecurityGroupRule, "description", property(_security_group_rule_description))
+
+
+def _security_group_rule_description(rule: Any) -> str | None:
+    description = rule.ip_range.get("Description") or rule.source_group.get("Description")
+    return str(description) if description is not None else None
 
 
 # --- CloudWatch: history, distributions, percentiles, exact dimensions ---
@@ -171,6 +199,7 @@ def _mend_cloudwatch() -> None:
     from moto.core.responses import ActionResult
 
     stock_update_state = models.Alarm.update_state
+    stock_put_alarm = models.CloudWatchBackend.put_metric_alarm
     stock_put_metric_data = models.CloudWatchBackend.put_metric_data
     stock_statistic = models.Statistics.get_statistics_for_type
 
@@ -199,6 +228,19 @@ def _mend_cloudwatch() -> None:
             }
         )
         del history[:-100]  # AWS keeps two weeks; a hundred changes per alarm is plenty here
+
+    def put_metric_alarm(self: Any, *args: Any, **kwargs: Any) -> Any:
+        name = kwargs.get("name", args[0] if args else None)
+        previous = self.alarms.get(name)
+        alarm: Any = stock_put_alarm(self, *args, **kwargs)
+        if previous is not None:
+            # An update replaces the configuration and keeps the state (moto reset it to OK).
+            for attr in ("state_value", "state_reason", "state_reason_data", "state_updated_timestamp"):
+                setattr(alarm, attr, getattr(previous, attr))
+            alarm.labkit_history = getattr(previous, "labkit_history", [])
+        else:
+            alarm.state_value = "INSUFFICIENT_DATA"  # as on AWS, until the first evaluation
+        return alarm
 
     def describe_alarm_history(self: Any) -> Any:
         name = self._get_param("AlarmName")
@@ -316,6 +358,7 @@ def _mend_cloudwatch() -> None:
         return (self.name or "", self.value or "") < (other.name or "", other.value or "")
 
     _patch(models.Alarm, "update_state", update_state)
+    _patch(models.CloudWatchBackend, "put_metric_alarm", put_metric_alarm)
     _patch(models.CloudWatchBackend, "put_metric_data", put_metric_data)
     _patch(models.CloudWatchBackend, "get_metric_statistics", get_metric_statistics)
     _patch(models.Statistics, "get_statistics_for_type", get_statistics_for_type)

@@ -180,6 +180,7 @@ class SandboxService:
     def _loop(self) -> None:
         last_topology: Any = None
         last_apply = last_save = time.monotonic()
+        last_error, last_error_at = "", 0.0
         while not self.stopping.wait(LOOP_INTERVAL_S):
             now = time.monotonic()
             try:
@@ -193,8 +194,11 @@ class SandboxService:
                 ):
                     last_save = now
                     self.save()
-            except Exception:  # the loop must outlive any one bad model; the log says what broke
-                log.exception("reconcile pass failed")
+            except Exception as exc:  # the loop must outlive any one bad model; the log says what broke
+                # The same failure twice a second would bury the log: once a minute is enough.
+                if repr(exc) != last_error or now - last_error_at > 60:
+                    log.exception("reconcile pass failed")
+                    last_error, last_error_at = repr(exc), now
 
     def _reconcile(self, last: Any, force: bool) -> tuple[Any, bool]:
         from . import cloudwatch

@@ -18,7 +18,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from labkit import sandbox
 from labkit.errors import SandboxError
 from labkit.sandbox import persistence
-from labkit.sandbox.cloudwatch import evaluate_alarm
+from labkit.sandbox.cloudwatch import compile_expression, evaluate_alarm, evaluate_expression
 from labkit.sandbox.instance_view import parse_user_data, spec_from_user_data
 from labkit.sandbox.mends import percentile
 
@@ -203,6 +203,47 @@ def test_metric_math_and_anomaly_alarms_are_not_evaluated() -> None:
     assert evaluate_alarm(alarm(metric_name=None), [datum(9, 1)], NOW) is None
     band = alarm(comparison_operator="LessThanLowerOrGreaterThanUpperThreshold")
     assert evaluate_alarm(band, [datum(9, 1)], NOW) is None
+
+
+def error_rate_alarm(min_requests: int = 10) -> Any:
+    """The staging error-rate alarm's shape: metric math over two metrics of one target group."""
+    from moto.cloudwatch.models import Dimension, Metric, MetricDataQuery, MetricStat
+
+    dims = [Dimension("LoadBalancer", "app/lab/1"), Dimension("TargetGroup", "tg/2")]
+
+    def stat(query_id: str, metric: str) -> MetricDataQuery:
+        metric_stat = MetricStat(Metric(metric, "Lab", dims), "60", "Sum", "")
+        return MetricDataQuery(query_id, "", "", False, None, metric_stat)
+
+    expression = f"IF(requests >= {min_requests}, 100 * errors / requests, 0)"
+    rate = MetricDataQuery("rate", "", "", True, expression)
+    queries = [stat("errors", "Errors"), stat("requests", "Requests"), rate]
+    return alarm(metric_name=None, namespace=None, statistic=None, period=None, dimensions=[],
+                 metric_data_queries=queries, threshold=5.0, treat_missing_data="notBreaching")
+
+
+def test_a_metric_math_alarm_is_evaluated() -> None:
+    busy = [datum(3, 10), datum(20, 10, name="Requests")]  # 15 % errors
+    quiet = [datum(3, 10), datum(5, 10, name="Requests")]  # too few requests: 0 by the IF
+    healthy = [datum(0, 10), datum(50, 10, name="Requests")]
+    verdicts = [evaluate_alarm(error_rate_alarm(), data, NOW) for data in (busy, quiet, healthy, [])]
+    assert [v.state if v else None for v in verdicts] == ["ALARM", "OK", "OK", "OK"]
+    assert verdicts[0] is not None and "[15 " in verdicts[0].reason
+
+
+def test_metric_math_expressions() -> None:
+    def run(expression: str, **inputs: float | None) -> float | None:
+        return evaluate_expression(compile_expression(expression), dict(inputs))
+
+    assert run("100 * e / r", e=1, r=4) == 25
+    assert run("e / r", e=1, r=0) is None  # a period metric math cannot compute has no value
+    assert run("IF(r > 10 AND e >= 1, 1, 0)", r=11, e=1) == 1
+    assert run("IF(r > 10 && e >= 1, 1, 0)", r=11, e=0) == 0
+    assert run("MAX(a, b) - MIN(a, b) + ABS(-2)", a=1, b=5) == 6
+    assert run("e + 1", e=None) is None
+    for unsupported in ("METRICS()", "e.real", "'text'", "__import__('os')", "SUM(METRICS())"):
+        with pytest.raises(ValueError):
+            compile_expression(unsupported)
 
 
 # --- percentiles ---
