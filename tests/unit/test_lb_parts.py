@@ -152,6 +152,10 @@ def test_weighted_choice_follows_weights_and_skips_zero() -> None:
     picks = Counter(choice.pick() for _ in range(20_000))
     assert picks["red"] == 0
     assert 0.09 <= picks["green"] / 20_000 <= 0.11
+    # Every deck of 100 picks splits exactly 90/10, in a random order.
+    decks = [[choice.pick() for _ in range(100)] for _ in range(3)]
+    assert all(Counter(deck) == {"blue": 90, "green": 10} for deck in decks)
+    assert len({tuple(deck) for deck in decks}) == 3
     assert WeightedChoice.build([("blue", 0)]).pick() is None
 
 

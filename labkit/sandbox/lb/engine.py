@@ -79,7 +79,8 @@ class Engine:
                 runtime = ListenerRuntime(listener, table)
                 runtime.server = await self._serve(runtime, ports.get(listener.arn))
                 self._listeners[listener.arn] = runtime
-            else:
+            elif runtime.config != listener or runtime.table != table:
+                # Unchanged tables are kept: their weighted decks hold the split exact over time.
                 runtime.update(listener, table)
         self._snapshot()
 
