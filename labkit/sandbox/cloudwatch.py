@@ -189,7 +189,16 @@ def evaluate_alarm(alarm: Any, data: Iterable[Any], now: datetime) -> Verdict | 
     elif treat in ("missing", "ignore"):
         needed = min(needed, len(present))
 
-    shown = ", ".join(f"{v:g} ({start:%d/%m/%y %H:%M:%S})" for start, v in present) or "no data"
+    if not present:  # "breaching" or "notBreaching" with nothing received
+        state = "ALARM" if breaching >= needed else "OK"
+        treated = "Breaching" if treat == "breaching" else "NonBreaching"
+        plural = periods > 1
+        reason = (
+            f"Threshold Crossed: no datapoints were received for {periods} period{'s' if plural else ''} "
+            f"and {missing} missing datapoint{'s were' if plural else ' was'} treated as [{treated}]."
+        )
+        return _verdict(alarm, state, reason, values, now, stat, seconds)
+    shown = ", ".join(f"{v:g} ({start:%d/%m/%y %H:%M:%S})" for start, v in present)
     if breaching >= needed:
         reason = (
             f"Threshold Crossed: {breaching} out of the last {periods} datapoints [{shown}] "

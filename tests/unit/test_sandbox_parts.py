@@ -182,6 +182,15 @@ def test_missing_data_is_treated_as_the_alarm_says(treat: str | None, expected: 
     assert (verdict.state if verdict else None) == expected
 
 
+def test_no_data_treated_as_breaching_or_not_says_so() -> None:
+    verdict = evaluate_alarm(alarm(treat_missing_data="notBreaching", evaluation_periods=2), [], NOW)
+    assert verdict is not None and verdict.state == "OK"
+    assert verdict.reason == (
+        "Threshold Crossed: no datapoints were received for 2 periods and 2 missing datapoints were "
+        "treated as [NonBreaching]."
+    )
+
+
 def test_m_out_of_n_needs_m_breaching_periods() -> None:
     two_of_three = alarm(evaluation_periods=3, datapoints_to_alarm=2, period=60)
     one = [datum(9, 10), datum(1, 70), datum(1, 130)]
