@@ -84,6 +84,20 @@ def _alive(pid: int) -> bool:
     return True
 
 
+def _is_service(pid: int) -> bool:
+    """True when ``pid`` runs and is a sandbox service (where /proc tells): after a reboot the
+    pid in a stale service.json may belong to anything, which must never be signalled."""
+    if not _alive(pid):
+        return False
+    cmdline = Path(f"/proc/{pid}/cmdline")
+    if not cmdline.parent.exists():
+        return True  # no /proc (macOS): the pid is all there is to go by
+    try:
+        return b"labkit.sandbox.service" in cmdline.read_bytes()
+    except OSError:
+        return False
+
+
 def _read_service_file(paths: SandboxPaths) -> dict[str, Any] | None:
     try:
         data = json.loads(paths.service_file.read_text())
@@ -111,7 +125,7 @@ def _ask_status(endpoint: str, timeout: float = 3.0) -> dict[str, Any] | None:
 def _running(paths: SandboxPaths) -> dict[str, Any] | None:
     """The running service's status, None when there is none (or it does not answer)."""
     info = _read_service_file(paths)
-    if info is None or not _alive(int(info["pid"])):
+    if info is None or not _is_service(int(info["pid"])):
         return None
     status = _ask_status(str(info["endpoint"]))
     if status is None or status.get("pid") != info["pid"]:
@@ -154,7 +168,7 @@ def up(*, timeout_s: float = START_TIMEOUT_S, report: Reporter | None = None) ->
         if status is not None:
             return str(status["endpoint"])
         stale = _read_service_file(paths)
-        if stale is not None and _alive(int(stale["pid"])):
+        if stale is not None and _is_service(int(stale["pid"])):
             raise SandboxError(
                 f"A sandbox service (pid {stale['pid']}) runs, but its API at {stale['endpoint']} "
                 "does not answer.",
@@ -211,7 +225,7 @@ def down(*, timeout_s: float = STOP_TIMEOUT_S) -> bool:
     paths = sandbox_paths()
     with _service_lock(paths, timeout_s):
         info = _read_service_file(paths)
-        was_running = info is not None and _alive(int(info["pid"]))
+        was_running = info is not None and _is_service(int(info["pid"]))
         if info is not None and was_running:
             _stop_pid(int(info["pid"]), timeout_s)
         paths.service_file.unlink(missing_ok=True)
@@ -276,7 +290,7 @@ def alb_url(dns_name: str, *, port: int | None = None, wait_s: float = 3.0) -> s
     """The loopback URL serving an ALB's listener (port 80, or the only one, unless ``port`` says)."""
     paths = sandbox_paths()
     info = _read_service_file(paths)
-    if info is None or not _alive(int(info["pid"])):
+    if info is None or not _is_service(int(info["pid"])):
         raise SandboxError(
             f"The sandbox is not running, so {dns_name} has no loopback URL.",
             hint="Start it with `labkit sandbox up` (your saved stack comes back with it).",

@@ -6,7 +6,10 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 from collections import defaultdict
+from collections.abc import Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
 from types import SimpleNamespace
@@ -290,11 +293,31 @@ def test_alb_url_needs_a_running_sandbox(empty_sandbox_home: Path) -> None:
     assert "labkit sandbox up" in (raised.value.hint or "")
 
 
-def test_alb_url_picks_the_listener(empty_sandbox_home: Path) -> None:
-    # What a running service writes (this process stands in for its pid).
+def test_a_stale_pid_of_another_program_is_never_taken_for_the_service(empty_sandbox_home: Path) -> None:
+    # After a reboot service.json may name a pid that now belongs to anything: here, pytest itself.
     empty_sandbox_home.mkdir(parents=True)
     (empty_sandbox_home / "service.json").write_text(
         json.dumps({"pid": os.getpid(), "endpoint": "http://127.0.0.1:1"})
+    )
+    assert sandbox.status().running is False
+    assert sandbox.down() is False  # and it was not signalled: this test is still running
+    assert not (empty_sandbox_home / "service.json").exists()
+
+
+@pytest.fixture()
+def stand_in_service() -> Iterator[int]:
+    """A sleeping process whose command line names the service, standing in for its pid."""
+    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", "labkit.sandbox.service"])
+    yield proc.pid
+    proc.kill()
+    proc.wait()
+
+
+def test_alb_url_picks_the_listener(empty_sandbox_home: Path, stand_in_service: int) -> None:
+    # What a running service writes.
+    empty_sandbox_home.mkdir(parents=True)
+    (empty_sandbox_home / "service.json").write_text(
+        json.dumps({"pid": stand_in_service, "endpoint": "http://127.0.0.1:1"})
     )
     (empty_sandbox_home / "albs.json").write_text(json.dumps({
         "web-1.us-east-1.elb.amazonaws.com": {"listeners": {"80": "http://127.0.0.1:4001"}},
