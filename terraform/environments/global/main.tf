@@ -1,0 +1,91 @@
+# Account-wide resources that every environment uses: the Terraform state backend, the release
+# artifact bucket, the deployment ledger table and the GitHub Actions OIDC role.
+
+locals {
+  environment = "global"
+
+  tags = merge(var.tags, {
+    Project     = var.project
+    Environment = local.environment
+    ManagedBy   = "terraform"
+  })
+}
+
+module "state_backend" {
+  source = "../../modules/state_backend"
+
+  bucket_name     = var.state_bucket_name
+  lock_table_name = var.lock_table_name
+  require_tls     = var.require_tls
+}
+
+# --- release artifacts -----------------------------------------------------------------------
+
+resource "aws_s3_bucket" "artifacts" {
+  #checkov:skip=CKV_AWS_144:Releases are rebuilt from git; replicating them to a second region is not worth its cost here.
+  #checkov:skip=CKV2_AWS_62:Nothing consumes upload events; the deploy controller records releases in the ledger.
+  #checkov:skip=CKV_AWS_18:Access logging is opt-in through module bucket_hardening (access_logs_bucket).
+  bucket        = var.artifact_bucket_name
+  force_destroy = var.artifact_bucket_force_destroy
+
+  tags = { Name = var.artifact_bucket_name, Purpose = "release-artifacts" }
+}
+
+# AWS-managed SSE-KMS (aws/s3): instances then need only s3:GetObject to read a release, with no
+# key policy to keep in step with every fleet's role.
+module "artifact_hardening" {
+  source = "../../modules/bucket_hardening"
+
+  bucket      = aws_s3_bucket.artifacts.id
+  require_tls = var.require_tls
+}
+
+# --- deployment ledger -----------------------------------------------------------------------
+
+resource "aws_dynamodb_table" "ledger" {
+  name         = var.ledger_table_name
+  billing_mode = "PAY_PER_REQUEST"
+  hash_key     = "pk"
+  range_key    = "sk"
+
+  attribute {
+    name = "pk"
+    type = "S"
+  }
+
+  attribute {
+    name = "sk"
+    type = "S"
+  }
+
+  server_side_encryption {
+    enabled     = true
+    kms_key_arn = module.state_backend.kms_key_arn
+  }
+
+  # The ledger is the deployment history (DORA metrics); a bad write should be recoverable.
+  point_in_time_recovery {
+    enabled = true
+  }
+
+  tags = { Name = var.ledger_table_name, Purpose = "deployment-ledger" }
+}
+
+# --- GitHub Actions ----------------------------------------------------------------------------
+
+module "github_oidc" {
+  source = "../../modules/github_oidc"
+  count  = var.github_repository != null ? 1 : 0
+
+  role_name            = "${var.project}-staging-deploy"
+  github_repository    = var.github_repository
+  github_subject       = var.github_subject
+  create_oidc_provider = var.create_oidc_provider
+  managed_name_prefix  = "${var.project}-staging"
+
+  state_bucket_arn    = module.state_backend.bucket_arn
+  state_key_prefixes  = ["staging/"]
+  lock_table_arn      = module.state_backend.lock_table_arn
+  state_kms_key_arn   = module.state_backend.kms_key_arn
+  artifact_bucket_arn = module.artifact_hardening.bucket_arn
+}

@@ -1,0 +1,89 @@
+variable "region" {
+  description = "AWS region of the account-wide resources (labkit passes the target's region)."
+  type        = string
+
+  validation {
+    condition     = can(regex("^[a-z]{2}(-gov)?-[a-z]+-[0-9]$", var.region))
+    error_message = "region must be an AWS region code such as us-east-1."
+  }
+}
+
+variable "project" {
+  description = "Project tag and name prefix shared by every environment."
+  type        = string
+  default     = "bglab"
+
+  validation {
+    condition     = can(regex("^[a-z][a-z0-9-]{1,14}$", var.project))
+    error_message = "project must be 2-15 lowercase letters, digits and hyphens, starting with a letter: it prefixes names that AWS limits to 32 characters."
+  }
+}
+
+variable "state_bucket_name" {
+  description = "Name of the Terraform state bucket. labkit derives it from the project, account id and region (S3 names are global)."
+  type        = string
+}
+
+variable "lock_table_name" {
+  description = "Name of the DynamoDB state lock table (for Terraform before 1.10)."
+  type        = string
+}
+
+variable "artifact_bucket_name" {
+  description = "Name of the release artifact bucket (releases/<version>/release.tar.gz)."
+  type        = string
+
+  validation {
+    condition     = can(regex("^[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$", var.artifact_bucket_name))
+    error_message = "artifact_bucket_name must be 3-63 lowercase letters, digits and hyphens: an S3 bucket name that also works in virtual-host-style URLs."
+  }
+}
+
+variable "artifact_bucket_force_destroy" {
+  description = "Let a teardown delete the artifact bucket with its releases in it. Releases are rebuilt from git, so a lab account says yes; keep false where old releases are your only copy."
+  type        = bool
+  default     = true
+}
+
+variable "ledger_table_name" {
+  description = "Name of the DynamoDB table that records deployments and their events (partition key pk, sort key sk)."
+  type        = string
+
+  validation {
+    condition     = can(regex("^[A-Za-z0-9_.-]{3,255}$", var.ledger_table_name))
+    error_message = "ledger_table_name must be 3-255 letters, digits, underscores, dots or hyphens (DynamoDB's rule for table names)."
+  }
+}
+
+variable "github_repository" {
+  description = "GitHub repository (\"owner/name\") whose workflows may deploy staging through OIDC. null creates no OIDC provider or role: never point it at a repository you do not control, since its workflows could then deploy to this account."
+  type        = string
+  default     = null
+}
+
+variable "github_subject" {
+  description = "The one branch or GitHub environment of github_repository that may deploy (exactly one of the two)."
+  type = object({
+    branch      = optional(string)
+    environment = optional(string)
+  })
+  default = { environment = "staging" }
+}
+
+variable "create_oidc_provider" {
+  description = "Create the account's GitHub OIDC provider; false when the account already has one (there can be only one per URL)."
+  type        = bool
+  default     = true
+}
+
+variable "require_tls" {
+  description = "Deny non-TLS requests to the state and artifact buckets. labkit turns it off in the sandbox only, whose endpoint is plain HTTP on loopback (the policy would refuse every request there, as it should)."
+  type        = bool
+  default     = true
+}
+
+variable "tags" {
+  description = "Extra tags on every resource, on top of Project, Environment and ManagedBy."
+  type        = map(string)
+  default     = {}
+}

@@ -1,0 +1,292 @@
+# GitHub Actions deploys with short-lived credentials: the account trusts GitHub's OIDC issuer, and
+# one role admits tokens from one repository and one branch or environment only. Its policy covers
+# what a staging plan and apply need, and no more than the stack's resource types and names allow.
+
+data "aws_caller_identity" "current" {}
+data "aws_partition" "current" {}
+data "aws_region" "current" {}
+
+locals {
+  issuer  = "token.actions.githubusercontent.com"
+  subject = var.github_subject.environment != null ? "repo:${var.github_repository}:environment:${var.github_subject.environment}" : "repo:${var.github_repository}:ref:refs/heads/${var.github_subject.branch}"
+
+  partition = data.aws_partition.current.partition
+  account   = data.aws_caller_identity.current.account_id
+  region    = data.aws_region.current.name
+  prefix    = var.managed_name_prefix
+
+  oidc_provider_arn = var.create_oidc_provider ? aws_iam_openid_connect_provider.github[0].arn : data.aws_iam_openid_connect_provider.github[0].arn
+}
+
+resource "aws_iam_openid_connect_provider" "github" {
+  count = var.create_oidc_provider ? 1 : 0
+
+  url            = "https://${local.issuer}"
+  client_id_list = ["sts.amazonaws.com"]
+  # AWS validates GitHub's certificate against its own CA library; IAM still requires a thumbprint.
+  thumbprint_list = ["6938fd4d98bab03faadb97b34396831e3780aea1", "1c58a3a8518e8759bf075b76b750d4f2df264fcd"]
+
+  tags = var.tags
+}
+
+data "aws_iam_openid_connect_provider" "github" {
+  count = var.create_oidc_provider ? 0 : 1
+  url   = "https://${local.issuer}"
+}
+
+data "aws_iam_policy_document" "trust" {
+  statement {
+    sid     = "GitHubActionsOneRepoOneSubject"
+    actions = ["sts:AssumeRoleWithWebIdentity"]
+
+    principals {
+      type        = "Federated"
+      identifiers = [local.oidc_provider_arn]
+    }
+
+    condition {
+      test     = "StringEquals"
+      variable = "${local.issuer}:aud"
+      values   = ["sts.amazonaws.com"]
+    }
+
+    condition {
+      test     = "StringEquals"
+      variable = "${local.issuer}:sub"
+      values   = [local.subject]
+    }
+  }
+}
+
+resource "aws_iam_role" "deploy" {
+  name                 = var.role_name
+  description          = "GitHub Actions deploys from ${local.subject}"
+  assume_role_policy   = data.aws_iam_policy_document.trust.json
+  max_session_duration = var.max_session_duration
+
+  tags = var.tags
+}
+
+# --- Terraform state and release artifacts -----------------------------------------------------
+
+data "aws_iam_policy_document" "state" {
+  statement {
+    sid       = "ListOwnStatePrefix"
+    actions   = ["s3:ListBucket"]
+    resources = [var.state_bucket_arn]
+    condition {
+      test     = "StringLike"
+      variable = "s3:prefix"
+      values   = [for p in var.state_key_prefixes : "${p}*"]
+    }
+  }
+
+  statement {
+    sid = "ReadWriteOwnState"
+    # DeleteObject releases the S3-native lock file (use_lockfile).
+    actions   = ["s3:GetObject", "s3:PutObject", "s3:DeleteObject"]
+    resources = [for p in var.state_key_prefixes : "${var.state_bucket_arn}/${p}*"]
+  }
+
+  statement {
+    sid       = "LockTable"
+    actions   = ["dynamodb:DescribeTable", "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:DeleteItem"]
+    resources = [var.lock_table_arn]
+  }
+
+  statement {
+    sid       = "StateKey"
+    actions   = ["kms:Encrypt", "kms:Decrypt", "kms:GenerateDataKey", "kms:DescribeKey"]
+    resources = [var.state_kms_key_arn]
+  }
+
+  statement {
+    sid       = "UploadReleases"
+    actions   = ["s3:GetObject", "s3:PutObject"]
+    resources = ["${var.artifact_bucket_arn}/releases/*"]
+  }
+
+  statement {
+    sid       = "ListReleases"
+    actions   = ["s3:ListBucket"]
+    resources = [var.artifact_bucket_arn]
+  }
+}
+
+resource "aws_iam_role_policy" "state" {
+  name   = "terraform-state-and-releases"
+  role   = aws_iam_role.deploy.id
+  policy = data.aws_iam_policy_document.state.json
+}
+
+# --- reading the stack (plan) ------------------------------------------------------------------
+
+data "aws_iam_policy_document" "read" {
+  #checkov:skip=CKV_AWS_356:Describe/List/Get calls of EC2, ELB, Auto Scaling and CloudWatch do not support resource-level permissions; "*" is the only valid resource for them.
+  statement {
+    sid = "DescribeStack"
+    actions = [
+      "ec2:Describe*",
+      "elasticloadbalancing:Describe*",
+      "autoscaling:Describe*",
+      "cloudwatch:DescribeAlarms",
+      "cloudwatch:GetDashboard",
+      "cloudwatch:ListDashboards",
+      "cloudwatch:ListTagsForResource",
+      "sns:ListTopics",
+      "logs:DescribeLogGroups",
+      "kms:ListAliases",
+    ]
+    resources = ["*"]
+    condition {
+      test     = "StringEquals"
+      variable = "aws:RequestedRegion"
+      values   = [local.region]
+    }
+  }
+
+  statement {
+    sid       = "AmazonLinuxAmiParameter"
+    actions   = ["ssm:GetParameter", "ssm:GetParameters"]
+    resources = ["arn:${local.partition}:ssm:${local.region}::parameter/aws/service/ami-amazon-linux-latest/*"]
+  }
+}
+
+resource "aws_iam_role_policy" "read" {
+  name   = "read-stack"
+  role   = aws_iam_role.deploy.id
+  policy = data.aws_iam_policy_document.read.json
+}
+
+# --- changing the stack (apply) ----------------------------------------------------------------
+
+data "aws_iam_policy_document" "write" {
+  #checkov:skip=CKV_AWS_355:EC2, ELB and Auto Scaling resources get their ARNs (random ids) only at creation, so create/modify actions cannot name them; they are limited to the stack's own actions and region.
+  #checkov:skip=CKV_AWS_290:As above: write actions on not-yet-existing EC2/ELB/ASG resources are limited by action list and aws:RequestedRegion, and IAM/SNS/KMS/logs writes are limited by name prefix.
+  #checkov:skip=CKV_AWS_111:As above.
+  statement {
+    sid = "NetworkLoadBalancerFleet"
+    actions = [
+      "ec2:CreateVpc", "ec2:DeleteVpc", "ec2:ModifyVpcAttribute",
+      "ec2:CreateSubnet", "ec2:DeleteSubnet", "ec2:ModifySubnetAttribute",
+      "ec2:CreateInternetGateway", "ec2:AttachInternetGateway", "ec2:DetachInternetGateway", "ec2:DeleteInternetGateway",
+      "ec2:CreateRouteTable", "ec2:DeleteRouteTable", "ec2:CreateRoute", "ec2:DeleteRoute", "ec2:ReplaceRoute",
+      "ec2:AssociateRouteTable", "ec2:DisassociateRouteTable",
+      "ec2:AllocateAddress", "ec2:ReleaseAddress", "ec2:CreateNatGateway", "ec2:DeleteNatGateway",
+      "ec2:CreateSecurityGroup", "ec2:DeleteSecurityGroup",
+      "ec2:AuthorizeSecurityGroupIngress", "ec2:AuthorizeSecurityGroupEgress",
+      "ec2:RevokeSecurityGroupIngress", "ec2:RevokeSecurityGroupEgress", "ec2:ModifySecurityGroupRules",
+      "ec2:UpdateSecurityGroupRuleDescriptionsIngress", "ec2:UpdateSecurityGroupRuleDescriptionsEgress",
+      "ec2:CreateLaunchTemplate", "ec2:CreateLaunchTemplateVersion", "ec2:ModifyLaunchTemplate", "ec2:DeleteLaunchTemplate",
+      "ec2:RunInstances", "ec2:CreateTags", "ec2:DeleteTags",
+      "ec2:CreateFlowLogs", "ec2:DeleteFlowLogs",
+      "elasticloadbalancing:CreateLoadBalancer", "elasticloadbalancing:DeleteLoadBalancer",
+      "elasticloadbalancing:ModifyLoadBalancerAttributes", "elasticloadbalancing:SetSecurityGroups", "elasticloadbalancing:SetSubnets",
+      "elasticloadbalancing:CreateTargetGroup", "elasticloadbalancing:DeleteTargetGroup",
+      "elasticloadbalancing:ModifyTargetGroup", "elasticloadbalancing:ModifyTargetGroupAttributes",
+      "elasticloadbalancing:CreateListener", "elasticloadbalancing:DeleteListener", "elasticloadbalancing:ModifyListener",
+      "elasticloadbalancing:CreateRule", "elasticloadbalancing:DeleteRule", "elasticloadbalancing:ModifyRule",
+      "elasticloadbalancing:SetRulePriorities", "elasticloadbalancing:AddTags", "elasticloadbalancing:RemoveTags",
+      "autoscaling:CreateAutoScalingGroup", "autoscaling:UpdateAutoScalingGroup", "autoscaling:DeleteAutoScalingGroup",
+      "autoscaling:CreateOrUpdateTags", "autoscaling:DeleteTags",
+      "autoscaling:AttachLoadBalancerTargetGroups", "autoscaling:DetachLoadBalancerTargetGroups",
+      "cloudwatch:PutMetricAlarm", "cloudwatch:DeleteAlarms", "cloudwatch:PutDashboard", "cloudwatch:DeleteDashboards",
+      "cloudwatch:TagResource", "cloudwatch:UntagResource",
+      "kms:CreateKey",
+    ]
+    resources = ["*"]
+    condition {
+      test     = "StringEquals"
+      variable = "aws:RequestedRegion"
+      values   = [local.region]
+    }
+  }
+
+  statement {
+    sid = "OwnRolesAndInstanceProfiles"
+    actions = [
+      "iam:GetRole", "iam:GetRolePolicy", "iam:ListRolePolicies", "iam:ListAttachedRolePolicies", "iam:ListInstanceProfilesForRole",
+      "iam:CreateRole", "iam:DeleteRole", "iam:UpdateRole", "iam:UpdateAssumeRolePolicy", "iam:TagRole", "iam:UntagRole",
+      "iam:PutRolePolicy", "iam:DeleteRolePolicy", "iam:AttachRolePolicy", "iam:DetachRolePolicy",
+      "iam:GetInstanceProfile", "iam:CreateInstanceProfile", "iam:DeleteInstanceProfile", "iam:TagInstanceProfile",
+      "iam:AddRoleToInstanceProfile", "iam:RemoveRoleFromInstanceProfile",
+    ]
+    resources = [
+      "arn:${local.partition}:iam::${local.account}:role/${local.prefix}-*",
+      "arn:${local.partition}:iam::${local.account}:instance-profile/${local.prefix}-*",
+    ]
+  }
+
+  statement {
+    sid       = "PassOwnRolesToEc2Only"
+    actions   = ["iam:PassRole"]
+    resources = ["arn:${local.partition}:iam::${local.account}:role/${local.prefix}-*"]
+    condition {
+      test     = "StringEquals"
+      variable = "iam:PassedToService"
+      values   = ["ec2.amazonaws.com"]
+    }
+  }
+
+  statement {
+    sid       = "ServiceLinkedRolesOfTheStack"
+    actions   = ["iam:CreateServiceLinkedRole"]
+    resources = ["arn:${local.partition}:iam::${local.account}:role/aws-service-role/*"]
+    condition {
+      test     = "StringEquals"
+      variable = "iam:AWSServiceName"
+      values   = ["autoscaling.amazonaws.com", "elasticloadbalancing.amazonaws.com"]
+    }
+  }
+
+  statement {
+    sid = "OwnAlarmTopics"
+    actions = [
+      "sns:CreateTopic", "sns:DeleteTopic", "sns:GetTopicAttributes", "sns:SetTopicAttributes",
+      "sns:Subscribe", "sns:Unsubscribe", "sns:GetSubscriptionAttributes", "sns:ListSubscriptionsByTopic",
+      "sns:ListTagsForResource", "sns:TagResource", "sns:UntagResource",
+    ]
+    resources = ["arn:${local.partition}:sns:${local.region}:${local.account}:${local.prefix}-*"]
+  }
+
+  statement {
+    sid = "OwnKeysThroughTheirAlias"
+    actions = [
+      "kms:DescribeKey", "kms:GetKeyPolicy", "kms:GetKeyRotationStatus", "kms:ListResourceTags",
+      "kms:PutKeyPolicy", "kms:EnableKeyRotation", "kms:TagResource", "kms:UntagResource", "kms:ScheduleKeyDeletion",
+    ]
+    resources = ["arn:${local.partition}:kms:${local.region}:${local.account}:key/*"]
+    condition {
+      test     = "StringLike"
+      variable = "kms:ResourceAliases"
+      values   = ["alias/${local.prefix}-*"]
+    }
+  }
+
+  statement {
+    sid       = "OwnKeyAliases"
+    actions   = ["kms:CreateAlias", "kms:DeleteAlias", "kms:UpdateAlias"]
+    resources = ["arn:${local.partition}:kms:${local.region}:${local.account}:alias/${local.prefix}-*", "arn:${local.partition}:kms:${local.region}:${local.account}:key/*"]
+  }
+
+  statement {
+    sid = "OwnLogGroups"
+    actions = [
+      "logs:CreateLogGroup", "logs:DeleteLogGroup", "logs:PutRetentionPolicy", "logs:ListTagsForResource",
+      "logs:TagResource", "logs:UntagResource", "logs:AssociateKmsKey",
+    ]
+    resources = ["arn:${local.partition}:logs:${local.region}:${local.account}:log-group:/vpc/${local.prefix}*"]
+  }
+
+  statement {
+    sid       = "OwnBudget"
+    actions   = ["budgets:ViewBudget", "budgets:ModifyBudget", "budgets:ListTagsForResource", "budgets:TagResource"]
+    resources = ["arn:${local.partition}:budgets::${local.account}:budget/${local.prefix}-*"]
+  }
+}
+
+resource "aws_iam_role_policy" "write" {
+  name   = "change-stack"
+  role   = aws_iam_role.deploy.id
+  policy = data.aws_iam_policy_document.write.json
+}

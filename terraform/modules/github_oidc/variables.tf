@@ -1,0 +1,101 @@
+variable "role_name" {
+  description = "Name of the deploy role GitHub Actions assumes."
+  type        = string
+
+  validation {
+    condition     = can(regex("^[A-Za-z0-9+=,.@_-]{1,64}$", var.role_name))
+    error_message = "role_name must be 1-64 characters from IAM's set (letters, digits and +=,.@_-)."
+  }
+}
+
+variable "github_repository" {
+  description = "The one repository whose workflows may assume the role, as \"owner/name\"."
+  type        = string
+
+  validation {
+    condition     = can(regex("^[A-Za-z0-9-]+/[A-Za-z0-9._-]+$", var.github_repository))
+    error_message = "github_repository must be \"owner/name\" without wildcards: a wildcard would let other repositories deploy."
+  }
+}
+
+variable "github_subject" {
+  description = "The one branch or the one GitHub environment (not both) whose workflow runs may assume the role. An environment is the stronger choice: its protection rules (reviewers, branch filters) then gate every deploy."
+  type = object({
+    branch      = optional(string)
+    environment = optional(string)
+  })
+  default = { branch = "main" }
+
+  validation {
+    condition     = (var.github_subject.branch == null) != (var.github_subject.environment == null)
+    error_message = "github_subject must set exactly one of branch or environment: the trust policy admits one subject, so that no other branch or environment can deploy."
+  }
+  validation {
+    condition     = alltrue([for v in [var.github_subject.branch, var.github_subject.environment] : v == null || !can(regex("[*?]", coalesce(v, "x")))])
+    error_message = "github_subject values may not contain wildcards (* or ?): the trust must name one branch or environment exactly."
+  }
+}
+
+variable "create_oidc_provider" {
+  description = "Create the account's OIDC provider for token.actions.githubusercontent.com. An account can hold only one per URL: set false when it already exists, and the module looks it up."
+  type        = bool
+  default     = true
+}
+
+variable "max_session_duration" {
+  description = "Longest session, in seconds, a workflow run gets from the role (1-12 hours). One hour covers a staging apply with room to spare."
+  type        = number
+  default     = 3600
+
+  validation {
+    condition     = var.max_session_duration >= 3600 && var.max_session_duration <= 43200
+    error_message = "max_session_duration must be 3600-43200 seconds, the range IAM accepts."
+  }
+}
+
+variable "managed_name_prefix" {
+  description = "Name prefix of the resources the role may create and change (e.g. \"bglab-staging\"); IAM roles, SNS topics, KMS aliases and log groups outside it stay out of reach."
+  type        = string
+
+  validation {
+    condition     = can(regex("^[a-z][a-z0-9-]{1,30}[a-z0-9]$", var.managed_name_prefix))
+    error_message = "managed_name_prefix must be 3-32 lowercase letters, digits and hyphens, as the environments' name prefixes are."
+  }
+}
+
+variable "state_bucket_arn" {
+  description = "ARN of the Terraform state bucket."
+  type        = string
+}
+
+variable "state_key_prefixes" {
+  description = "State object key prefixes the role may read and write, e.g. [\"staging/\"]: one environment's state, not the others'."
+  type        = list(string)
+  default     = ["staging/"]
+
+  validation {
+    condition     = length(var.state_key_prefixes) > 0 && alltrue([for p in var.state_key_prefixes : endswith(p, "/") && !startswith(p, "/")])
+    error_message = "state_key_prefixes must be non-empty folder prefixes such as \"staging/\" (ending in /, not starting with /)."
+  }
+}
+
+variable "lock_table_arn" {
+  description = "ARN of the DynamoDB lock table (Terraform before 1.10)."
+  type        = string
+}
+
+variable "state_kms_key_arn" {
+  description = "ARN of the KMS key that encrypts state."
+  type        = string
+}
+
+variable "artifact_bucket_arn" {
+  description = "ARN of the release artifact bucket: CI uploads releases/<version>/release.tar.gz there."
+  type        = string
+}
+
+variable "tags" {
+  description = "Extra tags for every resource of this module (the provider's default_tags come on top)."
+  type        = map(string)
+  default     = {}
+}
