@@ -66,6 +66,26 @@ def apply_mends(target_health: HealthSource | None) -> None:
 REGISTERING = TargetHealthReport(
     "initial", "Elb.RegistrationInProgress", "Target registration is in progress"
 )
+NOT_IN_USE = TargetHealthReport(
+    "unused", "Target.NotInUse", "Target group is not configured to receive traffic from the load balancer"
+)
+
+
+def forwards_to(backend: Any, group_arn: str) -> bool:
+    """Whether any listener of ``backend`` forwards to the target group (weight 0 included)."""
+    for balancer in list(backend.load_balancers.values()):
+        for listener in list(balancer.listeners.values()):
+            for rule in list(listener.rules.values()):
+                for action in rule.actions:
+                    data = action.data
+                    if data.get("Type") != "forward":
+                        continue
+                    groups = (data.get("ForwardConfig") or {}).get("TargetGroups") or []
+                    if data.get("TargetGroupArn") == group_arn or any(
+                        g.get("TargetGroupArn") == group_arn for g in groups
+                    ):
+                        return True
+    return False
 
 
 def _mend_elbv2() -> None:
@@ -82,7 +102,11 @@ def _mend_elbv2() -> None:
         target_id = target["Id"]
         report = _health_source(self.arn, target_id) if _health_source else None
         if target_id in self.targets:
-            if report is None or report.reason == "Target.NotRegistered":
+            # The plane's reports trail the models by up to a reconcile pass: whether the group
+            # is in use is read from the models, so a listener just created or removed counts.
+            if not forwards_to(models.elbv2_backends[self.account_id][self.region_name], self.arn):
+                report = NOT_IN_USE
+            elif report is None or report.reason in ("Target.NotRegistered", "Target.NotInUse"):
                 report = REGISTERING
             return models.FakeHealthStatus(
                 target_id, stock.port, self.health_check_port, report.state, report.reason, report.description
