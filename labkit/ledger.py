@@ -55,8 +55,9 @@ def _iso(moment: datetime) -> str:
 
 
 def new_deployment_id(now: datetime | None = None) -> str:
-    """A fresh deployment id that sorts by time, e.g. ``20250301T101500Z-3f9a1c``."""
-    return f"{(now or _now()).astimezone(UTC):%Y%m%dT%H%M%SZ}-{secrets.token_hex(3)}"
+    """A fresh deployment id that sorts by time, e.g. ``20250301T101500123456Z-3f9a1c``."""
+    # Microseconds, so deployments started within one second still sort in the order they began.
+    return f"{(now or _now()).astimezone(UTC):%Y%m%dT%H%M%S%fZ}-{secrets.token_hex(3)}"
 
 
 def default_owner() -> str:
