@@ -1,0 +1,198 @@
+# Checks with a mocked AWS provider: nothing is created, nothing needs credentials.
+mock_provider "aws" {
+  # Generated JSON would not parse as a policy; the provider validates policies even under a mock.
+  mock_data "aws_iam_policy_document" {
+    defaults = {
+      json = "{\"Version\":\"2012-10-17\",\"Statement\":[]}"
+    }
+  }
+  mock_data "aws_partition" {
+    defaults = {
+      partition = "aws"
+    }
+  }
+  mock_data "aws_ssm_parameter" {
+    defaults = {
+      value = "ami-0aaaaaaaaaaaaaaaa"
+    }
+  }
+  mock_resource "aws_iam_instance_profile" {
+    defaults = {
+      arn = "arn:aws:iam::123456789012:instance-profile/test-stack-blue"
+    }
+  }
+}
+
+variables {
+  name                  = "test-stack"
+  color                 = "blue"
+  release_version       = "1.2.3"
+  artifact_bucket       = "test-artifacts"
+  capacity              = 2
+  vpc_id                = "vpc-0123456789abcdef0"
+  subnet_ids            = ["subnet-0123456789abcdef0", "subnet-0123456789abcdef1"]
+  alb_security_group_id = "sg-0a1b2c3d4e5f60718"
+  target_group_arn      = "arn:aws:elasticloadbalancing:us-east-1:123456789012:targetgroup/test-stack-blue/1111111111111111"
+}
+
+run "security_defaults" {
+  command = plan
+
+  assert {
+    condition = alltrue([
+      aws_launch_template.this.metadata_options[0].http_tokens == "required",
+      aws_launch_template.this.metadata_options[0].http_endpoint == "enabled",
+      aws_launch_template.this.metadata_options[0].http_put_response_hop_limit == 1,
+    ])
+    error_message = "IMDSv2 must be required (session tokens only), with a hop limit of 1."
+  }
+  assert {
+    condition     = aws_launch_template.this.block_device_mappings[0].ebs[0].encrypted == "true"
+    error_message = "The root volume must be encrypted."
+  }
+  assert {
+    condition = alltrue([
+      aws_vpc_security_group_ingress_rule.from_alb.referenced_security_group_id == var.alb_security_group_id,
+      aws_vpc_security_group_ingress_rule.from_alb.cidr_ipv4 == null,
+      aws_vpc_security_group_ingress_rule.from_alb.from_port == 8080,
+      aws_vpc_security_group_ingress_rule.from_alb.to_port == 8080,
+    ])
+    error_message = "Instances accept the app port from the ALB's security group only, from no CIDR."
+  }
+  assert {
+    condition     = aws_vpc_security_group_egress_rule.https.from_port == 443 && aws_vpc_security_group_egress_rule.https.to_port == 443
+    error_message = "Outbound traffic is HTTPS only."
+  }
+  assert {
+    condition     = data.aws_iam_policy_document.read_releases.statement[0].actions == toset(["s3:GetObject"]) && data.aws_iam_policy_document.read_releases.statement[0].resources == toset(["arn:aws:s3:::test-artifacts/releases/*"])
+    error_message = "The instance role may only read objects under releases/ of the artifact bucket."
+  }
+  assert {
+    condition     = length(aws_iam_role_policy_attachment.ssm) == 0
+    error_message = "Session Manager access is opt-in."
+  }
+  assert {
+    condition     = aws_launch_template.this.image_id == "ami-0aaaaaaaaaaaaaaaa"
+    error_message = "With image_id null, the AMI comes from the Amazon Linux 2023 SSM parameter."
+  }
+}
+
+run "user_data_names_the_release_near_the_top" {
+  command = plan
+
+  assert {
+    condition = alltrue([
+      contains(slice(split("\n", base64decode(aws_launch_template.this.user_data)), 0, 8), "ARTIFACT_URI=\"s3://test-artifacts/releases/1.2.3/release.tar.gz\""),
+      contains(slice(split("\n", base64decode(aws_launch_template.this.user_data)), 0, 8), "APP_COLOR=\"blue\""),
+      contains(slice(split("\n", base64decode(aws_launch_template.this.user_data)), 0, 8), "APP_VERSION=\"1.2.3\""),
+    ])
+    error_message = "The first lines of the user data must assign ARTIFACT_URI, APP_COLOR and APP_VERSION exactly (the sandbox reads them)."
+  }
+  assert {
+    condition = alltrue([
+      startswith(base64decode(aws_launch_template.this.user_data), "#!/bin/bash\n"),
+      strcontains(base64decode(aws_launch_template.this.user_data), "ExecStart=/opt/venv/bin/gunicorn -c app/gunicorn.conf.py \"app:create_app()\""),
+      strcontains(base64decode(aws_launch_template.this.user_data), "Environment=APP_BIND=0.0.0.0:8080"),
+      strcontains(base64decode(aws_launch_template.this.user_data), "Environment=APP_INSTANCE_ID=$APP_INSTANCE_ID"),
+      strcontains(base64decode(aws_launch_template.this.user_data), "X-aws-ec2-metadata-token-ttl-seconds"),
+    ])
+    error_message = "The user data runs gunicorn under systemd with APP_BIND, APP_INSTANCE_ID from IMDSv2."
+  }
+  assert {
+    condition     = output.artifact_uri == "s3://test-artifacts/releases/1.2.3/release.tar.gz"
+    error_message = "The artifact URI output matches the user data."
+  }
+}
+
+run "asg_runs_capacity_behind_its_target_group" {
+  command = plan
+
+  assert {
+    condition = alltrue([
+      aws_autoscaling_group.this.min_size == 2,
+      aws_autoscaling_group.this.max_size == 2,
+      aws_autoscaling_group.this.desired_capacity == 2,
+      aws_autoscaling_group.this.health_check_type == "ELB",
+      aws_autoscaling_group.this.target_group_arns == toset([var.target_group_arn]),
+    ])
+    error_message = "The ASG keeps exactly `capacity` instances, registered in the color's target group, with ELB health checks."
+  }
+  assert {
+    condition     = aws_autoscaling_group.this.name == "test-stack-blue-1.2.3"
+    error_message = "The ASG name carries the release version, so a new release is a new ASG."
+  }
+  assert {
+    condition     = length(aws_autoscaling_group.this.instance_refresh) == 0
+    error_message = "No instance_refresh (moto does not implement it, and the deploy model replaces ASGs instead)."
+  }
+  assert {
+    condition = alltrue([for key, value in { Color = "blue", Version = "1.2.3" } :
+      anytrue([for t in aws_autoscaling_group.this.tag : t.key == key && t.value == value && t.propagate_at_launch])
+    ])
+    error_message = "Color and Version tags must propagate to the instances."
+  }
+}
+
+run "parked_color_has_no_instances" {
+  command = plan
+
+  variables {
+    capacity = 0
+    image_id = "ami-0123456789abcdef0"
+  }
+
+  assert {
+    condition     = aws_autoscaling_group.this.desired_capacity == 0 && aws_launch_template.this.image_id == "ami-0123456789abcdef0"
+    error_message = "capacity 0 parks the color; an explicit image_id wins over the SSM parameter."
+  }
+}
+
+run "unknown_color_is_refused" {
+  command = plan
+
+  variables {
+    color = "red"
+  }
+
+  expect_failures = [var.color]
+}
+
+run "version_that_would_break_the_shell_line_is_refused" {
+  command = plan
+
+  variables {
+    release_version = "1.0\"; rm -rf /"
+  }
+
+  expect_failures = [var.release_version]
+}
+
+run "runaway_capacity_is_refused" {
+  command = plan
+
+  variables {
+    capacity = 21
+  }
+
+  expect_failures = [var.capacity]
+}
+
+run "quoted_python_package_is_refused" {
+  command = plan
+
+  variables {
+    python_packages = ["flask' && curl evil"]
+  }
+
+  expect_failures = [var.python_packages]
+}
+
+run "malformed_image_id_is_refused" {
+  command = plan
+
+  variables {
+    image_id = "ubuntu"
+  }
+
+  expect_failures = [var.image_id]
+}

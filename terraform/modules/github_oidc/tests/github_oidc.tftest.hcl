@@ -1,0 +1,135 @@
+# Plan-level checks with a mocked AWS provider: nothing is created, nothing needs credentials.
+mock_provider "aws" {
+  # Generated JSON would not parse as a policy; the provider validates policies even under a mock.
+  mock_data "aws_iam_policy_document" {
+    defaults = {
+      json = "{\"Version\":\"2012-10-17\",\"Statement\":[]}"
+    }
+  }
+  mock_data "aws_partition" {
+    defaults = {
+      partition = "aws"
+    }
+  }
+  mock_data "aws_caller_identity" {
+    defaults = {
+      account_id = "123456789012"
+    }
+  }
+  mock_data "aws_region" {
+    defaults = {
+      name = "us-east-1"
+    }
+  }
+  mock_data "aws_iam_openid_connect_provider" {
+    defaults = {
+      arn = "arn:aws:iam::123456789012:oidc-provider/token.actions.githubusercontent.com"
+    }
+  }
+}
+
+variables {
+  role_name           = "bglab-staging-deploy"
+  github_repository   = "acme/bluegreen-lab"
+  managed_name_prefix = "bglab-staging"
+  state_bucket_arn    = "arn:aws:s3:::bglab-tfstate-123456789012-us-east-1"
+  lock_table_arn      = "arn:aws:dynamodb:us-east-1:123456789012:table/bglab-tflock"
+  state_kms_key_arn   = "arn:aws:kms:us-east-1:123456789012:key/11111111-2222-3333-4444-555555555555"
+  artifact_bucket_arn = "arn:aws:s3:::bglab-artifacts-123456789012-us-east-1"
+}
+
+run "trust_is_one_repository_and_one_branch" {
+  command = plan
+
+  assert {
+    condition     = output.trusted_subject == "repo:acme/bluegreen-lab:ref:refs/heads/main"
+    error_message = "By default the role trusts the main branch of the one repository."
+  }
+  assert {
+    condition = alltrue([
+      one(data.aws_iam_policy_document.trust.statement).actions == toset(["sts:AssumeRoleWithWebIdentity"]),
+      anytrue([for c in one(data.aws_iam_policy_document.trust.statement).condition :
+      c.test == "StringEquals" && c.variable == "token.actions.githubusercontent.com:sub" && c.values == tolist(["repo:acme/bluegreen-lab:ref:refs/heads/main"])]),
+      anytrue([for c in one(data.aws_iam_policy_document.trust.statement).condition :
+      c.test == "StringEquals" && c.variable == "token.actions.githubusercontent.com:aud" && c.values == tolist(["sts.amazonaws.com"])]),
+    ])
+    error_message = "The trust policy must match the token's sub exactly (StringEquals, no wildcard) and its audience."
+  }
+  assert {
+    condition     = aws_iam_openid_connect_provider.github[0].url == "https://token.actions.githubusercontent.com" && aws_iam_openid_connect_provider.github[0].client_id_list == toset(["sts.amazonaws.com"])
+    error_message = "The OIDC provider is GitHub's issuer with the STS audience."
+  }
+  assert {
+    condition = alltrue([for s in data.aws_iam_policy_document.state.statement :
+    alltrue([for r in s.resources : !endswith(r, "*") || startswith(r, "${var.state_bucket_arn}/staging/") || startswith(r, "${var.artifact_bucket_arn}/releases/")])])
+    error_message = "State access is limited to the staging/ prefix (and releases/ of the artifact bucket)."
+  }
+  assert {
+    condition = alltrue([for s in data.aws_iam_policy_document.write.statement :
+    !contains(s.actions, "*") && alltrue([for a in s.actions : !endswith(a, ":*")])])
+    error_message = "No wildcard actions in the apply policy."
+  }
+  assert {
+    condition = alltrue([for s in data.aws_iam_policy_document.write.statement :
+    s.sid != "PassOwnRolesToEc2Only" || s.resources == toset(["arn:aws:iam::123456789012:role/bglab-staging-*"])])
+    error_message = "iam:PassRole is limited to the stack's own roles."
+  }
+}
+
+run "trust_an_environment" {
+  command = plan
+
+  variables {
+    github_subject       = { environment = "staging" }
+    create_oidc_provider = false
+  }
+
+  assert {
+    condition     = output.trusted_subject == "repo:acme/bluegreen-lab:environment:staging"
+    error_message = "An environment subject is trusted as repo:OWNER/NAME:environment:ENV."
+  }
+  assert {
+    condition     = length(aws_iam_openid_connect_provider.github) == 0 && output.oidc_provider_arn == "arn:aws:iam::123456789012:oidc-provider/token.actions.githubusercontent.com"
+    error_message = "With create_oidc_provider = false the existing provider is looked up."
+  }
+}
+
+run "branch_and_environment_together_are_refused" {
+  command = plan
+
+  variables {
+    github_subject = { branch = "main", environment = "staging" }
+  }
+
+  expect_failures = [var.github_subject]
+}
+
+run "wildcard_branch_is_refused" {
+  command = plan
+
+  variables {
+    github_subject = { branch = "*" }
+  }
+
+  expect_failures = [var.github_subject]
+}
+
+run "wildcard_repository_is_refused" {
+  command = plan
+
+  variables {
+    github_repository = "acme/*"
+  }
+
+  expect_failures = [var.github_repository]
+}
+
+run "state_prefix_must_be_a_folder" {
+  command = plan
+
+  variables {
+    state_key_prefixes = ["staging"]
+  }
+
+  expect_failures = [var.state_key_prefixes]
+}

@@ -1,0 +1,113 @@
+# Plan-level checks with a mocked AWS provider: nothing is created, nothing needs credentials.
+mock_provider "aws" {
+  # Generated JSON would not parse as a policy; the provider validates policies even under a mock.
+  mock_data "aws_iam_policy_document" {
+    defaults = {
+      json = "{\"Version\":\"2012-10-17\",\"Statement\":[]}"
+    }
+  }
+  mock_data "aws_availability_zones" {
+    defaults = {
+      names = ["us-east-1a", "us-east-1b", "us-east-1c"]
+    }
+  }
+}
+
+variables {
+  name = "test-net"
+}
+
+# apply (against the mock) so that the default security group's computed rule sets are known.
+run "two_public_subnets_and_no_nat_by_default" {
+  command = apply
+
+  assert {
+    condition     = output.availability_zones == tolist(["us-east-1a", "us-east-1b"])
+    error_message = "With no zones given, the region's first two available zones are used."
+  }
+  assert {
+    condition     = length(aws_subnet.public) == 2 && length(aws_subnet.private) == 0
+    error_message = "Two public subnets and no private ones by default."
+  }
+  assert {
+    condition     = length(aws_nat_gateway.this) == 0 && length(aws_eip.nat) == 0
+    error_message = "No NAT gateway by default: it costs more than the rest of staging."
+  }
+  assert {
+    condition     = [for s in aws_subnet.public : s.cidr_block] == ["10.20.0.0/24", "10.20.1.0/24"]
+    error_message = "Public subnets are the VPC's first two /24s."
+  }
+  assert {
+    condition     = alltrue([for s in aws_subnet.public : s.map_public_ip_on_launch == false])
+    error_message = "Subnets must not hand out public IPs by default; instances that need one ask in their launch template."
+  }
+  assert {
+    condition     = length(aws_default_security_group.this.ingress) == 0 && length(aws_default_security_group.this.egress) == 0
+    error_message = "The default security group must allow nothing."
+  }
+  assert {
+    condition     = output.instances_need_public_ip
+    error_message = "Without NAT, instances in public subnets need a public IP for outbound traffic."
+  }
+  assert {
+    condition     = length(aws_flow_log.this) == 0
+    error_message = "Flow logs are opt-in."
+  }
+}
+
+run "private_subnets_behind_one_nat" {
+  command = plan
+
+  variables {
+    availability_zones     = ["eu-west-1a", "eu-west-1b"]
+    enable_private_subnets = true
+    enable_flow_logs       = true
+  }
+
+  assert {
+    condition     = length(aws_subnet.private) == 2 && length(aws_nat_gateway.this) == 1
+    error_message = "enable_private_subnets adds a private subnet per zone and one NAT gateway."
+  }
+  assert {
+    condition     = [for s in aws_subnet.private : s.cidr_block] == ["10.20.10.0/24", "10.20.11.0/24"]
+    error_message = "Private subnets start at the VPC's eleventh /24."
+  }
+  assert {
+    condition     = !output.instances_need_public_ip
+    error_message = "Behind NAT, instances need no public IP."
+  }
+  assert {
+    condition     = length(aws_flow_log.this) == 1 && aws_flow_log.this[0].traffic_type == "REJECT"
+    error_message = "enable_flow_logs records rejected traffic."
+  }
+}
+
+run "cidr_too_small_is_refused" {
+  command = plan
+
+  variables {
+    cidr_block = "10.0.0.0/24"
+  }
+
+  expect_failures = [var.cidr_block]
+}
+
+run "three_zones_are_refused" {
+  command = plan
+
+  variables {
+    availability_zones = ["us-east-1a", "us-east-1b", "us-east-1c"]
+  }
+
+  expect_failures = [var.availability_zones]
+}
+
+run "uppercase_name_is_refused" {
+  command = plan
+
+  variables {
+    name = "Staging"
+  }
+
+  expect_failures = [var.name]
+}
