@@ -150,6 +150,15 @@ class Target:
         )
         return env
 
+    def alb_url(self, dns_name: str) -> str:
+        """The URL that reaches an ALB's HTTP listener: its loopback port in the sandbox (where the
+        DNS name does not resolve), plain ``http://DNS_NAME`` on AWS."""
+        if self.is_sandbox:
+            from .sandbox import alb_url  # the sandbox imports target, so import it late
+
+            return alb_url(dns_name)
+        return f"http://{dns_name}"
+
     def require_spend(self, action: str) -> None:
         """Refuse ``action`` on AWS unless this target was made with ``allow_spend=True``."""
         if not self.is_sandbox and not self.allow_spend:
