@@ -104,3 +104,7 @@ class CostError(LabkitError):
 
 class PlotInputError(ConfigError):
     """A plot was given a table without the columns, types or rows it needs."""
+
+
+class DeployError(LabkitError):
+    """A deployment cannot start, continue or roll back as asked (the message says why)."""

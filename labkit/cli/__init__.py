@@ -8,6 +8,7 @@ import typer
 
 from ..errors import LabkitError
 from .app import app_cli
+from .deploy import deploy_app, rollback
 from .doctor import doctor
 from .ledger import ledger
 from .probe import probe
@@ -30,6 +31,8 @@ app.command()(report)
 app.add_typer(sandbox_app, name="sandbox")
 app.command()(probe)
 app.command()(ledger)
+app.add_typer(deploy_app, name="deploy")
+app.command()(rollback)
 
 
 @app.callback()

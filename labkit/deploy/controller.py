@@ -1,0 +1,589 @@
+"""The deploy controller: a release onto the idle color, traffic shifted step by step behind a gate.
+
+One :class:`Controller` per environment and target. Its public calls (also exported from
+:mod:`labkit.deploy`) are :meth:`~Controller.deploy`, :meth:`~Controller.resume`,
+:meth:`~Controller.abort`, :meth:`~Controller.rollback` and :meth:`~Controller.status`.
+
+A deployment, phase by phase, each a timed event in the ledger (``labkit ledger ENV --show ID``):
+
+1. ``lock``: the environment's deployment lock (a conditional write); a second deploy is refused.
+2. ``provision``: the idle color gets the release and the serving color's capacity (a Terraform
+   apply; the preview header now reaches it).
+3. ``health``: every new instance healthy in the target group, within the strategy's health
+   timeout; otherwise roll back before any weight moves.
+4. ``preview`` (optional): requests with the preview header must all succeed on the new release.
+5. ``shift-W``: a Terraform apply of ``green_weight`` giving the new color W percent, then
+   ``analysis-W``: the bake, with the gate (:mod:`labkit.analysis`) polled throughout so a bad
+   release is caught as soon as there is evidence, and a final verdict at the end of the bake.
+6. ``scale-down``: after the last step passes, the old color keeps its instances for the
+   strategy's delay (an instant rollback window), then is scaled to 0.
+
+A failure at any point is ``rollback``: one apply giving the old color all traffic and parking the
+new one, the reason recorded. The record (phase, step, weight, reason) is written before each
+move, so a controller killed anywhere can be resumed or aborted from it by another process.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from ..analysis import analyze
+from ..errors import DeployError, LabkitError
+from ..ledger import Deployment, Ledger, LockHolder, default_owner, new_deployment_id
+from ..probe import Probe
+from ..release import check_version, release_exists, release_key
+from ..stack import APP_ENVIRONMENTS, Stack
+from ..strategy import Strategy, all_at_once, canary
+from ..target import Target
+from ..terraform import StateLockedError
+from . import colors
+from .colors import Color, Layout
+from .health import wait_healthy
+from .stale import clear_stale_lock, controller_alive
+
+Say = Callable[[str], None]
+
+#: How often the gate is consulted during a bake (a failure rolls back at once).
+GATE_POLL_S = 1.0
+#: After a bake with too little traffic to judge, how long to keep looking before moving on.
+INCONCLUSIVE_GRACE_S = 20.0
+#: Requests with the preview header per second during the preview.
+PREVIEW_RATE = 20.0
+
+_EARLY_PHASES = ("started", "lock", "provision", "health", "preview")
+
+
+class DeploymentFailed(Exception):
+    """The release failed a check; the message is the reason the rollback records."""
+
+
+@dataclass(frozen=True)
+class EnvironmentStatus:
+    """What ``labkit deploy status`` shows: the stack's traffic, the lock, the latest deployment."""
+
+    env: str
+    layout: Layout
+    lock: LockHolder | None
+    latest: Deployment | None
+
+    def lines(self) -> list[str]:
+        out = [f"{self.env}: {self.layout.describe()}"]
+        out.append(f"lock: {self.lock.describe() if self.lock else 'free'}")
+        d = self.latest
+        if d is None:
+            out.append("no deployments recorded")
+        else:
+            out.append(
+                f"latest: {d.id} {d.from_version or '?'} ({d.from_color}) -> {d.version} ({d.to_color}), "
+                f"{d.status}, phase {d.phase}, {d.to_color} at {d.weight}%"
+            )
+            if d.reason:
+                out.append(f"reason: {d.reason}")
+            if d.status == "in_progress":
+                alive = controller_alive(d.who)
+                if alive is False:
+                    out.append(
+                        f"its controller ({d.who}) is gone: `labkit deploy resume {self.env}` continues it, "
+                        f"`labkit deploy abort {self.env}` rolls it back"
+                    )
+        return out
+
+
+class Controller:
+    """Deployments of one environment (``staging``, ``production``) on one target.
+
+    ``say`` receives one line per phase and progress while waiting; ``terraform_lines`` also passes
+    Terraform's own resource-by-resource lines to it. ``owner`` names this controller in the lock
+    and the ledger (default ``user@host pid N``).
+    """
+
+    def __init__(
+        self,
+        env: str,
+        target: Target,
+        *,
+        say: Say = print,
+        terraform_lines: bool = False,
+        owner: str | None = None,
+    ) -> None:
+        if env not in APP_ENVIRONMENTS:
+            raise DeployError(
+                f"{env!r} is not an environment that takes deployments.",
+                hint=f"Deploy to one of: {', '.join(APP_ENVIRONMENTS)}.",
+            )
+        self.env = env
+        self.target = target
+        self._say = say
+        self.owner = owner or default_owner()
+        self.stack = Stack(env, target, reporter=self._terraform_line if terraform_lines else None)
+        self._terraform_lines = terraform_lines
+        self._ledger: Ledger | None = None
+        self._outputs: dict[str, Any] | None = None
+        self._clock = time.monotonic()
+        # The dead controller whose Terraform lock this one may clear (set by resume and abort).
+        self._taking_over_from: str | None = None
+
+    # -- public calls -------------------------------------------------------------------------
+
+    @property
+    def ledger(self) -> Ledger:
+        if self._ledger is None:
+            self._ledger = Ledger(self.target, self.stack.names.ledger_table)
+        return self._ledger
+
+    def layout(self) -> Layout:
+        """The deployment variables as Terraform last applied them."""
+        return Layout.from_outputs(self._read_outputs().get("deployment") or {})
+
+    def status(self) -> EnvironmentStatus:
+        deployments = self.ledger.list(self.env)
+        return EnvironmentStatus(
+            env=self.env,
+            layout=self.layout(),
+            lock=self.ledger.lock_holder(self.env),
+            latest=deployments[0] if deployments else None,
+        )
+
+    def deploy(
+        self,
+        version: str,
+        *,
+        strategy: Strategy | None = None,
+        capacity: int | None = None,
+        preview_requests: int = 0,
+        probe: Probe | None = None,
+    ) -> Deployment:
+        """Deploy ``version`` to the idle color by ``strategy`` (default canary 10/50/100).
+
+        Returns the finished record: ``succeeded`` when the release serves all traffic,
+        ``rolled_back`` (with the reason) otherwise. Raises before changing anything when the
+        input is wrong or the environment is locked.
+        """
+        strategy = strategy or canary()
+        check_version(version)
+        if isinstance(preview_requests, bool) or not 0 <= preview_requests <= 1000:
+            raise DeployError(
+                f"preview_requests is {preview_requests!r}.", hint="Use 0 (no preview) to 1000."
+            )
+        self.say(f"deploy {version} to {self.env} on {self.target.name}: {strategy.describe()}")
+        bucket = self.stack.names.artifact_bucket
+        if not release_exists(self.target, bucket, version):
+            raise DeployError(
+                f"Release {version} is not in the artifact bucket (s3://{bucket}/{release_key(version)}).",
+                hint=f"Build and upload it first: `labkit release build {version}` then "
+                f"`labkit release upload {version}`; `labkit release list` shows what is there.",
+            )
+        deployment_id = new_deployment_id()
+        # The lock first: a second deploy is refused naming the holder, before it reads anything
+        # that the first one is changing.
+        holder = self.ledger.acquire_lock(self.env, self.owner, deployment_id)
+        self.say(f"lock: {self.env} locked for deployment {deployment_id}")
+        try:
+            active = self.ledger.active(self.env)
+            if active is not None:
+                raise DeployError(
+                    f"Deployment {active.id} ({active.version} to {active.to_color}) is still in progress "
+                    f"(phase {active.phase}, by {active.who}), though its lock was cleared.",
+                    hint=f"`labkit deploy resume {self.env}` continues it; `labkit deploy abort {self.env}` "
+                    "rolls it back.",
+                )
+            layout = self.layout()
+            to = colors.pick_idle(layout)
+            old = colors.other(to)
+            if layout.versions[old] == version:
+                raise DeployError(
+                    f"Release {version} already serves all of {self.env}'s traffic (on {old}).",
+                    hint="Deploy a different version; `labkit deploy status ENV` shows what runs where.",
+                )
+            capacity = layout.capacities[old] if capacity is None else capacity
+            colors.check_capacity(to, capacity)
+            record = self.ledger.start(
+                self.env,
+                version,
+                from_color=old,
+                to_color=to,
+                strategy=strategy,
+                who=self.owner,
+                from_version=layout.versions[old],
+                deployment_id=deployment_id,
+            )
+        except BaseException:
+            self.ledger.release_lock(self.env, self.owner)
+            raise
+        with self.ledger.event(record.id, "lock") as event:
+            event.detail = f"held by {holder.owner} since {holder.acquired_at:%H:%M:%S} UTC"
+        self.say(
+            f"{old} serves {layout.versions[old]}; deploying {version} to {to} "
+            f"(capacity {capacity}, deployment {record.id})"
+        )
+        return self._run(record, capacity=capacity, preview_requests=preview_requests, probe=probe)
+
+    def resume(self, *, probe: Probe | None = None, force: bool = False) -> Deployment:
+        """Continue the environment's interrupted deployment from its ledger record."""
+        record = self._interrupted("resume", force=force)
+        self.say(
+            f"resume deployment {record.id}: {record.version} to {record.to_color}, "
+            f"from phase {record.phase} (step {record.step_index + 1}/{len(record.strategy.steps)}, "
+            f"{record.to_color} at {record.weight}%)"
+        )
+        layout = self.layout()
+        self.say(f"stack: {layout.describe()}")
+        to, old = colors.as_color(record.to_color), colors.as_color(record.from_color)
+        capacity = max(layout.capacities[to], layout.capacities[old], 1)
+        return self._run(record, capacity=capacity, preview_requests=0, probe=probe)
+
+    def abort(self, *, reason: str | None = None, force: bool = False) -> Deployment:
+        """Roll the environment's interrupted (or running, with ``force``) deployment back."""
+        record = self._interrupted("abort", force=force)
+        why = reason or f"aborted by {self.owner} in phase {record.phase}"
+        self.say(f"abort deployment {record.id}: {why}")
+        try:
+            self._roll_back(record, why)
+            return self._finish(record, "aborted", why)
+        except BaseException as exc:
+            self.say(f"abort failed: {exc}; the deployment stays in progress, locked")
+            raise
+
+    def rollback(self) -> Deployment | None:
+        """All traffic back on the color that served before the last deployment, in one apply.
+
+        Recorded in the ledger as a deployment of its own. Returns None when that color already
+        serves all traffic with that release.
+        """
+        history = self.ledger.list(self.env)
+        if not history:
+            raise DeployError(
+                f"No deployment of {self.env} is recorded, so there is nothing to roll back to.",
+                hint="`labkit ledger` lists the deployments.",
+            )
+        last = history[0]
+        if last.status == "in_progress":
+            raise DeployError(
+                f"Deployment {last.id} is still in progress.",
+                hint=f"Use `labkit deploy abort {self.env}` to roll back a deployment in progress.",
+            )
+        back = colors.as_color(last.from_color)
+        version = last.from_version
+        if version is None:
+            raise DeployError(
+                f"Deployment {last.id} does not record which release served before it.",
+                hint="Deploy the release you want instead: `labkit deploy ENV VERSION`.",
+            )
+        layout = self.layout()
+        away = colors.other(back)
+        if layout.serving == back and layout.versions[back] == version:
+            self.say(f"rollback: {back} already serves all traffic with {version}; nothing to do")
+            return None
+        deployment_id = new_deployment_id()
+        self.ledger.acquire_lock(self.env, self.owner, deployment_id)
+        try:
+            record = self.ledger.start(
+                self.env,
+                version,
+                from_color=away,
+                to_color=back,
+                strategy=all_at_once(bake_s=0),
+                who=self.owner,
+                from_version=layout.versions[away],
+                deployment_id=deployment_id,
+            )
+        except BaseException:
+            self.ledger.release_lock(self.env, self.owner)
+            raise
+        self.say(f"rollback {self.env}: all traffic back to {back} ({version}), undoing {last.id}")
+        try:
+            if layout.versions[back] != version or layout.capacities[back] < 1:
+                capacity = max(layout.capacities[away], 1)
+                with self._phase(record, "provision") as event:
+                    event.detail = f"{back} {version} x{capacity}"
+                    self._apply(colors.bring_up(back, version, capacity))
+                self._wait_healthy(record, back, capacity, record.strategy.health_timeout_s)
+            with self._phase(record, "shift-100") as event:
+                event.detail = f"{back} at 100%"
+                self._apply({**colors.shift(back, 100), "preview_color": None})
+                self.ledger.update(record.id, step_index=0, weight=100)
+        except BaseException as exc:
+            self.say(f"rollback failed: {exc}; {self.env} stays locked for deployment {record.id}")
+            raise
+        return self._finish(
+            record, "succeeded", f"rollback of deployment {last.id}: all traffic back on {back} {version}"
+        )
+
+    # -- the run ------------------------------------------------------------------------------
+
+    def _run(
+        self, record: Deployment, *, capacity: int, preview_requests: int, probe: Probe | None
+    ) -> Deployment:
+        to = colors.as_color(record.to_color)
+        strategy = record.strategy
+        try:
+            try:
+                if record.phase in _EARLY_PHASES or record.step_index < 0:
+                    self._provision(record, to, capacity, probe)
+                    if preview_requests:
+                        self._preview(record, to, preview_requests)
+                    first = 0
+                else:
+                    first = max(record.step_index, 0)
+                if record.phase != "scale-down" and not record.phase.startswith("rollback"):
+                    for index in range(first, len(strategy.steps)):
+                        self._step(record, index, probe)
+            except DeploymentFailed as failed:
+                return self._rolled_back(record, str(failed), probe)
+            if record.phase.startswith("rollback"):
+                return self._rolled_back(record, record.reason or "rollback interrupted; finished", probe)
+            self._scale_down(record, probe)
+            version = record.version
+            return self._finish(
+                record, "succeeded", f"{version} serves all traffic on {to}; {record.from_color} scaled to 0"
+            )
+        except (LabkitError, KeyboardInterrupt) as exc:
+            # Anything unexpected (Terraform, AWS, Ctrl-C) rolls back too: the old color is known good.
+            reason = f"controller error: {exc}" if isinstance(exc, LabkitError) else "interrupted (Ctrl-C)"
+            self.say(f"error: {reason.splitlines()[0]}")
+            return self._rolled_back(record, reason, probe)
+
+    def _provision(self, record: Deployment, to: Color, capacity: int, probe: Probe | None) -> None:
+        self._mark(probe, "provision")
+        with self._phase(record, "provision") as event:
+            event.detail = f"{to} {record.version} x{capacity}"
+            self.say(f"provision: {to} runs {record.version} on {capacity} instance(s)")
+            self._apply(colors.bring_up(to, record.version, capacity))
+        self._mark(probe, "health")
+        if not self._wait_healthy(record, to, capacity, record.strategy.health_timeout_s):
+            raise DeploymentFailed(self._health_reason)
+
+    def _wait_healthy(
+        self, record: Deployment, color: Color, capacity: int, timeout_s: float, phase: str = "health"
+    ) -> bool:
+        outputs = self._read_outputs(fresh=True)
+        with self._phase(record, phase) as event:
+            self.say(f"health: waiting for {capacity} healthy {color} instance(s) (timeout {timeout_s:g} s)")
+            ok, report, waited = wait_healthy(
+                self.target,
+                asg_name=outputs[f"{color}_asg_name"],
+                target_group_arn=outputs[f"{color}_target_group_arn"],
+                wanted=capacity,
+                timeout_s=timeout_s,
+                say=self.say,
+            )
+            event.detail = f"{report.describe()} after {waited:.1f} s"
+            self.say(f"health: {report.describe()} after {waited:.1f} s")
+        if not ok:
+            self._health_reason = (
+                f"health timeout: {color} not healthy after {timeout_s:g} s ({report.describe()})"
+            )
+        return ok
+
+    def _preview(self, record: Deployment, to: Color, requests: int) -> None:
+        outputs = self._read_outputs()
+        header = outputs.get("preview_header")
+        if not header:
+            raise DeploymentFailed("preview asked for, but the stack has no preview header")
+        url = self.alb_url()
+        with self._phase(record, "preview") as event:
+            self.say(f"preview: {requests} requests with {header} to {url}")
+            probe = Probe(url, rate=PREVIEW_RATE, duration=requests / PREVIEW_RATE, headers={header: to})
+            probe.start()
+            probe.wait(timeout=requests / PREVIEW_RATE + 10)
+            probe.stop()
+            frame = probe.results()
+            wrong = frame[~frame["ok"] | (frame["color"] != to) | (frame["version"] != record.version)]
+            event.detail = f"{len(frame) - len(wrong)}/{len(frame)} answered by {to} {record.version}"
+            self.say(f"preview: {event.detail}")
+        if len(frame) == 0 or len(wrong):
+            sample = wrong.head(3)[["status", "color", "version", "error"]].to_dict("records")
+            raise DeploymentFailed(f"preview failed: {event.detail}; e.g. {sample}")
+
+    def _step(self, record: Deployment, index: int, probe: Probe | None) -> None:
+        to = colors.as_color(record.to_color)
+        step = record.strategy.steps[index]
+        self.ledger.update(record.id, step_index=index)  # the intent first: resume re-applies it
+        self._mark(probe, f"shift-{step.weight}")
+        with self._phase(record, f"shift-{step.weight}") as event:
+            variables = colors.shift(to, step.weight)
+            event.detail = f"{to} {step.weight}% (green_weight={variables['green_weight']})"
+            self.say(f"shift: {to} to {step.weight}% (step {index + 1}/{len(record.strategy.steps)})")
+            self._apply(variables)
+        self.ledger.update(record.id, weight=step.weight)
+        self._gate(record, step.weight, step.bake_s, probe)
+
+    def _gate(self, record: Deployment, weight: int, bake_s: float, probe: Probe | None) -> None:
+        """Bake ``bake_s`` seconds with the gate polled throughout; DeploymentFailed on a fail."""
+        to = colors.as_color(record.to_color)
+        outputs = self._read_outputs()
+        alarms = sorted((outputs.get("alarm_names") or {}).get(to, {}).values())
+        start = datetime.now(UTC)
+        bake_end = time.monotonic() + bake_s
+        grace_end = bake_end + INCONCLUSIVE_GRACE_S
+        with self._phase(record, f"analysis-{weight}") as event:
+            self.say(f"analysis: baking {bake_s:g} s at {weight}%, gate every {GATE_POLL_S:g} s")
+            while True:
+                now = time.monotonic()
+                verdict, _ = analyze(
+                    self.target,
+                    record.strategy.thresholds,
+                    color=to,
+                    load_balancer_arn=outputs["alb_arn"],
+                    target_group_arn=outputs[f"{to}_target_group_arn"],
+                    start=start,
+                    end=max(datetime.now(UTC), start + timedelta(milliseconds=1)),
+                    alarm_names=alarms,
+                    probe=probe.results() if probe is not None else None,
+                )
+                if verdict.outcome == "fail":
+                    event.detail = f"fail: {verdict.reason}"
+                    self.say(f"analysis: FAIL at {weight}%: {verdict.reason}")
+                    raise DeploymentFailed(f"analysis failed at {to} {weight}%: {verdict.reason}")
+                if now >= bake_end and verdict.outcome == "pass":
+                    event.detail = f"pass: {verdict.reason}"
+                    self.say(f"analysis: pass at {weight}%: {verdict.reason}")
+                    return
+                if now >= grace_end:
+                    event.detail = f"inconclusive, moving on (health and alarms fine): {verdict.reason}"
+                    self.say(f"analysis: {event.detail}")
+                    return
+                time.sleep(GATE_POLL_S)
+
+    def _scale_down(self, record: Deployment, probe: Probe | None) -> None:
+        old = colors.as_color(record.from_color)
+        delay = record.strategy.scale_down_delay_s
+        self._mark(probe, "scale-down")
+        with self._phase(record, "scale-down") as event:
+            self.say(f"scale-down: {old} keeps its instances {delay:g} s (instant rollback window)")
+            time.sleep(delay)
+            self._apply(colors.park(old))
+            event.detail = f"{old} to 0 instances after {delay:g} s"
+            self.say(f"scale-down: {old} at 0 instances")
+
+    def _rolled_back(self, record: Deployment, reason: str, probe: Probe | None) -> Deployment:
+        self._mark(probe, "rollback")
+        self.say(f"rollback: {reason.splitlines()[0]}")
+        self._roll_back(record, reason)
+        return self._finish(record, "rolled_back", reason)
+
+    def _roll_back(self, record: Deployment, reason: str) -> None:
+        """Give the old color all traffic and park the new one (the old one scaled back up first if a
+        scale-down had begun)."""
+        self.ledger.update(record.id, reason=reason)
+        old = colors.as_color(record.from_color)
+        new = colors.as_color(record.to_color)
+        layout = self.layout()
+        if layout.capacities[old] < 1:
+            capacity = max(layout.capacities[new], 1)
+            with self._phase(record, "rollback-restore") as event:
+                event.detail = f"{old} back to {capacity} instance(s) of {layout.versions[old]}"
+                self.say(f"rollback: {old} was scaled down; {event.detail}")
+                self._apply(colors.bring_up(old, layout.versions[old], capacity))
+            timeout = record.strategy.health_timeout_s
+            if not self._wait_healthy(record, old, capacity, timeout, phase="rollback-health"):
+                raise DeployError(
+                    f"Rollback of {record.id}: {old} did not turn healthy again ({self._health_reason}).",
+                    hint=f"Check {old}'s instances, then run `labkit deploy abort {self.env}` again.",
+                )
+        with self._phase(record, "rollback") as event:
+            event.detail = f"{old} at 100%, {new} parked"
+            self._apply(colors.restore(new))
+            self.ledger.update(record.id, weight=0)
+        self.say(f"rollback: {old} serves all traffic; {new} scaled to 0")
+
+    def _finish(self, record: Deployment, status: Any, reason: str) -> Deployment:
+        finished = self.ledger.finish(record.id, status, reason)
+        self.ledger.release_lock(self.env, self.owner)
+        took = finished.duration_s or 0.0
+        self.say(f"{status}: {reason} ({took:.1f} s); lock released")
+        return finished
+
+    # -- taking over after a dead controller --------------------------------------------------
+
+    def _interrupted(self, action: str, *, force: bool) -> Deployment:
+        """The deployment a dead controller left, with its lock now held by this controller."""
+        holder = self.ledger.lock_holder(self.env)
+        record = self.ledger.active(self.env)
+        if record is None:
+            if holder is not None:
+                # Killed between taking the lock and recording the deployment: nothing changed.
+                self.ledger.force_release(self.env)
+                raise DeployError(
+                    f"{self.env} was locked by {holder.describe()} but no deployment is in progress; "
+                    "the lock is now released.",
+                    hint="Nothing had changed yet: deploy again.",
+                )
+            raise DeployError(
+                f"No deployment of {self.env} is in progress, so there is nothing to {action}.",
+                hint=f"`labkit deploy status {self.env}` shows the latest one.",
+            )
+        if holder is not None and holder.deployment_id != record.id:
+            raise DeployError(
+                f"{self.env} is locked by {holder.describe()}, not by deployment {record.id}.",
+                hint=f"Wait for that one, or clear the lock with `labkit ledger {self.env} --force-unlock`.",
+            )
+        owner = holder.owner if holder is not None else record.who
+        alive = controller_alive(owner)
+        if alive and not force:
+            raise DeployError(
+                f"Deployment {record.id}'s controller ({owner}) is still running.",
+                hint="Let it finish, or stop it first (Ctrl-C rolls back). `--force` takes over anyway.",
+            )
+        if alive is None and not force:
+            raise DeployError(
+                f"Deployment {record.id}'s controller ({owner}) ran on another host; it cannot be told "
+                "whether it is still running.",
+                hint=f"Make sure it is stopped, then run `labkit deploy {action} {self.env} --force`.",
+            )
+        if holder is not None:
+            self.ledger.force_release(self.env)
+        self.ledger.acquire_lock(self.env, self.owner, record.id)
+        self._taking_over_from = owner
+        return record
+
+    # -- plumbing -----------------------------------------------------------------------------
+
+    def say(self, line: str) -> None:
+        self._say(f"[{time.monotonic() - self._clock:6.1f}s] {line}")
+
+    def _terraform_line(self, line: str) -> None:
+        self._say(f"           terraform: {line}")
+
+    @contextmanager
+    def _phase(self, record: Deployment, phase: str) -> Iterator[Any]:
+        with self.ledger.event(record.id, phase) as event:
+            yield event
+
+    def _apply(self, variables: Mapping[str, Any]) -> None:
+        started = time.monotonic()
+        try:
+            result = self.stack.apply(variables)
+        except StateLockedError as locked:
+            if self._taking_over_from is None:
+                raise
+            clear_stale_lock(self.stack.terraform, locked, self._taking_over_from, self.say)
+            result = self.stack.apply(variables)
+        self._outputs = result.outputs
+        changed = f"{result.added} added, {result.changed} changed, {result.removed} destroyed"
+        self.say(f"  terraform apply {dict(variables)}: {changed} in {time.monotonic() - started:.1f} s")
+
+    def _read_outputs(self, *, fresh: bool = False) -> dict[str, Any]:
+        if self._outputs is None or fresh:
+            self._outputs = self.stack.outputs()
+        return self._outputs
+
+    def alb_url(self) -> str:
+        """The URL clients reach the environment's load balancer at (loopback in the sandbox)."""
+        dns_name = self._read_outputs()["alb_dns_name"]
+        if self.target.is_sandbox:
+            from ..sandbox import alb_url
+
+            return alb_url(dns_name).rstrip("/") + "/"
+        return f"http://{dns_name}/"
+
+    def _mark(self, probe: Probe | None, phase: str) -> None:
+        if probe is not None:
+            probe.mark(phase)
+
+    _health_reason = ""

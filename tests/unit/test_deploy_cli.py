@@ -1,0 +1,80 @@
+"""`labkit deploy` and `labkit rollback` on the command line: parsing and refusals that need no target,
+and the stale-controller checks that resume and abort rely on."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+
+import pytest
+from typer.testing import CliRunner
+
+from labkit.cli import app
+from labkit.deploy import Controller
+from labkit.deploy.stale import controller_alive, lock_id
+from labkit.errors import ConfigError, DeployError
+from labkit.target import Target
+from labkit.terraform import StateLockedError
+
+runner = CliRunner()
+
+
+def test_deploy_lists_its_subcommands_and_rollback_exists() -> None:
+    result = runner.invoke(app, ["deploy", "--help"])
+    assert result.exit_code == 0
+    for command in ("start", "status", "resume", "abort"):
+        assert command in result.output
+    assert runner.invoke(app, ["rollback", "--help"]).exit_code == 0
+
+
+def test_deploy_env_version_runs_start() -> None:
+    result = runner.invoke(app, ["deploy", "staging", "--help"])
+    assert result.exit_code == 0
+    assert "--strategy" in result.output and "--probe-rate" in result.output
+
+
+@pytest.mark.parametrize(
+    ("args", "problem"),
+    [
+        (["--strategy", "blue-green"], "Unknown strategy 'blue-green'"),
+        (["--weights", "10,fifty,100"], "not a comma-separated list of whole numbers"),
+        (["--weights", "50,10,100"], "Weights must rise strictly"),
+        (["--bake", "-1"], "bake_s of step 1 is -1.0, out of range"),
+        (["--strategy", "linear", "--weights", "10,100"], "The linear strategy has no setting 'weights'"),
+    ],
+)
+def test_a_bad_strategy_is_refused_before_anything_is_touched(args: list[str], problem: str) -> None:
+    result = runner.invoke(app, ["deploy", "staging", "1.1.0", *args])
+    assert result.exit_code != 0
+    assert isinstance(result.exception, ConfigError)
+    assert problem in str(result.exception)
+
+
+def test_a_controller_refuses_an_environment_that_takes_no_deployments() -> None:
+    target = Target(name="sandbox", region="us-east-1", endpoint_url="http://127.0.0.1:9")
+    with pytest.raises(DeployError, match="'global' is not an environment that takes deployments"):
+        Controller("global", target)
+
+
+def test_controller_alive_tells_a_dead_pid_on_this_host_from_a_live_one() -> None:
+    host = socket.gethostname()
+    assert controller_alive(f"me@{host} pid {os.getpid()}") is True
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    assert controller_alive(f"me@{host} pid {dead.pid}") is False
+    assert controller_alive(f"me@another-host-{host} pid 1") is None
+    assert controller_alive("someone") is None
+
+
+def test_lock_id_is_read_from_terraforms_lock_message() -> None:
+    error = StateLockedError(
+        "terraform apply in staging: the state is locked by another run.",
+        diagnostics=[
+            "Error: Error acquiring the state lock\nLock Info:\n"
+            "  ID:        cbd6bc83-f344-3761-1789-8f637b5825be\n"
+            "  Path:      bucket/staging/terraform.tfstate\n  Who:       root@vm"
+        ],
+    )
+    assert lock_id(error) == "cbd6bc83-f344-3761-1789-8f637b5825be"
+    assert lock_id(StateLockedError("locked", diagnostics=["no id here"])) is None
