@@ -64,6 +64,8 @@ module "fleet" {
   image_id      = var.image_id
   instance_type = var.instance_type
   instance_tags = local.tags
+
+  wait_for_capacity_timeout = var.wait_for_capacity_timeout
 }
 
 module "monitoring" {

@@ -149,6 +149,12 @@ variable "health_check" {
   default = {}
 }
 
+variable "wait_for_capacity_timeout" {
+  description = "How long an apply waits for a fleet's new instances to be healthy in its target group (a Go duration; \"0\" does not wait). The deploy controller waits itself, with the strategy's health timeout and a rollback when it runs out, so by default an apply returns as soon as the ASG exists: a release that never turns healthy must not hold the apply (and the state lock) for minutes."
+  type        = string
+  default     = "0"
+}
+
 variable "deregistration_delay" {
   description = "Seconds a deregistered instance drains in-flight requests; 5 s keeps scale-in short for an app whose requests are quick."
   type        = number
