@@ -13,6 +13,7 @@ from typing import TypeVar
 
 import pytest
 
+from labkit.stack import Stack
 from labkit.target import Target
 
 T = TypeVar("T")
@@ -234,3 +235,78 @@ def wait_for(what: str, check: Callable[[], T | None], timeout_s: float = 45.0, 
         if time.monotonic() > deadline:
             pytest.fail(f"timed out after {timeout_s:g} s waiting for {what}")
         time.sleep(every_s)
+
+
+# --- the staging stack (real Terraform on the session's sandbox) ---
+
+
+@pytest.fixture(scope="session", autouse=True)
+def session_labkit_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """Every test session keeps labkit's files (Terraform data dirs, run copies) in a temporary
+    folder, never in the developer's own .labkit/. A test may still take its own ``labkit_home``."""
+    home = tmp_path_factory.mktemp("labkit-home")
+    previous = os.environ.get("LABKIT_HOME")
+    os.environ["LABKIT_HOME"] = str(home)
+    yield home
+    if previous is None:
+        os.environ.pop("LABKIT_HOME", None)
+    else:
+        os.environ["LABKIT_HOME"] = previous
+
+
+#: Releases the staging fixture uploads: version -> fault profile.
+STAGING_RELEASES: dict[str, dict[str, str | float]] = {
+    "1.0.0": {},
+    "1.1.0": {},
+    "1.2.0-bad": {"error_rate": 0.3},
+    "1.3.0-unready": {"ready": "fail"},
+}
+
+
+@dataclass(frozen=True)
+class StagingStack:
+    """global + staging applied with real Terraform to the session's sandbox, blue serving 1.0.0."""
+
+    target: Target
+    artifact_bucket: str
+    outputs: dict[str, object]
+
+    def stack(self, env: str = "staging") -> Stack:
+        return Stack(env, self.target)
+
+    @property
+    def url(self) -> str:
+        return self.target.alb_url(str(self.outputs["alb_dns_name"]))
+
+
+@pytest.fixture(scope="session")
+def staging_stack(sandbox: RunningSandbox, tmp_path_factory: pytest.TempPathFactory) -> StagingStack:
+    """Apply global, upload the test releases, apply staging (blue 1.0.0 x2, green idle), and wait
+    until blue serves. Built once per session: the ALB alone takes a minute to create. Tests that
+    change the deployment put back what they need themselves."""
+    target = sandbox.target
+    Stack("global", target).apply()
+    bucket = Stack("global", target).outputs()["artifact_bucket"]
+    out = tmp_path_factory.mktemp("releases")
+    for version, faults in STAGING_RELEASES.items():
+        upload_artifact(target, bucket, version, out, faults or None)
+    staging = Stack("staging", target)
+    staging.apply(BLUE_SERVES_1_0_0)
+    outputs = staging.outputs()
+    wait_for(
+        "blue to be healthy",
+        lambda: set(target_states(target, str(outputs["blue_target_group_arn"])).values())
+        == {("healthy", None)},
+        timeout_s=90,
+    )
+    return StagingStack(target=target, artifact_bucket=bucket, outputs=outputs)
+
+
+#: The staging deployment the fixture applies: blue serves 1.0.0 on two instances, green is idle.
+BLUE_SERVES_1_0_0 = {
+    "blue_version": "1.0.0",
+    "green_version": "1.0.0",
+    "blue_capacity": 2,
+    "green_capacity": 0,
+    "green_weight": 0,
+}
