@@ -120,8 +120,8 @@ class Controller:
         self.target = target
         self._say = say
         self.owner = owner or default_owner()
-        self.stack = Stack(env, target, reporter=self._terraform_line if terraform_lines else None)
         self._terraform_lines = terraform_lines
+        self.stack = Stack(env, target, reporter=self._terraform_line)
         self._ledger: Ledger | None = None
         self._outputs: dict[str, Any] | None = None
         self._clock = time.monotonic()
@@ -418,7 +418,8 @@ class Controller:
         to = colors.as_color(record.to_color)
         outputs = self._read_outputs()
         alarms = sorted((outputs.get("alarm_names") or {}).get(to, {}).values())
-        start = datetime.now(UTC)
+        # CloudWatch takes whole seconds and wants the end after the start.
+        start = datetime.now(UTC).replace(microsecond=0)
         bake_end = time.monotonic() + bake_s
         grace_end = bake_end + INCONCLUSIVE_GRACE_S
         with self._phase(record, f"analysis-{weight}") as event:
@@ -432,7 +433,7 @@ class Controller:
                     load_balancer_arn=outputs["alb_arn"],
                     target_group_arn=outputs[f"{to}_target_group_arn"],
                     start=start,
-                    end=max(datetime.now(UTC), start + timedelta(milliseconds=1)),
+                    end=max(datetime.now(UTC).replace(microsecond=0), start) + timedelta(seconds=1),
                     alarm_names=alarms,
                     probe=probe.results() if probe is not None else None,
                 )
@@ -548,7 +549,10 @@ class Controller:
         self._say(f"[{time.monotonic() - self._clock:6.1f}s] {line}")
 
     def _terraform_line(self, line: str) -> None:
-        self._say(f"           terraform: {line}")
+        # Without terraform_lines, only what shows a long apply is alive: resources still being
+        # created or changed, and errors.
+        if self._terraform_lines or "Still " in line or "Error" in line:
+            self._say(f"           terraform: {line}")
 
     @contextmanager
     def _phase(self, record: Deployment, phase: str) -> Iterator[Any]:
@@ -575,12 +579,7 @@ class Controller:
 
     def alb_url(self) -> str:
         """The URL clients reach the environment's load balancer at (loopback in the sandbox)."""
-        dns_name = self._read_outputs()["alb_dns_name"]
-        if self.target.is_sandbox:
-            from ..sandbox import alb_url
-
-            return alb_url(dns_name).rstrip("/") + "/"
-        return f"http://{dns_name}/"
+        return self.target.alb_url(self._read_outputs()["alb_dns_name"]).rstrip("/") + "/"
 
     def _mark(self, probe: Probe | None, phase: str) -> None:
         if probe is not None:
