@@ -109,9 +109,10 @@ def shift(color: Color, weight: int) -> dict[str, Any]:
 
 
 def restore(new: Color) -> dict[str, Any]:
-    """Variables of a rollback: the old color gets all traffic back, the new one is parked at 0
-    instances, and the preview header goes back to following the idle color."""
-    return {"green_weight": green_weight_for(new, 0), f"{new}_capacity": 0, "preview_color": None}
+    """Variables of a rollback: the old color gets all traffic back. The new one keeps its
+    instances until a later :func:`park`: scaling it in the same apply could drain its targets
+    before the load balancer stops sending them its share, and those requests would fail."""
+    return {"green_weight": green_weight_for(new, 0)}
 
 
 def park(color: Color) -> dict[str, Any]:

@@ -137,8 +137,9 @@ class Controller:
         return self._ledger
 
     def layout(self) -> Layout:
-        """The deployment variables as Terraform last applied them."""
-        return Layout.from_outputs(self._read_outputs().get("deployment") or {})
+        """The deployment variables as Terraform last applied them (read afresh: another controller
+        may have applied since)."""
+        return Layout.from_outputs(self._read_outputs(fresh=True).get("deployment") or {})
 
     def status(self) -> EnvironmentStatus:
         deployments = self.ledger.list(self.env)
@@ -487,11 +488,17 @@ class Controller:
                     f"Rollback of {record.id}: {old} did not turn healthy again ({self._health_reason}).",
                     hint=f"Check {old}'s instances, then run `labkit deploy abort {self.env}` again.",
                 )
-        with self._phase(record, "rollback") as event:
-            event.detail = f"{old} at 100%, {new} parked"
-            self._apply(colors.restore(new))
-            self.ledger.update(record.id, weight=0)
-        self.say(f"rollback: {old} serves all traffic; {new} scaled to 0")
+        if layout.weight(new) > 0:
+            with self._phase(record, "rollback") as event:
+                event.detail = f"{old} at 100% (was {layout.weight(old)}%)"
+                self._apply(colors.restore(new))
+            self.say(f"rollback: {old} serves all traffic")
+        self.ledger.update(record.id, weight=0)
+        # Parked only now that no traffic goes there (see colors.restore).
+        with self._phase(record, "rollback-park") as event:
+            event.detail = f"{new} to 0 instances"
+            self._apply(colors.park(new))
+        self.say(f"rollback: {new} scaled to 0 instances")
 
     def _finish(self, record: Deployment, status: Any, reason: str) -> Deployment:
         finished = self.ledger.finish(record.id, status, reason)

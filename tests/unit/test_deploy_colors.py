@@ -69,9 +69,9 @@ def test_traffic_to_a_color_with_no_capacity_is_refused(capacity: object) -> Non
         colors.bring_up("green", "2.0.0", capacity)  # type: ignore[arg-type]
 
 
-def test_restore_gives_the_old_color_everything_and_parks_the_new_one() -> None:
-    assert colors.restore("green") == {"green_weight": 0, "green_capacity": 0, "preview_color": None}
-    assert colors.restore("blue") == {"green_weight": 100, "blue_capacity": 0, "preview_color": None}
+def test_restore_gives_the_old_color_everything_and_park_scales_the_new_one_to_0() -> None:
+    assert colors.restore("green") == {"green_weight": 0}
+    assert colors.restore("blue") == {"green_weight": 100}
     assert colors.park("blue") == {"blue_capacity": 0, "preview_color": None}
 
 
