@@ -17,11 +17,13 @@ from .cost import (
     estimate_cost,
     price_table,
 )
+from .deploy import Controller
 from .errors import (
     AnalysisError,
     AppProcessError,
     ConfigError,
     CostError,
+    DeployError,
     DeploymentLockedError,
     LabkitError,
     LedgerError,
@@ -71,8 +73,10 @@ __all__ = [
     "ApplyResult",
     "Assumptions",
     "ConfigError",
+    "Controller",
     "CostError",
     "CostEstimate",
+    "DeployError",
     "DeployPattern",
     "Deployment",
     "DeploymentLockedError",
