@@ -13,7 +13,7 @@ ifneq ($(wildcard $(TF_PLUGIN_MIRROR)/.),)
 export LABKIT_TF_PLUGIN_MIRROR ?= $(TF_PLUGIN_MIRROR)
 endif
 
-.PHONY: help lab test setup lint typecheck clean
+.PHONY: help lab test setup lint typecheck clean tools
 
 help:
 	@echo "make lab    run the lab headless on the offline sandbox"
@@ -35,7 +35,17 @@ lint: setup
 typecheck: setup
 	$(BIN)/mypy
 
-test: lint typecheck
+# checkov and its heavy dependencies live in their own venv, apart from labkit's.
+TOOLS ?= .venv-tools
+$(TOOLS)/.installed:
+	@test -x $(TOOLS)/bin/python || $(PYTHON) -m venv $(TOOLS)
+	$(TOOLS)/bin/python -m pip install --quiet --upgrade pip
+	$(TOOLS)/bin/python -m pip install --quiet "checkov>=3.2,<4"
+	@touch $@
+
+tools: $(TOOLS)/.installed
+
+test: lint typecheck tools
 	$(BIN)/pytest
 
 lab: setup

@@ -161,9 +161,7 @@ resource "aws_iam_role_policy" "read" {
 # --- changing the stack (apply) ----------------------------------------------------------------
 
 data "aws_iam_policy_document" "write" {
-  #checkov:skip=CKV_AWS_355:EC2, ELB and Auto Scaling resources get their ARNs (random ids) only at creation, so create/modify actions cannot name them; they are limited to the stack's own actions and region.
-  #checkov:skip=CKV_AWS_290:As above: write actions on not-yet-existing EC2/ELB/ASG resources are limited by action list and aws:RequestedRegion, and IAM/SNS/KMS/logs writes are limited by name prefix.
-  #checkov:skip=CKV_AWS_111:As above.
+  #checkov:skip=CKV_AWS_111:EC2, ELB and Auto Scaling resources get their ARNs (random ids) only when created, so their create and modify actions cannot name them; those are listed one by one and limited to the region, and IAM, SNS, KMS alias, log group and budget writes are limited to the stack's name prefix.
   statement {
     sid = "NetworkLoadBalancerFleet"
     actions = [

@@ -63,29 +63,21 @@ run "ledger_artifacts_and_state_backend" {
   }
 }
 
-run "oidc_role_for_one_repository_environment" {
+run "oidc_role_and_sandbox_settings" {
   command = plan
 
   variables {
     github_repository = "acme/bluegreen-lab"
+    require_tls       = false
   }
 
   assert {
     condition     = output.github_trusted_subject == "repo:acme/bluegreen-lab:environment:staging"
     error_message = "The deploy role trusts the repository's staging environment by default."
   }
-}
-
-run "sandbox_drops_only_the_tls_policies" {
-  command = plan
-
-  variables {
-    require_tls = false
-  }
-
   assert {
     condition     = !module.artifact_hardening.tls_only_policy && module.artifact_hardening.versioning_status == "Enabled"
-    error_message = "require_tls = false removes the TLS-only policies and nothing else."
+    error_message = "require_tls = false (the sandbox) removes the TLS-only policies and nothing else."
   }
 }
 

@@ -132,44 +132,16 @@ run "traffic_to_blue_without_instances_is_refused" {
   expect_failures = [output.deployment]
 }
 
-run "weight_above_100_is_refused" {
+# Bad inputs in one run: each listed variable must fail its own validation.
+run "weight_above_100_runaway_capacity_and_bad_version_are_refused" {
   command = plan
 
   variables {
     green_capacity = 2
     green_weight   = 150
+    blue_capacity  = 50
+    green_version  = "1.1 beta"
   }
 
-  expect_failures = [var.green_weight]
-}
-
-run "fractional_weight_is_refused" {
-  command = plan
-
-  variables {
-    green_capacity = 2
-    green_weight   = 33.3
-  }
-
-  expect_failures = [var.green_weight]
-}
-
-run "runaway_capacity_is_refused" {
-  command = plan
-
-  variables {
-    blue_capacity = 50
-  }
-
-  expect_failures = [var.blue_capacity]
-}
-
-run "version_with_a_space_is_refused" {
-  command = plan
-
-  variables {
-    green_version = "1.1 beta"
-  }
-
-  expect_failures = [var.green_version]
+  expect_failures = [var.green_weight, var.blue_capacity, var.green_version]
 }

@@ -138,26 +138,18 @@ run "preview_follows_the_idle_color" {
   }
 }
 
-run "explicit_preview_color" {
+run "explicit_preview_color_and_no_rule" {
   command = plan
 
   variables {
-    preview_color = "blue"
+    preview_color  = "blue"
+    preview_header = null
   }
 
   assert {
     condition     = output.preview_color == "blue"
     error_message = "preview_color overrides the idle-color rule."
   }
-}
-
-run "no_preview_rule" {
-  command = plan
-
-  variables {
-    preview_header = null
-  }
-
   assert {
     condition     = length(aws_lb_listener_rule.preview) == 0
     error_message = "preview_header = null removes the rule."
@@ -194,82 +186,38 @@ run "https_carries_the_forward_and_http_redirects" {
   }
 }
 
-run "weight_above_100_is_refused" {
+# Bad inputs, several per run: each listed variable must fail its own validation.
+run "weight_above_100_one_subnet_unknown_color_and_long_name_are_refused" {
   command = plan
 
   variables {
-    green_weight = 101
+    green_weight  = 101
+    subnet_ids    = ["subnet-0123456789abcdef0"]
+    preview_color = "red"
+    name          = "a-name-much-too-long-for-tgs"
   }
 
-  expect_failures = [var.green_weight]
+  expect_failures = [var.green_weight, var.subnet_ids, var.preview_color, var.name]
 }
 
-run "negative_weight_is_refused" {
+run "negative_weight_and_timeout_not_shorter_than_interval_are_refused" {
   command = plan
 
   variables {
     green_weight = -1
+    health_check = { interval = 5, timeout = 5 }
   }
 
-  expect_failures = [var.green_weight]
+  expect_failures = [var.green_weight, var.health_check]
 }
 
-run "fractional_weight_is_refused" {
+run "fractional_weight_and_bad_matcher_are_refused" {
   command = plan
 
   variables {
     green_weight = 12.5
-  }
-
-  expect_failures = [var.green_weight]
-}
-
-run "timeout_not_shorter_than_interval_is_refused" {
-  command = plan
-
-  variables {
-    health_check = { interval = 5, timeout = 5 }
-  }
-
-  expect_failures = [var.health_check]
-}
-
-run "bad_matcher_is_refused" {
-  command = plan
-
-  variables {
     health_check = { matcher = "ok" }
   }
 
-  expect_failures = [var.health_check]
-}
-
-run "one_subnet_is_refused" {
-  command = plan
-
-  variables {
-    subnet_ids = ["subnet-0123456789abcdef0"]
-  }
-
-  expect_failures = [var.subnet_ids]
-}
-
-run "unknown_preview_color_is_refused" {
-  command = plan
-
-  variables {
-    preview_color = "red"
-  }
-
-  expect_failures = [var.preview_color]
-}
-
-run "name_too_long_for_target_groups_is_refused" {
-  command = plan
-
-  variables {
-    name = "a-name-much-too-long-for-tgs"
-  }
-
-  expect_failures = [var.name]
+  expect_failures = [var.green_weight, var.health_check]
 }

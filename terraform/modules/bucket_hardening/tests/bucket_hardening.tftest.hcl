@@ -57,48 +57,31 @@ run "versioned_encrypted_private_and_tls_only_by_default" {
   }
 }
 
-run "customer_managed_key" {
+run "customer_managed_key_and_no_tls_policy" {
   command = plan
 
   variables {
     kms_key_arn = "arn:aws:kms:us-east-1:123456789012:key/11111111-2222-3333-4444-555555555555"
+    require_tls = false
   }
 
   assert {
     condition     = output.encryption.kms_master_key_id == var.kms_key_arn
     error_message = "A given KMS key must be the bucket's default encryption key."
   }
-}
-
-run "tls_policy_can_be_turned_off_for_a_plain_http_emulator" {
-  command = plan
-
-  variables {
-    require_tls = false
-  }
-
   assert {
     condition     = !output.tls_only_policy && output.versioning_status == "Enabled"
-    error_message = "require_tls = false drops only the TLS-only policy."
+    error_message = "require_tls = false (a plain-HTTP emulator) drops only the TLS-only policy."
   }
 }
 
-run "bad_bucket_name_is_refused" {
+run "bad_bucket_name_and_zero_day_retention_are_refused" {
   command = plan
 
   variables {
-    bucket = "Not_A_Bucket"
-  }
-
-  expect_failures = [var.bucket]
-}
-
-run "zero_day_retention_is_refused" {
-  command = plan
-
-  variables {
+    bucket                             = "Not_A_Bucket"
     noncurrent_version_expiration_days = 0
   }
 
-  expect_failures = [var.noncurrent_version_expiration_days]
+  expect_failures = [var.bucket, var.noncurrent_version_expiration_days]
 }

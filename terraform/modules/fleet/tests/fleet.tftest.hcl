@@ -35,7 +35,7 @@ variables {
   target_group_arn      = "arn:aws:elasticloadbalancing:us-east-1:123456789012:targetgroup/test-stack-blue/1111111111111111"
 }
 
-run "security_defaults" {
+run "security_defaults_user_data_and_asg" {
   command = plan
 
   assert {
@@ -75,10 +75,6 @@ run "security_defaults" {
     condition     = aws_launch_template.this.image_id == "ami-0aaaaaaaaaaaaaaaa"
     error_message = "With image_id null, the AMI comes from the Amazon Linux 2023 SSM parameter."
   }
-}
-
-run "user_data_names_the_release_near_the_top" {
-  command = plan
 
   assert {
     condition = alltrue([
@@ -102,10 +98,6 @@ run "user_data_names_the_release_near_the_top" {
     condition     = output.artifact_uri == "s3://test-artifacts/releases/1.2.3/release.tar.gz"
     error_message = "The artifact URI output matches the user data."
   }
-}
-
-run "asg_runs_capacity_behind_its_target_group" {
-  command = plan
 
   assert {
     condition = alltrue([
@@ -147,52 +139,17 @@ run "parked_color_has_no_instances" {
   }
 }
 
-run "unknown_color_is_refused" {
+# Bad inputs in one run: each listed variable must fail its own validation.
+run "bad_color_version_capacity_packages_and_image_are_refused" {
   command = plan
 
   variables {
-    color = "red"
-  }
-
-  expect_failures = [var.color]
-}
-
-run "version_that_would_break_the_shell_line_is_refused" {
-  command = plan
-
-  variables {
+    color           = "red"
     release_version = "1.0\"; rm -rf /"
-  }
-
-  expect_failures = [var.release_version]
-}
-
-run "runaway_capacity_is_refused" {
-  command = plan
-
-  variables {
-    capacity = 21
-  }
-
-  expect_failures = [var.capacity]
-}
-
-run "quoted_python_package_is_refused" {
-  command = plan
-
-  variables {
+    capacity        = 21
     python_packages = ["flask' && curl evil"]
+    image_id        = "ubuntu"
   }
 
-  expect_failures = [var.python_packages]
-}
-
-run "malformed_image_id_is_refused" {
-  command = plan
-
-  variables {
-    image_id = "ubuntu"
-  }
-
-  expect_failures = [var.image_id]
+  expect_failures = [var.color, var.release_version, var.capacity, var.python_packages, var.image_id]
 }

@@ -94,14 +94,17 @@ run "trust_an_environment" {
   }
 }
 
-run "branch_and_environment_together_are_refused" {
+# Bad inputs, several per run: each listed variable must fail its own validation.
+run "two_subjects_wildcard_repository_and_bad_prefix_are_refused" {
   command = plan
 
   variables {
-    github_subject = { branch = "main", environment = "staging" }
+    github_subject     = { branch = "main", environment = "staging" }
+    github_repository  = "acme/*"
+    state_key_prefixes = ["staging"]
   }
 
-  expect_failures = [var.github_subject]
+  expect_failures = [var.github_subject, var.github_repository, var.state_key_prefixes]
 }
 
 run "wildcard_branch_is_refused" {
@@ -112,24 +115,4 @@ run "wildcard_branch_is_refused" {
   }
 
   expect_failures = [var.github_subject]
-}
-
-run "wildcard_repository_is_refused" {
-  command = plan
-
-  variables {
-    github_repository = "acme/*"
-  }
-
-  expect_failures = [var.github_repository]
-}
-
-run "state_prefix_must_be_a_folder" {
-  command = plan
-
-  variables {
-    state_key_prefixes = ["staging"]
-  }
-
-  expect_failures = [var.state_key_prefixes]
 }

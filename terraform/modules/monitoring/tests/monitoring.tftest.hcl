@@ -89,42 +89,16 @@ run "sandbox_has_no_budget" {
   }
 }
 
-run "error_rate_out_of_range_is_refused" {
+# Bad inputs in one run: each listed variable must fail its own validation.
+run "bad_threshold_color_period_and_email_are_refused" {
   command = plan
 
   variables {
     error_rate_threshold_percent = 150
+    target_groups                = { red = "targetgroup/x/1" }
+    period_seconds               = 30
+    alarm_emails                 = ["not-an-address"]
   }
 
-  expect_failures = [var.error_rate_threshold_percent]
-}
-
-run "unknown_color_is_refused" {
-  command = plan
-
-  variables {
-    target_groups = { red = "targetgroup/x/1" }
-  }
-
-  expect_failures = [var.target_groups]
-}
-
-run "sub_minute_period_is_refused" {
-  command = plan
-
-  variables {
-    period_seconds = 30
-  }
-
-  expect_failures = [var.period_seconds]
-}
-
-run "bad_email_is_refused" {
-  command = plan
-
-  variables {
-    alarm_emails = ["not-an-address"]
-  }
-
-  expect_failures = [var.alarm_emails]
+  expect_failures = [var.error_rate_threshold_percent, var.target_groups, var.period_seconds, var.alarm_emails]
 }

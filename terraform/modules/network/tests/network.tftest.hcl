@@ -82,32 +82,15 @@ run "private_subnets_behind_one_nat" {
   }
 }
 
-run "cidr_too_small_is_refused" {
+# Bad inputs in one run: each listed variable must fail its own validation.
+run "small_cidr_three_zones_and_uppercase_name_are_refused" {
   command = plan
 
   variables {
-    cidr_block = "10.0.0.0/24"
-  }
-
-  expect_failures = [var.cidr_block]
-}
-
-run "three_zones_are_refused" {
-  command = plan
-
-  variables {
+    cidr_block         = "10.0.0.0/24"
     availability_zones = ["us-east-1a", "us-east-1b", "us-east-1c"]
+    name               = "Staging"
   }
 
-  expect_failures = [var.availability_zones]
-}
-
-run "uppercase_name_is_refused" {
-  command = plan
-
-  variables {
-    name = "Staging"
-  }
-
-  expect_failures = [var.name]
+  expect_failures = [var.cidr_block, var.availability_zones, var.name]
 }

@@ -47,10 +47,6 @@ run "state_bucket_is_versioned_encrypted_and_private" {
     condition     = aws_kms_key.state[0].enable_key_rotation && aws_kms_key.state[0].deletion_window_in_days == 30
     error_message = "The state key rotates yearly and waits 30 days before it can be lost."
   }
-}
-
-run "lock_table_for_terraform_before_1_10" {
-  command = plan
 
   assert {
     condition = alltrue([
@@ -85,22 +81,13 @@ run "given_key_is_used_and_none_created" {
   }
 }
 
-run "dotted_bucket_name_is_refused" {
+run "dotted_bucket_name_and_short_key_window_are_refused" {
   command = plan
 
   variables {
-    bucket_name = "bglab.tfstate"
-  }
-
-  expect_failures = [var.bucket_name]
-}
-
-run "short_key_deletion_window_is_refused" {
-  command = plan
-
-  variables {
+    bucket_name                  = "bglab.tfstate"
     kms_key_deletion_window_days = 3
   }
 
-  expect_failures = [var.kms_key_deletion_window_days]
+  expect_failures = [var.bucket_name, var.kms_key_deletion_window_days]
 }
