@@ -111,9 +111,7 @@ class Stack:
 
     def __init__(self, env: str, target: Target, *, reporter: Reporter | None = print_reporter) -> None:
         if env not in ENVIRONMENTS:
-            raise StackError(
-                f"Unknown environment {env!r}.", hint=f"Use one of: {', '.join(ENVIRONMENTS)}."
-            )
+            raise StackError(f"Unknown environment {env!r}.", hint=f"Use one of: {', '.join(ENVIRONMENTS)}.")
         self.env = env
         self.target = target
         self.reporter = reporter

@@ -16,6 +16,7 @@ from .release import release_app
 from .report import report
 from .run import RUN_CONTEXT, run
 from .sandbox import sandbox_app
+from .stack import stack_app
 
 app = typer.Typer(
     name="labkit",
@@ -29,6 +30,7 @@ app.add_typer(app_cli, name="app")
 app.command(context_settings=RUN_CONTEXT)(run)
 app.command()(report)
 app.add_typer(sandbox_app, name="sandbox")
+app.add_typer(stack_app, name="stack")
 app.command()(probe)
 app.command()(ledger)
 app.add_typer(deploy_app, name="deploy")

@@ -1,0 +1,84 @@
+"""labkit.stack and `labkit stack` without a sandbox: names, locking mode, input checks, refusals."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from labkit.cli import app
+from labkit.cli.stack import parse_vars
+from labkit.errors import ConfigError, SpendNotAllowedError, StackError
+from labkit.stack import Stack, StackNames, state_key, uses_lockfile
+from labkit.target import aws, sandbox
+
+SANDBOX = "http://127.0.0.1:1"  # never contacted: every check here happens before any AWS call
+
+
+def test_bucket_names_carry_account_and_region_as_s3_names_are_global() -> None:
+    names = StackNames(project="bglab", account_id="123456789012", region="eu-west-1")
+    assert names.state_bucket == "bglab-tfstate-123456789012-eu-west-1"
+    assert names.artifact_bucket == "bglab-artifacts-123456789012-eu-west-1"
+    assert names.lock_table == "bglab-tflock"
+    assert names.ledger_table == "bglab-deployments"
+    assert state_key("staging") == "staging/terraform.tfstate"
+
+
+@pytest.mark.parametrize(
+    ("version", "lockfile"), [("1.6.0", False), ("1.9.8", False), ("1.10.0", True), ("1.11.4", True)]
+)
+def test_s3_native_locking_from_terraform_1_10(version: str, lockfile: bool) -> None:
+    assert uses_lockfile(version) is lockfile
+
+
+def test_vars_stay_strings_unless_json_lists_maps_or_null() -> None:
+    assert parse_vars(["green_weight=10", "blue_version=1.10", "preview_color=null"]) == {
+        "green_weight": "10",
+        "blue_version": "1.10",  # not the number 1.1
+        "preview_color": None,
+    }
+    assert parse_vars(['alarm_emails=["a@example.com"]', 'tags={"Owner": "me"}', "x=a=b"]) == {
+        "alarm_emails": ["a@example.com"],
+        "tags": {"Owner": "me"},
+        "x": "a=b",
+    }
+
+
+@pytest.mark.parametrize("pair", ["green_weight", "=10", "tags={not json"])
+def test_malformed_var_is_refused_with_the_fix(pair: str) -> None:
+    with pytest.raises(ConfigError) as raised:
+        parse_vars([pair])
+    assert "--var" in str(raised.value) and raised.value.hint
+
+
+def test_unknown_environment_is_refused(labkit_home: Path) -> None:
+    with pytest.raises(StackError, match="Unknown environment 'qa'") as raised:
+        Stack("qa", sandbox(SANDBOX))
+    assert "global, staging, production" in str(raised.value.hint)
+
+
+def test_global_refuses_destroy_and_points_at_the_teardown(labkit_home: Path) -> None:
+    with pytest.raises(StackError, match="Refusing to destroy global") as raised:
+        Stack("global", sandbox(SANDBOX)).destroy()
+    assert "teardown(confirm='global')" in str(raised.value.hint)
+
+
+def test_teardown_needs_the_confirmation_and_is_for_global_only(labkit_home: Path) -> None:
+    with pytest.raises(StackError, match="without confirm='global'"):
+        Stack("global", sandbox(SANDBOX)).teardown(confirm="yes")
+    with pytest.raises(StackError, match="teardown is for global only"):
+        Stack("staging", sandbox(SANDBOX)).teardown(confirm="global")
+
+
+def test_apply_on_aws_without_allow_spend_is_refused_before_anything_runs(labkit_home: Path) -> None:
+    stack = Stack("staging", aws("us-east-1"))
+    with pytest.raises(SpendNotAllowedError):
+        stack.apply({"green_weight": 10})
+    assert not (labkit_home / "terraform").exists(), "nothing was initialised"
+
+
+def test_cli_refuses_a_malformed_var_before_touching_any_target(labkit_home: Path) -> None:
+    result = CliRunner().invoke(app, ["stack", "plan", "staging", "--var", "green_weight"])
+    assert result.exit_code != 0
+    assert isinstance(result.exception, ConfigError)
