@@ -137,9 +137,9 @@ class Stack:
         would change anything."""
         if self._bootstrapping():
             with self._bootstrap_root() as terraform:
-                return terraform.plan(variables=self._variables(variables))
+                return terraform.plan(variables=self.variables(variables))
         self._init()
-        return self.terraform.plan(variables=self._variables(variables))
+        return self.terraform.plan(variables=self.variables(variables))
 
     def apply(self, variables: Mapping[str, Any] | None = None) -> ApplyResult:
         """Apply ``variables`` on top of the applied deployment (on AWS only with ``allow_spend``)."""
@@ -147,7 +147,7 @@ class Stack:
         if self._bootstrapping():
             return self._bootstrap(variables)
         self._init()
-        return self.terraform.apply(variables=self._variables(variables))
+        return self.terraform.apply(variables=self.variables(variables))
 
     def destroy(self) -> ApplyResult:
         """Destroy every resource of the environment. ``global`` refuses: see :meth:`teardown`."""
@@ -163,7 +163,7 @@ class Stack:
         if not self.terraform.state_list():
             self._say(f"{self.env}: nothing to destroy")
             return ApplyResult(added=0, changed=0, removed=0, seconds=0.0, outputs={})
-        return self.terraform.destroy(variables=self._variables(None))
+        return self.terraform.destroy(variables=self.variables(None))
 
     def outputs(self) -> dict[str, Any]:
         """Every output of the environment ({} before its first apply)."""
@@ -235,7 +235,7 @@ class Stack:
             if not address.startswith(STATE_BUCKET_ADDRESSES) and not _is_data_source(address)
         ]
         self._say(f"global: destroying {len(others)} resources, all but the state bucket")
-        self.terraform.destroy(variables=self._variables(None), targets=others)
+        self.terraform.destroy(variables=self.variables(None), targets=others)
         self._say(f"global: deleting every object version in {bucket}, then the bucket")
         _delete_bucket(self.target, bucket)
         shutil.rmtree(self.work_dir, ignore_errors=True)
@@ -248,8 +248,10 @@ class Stack:
         if self.reporter is not None:
             self.reporter(line)
 
-    def _variables(self, overrides: Mapping[str, Any] | None) -> dict[str, Any]:
-        """Target-filled variables < the applied deployment < ``overrides``."""
+    def variables(self, overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        """The variables an apply of ``overrides`` uses: what the target fills in, then the deployment
+        as last applied (staging, production), then ``overrides``. Needs an initialised backend for
+        the deployment part."""
         names = self.names
         values: dict[str, Any] = {"region": self.target.region, "project": names.project}
         if self.env == "global":
@@ -324,7 +326,7 @@ class Stack:
     def _bootstrap(self, variables: Mapping[str, Any] | None) -> ApplyResult:
         """global's first apply on local state, then its state migrated into the bucket it made."""
         with self._bootstrap_root() as terraform:
-            result = terraform.apply(variables=self._variables(variables))
+            result = terraform.apply(variables=self.variables(variables))
             (terraform.workdir / OVERRIDE_FILE).unlink()
             self._say(f"global: migrating state into s3://{self.names.state_bucket}/{state_key('global')}")
             terraform.init(backend_config=self.backend_config(), migrate_state=True)
