@@ -1,0 +1,296 @@
+"""The deploy controller on the real sandbox with real Terraform (issue 5's "must show").
+
+One staging stack for the whole session (the ``staging_stack`` fixture: global + staging applied
+once, blue serving 1.0.0 on two instances); the tests here run in order and each deploys onto the
+state the previous one left, so the colors alternate:
+
+1. healthy canary 10/50/100, 1.1.0 to green under a 100 rps probe;
+2. a 30 %-error release to blue: rolled back at the 10 % canary;
+3. a release whose readiness never passes, to blue: rolled back on the health timeout, no weight moved;
+4. a controller (a subprocess) killed with SIGKILL at 50 %: a second deploy is refused while it runs,
+   then `labkit deploy abort` restores; another killed and `labkit deploy resume`d finishes;
+5. `labkit rollback staging` brings the color that served before back (scaled up) with all traffic.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from labkit.deploy import Controller
+from labkit.errors import DeploymentLockedError
+from labkit.ledger import Deployment
+from labkit.probe import Probe, summarize
+from labkit.settings import PROJECT_ROOT
+from labkit.strategy import canary
+from tests.conftest import BLUE_SERVES_1_0_0, StagingStack, target_states, upload_artifact, wait_for
+
+pytestmark = pytest.mark.integration
+
+#: Short bakes: the probe gives the gate 30+ requests per bake even at the 10 % step.
+FAST_CANARY = canary([10, 50, 100], bake_s=3, health_timeout_s=45, scale_down_delay_s=3)
+RATE = 100.0
+
+
+@pytest.fixture(scope="module")
+def staging(staging_stack: StagingStack, tmp_path_factory: pytest.TempPathFactory) -> StagingStack:
+    """The session's staging stack put back to blue serving 1.0.0, plus this module's releases."""
+    staging_stack.stack().apply(BLUE_SERVES_1_0_0)
+    outputs = staging_stack.outputs
+    wait_for(
+        "blue healthy",
+        lambda: (
+            [
+                s
+                for s, _ in target_states(
+                    staging_stack.target, str(outputs["blue_target_group_arn"])
+                ).values()
+            ]
+            == ["healthy", "healthy"]
+        ),
+        timeout_s=90,
+    )
+    out = tmp_path_factory.mktemp("deploy-releases")
+    for version in ("2.0.0", "2.1.0"):
+        upload_artifact(staging_stack.target, staging_stack.artifact_bucket, version, out)
+    return staging_stack
+
+
+@pytest.fixture()
+def lines() -> Iterator[list[str]]:
+    """The controller's progress lines (also printed, for a failing test's log)."""
+    seen: list[str] = []
+    yield seen
+
+
+def controller(staging: StagingStack, lines: list[str]) -> Controller:
+    def say(line: str) -> None:
+        print(line, flush=True)
+        lines.append(line)
+
+    return Controller("staging", staging.target, say=say)
+
+
+def phases(ctl: Controller, record: Deployment) -> list[str]:
+    return [e.phase for e in ctl.ledger.events(record.id)]
+
+
+def asg_instances(staging: StagingStack, ctl: Controller, color: str) -> int:
+    name = ctl.stack.outputs()[f"{color}_asg_name"]
+    groups = staging.target.client("autoscaling").describe_auto_scaling_groups(AutoScalingGroupNames=[name])
+    return sum(len(g["Instances"]) for g in groups["AutoScalingGroups"])
+
+
+def test_1_healthy_canary_under_load_ends_on_the_new_release_with_zero_failures(
+    staging: StagingStack, lines: list[str]
+) -> None:
+    ctl = controller(staging, lines)
+    assert ctl.layout().serving == "blue"
+    probe = Probe(ctl.alb_url(), rate=RATE).start()
+    try:
+        record = ctl.deploy("1.1.0", strategy=FAST_CANARY, preview_requests=20, probe=probe)
+        time.sleep(2)  # answers after the scale-down, still from the new release
+    finally:
+        probe.stop()
+    frame = probe.results()
+    summary = summarize(frame)
+
+    assert record.status == "succeeded", record.reason
+    assert (record.from_color, record.to_color, record.weight) == ("blue", "green", 100)
+    # The probe ran at its rate for the whole deploy, and not one request failed.
+    assert summary.loc["all", "rate_rps"] >= 0.95 * RATE
+    assert summary.loc["all", "duration_s"] >= (record.duration_s or 0)
+    assert int(summary.loc["all", "failed"]) == 0, frame[~frame["ok"]].head()
+    # Traffic moved by the steps: some green at 10 %, then all of it.
+    assert 0.0 < summary.loc["shift-10", "color=green"] < 0.3
+    last = frame.tail(int(RATE))
+    assert set(zip(last["color"], last["version"], strict=True)) == {("green", "1.1.0")}
+    # The old color was scaled to 0 after its delay; Terraform's state says green has it all.
+    layout = ctl.layout()
+    assert (layout.green_weight, layout.capacities["blue"], layout.capacities["green"]) == (100, 0, 2)
+    assert asg_instances(staging, ctl, "blue") == 0
+    # The ledger holds the deployment and a timed event for every phase.
+    events = ctl.ledger.events(record.id)
+    assert [e.phase for e in events] == [
+        "lock", "provision", "health", "preview",
+        "shift-10", "analysis-10", "shift-50", "analysis-50", "shift-100", "analysis-100",
+        "scale-down",
+    ]  # fmt: skip
+    assert all(e.outcome == "ok" and e.duration_s is not None for e in events)
+    scale_down = events[-1]
+    assert scale_down.duration_s is not None and scale_down.duration_s >= FAST_CANARY.scale_down_delay_s
+    assert all((e.detail or "").startswith("pass") for e in events if e.phase.startswith("analysis"))
+    assert ctl.ledger.lock_holder("staging") is None
+    assert any("analysis: pass at 50%" in line for line in lines)
+
+
+def test_2_a_30_percent_error_release_is_rolled_back_at_the_canary(
+    staging: StagingStack, lines: list[str]
+) -> None:
+    ctl = controller(staging, lines)
+    probe = Probe(ctl.alb_url(), rate=RATE).start()
+    try:
+        record = ctl.deploy("1.2.0-bad", strategy=FAST_CANARY, probe=probe)
+        rolled_back_at = time.time()
+        time.sleep(3)
+    finally:
+        probe.stop()
+    frame = probe.results()
+
+    assert record.status == "rolled_back"
+    assert record.reason is not None and "analysis failed at blue 10%" in record.reason
+    assert "5xx rate too high" in record.reason
+    # Traffic is 100 % back on the old color, and the bad release is parked.
+    layout = ctl.layout()
+    assert (layout.green_weight, layout.capacities["blue"]) == (100, 0)
+    after = frame[frame["time"] > pd.Timestamp(rolled_back_at, unit="s", tz="UTC")]
+    assert len(after) > 0 and after["ok"].all() and set(after["color"]) == {"green"}
+    # Failures: only answers of the canary (blue 1.2.0-bad), only from the 10 % shift until the
+    # rollback was applied, and about 30 % of the canary's ~10 % share.
+    failed = frame[~frame["ok"]]
+    assert len(failed) > 0
+    assert set(zip(failed["color"], failed["version"], strict=True)) == {("blue", "1.2.0-bad")}
+    assert set(failed["phase"]) <= {"shift-10", "rollback"}
+    window = frame[frame["phase"].isin(["shift-10", "rollback"])]
+    assert len(failed) / len(window) < 0.1, (len(failed), len(window))
+    assert "shift-50" not in set(frame["phase"])
+    # The ledger says rolled back and why, and the failing analysis is an error event.
+    events = {e.phase: e for e in ctl.ledger.events(record.id)}
+    assert events["analysis-10"].outcome == "error"
+    assert "5xx rate too high" in (events["analysis-10"].detail or "")
+    assert events["rollback"].outcome == "ok"
+    assert ctl.ledger.get(record.id).status == "rolled_back"
+    assert ctl.ledger.lock_holder("staging") is None
+
+
+def test_3_a_release_that_never_turns_ready_is_rolled_back_before_any_weight_moves(
+    staging: StagingStack, lines: list[str]
+) -> None:
+    ctl = controller(staging, lines)
+    strategy = canary([10, 50, 100], bake_s=3, health_timeout_s=15, scale_down_delay_s=3)
+    record = ctl.deploy("1.3.0-unready", strategy=strategy)
+
+    assert record.status == "rolled_back"
+    assert record.reason is not None and record.reason.startswith(
+        "health timeout: blue not healthy after 15 s"
+    )
+    assert record.weight == 0
+    assert not [p for p in phases(ctl, record) if p.startswith(("shift", "analysis"))]
+    layout = ctl.layout()
+    assert (layout.green_weight, layout.capacities["blue"]) == (100, 0)
+    assert ctl.ledger.lock_holder("staging") is None
+
+
+def _cli(*args: str) -> list[str]:
+    return [sys.executable, "-m", "labkit", *args]
+
+
+def _start_and_kill_at_50(version: str, log: Path) -> subprocess.Popen[str]:
+    """`labkit deploy staging VERSION` in a subprocess, read until it bakes at 50 %; returned alive."""
+    proc = subprocess.Popen(
+        _cli("deploy", "staging", version, "--bake", "6", "--scale-down-delay", "3", "--probe-rate", "50"),
+        cwd=PROJECT_ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=os.environ.copy(),
+    )
+    assert proc.stdout is not None
+    deadline = time.monotonic() + 150
+    with log.open("w") as out:
+        for line in proc.stdout:
+            out.write(line)
+            print("controller:", line, end="", flush=True)
+            if "analysis: baking" in line and "at 50%" in line:
+                return proc
+            if time.monotonic() > deadline:
+                break
+    proc.kill()
+    pytest.fail(f"the controller never reached the 50 % bake: {log.read_text()[-2000:]}")
+
+
+def test_4_a_controller_killed_mid_shift_is_aborted_and_another_is_resumed(
+    staging: StagingStack, lines: list[str], tmp_path: Path
+) -> None:
+    ctl = controller(staging, lines)
+    assert ctl.layout().serving == "green"
+
+    proc = _start_and_kill_at_50("2.0.0", tmp_path / "first.log")
+    try:
+        # While it runs, a second deploy is refused, naming who holds the lock and since when.
+        with pytest.raises(DeploymentLockedError) as refused:
+            ctl.deploy("2.1.0", strategy=FAST_CANARY)
+        assert "Environment 'staging' is locked by" in str(refused.value)
+        assert f"pid {proc.pid}" in str(refused.value) and "since" in str(refused.value)
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=10)
+
+    record = ctl.ledger.active("staging")
+    assert record is not None and (record.version, record.to_color, record.weight) == ("2.0.0", "blue", 50)
+    assert ctl.layout().green_weight == 50  # traffic split, as the dead controller left it
+    holder = ctl.ledger.lock_holder("staging")
+    assert holder is not None and holder.deployment_id == record.id
+    status = subprocess.run(_cli("deploy", "status", "staging"), capture_output=True, text=True, timeout=120)
+    assert "deploy resume staging" in status.stdout, status.stdout + status.stderr
+
+    aborted = subprocess.run(
+        _cli("deploy", "abort", "staging"), capture_output=True, text=True, timeout=240, cwd=PROJECT_ROOT
+    )
+    print(aborted.stdout, aborted.stderr)
+    assert aborted.returncode == 0, aborted.stdout + aborted.stderr
+    assert ctl.ledger.get(record.id).status == "aborted"
+    layout = ctl.layout()
+    assert (layout.green_weight, layout.versions["green"], layout.capacities["blue"]) == (100, "1.1.0", 0)
+    assert ctl.ledger.lock_holder("staging") is None
+
+    # Another one killed at 50 %, then resumed from its record: it finishes the shift.
+    proc = _start_and_kill_at_50("2.1.0", tmp_path / "second.log")
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=10)
+    record = ctl.ledger.active("staging")
+    assert record is not None and record.version == "2.1.0"
+    resumed = subprocess.run(
+        _cli("deploy", "resume", "staging", "--probe-rate", "50"),
+        capture_output=True,
+        text=True,
+        timeout=240,
+        cwd=PROJECT_ROOT,
+    )
+    print(resumed.stdout, resumed.stderr)
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    assert "deployed: 2.1.0 serves all of staging's traffic on blue" in resumed.stdout
+    finished = ctl.ledger.get(record.id)
+    assert finished.status == "succeeded" and finished.weight == 100
+    layout = ctl.layout()
+    assert (layout.green_weight, layout.versions["blue"], layout.capacities["green"]) == (0, "2.1.0", 0)
+    assert ctl.ledger.lock_holder("staging") is None
+
+
+def test_5_labkit_rollback_puts_all_traffic_back_on_the_color_that_served_before(
+    staging: StagingStack, lines: list[str]
+) -> None:
+    ctl = controller(staging, lines)
+    last = ctl.ledger.list("staging")[0]
+    assert (last.status, last.from_color, last.from_version) == ("succeeded", "green", "1.1.0")
+
+    result = subprocess.run(_cli("rollback", "staging"), capture_output=True, text=True, timeout=240)
+    print(result.stdout, result.stderr)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert f"rolled back: rollback of deployment {last.id}: all traffic back on green 1.1.0" in result.stdout
+    layout = ctl.layout()
+    # green was parked: the rollback scaled it back up, waited for health, then moved all traffic.
+    assert (layout.green_weight, layout.versions["green"], layout.capacities["green"]) == (100, "1.1.0", 2)
+    assert ctl.ledger.lock_holder("staging") is None
+    answers = Probe(ctl.alb_url(), rate=50, duration=1).start()
+    answers.wait(timeout=10)
+    frame = answers.results()
+    assert frame["ok"].all() and set(frame["version"]) == {"1.1.0"}
