@@ -33,6 +33,7 @@ from .errors import (
     ReleaseError,
     SandboxError,
     SpendNotAllowedError,
+    StackError,
     TargetError,
     TerraformError,
     TerraformNotFoundError,
@@ -59,6 +60,7 @@ from .release import (
     release_key,
     upload_release,
 )
+from .stack import Stack, StackNames
 from .strategy import Step, Strategy, Thresholds, all_at_once, canary, linear
 from .target import Target, get_target
 from .terraform import ApplyResult, PlanResult, ResourceChange, StateLockedError, Terraform
@@ -96,6 +98,9 @@ __all__ = [
     "RunReport",
     "SandboxError",
     "SpendNotAllowedError",
+    "Stack",
+    "StackError",
+    "StackNames",
     "StateLockedError",
     "Step",
     "Strategy",
