@@ -45,7 +45,7 @@ def _controller(env: str, target: str, profile: str | None, allow_spend: bool) -
     )
 
 
-def _outcome(record: Deployment, probe: Probe | None) -> None:
+def print_outcome(record: Deployment, probe: Probe | None) -> None:
     """Print how it ended (and the probe's summary); exit 0 only when the release serves all traffic."""
     if probe is not None:
         probe.stop()
@@ -125,7 +125,7 @@ def start(
     finally:
         if probe is not None:
             probe.stop()
-    _outcome(record, probe)
+    print_outcome(record, probe)
 
 
 @deploy_app.command()
@@ -154,7 +154,7 @@ def resume(
     finally:
         if probe is not None:
             probe.stop()
-    _outcome(record, probe)
+    print_outcome(record, probe)
 
 
 @deploy_app.command()

@@ -6,14 +6,19 @@ from __future__ import annotations
 import os
 import socket
 import subprocess
+from datetime import UTC, datetime
 
 import pytest
+import typer
 from typer.testing import CliRunner
 
 from labkit.cli import app
+from labkit.cli.deploy import print_outcome
 from labkit.deploy import Controller
 from labkit.deploy.stale import controller_alive, lock_id
 from labkit.errors import ConfigError, DeployError
+from labkit.ledger import Deployment
+from labkit.strategy import canary
 from labkit.target import Target
 from labkit.terraform import StateLockedError
 
@@ -78,3 +83,22 @@ def test_lock_id_is_read_from_terraforms_lock_message() -> None:
     )
     assert lock_id(error) == "cbd6bc83-f344-3761-1789-8f637b5825be"
     assert lock_id(StateLockedError("locked", diagnostics=["no id here"])) is None
+
+
+def _record(status: str, reason: str) -> Deployment:
+    now = datetime.now(UTC)
+    return Deployment(
+        id="20260101T000000Z-abcdef", env="staging", version="1.2.0", from_version="1.1.0",
+        from_color="green", to_color="blue", strategy=canary(), status=status,  # type: ignore[arg-type]
+        phase="rollback", step_index=0, weight=0, reason=reason, who="me@host pid 1",
+        started_at=now, updated_at=now, ended_at=now,
+    )  # fmt: skip
+
+
+def test_deploy_exits_0_only_when_the_release_serves_all_traffic(capsys: pytest.CaptureFixture[str]) -> None:
+    print_outcome(_record("succeeded", "1.2.0 serves all traffic on blue"), None)
+    assert "deployed: 1.2.0 serves all of staging's traffic on blue" in capsys.readouterr().out
+    with pytest.raises(typer.Exit) as exited:
+        print_outcome(_record("rolled_back", "analysis failed at blue 10%: blue 5xx rate too high"), None)
+    assert exited.value.exit_code == 1
+    assert "rolled back: analysis failed at blue 10%: blue 5xx rate too high" in capsys.readouterr().err
