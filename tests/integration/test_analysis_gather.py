@@ -97,6 +97,24 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
             ][0]["TargetGroupArn"]
             for color in ("blue", "green")
         }
+        # A listener forwarding to both groups puts them in use, as in the staging stack: a group no
+        # listener forwards to reports its targets "unused", whatever the data plane says.
+        elbv2.create_listener(
+            LoadBalancerArn=lb_arn,
+            Protocol="HTTP",
+            Port=80,
+            DefaultActions=[
+                {
+                    "Type": "forward",
+                    "ForwardConfig": {
+                        "TargetGroups": [
+                            {"TargetGroupArn": groups["blue"], "Weight": 90},
+                            {"TargetGroupArn": groups["green"], "Weight": 10},
+                        ]
+                    },
+                }
+            ],
+        )
         image = ec2.describe_images()["Images"][0]["ImageId"]
         instances = [
             i["InstanceId"]
