@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import json
 import shutil
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -132,22 +132,37 @@ class Stack:
             self._names = StackNames.for_target(self.target)
         return self._names
 
-    def plan(self, variables: Mapping[str, Any] | None = None) -> PlanResult:
+    def plan(
+        self, variables: Mapping[str, Any] | None = None, *, targets: Sequence[str] = ()
+    ) -> PlanResult:
         """A plan of ``variables`` on top of the applied deployment; ``has_changes`` says whether it
-        would change anything."""
+        would change anything. ``targets`` (e.g. ``["module.network"]``) limits it to those
+        resources and what they depend on."""
         if self._bootstrapping():
             with self._bootstrap_root() as terraform:
-                return terraform.plan(variables=self.variables(variables))
+                return terraform.plan(variables=self.variables(variables), targets=targets)
         self._init()
-        return self.terraform.plan(variables=self.variables(variables))
+        return self.terraform.plan(variables=self.variables(variables), targets=targets)
 
-    def apply(self, variables: Mapping[str, Any] | None = None) -> ApplyResult:
-        """Apply ``variables`` on top of the applied deployment (on AWS only with ``allow_spend``)."""
+    def apply(
+        self, variables: Mapping[str, Any] | None = None, *, targets: Sequence[str] = ()
+    ) -> ApplyResult:
+        """Apply ``variables`` on top of the applied deployment (on AWS only with ``allow_spend``).
+
+        ``targets`` builds only those resources and what they depend on: the lessons build staging
+        one module at a time this way. Terraform warns that such a plan may be incomplete; the
+        next untargeted apply completes it."""
         self.target.require_spend(f"apply the {self.env} stack")
         if self._bootstrapping():
+            if targets:
+                raise StackError(
+                    "global's first apply cannot be targeted: it creates the state bucket it then moves "
+                    "its own state into.",
+                    hint="Apply global whole: Stack('global', target).apply().",
+                )
             return self._bootstrap(variables)
         self._init()
-        return self.terraform.apply(variables=self.variables(variables))
+        return self.terraform.apply(variables=self.variables(variables), targets=targets)
 
     def destroy(self) -> ApplyResult:
         """Destroy every resource of the environment. ``global`` refuses: see :meth:`teardown`."""
