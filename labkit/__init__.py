@@ -6,6 +6,7 @@ for what they do.
 
 from __future__ import annotations
 
+from . import lesson
 from .analysis import AnalysisInput, Evidence, TargetHealth, Verdict
 from .appserver import AppProcess, unpack_release
 from .cost import (
@@ -17,7 +18,7 @@ from .cost import (
     estimate_cost,
     price_table,
 )
-from .deploy import Controller
+from .deploy import Controller, wait_healthy, weights_from_marks
 from .errors import (
     AnalysisError,
     AppProcessError,
@@ -27,6 +28,7 @@ from .errors import (
     DeploymentLockedError,
     LabkitError,
     LedgerError,
+    LessonOrderError,
     NotebookRunError,
     PlotInputError,
     ProbeError,
@@ -86,6 +88,7 @@ __all__ = [
     "LabkitError",
     "Ledger",
     "LedgerError",
+    "LessonOrderError",
     "LockHolder",
     "NotebookRunError",
     "PlanResult",
@@ -127,6 +130,7 @@ __all__ = [
     "estimate_cost",
     "get_target",
     "latency_percentiles",
+    "lesson",
     "linear",
     "parse_faults",
     "price_table",
@@ -138,4 +142,6 @@ __all__ = [
     "traffic_over_time",
     "unpack_release",
     "upload_release",
+    "wait_healthy",
+    "weights_from_marks",
 ]

@@ -108,3 +108,7 @@ class PlotInputError(ConfigError):
 
 class DeployError(LabkitError):
     """A deployment cannot start, continue or roll back as asked (the message says why)."""
+
+
+class LessonOrderError(LabkitError):
+    """A notebook needs what an earlier lesson builds, and it is not there."""

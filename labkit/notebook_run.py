@@ -205,6 +205,9 @@ class RunReport:
         for p in self.not_run:
             lines.append(f"{p.name:<{width}}  not run")
         lines.append(f"executed copies: {self.out_dir}")
+        figures = sorted(p.name for p in self.out_dir.glob("*.png"))
+        if figures:
+            lines.append(f"figures ({len(figures)} PNG, same folder): {', '.join(figures)}")
         lines.append(f"total wall time: {self.seconds:.1f} s")
         return "\n".join(lines)
 

@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import tempfile
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -180,6 +181,49 @@ class Stack:
             return ApplyResult(added=0, changed=0, removed=0, seconds=0.0, outputs={})
         return self.terraform.destroy(variables=self.variables(None))
 
+    def plan_from_scratch(self, variables: Mapping[str, Any] | None = None) -> PlanResult:
+        """A plan of building this environment from nothing: what it would create (and, priced with
+        :func:`labkit.cost.estimate_cost`, cost) before anything exists.
+
+        It plans in a copy of ``terraform/`` with empty local state, so it needs no state bucket and
+        touches no backend; it creates nothing, so it needs no ``allow_spend`` either. Data sources
+        are read from the target. The deployment variables are the roots' defaults plus ``variables``.
+        """
+        with tempfile.TemporaryDirectory(prefix="labkit-scratch-") as tmp:
+            why = "a plan from scratch, on empty local state"
+            with self._local_root(Path(tmp) / "scratch.tfstate", why) as terraform:
+                return terraform.plan(variables=self.variables(variables, carry_over=False))
+
+    def state_lock(self) -> dict[str, Any] | None:
+        """Who holds this environment's state lock (Terraform's lock info: ``ID``, ``Who``,
+        ``Operation``, ``Created``, ...), or None when it is free. Read from the backend itself:
+        the lock file next to the state (Terraform 1.10+), else the DynamoDB lock table."""
+        config = self.backend_config()
+        try:
+            if config.get("use_lockfile") == "true":
+                body = self.target.client("s3").get_object(
+                    Bucket=config["bucket"], Key=config["key"] + ".tflock"
+                )["Body"].read()
+                return dict(json.loads(body))
+            item = self.target.client("dynamodb").get_item(
+                TableName=config["dynamodb_table"],
+                Key={"LockID": {"S": f"{config['bucket']}/{config['key']}"}},
+                ConsistentRead=True,
+            ).get("Item")
+            return dict(json.loads(item["Info"]["S"])) if item and "Info" in item else None
+        except ClientError as exc:
+            if str(exc.response.get("Error", {}).get("Code")) in ("NoSuchKey", "404"):
+                return None
+            raise
+
+    @contextmanager
+    def hold_lock(self) -> Iterator[None]:
+        """Hold this environment's state lock for the ``with`` block, as a running apply would
+        (see :meth:`labkit.terraform.Terraform.hold_lock`)."""
+        self._init()
+        with self.terraform.hold_lock(lambda: self.state_lock() is not None):
+            yield
+
     def outputs(self) -> dict[str, Any]:
         """Every output of the environment ({} before its first apply)."""
         if self._bootstrapping():
@@ -263,10 +307,12 @@ class Stack:
         if self.reporter is not None:
             self.reporter(line)
 
-    def variables(self, overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
-        """The variables an apply of ``overrides`` uses: what the target fills in, then the deployment
-        as last applied (staging, production), then ``overrides``. Needs an initialised backend for
-        the deployment part."""
+    def variables(
+        self, overrides: Mapping[str, Any] | None = None, *, carry_over: bool = True
+    ) -> dict[str, Any]:
+        """The variables an apply of ``overrides`` uses: what the target fills in, then (with
+        ``carry_over``) the deployment as last applied (staging, production), then ``overrides``.
+        Needs an initialised backend for the deployment part."""
         names = self.names
         values: dict[str, Any] = {"region": self.target.region, "project": names.project}
         if self.env == "global":
@@ -281,7 +327,8 @@ class Stack:
         else:
             # The sandbox has no billing, so no budget; everything else is the same on both targets.
             values.update(artifact_bucket=names.artifact_bucket, enable_budget=not self.target.is_sandbox)
-            values.update(self.terraform.output().get("deployment") or {})
+            if carry_over:
+                values.update(self.terraform.output().get("deployment") or {})
         values.update(overrides or {})
         return values
 
@@ -312,31 +359,37 @@ class Stack:
         return self._bootstrap_state.exists() or not self._bucket_exists(self.names.state_bucket)
 
     @contextmanager
-    def _bootstrap_root(self) -> Iterator[Terraform]:
-        """Terraform in a copy of ``terraform/`` whose global root keeps local state in
-        ``bootstrap.tfstate``; the copy is removed afterwards."""
-        copy = self.work_dir / "bootstrap-src"
+    def _local_root(self, state: Path, why: str) -> Iterator[Terraform]:
+        """Terraform in a copy of ``terraform/`` whose root for this environment keeps local state in
+        ``state``; the copy is removed afterwards. The source tree is never written."""
+        copy = self.work_dir / "local-src"
         shutil.rmtree(copy, ignore_errors=True)
         shutil.copytree(
             terraform_dir(),
             copy,
             ignore=shutil.ignore_patterns(".terraform", ".terraform.lock.hcl", "*.tfstate*", "*_override.tf"),
         )
-        root = copy / "environments" / "global"
+        root = copy / "environments" / self.env
         (root / OVERRIDE_FILE).write_text(
-            "# Written by labkit for global's first apply, before its state bucket exists.\n"
-            'terraform {\n  backend "local" {}\n}\n'
+            f"# Written by labkit: {why}.\n" 'terraform {\n  backend "local" {}\n}\n'
         )
-        self._say(f"global: no state bucket yet; bootstrapping on local state {self._bootstrap_state}")
         terraform = Terraform(
-            root, target=self.target, data_dir=self.work_dir / "bootstrap-tfdata", reporter=self.reporter
+            root, target=self.target, data_dir=self.work_dir / "local-tfdata", reporter=self.reporter
         )
         try:
-            terraform.init(backend_config={"path": str(self._bootstrap_state)})
+            terraform.init(backend_config={"path": str(state)})
             yield terraform
         finally:
             shutil.rmtree(copy, ignore_errors=True)
-            shutil.rmtree(self.work_dir / "bootstrap-tfdata", ignore_errors=True)
+            shutil.rmtree(self.work_dir / "local-tfdata", ignore_errors=True)
+
+    @contextmanager
+    def _bootstrap_root(self) -> Iterator[Terraform]:
+        self._say(f"global: no state bucket yet; bootstrapping on local state {self._bootstrap_state}")
+        with self._local_root(
+            self._bootstrap_state, "global's first apply, before its state bucket exists"
+        ) as terraform:
+            yield terraform
 
     def _bootstrap(self, variables: Mapping[str, Any] | None) -> ApplyResult:
         """global's first apply on local state, then its state migrated into the bucket it made."""

@@ -16,6 +16,7 @@ import subprocess
 import tempfile
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -415,6 +416,49 @@ class Terraform:
     def drift(self, *, variables: Mapping[str, Any] | None = None) -> list[ResourceChange]:
         """Resources whose real settings differ from state (a refresh-only plan)."""
         return self.plan(variables=variables, refresh_only=True).drift
+
+    @contextmanager
+    def hold_lock(self, held: Callable[[], bool], *, timeout_s: float = 60.0) -> Iterator[None]:
+        """Hold this root's state lock for the ``with`` block, as any running Terraform command does.
+
+        It runs ``terraform console``, which takes the lock when it starts and keeps it until it
+        exits: a collision on demand, for the lessons and the drills. ``held`` tells when the lock
+        is taken (the backend knows; the console, reading piped input, says nothing until the end).
+        Raises :class:`StateLockedError` when someone else holds the lock already.
+        """
+        proc = subprocess.Popen(
+            [self.binary, "console"],
+            cwd=self.workdir,
+            env=self._env(),
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            deadline = time.monotonic() + timeout_s
+            while not held():
+                if proc.poll() is not None:
+                    _, stderr = proc.communicate()
+                    raise self._error("console", proc.returncode, [stderr.strip()])
+                if time.monotonic() > deadline:
+                    raise TerraformError(
+                        f"terraform console in {self.workdir.name} did not take the state lock within "
+                        f"{timeout_s:g} s.",
+                        hint="Check that the backend is reachable (a plan shows its error).",
+                    )
+                time.sleep(0.2)
+            self._say(f"holding the state lock of {self.workdir.name} (terraform console pid {proc.pid})")
+            yield
+        finally:
+            if proc.poll() is None:
+                try:
+                    # Closes its input: the console exits at the end of it, releasing the lock.
+                    proc.communicate(timeout=30)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.communicate()
+                self._say(f"released the state lock of {self.workdir.name}")
 
     def force_unlock(self, lock_id: str) -> None:
         """Release a lock left by a run that died. Check first that nothing is applying."""

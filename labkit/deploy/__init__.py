@@ -10,6 +10,7 @@ from __future__ import annotations
 from .colors import Color, Layout, green_weight_for, pick_idle, weight_of
 from .controller import Controller, DeploymentFailed, EnvironmentStatus
 from .health import HealthReport, wait_healthy
+from .marks import weights_from_marks
 
 __all__ = [
     "Color",
@@ -22,4 +23,5 @@ __all__ = [
     "pick_idle",
     "wait_healthy",
     "weight_of",
+    "weights_from_marks",
 ]

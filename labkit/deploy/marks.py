@@ -1,0 +1,43 @@
+"""The new color's traffic weight over a deploy, from the phases the controller marks on the probe.
+
+The controller marks ``provision`` and ``health`` (weight 0), ``shift-N`` (N %), ``scale-down`` (still
+100 %) and ``rollback`` (back to 0); ``start`` is the probe's own first mark. The resulting table is
+what :func:`labkit.plots.traffic_over_time` takes as ``weights``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+
+import pandas as pd
+
+from ..errors import ConfigError
+
+_SHIFT = re.compile(r"^shift-(\d{1,3})$")
+#: Marks that leave the weight where it was.
+_HOLD = ("start", "health", "scale-down", "preview")
+
+
+def weights_from_marks(marks: Iterable[tuple[float, str]]) -> pd.DataFrame:
+    """``time_s``/``weight`` rows, one per change of the new color's weight (percent)."""
+    rows: list[tuple[float, float]] = []
+    weight = 0.0
+    for time_s, phase in marks:
+        shift = _SHIFT.match(phase)
+        if shift:
+            weight = float(shift.group(1))
+        elif phase in ("provision", "rollback"):
+            weight = 0.0
+        elif phase not in _HOLD:
+            raise ConfigError(
+                f"Unknown deploy phase mark {phase!r} at {time_s:g} s.",
+                hint="Pass the marks of a probe that a deploy Controller ran with (probe.marks()).",
+            )
+        if not rows or rows[-1][1] != weight:
+            rows.append((float(time_s), weight))
+    if not rows:
+        raise ConfigError(
+            "No marks given.", hint="Pass probe.marks() after a deploy that ran with the probe."
+        )
+    return pd.DataFrame(rows, columns=["time_s", "weight"])

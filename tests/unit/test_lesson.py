@@ -1,0 +1,67 @@
+"""The notebooks' guard-cell checks and the weight timeline a deploy's probe marks give."""
+
+from __future__ import annotations
+
+import pytest
+
+from labkit import lesson
+from labkit.deploy import weights_from_marks
+from labkit.errors import ConfigError
+
+
+@pytest.mark.parametrize("target", ["sandbx", "", None, 3])
+def test_an_unknown_target_is_refused_naming_the_choices(target: object) -> None:
+    with pytest.raises(ConfigError, match="target is") as caught:
+        lesson.open_target(target)  # type: ignore[arg-type]
+    assert "'sandbox'" in str(caught.value) and "'aws'" in str(caught.value)
+
+
+@pytest.mark.parametrize("value", ["true", 1, None])
+def test_allow_spend_must_be_a_real_boolean(value: object) -> None:
+    with pytest.raises(ConfigError, match="allow_spend is") as caught:
+        lesson.open_target("aws", allow_spend=value)  # type: ignore[arg-type]
+    assert "-p allow_spend true" in str(caught.value)
+
+
+def test_a_blank_region_is_refused() -> None:
+    with pytest.raises(ConfigError, match="aws_region"):
+        lesson.open_target("aws", aws_region=" ")
+
+
+@pytest.mark.parametrize(
+    ("value", "whole", "ok"),
+    [(1, True, True), (4, True, True), (0, True, False), (5, True, False), (2.0, True, False),
+     (True, True, False), ("3", False, False), (0.5, False, True), (float("nan"), False, False)],
+)  # fmt: skip
+def test_check_number(value: object, whole: bool, ok: bool) -> None:
+    if ok:
+        lesson.check_number("capacity", value, 0.5 if not whole else 1, 4, whole=whole)
+    else:
+        with pytest.raises(ConfigError, match="capacity is") as caught:
+            lesson.check_number("capacity", value, 1, 4, whole=whole)
+        assert "from 1 to 4" in str(caught.value) and "-p capacity VALUE" in str(caught.value)
+
+
+def test_check_flag() -> None:
+    lesson.check_flag("teardown_global", False)
+    with pytest.raises(ConfigError, match="teardown_global is 'no'"):
+        lesson.check_flag("teardown_global", "no")
+
+
+def test_weights_follow_the_controllers_marks() -> None:
+    marks = [(0.0, "start"), (1.0, "provision"), (4.0, "health"), (9.0, "shift-10"), (20.0, "shift-50"),
+             (31.0, "shift-100"), (42.0, "scale-down")]  # fmt: skip
+    frame = weights_from_marks(marks)
+    assert frame.to_dict("list") == {"time_s": [0.0, 9.0, 20.0, 31.0], "weight": [0.0, 10.0, 50.0, 100.0]}
+
+
+def test_a_rollback_mark_puts_the_weight_back_to_zero() -> None:
+    frame = weights_from_marks([(0.0, "start"), (5.0, "shift-10"), (12.5, "rollback")])
+    assert frame.to_dict("list") == {"time_s": [0.0, 5.0, 12.5], "weight": [0.0, 10.0, 0.0]}
+
+
+def test_an_unknown_mark_is_refused() -> None:
+    with pytest.raises(ConfigError, match="Unknown deploy phase mark 'warmup'"):
+        weights_from_marks([(0.0, "start"), (3.0, "warmup")])
+    with pytest.raises(ConfigError, match="No marks"):
+        weights_from_marks([])
