@@ -44,25 +44,28 @@ def open_target(target: str, *, allow_spend: bool = False, aws_region: str | Non
     return chosen
 
 
-def require_outputs(stack: Stack, names: tuple[str, ...], *, run_first: str) -> dict[str, Any]:
-    """The stack's outputs, checked to include ``names`` (what an earlier lesson built).
-
-    Raises :class:`LessonOrderError` naming the notebook ``run_first`` when they are not there.
-    """
+def require(
+    stack: Stack, *, run_first: str, outputs: tuple[str, ...] = (), resources: tuple[str, ...] = ()
+) -> dict[str, Any]:
+    """Check that an earlier lesson built what this one needs: root ``outputs`` (written by full
+    applies) and state ``resources`` (addresses, also built by targeted applies). Returns the
+    outputs; raises :class:`LessonOrderError` naming the notebook ``run_first`` otherwise."""
     try:
-        outputs = stack.outputs()
+        found = stack.outputs()
+        addresses = stack.resources() if resources else []
     except StackError as exc:  # no state bucket: global was never applied
         raise LessonOrderError(
             f"{stack.env} cannot be read on {stack.target.name}: {exc.message}",
             hint=f"Run the lessons in order; this one needs {run_first} (and the ones before it).",
         ) from exc
-    missing = [name for name in names if outputs.get(name) in (None, "", [], {})]
+    missing = [name for name in outputs if found.get(name) in (None, "", [], {})]
+    missing += [address for address in resources if address not in addresses]
     if missing:
         raise LessonOrderError(
             f"{stack.env} on {stack.target.name} has no {', '.join(missing)} yet.",
             hint=f"Run {run_first} first (labkit run notebooks/{run_first}.ipynb).",
         )
-    return outputs
+    return found
 
 
 @dataclass(frozen=True)

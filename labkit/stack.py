@@ -231,6 +231,30 @@ class Stack:
         self._init()
         return self.terraform.output()
 
+    def resources(self) -> list[str]:
+        """The address of every resource in the environment's state (``terraform state list``)."""
+        self._init()
+        return self.terraform.state_list()
+
+    def state_attributes(self, address: str) -> dict[str, Any]:
+        """What Terraform recorded about one resource, as ``terraform state show`` prints it:
+        ``state_attributes('module.alb.aws_lb.this')["dns_name"]``. A targeted apply writes no root
+        outputs, so this is how to read what it built."""
+        self._init()
+        for resource in self.terraform.state_pull().get("resources", []):
+            module = f"{resource['module']}." if resource.get("module") else ""
+            data = "data." if resource.get("mode") == "data" else ""
+            base = f"{module}{data}{resource['type']}.{resource['name']}"
+            for instance in resource.get("instances", []):
+                key = instance.get("index_key")
+                if address == (base if key is None else f"{base}[{json.dumps(key)}]"):
+                    return dict(instance.get("attributes") or {})
+        raise StackError(
+            f"{self.env} on {self.target.name} has no {address} in its state.",
+            hint=f"`labkit stack output {self.env}` and Stack.resources() show what it has; apply what "
+            "builds it first.",
+        )
+
     def deployment(self) -> dict[str, Any]:
         """The deployment variables as last applied ({} for global, or before the first apply)."""
         value = self.outputs().get("deployment")
