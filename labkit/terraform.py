@@ -125,6 +125,8 @@ class PlanResult:
     drift: list[ResourceChange]
     plan_file: Path | None
     raw: dict[str, Any] = field(repr=False, default_factory=dict)
+    #: A ``-refresh-only`` plan, whose point is the drift.
+    refresh_only: bool = False
 
     @property
     def has_changes(self) -> bool:
@@ -134,8 +136,14 @@ class PlanResult:
         return sum(1 for c in self.changes if c.action == action)
 
     def summary(self) -> str:
+        """One line, as Terraform's own plan output says it. Drift is named only by a refresh-only
+        plan: Terraform's JSON lists every attribute it read back differently (an empty list read
+        back for an unset one, a bucket setting made by a separate resource), even right after an
+        apply, on AWS as on the sandbox, and its human output hides that unless asked for drift."""
+        if self.refresh_only:
+            return f"{len(self.drift)} resource(s) drifted." if self.drift else "No drift."
         if not self.changes:
-            return "No changes." + (f" {len(self.drift)} resource(s) drifted." if self.drift else "")
+            return "No changes."
         return (
             f"{self.count('create')} to add, {self.count('update')} to change, "
             f"{self.count('delete') + self.count('replace')} to destroy"
@@ -254,7 +262,7 @@ class Terraform:
         )
 
     def _stream(
-        self, args: list[str], *, what: str, ok: tuple[int, ...] = (0,)
+        self, args: list[str], *, what: str, ok: tuple[int, ...] = (0,), show_drift: bool = False
     ) -> tuple[int, list[dict[str, Any]]]:
         """Run a ``-json`` command, report its events live, return its exit code and events."""
         events: list[dict[str, Any]] = []
@@ -275,7 +283,7 @@ class Terraform:
                 diag = event.get("diagnostic", {}) if event.get("type") == "diagnostic" else {}
                 if diag.get("severity") == "error":
                     errors.append(_diagnostic_line(diag))
-                line = _progress_line(event)
+                line = _progress_line(event, show_drift=show_drift)
                 if line:
                     self._say(f"[{time.monotonic() - start:6.1f}s] {line}")
             stderr = proc.stderr.read().strip()
@@ -334,7 +342,7 @@ class Terraform:
                 args.append("-destroy")
             if refresh_only:
                 args.append("-refresh-only")
-            code, _ = self._stream(args, what="plan", ok=(0, 2))
+            code, _ = self._stream(args, what="plan", ok=(0, 2), show_drift=refresh_only)
             raw = self.show(plan_file)
         result = PlanResult(
             exit_code=code,
@@ -342,6 +350,7 @@ class Terraform:
             drift=_changes(raw.get("resource_drift", [])),
             plan_file=out,
             raw=raw,
+            refresh_only=refresh_only,
         )
         self._say(f"plan: {result.summary()}")
         return result
@@ -492,8 +501,10 @@ _SHOWN_EVENTS = {
 }
 
 
-def _progress_line(event: Mapping[str, Any]) -> str | None:
+def _progress_line(event: Mapping[str, Any], *, show_drift: bool = False) -> str | None:
     kind = event.get("type")
+    if kind == "resource_drift" and not show_drift:
+        return None  # see PlanResult.summary
     if kind == "diagnostic":
         diag = event.get("diagnostic", {})
         return _diagnostic_line(diag) if diag.get("severity") == "error" else None

@@ -32,12 +32,12 @@ def weights_from_marks(marks: Iterable[tuple[float, str]]) -> pd.DataFrame:
         elif phase not in _HOLD:
             raise ConfigError(
                 f"Unknown deploy phase mark {phase!r} at {time_s:g} s.",
-                hint="Pass the marks of a probe that a deploy Controller ran with (probe.marks()).",
+                hint="Pass the marks of a probe that a deploy Controller ran with (probe.marks).",
             )
         if not rows or rows[-1][1] != weight:
             rows.append((float(time_s), weight))
     if not rows:
         raise ConfigError(
-            "No marks given.", hint="Pass probe.marks() after a deploy that ran with the probe."
+            "No marks given.", hint="Pass probe.marks after a deploy that ran with the probe."
         )
     return pd.DataFrame(rows, columns=["time_s", "weight"])

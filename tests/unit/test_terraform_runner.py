@@ -97,9 +97,11 @@ def test_resource_changes_are_parsed() -> None:
     plan = PlanResult(exit_code=2, changes=changes, drift=[], plan_file=None)
     assert plan.has_changes
     assert plan.summary() == "1 to add, 1 to change, 1 to destroy (1 replaced)"
-    assert PlanResult(0, [], [ResourceChange("a.b", ("update",))], None).summary() == (
-        "No changes. 1 resource(s) drifted."
-    )
+    drifted = [ResourceChange("a.b", ("update",))]
+    # As Terraform's own output: drift is news only in a refresh-only plan.
+    assert PlanResult(0, [], drifted, None).summary() == "No changes."
+    assert PlanResult(0, [], drifted, None, refresh_only=True).summary() == "1 resource(s) drifted."
+    assert PlanResult(0, [], [], None, refresh_only=True).summary() == "No drift."
 
 
 def test_diagnostics_and_progress_lines_are_readable() -> None:
@@ -116,4 +118,7 @@ def test_diagnostics_and_progress_lines_are_readable() -> None:
         "aws_vpc.this: Creation complete"
     )
     assert _progress_line({"type": "version", "@message": "Terraform 1.11.4"}) is None
+    drift = {"type": "resource_drift", "@message": "aws_s3_bucket.x: Drift detected (update)"}
+    assert _progress_line(drift) is None  # as in Terraform's own plan output
+    assert _progress_line(drift, show_drift=True) == "aws_s3_bucket.x: Drift detected (update)"
     assert _progress_line({"type": "diagnostic", "diagnostic": {"severity": "warning"}}) is None
