@@ -10,9 +10,9 @@ Input shapes (extra columns are ignored):
 - **events** (the ledger's ``events_dataframe``): ``phase`` str, ``started_at`` datetime, ``ended_at``
   datetime or NaT (still running); optional ``deployment_id`` str (several deployments), ``outcome`` str
   (``ok`` / ``error`` / ``running``).
-- **probe** (the load probe's records): ``time_s`` float (seconds since the probe started), ``status`` int
-  (HTTP status; 0 when no response), ``ok`` bool, ``color`` str, ``version`` str, ``latency_ms`` float,
-  ``phase`` str.
+- **probe** (:meth:`labkit.Probe.results`): ``elapsed_s`` float (seconds since the probe started),
+  ``status`` int (HTTP status; 0 when no response), ``ok`` bool, ``color`` str, ``version`` str,
+  ``latency_ms`` float, ``phase`` str.
 - **weights**: ``time_s`` float, ``weight`` float (percent of traffic sent to the new color, 0..100),
   one row per change; the weight holds until the next row.
 - **cost items** (:attr:`labkit.cost.CostEstimate.items`): ``component`` str, ``monthly_usd`` float.
@@ -276,7 +276,7 @@ def deploy_timeline(
 # -- traffic, errors and latency over time -------------------------------------------------------
 
 PROBE_COLUMNS = {
-    "time_s": "number",
+    "elapsed_s": "number",
     "status": "number",
     "ok": "bool",
     "color": "str",
@@ -315,9 +315,9 @@ def traffic_over_time(
             "weights: weight must be a percentage between 0 and 100.",
             hint="Give the new color's share of traffic, e.g. 0, 10, 50, 100.",
         )
-    start, end = float(frame["time_s"].min()), float(frame["time_s"].max())
+    start, end = float(frame["elapsed_s"].min()), float(frame["elapsed_s"].max())
     width = bin_s or _bin_width(max(end - start, 1.0))
-    frame["bin"] = ((frame["time_s"] - start) // width) * width + start + width / 2
+    frame["bin"] = ((frame["elapsed_s"] - start) // width) * width + start + width / 2
     grouped = frame.groupby("bin")
     per_bin = pd.DataFrame(
         {
@@ -337,9 +337,11 @@ def traffic_over_time(
     ax_lat = fig.add_subplot(grid[3], sharex=ax_phase)
 
     # phase strip: contiguous runs of the probe's phase column
-    ordered = frame.sort_values("time_s")
+    ordered = frame.sort_values("elapsed_s")
     run_id = (ordered["phase"] != ordered["phase"].shift()).cumsum()
-    runs = ordered.groupby(run_id).agg(phase=("phase", "first"), t0=("time_s", "min"), t1=("time_s", "max"))
+    runs = ordered.groupby(run_id).agg(
+        phase=("phase", "first"), t0=("elapsed_s", "min"), t1=("elapsed_s", "max")
+    )
     colors = _phase_colors(_ordered_unique(runs["phase"]))
     for phase, t0, t1 in zip(
         runs["phase"].astype(str), runs["t0"].astype(float), runs["t1"].astype(float), strict=True
@@ -421,7 +423,7 @@ def latency_percentiles(
             "probe has no successful requests, so there is no latency to plot.",
             hint="Check the probe's status column.",
         )
-    groups = _ordered_unique(ok.sort_values("time_s")[by])
+    groups = _ordered_unique(ok.sort_values("elapsed_s")[by])
     table = pd.DataFrame(
         {
             f"p{p:g}": [float(np.percentile(ok.loc[ok[by] == g, "latency_ms"], p)) for g in groups]

@@ -64,7 +64,7 @@ def probe(seconds: float = 240.0, rps: float = 20.0, seed: int = 1) -> tuple[pd.
     ok = rng.uniform(size=n) > 0.01
     frame = pd.DataFrame(
         {
-            "time_s": t,
+            "elapsed_s": t,
             "status": np.where(ok, 200, 502),
             "ok": ok,
             "color": np.where(green, "green", "blue"),
@@ -364,3 +364,11 @@ def test_deployment_table_errors() -> None:
     running = deployments(2).assign(status="in_progress", ended_at=pd.NaT, duration_s=np.nan)
     with pytest.raises(PlotInputError, match="no finished deployment"):
         plots.deploy_durations(running)
+
+
+def test_the_probe_records_what_the_traffic_plots_read() -> None:
+    """The plots take :meth:`labkit.Probe.results` as it is: every column they read is there."""
+    from labkit import Probe
+
+    recorded = set(Probe("http://127.0.0.1:9/", rate=1).results().columns)
+    assert set(plots.PROBE_COLUMNS) <= recorded
