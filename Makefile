@@ -48,9 +48,10 @@ tools: $(TOOLS)/.installed
 test: lint typecheck tools
 	$(BIN)/pytest
 
+# The learning path, 00 to 09, headless on the sandbox: executed copies and figures go to runs/<time>/.
 lab: setup
 	$(BIN)/labkit doctor
-	$(BIN)/labkit app smoke
+	$(BIN)/labkit run notebooks
 
 clean:
 	rm -rf $(VENV) .labkit runs .pytest_cache .mypy_cache .ruff_cache

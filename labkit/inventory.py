@@ -34,7 +34,16 @@ def _tagged_arns(target: Target, project: str, environment: str) -> list[str]:
     ):
         arns += [m["ResourceARN"] for m in page.get("ResourceTagMappingList", [])]
     # Instances are judged by their state below: a terminated one keeps its tags for a while.
-    return [arn for arn in arns if ":instance/" not in arn]
+    return [arn for arn in arns if ":instance/" not in arn and not _kms_key_deleted(target, arn)]
+
+
+def _kms_key_deleted(target: Target, arn: str) -> bool:
+    """True for a KMS key that Terraform destroyed: AWS only schedules a key's deletion (a 7 to 30
+    day window in which it cannot be used), so it stays listed, tags and all, until then."""
+    if ":kms:" not in arn or ":key/" not in arn:
+        return False
+    state = target.client("kms").describe_key(KeyId=arn)["KeyMetadata"]["KeyState"]
+    return state in ("PendingDeletion", "PendingReplicaDeletion")
 
 
 def _kind(arn: str) -> tuple[str, str, str]:

@@ -29,8 +29,9 @@ def open_target(target: str, *, allow_spend: bool = False, aws_region: str | Non
             "(papermill: -p target sandbox).",
         )
     check_flag("allow_spend", allow_spend)
-    if aws_region is not None and (not isinstance(aws_region, str) or not aws_region.strip()):
+    if aws_region is not None and not isinstance(aws_region, str):
         raise ConfigError(f"aws_region is {aws_region!r}.", hint="Give a region name such as 'eu-west-1'.")
+    aws_region = (aws_region or "").strip() or None  # empty: the profile's region
     if target == "sandbox":
         from . import sandbox
 

@@ -199,7 +199,44 @@ def _check_parameters(path: Path, cells: Sequence[dict[str, Any]]) -> list[Probl
                 "Merge them into one parameters cell.",
             )
         ]
-    return []
+    return _check_parameters_readable(path, cell_source(cells[code[0]]))
+
+
+def _check_parameters_readable(path: Path, source: str) -> list[Problem]:
+    """Every name the parameters cell assigns must be one papermill reads, or ``-p NAME`` is refused.
+
+    papermill skips a line it cannot parse, e.g. a ``|`` in the type or an ``=`` in the comment.
+    """
+    import ast
+    import contextlib
+    import io
+
+    from papermill.translators import PythonTranslator
+
+    try:
+        tree = ast.parse(source)
+    except SyntaxError as exc:
+        return [Problem(path, f"has a parameters cell that is not valid Python: {exc}.", "Fix the cell.")]
+    targets = [
+        target
+        for node in tree.body
+        if isinstance(node, (ast.Assign, ast.AnnAssign))
+        for target in (node.targets if isinstance(node, ast.Assign) else [node.target])
+    ]
+    assigned = {target.id for target in targets if isinstance(target, ast.Name)}
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+        readable = {p.name for p in PythonTranslator.inspect({"source": source})}
+    unread = sorted(assigned - readable)
+    if not unread:
+        return []
+    return [
+        Problem(
+            path,
+            f"assigns parameter(s) {', '.join(unread)} that papermill cannot read, so `-p` refuses them.",
+            "Write each as `name: type = value  # help`, with a plain type (str, int, float, bool, list) "
+            "and no '=' in the comment.",
+        )
+    ]
 
 
 def _cells(indexes: Iterable[int]) -> str:

@@ -68,3 +68,12 @@ def test_terminated_instances_do_not_count(target: Target) -> None:
 def test_an_environment_with_nothing_left_is_empty(target: Target) -> None:
     _build(target)
     assert leftovers(target, project="bglab", environment="qa").empty
+
+
+def test_a_kms_key_scheduled_for_deletion_is_gone(target: Target) -> None:
+    kms = target.client("kms")
+    tags = [{"TagKey": t["Key"], "TagValue": t["Value"]} for t in TAGS]
+    kept, destroyed = (kms.create_key(Tags=tags)["KeyMetadata"]["KeyId"] for _ in range(2))
+    kms.schedule_key_deletion(KeyId=destroyed, PendingWindowInDays=7)  # what terraform destroy does
+    keys = set(leftovers(target, project="bglab", environment="staging")["id"])
+    assert kept in keys and destroyed not in keys

@@ -23,9 +23,9 @@ def test_allow_spend_must_be_a_real_boolean(value: object) -> None:
     assert "-p allow_spend true" in str(caught.value)
 
 
-def test_a_blank_region_is_refused() -> None:
-    with pytest.raises(ConfigError, match="aws_region"):
-        lesson.open_target("aws", aws_region=" ")
+def test_a_region_that_is_not_text_is_refused() -> None:
+    with pytest.raises(ConfigError, match="aws_region is 3"):
+        lesson.open_target("aws", aws_region=3)  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize(

@@ -173,3 +173,27 @@ def test_main_prints_problems_and_exits_1(tmp_path: Path, good: dict[str, Any],
 
 def test_missing_folders_count_as_empty(tmp_path: Path) -> None:
     assert check_folders([tmp_path / "nope"]) == []
+
+
+def test_a_parameter_papermill_cannot_read_is_a_problem(tmp_path: Path) -> None:
+    """papermill skips a line it cannot parse (a `|` in the type, an `=` in the comment), and then
+    `labkit run -p NAME` refuses that parameter: the check names it."""
+    import nbformat
+    from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
+
+    from labkit.notebook_check import check_notebook
+
+    header = "# T\n\n## Objectives\nx\n\n## Time\n1 min\n\n## Cost\nnone\n\n## Side effects\nnone\n"
+    params = new_code_cell(
+        'target: str = "sandbox"  # fine\n'
+        "region: str | None = None  # a union type\n"
+        'spend: bool = False  # target="aws" only\n'
+        "rate = 5\n"
+    )
+    params.metadata["tags"] = ["parameters"]
+    path = tmp_path / "nb.ipynb"
+    nbformat.write(new_notebook(cells=[new_markdown_cell(header), params]), str(path))
+    problems = check_notebook(path)
+    assert [p.what for p in problems] == [
+        "assigns parameter(s) region, spend that papermill cannot read, so `-p` refuses them."
+    ]
