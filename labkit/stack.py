@@ -146,13 +146,22 @@ class Stack:
         return self.terraform.plan(variables=self.variables(variables), targets=targets)
 
     def apply(
-        self, variables: Mapping[str, Any] | None = None, *, targets: Sequence[str] = ()
+        self,
+        variables: Mapping[str, Any] | None = None,
+        *,
+        targets: Sequence[str] = (),
+        refresh: bool = True,
     ) -> ApplyResult:
         """Apply ``variables`` on top of the applied deployment (on AWS only with ``allow_spend``).
 
         ``targets`` builds only those resources and what they depend on: the lessons build staging
         one module at a time this way. Terraform warns that such a plan may be incomplete; the
-        next untargeted apply completes it."""
+        next untargeted apply completes it.
+
+        ``refresh=False`` skips reading every resource back before planning (``-refresh=false``),
+        which is most of a small apply's time. Terraform's caveat: changes made outside Terraform
+        are not seen by that apply. Use it only right after an apply that refreshed, while nothing
+        else can change what it touches (the deploy controller's weight steps)."""
         self.target.require_spend(f"apply the {self.env} stack")
         if self._bootstrapping():
             if targets:
@@ -163,7 +172,7 @@ class Stack:
                 )
             return self._bootstrap(variables)
         self._init()
-        return self.terraform.apply(variables=self.variables(variables), targets=targets)
+        return self.terraform.apply(variables=self.variables(variables), targets=targets, refresh=refresh)
 
     def destroy(self) -> ApplyResult:
         """Destroy every resource of the environment. ``global`` refuses: see :meth:`teardown`."""

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import sys
 from pathlib import Path
 
 import pytest
@@ -122,3 +124,63 @@ def test_diagnostics_and_progress_lines_are_readable() -> None:
     assert _progress_line(drift) is None  # as in Terraform's own plan output
     assert _progress_line(drift, show_drift=True) == "aws_s3_bucket.x: Drift detected (update)"
     assert _progress_line({"type": "diagnostic", "diagnostic": {"severity": "warning"}}) is None
+
+
+FAKE_TERRAFORM = """#!{python}
+# A stand-in for the terraform binary: records its arguments, answers as Terraform 1.x would.
+import json, os, sys
+with open(os.environ["FAKE_TERRAFORM_LOG"], "a") as log:
+    log.write(json.dumps(sys.argv[1:]) + "\\n")
+if sys.argv[1] == "apply":
+    summary = {{"add": 0, "change": 1, "remove": 0, "operation": "apply"}}
+    print(json.dumps({{"type": "change_summary", "@message": "Apply complete!", "changes": summary}}))
+elif sys.argv[1] == "output":
+    print(json.dumps({{"green_weight": {{"value": 10}}}}))
+"""
+
+
+@pytest.fixture
+def fake_terraform(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """LABKIT_TERRAFORM pointed at :data:`FAKE_TERRAFORM`; returns the log of its command lines."""
+    binary = tmp_path / "terraform"
+    binary.write_text(FAKE_TERRAFORM.format(python=sys.executable))
+    binary.chmod(0o755)
+    log = tmp_path / "calls.jsonl"
+    monkeypatch.setenv("LABKIT_TERRAFORM", str(binary))
+    monkeypatch.setenv("FAKE_TERRAFORM_LOG", str(log))
+    monkeypatch.delenv("LABKIT_TF_PLUGIN_MIRROR", raising=False)
+    return log
+
+
+def _apply_args(log: Path) -> list[str]:
+    calls = [json.loads(line) for line in log.read_text().splitlines()]
+    applies = [args for args in calls if args[0] == "apply"]
+    assert len(applies) == 1, calls
+    return list(applies[0])
+
+
+def test_apply_skips_the_refresh_only_when_asked(
+    labkit_home: Path, fake_terraform: Path, tmp_path: Path
+) -> None:
+    root = tmp_path / "root"
+    root.mkdir()
+    tf = Terraform(root, target=sandbox("http://127.0.0.1:1"), reporter=None)
+
+    result = tf.apply(variables={"green_weight": 10}, refresh=False)
+    args = _apply_args(fake_terraform)
+    assert "-refresh=false" in args
+    assert any(a.startswith("-var-file=") for a in args)  # the variables still go with it
+    assert (result.changed, result.outputs) == (1, {"green_weight": 10})
+
+    fake_terraform.unlink()
+    tf.apply(variables={"green_weight": 10})
+    assert not any(a.startswith("-refresh") for a in _apply_args(fake_terraform))
+
+
+def test_a_saved_plan_cannot_be_applied_without_refresh(
+    labkit_home: Path, fake_terraform: Path, tmp_path: Path
+) -> None:
+    tf = Terraform(tmp_path, target=sandbox("http://127.0.0.1:1"), reporter=None)
+    with pytest.raises(TerraformError, match="saved plan already fixes"):
+        tf.apply(plan_file=tmp_path / "plan.tfplan", refresh=False)
+    assert not fake_terraform.exists()  # refused before Terraform ran
