@@ -13,11 +13,12 @@ ifneq ($(wildcard $(TF_PLUGIN_MIRROR)/.),)
 export LABKIT_TF_PLUGIN_MIRROR ?= $(TF_PLUGIN_MIRROR)
 endif
 
-.PHONY: help lab test setup lint typecheck clean tools
+.PHONY: help lab test nbval setup lint typecheck clean tools
 
 help:
 	@echo "make lab    run the lab headless on the offline sandbox"
 	@echo "make test   lint, type-check and run every test (integration included)"
+	@echo "make nbval  run the notebooks under nbval (pytest --nbval-lax notebooks/)"
 
 # The stamp is rebuilt whenever the package's dependencies change.
 $(BIN)/.installed: pyproject.toml
@@ -52,6 +53,10 @@ test: lint typecheck tools
 lab: setup
 	$(BIN)/labkit doctor
 	$(BIN)/labkit run notebooks
+
+# The learning path under nbval (each cell a test, in one kernel per notebook), on .labkit's sandbox.
+nbval: setup
+	$(BIN)/pytest --nbval-lax notebooks/
 
 clean:
 	rm -rf $(VENV) .labkit runs .pytest_cache .mypy_cache .ruff_cache
