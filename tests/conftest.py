@@ -26,6 +26,82 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+# --- parallel runs: pytest-xdist, `-n auto --dist loadgroup` (addopts in pyproject.toml) ---
+
+#: Workers for a run of more than one test file. Measured on the 2-core CI machine: most
+#: integration time is waiting (Terraform's ALB sleeps, health checks, bakes), so three long
+#: chains (staging, the notebooks, everything else) overlap well.
+WORKERS = 3
+#: The xdist group of every test that uses the session's staging stack.
+STAGING_GROUP = "staging"
+
+
+@pytest.hookimpl(optionalhook=True)  # an xdist hook, unknown without xdist
+def pytest_xdist_auto_num_workers(config: pytest.Config) -> int | None:
+    """What ``-n auto`` means here: WORKERS, or none when the run names a single test file.
+
+    One file is one group, so it would run on one worker anyway after all of them had started
+    (about 12 s); run serially it takes what it did before, and ``-s`` shows output as it comes.
+    PYTEST_XDIST_AUTO_NUM_WORKERS, when set, wins (xdist's own hook reads it).
+    """
+    if os.environ.get("PYTEST_XDIST_AUTO_NUM_WORKERS"):
+        return None
+    files = {arg.split("::")[0] for arg in config.args}
+    if len(files) == 1 and Path(files.pop()).is_file():
+        return 0
+    return WORKERS
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist's own hook turns the marks into groups
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Put every test in an xdist group, so each expensive fixture is built by one worker only,
+    and hand out the longest groups first.
+
+    Each xdist worker is a process with its own session and module fixtures, and loadgroup sends a
+    test without a group to whichever worker is free: a module's tests would be spread over the
+    workers, each building the module's fixtures again (test_stack.py's stack takes minutes), and
+    test_deploy.py's tests, which build on each other's state, would be torn apart.
+    - A test already marked ``xdist_group`` keeps its group (tests/notebooks/ runs on its own).
+    - A test using ``staging_stack`` goes in one group: one worker builds the stack (about 3 min).
+    - Every other test is grouped by its file, as ``--dist loadfile`` would.
+    The scheduler hands out groups in collection order (``--no-loadscope-reorder``), and the run
+    lasts at least as long as its longest group, so the marked and staging groups (each several
+    minutes of one worker) are moved to the front; the rest keep their order.
+    Without loadgroup (``pytest -n 0``, a serial run) nothing is marked or moved.
+    """
+    if not config.getoption("loadgroup", False):  # xdist sets it in each worker under loadgroup
+        return
+    long_chains: set[str] = set()
+    for item in items:
+        if item.get_closest_marker("xdist_group") is not None:
+            long_chains.add(item.nodeid)
+            continue
+        if "staging_stack" in getattr(item, "fixturenames", ()):
+            long_chains.add(item.nodeid)
+            group = STAGING_GROUP
+        else:
+            group = item.path.relative_to(config.rootpath).as_posix()
+        item.add_marker(pytest.mark.xdist_group(group))
+    items.sort(key=lambda item: item.nodeid not in long_chains)  # stable: order kept within each
+
+
+@pytest.hookimpl(optionalhook=True)  # an xdist hook, unknown under -p no:xdist
+def pytest_xdist_node_collection_finished(node: object, ids: list[str]) -> None:
+    """Stop before running anything if a worker's tests came without their groups.
+
+    xdist hands a test's group to its scheduler as an ``@group`` suffix of its node id. pytest 9.2
+    silently drops that suffix (pytest-xdist#1386); every test would then be scheduled on its own.
+    """
+    config = getattr(node, "config", None)
+    if config is not None and config.getoption("dist") == "loadgroup" and any("@" not in i for i in ids):
+        pytest.exit(
+            "pytest-xdist lost the tests' xdist_group marks (pytest-xdist#1386, pytest 9.2), so each "
+            "worker would build the expensive fixtures and test_deploy.py's tests would be split up. "
+            "Install the dev extras' pytest (`pip install -e '.[dev]'`) or run serially with `-n 0`.",
+            returncode=pytest.ExitCode.USAGE_ERROR,
+        )
+
+
 @pytest.fixture()
 def labkit_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     """A private LABKIT_HOME so a test never touches the developer's own .labkit/."""
