@@ -20,6 +20,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pandas as pd
@@ -189,6 +190,41 @@ def test_3_a_release_that_never_turns_ready_is_rolled_back_before_any_weight_mov
     assert ctl.ledger.lock_holder("staging") is None
 
 
+def wait_out_unhealthy_hosts(staging: StagingStack, color: str) -> None:
+    """Wait until ``color``'s UnHealthyHostCount has had no breaching data point for one alarm period.
+
+    Test 3's release never turned ready, so its targets left unhealthy-host data points. The alarm
+    needs two breaching periods and the sandbox's periods slide with the clock, so it can still
+    turn ALARM up to one period after the last of those points: a deploy onto the same color whose
+    first gate falls in that window fails on the old release's alarm. Whether it does depends on
+    how fast Terraform applied in between, which is to say on the machine's load.
+    """
+    cloudwatch = staging.target.client("cloudwatch")
+    alarm_names = staging.outputs["alarm_names"]
+    assert isinstance(alarm_names, dict)
+    name = alarm_names[color]["unhealthy_hosts"]
+    alarm = cloudwatch.describe_alarms(AlarmNames=[name])["MetricAlarms"][0]
+
+    def aged_out() -> bool:
+        now = datetime.now(UTC).replace(microsecond=0)
+        points = cloudwatch.get_metric_statistics(
+            Namespace=alarm["Namespace"],
+            MetricName=alarm["MetricName"],
+            Dimensions=alarm["Dimensions"],
+            StartTime=now - timedelta(seconds=alarm["Period"]),
+            EndTime=now + timedelta(seconds=1),
+            Period=alarm["Period"],
+            Statistics=["Maximum"],
+        )["Datapoints"]
+        return all(p["Maximum"] <= alarm["Threshold"] for p in points)
+
+    what = f"{name}'s breaching data to age out"
+    started = time.monotonic()
+    print(f"waiting for {what} (up to one {alarm['Period']} s period)", flush=True)
+    wait_for(what, aged_out, timeout_s=2 * alarm["Period"] + 30, every_s=2)
+    print(f"{name}: no breaching data for a period, after {time.monotonic() - started:.0f} s", flush=True)
+
+
 def _cli(*args: str) -> list[str]:
     return [sys.executable, "-m", "labkit", *args]
 
@@ -222,6 +258,7 @@ def test_4_a_controller_killed_mid_shift_is_aborted_and_another_is_resumed(
 ) -> None:
     ctl = controller(staging, lines)
     assert ctl.layout().serving == "green"
+    wait_out_unhealthy_hosts(staging, "blue")  # test 3's unready blue must not fail this deploy's gate
 
     proc = _start_and_kill_at_50("2.0.0", tmp_path / "first.log")
     try:
