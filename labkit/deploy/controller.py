@@ -328,12 +328,14 @@ class Controller:
                     self._provision(record, to, capacity, probe)
                     if preview_requests:
                         self._preview(record, to, preview_requests)
-                    first = 0
+                    first, refreshed = 0, True
                 else:
-                    first = max(record.step_index, 0)
+                    # Resumed: no apply of this run has refreshed the state yet.
+                    first, refreshed = max(record.step_index, 0), False
                 if record.phase != "scale-down" and not record.phase.startswith("rollback"):
                     for index in range(first, len(strategy.steps)):
-                        self._step(record, index, probe)
+                        self._step(record, index, probe, refresh=not refreshed)
+                        refreshed = True
             except DeploymentFailed as failed:
                 return self._rolled_back(record, str(failed), probe)
             if record.phase.startswith("rollback"):
@@ -401,7 +403,9 @@ class Controller:
             sample = wrong.head(3)[["status", "color", "version", "error"]].to_dict("records")
             raise DeploymentFailed(f"preview failed: {event.detail}; e.g. {sample}")
 
-    def _step(self, record: Deployment, index: int, probe: Probe | None) -> None:
+    def _step(self, record: Deployment, index: int, probe: Probe | None, *, refresh: bool) -> None:
+        """Shift traffic to the step's weight, then bake behind the gate. ``refresh`` is True only for
+        the first step of a resumed run (see below)."""
         to = colors.as_color(record.to_color)
         step = record.strategy.steps[index]
         self.ledger.update(record.id, step_index=index)  # the intent first: resume re-applies it
@@ -410,7 +414,13 @@ class Controller:
             variables = colors.shift(to, step.weight)
             event.detail = f"{to} {step.weight}% (green_weight={variables['green_weight']})"
             self.say(f"shift: {to} to {step.weight}% (step {index + 1}/{len(record.strategy.steps)})")
-            self._apply(variables)
+            # Without Terraform's refresh of every resource (most of this apply's time), which is safe
+            # here: this run's previous apply (provision, or a resumed run's first step) refreshed
+            # everything; the deployment lock keeps every other deploy, abort and rollback off the
+            # stack meanwhile; and the step changes only the listener's weights, which the apply
+            # writes whole from configuration anyway. Drift elsewhere (made outside Terraform) is
+            # neither seen nor undone by this apply: the next refreshing one (scale-down, rollback) does.
+            self._apply(variables, refresh=refresh)
         self.ledger.update(record.id, weight=step.weight)
         self._gate(record, step.weight, step.bake_s, probe)
 
@@ -566,18 +576,21 @@ class Controller:
         with self.ledger.event(record.id, phase) as event:
             yield event
 
-    def _apply(self, variables: Mapping[str, Any]) -> None:
+    def _apply(self, variables: Mapping[str, Any], *, refresh: bool = True) -> None:
+        """One Terraform apply of ``variables``; ``refresh=False`` only where :meth:`_step` says why."""
         started = time.monotonic()
         try:
-            result = self.stack.apply(variables)
+            result = self.stack.apply(variables, refresh=refresh)
         except StateLockedError as locked:
             if self._taking_over_from is None:
                 raise
             clear_stale_lock(self.stack.terraform, locked, self._taking_over_from, self.say)
-            result = self.stack.apply(variables)
+            result = self.stack.apply(variables, refresh=refresh)
         self._outputs = result.outputs
         changed = f"{result.added} added, {result.changed} changed, {result.removed} destroyed"
-        self.say(f"  terraform apply {dict(variables)}: {changed} in {time.monotonic() - started:.1f} s")
+        how = "" if refresh else " (no refresh)"
+        took = time.monotonic() - started
+        self.say(f"  terraform apply {dict(variables)}{how}: {changed} in {took:.1f} s")
 
     def _read_outputs(self, *, fresh: bool = False) -> dict[str, Any]:
         if self._outputs is None or fresh:
