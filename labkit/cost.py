@@ -861,6 +861,12 @@ class CostEstimate:
         rows = self.items[self.items["component"] == OVERHEAD_COMPONENT]
         return float(rows["monthly_usd"].sum())
 
+    def traced(self) -> pd.DataFrame:
+        """The line items with the ``source`` page and ``as_of`` date of the price each one uses:
+        every dollar of the total back to its price-table entry."""
+        prices = self.prices.frame().set_index("key")[["source", "as_of"]]
+        return self.items.join(prices, on="price_key")
+
     def by_component(self) -> pd.Series:
         """Monthly USD per component, largest first."""
         return self.items.groupby("component")["monthly_usd"].sum().sort_values(ascending=False)

@@ -154,6 +154,11 @@ def test_every_figure_traces_to_its_price_entry() -> None:
     assert by["load balancer"] == pytest.approx(730 * 0.0225 + 36.5 * 0.008)
     assert by["EC2 compute (blue)"] == pytest.approx(2 * 730 * 0.0104)
     assert by["EC2 compute (green)"] == 0
+    # traced(): each line with the page and date of its price, as the notebooks show it
+    traced = estimate.traced()
+    assert len(traced) == len(estimate.items)
+    for line in traced.itertuples():
+        assert line.source == table[line.price_key].source and line.as_of == table[line.price_key].as_of
 
 
 def test_plan_resolves_the_unknown_launch_template_id_through_references() -> None:
