@@ -240,7 +240,8 @@ def _start_and_kill_at_50(version: str, log: Path) -> subprocess.Popen[str]:
         env=os.environ.copy(),
     )
     assert proc.stdout is not None
-    deadline = time.monotonic() + 150
+    # It took 76-128 s in parallel runs of the suite with other jobs on the 2 cores (load 4-12).
+    deadline = time.monotonic() + 300
     with log.open("w") as out:
         for line in proc.stdout:
             out.write(line)
