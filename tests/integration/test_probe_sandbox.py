@@ -112,7 +112,16 @@ def test_probe_and_gate_through_the_sandbox_load_balancer(sandbox: RunningSandbo
         assert f"cloudwatch: {green_requests} requests, {green_errors} 5xx" in verdict.reason
         assert f"probe: {green_requests} requests, {green_errors} 5xx" in verdict.reason
 
-        blue = gathered("blue")
+        # Each target group's last period is published on its own, so blue's may come a moment later.
+        blue = wait_for(
+            "the load balancer to publish blue's last period",
+            lambda: (
+                b
+                if (b := gathered("blue")).cloudwatch and b.cloudwatch.requests >= 1200 - green_requests
+                else None
+            ),
+            timeout_s=3 * PERIOD_S,
+        )
         assert blue.cloudwatch is not None
         assert blue.cloudwatch.requests == 1200 - green_requests and blue.cloudwatch.errors_5xx == 0
         blue_verdict = decide(blue, thresholds)
