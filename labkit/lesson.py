@@ -1,7 +1,7 @@
 """What the learning-path notebooks share: the guard cell, the lesson-order check, one request.
 
 Each notebook's guard cell calls :func:`open_target` with its parameters; a notebook that needs what
-an earlier one built calls :func:`require_outputs`, so opening ``06`` on an empty sandbox says "run
+an earlier one built calls :func:`require`, so opening ``06`` on an empty sandbox says "run
 04 first" instead of failing deep inside Terraform.
 """
 
