@@ -201,12 +201,13 @@ class SandboxService:
                     last_error, last_error_at = repr(exc), now
 
     def _reconcile(self, last: Any, force: bool) -> tuple[Any, bool]:
-        from . import cloudwatch
+        from . import cloudwatch, healing
         from .instance_view import running_instances
         from .lb.metrics import NAMESPACE
         from .lb_view import read_topology
 
         with self.lock:
+            healing.heal(self._observed_health)  # before reading what runs: replacements start now
             wanted = running_instances()
             topology = read_topology(self.fleet.ports())
             while self._points:
