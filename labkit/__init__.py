@@ -43,7 +43,7 @@ from .errors import (
 from .ledger import Deployment, Ledger, LockHolder
 from .notebook_check import check_folders, check_notebook
 from .notebook_report import render_report
-from .notebook_run import RunReport, artifacts_dir, run_notebooks
+from .notebook_run import RunReport, artifacts_dir, ensure_kernel, run_notebooks
 from .plots import (
     cost_by_component,
     deploy_durations,
@@ -127,6 +127,7 @@ __all__ = [
     "deploy_timeline",
     "dora_metrics",
     "dora_table",
+    "ensure_kernel",
     "estimate_cost",
     "get_target",
     "latency_percentiles",
