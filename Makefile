@@ -37,7 +37,7 @@ $(BIN)/.installed: pyproject.toml
 setup: $(BIN)/.installed
 
 lint: setup
-	$(BIN)/ruff check labkit app tests bench
+	$(BIN)/ruff check labkit app tests bench notebooks
 
 typecheck: setup
 	$(BIN)/mypy
