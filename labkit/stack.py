@@ -154,6 +154,9 @@ class Stack:
     ) -> ApplyResult:
         """Apply ``variables`` on top of the applied deployment (on AWS only with ``allow_spend``).
 
+        staging and production refuse, before Terraform runs, a ``*_version`` whose fleet has
+        capacity while its release is not in the artifact bucket (``labkit release build`` puts it there).
+
         ``targets`` builds only those resources and what they depend on: the lessons build staging
         one module at a time this way. Terraform warns that such a plan may be incomplete; the
         next untargeted apply completes it.
@@ -172,7 +175,10 @@ class Stack:
                 )
             return self._bootstrap(variables)
         self._init()
-        return self.terraform.apply(variables=self.variables(variables), targets=targets, refresh=refresh)
+        values = self.variables(variables)
+        if not targets or any("fleet" in t for t in targets):
+            self._require_artifacts(values)
+        return self.terraform.apply(variables=values, targets=targets, refresh=refresh)
 
     def destroy(self) -> ApplyResult:
         """Destroy every resource of the environment. ``global`` refuses: see :meth:`teardown`."""
@@ -364,6 +370,33 @@ class Stack:
                 values.update(self.terraform.output().get("deployment") or {})
         values.update(overrides or {})
         return values
+
+    def _require_artifacts(self, values: Mapping[str, Any]) -> None:
+        """Refuse, before Terraform runs, a fleet with capacity whose release is not in the artifact
+        bucket: its instances would fetch nothing and the load balancer would answer 502."""
+        from .release import release_exists, release_key  # only applies that build fleets need it
+
+        bucket = values.get("artifact_bucket")
+        if self.env not in APP_ENVIRONMENTS or not bucket:
+            return
+        for name in sorted(values):
+            color = name.removesuffix("_version")
+            if not name.endswith("_version") or values.get(f"{color}_capacity") in (0, "0"):
+                continue
+            version = str(values[name])
+            if not release_exists(self.target, str(bucket), version):
+                fix = (
+                    f"`labkit release build {version}` (`labkit release list` shows what is there)"
+                    if self.target.is_sandbox
+                    else f"`labkit --target aws --allow-spend release build {version}` "
+                    "(`labkit --target aws release list` shows what is there)"
+                )
+                raise StackError(
+                    f"Refusing to apply {self.env}: {name}={version}, and release {version} is not in the "
+                    f"artifact bucket (s3://{bucket}/{release_key(version)}); its instances would serve "
+                    "nothing.",
+                    hint=f"Build and publish it first: {fix}.",
+                )
 
     def _init(self) -> None:
         """``terraform init`` with this target's S3 backend, once per Stack."""
