@@ -53,8 +53,9 @@ deploy_app = typer.Typer(
 )
 
 
-def _controller(ctx: typer.Context, env: str) -> Controller:
-    return Controller(env, target(ctx), say=lambda line: typer.echo(line))
+def _controller(ctx: typer.Context, env: str, *, quiet_stdout: bool = False) -> Controller:
+    """ENV's controller; ``quiet_stdout`` sends its progress lines to stderr (stdout holds JSON)."""
+    return Controller(env, target(ctx), say=lambda line: typer.echo(line, err=quiet_stdout))
 
 
 def print_outcome(record: Deployment, probe: Probe | None) -> None:
@@ -145,7 +146,7 @@ def start(
 @deploy_app.command()
 def status(ctx: typer.Context, env: Env, as_json: AsJson = False) -> None:
     """What serves ENV's traffic, who holds its lock, and its latest deployment."""
-    current = _controller(ctx, env).status()
+    current = _controller(ctx, env, quiet_stdout=as_json).status()
     if as_json:
         echo_json(current)
         return

@@ -65,7 +65,11 @@ def parse_vars(pairs: list[str]) -> dict[str, Any]:
     return variables
 
 
-def _stack(ctx: typer.Context, env: str) -> Stack:
+def _stack(ctx: typer.Context, env: str, *, quiet_stdout: bool = False) -> Stack:
+    """ENV on the root options' target; ``quiet_stdout`` sends Terraform's progress lines to stderr,
+    so stdout holds only the JSON a script reads."""
+    if quiet_stdout:
+        return Stack(env, target(ctx), reporter=lambda line: typer.echo(line, err=True))
     return Stack(env, target(ctx))
 
 
@@ -156,19 +160,24 @@ def destroy(
     ctx: typer.Context,
     env: Env,
     yes: Annotated[bool, typer.Option("--yes", help="Do not ask for confirmation.")] = False,
+    confirm: Annotated[
+        str | None, typer.Option(help="On --target aws: type ENV's name to confirm (required there).")
+    ] = None,
 ) -> None:
-    """Destroy every resource of ENV (global refuses: see teardown-global)."""
+    """Destroy every resource of ENV (global refuses: see teardown-global). On --target aws it
+    needs --confirm ENV."""
     stack = _stack(ctx, env)
+    stack.confirm_destroy(confirm)  # on aws, refused before the question and before any change
     if not yes:
         typer.confirm(f"Destroy every resource of {env} on {stack.target.name}?", abort=True)
-    result = stack.destroy()
+    result = stack.destroy(confirm=confirm)
     typer.echo(f"{env}: {result.removed} resources destroyed")
 
 
 @stack_app.command()
 def output(ctx: typer.Context, env: Env, as_json: AsJson = False) -> None:
     """Print every output of ENV (alb_dns_name among them for staging and production)."""
-    values = _stack(ctx, env).outputs()
+    values = _stack(ctx, env, quiet_stdout=as_json).outputs()
     if as_json:
         echo_json(values)
     else:
@@ -179,9 +188,13 @@ def output(ctx: typer.Context, env: Env, as_json: AsJson = False) -> None:
 def teardown_global(
     ctx: typer.Context,
     confirm: Annotated[str, typer.Option(help="Type `global` to confirm: the state bucket goes too.")],
+    account_id: Annotated[
+        str | None,
+        typer.Option(help="On --target aws: the account's id, to confirm which one (required there)."),
+    ] = None,
 ) -> None:
     """Remove global, state bucket included, once staging and production are destroyed."""
-    _stack(ctx, "global").teardown(confirm=confirm)
+    _stack(ctx, "global").teardown(confirm=confirm, account_id=account_id)
 
 
 def _print_outputs(values: dict[str, Any]) -> None:

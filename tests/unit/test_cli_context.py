@@ -14,8 +14,8 @@ from labkit.cli import ExitCode, app
 from labkit.cli.context import EXIT_CODES_TEXT, exit_code_for
 from labkit.errors import (
     ConfigError,
-    DeploymentLockedError,
     DeployError,
+    DeploymentLockedError,
     LabkitError,
     ReleaseError,
     SpendNotAllowedError,

@@ -95,7 +95,9 @@ def _record(status: str, reason: str) -> Deployment:
     )  # fmt: skip
 
 
-def test_deploy_exits_0_when_the_release_serves_all_traffic_and_3_when_rolled_back(capsys: pytest.CaptureFixture[str]) -> None:
+def test_deploy_exits_0_when_the_release_serves_and_3_when_rolled_back(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     print_outcome(_record("succeeded", "1.2.0 serves all traffic on blue"), None)
     assert "deployed: 1.2.0 serves all of staging's traffic on blue" in capsys.readouterr().out
     with pytest.raises(typer.Exit) as exited:
