@@ -15,7 +15,6 @@ from typing import Annotated
 import typer
 
 from ..errors import LabkitError
-from ..target import SANDBOX_REGION
 from .app import app_cli
 from .context import EXIT_CODES_TEXT, ExitCode, TargetChoice, Where, exit_code_for
 from .deploy import deploy_app, rollback
@@ -74,8 +73,8 @@ def _root(
         str | None,
         typer.Option(
             envvar=["AWS_REGION", "AWS_DEFAULT_REGION"],
-            help="AWS region for --target aws (default: your profile's). The sandbox is "
-            f"{SANDBOX_REGION} and ignores the variables.",
+            help="AWS region for --target aws (default: your profile's). The sandbox has one region "
+            "and ignores the variables.",
         ),
     ] = None,
     profile: Annotated[
@@ -105,6 +104,8 @@ def _root(
     ] = False,
 ) -> None:
     """Blue/Green Lab: build, deploy, break and measure a blue/green stack (sandbox or AWS)."""
+    from ..target import SANDBOX_REGION
+
     if target is TargetChoice.sandbox:
         # AWS_REGION and AWS_PROFILE describe the user's real account: the sandbox ignores them,
         # and refuses only what was asked for on its command line. (typer vendors its own click, so

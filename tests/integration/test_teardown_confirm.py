@@ -7,6 +7,7 @@ connection error instead of the refusal, so the refusal proves that nothing was 
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -54,5 +55,12 @@ def test_teardown_on_aws_refuses_without_confirmation_before_any_call(
     assert result.returncode == 1, output
     assert refusal in output
     assert "StackError" in output
-    for call_made in ("EndpointConnectionError", "Could not connect", "leftovers"):
+    for call_made in ("EndpointConnectionError", "Could not connect"):
         assert call_made not in output
+    # It stopped in the guard cell, before the first cell that reads (or destroys) anything.
+    executed = json.loads(next((tmp_path / "run").rglob("09-teardown.ipynb")).read_text())["cells"]
+    failed = [
+        i for i, c in enumerate(executed) if any(o["output_type"] == "error" for o in c.get("outputs", []))
+    ]
+    assert len(failed) == 1 and "confirm_destroy" in "".join(executed[failed[0]]["source"])
+    assert all(not c.get("outputs") for c in executed[failed[0] + 1 :])

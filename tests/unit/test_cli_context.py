@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -152,3 +153,11 @@ def test_no_command_repeats_the_root_options() -> None:
     assert sorted(seen) == sorted(
         f"labkit {o}" for o in ("--target", "--region", "--profile", "--endpoint-url", "--allow-spend")
     )
+
+
+def test_doctor_json_is_one_document_with_every_check() -> None:
+    result = runner.invoke(app, ["doctor", "--json"])
+    checks = json.loads(result.output)
+    assert [c["name"] for c in checks][:3] == ["python", "terraform", "aws provider"]
+    assert all(set(c) == {"name", "ok", "detail", "fix"} for c in checks)
+    assert result.exit_code == (ExitCode.ERROR if any(c["ok"] is False for c in checks) else ExitCode.OK)
