@@ -32,7 +32,7 @@ __all__ = ["ExitCode", "app", "main"]
 HELP = "Blue/Green Lab: build, deploy, break and measure a blue/green stack (sandbox or AWS)."
 
 app = typer.Typer(
-    name="labkit", help=HELP, epilog=EXIT_CODES_TEXT, no_args_is_help=True, add_completion=False
+    name="labkit", help=HELP, epilog=EXIT_CODES_TEXT, no_args_is_help=True, add_completion=True
 )
 app.command()(doctor)
 app.add_typer(release_app, name="release")
