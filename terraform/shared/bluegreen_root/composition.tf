@@ -26,7 +26,7 @@ module "environment" {
   alarm_emails    = var.alarm_emails
   enable_budget   = var.enable_budget
 
-  enable_private_subnets     = try(local.settings.enable_private_subnets, null)
+  enable_private_subnets     = var.enable_private_subnets != null ? var.enable_private_subnets : try(local.settings.enable_private_subnets, null)
   health_check               = try(local.settings.health_check, null)
   deregistration_delay       = try(local.settings.deregistration_delay, null)
   enable_deletion_protection = try(local.settings.enable_deletion_protection, null)

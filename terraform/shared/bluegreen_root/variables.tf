@@ -93,6 +93,12 @@ variable "vpc_cidr" {
   default     = null
 }
 
+variable "enable_private_subnets" {
+  description = "Instances in private subnets behind a NAT gateway; null keeps the environment's own setting (staging: off, production: on)."
+  type        = bool
+  default     = null
+}
+
 variable "instance_type" {
   description = "EC2 instance type of both fleets (null: t3.micro)."
   type        = string

@@ -26,15 +26,16 @@ run "staging_is_a_lab_that_tears_down" {
   }
 }
 
-run "a_lesson_may_try_another_range" {
+run "a_lesson_may_try_another_range_and_private_subnets" {
   command = plan
 
   variables {
-    vpc_cidr = "10.99.0.0/16"
+    vpc_cidr               = "10.99.0.0/16"
+    enable_private_subnets = true
   }
 
   assert {
-    condition     = module.environment.settings.vpc_cidr == "10.99.0.0/16"
-    error_message = "vpc_cidr overrides the environment's own range."
+    condition     = module.environment.settings.vpc_cidr == "10.99.0.0/16" && module.environment.settings.private_subnets
+    error_message = "vpc_cidr and enable_private_subnets override the environment's own settings."
   }
 }
