@@ -137,8 +137,8 @@ class Stack:
         self, variables: Mapping[str, Any] | None = None, *, targets: Sequence[str] = ()
     ) -> PlanResult:
         """A plan of ``variables`` on top of the applied deployment; ``has_changes`` says whether it
-        would change anything. ``targets`` (e.g. ``["module.network"]``) limits it to those
-        resources and what they depend on."""
+        would change anything. ``targets`` (e.g. ``["module.environment.module.network"]``) limits
+        it to those resources and what they depend on."""
         if self._bootstrapping():
             with self._bootstrap_root() as terraform:
                 return terraform.plan(variables=self.variables(variables), targets=targets)
@@ -286,8 +286,8 @@ class Stack:
 
     def state_attributes(self, address: str) -> dict[str, Any]:
         """What Terraform recorded about one resource, as ``terraform state show`` prints it:
-        ``state_attributes('module.alb.aws_lb.this')["dns_name"]``. A targeted apply writes no root
-        outputs, so this is how to read what it built."""
+        ``state_attributes('module.environment.module.alb.aws_lb.this')["dns_name"]``. A targeted
+        apply writes no root outputs, so this is how to read what it built."""
         self._init()
         for resource in self.terraform.state_pull().get("resources", []):
             module = f"{resource['module']}." if resource.get("module") else ""

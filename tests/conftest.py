@@ -15,6 +15,7 @@ import pytest
 
 from labkit.stack import Stack
 from labkit.target import Target
+from labkit.terraform import PlanResult, Terraform
 
 T = TypeVar("T")
 
@@ -346,6 +347,9 @@ class StagingStack:
     target: Target
     artifact_bucket: str
     outputs: dict[str, object]
+    #: The plan of the current staging root on the state that the root before the composition
+    #: module built: what an existing stack sees after the switch.
+    switch_plan: PlanResult
 
     def stack(self, env: str = "staging") -> Stack:
         return Stack(env, self.target)
@@ -359,7 +363,12 @@ class StagingStack:
 def staging_stack(sandbox: RunningSandbox, tmp_path_factory: pytest.TempPathFactory) -> StagingStack:
     """Apply global, upload the test releases, apply staging (blue 1.0.0 x2, green idle), and wait
     until blue serves. Built once per session: the ALB alone takes a minute to create. Tests that
-    change the deployment put back what they need themselves."""
+    change the deployment put back what they need themselves.
+
+    Staging is first built from the root as it was before the composition module
+    (:func:`apply_staging_before_composition`), then planned and applied with the current root, as
+    an existing stack is after the switch; the plan is kept for the test that checks it is empty.
+    Building it once this way costs one plan more than building it from the current root."""
     target = sandbox.target
     Stack("global", target).apply()
     bucket = Stack("global", target).outputs()["artifact_bucket"]
@@ -367,7 +376,9 @@ def staging_stack(sandbox: RunningSandbox, tmp_path_factory: pytest.TempPathFact
     for version, faults in STAGING_RELEASES.items():
         upload_artifact(target, bucket, version, out, faults or None)
     staging = Stack("staging", target)
-    staging.apply(BLUE_SERVES_1_0_0)
+    apply_staging_before_composition(staging, BLUE_SERVES_1_0_0)
+    switch_plan = staging.plan(BLUE_SERVES_1_0_0)
+    staging.apply(BLUE_SERVES_1_0_0)  # records the moves in state; nothing else to do
     outputs = staging.outputs()
     wait_for(
         "blue to be healthy",
@@ -375,7 +386,24 @@ def staging_stack(sandbox: RunningSandbox, tmp_path_factory: pytest.TempPathFact
         == {("healthy", None)},
         timeout_s=90,
     )
-    return StagingStack(target=target, artifact_bucket=bucket, outputs=outputs)
+    return StagingStack(target=target, artifact_bucket=bucket, outputs=outputs, switch_plan=switch_plan)
+
+
+#: The staging root as it was before terraform/modules/bluegreen_environment (see its README.md).
+STAGING_BEFORE_COMPOSITION = Path(__file__).parent / "fixtures" / "terraform" / "staging-before-composition"
+
+
+def apply_staging_before_composition(staging: Stack, variables: dict[str, object]) -> None:
+    """Apply the old staging root with ``staging``'s backend and variables, so the state is what a
+    stack built before the switch holds. Its own data dir keeps the two roots' ``.terraform`` apart."""
+    old = Terraform(
+        STAGING_BEFORE_COMPOSITION,
+        target=staging.target,
+        data_dir=staging.work_dir / "tfdata-before-composition",
+        reporter=staging.reporter,
+    )
+    old.init(backend_config=staging.backend_config())
+    old.apply(variables=staging.variables(variables, carry_over=False))
 
 
 #: The staging deployment the fixture applies: blue serves 1.0.0 on two instances, green is idle.

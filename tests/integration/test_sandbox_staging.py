@@ -42,6 +42,28 @@ def all_healthy(staging: StagingStack, color: str, count: int) -> bool:
     return len(states) == count and set(states.values()) == {("healthy", None)}
 
 
+def test_a_stack_built_before_the_composition_module_plans_no_changes_after_it(
+    staging_stack: StagingStack,
+) -> None:
+    """The fixture built staging from the root before terraform/modules/bluegreen_environment, then
+    planned the current root on that state: the moved blocks carry every resource over as it is."""
+    plan = staging_stack.switch_plan
+    assert plan.changes == [], [(c.address, c.action) for c in plan.changes]
+    outputs = plan.raw.get("output_changes", {})
+    assert outputs and all(c["actions"] == ["no-op"] for c in outputs.values()), outputs
+    managed = [rc for rc in plan.raw["resource_changes"] if rc.get("mode") == "managed"]
+    moved = {rc.get("previous_address", ""): rc["address"] for rc in managed}
+    assert moved["module.alb.aws_lb.this"] == "module.environment.module.alb.aws_lb.this"
+    assert moved['module.fleet["blue"].aws_autoscaling_group.this'] == (
+        'module.environment.module.fleet["blue"].aws_autoscaling_group.this'
+    )
+    # Every resource moved, each to the same place inside module.environment.
+    assert len(moved) == len(managed) > 20
+    assert all(new == f"module.environment.{old}" for old, new in moved.items())
+    # The fixture's apply recorded the moves: only the new addresses are left in state.
+    assert all(a.startswith("module.environment.") for a in staging_stack.stack().resources())
+
+
 def test_the_alb_url_answers_from_the_app_with_color_and_version(staging_stack: StagingStack) -> None:
     staging_stack.stack().apply(BLUE_SERVES_1_0_0)
     wait_for("blue healthy", lambda: all_healthy(staging_stack, "blue", 2), timeout_s=60)

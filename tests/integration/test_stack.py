@@ -238,7 +238,8 @@ def test_a_following_plan_shows_no_changes(lab: Lab) -> None:
 def test_green_weight_10_changes_only_the_listener(lab: Lab) -> None:
     staging = lab.stack("staging")
     plan = staging.plan({"green_weight": 10})
-    assert [(c.address, c.action) for c in plan.changes] == [("module.alb.aws_lb_listener.http", "update")]
+    listener = "module.environment.module.alb.aws_lb_listener.http"
+    assert [(c.address, c.action) for c in plan.changes] == [(listener, "update")]
 
     result = staging.apply({"green_weight": 10})
     assert (result.added, result.changed, result.removed) == (0, 1, 0)

@@ -124,6 +124,21 @@ def test_every_module_and_environment_is_laid_out_and_tested() -> None:
             assert 'mock_provider "aws"' in path.read_text(), f"{path} must mock the AWS provider"
 
 
+def test_staging_and_production_share_one_root_and_set_only_their_own() -> None:
+    """Both roots link the same files from terraform/shared/bluegreen_root (so they cannot drift
+    apart again) and keep only main.tf, their own settings, as a file of their own."""
+    shared = SOURCE / "shared" / "bluegreen_root"
+    names = sorted(p.name for p in shared.glob("*.tf"))
+    assert "composition.tf" in names and "variables.tf" in names
+    for env in ("staging", "production"):
+        root = SOURCE / "environments" / env
+        for name in names:
+            assert (root / name).is_symlink(), f"{root / name} must link {shared / name}, not copy it"
+            assert (root / name).resolve() == (shared / name).resolve()
+        own = sorted(p.name for p in root.glob("*.tf") if not p.is_symlink())
+        assert own == ["main.tf"], f"{env} has files of its own besides main.tf: {own}"
+
+
 def test_terraform_fmt_is_clean(tf_env: dict[str, str]) -> None:
     proc = terraform(["fmt", "-check", "-recursive", "-diff", str(SOURCE)], SOURCE, tf_env)
     assert proc.returncode == 0, f"Run `terraform fmt -recursive terraform/`:\n{proc.stdout}{proc.stderr}"

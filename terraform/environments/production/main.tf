@@ -1,78 +1,16 @@
-# Production: the same modules as staging with production defaults (private subnets behind NAT,
-# slower health checks, longer draining, deletion protection on the ALB). Its deploys get an
-# approval gate in CI; the deployment variables work exactly as in staging.
+# Production: the same blue/green environment as staging (the files linked from
+# terraform/shared/bluegreen_root), with what production sets differently: private subnets behind a
+# NAT gateway, slower health checks, longer draining, a larger budget. The ALB keeps the module's
+# deletion protection, so deleting it takes turning that off first, on purpose.
 
 locals {
   environment = "production"
-  name        = "${var.project}-${local.environment}"
 
-  tags = merge(var.tags, {
-    Project     = var.project
-    Environment = local.environment
-    ManagedBy   = "terraform"
-  })
-
-  colors = {
-    blue  = { version = var.blue_version, capacity = var.blue_capacity, weight = 100 - var.green_weight }
-    green = { version = var.green_version, capacity = var.green_capacity, weight = var.green_weight }
+  settings = {
+    vpc_cidr               = "10.30.0.0/16" # distinct from staging's, so the two can be peered
+    enable_private_subnets = true           # instances have no public address at all
+    health_check           = { interval = 10, timeout = 5, healthy_threshold = 3 }
+    deregistration_delay   = 30 # room for slow clients
+    monthly_budget_usd     = 150
   }
-}
-
-module "network" {
-  source = "../../modules/network"
-
-  name                   = local.name
-  cidr_block             = var.vpc_cidr
-  enable_private_subnets = var.enable_private_subnets
-}
-
-module "alb" {
-  source = "../../modules/alb"
-
-  name           = local.name
-  vpc_id         = module.network.vpc_id
-  vpc_cidr_block = module.network.vpc_cidr_block
-  subnet_ids     = module.network.public_subnet_ids
-
-  green_weight    = var.green_weight
-  preview_header  = var.preview_header
-  preview_color   = var.preview_color
-  certificate_arn = var.certificate_arn
-
-  health_check         = var.health_check
-  deregistration_delay = var.deregistration_delay
-  # Deleting production's load balancer takes turning this off first, on purpose.
-  enable_deletion_protection = true
-}
-
-module "fleet" {
-  source   = "../../modules/fleet"
-  for_each = local.colors
-
-  name            = local.name
-  color           = each.key
-  release_version = each.value.version
-  capacity        = each.value.capacity
-  artifact_bucket = var.artifact_bucket
-
-  vpc_id                      = module.network.vpc_id
-  subnet_ids                  = module.network.app_subnet_ids
-  associate_public_ip_address = module.network.instances_need_public_ip
-  alb_security_group_id       = module.alb.security_group_id
-  target_group_arn            = module.alb.target_group_arns[each.key]
-
-  image_id      = var.image_id
-  instance_type = var.instance_type
-  instance_tags = local.tags
-}
-
-module "monitoring" {
-  source = "../../modules/monitoring"
-
-  name                     = local.name
-  load_balancer_arn_suffix = module.alb.lb_arn_suffix
-  target_groups            = module.alb.target_group_arn_suffixes
-  alarm_emails             = var.alarm_emails
-  enable_budget            = var.enable_budget
-  monthly_budget_usd       = var.monthly_budget_usd
 }

@@ -1,7 +1,1 @@
-provider "aws" {
-  region = var.region
-
-  default_tags {
-    tags = local.tags
-  }
-}
+../../shared/bluegreen_root/providers.tf

@@ -1,80 +1,14 @@
-# Staging: one VPC, one ALB with blue and green target groups, a fleet per color, and alarms.
-# A deploy changes only the deployment variables (each color's version and capacity, and
-# green_weight) and applies them, so Terraform's state is always what serves traffic.
+# Staging: the blue/green environment the labs build, deploy to and tear down. Everything it shares
+# with production (variables, the module call, outputs, provider, backend, moved blocks) is in the
+# files linked from terraform/shared/bluegreen_root; this file sets only what is staging's own.
+# The module's defaults suit it: public subnets (no NAT), fast health checks, 5 s draining.
 
 locals {
   environment = "staging"
-  name        = "${var.project}-${local.environment}"
 
-  tags = merge(var.tags, {
-    Project     = var.project
-    Environment = local.environment
-    ManagedBy   = "terraform"
-  })
-
-  colors = {
-    blue  = { version = var.blue_version, capacity = var.blue_capacity, weight = 100 - var.green_weight }
-    green = { version = var.green_version, capacity = var.green_capacity, weight = var.green_weight }
+  settings = {
+    vpc_cidr = "10.20.0.0/16"
+    # Staging is torn down at the end of every lab.
+    enable_deletion_protection = false
   }
-}
-
-module "network" {
-  source = "../../modules/network"
-
-  name                   = local.name
-  cidr_block             = var.vpc_cidr
-  enable_private_subnets = var.enable_private_subnets
-}
-
-module "alb" {
-  source = "../../modules/alb"
-
-  name           = local.name
-  vpc_id         = module.network.vpc_id
-  vpc_cidr_block = module.network.vpc_cidr_block
-  subnet_ids     = module.network.public_subnet_ids
-
-  green_weight    = var.green_weight
-  preview_header  = var.preview_header
-  preview_color   = var.preview_color
-  certificate_arn = var.certificate_arn
-
-  health_check         = var.health_check
-  deregistration_delay = var.deregistration_delay
-  # Staging is torn down at the end of every lab.
-  enable_deletion_protection = false
-}
-
-module "fleet" {
-  source   = "../../modules/fleet"
-  for_each = local.colors
-
-  name            = local.name
-  color           = each.key
-  release_version = each.value.version
-  capacity        = each.value.capacity
-  artifact_bucket = var.artifact_bucket
-
-  vpc_id                      = module.network.vpc_id
-  subnet_ids                  = module.network.app_subnet_ids
-  associate_public_ip_address = module.network.instances_need_public_ip
-  alb_security_group_id       = module.alb.security_group_id
-  target_group_arn            = module.alb.target_group_arns[each.key]
-
-  image_id      = var.image_id
-  instance_type = var.instance_type
-  instance_tags = local.tags
-
-  wait_for_capacity_timeout = var.wait_for_capacity_timeout
-}
-
-module "monitoring" {
-  source = "../../modules/monitoring"
-
-  name                     = local.name
-  load_balancer_arn_suffix = module.alb.lb_arn_suffix
-  target_groups            = module.alb.target_group_arn_suffixes
-  alarm_emails             = var.alarm_emails
-  enable_budget            = var.enable_budget
-  monthly_budget_usd       = var.monthly_budget_usd
 }

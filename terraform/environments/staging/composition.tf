@@ -1,0 +1,1 @@
+../../shared/bluegreen_root/composition.tf

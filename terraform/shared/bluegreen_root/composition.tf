@@ -1,0 +1,65 @@
+# The blue/green environment, composed once for every environment root that links this file. The
+# root's own main.tf sets what differs: local.environment and local.settings, an object holding only
+# the settings that differ from the module's defaults (a missing one passes null, which the module
+# reads as "my default").
+
+locals {
+  name = "${var.project}-${local.environment}"
+
+  tags = merge(var.tags, {
+    Project     = var.project
+    Environment = local.environment
+    ManagedBy   = "terraform"
+  })
+}
+
+module "environment" {
+  source = "../../modules/bluegreen_environment"
+
+  name            = local.name
+  artifact_bucket = var.artifact_bucket
+  vpc_cidr        = coalesce(var.vpc_cidr, local.settings.vpc_cidr)
+  image_id        = var.image_id
+  instance_type   = var.instance_type
+  instance_tags   = local.tags
+  certificate_arn = var.certificate_arn
+  alarm_emails    = var.alarm_emails
+  enable_budget   = var.enable_budget
+
+  enable_private_subnets     = var.enable_private_subnets != null ? var.enable_private_subnets : try(local.settings.enable_private_subnets, null)
+  health_check               = try(local.settings.health_check, null)
+  deregistration_delay       = try(local.settings.deregistration_delay, null)
+  enable_deletion_protection = try(local.settings.enable_deletion_protection, null)
+  monthly_budget_usd         = try(local.settings.monthly_budget_usd, null)
+  wait_for_capacity_timeout  = var.wait_for_capacity_timeout
+
+  blue_version   = var.blue_version
+  green_version  = var.green_version
+  blue_capacity  = var.blue_capacity
+  green_capacity = var.green_capacity
+  green_weight   = var.green_weight
+  preview_header = var.preview_header
+  preview_color  = var.preview_color
+}
+
+# Before the composition module, each root called these modules itself: existing states move into
+# module.environment without destroying anything (a no-change plan; tests/conftest.py checks it).
+moved {
+  from = module.network
+  to   = module.environment.module.network
+}
+
+moved {
+  from = module.alb
+  to   = module.environment.module.alb
+}
+
+moved {
+  from = module.fleet
+  to   = module.environment.module.fleet
+}
+
+moved {
+  from = module.monitoring
+  to   = module.environment.module.monitoring
+}

@@ -1,0 +1,81 @@
+# Every output of the environment module, under the names labkit and the lessons read.
+
+output "alb_dns_name" {
+  description = "DNS name of the load balancer: where clients (and the probe) send requests."
+  value       = module.environment.alb_dns_name
+}
+
+output "alb_arn" {
+  description = "ARN of the load balancer."
+  value       = module.environment.alb_arn
+}
+
+output "alb_arn_suffix" {
+  description = "CloudWatch dimension value of the load balancer (app/NAME/ID)."
+  value       = module.environment.alb_arn_suffix
+}
+
+output "listener_arn" {
+  description = "The listener that carries the weighted forward (and the preview rule)."
+  value       = module.environment.listener_arn
+}
+
+output "blue_target_group_arn" {
+  description = "ARN of the blue target group."
+  value       = module.environment.blue_target_group_arn
+}
+
+output "green_target_group_arn" {
+  description = "ARN of the green target group."
+  value       = module.environment.green_target_group_arn
+}
+
+output "target_group_arn_suffixes" {
+  description = "CloudWatch dimension values of the target groups per color (targetgroup/NAME/ID)."
+  value       = module.environment.target_group_arn_suffixes
+}
+
+output "blue_asg_name" {
+  description = "Name of the blue ASG (it changes with blue_version: a new release is a new ASG)."
+  value       = module.environment.blue_asg_name
+}
+
+output "green_asg_name" {
+  description = "Name of the green ASG (it changes with green_version)."
+  value       = module.environment.green_asg_name
+}
+
+output "artifact_bucket" {
+  description = "Release artifact bucket the fleets read from."
+  value       = module.environment.artifact_bucket
+}
+
+output "preview_header" {
+  description = "Header that reaches the preview color, or null."
+  value       = module.environment.preview_header
+}
+
+output "preview_color" {
+  description = "Color the preview header reaches."
+  value       = module.environment.preview_color
+}
+
+output "alarm_topic_arn" {
+  description = "SNS topic the alarms notify."
+  value       = module.environment.alarm_topic_arn
+}
+
+output "alarm_names" {
+  description = "Alarm names per color."
+  value       = module.environment.alarm_names
+}
+
+output "dashboard_name" {
+  description = "CloudWatch dashboard of the stack."
+  value       = module.environment.dashboard_name
+}
+
+output "deployment" {
+  description = "The deployment variables as applied: versions, capacities, green_weight and preview_color."
+  value       = module.environment.deployment
+}
