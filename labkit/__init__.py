@@ -6,10 +6,10 @@ for what they do.
 
 from __future__ import annotations
 
-from . import lesson
-from .analysis import AnalysisInput, Evidence, TargetHealth, Verdict
-from .appserver import AppProcess, unpack_release
-from .cost import (
+from labkit import lesson
+from labkit.analysis import AnalysisInput, Evidence, TargetHealth, Verdict
+from labkit.appserver import AppProcess, unpack_release
+from labkit.cost import (
     Assumptions,
     CostEstimate,
     DeployPattern,
@@ -18,8 +18,8 @@ from .cost import (
     estimate_cost,
     price_table,
 )
-from .deploy import Controller, wait_healthy, weights_from_marks
-from .errors import (
+from labkit.deploy import Controller, wait_healthy, weights_from_marks
+from labkit.errors import (
     AnalysisError,
     AppProcessError,
     ConfigError,
@@ -40,11 +40,11 @@ from .errors import (
     TerraformError,
     TerraformNotFoundError,
 )
-from .ledger import Deployment, Ledger, LockHolder
-from .notebook_check import check_folders, check_notebook
-from .notebook_report import render_report
-from .notebook_run import RunReport, artifacts_dir, run_notebooks
-from .plots import (
+from labkit.ledger import Deployment, Ledger, LockHolder
+from labkit.notebook_check import check_folders, check_notebook
+from labkit.notebook_report import render_report
+from labkit.notebook_run import RunReport, artifacts_dir, run_notebooks
+from labkit.plots import (
     cost_by_component,
     deploy_durations,
     deploy_timeline,
@@ -53,8 +53,8 @@ from .plots import (
     latency_percentiles,
     traffic_over_time,
 )
-from .probe import Probe
-from .release import (
+from labkit.probe import Probe
+from labkit.release import (
     build_release,
     parse_faults,
     read_artifact_manifest,
@@ -62,10 +62,10 @@ from .release import (
     release_key,
     upload_release,
 )
-from .stack import Stack, StackNames
-from .strategy import Step, Strategy, Thresholds, all_at_once, canary, linear
-from .target import Target, get_target
-from .terraform import ApplyResult, PlanResult, ResourceChange, StateLockedError, Terraform
+from labkit.stack import Stack, StackNames
+from labkit.strategy import Step, Strategy, Thresholds, all_at_once, canary, linear
+from labkit.target import Target, get_target
+from labkit.terraform import ApplyResult, PlanResult, ResourceChange, StateLockedError, Terraform
 
 __version__ = "0.1.0"
 

@@ -34,9 +34,9 @@ from typing import Any, Literal
 import pandas as pd
 from botocore.exceptions import BotoCoreError, ClientError
 
-from .errors import AnalysisError
-from .strategy import Thresholds
-from .target import Target
+from labkit.errors import AnalysisError
+from labkit.strategy import Thresholds
+from labkit.target import Target
 
 Outcome = Literal["pass", "fail", "inconclusive"]
 NAMESPACE = "AWS/ApplicationELB"

@@ -30,8 +30,8 @@ import time
 from pathlib import Path
 from types import TracebackType
 
-from .errors import AppProcessError, ReleaseError
-from .release import MANIFEST_NAME
+from labkit.errors import AppProcessError, ReleaseError
+from labkit.release import MANIFEST_NAME
 
 #: The files that make a folder (or an artifact) a release.
 RELEASE_FILES = (MANIFEST_NAME, "app/__init__.py", "app/gunicorn.conf.py")

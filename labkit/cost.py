@@ -38,7 +38,7 @@ from typing import Any
 
 import pandas as pd
 
-from .errors import CostError
+from labkit.errors import CostError
 
 PRICES_FILE = Path(__file__).parent / "data" / "prices.json"
 #: The roadmap's goal: "Cost increase under $50/month for staging".

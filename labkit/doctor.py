@@ -5,9 +5,9 @@ from __future__ import annotations
 import sys
 from dataclasses import dataclass
 
-from .errors import LabkitError
-from .settings import plugin_mirror
-from .terraform import INSTALL_HINT, mirrored_providers, terraform_binary, terraform_version
+from labkit.errors import LabkitError
+from labkit.settings import plugin_mirror
+from labkit.terraform import INSTALL_HINT, mirrored_providers, terraform_binary, terraform_version
 
 MIN_PYTHON = (3, 11)
 MIN_TERRAFORM = (1, 6)
@@ -62,14 +62,14 @@ def check_provider_source() -> Check:
 
 
 def check_sandbox() -> Check:
-    from .sandbox import describe_status
+    from labkit.sandbox import describe_status
 
     running, detail = describe_status()
     return Check("sandbox", True if running else None, detail, "" if running else "`labkit sandbox up`")
 
 
 def check_aws_identity(profile: str | None = None) -> Check:
-    from .target import aws
+    from labkit.target import aws
 
     try:
         ident = aws(profile=profile).client("sts").get_caller_identity()

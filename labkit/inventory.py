@@ -11,7 +11,7 @@ from typing import Any
 
 import pandas as pd
 
-from .target import Target
+from labkit.target import Target
 
 COLUMNS = ["service", "kind", "id"]
 #: Instances in these states no longer run or cost anything; AWS lists them for up to an hour.

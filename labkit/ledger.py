@@ -33,9 +33,9 @@ from typing import Any, Literal, cast, get_args
 import pandas as pd
 from botocore.exceptions import BotoCoreError, ClientError
 
-from .errors import DeploymentLockedError, LedgerError
-from .strategy import Strategy, from_dict
-from .target import Target
+from labkit.errors import DeploymentLockedError, LedgerError
+from labkit.strategy import Strategy, from_dict
+from labkit.target import Target
 
 DeploymentStatus = Literal["in_progress", "succeeded", "rolled_back", "aborted"]
 STATUSES: tuple[DeploymentStatus, ...] = get_args(DeploymentStatus)

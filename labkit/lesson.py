@@ -14,9 +14,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from .errors import ConfigError, LessonOrderError, StackError
-from .stack import Stack
-from .target import TARGET_NAMES, Target, get_target
+from labkit.errors import ConfigError, LessonOrderError, StackError
+from labkit.stack import Stack
+from labkit.target import TARGET_NAMES, Target, get_target
 
 
 def open_target(target: str, *, allow_spend: bool = False, aws_region: str | None = None) -> Target:
@@ -33,7 +33,7 @@ def open_target(target: str, *, allow_spend: bool = False, aws_region: str | Non
         raise ConfigError(f"aws_region is {aws_region!r}.", hint="Give a region name such as 'eu-west-1'.")
     aws_region = (aws_region or "").strip() or None  # empty: the profile's region
     if target == "sandbox":
-        from . import sandbox
+        from labkit import sandbox
 
         chosen = get_target("sandbox", endpoint_url=sandbox.ensure_up())
         where = f"the sandbox at {chosen.endpoint_url}"

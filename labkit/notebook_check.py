@@ -275,7 +275,7 @@ def check_folders(folders: Iterable[Path]) -> list[Problem]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m labkit.notebook_check [PATH ...]``: print problems, exit 1 if there are any."""
-    from .settings import PROJECT_ROOT
+    from labkit.settings import PROJECT_ROOT
 
     args = list(sys.argv[1:] if argv is None else argv)
     folders = [Path(a) for a in args] or [PROJECT_ROOT / "notebooks", PROJECT_ROOT / "runbooks"]

@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .errors import ConfigError
-from .notebook_run import runs_root
+from labkit.errors import ConfigError
+from labkit.notebook_run import runs_root
 
 
 @dataclass(frozen=True)

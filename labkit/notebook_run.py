@@ -27,9 +27,9 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from .errors import ConfigError, NotebookRunError
-from .notebook_check import cell_source
-from .settings import PROJECT_ROOT
+from labkit.errors import ConfigError, NotebookRunError
+from labkit.notebook_check import cell_source
+from labkit.settings import PROJECT_ROOT
 
 #: The kernel every notebook runs on: the current interpreter's ipykernel.
 KERNEL_NAME = "python3"

@@ -30,13 +30,13 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from .errors import PlotInputError
+from labkit.errors import PlotInputError
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
 
-    from .cost import CostEstimate
+    from labkit.cost import CostEstimate
 
 #: The roadmap's goals.
 DEPLOY_GOAL_S = 300.0

@@ -35,8 +35,8 @@ from urllib.parse import urlsplit
 
 import pandas as pd
 
-from .errors import ProbeError
-from .target import is_loopback_url
+from labkit.errors import ProbeError
+from labkit.target import is_loopback_url
 
 MAX_RATE = 2000.0
 DEFAULT_TIMEOUT_S = 2.0

@@ -26,9 +26,9 @@ from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from .errors import ReleaseError
-from .settings import PROJECT_ROOT, app_dir, labkit_home
-from .target import Target
+from labkit.errors import ReleaseError
+from labkit.settings import PROJECT_ROOT, app_dir, labkit_home
+from labkit.target import Target
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client

@@ -44,10 +44,10 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from .errors import StackError
-from .settings import labkit_home, terraform_dir
-from .target import Target
-from .terraform import ApplyResult, PlanResult, Reporter, Terraform, print_reporter, terraform_version
+from labkit.errors import StackError
+from labkit.settings import labkit_home, terraform_dir
+from labkit.target import Target
+from labkit.terraform import ApplyResult, PlanResult, Reporter, Terraform, print_reporter, terraform_version
 
 ENVIRONMENTS = ("global", "staging", "production")
 #: Environments whose state lives in the bucket that ``global`` owns.

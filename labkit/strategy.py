@@ -26,7 +26,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, NamedTuple
 
-from .errors import ConfigError
+from labkit.errors import ConfigError
 
 StrategyName = Literal["all-at-once", "canary", "linear"]
 STRATEGY_NAMES: tuple[StrategyName, ...] = ("all-at-once", "canary", "linear")

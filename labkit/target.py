@@ -22,7 +22,7 @@ from urllib.parse import urlsplit
 import boto3
 from botocore.config import Config
 
-from .errors import SpendNotAllowedError, TargetError
+from labkit.errors import SpendNotAllowedError, TargetError
 
 TargetName = Literal["sandbox", "aws"]
 TARGET_NAMES: tuple[TargetName, ...] = ("sandbox", "aws")
@@ -154,7 +154,7 @@ class Target:
         """The URL that reaches an ALB's HTTP listener: its loopback port in the sandbox (where the
         DNS name does not resolve), plain ``http://DNS_NAME`` on AWS."""
         if self.is_sandbox:
-            from .sandbox import alb_url  # the sandbox imports target, so import it late
+            from labkit.sandbox import alb_url  # the sandbox imports target, so import it late
 
             return alb_url(dns_name)
         return f"http://{dns_name}"
@@ -172,7 +172,7 @@ class Target:
 def sandbox(endpoint_url: str | None = None) -> Target:
     """The sandbox target; with no ``endpoint_url`` the sandbox is started (or found) on demand."""
     if endpoint_url is None:
-        from .sandbox import ensure_up  # the sandbox imports target, so import it late
+        from labkit.sandbox import ensure_up  # the sandbox imports target, so import it late
 
         endpoint_url = ensure_up()
     return Target(name="sandbox", region=SANDBOX_REGION, endpoint_url=endpoint_url)

@@ -21,9 +21,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .errors import TerraformError, TerraformNotFoundError
-from .settings import labkit_home, plugin_mirror
-from .target import Target
+from labkit.errors import TerraformError, TerraformNotFoundError
+from labkit.settings import labkit_home, plugin_mirror
+from labkit.target import Target
 
 INSTALL_HINT = (
     "Install Terraform 1.6 or newer (https://developer.hashicorp.com/terraform/install) and make sure "

@@ -6,17 +6,17 @@ import sys
 
 import typer
 
-from ..errors import LabkitError
-from .app import app_cli
-from .deploy import deploy_app, rollback
-from .doctor import doctor
-from .ledger import ledger
-from .probe import probe
-from .release import release_app
-from .report import report
-from .run import RUN_CONTEXT, run
-from .sandbox import sandbox_app
-from .stack import stack_app
+from labkit.cli.app import app_cli
+from labkit.cli.deploy import deploy_app, rollback
+from labkit.cli.doctor import doctor
+from labkit.cli.ledger import ledger
+from labkit.cli.probe import probe
+from labkit.cli.release import release_app
+from labkit.cli.report import report
+from labkit.cli.run import RUN_CONTEXT, run
+from labkit.cli.sandbox import sandbox_app
+from labkit.cli.stack import stack_app
+from labkit.errors import LabkitError
 
 app = typer.Typer(
     name="labkit",

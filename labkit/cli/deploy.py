@@ -7,13 +7,13 @@ from typing import Annotated, Any
 import typer
 from typer.core import TyperGroup
 
-from ..deploy import Controller
-from ..errors import ConfigError
-from ..ledger import Deployment
-from ..probe import Probe, summarize
-from ..strategy import STRATEGY_NAMES, from_name
-from ..target import get_target
-from .probe import format_summary
+from labkit.cli.probe import format_summary
+from labkit.deploy import Controller
+from labkit.errors import ConfigError
+from labkit.ledger import Deployment
+from labkit.probe import Probe, summarize
+from labkit.strategy import STRATEGY_NAMES, from_name
+from labkit.target import get_target
 
 TargetOption = Annotated[str, typer.Option(help="sandbox or aws.")]
 ProfileOption = Annotated[str | None, typer.Option(help="AWS profile for --target aws.")]

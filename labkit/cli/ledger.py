@@ -6,8 +6,8 @@ from typing import Annotated
 
 import typer
 
-from ..ledger import Deployment, Ledger
-from ..target import get_target
+from labkit.ledger import Deployment, Ledger
+from labkit.target import get_target
 
 #: The table the Terraform ``global`` environment creates (its ``ledger_table`` output).
 DEFAULT_TABLE = "bglab-deployments"

@@ -8,8 +8,8 @@ from typing import Annotated
 
 import typer
 
-from ..release import build_release, parse_faults, read_artifact_manifest, upload_release
-from ..target import get_target
+from labkit.release import build_release, parse_faults, read_artifact_manifest, upload_release
+from labkit.target import get_target
 
 release_app = typer.Typer(
     help="Build release artifacts (the app plus its release.json) and upload them.", no_args_is_help=True

@@ -7,8 +7,8 @@ from typing import Annotated
 
 import typer
 
-from .. import sandbox
-from ..sandbox.paths import sandbox_paths
+from labkit import sandbox
+from labkit.sandbox.paths import sandbox_paths
 
 sandbox_app = typer.Typer(
     help="The offline sandbox: AWS's API (moto), real app processes and a real load balancer on loopback.",

@@ -7,9 +7,9 @@ from typing import Annotated, Any
 
 import typer
 
-from ..errors import ConfigError
-from ..stack import ENVIRONMENTS, Stack
-from ..target import get_target
+from labkit.errors import ConfigError
+from labkit.stack import ENVIRONMENTS, Stack
+from labkit.target import get_target
 
 stack_app = typer.Typer(
     help="The Terraform environments (global, staging, production) on the sandbox or AWS.",

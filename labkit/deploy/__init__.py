@@ -7,10 +7,10 @@ deployment; ``resume()``, ``abort()``, ``rollback()`` and ``status()`` the rest 
 
 from __future__ import annotations
 
-from .colors import Color, Layout, green_weight_for, pick_idle, weight_of
-from .controller import Controller, DeploymentFailed, EnvironmentStatus
-from .health import HealthReport, wait_healthy
-from .marks import weights_from_marks
+from labkit.deploy.colors import Color, Layout, green_weight_for, pick_idle, weight_of
+from labkit.deploy.controller import Controller, DeploymentFailed, EnvironmentStatus
+from labkit.deploy.health import HealthReport, wait_healthy
+from labkit.deploy.marks import weights_from_marks
 
 __all__ = [
     "Color",

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from ..errors import DeployError
+from labkit.errors import DeployError
 
 Color = Literal["blue", "green"]
 COLORS: tuple[Color, ...] = ("blue", "green")

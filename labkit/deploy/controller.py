@@ -32,19 +32,19 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from ..analysis import analyze
-from ..errors import DeployError, LabkitError
-from ..ledger import Deployment, Ledger, LockHolder, default_owner, new_deployment_id
-from ..probe import Probe
-from ..release import check_version, release_exists, release_key
-from ..stack import APP_ENVIRONMENTS, Stack
-from ..strategy import Strategy, all_at_once, canary
-from ..target import Target
-from ..terraform import StateLockedError
-from . import colors
-from .colors import Color, Layout
-from .health import wait_healthy
-from .stale import clear_stale_lock, controller_alive
+from labkit.analysis import analyze
+from labkit.deploy import colors
+from labkit.deploy.colors import Color, Layout
+from labkit.deploy.health import wait_healthy
+from labkit.deploy.stale import clear_stale_lock, controller_alive
+from labkit.errors import DeployError, LabkitError
+from labkit.ledger import Deployment, Ledger, LockHolder, default_owner, new_deployment_id
+from labkit.probe import Probe
+from labkit.release import check_version, release_exists, release_key
+from labkit.stack import APP_ENVIRONMENTS, Stack
+from labkit.strategy import Strategy, all_at_once, canary
+from labkit.target import Target
+from labkit.terraform import StateLockedError
 
 Say = Callable[[str], None]
 

@@ -12,7 +12,7 @@ from collections.abc import Iterable
 
 import pandas as pd
 
-from ..errors import ConfigError
+from labkit.errors import ConfigError
 
 _SHIFT = re.compile(r"^shift-(\d{1,3})$")
 #: Marks that leave the weight where it was.

@@ -35,8 +35,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
-from .mends import datum_dimension_key, distribution_datum
-from .topology import MetricPoint
+from labkit.sandbox.mends import datum_dimension_key, distribution_datum
+from labkit.sandbox.topology import MetricPoint
 
 log = logging.getLogger(__name__)
 

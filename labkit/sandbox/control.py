@@ -22,10 +22,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..errors import SandboxError
-from ..settings import PROJECT_ROOT
-from .instances import kill_leftovers
-from .paths import STATUS_PATH, SandboxPaths, sandbox_paths
+from labkit.errors import SandboxError
+from labkit.sandbox.instances import kill_leftovers
+from labkit.sandbox.paths import STATUS_PATH, SandboxPaths, sandbox_paths
+from labkit.settings import PROJECT_ROOT
 
 Reporter = Callable[[str], None]
 

@@ -27,11 +27,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
-from ..appserver import AppProcess, unpack_release
-from ..errors import LabkitError
+from labkit.appserver import AppProcess, unpack_release
+from labkit.errors import LabkitError
 
 if TYPE_CHECKING:  # the client side (control.py) imports this module without moto or the LB
-    from .instance_view import InstanceSpec
+    from labkit.sandbox.instance_view import InstanceSpec
 
 log = logging.getLogger(__name__)
 

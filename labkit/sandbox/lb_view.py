@@ -11,9 +11,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from .lb.metrics import lb_dimension
-from .lb.plane import validate
-from .topology import Forward, HealthCheck, Listener, Rule, Target, TargetGroup
+from labkit.sandbox.lb.metrics import lb_dimension
+from labkit.sandbox.lb.plane import validate
+from labkit.sandbox.topology import Forward, HealthCheck, Listener, Rule, Target, TargetGroup
 
 log = logging.getLogger(__name__)
 

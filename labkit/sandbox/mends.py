@@ -33,7 +33,7 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from .topology import TargetHealthReport
+from labkit.sandbox.topology import TargetHealthReport
 
 #: What the data plane observed for (target group ARN, target id); None when it has no word yet.
 HealthSource = Callable[[str, str], TargetHealthReport | None]

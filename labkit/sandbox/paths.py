@@ -19,7 +19,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..settings import labkit_home
+from labkit.settings import labkit_home
 
 #: The service's status path (moto has no such path).
 STATUS_PATH = "/labkit-sandbox/status"

@@ -28,7 +28,7 @@ from dataclasses import asdict
 from datetime import UTC, datetime
 from typing import Any
 
-from .paths import STATUS_PATH, SandboxPaths, sandbox_paths
+from labkit.sandbox.paths import STATUS_PATH, SandboxPaths, sandbox_paths
 
 log = logging.getLogger("labkit.sandbox")
 
@@ -83,10 +83,10 @@ class SandboxService:
         )
         from werkzeug.serving import make_server
 
-        from . import mends, persistence
-        from .instance_view import read_artifact
-        from .instances import Fleet, kill_leftovers
-        from .lb import LoadBalancerPlane
+        from labkit.sandbox import mends, persistence
+        from labkit.sandbox.instance_view import read_artifact
+        from labkit.sandbox.instances import Fleet, kill_leftovers
+        from labkit.sandbox.lb import LoadBalancerPlane
 
         self.paths = paths
         self.lock = threading.RLock()
@@ -138,7 +138,7 @@ class SandboxService:
         raise OSError("no loopback port for the API")  # unreachable: port 0 always binds
 
     def run(self) -> None:
-        from .cloudwatch import AlarmEvaluator
+        from labkit.sandbox.cloudwatch import AlarmEvaluator
 
         serving = threading.Thread(target=self.server.serve_forever, name="labkit-api", daemon=True)
         serving.start()
@@ -201,10 +201,10 @@ class SandboxService:
                     last_error, last_error_at = repr(exc), now
 
     def _reconcile(self, last: Any, force: bool) -> tuple[Any, bool]:
-        from . import cloudwatch
-        from .instance_view import running_instances
-        from .lb.metrics import NAMESPACE
-        from .lb_view import read_topology
+        from labkit.sandbox import cloudwatch
+        from labkit.sandbox.instance_view import running_instances
+        from labkit.sandbox.lb.metrics import NAMESPACE
+        from labkit.sandbox.lb_view import read_topology
 
         with self.lock:
             wanted = running_instances()

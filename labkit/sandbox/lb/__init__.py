@@ -10,6 +10,6 @@ path), ``routing``, ``health``, ``groups``, ``metrics``, ``http1``.
 
 from __future__ import annotations
 
-from .plane import LoadBalancerPlane
+from labkit.sandbox.lb.plane import LoadBalancerPlane
 
 __all__ = ["LoadBalancerPlane"]

@@ -13,14 +13,14 @@ import math
 import time
 from collections.abc import Callable
 
-from ...errors import SandboxError
-from ..topology import Listener, MetricPoint, TargetGroup, TargetHealthReport
-from . import health
-from .groups import GroupRuntime, TargetRuntime
-from .health import Matcher
-from .metrics import Counts, count_points, dimensions_for, host_points, lb_dimension, merge
-from .proxy import ClientConnection, ListenerRuntime
-from .routing import compile_listener, forwarded_groups
+from labkit.errors import SandboxError
+from labkit.sandbox.lb import health
+from labkit.sandbox.lb.groups import GroupRuntime, TargetRuntime
+from labkit.sandbox.lb.health import Matcher
+from labkit.sandbox.lb.metrics import Counts, count_points, dimensions_for, host_points, lb_dimension, merge
+from labkit.sandbox.lb.proxy import ClientConnection, ListenerRuntime
+from labkit.sandbox.lb.routing import compile_listener, forwarded_groups
+from labkit.sandbox.topology import Listener, MetricPoint, TargetGroup, TargetHealthReport
 
 log = logging.getLogger(__name__)
 

@@ -5,13 +5,13 @@ from __future__ import annotations
 import asyncio
 from typing import TYPE_CHECKING
 
-from ..topology import HealthCheck, Target, TargetGroup, TargetHealthReport
-from . import health
-from .health import Matcher
-from .metrics import Counts, dimensions_for
+from labkit.sandbox.lb import health
+from labkit.sandbox.lb.health import Matcher
+from labkit.sandbox.lb.metrics import Counts, dimensions_for
+from labkit.sandbox.topology import HealthCheck, Target, TargetGroup, TargetHealthReport
 
 if TYPE_CHECKING:
-    from .proxy import UpstreamConnection
+    from labkit.sandbox.lb.proxy import UpstreamConnection
 
 
 class TargetRuntime:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass
 
-from ...errors import ConfigError
-from ..topology import HealthCheck, TargetHealthReport
+from labkit.errors import ConfigError
+from labkit.sandbox.topology import HealthCheck, TargetHealthReport
 
 INITIAL = TargetHealthReport("initial", "Elb.InitialHealthChecking", "Initial health checks in progress")
 HEALTHY = TargetHealthReport("healthy")

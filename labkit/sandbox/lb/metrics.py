@@ -15,7 +15,7 @@ import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from ..topology import MetricPoint
+from labkit.sandbox.topology import MetricPoint
 
 NAMESPACE = "AWS/ApplicationELB"
 

@@ -20,11 +20,11 @@ from concurrent.futures import TimeoutError as FutureTimeout
 from pathlib import Path
 from typing import Any
 
-from ...errors import ConfigError, SandboxError
-from ..topology import Listener, MetricPoint, TargetGroup, TargetHealthReport
-from . import channel, health
-from .health import Matcher
-from .worker import BOOTSTRAP
+from labkit.errors import ConfigError, SandboxError
+from labkit.sandbox.lb import channel, health
+from labkit.sandbox.lb.health import Matcher
+from labkit.sandbox.lb.worker import BOOTSTRAP
+from labkit.sandbox.topology import Listener, MetricPoint, TargetGroup, TargetHealthReport
 
 log = logging.getLogger(__name__)
 

@@ -13,12 +13,12 @@ import logging
 from time import perf_counter
 from typing import cast
 
-from ..topology import Listener
-from . import http1
-from .groups import GroupRuntime, TargetRuntime
-from .http1 import BadMessage, ChunkedScanner, RequestHead
-from .metrics import Counts
-from .routing import RoutingTable
+from labkit.sandbox.lb import http1
+from labkit.sandbox.lb.groups import GroupRuntime, TargetRuntime
+from labkit.sandbox.lb.http1 import BadMessage, ChunkedScanner, RequestHead
+from labkit.sandbox.lb.metrics import Counts
+from labkit.sandbox.lb.routing import RoutingTable
+from labkit.sandbox.topology import Listener
 
 log = logging.getLogger(__name__)
 

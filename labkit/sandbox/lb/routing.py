@@ -13,7 +13,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
-from ..topology import Forward, Listener, Rule
+from labkit.sandbox.topology import Forward, Listener, Rule
 
 G = TypeVar("G")
 

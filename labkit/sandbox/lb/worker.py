@@ -21,9 +21,9 @@ import socket
 import sys
 from typing import Any
 
-from ...errors import LabkitError
-from . import channel
-from .engine import Engine, Snapshot
+from labkit.errors import LabkitError
+from labkit.sandbox.lb import channel
+from labkit.sandbox.lb.engine import Engine, Snapshot
 
 log = logging.getLogger(__name__)
 
