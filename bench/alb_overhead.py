@@ -39,13 +39,13 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from labkit.appserver import AppProcess, unpack_release
-from labkit.release import build_release
-from labkit.sandbox.lb import LoadBalancerPlane
-from labkit.sandbox.lb.engine import Engine, Snapshot
-from labkit.sandbox.lb.plane import validate
-from labkit.sandbox.lb.worker import new_event_loop
-from labkit.sandbox.topology import (
+from labkit.release.appserver import AppProcess, unpack_release
+from labkit.release.build import build_release
+from labkit.sandbox.server.lb import LoadBalancerPlane
+from labkit.sandbox.server.lb.engine import Engine, Snapshot
+from labkit.sandbox.server.lb.plane import validate
+from labkit.sandbox.server.lb.worker import new_event_loop
+from labkit.sandbox.server.topology import (
     Forward,
     HealthCheck,
     Listener,

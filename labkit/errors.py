@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from labkit.notebook_run import RunReport
+    from labkit.lab.run import RunReport
 
 
 class LabkitError(Exception):

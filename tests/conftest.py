@@ -13,7 +13,7 @@ from typing import TypeVar
 
 import pytest
 
-from labkit.stack import Stack
+from labkit.infra.stack import Stack
 from labkit.target import Target
 
 T = TypeVar("T")
@@ -195,7 +195,7 @@ def upload_artifact(
     target: Target, bucket: str, version: str, out: Path, faults: dict[str, str | float] | None = None
 ) -> str:
     """Build release ``version`` (with ``faults``) and upload it to ``bucket``; its S3 URI."""
-    from labkit.release import build_release, upload_release
+    from labkit.release.build import build_release, upload_release
 
     artifact = build_release(version, faults, out / version)
     return upload_release(target, bucket, artifact, version, overwrite=True)

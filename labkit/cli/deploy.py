@@ -9,10 +9,10 @@ from typer.core import TyperGroup
 
 from labkit.cli.probe import format_summary
 from labkit.deploy import Controller
+from labkit.deploy.ledger import Deployment
+from labkit.deploy.probe import Probe, summarize
+from labkit.deploy.strategy import STRATEGY_NAMES, from_name
 from labkit.errors import ConfigError
-from labkit.ledger import Deployment
-from labkit.probe import Probe, summarize
-from labkit.strategy import STRATEGY_NAMES, from_name
 from labkit.target import get_target
 
 TargetOption = Annotated[str, typer.Option(help="sandbox or aws.")]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from labkit.doctor import run_checks
+from labkit.lab.doctor import run_checks
 
 _MARK = {True: "ok  ", False: "FAIL", None: "info"}
 

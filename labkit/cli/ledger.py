@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from labkit.ledger import Deployment, Ledger
+from labkit.deploy.ledger import Deployment, Ledger
 from labkit.target import get_target
 
 #: The table the Terraform ``global`` environment creates (its ``ledger_table`` output).

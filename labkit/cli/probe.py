@@ -8,8 +8,8 @@ from typing import Annotated
 import pandas as pd
 import typer
 
+from labkit.deploy.probe import Probe, summarize
 from labkit.errors import ProbeError
-from labkit.probe import Probe, summarize
 
 #: How often a running probe prints a progress line.
 PROGRESS_EVERY_S = 5.0

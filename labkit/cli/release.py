@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from labkit.release import build_release, parse_faults, read_artifact_manifest, upload_release
+from labkit.release.build import build_release, parse_faults, read_artifact_manifest, upload_release
 from labkit.target import get_target
 
 release_app = typer.Typer(

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from labkit import sandbox
-from labkit.sandbox.paths import sandbox_paths
+from labkit.sandbox.client.paths import sandbox_paths
 
 sandbox_app = typer.Typer(
     help="The offline sandbox: AWS's API (moto), real app processes and a real load balancer on loopback.",

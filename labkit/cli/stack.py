@@ -8,7 +8,7 @@ from typing import Annotated, Any
 import typer
 
 from labkit.errors import ConfigError
-from labkit.stack import ENVIRONMENTS, Stack
+from labkit.infra.stack import ENVIRONMENTS, Stack
 from labkit.target import get_target
 
 stack_app = typer.Typer(

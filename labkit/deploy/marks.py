@@ -2,7 +2,7 @@
 
 The controller marks ``provision`` and ``health`` (weight 0), ``shift-N`` (N %), ``scale-down`` (still
 100 %) and ``rollback`` (back to 0); ``start`` is the probe's own first mark. The resulting table is
-what :func:`labkit.plots.traffic_over_time` takes as ``weights``.
+what :func:`labkit.lab.plots.traffic_over_time` takes as ``weights``.
 """
 
 from __future__ import annotations

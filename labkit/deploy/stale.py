@@ -17,7 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from labkit.errors import DeployError
-from labkit.terraform import StateLockedError, Terraform
+from labkit.infra.terraform import StateLockedError, Terraform
 
 _WHO = re.compile(r"@(?P<host>[^ ]+) pid (?P<pid>\d+)$")
 _LOCK_ID = re.compile(r"ID:\s+([0-9a-fA-F-]{8,})")

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from labkit.sandbox.control import SandboxStatus, alb_url, down, log_tail, reset, status, up
+from labkit.sandbox.client.control import SandboxStatus, alb_url, down, log_tail, reset, status, up
 
 
 def ensure_up() -> str:

@@ -16,10 +16,10 @@ from pathlib import Path
 
 import pytest
 
-from labkit.appserver import AppProcess, unpack_release
-from labkit.release import build_release
-from labkit.sandbox.lb import LoadBalancerPlane
-from labkit.sandbox.topology import Forward, HealthCheck, Listener, MetricPoint, Target, TargetGroup
+from labkit.release.appserver import AppProcess, unpack_release
+from labkit.release.build import build_release
+from labkit.sandbox.server.lb import LoadBalancerPlane
+from labkit.sandbox.server.topology import Forward, HealthCheck, Listener, MetricPoint, Target, TargetGroup
 
 pytestmark = pytest.mark.integration
 

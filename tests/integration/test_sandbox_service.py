@@ -60,9 +60,9 @@ def processes(home: Path) -> dict[str, list[int]]:
             found["apps"].append(int(proc.name))
         elif pinned not in environ:
             continue
-        elif b"labkit.sandbox.service" in cmdline:
+        elif b"labkit.sandbox.server.service" in cmdline:
             found["service"].append(int(proc.name))
-        elif b"labkit.sandbox.lb" in cmdline:
+        elif b"labkit.sandbox.server.lb" in cmdline:
             found["lb"].append(int(proc.name))
     return found
 

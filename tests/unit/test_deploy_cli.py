@@ -15,12 +15,12 @@ from typer.testing import CliRunner
 from labkit.cli import app
 from labkit.cli.deploy import print_outcome
 from labkit.deploy import Controller
+from labkit.deploy.ledger import Deployment
 from labkit.deploy.stale import controller_alive, lock_id
+from labkit.deploy.strategy import canary
 from labkit.errors import ConfigError, DeployError
-from labkit.ledger import Deployment
-from labkit.strategy import canary
+from labkit.infra.terraform import StateLockedError
 from labkit.target import Target
-from labkit.terraform import StateLockedError
 
 runner = CliRunner()
 

@@ -8,11 +8,16 @@ from collections import Counter
 import pytest
 
 from labkit.errors import ConfigError
-from labkit.sandbox.lb import http1
-from labkit.sandbox.lb.health import Matcher, validate
-from labkit.sandbox.lb.metrics import Counts, count_points, latency_points, lb_dimension
-from labkit.sandbox.lb.routing import WeightedChoice, compile_listener, forwarded_groups, wildcard_regex
-from labkit.sandbox.topology import Forward, HealthCheck, Listener, Rule
+from labkit.sandbox.server.lb import http1
+from labkit.sandbox.server.lb.health import Matcher, validate
+from labkit.sandbox.server.lb.metrics import Counts, count_points, latency_points, lb_dimension
+from labkit.sandbox.server.lb.routing import (
+    WeightedChoice,
+    compile_listener,
+    forwarded_groups,
+    wildcard_regex,
+)
+from labkit.sandbox.server.topology import Forward, HealthCheck, Listener, Rule
 
 # --- HTTP/1.1 framing --------------------------------------------------------------------------
 

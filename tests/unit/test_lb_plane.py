@@ -23,8 +23,8 @@ from typing import Any
 import pytest
 
 from labkit.errors import ConfigError, SandboxError
-from labkit.sandbox.lb import LoadBalancerPlane
-from labkit.sandbox.topology import (
+from labkit.sandbox.server.lb import LoadBalancerPlane
+from labkit.sandbox.server.topology import (
     Forward,
     HealthCheck,
     Listener,
@@ -737,7 +737,7 @@ def test_the_plane_process_ends_with_close_and_with_its_owner(tmp_path: Path) ->
     script = tmp_path / "owner.py"
     script.write_text(
         "import time\n"
-        "from labkit.sandbox.lb import LoadBalancerPlane\n"
+        "from labkit.sandbox.server.lb import LoadBalancerPlane\n"
         "plane = LoadBalancerPlane(publish=lambda points: None)\n"
         "print(plane.pid, flush=True)\n"
         "time.sleep(60)\n"
