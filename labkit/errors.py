@@ -98,6 +98,10 @@ class StackError(LabkitError):
     asked."""
 
 
+class TerraformDocumentError(ConfigError):
+    """A JSON document is not a Terraform plan or state that :mod:`labkit.infra.tfjson` can read."""
+
+
 class CostError(LabkitError):
     """The cost model cannot price what it was given (unreadable input, a missing price entry)."""
 

@@ -26,7 +26,7 @@ from labkit.infra.cost import (
     estimate_cost,
     price_table,
 )
-from labkit.infra.cost.estimate import ITEM_COLUMNS, OVERHEAD_COMPONENT
+from labkit.infra.cost.pricers import ITEM_COLUMNS, OVERHEAD_COMPONENT
 
 FIXTURES = Path(__file__).parent.parent / "fixtures" / "cost"
 STAGING_PLAN = FIXTURES / "staging.plan.json"
@@ -307,7 +307,7 @@ def test_extras_plan() -> None:
         {
             "address": "aws_sqs_queue.events",
             "resource_type": "aws_sqs_queue",
-            "reason": "no price mapping for this resource type; add one to labkit/infra/cost/estimate.py",
+            "reason": "no price mapping for this resource type; add one to labkit/infra/cost/pricers.py",
         }
     ]
     assert "NOT PRICED (1): aws_sqs_queue.events" in estimate.summary()
