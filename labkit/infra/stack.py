@@ -53,6 +53,7 @@ from labkit.infra.terraform import (
     print_reporter,
     terraform_version,
 )
+from labkit.infra.tfjson import raw_state_resources
 from labkit.settings import labkit_home, terraform_dir
 from labkit.target import Target
 
@@ -257,14 +258,9 @@ class Stack:
         ``state_attributes('module.alb.aws_lb.this')["dns_name"]``. A targeted apply writes no root
         outputs, so this is how to read what it built."""
         self._init()
-        for resource in self.terraform.state_pull().get("resources", []):
-            module = f"{resource['module']}." if resource.get("module") else ""
-            data = "data." if resource.get("mode") == "data" else ""
-            base = f"{module}{data}{resource['type']}.{resource['name']}"
-            for instance in resource.get("instances", []):
-                key = instance.get("index_key")
-                if address == (base if key is None else f"{base}[{json.dumps(key)}]"):
-                    return dict(instance.get("attributes") or {})
+        for resource in raw_state_resources(self.terraform.state_pull(), data_sources=True):
+            if resource.address == address:
+                return dict(resource.values)
         raise StackError(
             f"{self.env} on {self.target.name} has no {address} in its state.",
             hint=f"`labkit stack output {self.env}` and Stack.resources() show what it has; apply what "
@@ -471,8 +467,7 @@ class Stack:
                 if str(exc.response.get("Error", {}).get("Code")) in ("NoSuchKey", "404"):
                     continue
                 raise
-            resources = json.loads(body or b"{}").get("resources", [])
-            managed = [r for r in resources if r.get("mode") == "managed"]
+            managed = raw_state_resources(json.loads(body or b"{}"))
             if managed:
                 raise StackError(
                     f"Refusing to tear down global: {env} still manages {len(managed)} resources whose "

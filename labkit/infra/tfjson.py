@@ -21,7 +21,7 @@ from labkit.errors import TerraformDocumentError
 
 @dataclass(frozen=True)
 class Resource:
-    """One managed resource instance, whatever document it was read from."""
+    """One resource instance, whatever document it was read from."""
 
     address: str
     module: str  # "" for the root module, else e.g. 'module.fleet["blue"]'
@@ -60,6 +60,7 @@ class Document:
 
 
 def read_document(doc: Mapping[str, Any] | Path | str) -> Document:
+    """A plan, a state or a raw state (parsed, or the path of its JSON file) as its managed resources."""
     if isinstance(doc, (str, Path)):
         path = Path(doc)
         try:
@@ -91,26 +92,34 @@ def read_document(doc: Mapping[str, Any] | Path | str) -> Document:
         configuration = doc.get("configuration", {}).get("root_module", {}) if kind == "plan" else {}
         return Document(kind, resources, configuration)
     if isinstance(doc.get("resources"), list) and "version" in doc:
-        resources = []
-        for r in doc["resources"]:
-            if r.get("mode") != "managed":
-                continue
-            module = r.get("module", "")
-            for inst in r.get("instances", []):
-                local = f"{r['type']}.{r['name']}{_index_suffix(inst.get('index_key'))}"
-                resources.append(
-                    Resource(
-                        address=f"{module}.{local}" if module else local,
-                        module=module,
-                        type=r["type"],
-                        name=r["name"],
-                        values=inst.get("attributes") or {},
-                    )
-                )
-        return Document("raw state", resources, {})
+        return Document("raw state", raw_state_resources(doc), {})
     raise TerraformDocumentError(
         "This JSON is neither a Terraform plan nor a state.",
         hint="Give `terraform show -json PLANFILE` (it has planned_values), `terraform show -json` of a "
         "state (values) or `terraform state pull` (version 4, resources).",
     )
 
+
+
+def raw_state_resources(doc: Mapping[str, Any], *, data_sources: bool = False) -> list[Resource]:
+    """Every resource instance in a raw state (``terraform state pull``), data sources too when asked
+    (their addresses start with ``data.``, as ``terraform state list`` prints them)."""
+    resources = []
+    for r in doc.get("resources", []):
+        mode = r.get("mode")
+        if mode != "managed" and not (data_sources and mode == "data"):
+            continue
+        module = r.get("module", "")
+        prefix = "data." if mode == "data" else ""
+        for inst in r.get("instances", []):
+            local = f"{prefix}{r['type']}.{r['name']}{_index_suffix(inst.get('index_key'))}"
+            resources.append(
+                Resource(
+                    address=f"{module}.{local}" if module else local,
+                    module=module,
+                    type=r["type"],
+                    name=r["name"],
+                    values=inst.get("attributes") or {},
+                )
+            )
+    return resources
