@@ -31,6 +31,7 @@ from labkit.errors import (
     SandboxError,
     SpendNotAllowedError,
     StackError,
+    StateLockedError,
     TargetError,
     TerraformError,
     TerraformNotFoundError,
@@ -52,7 +53,7 @@ if TYPE_CHECKING:
         price_table,
     )
     from labkit.infra.stack import Stack, StackNames
-    from labkit.infra.terraform import ApplyResult, PlanResult, ResourceChange, StateLockedError, Terraform
+    from labkit.infra.terraform import ApplyResult, PlanResult, ResourceChange, Terraform
     from labkit.lab import doctor, lesson
     from labkit.lab.check import check_folders, check_notebook
     from labkit.lab.plots import (
@@ -99,8 +100,7 @@ _LAZY: dict[str, str] = {
     "RunReport": "labkit.lab.run",
     "Stack": "labkit.infra.stack",
     "StackNames": "labkit.infra.stack",
-    "StateLockedError": "labkit.infra.terraform",
-    "Step": "labkit.deploy.strategy",
+        "Step": "labkit.deploy.strategy",
     "Strategy": "labkit.deploy.strategy",
     "Target": "labkit.target",
     "TargetHealth": "labkit.deploy.analysis",

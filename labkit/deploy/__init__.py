@@ -8,14 +8,13 @@ deployment; ``resume()``, ``abort()``, ``rollback()`` and ``status()`` the rest 
 from __future__ import annotations
 
 from labkit.deploy.colors import Color, Layout, green_weight_for, pick_idle, weight_of
-from labkit.deploy.controller import Controller, DeploymentFailed, EnvironmentStatus
+from labkit.deploy.controller import Controller, EnvironmentStatus
 from labkit.deploy.health import HealthReport, wait_healthy
 from labkit.deploy.marks import weights_from_marks
 
 __all__ = [
     "Color",
     "Controller",
-    "DeploymentFailed",
     "EnvironmentStatus",
     "HealthReport",
     "Layout",

@@ -40,9 +40,8 @@ from labkit.deploy.ledger import Deployment, Ledger, LockHolder, default_owner, 
 from labkit.deploy.probe import Probe
 from labkit.deploy.stale import clear_stale_lock, controller_alive
 from labkit.deploy.strategy import Strategy, all_at_once, canary
-from labkit.errors import DeployError, LabkitError
+from labkit.errors import DeployError, DeploymentFailed, LabkitError, StateLockedError
 from labkit.infra.stack import APP_ENVIRONMENTS, Stack
-from labkit.infra.terraform import StateLockedError
 from labkit.release.build import check_version, release_exists, release_key
 from labkit.target import Target
 
@@ -56,10 +55,6 @@ INCONCLUSIVE_GRACE_S = 20.0
 PREVIEW_RATE = 20.0
 
 _EARLY_PHASES = ("started", "lock", "provision", "health", "preview")
-
-
-class DeploymentFailed(Exception):
-    """The release failed a check; the message is the reason the rollback records."""
 
 
 @dataclass(frozen=True)

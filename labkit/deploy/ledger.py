@@ -34,7 +34,7 @@ import pandas as pd
 from botocore.exceptions import BotoCoreError, ClientError
 
 from labkit.deploy.strategy import Strategy, from_dict
-from labkit.errors import DeploymentLockedError, LedgerError
+from labkit.errors import ConditionalWriteFailed, DeploymentLockedError, LedgerError
 from labkit.target import Target
 
 DeploymentStatus = Literal["in_progress", "succeeded", "rolled_back", "aborted"]
@@ -173,7 +173,7 @@ class Ledger:
                     ConditionExpression="attribute_not_exists(pk)",
                 )
                 return holder
-            except _ConditionFailed:
+            except ConditionalWriteFailed:
                 current = self.lock_holder(env)
                 if current is not None:
                     raise _locked_error(current) from None
@@ -197,7 +197,7 @@ class Ledger:
                 ExpressionAttributeNames={"#owner": "owner"},
                 ExpressionAttributeValues={":owner": _s(owner)},
             )
-        except _ConditionFailed:
+        except ConditionalWriteFailed:
             current = self.lock_holder(env)
             if current is None:
                 return False
@@ -279,7 +279,7 @@ class Ledger:
             self._call(
                 "put_item", TableName=self.table, Item=item, ConditionExpression="attribute_not_exists(pk)"
             )
-        except _ConditionFailed:
+        except ConditionalWriteFailed:
             raise LedgerError(
                 f"A deployment with id {deployment.id!r} is already in the ledger.",
                 hint="Leave deployment_id out to get a fresh one.",
@@ -381,7 +381,7 @@ class Ledger:
                 ConditionExpression="attribute_exists(pk)",
                 ExpressionAttributeValues={":phase": _s(phase), ":now": _s(_iso(started))},
             )
-        except _ConditionFailed:
+        except ConditionalWriteFailed:
             raise LedgerError(
                 f"No deployment {deployment_id!r} to record the {phase!r} event for.",
                 hint="Record the deployment with Ledger.start() first.",
@@ -448,7 +448,7 @@ class Ledger:
     def _update_in_progress(self, deployment_id: str, changes: dict[str, dict[str, str]]) -> Deployment:
         try:
             attributes = self._set(_RECORDS_PK, deployment_id, changes, only_in_progress=True)
-        except _ConditionFailed:
+        except ConditionalWriteFailed:
             current = self.get(deployment_id)  # raises when there is no such deployment
             raise LedgerError(
                 f"Deployment {deployment_id} is already {current.status} ({current.reason}); "
@@ -503,7 +503,7 @@ class Ledger:
         except ClientError as exc:
             code = exc.response.get("Error", {}).get("Code", "")
             if code == "ConditionalCheckFailedException":
-                raise _ConditionFailed from exc
+                raise ConditionalWriteFailed(f"{operation}: the condition did not hold.") from exc
             if code == "ResourceNotFoundException":
                 raise LedgerError(
                     f"The ledger table {self.table!r} does not exist on the {self.target.name} target.",
@@ -554,10 +554,6 @@ def ensure_table(target: Target, name: str) -> str:
     )
     client.get_waiter("table_exists").wait(TableName=name, WaiterConfig={"Delay": 1, "MaxAttempts": 60})
     return name
-
-
-class _ConditionFailed(Exception):
-    """A conditional write found the item not as required (internal; callers translate it)."""
 
 
 def _locked_error(holder: LockHolder) -> DeploymentLockedError:

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from labkit.errors import TerraformError, TerraformNotFoundError
+from labkit.errors import StateLockedError, TerraformError, TerraformNotFoundError
 from labkit.settings import labkit_home, plugin_mirror
 from labkit.target import Target
 
@@ -32,10 +32,6 @@ INSTALL_HINT = (
 
 #: A progress sink: called with one human-readable line per event.
 Reporter = Callable[[str], None]
-
-
-class StateLockedError(TerraformError):
-    """Another Terraform process holds the state lock."""
 
 
 def terraform_binary() -> str:

@@ -22,9 +22,9 @@ from botocore.exceptions import ClientError
 from typer.testing import CliRunner
 
 from labkit.cli import app
-from labkit.errors import StackError, TerraformError
+from labkit.errors import StackError, StateLockedError, TerraformError
 from labkit.infra.stack import Stack, StackNames, state_key
-from labkit.infra.terraform import StateLockedError, Terraform
+from labkit.infra.terraform import Terraform
 from labkit.sandbox.server.mends import apply_mends
 from labkit.sandbox.server.topology import TargetHealthReport
 from labkit.settings import terraform_dir

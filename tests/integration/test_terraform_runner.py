@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from labkit.infra.terraform import StateLockedError, Terraform
+from labkit.errors import StateLockedError
+from labkit.infra.terraform import Terraform
 from labkit.target import Target, sandbox
 
 pytestmark = pytest.mark.integration

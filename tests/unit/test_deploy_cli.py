@@ -18,8 +18,7 @@ from labkit.deploy import Controller
 from labkit.deploy.ledger import Deployment
 from labkit.deploy.stale import controller_alive, lock_id
 from labkit.deploy.strategy import canary
-from labkit.errors import ConfigError, DeployError
-from labkit.infra.terraform import StateLockedError
+from labkit.errors import ConfigError, DeployError, StateLockedError
 from labkit.target import Target
 
 runner = CliRunner()

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
-from labkit.errors import LabkitError
+from labkit.errors import LabkitError, NoArtifactError
 from labkit.release.appserver import AppProcess, unpack_release
 
 if TYPE_CHECKING:  # the client side (control.py) imports this module without moto or the LB
@@ -191,7 +191,7 @@ class Fleet:
             if data is not None:
                 break
             if time.monotonic() > deadline:
-                raise _NoArtifact(
+                raise NoArtifactError(
                     f"{spec.artifact_uri} was not found in the sandbox's S3 within {ARTIFACT_WAIT_S:g} s.",
                     hint=f"Upload it (`labkit release build {spec.version or 'VERSION'}`), then replace the "
                     "instance (terminate it; its ASG launches a new one).",
@@ -219,10 +219,6 @@ class Fleet:
             log.info("instance %s: app stopped (exit code %s)", slot.spec.instance_id, code)
         with contextlib.suppress(OSError):
             (slot.folder / "app.pid").unlink()
-
-
-class _NoArtifact(LabkitError):
-    """The artifact an instance's user data names is not in the sandbox's S3."""
 
 
 def kill_leftovers(root: Path) -> list[int]:

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from labkit.errors import BadHttpMessage
+
 #: A request or response head larger than this is refused (ALB's own limit is 64 KiB).
 MAX_HEAD_BYTES = 64 * 1024
 
@@ -16,10 +18,6 @@ MAX_HEAD_BYTES = 64 * 1024
 HOP_BY_HOP = frozenset(
     {b"connection", b"keep-alive", b"proxy-connection", b"te", b"trailer", b"upgrade", b"expect"}
 )
-
-
-class BadMessage(Exception):
-    """The bytes are not a message this proxy understands; the connection cannot be reused."""
 
 
 @dataclass(slots=True)
@@ -52,7 +50,7 @@ def parse_request_head(head: bytes) -> RequestHead:
     lines = head.split(b"\r\n")
     parts = lines[0].split(b" ")
     if len(parts) != 3 or not parts[2].startswith(b"HTTP/1."):
-        raise BadMessage(f"bad request line {lines[0][:100]!r}")
+        raise BadHttpMessage(f"bad request line {lines[0][:100]!r}")
     return RequestHead(parts[0], parts[1], parts[2], _parse_headers(lines))
 
 
@@ -79,7 +77,7 @@ def parse_response_head(head: bytes) -> ResponseHead:
     lines = head.split(b"\r\n")
     parts = lines[0].split(b" ", 2)
     if len(parts) < 2 or not parts[0].startswith(b"HTTP/1.") or not parts[1].isdigit():
-        raise BadMessage(f"bad status line {lines[0][:100]!r}")
+        raise BadHttpMessage(f"bad status line {lines[0][:100]!r}")
     return ResponseHead(int(parts[1]), parts[0], _parse_headers(lines))
 
 
@@ -88,7 +86,7 @@ def _parse_headers(lines: list[bytes]) -> list[tuple[bytes, bytes]]:
     for line in lines[1:]:
         name, sep, value = line.partition(b":")
         if not sep or not name or name != name.strip():
-            raise BadMessage(f"bad header line {line[:100]!r}")
+            raise BadHttpMessage(f"bad header line {line[:100]!r}")
         headers.append((name.lower(), value.strip()))
     return headers
 
@@ -99,10 +97,10 @@ def content_length(headers: list[tuple[bytes, bytes]]) -> int | None:
     if not values:
         return None
     if len(values) != 1:
-        raise BadMessage("conflicting Content-Length headers")
+        raise BadHttpMessage("conflicting Content-Length headers")
     value = values.pop()
     if not value.isdigit():
-        raise BadMessage(f"bad Content-Length {value[:40]!r}")
+        raise BadHttpMessage(f"bad Content-Length {value[:40]!r}")
     return int(value)
 
 
@@ -111,7 +109,7 @@ def is_chunked(headers: list[tuple[bytes, bytes]]) -> bool:
         if key == b"transfer-encoding":
             if value.lower().rstrip().endswith(b"chunked"):
                 return True
-            raise BadMessage(f"unsupported Transfer-Encoding {value[:40]!r}")
+            raise BadHttpMessage(f"unsupported Transfer-Encoding {value[:40]!r}")
     return False
 
 
@@ -155,7 +153,7 @@ class ChunkedScanner:
             if newline < 0:
                 self._line += bytes(data[pos:])
                 if len(self._line) > 4096:
-                    raise BadMessage("chunk size or trailer line too long")
+                    raise BadHttpMessage("chunk size or trailer line too long")
                 return None
             line = (self._line + bytes(data[pos:newline])).rstrip(b"\r")
             self._line = b""
@@ -168,7 +166,7 @@ class ChunkedScanner:
             try:
                 size = int(size_text, 16)
             except ValueError:
-                raise BadMessage(f"bad chunk size {size_text[:20]!r}") from None
+                raise BadHttpMessage(f"bad chunk size {size_text[:20]!r}") from None
             if size == 0:
                 self._state = self._TRAILER
             else:

@@ -13,9 +13,10 @@ import logging
 from time import perf_counter
 from typing import cast
 
+from labkit.errors import BadHttpMessage
 from labkit.sandbox.server.lb import http1
 from labkit.sandbox.server.lb.groups import GroupRuntime, TargetRuntime
-from labkit.sandbox.server.lb.http1 import BadMessage, ChunkedScanner, RequestHead
+from labkit.sandbox.server.lb.http1 import ChunkedScanner, RequestHead
 from labkit.sandbox.server.lb.metrics import Counts
 from labkit.sandbox.server.lb.routing import RoutingTable
 from labkit.sandbox.server.topology import Listener
@@ -198,7 +199,7 @@ class ClientConnection(asyncio.Protocol):
             head = http1.parse_request_head(bytes(buf[:end]))
             length = http1.content_length(head.headers)
             chunked = http1.is_chunked(head.headers)
-        except BadMessage as error:
+        except BadHttpMessage as error:
             log.debug("bad request from %s: %s", self.peer, error)
             self.reply(400, close=True)
             return False
@@ -486,7 +487,7 @@ class UpstreamConnection(asyncio.Protocol):
             head = http1.parse_response_head(data[:end])
             length = http1.content_length(head.headers)
             chunked = http1.is_chunked(head.headers)
-        except BadMessage as error:
+        except BadHttpMessage as error:
             log.debug("bad response from target %s: %s", self.target.target_id, error)
             exchange.fail(502)
             return
@@ -533,7 +534,7 @@ class UpstreamConnection(asyncio.Protocol):
         if self.mode == _CHUNKED:
             try:
                 return self.scanner.feed(data, start)  # type: ignore[union-attr]
-            except BadMessage:
+            except BadHttpMessage:
                 self.close()
                 return None
         return None
