@@ -39,9 +39,8 @@ GOOD, BAD = "1.1.0", "1.2.0-bad"
 
 def setup(work: Path) -> Controller:
     from labkit import sandbox
-    from labkit.target import sandbox as sandbox_target
 
-    target = sandbox_target(sandbox.up())
+    target = sandbox.target()
     started = time.monotonic()
     Stack("global", target, reporter=None).apply()
     bucket = Stack("global", target, reporter=None).names.artifact_bucket

@@ -34,11 +34,10 @@ FIRST = {"blue_version": "1.0.0", "green_version": "1.0.0", "blue_capacity": 2, 
 @contextmanager
 def sandbox_engine(work: Path) -> Iterator[Target]:
     from labkit import sandbox
-    from labkit.target import sandbox as sandbox_target
 
     os.environ["LABKIT_SANDBOX_HOME"] = str(work / "sandbox")
     try:
-        yield sandbox_target(sandbox.up())
+        yield sandbox.target()
     finally:
         sandbox.down()
 

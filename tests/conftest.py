@@ -141,19 +141,18 @@ def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningSandbox
     """A real sandbox service (moto, load balancer, app processes) in a temporary folder.
 
     ``LABKIT_SANDBOX_HOME`` pins it for the whole session, so ``labkit.sandbox.alb_url()`` and
-    ``labkit.target.sandbox()`` find it even in a test that has its own ``labkit_home``. It is
+    ``labkit.sandbox.target()`` find it even in a test that has its own ``labkit_home``. It is
     stopped at the end of the session and leaves no process behind. Give resources unique names:
     every test of the session shares it.
     """
     from labkit import sandbox as sandbox_service
-    from labkit.target import sandbox as sandbox_target
 
     root = tmp_path_factory.mktemp("sandbox")
     previous = os.environ.get("LABKIT_SANDBOX_HOME")
     os.environ["LABKIT_SANDBOX_HOME"] = str(root)
     try:
         endpoint = sandbox_service.up()
-        yield RunningSandbox(endpoint=endpoint, target=sandbox_target(endpoint), root=root)
+        yield RunningSandbox(endpoint=endpoint, target=sandbox_service.target(), root=root)
     finally:
         sandbox_service.down()
         if previous is None:

@@ -7,13 +7,13 @@ from typing import Annotated, Any
 import typer
 from typer.core import TyperGroup
 
+from labkit.cli.context import open_target
 from labkit.cli.probe import format_summary
 from labkit.deploy import Controller
 from labkit.deploy.ledger import Deployment
 from labkit.deploy.probe import Probe, summarize
 from labkit.deploy.strategy import STRATEGY_NAMES, from_name
 from labkit.errors import ConfigError
-from labkit.target import get_target
 
 TargetOption = Annotated[str, typer.Option(help="sandbox or aws.")]
 ProfileOption = Annotated[str | None, typer.Option(help="AWS profile for --target aws.")]
@@ -41,7 +41,7 @@ deploy_app = typer.Typer(
 
 def _controller(env: str, target: str, profile: str | None, allow_spend: bool) -> Controller:
     return Controller(
-        env, get_target(target, profile=profile, allow_spend=allow_spend), say=lambda line: typer.echo(line)
+        env, open_target(target, profile=profile, allow_spend=allow_spend), say=lambda line: typer.echo(line)
     )
 
 

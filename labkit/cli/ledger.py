@@ -6,8 +6,8 @@ from typing import Annotated
 
 import typer
 
+from labkit.cli.context import open_target
 from labkit.deploy.ledger import Deployment, Ledger
-from labkit.target import get_target
 
 #: The table the Terraform ``global`` environment creates (its ``ledger_table`` output).
 DEFAULT_TABLE = "bglab-deployments"
@@ -25,7 +25,7 @@ def ledger(
     profile: Annotated[str | None, typer.Option(help="AWS profile for --target aws.")] = None,
 ) -> None:
     """List deployments (newest first) with their status and reason; show one; or clear a lock."""
-    book = Ledger(get_target(target, profile=profile), table)
+    book = Ledger(open_target(target, profile=profile), table)
     if force_unlock:
         if env is None:
             raise typer.BadParameter(

@@ -8,8 +8,8 @@ from typing import Annotated
 
 import typer
 
+from labkit.cli.context import open_target
 from labkit.release.build import build_release, parse_faults, read_artifact_manifest, upload_release
-from labkit.target import get_target
 
 release_app = typer.Typer(
     help="Build release artifacts (the app plus its release.json) and upload them.", no_args_is_help=True
@@ -42,6 +42,6 @@ def build(
     typer.echo(f"  {json.dumps(read_artifact_manifest(artifact))}")
     if bucket:
         uri = upload_release(
-            get_target(target, allow_spend=allow_spend), bucket, artifact, version, overwrite=overwrite
+            open_target(target, allow_spend=allow_spend), bucket, artifact, version, overwrite=overwrite
         )
         typer.echo(f"uploaded {uri}")

@@ -7,9 +7,9 @@ from typing import Annotated, Any
 
 import typer
 
+from labkit.cli.context import open_target
 from labkit.errors import ConfigError
 from labkit.infra.stack import ENVIRONMENTS, Stack
-from labkit.target import get_target
 
 stack_app = typer.Typer(
     help="The Terraform environments (global, staging, production) on the sandbox or AWS.",
@@ -65,7 +65,7 @@ def _stack(
     endpoint_url: str | None = None,
     allow_spend: bool = False,
 ) -> Stack:
-    chosen = get_target(
+    chosen = open_target(
         target, region=region, profile=profile, allow_spend=allow_spend, endpoint_url=endpoint_url
     )
     return Stack(env, chosen)

@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from labkit import sandbox
 from labkit.errors import ConfigError, LessonOrderError, StackError
 from labkit.infra.stack import Stack
 from labkit.target import TARGET_NAMES, Target, get_target
@@ -33,9 +34,7 @@ def open_target(target: str, *, allow_spend: bool = False, aws_region: str | Non
         raise ConfigError(f"aws_region is {aws_region!r}.", hint="Give a region name such as 'eu-west-1'.")
     aws_region = (aws_region or "").strip() or None  # empty: the profile's region
     if target == "sandbox":
-        from labkit import sandbox
-
-        chosen = get_target("sandbox", endpoint_url=sandbox.ensure_up())
+        chosen = sandbox.target()
         where = f"the sandbox at {chosen.endpoint_url}"
     else:
         chosen = get_target("aws", region=aws_region, allow_spend=allow_spend)

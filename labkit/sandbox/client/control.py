@@ -23,8 +23,8 @@ from pathlib import Path
 from typing import Any
 
 from labkit.errors import SandboxError
+from labkit.sandbox.client.leftovers import kill_leftovers
 from labkit.sandbox.client.paths import STATUS_PATH, SandboxPaths, sandbox_paths
-from labkit.sandbox.server.instances import kill_leftovers
 from labkit.settings import PROJECT_ROOT
 
 Reporter = Callable[[str], None]

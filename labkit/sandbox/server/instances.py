@@ -17,9 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 import shutil
-import signal
 import threading
 import time
 from collections.abc import Callable
@@ -30,7 +28,7 @@ from typing import TYPE_CHECKING, Literal
 from labkit.errors import LabkitError, NoArtifactError
 from labkit.release.appserver import AppProcess, unpack_release
 
-if TYPE_CHECKING:  # the client side (control.py) imports this module without moto or the LB
+if TYPE_CHECKING:  # moto's view of instances is the service's business, not this module's
     from labkit.sandbox.server.instance_view import InstanceSpec
 
 log = logging.getLogger(__name__)
@@ -219,37 +217,3 @@ class Fleet:
             log.info("instance %s: app stopped (exit code %s)", slot.spec.instance_id, code)
         with contextlib.suppress(OSError):
             (slot.folder / "app.pid").unlink()
-
-
-def kill_leftovers(root: Path) -> list[int]:
-    """SIGKILL the process groups of apps listed in ``root/*/app.pid`` that still run; their pids.
-
-    Only a process that still looks like a gunicorn is killed (where /proc tells), so a reused
-    pid never takes an unrelated process down.
-    """
-    killed = []
-    for pid_file in root.glob("*/app.pid"):
-        try:
-            pid = int(pid_file.read_text().strip())
-        except (OSError, ValueError):
-            continue
-        if _is_app(pid):
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(pid, signal.SIGKILL)
-                killed.append(pid)
-        with contextlib.suppress(OSError):
-            pid_file.unlink()
-    return killed
-
-
-def _is_app(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except (ProcessLookupError, PermissionError):
-        return False
-    cmdline = Path(f"/proc/{pid}/cmdline")
-    if not cmdline.parent.exists():
-        return True  # no /proc (macOS): the pid file is all there is to go by
-    with contextlib.suppress(OSError):
-        return b"gunicorn" in cmdline.read_bytes()
-    return False

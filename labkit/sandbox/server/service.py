@@ -83,9 +83,10 @@ class SandboxService:
         )
         from werkzeug.serving import make_server
 
+        from labkit.sandbox.client.leftovers import kill_leftovers
         from labkit.sandbox.server import mends, persistence
         from labkit.sandbox.server.instance_view import read_artifact
-        from labkit.sandbox.server.instances import Fleet, kill_leftovers
+        from labkit.sandbox.server.instances import Fleet
         from labkit.sandbox.server.lb import LoadBalancerPlane
 
         self.paths = paths
