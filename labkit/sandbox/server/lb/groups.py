@@ -3,15 +3,26 @@
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING
+from typing import Any, Protocol
 
 from labkit.sandbox.server.lb import health
 from labkit.sandbox.server.lb.health import Matcher
 from labkit.sandbox.server.lb.metrics import Counts, dimensions_for
 from labkit.sandbox.server.topology import HealthCheck, Target, TargetGroup, TargetHealthReport
 
-if TYPE_CHECKING:
-    from labkit.sandbox.server.lb.proxy import UpstreamConnection
+class PooledConnection(Protocol):
+    """A kept-alive connection to a target, as its pool sees it (``proxy.UpstreamConnection``).
+
+    A protocol, so that this module need not import the proxy, which imports it."""
+
+    closed: bool
+    #: Since when it waits in the pool, and for how long it may (its listener's idle timeout).
+    idle_since: float
+    idle_limit: float
+
+    def send(self, exchange: Any, *, reused: bool) -> None: ...
+
+    def close(self) -> None: ...
 
 
 class TargetRuntime:
@@ -39,7 +50,7 @@ class TargetRuntime:
         self.ok_streak = 0
         self.fail_streak = 0
         #: Kept-alive connections ready for the next request (most recently used last).
-        self.idle: list[UpstreamConnection] = []
+        self.idle: list[PooledConnection] = []
         self.in_flight = 0
         #: False once deregistered: its connections are closed instead of pooled.
         self.accepting = True
