@@ -32,6 +32,7 @@ setup: $(BIN)/.installed
 
 lint: setup
 	$(BIN)/ruff check labkit app tests bench
+	$(BIN)/lint-imports
 
 typecheck: setup
 	$(BIN)/mypy
