@@ -47,10 +47,10 @@ from labkit.sandbox.server.lb.plane import validate
 from labkit.sandbox.server.lb.worker import new_event_loop
 from labkit.sandbox.server.topology import (
     Forward,
+    GroupTarget,
     HealthCheck,
     Listener,
     MetricPoint,
-    Target,
     TargetGroup,
 )
 
@@ -162,7 +162,7 @@ def bench_topology(blue: AppProcess, green: AppProcess) -> tuple[list[Listener],
             app.color,
             check,
             deregistration_delay_s=5,
-            targets=(Target(app.instance_id, app.port),),
+            targets=(GroupTarget(app.instance_id, app.port),),
             dimension=f"targetgroup/{app.color}/0123456789abcdef",
             load_balancer_dimension="app/bench/0123456789abcdef",
         )

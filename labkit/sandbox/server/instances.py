@@ -1,6 +1,6 @@
 """One app process per running instance, as EC2 runs the fleet's user data.
 
-:class:`Fleet` is reconciled with the instances moto says are running. A new instance gets a
+:class:`InstanceApps` is reconciled with the instances moto says are running. A new instance gets a
 folder ``instances/<id>/``; in a thread of its own the release artifact that its user data names
 is read from the sandbox's S3 (retried for a while, as a boot script retries ``aws s3 cp``),
 unpacked, and started with :class:`labkit.release.appserver.AppProcess` on a free loopback port.
@@ -78,7 +78,7 @@ class _Slot:
         )
 
 
-class Fleet:
+class InstanceApps:
     """The app processes of the sandbox's instances.
 
     ``read_artifact`` returns an instance's artifact bytes (None while there is none);

@@ -86,7 +86,7 @@ class SandboxService:
         from labkit.sandbox.client.leftovers import kill_leftovers
         from labkit.sandbox.server import mends, persistence
         from labkit.sandbox.server.instance_view import read_artifact
-        from labkit.sandbox.server.instances import Fleet
+        from labkit.sandbox.server.instances import InstanceApps
         from labkit.sandbox.server.lb import LoadBalancerPlane
 
         self.paths = paths
@@ -115,7 +115,7 @@ class SandboxService:
                           exc, broken)
             else:
                 log.info("loaded %d saved AWS backends in %.1f s", installed, time.monotonic() - started)
-        self.fleet = Fleet(
+        self.fleet = InstanceApps(
             paths.instances_dir,
             read_artifact=self._read_artifact_locked(read_artifact),
             draining=self._draining,

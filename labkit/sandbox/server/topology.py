@@ -28,7 +28,7 @@ class HealthCheck:
 
 
 @dataclass(frozen=True)
-class Target:
+class GroupTarget:
     """One registered target: an EC2 instance id and where its app process listens on loopback.
 
     ``port`` is None when the instance has no running process (stopped, crashed before start).
@@ -45,7 +45,7 @@ class TargetGroup:
     name: str
     health_check: HealthCheck
     deregistration_delay_s: float
-    targets: tuple[Target, ...]
+    targets: tuple[GroupTarget, ...]
     #: CloudWatch dimension values as AWS names them: "targetgroup/NAME/ID" and "app/NAME/ID".
     dimension: str
     load_balancer_dimension: str

@@ -8,7 +8,8 @@ from typing import Any, Protocol
 from labkit.sandbox.server.lb import health
 from labkit.sandbox.server.lb.health import Matcher
 from labkit.sandbox.server.lb.metrics import Counts, dimensions_for
-from labkit.sandbox.server.topology import HealthCheck, Target, TargetGroup, TargetHealthReport
+from labkit.sandbox.server.topology import GroupTarget, HealthCheck, TargetGroup, TargetHealthReport
+
 
 class PooledConnection(Protocol):
     """A kept-alive connection to a target, as its pool sees it (``proxy.UpstreamConnection``).
@@ -42,7 +43,7 @@ class TargetRuntime:
         "target_id",
     )
 
-    def __init__(self, target: Target, report: TargetHealthReport) -> None:
+    def __init__(self, target: GroupTarget, report: TargetHealthReport) -> None:
         self.target_id = target.target_id
         self.host = target.host
         self.port = target.port

@@ -13,7 +13,7 @@ from typing import Any
 
 from labkit.sandbox.server.lb.metrics import lb_dimension
 from labkit.sandbox.server.lb.plane import validate
-from labkit.sandbox.server.topology import Forward, HealthCheck, Listener, Rule, Target, TargetGroup
+from labkit.sandbox.server.topology import Forward, GroupTarget, HealthCheck, Listener, Rule, TargetGroup
 
 log = logging.getLogger(__name__)
 
@@ -137,16 +137,16 @@ def _target_group(
 ) -> TargetGroup | None:
     if group.protocol not in ("HTTP", "HTTPS"):
         return None
-    targets: list[Target] = []
+    targets: list[GroupTarget] = []
     for target in list(group.targets.values()):
         target_id = str(target["Id"])
         if group.target_type == "instance":
-            targets.append(Target(target_id, app_ports.get(target_id)))
+            targets.append(GroupTarget(target_id, app_ports.get(target_id)))
         elif group.target_type == "ip" and target_id.startswith("127."):
             # An ip target on loopback (a process a test started) is reachable as it is.
-            targets.append(Target(target_id, int(target.get("Port") or group.port), host=target_id))
+            targets.append(GroupTarget(target_id, int(target.get("Port") or group.port), host=target_id))
         else:
-            targets.append(Target(target_id, None))
+            targets.append(GroupTarget(target_id, None))
     load_balancer = next((arn for arn in group.load_balancer_arns if arn in balancers), None)
     matcher = (group.matcher or {}).get("HttpCode", "200")
     if str(group.health_check_port) not in ("traffic-port", str(group.port)):
