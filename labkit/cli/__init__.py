@@ -23,6 +23,9 @@ app = typer.Typer(
     help="Blue/Green Lab: build, deploy, break and measure a blue/green stack (sandbox or AWS).",
     no_args_is_help=True,
     add_completion=False,
+    # Plain help text: rendering it with rich costs about half a second of imports (typer.rich_utils),
+    # more than everything else `labkit --help` loads (bench/cli_startup.py).
+    rich_markup_mode=None,
 )
 app.command()(doctor)
 app.add_typer(release_app, name="release")

@@ -2,18 +2,19 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from typer.core import TyperGroup
 
 from labkit.cli.context import open_target
-from labkit.cli.probe import format_summary
-from labkit.deploy import Controller
-from labkit.deploy.ledger import Deployment
-from labkit.deploy.probe import Probe, summarize
 from labkit.deploy.strategy import STRATEGY_NAMES, from_name
 from labkit.errors import ConfigError
+
+if TYPE_CHECKING:  # the controller, the ledger and the probe load pandas: only a command imports them
+    from labkit.deploy.controller import Controller
+    from labkit.deploy.ledger import Deployment
+    from labkit.deploy.probe import Probe
 
 TargetOption = Annotated[str, typer.Option(help="sandbox or aws.")]
 ProfileOption = Annotated[str | None, typer.Option(help="AWS profile for --target aws.")]
@@ -40,6 +41,8 @@ deploy_app = typer.Typer(
 
 
 def _controller(env: str, target: str, profile: str | None, allow_spend: bool) -> Controller:
+    from labkit.deploy.controller import Controller
+
     return Controller(
         env, open_target(target, profile=profile, allow_spend=allow_spend), say=lambda line: typer.echo(line)
     )
@@ -48,6 +51,9 @@ def _controller(env: str, target: str, profile: str | None, allow_spend: bool) -
 def print_outcome(record: Deployment, probe: Probe | None) -> None:
     """Print how it ended (and the probe's summary); exit 0 only when the release serves all traffic."""
     if probe is not None:
+        from labkit.cli.probe import format_summary
+        from labkit.deploy.probe import summarize
+
         probe.stop()
         typer.echo(format_summary(summarize(probe.results())))
     if record.status == "succeeded":
@@ -60,6 +66,8 @@ def print_outcome(record: Deployment, probe: Probe | None) -> None:
 def _probe(controller: Controller, rate: float | None) -> Probe | None:
     if not rate:
         return None
+    from labkit.deploy.probe import Probe
+
     url = controller.alb_url()
     typer.echo(f"probe: {rate:g} requests/s through {url} for the whole deployment")
     return Probe(url, rate=rate, allow_remote=not controller.target.is_sandbox).start()

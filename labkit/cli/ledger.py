@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from labkit.cli.context import open_target
-from labkit.deploy.ledger import Deployment, Ledger
+
+if TYPE_CHECKING:
+    from labkit.deploy.ledger import Deployment, Ledger
 
 #: The table the Terraform ``global`` environment creates (its ``ledger_table`` output).
 DEFAULT_TABLE = "bglab-deployments"
@@ -25,6 +27,8 @@ def ledger(
     profile: Annotated[str | None, typer.Option(help="AWS profile for --target aws.")] = None,
 ) -> None:
     """List deployments (newest first) with their status and reason; show one; or clear a lock."""
+    from labkit.deploy.ledger import Ledger  # pandas: only when the command runs
+
     book = Ledger(open_target(target, profile=profile), table)
     if force_unlock:
         if env is None:
