@@ -20,7 +20,7 @@ sandbox_app = typer.Typer(
 def up() -> None:
     """Start the sandbox (its saved AWS state comes back) and print its endpoint."""
     typer.echo("starting the sandbox (moto, the load balancer, the instances' apps)...")
-    endpoint = sandbox.up()
+    endpoint = sandbox.ensure_up()  # the one call every path that needs the sandbox makes
     typer.echo(f"sandbox running: AWS_ENDPOINT_URL={endpoint}")
 
 
