@@ -13,12 +13,13 @@ ifneq ($(wildcard $(TF_PLUGIN_MIRROR)/.),)
 export LABKIT_TF_PLUGIN_MIRROR ?= $(TF_PLUGIN_MIRROR)
 endif
 
-.PHONY: help lab test nbval setup lint typecheck clean tools
+.PHONY: help jupyter lab test nbval setup lint typecheck clean tools
 
 help:
-	@echo "make lab    run the lab headless on the offline sandbox"
-	@echo "make test   lint, type-check and run every test (integration included)"
-	@echo "make nbval  run the notebooks under nbval (pytest --nbval-lax notebooks/)"
+	@echo "make jupyter  open JupyterLab on notebooks/ (the lessons), on loopback, with the lab's kernel"
+	@echo "make lab      run the lessons headless on the offline sandbox"
+	@echo "make test     lint, type-check and run every test (integration included)"
+	@echo "make nbval    run the notebooks under nbval (pytest --nbval-lax notebooks/)"
 
 # The stamp is rebuilt whenever the package's dependencies change.
 $(BIN)/.installed: pyproject.toml
@@ -26,12 +27,17 @@ $(BIN)/.installed: pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	$(BIN)/python -c 'import labkit; print("Jupyter kernel:", labkit.ensure_kernel())'
+	@# Notebooks are committed without outputs: git runs nbstripout on every notebook it stages.
+	@if git rev-parse --git-dir >/dev/null 2>&1; then \
+	  $(BIN)/nbstripout --install --attributes .gitattributes && \
+	  git config filter.nbstripout.clean '"$(abspath $(BIN))/python" -m nbstripout --keep-id'; fi
 	@touch $@
 
 setup: $(BIN)/.installed
 
 lint: setup
-	$(BIN)/ruff check labkit app tests bench
+	$(BIN)/ruff check labkit app tests bench notebooks
 	$(BIN)/lint-imports
 
 typecheck: setup
@@ -49,6 +55,13 @@ tools: $(TOOLS)/.installed
 
 test: lint typecheck tools
 	$(BIN)/pytest
+
+# JupyterLab on the lessons, from the project's environment, listening on loopback only. JupyterLab
+# refuses to run as root unless told; containers and CI machines often are root.
+# JUPYTER_ARGS passes more options, e.g. make jupyter JUPYTER_ARGS="--no-browser --port 8899".
+jupyter: setup
+	$(BIN)/jupyter lab --ServerApp.ip=127.0.0.1 --ServerApp.root_dir=notebooks \
+	  $(if $(filter 0,$(shell id -u)),--allow-root) $(JUPYTER_ARGS)
 
 # The learning path, 00 to 09, headless on the sandbox: executed copies and figures go to runs/<time>/.
 lab: setup

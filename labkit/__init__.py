@@ -3,8 +3,8 @@
 Everything a notebook needs is importable from here. The names load on first use (PEP 562), so
 ``import labkit`` and the CLI stay fast: pandas, matplotlib, papermill and boto3 load only when a
 name that needs them is used. The packages behind it name their layer, lowest first: the foundation
-(:mod:`labkit.errors`, :mod:`labkit.settings`, :mod:`labkit.target`), :mod:`labkit.infra`,
-:mod:`labkit.release`, :mod:`labkit.sandbox`, :mod:`labkit.deploy`, :mod:`labkit.lab`, and
+(:mod:`labkit.errors`, :mod:`labkit.settings`, :mod:`labkit.target`), :mod:`labkit.release`,
+:mod:`labkit.infra`, :mod:`labkit.sandbox`, :mod:`labkit.deploy`, :mod:`labkit.lab`, and
 :mod:`labkit.cli` on top (``lint-imports`` holds them to it; see ``[tool.importlinter]`` in
 pyproject.toml).
 """
@@ -66,7 +66,7 @@ if TYPE_CHECKING:
         traffic_over_time,
     )
     from labkit.lab.report import render_report
-    from labkit.lab.run import RunReport, artifacts_dir, run_notebooks
+    from labkit.lab.run import RunReport, artifacts_dir, ensure_kernel, run_notebooks
     from labkit.release.appserver import AppProcess, unpack_release
     from labkit.release.build import (
         build_release,
@@ -109,6 +109,7 @@ _LAZY: dict[str, str] = {
     "Verdict": "labkit.deploy.analysis",
     "all_at_once": "labkit.deploy.strategy",
     "artifacts_dir": "labkit.lab.run",
+    "ensure_kernel": "labkit.lab.run",
     "blue_green_overhead": "labkit.infra.cost",
     "build_release": "labkit.release.build",
     "canary": "labkit.deploy.strategy",
@@ -213,6 +214,7 @@ __all__ = [
     "doctor",
     "dora_metrics",
     "dora_table",
+    "ensure_kernel",
     "estimate_cost",
     "get_target",
     "latency_percentiles",

@@ -34,7 +34,7 @@ imports nothing from labkit, and every layer imports it.
 
 The layers (``lint-imports`` checks them; see ``[tool.importlinter]`` in pyproject.toml), top
 first: ``cli``, ``lab``, ``ops`` (the runbooks, once they exist), ``deploy``, ``sandbox``,
-``release``, ``infra``, and the foundation: ``target``, ``settings``, ``errors``.
+``infra``, ``release``, and the foundation: ``target``, ``settings``, ``errors``.
 """
 
 from __future__ import annotations

@@ -7,21 +7,35 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 from typer.core import TyperGroup
 
-from labkit.cli.context import open_target
+from labkit.cli.context import AsJson, ExitCode, echo_json, target
 from labkit.deploy.strategy import STRATEGY_NAMES, from_name
-from labkit.errors import ConfigError
+from labkit.errors import ConfigError, ReleaseError
+from labkit.infra.stack import APP_ENVIRONMENTS
+from labkit.release.build import check_version
 
 if TYPE_CHECKING:  # the controller, the ledger and the probe load pandas: only a command imports them
     from labkit.deploy.controller import Controller
     from labkit.deploy.ledger import Deployment
     from labkit.deploy.probe import Probe
 
-TargetOption = Annotated[str, typer.Option(help="sandbox or aws.")]
-ProfileOption = Annotated[str | None, typer.Option(help="AWS profile for --target aws.")]
-SpendOption = Annotated[
-    bool, typer.Option(help="Allow changes that cost money on --target aws (a deploy launches instances).")
-]
-Env = Annotated[str, typer.Argument(help="The environment: staging or production.")]
+
+def _check_env(value: str) -> str:
+    """Refuse an unknown environment while parsing, before any target is built."""
+    if value not in APP_ENVIRONMENTS:
+        raise typer.BadParameter(
+            f"{value!r} takes no deployments; use one of: {', '.join(APP_ENVIRONMENTS)}."
+        )
+    return value
+
+
+def _check_version(value: str) -> str:
+    try:
+        return check_version(value)
+    except ReleaseError as exc:
+        raise typer.BadParameter(exc.message) from None
+
+
+Env = Annotated[str, typer.Argument(help="The environment: staging or production.", callback=_check_env)]
 
 
 class _DeployGroup(TyperGroup):
@@ -40,16 +54,16 @@ deploy_app = typer.Typer(
 )
 
 
-def _controller(env: str, target: str, profile: str | None, allow_spend: bool) -> Controller:
+def _controller(ctx: typer.Context, env: str, *, quiet_stdout: bool = False) -> Controller:
+    """ENV's controller; ``quiet_stdout`` sends its progress lines to stderr (stdout holds JSON)."""
     from labkit.deploy.controller import Controller
 
-    return Controller(
-        env, open_target(target, profile=profile, allow_spend=allow_spend), say=lambda line: typer.echo(line)
-    )
+    return Controller(env, target(ctx), say=lambda line: typer.echo(line, err=quiet_stdout))
 
 
 def print_outcome(record: Deployment, probe: Probe | None) -> None:
-    """Print how it ended (and the probe's summary); exit 0 only when the release serves all traffic."""
+    """Print how it ended (and the probe's summary); exit 0 only when the release serves all traffic,
+    3 when it was rolled back, 1 otherwise."""
     if probe is not None:
         from labkit.cli.probe import format_summary
         from labkit.deploy.probe import summarize
@@ -60,7 +74,7 @@ def print_outcome(record: Deployment, probe: Probe | None) -> None:
         typer.echo(f"deployed: {record.version} serves all of {record.env}'s traffic on {record.to_color}")
         return
     typer.echo(f"{record.status.replace('_', ' ')}: {record.reason}", err=True)
-    raise typer.Exit(1)
+    raise typer.Exit(ExitCode.ROLLED_BACK if record.status in ("rolled_back", "aborted") else ExitCode.ERROR)
 
 
 def _probe(controller: Controller, rate: float | None) -> Probe | None:
@@ -75,9 +89,13 @@ def _probe(controller: Controller, rate: float | None) -> Probe | None:
 
 @deploy_app.command()
 def start(
+    ctx: typer.Context,
     env: Env,
     version: Annotated[
-        str, typer.Argument(help="The release to deploy (it must be in the artifact bucket).")
+        str,
+        typer.Argument(
+            help="The release to deploy (it must be in the artifact bucket).", callback=_check_version
+        ),
     ],
     strategy: Annotated[str, typer.Option(help=f"One of: {', '.join(STRATEGY_NAMES)}.")] = "canary",
     weights: Annotated[
@@ -100,9 +118,6 @@ def start(
     probe_rate: Annotated[
         float | None, typer.Option(help="Run the load probe at this rate through the ALB meanwhile.")
     ] = None,
-    target: TargetOption = "sandbox",
-    profile: ProfileOption = None,
-    allow_spend: SpendOption = False,
 ) -> None:
     """Deploy VERSION to ENV's idle color and shift traffic by the strategy, gated and rolled back on
     failure. Exits 0 only when VERSION ends up serving all traffic."""
@@ -124,7 +139,7 @@ def start(
     if scale_down_delay is not None:
         overrides["scale_down_delay_s"] = scale_down_delay
     chosen = from_name(strategy, **overrides)
-    controller = _controller(env, target, profile, allow_spend)
+    controller = _controller(ctx, env)
     probe = _probe(controller, probe_rate)
     try:
         record = controller.deploy(
@@ -137,25 +152,27 @@ def start(
 
 
 @deploy_app.command()
-def status(env: Env, target: TargetOption = "sandbox", profile: ProfileOption = None) -> None:
+def status(ctx: typer.Context, env: Env, as_json: AsJson = False) -> None:
     """What serves ENV's traffic, who holds its lock, and its latest deployment."""
-    for line in _controller(env, target, profile, False).status().lines():
+    current = _controller(ctx, env, quiet_stdout=as_json).status()
+    if as_json:
+        echo_json(current)
+        return
+    for line in current.lines():
         typer.echo(line)
 
 
 @deploy_app.command()
 def resume(
+    ctx: typer.Context,
     env: Env,
     force: Annotated[
         bool, typer.Option(help="Take over even if the controller may still run (another host).")
     ] = False,
     probe_rate: Annotated[float | None, typer.Option(help="Run the load probe meanwhile.")] = None,
-    target: TargetOption = "sandbox",
-    profile: ProfileOption = None,
-    allow_spend: SpendOption = False,
 ) -> None:
     """Continue ENV's interrupted deployment from its ledger record (after its controller died)."""
-    controller = _controller(env, target, profile, allow_spend)
+    controller = _controller(ctx, env)
     probe = _probe(controller, probe_rate)
     try:
         record = controller.resume(probe=probe, force=force)
@@ -167,27 +184,20 @@ def resume(
 
 @deploy_app.command()
 def abort(
+    ctx: typer.Context,
     env: Env,
     reason: Annotated[str | None, typer.Option(help="Why, for the ledger.")] = None,
     force: Annotated[
         bool, typer.Option(help="Take over even if the controller may still run (another host).")
     ] = False,
-    target: TargetOption = "sandbox",
-    profile: ProfileOption = None,
-    allow_spend: SpendOption = False,
 ) -> None:
     """Roll ENV's interrupted deployment back: all traffic to the old color, the lock released."""
-    record = _controller(env, target, profile, allow_spend).abort(reason=reason, force=force)
+    record = _controller(ctx, env).abort(reason=reason, force=force)
     typer.echo(f"aborted: {record.reason}")
 
 
-def rollback(
-    env: Env,
-    target: TargetOption = "sandbox",
-    profile: ProfileOption = None,
-    allow_spend: SpendOption = False,
-) -> None:
+def rollback(ctx: typer.Context, env: Env) -> None:
     """Put all of ENV's traffic back on the color that served before the last deployment, at once."""
-    record = _controller(env, target, profile, allow_spend).rollback()
+    record = _controller(ctx, env).rollback()
     if record is not None:
         typer.echo(f"rolled back: {record.reason}")

@@ -6,7 +6,8 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from labkit.cli.context import open_target
+from labkit.cli.context import AsJson, echo_json, target
+from labkit.infra.stack import APP_ENVIRONMENTS
 
 if TYPE_CHECKING:
     from labkit.deploy.ledger import Deployment, Ledger
@@ -15,35 +16,56 @@ if TYPE_CHECKING:
 DEFAULT_TABLE = "bglab-deployments"
 
 
+def _check_env(value: str | None) -> str | None:
+    if value is not None and value not in APP_ENVIRONMENTS:
+        raise typer.BadParameter(f"{value!r} has no deployments; use one of: {', '.join(APP_ENVIRONMENTS)}.")
+    return value
+
+
 def ledger(
-    env: Annotated[str | None, typer.Argument(help="Only this environment (staging, production).")] = None,
+    ctx: typer.Context,
+    env: Annotated[
+        str | None,
+        typer.Argument(help="Only this environment (staging, production).", callback=_check_env),
+    ] = None,
     show: Annotated[str | None, typer.Option(help="Print this deployment and its timed events.")] = None,
     force_unlock: Annotated[
         bool, typer.Option(help="Remove ENV's deployment lock whoever holds it (after a crashed controller).")
     ] = False,
     limit: Annotated[int, typer.Option(help="Show at most this many deployments, newest first.")] = 20,
     table: Annotated[str, typer.Option(help="The ledger's DynamoDB table.")] = DEFAULT_TABLE,
-    target: Annotated[str, typer.Option(help="sandbox or aws.")] = "sandbox",
-    profile: Annotated[str | None, typer.Option(help="AWS profile for --target aws.")] = None,
+    as_json: AsJson = False,
 ) -> None:
     """List deployments (newest first) with their status and reason; show one; or clear a lock."""
+    if force_unlock and env is None:
+        raise typer.BadParameter(
+            "--force-unlock needs the environment, e.g. `labkit ledger staging --force-unlock`"
+        )
     from labkit.deploy.ledger import Ledger  # pandas: only when the command runs
 
-    book = Ledger(open_target(target, profile=profile), table)
+    book = Ledger(target(ctx), table)
     if force_unlock:
-        if env is None:
-            raise typer.BadParameter(
-                "--force-unlock needs the environment, e.g. `labkit ledger staging --force-unlock`"
-            )
+        assert env is not None  # checked above, before the target was built
         released = book.force_release(env)
         typer.echo(
             f"released {env}'s lock, held by {released.describe()}" if released else f"{env} was not locked"
         )
         return
     if show is not None:
-        _show(book, book.get(show))
+        if as_json:
+            echo_json({"deployment": book.get(show), "events": book.events(show)})
+        else:
+            _show(book, book.get(show))
         return
     deployments = book.list(env)
+    if as_json:
+        echo_json(
+            {
+                "lock": book.lock_holder(env) if env is not None else None,
+                "deployments": deployments[:limit],
+            }
+        )
+        return
     if env is not None:
         holder = book.lock_holder(env)
         typer.echo(f"lock: {holder.describe() if holder else 'free'}")

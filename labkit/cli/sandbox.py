@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from labkit import sandbox
+from labkit.cli.context import AsJson, ExitCode, echo_json
 from labkit.sandbox.client.paths import sandbox_paths
 
 sandbox_app = typer.Typer(
@@ -32,9 +33,14 @@ def down() -> None:
 
 
 @sandbox_app.command("status")
-def status() -> None:
-    """Running or not, the endpoint, and what it serves."""
+def status(as_json: AsJson = False) -> None:
+    """Running or not, the endpoint, and what it serves. Exits 1 when it is not running."""
     current = sandbox.status()
+    if as_json:
+        echo_json(current)
+        if not current.running:
+            raise typer.Exit(ExitCode.ERROR)
+        return
     typer.echo(current.summary())
     for instance in current.instances:
         port = instance.get("port") or "-"
@@ -44,7 +50,7 @@ def status() -> None:
             f"{instance['state']:<9} port {port}{error}"
         )
     if not current.running:
-        raise typer.Exit(1)
+        raise typer.Exit(ExitCode.ERROR)
 
 
 @sandbox_app.command("logs")

@@ -3,20 +3,36 @@
 from __future__ import annotations
 
 import json
+import sys
+import time
+from collections.abc import Callable
 from typing import Annotated, Any
 
 import typer
 
-from labkit.cli.context import open_target
-from labkit.errors import ConfigError
-from labkit.infra.stack import ENVIRONMENTS, Stack
+from labkit.cli.context import AsJson, echo_json, target
+from labkit.errors import ConfigError, StackError
+from labkit.infra.stack import APP_ENVIRONMENTS, ENVIRONMENTS, Stack
+from labkit.target import Target
 
 stack_app = typer.Typer(
     help="The Terraform environments (global, staging, production) on the sandbox or AWS.",
     no_args_is_help=True,
 )
 
-Env = Annotated[str, typer.Argument(help=f"One of: {', '.join(ENVIRONMENTS)}.")]
+#: How long `labkit stack apply` waits for the fleets to turn healthy by default.
+WAIT_TIMEOUT_S = 300.0
+COLORS = ("blue", "green")
+
+
+def _check_env(value: str) -> str:
+    """Refuse an unknown environment while parsing, before any target is built."""
+    if value not in ENVIRONMENTS:
+        raise typer.BadParameter(f"{value!r} is not an environment; use one of: {', '.join(ENVIRONMENTS)}.")
+    return value
+
+
+Env = Annotated[str, typer.Argument(help=f"One of: {', '.join(ENVIRONMENTS)}.", callback=_check_env)]
 Vars = Annotated[
     list[str] | None,
     typer.Option(
@@ -24,13 +40,6 @@ Vars = Annotated[
         help="NAME=VALUE, repeatable (green_weight=10). Values are strings, which Terraform converts to "
         "the variable's type; a value starting with [ or { (or null) is read as JSON.",
     ),
-]
-TargetName = Annotated[str, typer.Option("--target", help="sandbox (default) or aws.")]
-Region = Annotated[str | None, typer.Option(help="AWS region for --target aws (default: your profile's).")]
-Profile = Annotated[str | None, typer.Option(help="AWS profile for --target aws.")]
-Endpoint = Annotated[
-    str | None,
-    typer.Option(help="Sandbox only: a running AWS endpoint on loopback, instead of the labkit sandbox."),
 ]
 
 
@@ -56,33 +65,19 @@ def parse_vars(pairs: list[str]) -> dict[str, Any]:
     return variables
 
 
-def _stack(
-    env: str,
-    target: str,
-    *,
-    region: str | None = None,
-    profile: str | None = None,
-    endpoint_url: str | None = None,
-    allow_spend: bool = False,
-) -> Stack:
-    chosen = open_target(
-        target, region=region, profile=profile, allow_spend=allow_spend, endpoint_url=endpoint_url
-    )
-    return Stack(env, chosen)
+def _stack(ctx: typer.Context, env: str, *, quiet_stdout: bool = False) -> Stack:
+    """ENV on the root options' target; ``quiet_stdout`` sends Terraform's progress lines to stderr,
+    so stdout holds only the JSON a script reads."""
+    if quiet_stdout:
+        return Stack(env, target(ctx), reporter=lambda line: typer.echo(line, err=True))
+    return Stack(env, target(ctx))
 
 
 @stack_app.command()
-def plan(
-    env: Env,
-    var: Vars = None,
-    target: TargetName = "sandbox",
-    region: Region = None,
-    profile: Profile = None,
-    endpoint_url: Endpoint = None,
-) -> None:
+def plan(ctx: typer.Context, env: Env, var: Vars = None) -> None:
     """Show what applying ENV (with --var changes on top of its deployment) would change."""
     variables = parse_vars(var or [])
-    result = _stack(env, target, region=region, profile=profile, endpoint_url=endpoint_url).plan(variables)
+    result = _stack(ctx, env).plan(variables)
     for change in result.changes:
         typer.echo(f"  {change.action:<8} {change.address}")
     typer.echo(result.summary())
@@ -90,71 +85,116 @@ def plan(
 
 @stack_app.command()
 def apply(
+    ctx: typer.Context,
     env: Env,
     var: Vars = None,
-    target: TargetName = "sandbox",
-    region: Region = None,
-    profile: Profile = None,
-    endpoint_url: Endpoint = None,
-    allow_spend: Annotated[
-        bool, typer.Option(help="Needed with --target aws: the stack costs money while it exists.")
-    ] = False,
+    wait: Annotated[
+        bool,
+        typer.Option(
+            help="After the apply, wait until every fleet with capacity is healthy in its target group."
+        ),
+    ] = True,
+    wait_timeout: Annotated[
+        float, typer.Option(help="Seconds to wait for the fleets.", min=0)
+    ] = WAIT_TIMEOUT_S,
 ) -> None:
-    """Apply ENV; --var values go on top of the deployment it was last applied with."""
+    """Apply ENV; --var values go on top of the deployment it was last applied with. On --target
+    aws it needs --allow-spend. staging and production refuse a release that is not published
+    (`labkit release build VERSION`), and the command returns once their fleets serve (--no-wait:
+    at once)."""
     variables = parse_vars(var or [])
-    stack = _stack(
-        env, target, region=region, profile=profile, endpoint_url=endpoint_url, allow_spend=allow_spend
-    )
+    stack = _stack(ctx, env)
     result = stack.apply(variables)
     _print_outputs(result.outputs)
+    if wait and env in APP_ENVIRONMENTS:
+        # After the apply, which released the state lock: waiting holds nothing.
+        wait_for_fleets(stack.target, result.outputs, timeout_s=wait_timeout, say=_progress_line())
+
+
+def wait_for_fleets(
+    chosen: Target, outputs: dict[str, Any], *, timeout_s: float, say: Callable[[str], None]
+) -> None:
+    """Wait until each color with capacity has that many healthy instances in its target group;
+    StackError naming the fleet and its instances' states when ``timeout_s`` passes first."""
+    from labkit.deploy.health import wait_healthy  # the deploy layer's one copy of the wait
+
+    deployment = outputs.get("deployment") or {}
+    deadline = time.monotonic() + timeout_s
+    for color in COLORS:
+        wanted = int(deployment.get(f"{color}_capacity") or 0)
+        if not wanted or f"{color}_asg_name" not in outputs:
+            continue
+        ok, report, waited = wait_healthy(
+            chosen,
+            asg_name=str(outputs[f"{color}_asg_name"]),
+            target_group_arn=str(outputs[f"{color}_target_group_arn"]),
+            wanted=wanted,
+            timeout_s=max(0.0, deadline - time.monotonic()),
+            say=say,
+        )
+        say(f"{color}: {report.describe()} after {waited:.0f} s")
+        if not ok:
+            raise StackError(
+                f"The apply is done, but {color}'s fleet is not healthy after {timeout_s:g} s: "
+                f"{report.describe()}.",
+                hint="See why the instances fail (`labkit sandbox logs` on the sandbox, the instances' "
+                "console output on AWS); `labkit stack apply ENV --wait-timeout S` waits longer.",
+            )
+    say("")
+
+
+def _progress_line() -> Callable[[str], None]:
+    """One progress line, rewritten in place on a terminal; plain lines otherwise (logs, pipes)."""
+    if not sys.stdout.isatty():
+        return lambda line: typer.echo(line) if line else None
+
+    def say(line: str) -> None:
+        sys.stdout.write("\r\033[K" + line.strip() + ("" if line else "\n"))
+        sys.stdout.flush()
+
+    return say
 
 
 @stack_app.command()
 def destroy(
+    ctx: typer.Context,
     env: Env,
-    target: TargetName = "sandbox",
-    region: Region = None,
-    profile: Profile = None,
-    endpoint_url: Endpoint = None,
     yes: Annotated[bool, typer.Option("--yes", help="Do not ask for confirmation.")] = False,
+    confirm: Annotated[
+        str | None, typer.Option(help="On --target aws: type ENV's name to confirm (required there).")
+    ] = None,
 ) -> None:
-    """Destroy every resource of ENV (global refuses: see teardown-global)."""
-    stack = _stack(env, target, region=region, profile=profile, endpoint_url=endpoint_url)
+    """Destroy every resource of ENV (global refuses: see teardown-global). On --target aws it
+    needs --confirm ENV."""
+    stack = _stack(ctx, env)
+    stack.confirm_destroy(confirm)  # on aws, refused before the question and before any change
     if not yes:
         typer.confirm(f"Destroy every resource of {env} on {stack.target.name}?", abort=True)
-    result = stack.destroy()
+    result = stack.destroy(confirm=confirm)
     typer.echo(f"{env}: {result.removed} resources destroyed")
 
 
 @stack_app.command()
-def output(
-    env: Env,
-    target: TargetName = "sandbox",
-    region: Region = None,
-    profile: Profile = None,
-    endpoint_url: Endpoint = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
-) -> None:
+def output(ctx: typer.Context, env: Env, as_json: AsJson = False) -> None:
     """Print every output of ENV (alb_dns_name among them for staging and production)."""
-    values = _stack(env, target, region=region, profile=profile, endpoint_url=endpoint_url).outputs()
+    values = _stack(ctx, env, quiet_stdout=as_json).outputs()
     if as_json:
-        typer.echo(json.dumps(values, indent=2, sort_keys=True))
+        echo_json(values)
     else:
         _print_outputs(values)
 
 
 @stack_app.command("teardown-global")
 def teardown_global(
+    ctx: typer.Context,
     confirm: Annotated[str, typer.Option(help="Type `global` to confirm: the state bucket goes too.")],
-    target: TargetName = "sandbox",
-    region: Region = None,
-    profile: Profile = None,
-    endpoint_url: Endpoint = None,
+    account_id: Annotated[
+        str | None,
+        typer.Option(help="On --target aws: the account's id, to confirm which one (required there)."),
+    ] = None,
 ) -> None:
     """Remove global, state bucket included, once staging and production are destroyed."""
-    _stack("global", target, region=region, profile=profile, endpoint_url=endpoint_url).teardown(
-        confirm=confirm
-    )
+    _stack(ctx, "global").teardown(confirm=confirm, account_id=account_id)
 
 
 def _print_outputs(values: dict[str, Any]) -> None:

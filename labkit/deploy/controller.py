@@ -171,8 +171,8 @@ class Controller:
         if not release_exists(self.target, bucket, version):
             raise DeployError(
                 f"Release {version} is not in the artifact bucket (s3://{bucket}/{release_key(version)}).",
-                hint=f"Build and upload it first: `labkit release build {version}` then "
-                f"`labkit release upload {version}`; `labkit release list` shows what is there.",
+                hint=f"Build and publish it first: `labkit release build {version}` (it uploads to the "
+                "artifact bucket); `labkit release list` shows what is there.",
             )
         deployment_id = new_deployment_id()
         # The lock first: a second deploy is refused naming the holder, before it reads anything

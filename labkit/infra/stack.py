@@ -162,6 +162,9 @@ class Stack:
     ) -> ApplyResult:
         """Apply ``variables`` on top of the applied deployment (on AWS only with ``allow_spend``).
 
+        staging and production refuse, before Terraform runs, a ``*_version`` whose fleet has
+        capacity while its release is not in the artifact bucket (``labkit release build`` puts it there).
+
         ``targets`` builds only those resources and what they depend on: the lessons build staging
         one module at a time this way. Terraform warns that such a plan may be incomplete; the
         next untargeted apply completes it.
@@ -180,10 +183,45 @@ class Stack:
                 )
             return self._bootstrap(variables)
         self._init()
-        return self.terraform.apply(variables=self.variables(variables), targets=targets, refresh=refresh)
+        values = self.variables(variables)
+        if not targets or any("fleet" in t for t in targets):
+            self._require_artifacts(values)
+        return self.terraform.apply(variables=values, targets=targets, refresh=refresh)
 
-    def destroy(self) -> ApplyResult:
-        """Destroy every resource of the environment. ``global`` refuses: see :meth:`teardown`."""
+    def confirm_destroy(self, confirm: str | None, *, account_id: str | None = None) -> None:
+        """On AWS, refuse to destroy unless ``confirm`` is this environment's name (and, for
+        ``global``, ``account_id`` is the account's id); the sandbox needs no confirmation.
+
+        It refuses before any call to AWS when a confirmation is missing or names another
+        environment; only the account id is checked against the account (one read of STS)."""
+        if self.target.is_sandbox:
+            return
+        if confirm != self.env:
+            raise StackError(
+                f"Refusing to destroy {self.env} on AWS without confirm={self.env!r}: it deletes its "
+                "resources for good.",
+                hint=f"Pass confirm={self.env!r} (CLI: `labkit --target aws stack destroy {self.env} "
+                f"--confirm {self.env}`; notebook 09: -p confirm {self.env}).",
+            )
+        if self.env != "global":
+            return
+        if not account_id:
+            raise StackError(
+                f"Refusing to tear down global on AWS ({self.target.region}) without the account id: "
+                "it deletes every environment's state and every release.",
+                hint="Pass account_id='123456789012', your account's id (`aws sts get-caller-identity`; "
+                "CLI: --account-id; notebook 09: -p confirm_account ID).",
+            )
+        if account_id != self.names.account_id:
+            raise StackError(
+                f"Refusing to tear down global: account_id {account_id} is not the account these "
+                f"credentials use ({self.names.account_id}).",
+                hint="Check which account your profile points at before tearing anything down.",
+            )
+
+    def destroy(self, *, confirm: str | None = None) -> ApplyResult:
+        """Destroy every resource of the environment (on AWS only with ``confirm`` equal to its name,
+        see :meth:`confirm_destroy`). ``global`` refuses: see :meth:`teardown`."""
         if self.env == "global":
             raise StackError(
                 "Refusing to destroy global: it holds the Terraform state bucket of every environment "
@@ -192,6 +230,7 @@ class Stack:
                 "Stack('global', target).teardown(confirm='global') or "
                 "`labkit stack teardown-global --confirm global`.",
             )
+        self.confirm_destroy(confirm)
         self._init()
         if not self.terraform.state_list():
             self._say(f"{self.env}: nothing to destroy")
@@ -292,8 +331,9 @@ class Stack:
             )
         return config
 
-    def teardown(self, *, confirm: str) -> None:
-        """Remove ``global``, the state bucket included: the one path that may.
+    def teardown(self, *, confirm: str, account_id: str | None = None) -> None:
+        """Remove ``global``, the state bucket included: the one path that may. ``confirm`` must be
+        "global"; on AWS ``account_id`` must be the account's id too (see :meth:`confirm_destroy`).
 
         Refuses while staging or production state still lists resources. Destroys everything in
         global except the state bucket and its configuration (a targeted destroy never reaches what
@@ -313,6 +353,7 @@ class Stack:
                 hint="Pass confirm='global' (CLI: --confirm global) once staging and production are "
                 "destroyed.",
             )
+        self.confirm_destroy(confirm, account_id=account_id)
         bucket = self.names.state_bucket
         if not self._bucket_exists(bucket):
             raise StackError(
@@ -367,6 +408,33 @@ class Stack:
                 values.update(self.terraform.output().get("deployment") or {})
         values.update(overrides or {})
         return values
+
+    def _require_artifacts(self, values: Mapping[str, Any]) -> None:
+        """Refuse, before Terraform runs, a fleet with capacity whose release is not in the artifact
+        bucket: its instances would fetch nothing and the load balancer would answer 502."""
+        from labkit.release.build import release_exists, release_key  # only applies that build fleets need it
+
+        bucket = values.get("artifact_bucket")
+        if self.env not in APP_ENVIRONMENTS or not bucket:
+            return
+        for name in sorted(values):
+            color = name.removesuffix("_version")
+            if not name.endswith("_version") or values.get(f"{color}_capacity") in (0, "0"):
+                continue
+            version = str(values[name])
+            if not release_exists(self.target, str(bucket), version):
+                fix = (
+                    f"`labkit release build {version}` (`labkit release list` shows what is there)"
+                    if self.target.is_sandbox
+                    else f"`labkit --target aws --allow-spend release build {version}` "
+                    "(`labkit --target aws release list` shows what is there)"
+                )
+                raise StackError(
+                    f"Refusing to apply {self.env}: {name}={version}, and release {version} is not in the "
+                    f"artifact bucket (s3://{bucket}/{release_key(version)}); its instances would serve "
+                    "nothing.",
+                    hint=f"Build and publish it first: {fix}.",
+                )
 
     def _init(self) -> None:
         """``terraform init`` with this target's S3 backend, once per Stack."""

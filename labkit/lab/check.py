@@ -24,10 +24,17 @@ What is checked, per notebook:
 
    This is the head of the Vertex AI notebook template (title, overview, objective, costs) with the two
    things DESIGN.md adds for this lab: how long it takes and what it changes.
+4. **Kernel.** The notebook declares the project's kernel, :data:`KERNEL_NAME` ("Blue/Green Lab"), which
+   ``make setup`` registers in the project's venv; a notebook declaring ``python3`` would run on whatever
+   interpreter a JupyterLab outside the venv offers.
+5. **Outline.** JupyterLab's table of contents reads well: one level-1 heading, first; no heading goes
+   more than one level below the one before it; and the last heading before the parameters cell is
+   ``Parameters``, so the cell papermill rewrites is visibly marked.
 """
 
 from __future__ import annotations
 
+import itertools
 import json
 import re
 import sys
@@ -51,6 +58,14 @@ _LABEL_LINE = re.compile(
 )
 _ANY_HEADING = re.compile(r"^\s{0,3}#{1,6}\s")
 _TITLE = re.compile(r"^#\s+\S")
+
+#: The kernel every notebook and runbook declares: this venv's ipykernel under a name of its own, so a
+#: JupyterLab started outside the venv (or a user-level ``python3`` kernelspec) cannot silently run the
+#: lessons on another interpreter. ``make setup`` registers it; :mod:`labkit.lab.run` runs on it.
+KERNEL_NAME = "bluegreen-lab"
+KERNEL_DISPLAY_NAME = "Blue/Green Lab"
+_OUTLINE_HEADING = re.compile(r"^\s{0,3}(#{1,6})\s+(.*?)[\s#]*$")
+_FENCE = re.compile(r"^\s{0,3}(```|~~~)")
 
 STRIP_FIX = "jupyter nbconvert --clear-output --inplace {path}  (or: nbstripout {path})"
 
@@ -243,6 +258,75 @@ def _cells(indexes: Iterable[int]) -> str:
     return ", ".join(str(i) for i in indexes)
 
 
+def headings(cells: Sequence[dict[str, Any]]) -> list[tuple[int, int, str]]:
+    """Every markdown heading as (cell index, level, text), as JupyterLab's outline lists them."""
+    found: list[tuple[int, int, str]] = []
+    for index, cell in enumerate(cells):
+        if cell.get("cell_type") != "markdown":
+            continue
+        fenced = False
+        for line in cell_source(cell).splitlines():
+            if _FENCE.match(line):
+                fenced = not fenced
+            elif not fenced and (match := _OUTLINE_HEADING.match(line)):
+                found.append((index, len(match.group(1)), match.group(2)))
+    return found
+
+
+def _check_kernel(path: Path, doc: Mapping[str, Any]) -> list[Problem]:
+    spec = doc.get("metadata", {}).get("kernelspec") or {}
+    name = spec.get("name") if isinstance(spec, dict) else None
+    if name == KERNEL_NAME:
+        return []
+    return [
+        Problem(
+            path,
+            f"declares the kernel {name!r}, not the project's {KERNEL_NAME!r}.",
+            f"In JupyterLab pick Kernel > Change Kernel > '{KERNEL_DISPLAY_NAME}' and save, or set "
+            f'metadata.kernelspec to {{"name": "{KERNEL_NAME}", "display_name": "{KERNEL_DISPLAY_NAME}", '
+            '"language": "python"}.',
+        )
+    ]
+
+
+def _check_outline(path: Path, cells: Sequence[dict[str, Any]]) -> list[Problem]:
+    found = headings(cells)
+    problems: list[Problem] = []
+    titles = [text for _, level, text in found if level == 1]
+    if len(titles) > 1:
+        problems.append(
+            Problem(
+                path,
+                f"has {len(titles)} level-1 headings ({', '.join(map(repr, titles))}); the outline "
+                "wants one.",
+                "Keep the title as the only '# ' heading; make the others '## '.",
+            )
+        )
+    for (_, before, _), (index, level, text) in itertools.pairwise(found):
+        if level > before + 1:
+            problems.append(
+                Problem(
+                    path,
+                    f"heading {text!r} in cell {index} is level {level} right after a level {before}: "
+                    "the outline skips a level.",
+                    f"Make it level {before + 1} ({'#' * (before + 1)} {text}).",
+                )
+            )
+    marked = [i for i, c in enumerate(cells) if c.get("cell_type") == "code" and "parameters" in _tags(c)]
+    if marked:
+        above = [text for index, _, text in found if index < marked[0]]
+        if not above or above[-1].strip().lower() != "parameters":
+            problems.append(
+                Problem(
+                    path,
+                    "has no 'Parameters' heading right before its parameters cell, so the outline does not "
+                    "show where the values papermill replaces are.",
+                    "End the markdown cell before it with '## Parameters' and a line on how to set them.",
+                )
+            )
+    return problems
+
+
 def check_notebook(path: Path) -> list[Problem]:
     """Every problem with one notebook file; an empty list when it passes."""
     try:
@@ -254,7 +338,13 @@ def check_notebook(path: Path) -> list[Problem]:
     if not isinstance(cells, list):
         what = "is not an nbformat 4 notebook (no 'cells' list)."
         return [Problem(path, what, "Re-save it in JupyterLab.")]
-    return [*_check_header(path, cells), *_check_parameters(path, cells), *_check_stripped(path, cells)]
+    return [
+        *_check_header(path, cells),
+        *_check_parameters(path, cells),
+        *_check_stripped(path, cells),
+        *_check_kernel(path, doc),
+        *_check_outline(path, cells),
+    ]
 
 
 def find_notebooks(folders: Iterable[Path]) -> list[Path]:

@@ -61,6 +61,37 @@ def check_provider_source() -> Check:
     )
 
 
+def check_kernel() -> Check:
+    """Whether JupyterLab started from this venv finds the lab's kernel, running this venv's Python.
+
+    JupyterLab searches the user's kernel folder before the venv's, so a stale user-level kernelspec
+    of the same name would win: that is reported too.
+    """
+    from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
+
+    from labkit.lab.check import KERNEL_DISPLAY_NAME, KERNEL_NAME
+    from labkit.lab.run import runs_this_interpreter
+
+    try:
+        spec = KernelSpecManager().get_kernel_spec(KERNEL_NAME)
+    except NoSuchKernel:
+        return Check(
+            "jupyter kernel",
+            False,
+            f"JupyterLab would not find the '{KERNEL_DISPLAY_NAME}' kernel ({KERNEL_NAME})",
+            "Run `make setup`: it registers the kernel in the project's venv.",
+        )
+    if not runs_this_interpreter(spec.argv):
+        return Check(
+            "jupyter kernel",
+            False,
+            f"'{KERNEL_NAME}' at {spec.resource_dir} runs {spec.argv[0] if spec.argv else '?'}, "
+            f"not this venv's Python ({sys.executable})",
+            f"Remove {spec.resource_dir} (a user-level kernelspec wins over the venv's), then `make setup`.",
+        )
+    return Check("jupyter kernel", True, f"'{KERNEL_DISPLAY_NAME}' ({KERNEL_NAME}) runs {sys.executable}")
+
+
 def check_sandbox() -> Check:
     from labkit.sandbox import describe_status
 
@@ -87,7 +118,7 @@ def check_aws_identity(profile: str | None = None) -> Check:
 
 def run_checks(target: str = "sandbox", *, profile: str | None = None) -> list[Check]:
     """Every check for ``target``; the aws identity is checked only for ``target="aws"``."""
-    checks = [check_python(), check_terraform(), check_provider_source(), check_sandbox()]
+    checks = [check_python(), check_terraform(), check_provider_source(), check_kernel(), check_sandbox()]
     if target == "aws":
         checks.append(check_aws_identity(profile))
     return checks

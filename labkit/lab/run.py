@@ -9,8 +9,9 @@
 - The executed copies go to ``runs/<timestamp>/`` at the project root (git-ignored) unless ``out_dir``
   is given. While a run lasts, ``LABKIT_RUN_DIR`` names that folder, so a notebook saves its plots next to
   its executed copy with :func:`artifacts_dir`.
-- Each notebook runs in its own folder (as JupyterLab does) on the ``python3`` kernel of the interpreter
-  running labkit, so the kernel sees the same venv and the same labkit.
+- Each notebook runs in its own folder (as JupyterLab does) on the project's named kernel
+  (:data:`KERNEL_NAME`, registered in this venv by ``make setup``), which runs the interpreter running
+  labkit, so the kernel sees the same venv and the same labkit.
 """
 
 from __future__ import annotations
@@ -28,11 +29,9 @@ from pathlib import Path
 from typing import Any
 
 from labkit.errors import ConfigError, NotebookRunError
-from labkit.lab.check import cell_source
+from labkit.lab.check import KERNEL_DISPLAY_NAME, KERNEL_NAME, cell_source
 from labkit.settings import PROJECT_ROOT
 
-#: The kernel every notebook runs on: the current interpreter's ipykernel.
-KERNEL_NAME = "python3"
 #: The default per-cell time limit, in seconds. Terraform applies of the ALB take about a minute.
 DEFAULT_CELL_TIMEOUT_S = 900.0
 RUN_DIR_ENV = "LABKIT_RUN_DIR"
@@ -119,31 +118,35 @@ def new_run_dir(root: Path | None = None) -> Path:
 
 
 def ensure_kernel() -> str:
-    """The ``python3`` kernel, checked to run this interpreter (registered in this venv if missing)."""
+    """The project's kernel, checked to run this interpreter (registered in this venv if missing)."""
     from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
 
-    manager = KernelSpecManager()
     try:
-        spec = manager.get_kernel_spec(KERNEL_NAME)
+        spec = KernelSpecManager().get_kernel_spec(KERNEL_NAME)
     except NoSuchKernel:
         from ipykernel.kernelspec import install
 
-        install(kernel_name=KERNEL_NAME, prefix=sys.prefix)
+        install(kernel_name=KERNEL_NAME, display_name=KERNEL_DISPLAY_NAME, prefix=sys.prefix)
         spec = KernelSpecManager().get_kernel_spec(KERNEL_NAME)
-    command = spec.argv[0] if spec.argv else ""
-    # jupyter_client swaps a bare "python"/"python3"/"python3.X" for sys.executable.
-    bare = {"python", f"python{sys.version_info[0]}", "python{}.{}".format(*sys.version_info[:2])}
-    same = command in bare or (
-        Path(command).exists() and Path(command).resolve() == Path(sys.executable).resolve()
-    )
-    if not same:
+    if not runs_this_interpreter(spec.argv):
         raise ConfigError(
-            f"The '{KERNEL_NAME}' Jupyter kernel at {spec.resource_dir} runs {command}, "
+            f"The '{KERNEL_NAME}' Jupyter kernel at {spec.resource_dir} runs {spec.argv[:1]}, "
             f"not this interpreter ({sys.executable}).",
             hint=f"Register this venv's kernel: {sys.executable} -m ipykernel install --sys-prefix "
-            f"--name {KERNEL_NAME}, or remove the other kernelspec folder.",
+            f"--name {KERNEL_NAME} --display-name '{KERNEL_DISPLAY_NAME}', or remove the other "
+            "kernelspec folder.",
         )
     return KERNEL_NAME
+
+
+def runs_this_interpreter(argv: list[str]) -> bool:
+    """Whether a kernelspec's command line starts this interpreter."""
+    command = argv[0] if argv else ""
+    # jupyter_client swaps a bare "python"/"python3"/"python3.X" for sys.executable.
+    bare = {"python", f"python{sys.version_info[0]}", "python{}.{}".format(*sys.version_info[:2])}
+    return command in bare or (
+        Path(command).exists() and Path(command).resolve() == Path(sys.executable).resolve()
+    )
 
 
 @dataclass(frozen=True)

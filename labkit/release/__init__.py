@@ -5,5 +5,6 @@
 - :mod:`labkit.release.appserver`: run a release locally as an instance does (unpack, gunicorn,
   wait until it answers, stop).
 
-It imports only the foundation and :mod:`labkit.infra`.
+It imports only the foundation (errors, settings, target); :mod:`labkit.infra` uses it to refuse
+an apply whose release is not in the artifact bucket.
 """

@@ -202,6 +202,21 @@ def release_exists(target: Target, bucket: str, version: str) -> bool:
     return _object_exists(target.client("s3"), bucket, release_key(version))
 
 
+def list_releases(target: Target, bucket: str) -> list[str]:
+    """The versions whose artifact is in ``bucket`` (``releases/<version>/release.tar.gz``), sorted."""
+    s3: S3Client = target.client("s3")
+    found: list[str] = []
+    try:
+        for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix="releases/"):
+            for item in page.get("Contents", []):
+                parts = item["Key"].split("/")
+                if len(parts) == 3 and parts[2] == ARTIFACT_NAME:
+                    found.append(parts[1])
+    except (ClientError, BotoCoreError) as exc:
+        raise _s3_error(f"Cannot list s3://{bucket}/releases/", exc, bucket) from None
+    return sorted(found)
+
+
 def _object_exists(s3: S3Client, bucket: str, key: str) -> bool:
     try:
         s3.head_object(Bucket=bucket, Key=key)
@@ -253,7 +268,8 @@ def _s3_error(action: str, exc: Exception, bucket: str) -> ReleaseError:
     if code == "NoSuchBucket":
         return ReleaseError(
             f"{action}: the bucket {bucket} does not exist.",
-            hint="Apply the stack first (it creates the artifact bucket) or pass the right --bucket.",
+            hint="Apply global first (`labkit stack apply global` creates the artifact bucket), or pass the "
+            "right --bucket.",
         )
     return ReleaseError(
         f"{action}: {exc}", hint="Check that the target is up (`labkit doctor`) and the bucket name."

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import multiprocessing
 import os
 import signal
@@ -399,6 +400,13 @@ def test_cli_lists_shows_and_force_unlocks(sandbox: RunningSandbox) -> None:
     assert [row.split()[0] for row in rows] == [running.id, done.id]  # newest first, staging only
     assert "rolled_back" in rows[1] and "analysis failed: green 5xx rate too high" in rows[1]
     assert "in_progress" in rows[0] and "started, green at 0%" in rows[0]
+
+    as_json = runner.invoke(cli, ["ledger", "staging", "--table", table, "--json"])
+    assert as_json.exit_code == 0, as_json.output
+    document = json.loads(as_json.output)
+    assert document["lock"]["owner"] == "ci-runner pid 7"
+    assert [d["id"] for d in document["deployments"]] == [running.id, done.id]
+    assert document["deployments"][1]["status"] == "rolled_back"
 
     everything = runner.invoke(cli, ["ledger", "--table", table, "--limit", "2"])
     assert everything.exit_code == 0 and "... 1 older; --limit shows more" in everything.output

@@ -29,7 +29,7 @@ from labkit.sandbox.server.mends import apply_mends
 from labkit.sandbox.server.topology import TargetHealthReport
 from labkit.settings import terraform_dir
 from labkit.target import Target, sandbox
-from tests.conftest import free_port
+from tests.conftest import free_port, upload_artifact
 
 pytestmark = pytest.mark.integration
 
@@ -86,6 +86,8 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
             assert names.state_bucket not in [b["Name"] for b in s3.list_buckets()["Buckets"]]
             lab = Lab(target=target, endpoint=endpoint, home=home, names=names, lines=[])
             lab.stack("global").apply(GITHUB)
+            # staging refuses a release that is not in the artifact bucket.
+            upload_artifact(target, names.artifact_bucket, "1.0.0", home / "releases")
             lab.stack("staging").apply(FIRST_DEPLOYMENT)
             yield lab
             _clean_up_after_a_failure(lab)
@@ -259,7 +261,7 @@ def test_traffic_to_a_color_without_instances_is_refused_and_changes_nothing(lab
 
 
 def test_labkit_stack_output_prints_every_output(lab: Lab) -> None:
-    result = CliRunner().invoke(app, ["stack", "output", "staging", "--endpoint-url", lab.endpoint])
+    result = CliRunner().invoke(app, ["--endpoint-url", lab.endpoint, "stack", "output", "staging"])
     assert result.exit_code == 0, result.output
     printed = {line.split(" = ", 1)[0] for line in result.output.splitlines() if " = " in line}
     assert printed == set(lab.stack("staging").outputs())

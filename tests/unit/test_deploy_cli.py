@@ -12,7 +12,7 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from labkit.cli import app
+from labkit.cli import ExitCode, app
 from labkit.cli.deploy import print_outcome
 from labkit.deploy import Controller
 from labkit.deploy.ledger import Deployment
@@ -94,10 +94,12 @@ def _record(status: str, reason: str) -> Deployment:
     )  # fmt: skip
 
 
-def test_deploy_exits_0_only_when_the_release_serves_all_traffic(capsys: pytest.CaptureFixture[str]) -> None:
+def test_deploy_exits_0_when_the_release_serves_and_3_when_rolled_back(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     print_outcome(_record("succeeded", "1.2.0 serves all traffic on blue"), None)
     assert "deployed: 1.2.0 serves all of staging's traffic on blue" in capsys.readouterr().out
     with pytest.raises(typer.Exit) as exited:
         print_outcome(_record("rolled_back", "analysis failed at blue 10%: blue 5xx rate too high"), None)
-    assert exited.value.exit_code == 1
+    assert exited.value.exit_code == ExitCode.ROLLED_BACK == 3
     assert "rolled back: analysis failed at blue 10%: blue 5xx rate too high" in capsys.readouterr().err

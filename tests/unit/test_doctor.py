@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from labkit.lab.doctor import check_provider_source, check_terraform, run_checks
+from labkit.lab.doctor import check_kernel, check_provider_source, check_terraform, run_checks
 
 
 def test_missing_terraform_is_a_failure_with_the_install_fix(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -42,4 +43,21 @@ def test_doctor_exits_non_zero_when_a_check_fails(tmp_path: Path) -> None:
 
 def test_doctor_lists_every_check_for_the_sandbox() -> None:
     names = [c.name for c in run_checks("sandbox")]
-    assert names == ["python", "terraform", "aws provider", "sandbox"]
+    assert names == ["python", "terraform", "aws provider", "jupyter kernel", "sandbox"]
+
+
+def test_the_kernel_check_finds_the_labs_kernel_or_says_how_to_register_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    found = check_kernel()
+    assert found.ok is True and "'Blue/Green Lab' (bluegreen-lab) runs" in found.detail
+
+    # JUPYTER_PATH is searched first: a kernelspec of the same name there, for another Python, wins.
+    stale = tmp_path / "kernels" / "bluegreen-lab"
+    stale.mkdir(parents=True)
+    argv = ["/opt/other/bin/python", "-m", "ipykernel_launcher", "-f", "{connection_file}"]
+    (stale / "kernel.json").write_text(json.dumps({"argv": argv, "display_name": "Blue/Green Lab"}))
+    monkeypatch.setenv("JUPYTER_PATH", str(tmp_path))
+    shadowed = check_kernel()
+    assert shadowed.ok is False and "runs /opt/other/bin/python, not this venv's Python" in shadowed.detail
+    assert f"Remove {stale}" in shadowed.fix

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from labkit.lab.check import check_folders, check_notebook, header_sections, main
+from labkit.lab.check import KERNEL_NAME, check_folders, check_notebook, header_sections, headings, main
 from labkit.settings import PROJECT_ROOT
 
 FIXTURES = Path(__file__).parent.parent / "fixtures" / "notebooks"
@@ -58,9 +58,17 @@ def test_outputs_and_execution_counts_are_caught(tmp_path: Path, good: dict[str,
 
 def test_executed_papermill_copy_is_caught(tmp_path: Path, good: dict[str, Any]) -> None:
     doc = copy.deepcopy(good)
-    doc["cells"].insert(2, {"cell_type": "code", "execution_count": None, "id": "x1",
-                            "metadata": {"tags": ["injected-parameters"]}, "outputs": [],
-                            "source": "greeting = 'hi'"})
+    doc["cells"].insert(
+        2,
+        {
+            "cell_type": "code",
+            "execution_count": None,
+            "id": "x1",
+            "metadata": {"tags": ["injected-parameters"]},
+            "outputs": [],
+            "source": "greeting = 'hi'",
+        },
+    )
     found = messages(write(tmp_path, doc))
     assert len(found) == 1 and "tagged injected-parameters" in found[0] and "runs/" in found[0]
 
@@ -92,7 +100,8 @@ def test_first_cell_not_markdown_is_caught(tmp_path: Path, good: dict[str, Any])
     doc = copy.deepcopy(good)
     doc["cells"] = doc["cells"][1:]
     found = messages(write(tmp_path, doc))
-    assert len(found) == 1 and "has no header: the first cell is code, not markdown" in found[0]
+    assert len(found) == 2 and "has no header: the first cell is code, not markdown" in found[0]
+    assert "no 'Parameters' heading right before its parameters cell" in found[1]
 
 
 def test_empty_notebook_is_caught(tmp_path: Path, good: dict[str, Any]) -> None:
@@ -104,8 +113,9 @@ def test_empty_notebook_is_caught(tmp_path: Path, good: dict[str, Any]) -> None:
 
 
 def set_header(doc: dict[str, Any], text: str) -> dict[str, Any]:
+    """``doc`` with ``text`` as its header, followed by the heading that marks the parameters cell."""
     doc = copy.deepcopy(doc)
-    doc["cells"][0]["source"] = text
+    doc["cells"][0]["source"] = text + "\n\n## Parameters\nSet them here or with `-p`."
     return doc
 
 
@@ -156,8 +166,9 @@ def test_unreadable_notebook_is_reported(tmp_path: Path) -> None:
     assert len(found) == 1 and "cannot be read as notebook JSON" in found[0]
 
 
-def test_main_prints_problems_and_exits_1(tmp_path: Path, good: dict[str, Any],
-                                         capsys: pytest.CaptureFixture[str]) -> None:
+def test_main_prints_problems_and_exits_1(
+    tmp_path: Path, good: dict[str, Any], capsys: pytest.CaptureFixture[str]
+) -> None:
     doc = copy.deepcopy(good)
     doc["cells"][1]["outputs"] = [{"output_type": "stream", "name": "stdout", "text": ["x"]}]
     write(tmp_path, doc, "bad.ipynb")
@@ -184,6 +195,7 @@ def test_a_parameter_papermill_cannot_read_is_a_problem(tmp_path: Path) -> None:
     from labkit.lab.check import check_notebook
 
     header = "# T\n\n## Objectives\nx\n\n## Time\n1 min\n\n## Cost\nnone\n\n## Side effects\nnone\n"
+    header += "\n## Parameters\n"
     params = new_code_cell(
         'target: str = "sandbox"  # fine\n'
         "region: str | None = None  # a union type\n"
@@ -192,8 +204,52 @@ def test_a_parameter_papermill_cannot_read_is_a_problem(tmp_path: Path) -> None:
     )
     params.metadata["tags"] = ["parameters"]
     path = tmp_path / "nb.ipynb"
-    nbformat.write(new_notebook(cells=[new_markdown_cell(header), params]), str(path))
+    kernelspec = {"name": KERNEL_NAME, "display_name": "Blue/Green Lab", "language": "python"}
+    nbformat.write(
+        new_notebook(cells=[new_markdown_cell(header), params], metadata={"kernelspec": kernelspec}),
+        str(path),
+    )
     problems = check_notebook(path)
     assert [p.what for p in problems] == [
         "assigns parameter(s) region, spend that papermill cannot read, so `-p` refuses them."
     ]
+
+
+def test_a_notebook_on_another_kernel_is_caught(tmp_path: Path, good: dict[str, Any]) -> None:
+    doc = copy.deepcopy(good)
+    doc["metadata"]["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    found = messages(write(tmp_path, doc))
+    assert len(found) == 1
+    assert "declares the kernel 'python3', not the project's 'bluegreen-lab'" in found[0]
+    assert "Change Kernel > 'Blue/Green Lab'" in found[0]
+    del doc["metadata"]["kernelspec"]
+    assert "declares the kernel None" in messages(write(tmp_path, doc))[0]
+
+
+def test_the_outline_skipping_a_level_or_with_two_titles_is_caught(
+    tmp_path: Path, good: dict[str, Any]
+) -> None:
+    text = "# T\n\n## Objectives\nx\n\n#### Time\n1 min\n\n## Cost\nnone\n\n## Side effects\nnone"
+    found = messages(write(tmp_path, set_header(good, text)))
+    assert len(found) == 1
+    assert "heading 'Time' in cell 0 is level 4 right after a level 2: the outline skips a level" in found[0]
+    assert "Make it level 3 (### Time)" in found[0]
+    text = "# T\n\n## Objectives\nx\n\n## Time\n1 min\n\n## Cost\nnone\n\n## Side effects\nnone\n\n# Appendix"
+    found = messages(write(tmp_path, set_header(good, text)))
+    assert len(found) == 1 and "has 2 level-1 headings ('T', 'Appendix')" in found[0]
+
+
+def test_an_unmarked_parameters_cell_is_caught(tmp_path: Path, good: dict[str, Any]) -> None:
+    doc = copy.deepcopy(good)
+    doc["cells"][0]["source"] = "".join(doc["cells"][0]["source"]).replace("## Parameters", "## Settings")
+    found = messages(write(tmp_path, doc))
+    assert len(found) == 1 and "no 'Parameters' heading right before its parameters cell" in found[0]
+
+
+def test_headings_skip_fenced_code() -> None:
+    cells = [
+        {"cell_type": "markdown", "source": "# Title\n```bash\n# a shell comment\n```\n## Part"},
+        {"cell_type": "code", "source": "# a Python comment"},
+        {"cell_type": "markdown", "source": ["### Detail  ##\n", "text"]},
+    ]
+    assert headings(cells) == [(0, 1, "Title"), (0, 2, "Part"), (2, 3, "Detail")]

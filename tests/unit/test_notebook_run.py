@@ -23,6 +23,7 @@ from labkit.lab.run import (
     ensure_kernel,
     new_run_dir,
     parse_value,
+    runs_this_interpreter,
 )
 
 FIXTURES = Path(__file__).parent.parent / "fixtures" / "notebooks"
@@ -114,8 +115,14 @@ def test_artifacts_dir_follows_the_run(tmp_path: Path, monkeypatch: pytest.Monke
     assert artifacts_dir() == tmp_path / "run1" and (tmp_path / "run1").is_dir()
 
 
-def test_kernel_is_this_interpreters() -> None:
-    assert ensure_kernel() == "python3"
+def test_the_named_kernel_runs_this_interpreter() -> None:
+    from jupyter_client.kernelspec import KernelSpecManager
+
+    assert ensure_kernel() == "bluegreen-lab"
+    spec = KernelSpecManager().get_kernel_spec("bluegreen-lab")
+    assert spec.display_name == "Blue/Green Lab"
+    assert runs_this_interpreter(spec.argv)
+    assert not runs_this_interpreter(["/usr/bin/python2", "-m", "ipykernel_launcher"])
 
 
 def cell(

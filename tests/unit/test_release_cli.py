@@ -1,4 +1,5 @@
-"""`labkit release build` through the real command line (no upload: that needs a server)."""
+"""`labkit release build --no-upload` through the real command line (publishing needs a sandbox:
+tests/integration/test_new_user_path.py)."""
 
 from __future__ import annotations
 
@@ -16,18 +17,18 @@ runner = CliRunner()
 
 def test_release_build_writes_the_artifact_with_its_faults(tmp_path: Path, labkit_home: Path) -> None:
     faults = ["--fault", "error_rate=0.3", "--fault", "ready=fail"]
-    result = runner.invoke(app, ["release", "build", "1.2.3", *faults, "--out", str(tmp_path)])
+    result = runner.invoke(app, ["release", "build", "1.2.3", *faults, "--out", str(tmp_path), "--no-upload"])
     assert result.exit_code == 0, result.output
     artifact = tmp_path / "release.tar.gz"
     assert f"built {artifact}" in result.output
     manifest = read_artifact_manifest(artifact)
     assert manifest["version"] == "1.2.3"
     assert manifest["faults"] == {"error_rate": 0.3, "ready": "fail"}
-    assert "uploaded" not in result.output  # no --bucket, no upload
+    assert "uploaded" not in result.output
 
 
 def test_release_build_defaults_to_labkit_home(labkit_home: Path) -> None:
-    result = runner.invoke(app, ["release", "build", "0.9.0"])
+    result = runner.invoke(app, ["release", "build", "0.9.0", "--no-upload"])
     assert result.exit_code == 0, result.output
     assert (labkit_home / "releases" / "0.9.0" / "release.tar.gz").is_file()
 

@@ -11,7 +11,7 @@ from labkit.cli import app
 from labkit.cli.stack import parse_vars
 from labkit.errors import ConfigError, SpendNotAllowedError, StackError
 from labkit.infra.stack import Stack, StackNames, state_key, uses_lockfile
-from labkit.target import aws, sandbox
+from labkit.target import Target, aws, sandbox
 
 SANDBOX = "http://127.0.0.1:1"  # never contacted: every check here happens before any AWS call
 
@@ -82,3 +82,25 @@ def test_cli_refuses_a_malformed_var_before_touching_any_target(labkit_home: Pat
     result = CliRunner().invoke(app, ["stack", "plan", "staging", "--var", "green_weight"])
     assert result.exit_code != 0
     assert isinstance(result.exception, ConfigError)
+
+
+def test_destroying_on_aws_needs_the_environments_name_before_any_call(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Checked before AWS is called: a call would fail on the closed endpoint instead."""
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:9")
+    aws = Target(name="aws", region="us-east-1")
+    with pytest.raises(StackError, match="without confirm='staging'"):
+        Stack("staging", aws).destroy()
+    with pytest.raises(StackError, match="without confirm='production'"):
+        Stack("production", aws).destroy(confirm="staging")
+    with pytest.raises(StackError, match="without the account id"):
+        Stack("global", aws).teardown(confirm="global")
+    with pytest.raises(StackError, match="without confirm='global'"):
+        Stack("global", aws).teardown(confirm="staging")
+
+
+def test_the_sandbox_needs_no_destroy_confirmation() -> None:
+    sandbox = Target(name="sandbox", region="us-east-1", endpoint_url="http://127.0.0.1:9")
+    Stack("staging", sandbox).confirm_destroy(None)
+    Stack("global", sandbox).confirm_destroy(None)

@@ -15,6 +15,8 @@ service and a test's ``ThreadedMotoServer`` alike (call it before the first requ
 - A security group rule that admits another group reports its description (moto read it only
   from CIDR rules, so Terraform planned to set it again on every plan).
 - Load balancers are ``active`` as soon as they exist.
+- Auto Scaling: ``DescribeScalingActivities`` lists the activities that :mod:`.healing` recorded
+  (stock moto answers an empty list); the service replaces ELB-unhealthy instances there.
 - CloudWatch: a new alarm starts ``INSUFFICIENT_DATA`` and an updated one keeps its state, as on
   AWS (moto set ``OK`` both times); state changes are kept as alarm history
   (``DescribeAlarmHistory``); a metric distribution (``Values``/``Counts``) is kept as one datum
@@ -57,6 +59,7 @@ def apply_mends(target_health: HealthSource | None) -> None:
         _mend_elbv2()
         _mend_ec2()
         _mend_cloudwatch()
+        _mend_autoscaling()
         _applied = True
 
 
@@ -152,6 +155,27 @@ def _mend_elbv2() -> None:
     _patch(models.FakeTargetGroup, "health_for", health_for)
     _patch(models.ELBv2Backend, "describe_target_health", describe_target_health)
     _patch(models.ELBv2Backend, "create_load_balancer", create_load_balancer)
+
+
+# --- Auto Scaling: the activities the sandbox's ELB health check recorded ---
+
+
+def _mend_autoscaling() -> None:
+    from moto.autoscaling.responses import AutoScalingResponse
+    from moto.core.responses import ActionResult
+
+    from labkit.sandbox.server import healing
+
+    def describe_scaling_activities(self: Any) -> Any:
+        names = self._get_param("AutoScalingGroupName")
+        found = healing.activities(self.autoscaling_backend, [names] if names else [])
+        wanted = self._get_param("ActivityIds") or []
+        if wanted:
+            found = [a for a in found if a["ActivityId"] in wanted]
+        limit = int(self._get_param("MaxRecords") or 100)
+        return ActionResult({"Activities": found[:limit]})
+
+    _patch(AutoScalingResponse, "describe_scaling_activities", describe_scaling_activities)
 
 
 # --- EC2: terminated instances leave target groups; launch template tags stay off the data ---

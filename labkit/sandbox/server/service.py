@@ -202,12 +202,13 @@ class SandboxService:
                     last_error, last_error_at = repr(exc), now
 
     def _reconcile(self, last: Any, force: bool) -> tuple[Any, bool]:
-        from labkit.sandbox.server import cloudwatch
+        from labkit.sandbox.server import cloudwatch, healing
         from labkit.sandbox.server.instance_view import running_instances
         from labkit.sandbox.server.lb.metrics import NAMESPACE
         from labkit.sandbox.server.lb.view import read_topology
 
         with self.lock:
+            healing.heal(self._observed_health)  # before reading what runs: replacements start now
             wanted = running_instances()
             topology = read_topology(self.fleet.ports())
             while self._points:

@@ -1,0 +1,109 @@
+"""The path a new user takes, as real `labkit` processes on a private sandbox: publish a release,
+apply global and staging, and every request through the ALB answers 200 once `stack apply` returns.
+
+The module starts its own sandbox (`labkit sandbox up` with a private LABKIT_SANDBOX_HOME and
+LABKIT_HOME), so nothing it applies meets the session's staging stack. One staging build (about 3 min).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from labkit.settings import PROJECT_ROOT
+
+pytestmark = pytest.mark.integration
+
+#: Requests sent through the ALB right after `stack apply` returns; every one must answer 200.
+REQUESTS = 50
+FIRST = ["--var", "blue_version=1.0.0", "--var", "green_version=1.0.0"]
+FIRST += ["--var", "blue_capacity=2", "--var", "green_capacity=0", "--var", "green_weight=0"]
+
+
+class Labkit:
+    """Runs `python -m labkit ...` with the private homes; every run's output is kept for the report."""
+
+    def __init__(self, root: Path) -> None:
+        self.env = {
+            **os.environ,
+            "LABKIT_HOME": str(root / "home"),
+            "LABKIT_SANDBOX_HOME": str(root / "sandbox"),
+        }
+        for name in ("AWS_PROFILE", "AWS_REGION", "LABKIT_TARGET", "LABKIT_ENDPOINT_URL"):
+            self.env.pop(name, None)
+
+    def __call__(self, *args: str, timeout_s: float = 900) -> subprocess.CompletedProcess[str]:
+        started = time.monotonic()
+        result = subprocess.run(
+            [sys.executable, "-m", "labkit", *args],
+            cwd=PROJECT_ROOT,
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=timeout_s,
+        )
+        took = time.monotonic() - started
+        print(f"$ labkit {' '.join(args)}  -> exit {result.returncode} in {took:.0f} s", flush=True)
+        return result
+
+
+@pytest.fixture(scope="module")
+def labkit(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Labkit]:
+    run = Labkit(tmp_path_factory.mktemp("new-user"))
+    up = run("sandbox", "up", timeout_s=120)
+    assert up.returncode == 0, up.stderr
+    try:
+        yield run
+    finally:
+        run("sandbox", "down", timeout_s=120)
+
+
+def test_build_apply_and_every_request_answers_200(labkit: Labkit) -> None:
+    # Before global exists there is nowhere to publish: the command says what to do first.
+    early = labkit("release", "build", "1.0.0")
+    assert early.returncode == 1
+    assert "`labkit stack apply global`" in early.stderr
+
+    applied = labkit("stack", "apply", "global")
+    assert applied.returncode == 0, applied.stderr
+
+    # staging refuses 1.0.0 before Terraform runs, naming the command that publishes it.
+    refused = labkit("stack", "apply", "staging", *FIRST)
+    assert refused.returncode == 1
+    assert "release 1.0.0 is not in the artifact bucket" in refused.stderr
+    assert "`labkit release build 1.0.0`" in refused.stderr
+    assert "Apply complete" not in refused.stdout and "Creating" not in refused.stdout
+    nothing = labkit("stack", "output", "staging", "--json")
+    assert nothing.returncode == 0 and json.loads(nothing.stdout) == {}, "staging was applied anyway"
+
+    built = labkit("release", "build", "1.0.0")
+    assert built.returncode == 0, built.stderr
+    assert "uploaded s3://" in built.stdout and "releases/1.0.0/release.tar.gz" in built.stdout
+    listed = json.loads(labkit("release", "list", "--json").stdout)
+    assert listed["versions"] == ["1.0.0"]
+
+    staging = labkit("stack", "apply", "staging", *FIRST)
+    assert staging.returncode == 0, staging.stdout[-3000:] + staging.stderr
+    assert "blue: 2/2 healthy" in staging.stdout
+
+    outputs = json.loads(labkit("stack", "output", "staging", "--json").stdout)
+    url = labkit("sandbox", "url", outputs["alb_dns_name"]).stdout.strip()
+    statuses = [_get(url) for _ in range(REQUESTS)]
+    assert statuses == [200] * REQUESTS, f"through {url}: {statuses}"
+
+
+def _get(url: str) -> int:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as response:
+            return int(response.status)
+    except urllib.error.HTTPError as exc:
+        return int(exc.code)
