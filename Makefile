@@ -38,6 +38,7 @@ setup: $(BIN)/.installed
 
 lint: setup
 	$(BIN)/ruff check labkit app tests bench notebooks
+	$(BIN)/lint-imports
 
 typecheck: setup
 	$(BIN)/mypy

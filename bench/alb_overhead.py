@@ -39,18 +39,18 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from labkit.appserver import AppProcess, unpack_release
-from labkit.release import build_release
-from labkit.sandbox.lb import LoadBalancerPlane
-from labkit.sandbox.lb.engine import Engine, Snapshot
-from labkit.sandbox.lb.plane import validate
-from labkit.sandbox.lb.worker import new_event_loop
-from labkit.sandbox.topology import (
+from labkit.release.appserver import AppProcess, unpack_release
+from labkit.release.build import build_release
+from labkit.sandbox.server.lb import LoadBalancerPlane
+from labkit.sandbox.server.lb.engine import Engine, Snapshot
+from labkit.sandbox.server.lb.plane import validate
+from labkit.sandbox.server.lb.worker import new_event_loop
+from labkit.sandbox.server.topology import (
     Forward,
+    GroupTarget,
     HealthCheck,
     Listener,
     MetricPoint,
-    Target,
     TargetGroup,
 )
 
@@ -162,7 +162,7 @@ def bench_topology(blue: AppProcess, green: AppProcess) -> tuple[list[Listener],
             app.color,
             check,
             deregistration_delay_s=5,
-            targets=(Target(app.instance_id, app.port),),
+            targets=(GroupTarget(app.instance_id, app.port),),
             dimension=f"targetgroup/{app.color}/0123456789abcdef",
             load_balancer_dimension="app/bench/0123456789abcdef",
         )

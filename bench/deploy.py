@@ -28,20 +28,19 @@ from pathlib import Path
 import pandas as pd
 
 from labkit.deploy import Controller
-from labkit.ledger import Deployment
-from labkit.probe import Probe, summarize
-from labkit.release import build_release, upload_release
-from labkit.stack import Stack
-from labkit.strategy import canary
+from labkit.deploy.ledger import Deployment
+from labkit.deploy.probe import Probe, summarize
+from labkit.deploy.strategy import canary
+from labkit.infra.stack import Stack
+from labkit.release.build import build_release, upload_release
 
 GOOD, BAD = "1.1.0", "1.2.0-bad"
 
 
 def setup(work: Path) -> Controller:
     from labkit import sandbox
-    from labkit.target import sandbox as sandbox_target
 
-    target = sandbox_target(sandbox.up())
+    target = sandbox.target()
     started = time.monotonic()
     Stack("global", target, reporter=None).apply()
     bucket = Stack("global", target, reporter=None).names.artifact_bucket

@@ -1,7 +1,7 @@
 """How fast the load probe sends: achieved rate, latency and lateness against a local release app.
 
 Starts one release app process (real gunicorn through ``AppProcess``, as the sandbox runs an
-instance) and runs :class:`labkit.probe.Probe` at each ``--rates`` value for ``--seconds``,
+instance) and runs :class:`labkit.deploy.probe.Probe` at each ``--rates`` value for ``--seconds``,
 printing per rate: requests, achieved requests per second, failures, latency percentiles, how late
 requests left (``lag``: the probe's own scheduling delay) and the probe's CPU use. Goal (issue 5):
 at least 100 requests per second, with no failures and a small lag, on this 2-core machine.
@@ -19,9 +19,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from labkit.appserver import AppProcess, unpack_release
-from labkit.probe import Probe, summarize
-from labkit.release import build_release
+from labkit.deploy.probe import Probe, summarize
+from labkit.release.appserver import AppProcess, unpack_release
+from labkit.release.build import build_release
 
 
 def measure(url: str, rate: float, seconds: float) -> None:

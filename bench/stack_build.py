@@ -34,11 +34,10 @@ FIRST = {"blue_version": "1.0.0", "green_version": "1.0.0", "blue_capacity": 2, 
 @contextmanager
 def sandbox_engine(work: Path) -> Iterator[Target]:
     from labkit import sandbox
-    from labkit.target import sandbox as sandbox_target
 
     os.environ["LABKIT_SANDBOX_HOME"] = str(work / "sandbox")
     try:
-        yield sandbox_target(sandbox.up())
+        yield sandbox.target()
     finally:
         sandbox.down()
 
@@ -47,8 +46,8 @@ def sandbox_engine(work: Path) -> Iterator[Target]:
 def moto_engine(work: Path) -> Iterator[Target]:
     from moto.server import ThreadedMotoServer
 
-    from labkit.sandbox.mends import apply_mends
-    from labkit.sandbox.topology import TargetHealthReport
+    from labkit.sandbox.server.mends import apply_mends
+    from labkit.sandbox.server.topology import TargetHealthReport
     from labkit.target import sandbox as sandbox_target
 
     apply_mends(lambda group, target: TargetHealthReport("healthy"))
@@ -81,8 +80,8 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="labkit-bench-stack-"))
     os.environ["LABKIT_HOME"] = str(work / "home")
     os.environ.setdefault("LABKIT_TF_PLUGIN_MIRROR", "/opt/tf-plugins")
-    from labkit.release import build_release, upload_release
-    from labkit.stack import Stack
+    from labkit.infra.stack import Stack
+    from labkit.release.build import build_release, upload_release
 
     engine = sandbox_engine if args.engine == "sandbox" else moto_engine
     try:

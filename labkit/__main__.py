@@ -1,5 +1,5 @@
 """`python -m labkit`, the same as the `labkit` command."""
 
-from .cli import main
+from labkit.cli import main
 
 main()

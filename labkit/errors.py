@@ -1,15 +1,45 @@
-"""One exception root for everything labkit raises on purpose.
+"""One exception root for everything labkit raises, and every exception class labkit defines.
 
 Every subclass carries a message that says what went wrong *and* what to do next, so a
-notebook cell or a CLI command can print it as it is.
+notebook cell or a CLI command can print it as it is. This module is the foundation's bottom: it
+imports nothing from labkit, and every layer imports it.
+
+::
+
+    LabkitError
+    ├── ConfigError                  a setting, parameter or input file is invalid
+    │   ├── PlotInputError           a plot's table lacks the columns, types or rows it needs
+    │   └── TerraformDocumentError   JSON that is not a Terraform plan or state (infra.tfjson)
+    ├── TargetError                  the sandbox or aws target cannot be used as asked
+    │   └── SpendNotAllowedError     billable on AWS without allow_spend
+    ├── TerraformNotFoundError       no terraform on PATH
+    ├── TerraformError               a terraform command failed (infra.terraform)
+    │   └── StateLockedError         another run holds the state lock
+    ├── StackError                   an environment cannot be planned, applied or destroyed (infra.stack)
+    ├── CostError                    the cost model cannot price its input (infra.cost)
+    ├── ReleaseError                 a release cannot be built, checked or uploaded (release.build)
+    ├── AppProcessError              a release's app process cannot start or stop (release.appserver)
+    ├── SandboxError                 the sandbox cannot start, be reached or stop (sandbox)
+    │   ├── NoArtifactError          an instance's artifact is not in the sandbox's S3 (sandbox.server)
+    │   └── BadHttpMessage           bytes the load balancer cannot parse as HTTP/1.1 (sandbox.server.lb)
+    ├── DeployError                  a deployment cannot start, continue or roll back (deploy)
+    │   └── DeploymentFailed         the release failed a check: the deployment rolls back
+    ├── LedgerError                  the deployment ledger cannot be read or written (deploy.ledger)
+    │   ├── DeploymentLockedError    another deployment holds the environment's lock
+    │   └── ConditionalWriteFailed   a conditional write found the item changed (internal to the ledger)
+    ├── ProbeError                   the load probe refuses what it was asked (deploy.probe)
+    ├── AnalysisError                the analysis gate cannot gather its inputs (deploy.analysis)
+    ├── NotebookRunError             a notebook failed under `labkit run` (lab.run)
+    └── LessonOrderError             a notebook needs what an earlier lesson builds (lab.lesson)
+
+The layers (``lint-imports`` checks them; see ``[tool.importlinter]`` in pyproject.toml), top
+first: ``cli``, ``lab``, ``ops`` (the runbooks, once they exist), ``deploy``, ``sandbox``,
+``infra``, ``release``, and the foundation: ``target``, ``settings``, ``errors``.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from .notebook_run import RunReport
+from typing import Any
 
 
 class LabkitError(Exception):
@@ -57,8 +87,21 @@ class TerraformError(LabkitError):
         super().__init__(f"{message}\n{detail}" if detail else message, hint=hint)
 
 
+class StateLockedError(TerraformError):
+    """Another Terraform process holds the state lock."""
+
+
 class SandboxError(LabkitError):
     """The sandbox could not be started, reached or stopped."""
+
+
+class NoArtifactError(SandboxError):
+    """The artifact an instance's user data names is not in the sandbox's S3."""
+
+
+class BadHttpMessage(SandboxError):
+    """The bytes are not a message the sandbox's load balancer understands; the connection cannot be
+    reused."""
 
 
 class ReleaseError(LabkitError):
@@ -71,6 +114,11 @@ class LedgerError(LabkitError):
 
 class DeploymentLockedError(LedgerError):
     """Another deployment holds the environment's deployment lock."""
+
+
+class ConditionalWriteFailed(LedgerError):
+    """A conditional write found the item not as required (internal to the ledger, which turns it into
+    a DeploymentLockedError or a LedgerError that says what changed)."""
 
 
 class ProbeError(LabkitError):
@@ -86,9 +134,11 @@ class AppProcessError(LabkitError):
 
 
 class NotebookRunError(LabkitError):
-    """A notebook failed under ``labkit run``; ``report`` names the failing cell and the executed copies."""
+    """A notebook failed under ``labkit run``; ``report`` (a :class:`labkit.lab.run.RunReport`) names
+    the failing cell and the executed copies."""
 
-    def __init__(self, message: str, *, hint: str | None = None, report: RunReport | None = None) -> None:
+    def __init__(self, message: str, *, hint: str | None = None, report: Any = None) -> None:
+        # Typed Any: this module imports nothing from labkit, so the errors sit below every layer.
         self.report = report
         super().__init__(message, hint=hint)
 
@@ -96,6 +146,10 @@ class NotebookRunError(LabkitError):
 class StackError(LabkitError):
     """A Terraform environment (global, staging, production) cannot be planned, applied or destroyed as
     asked."""
+
+
+class TerraformDocumentError(ConfigError):
+    """A JSON document is not a Terraform plan or state that :mod:`labkit.infra.tfjson` can read."""
 
 
 class CostError(LabkitError):
@@ -108,6 +162,10 @@ class PlotInputError(ConfigError):
 
 class DeployError(LabkitError):
     """A deployment cannot start, continue or roll back as asked (the message says why)."""
+
+
+class DeploymentFailed(DeployError):
+    """The release failed a check; the message is the reason the rollback records."""
 
 
 class LessonOrderError(LabkitError):

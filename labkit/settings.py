@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from .errors import ConfigError
+from labkit.errors import ConfigError
 
 #: The repository root: labkit is installed in editable mode from it, and the app, the
 #: Terraform roots and the notebooks sit beside the package.

@@ -3,6 +3,10 @@
 Everything that talks to AWS (boto3, Terraform, the probe) gets its clients and its subprocess
 environment from a :class:`Target`, so notebooks never branch on the target themselves.
 
+A Target is a plain value: building one starts nothing and reaches nothing. Whoever needs a running
+sandbox starts it first, with ``labkit.sandbox.ensure_up()``; ``labkit.sandbox.target()`` does that
+and returns the sandbox's Target.
+
 - sandbox: every call goes to a loopback endpoint with fixed test credentials. An endpoint that
   is not on loopback is refused, so nothing reaches a real account by mistake.
 - aws: the standard credential chain (profile, SSO, environment, OIDC role), nothing
@@ -14,15 +18,15 @@ from __future__ import annotations
 import ipaddress
 import os
 import threading
-from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Any, Literal, cast
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal, cast
 from urllib.parse import urlsplit
 
-import boto3
-from botocore.config import Config
+from labkit.errors import SpendNotAllowedError, TargetError
 
-from .errors import SpendNotAllowedError, TargetError
+if TYPE_CHECKING:
+    import boto3
 
 TargetName = Literal["sandbox", "aws"]
 TARGET_NAMES: tuple[TargetName, ...] = ("sandbox", "aws")
@@ -66,13 +70,19 @@ def is_loopback_url(url: str) -> bool:
 
 @dataclass(frozen=True)
 class Target:
-    """A place the lab runs. Build one with :func:`get_target`, :func:`sandbox` or :func:`aws`."""
+    """A place the lab runs. Build one with :func:`get_target`, :func:`sandbox` or :func:`aws`.
+
+    ``alb_urls`` maps an ALB's DNS name to the loopback URL of its listener; only the sandbox needs
+    one (``labkit.sandbox.target()`` passes ``labkit.sandbox.alb_url``), as its DNS names do not
+    resolve. It takes no part in comparing or hashing targets.
+    """
 
     name: TargetName
     region: str
     endpoint_url: str | None = None
     profile: str | None = None
     allow_spend: bool = False
+    alb_urls: Callable[[str], str] | None = field(default=None, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         if self.name not in TARGET_NAMES:
@@ -98,6 +108,8 @@ class Target:
 
     def session(self) -> boto3.session.Session:
         """A new boto3 session for this target."""
+        import boto3  # here, not at the top: `labkit --help` need not load boto3
+
         if self.is_sandbox:
             return boto3.session.Session(
                 aws_access_key_id=SANDBOX_ACCESS_KEY,
@@ -122,6 +134,8 @@ class Target:
 
     def _new_client(self, service: str, **kwargs: Any) -> Any:
         if self.is_sandbox:
+            from botocore.config import Config
+
             kwargs.setdefault("endpoint_url", self.endpoint_url)
             kwargs.setdefault("config", Config(s3={"addressing_style": "path"}, retries={"max_attempts": 3}))
         return self.session().client(service, **kwargs)  # type: ignore[call-overload]
@@ -153,11 +167,16 @@ class Target:
     def alb_url(self, dns_name: str) -> str:
         """The URL that reaches an ALB's HTTP listener: its loopback port in the sandbox (where the
         DNS name does not resolve), plain ``http://DNS_NAME`` on AWS."""
-        if self.is_sandbox:
-            from .sandbox import alb_url  # the sandbox imports target, so import it late
-
-            return alb_url(dns_name)
-        return f"http://{dns_name}"
+        if not self.is_sandbox:
+            return f"http://{dns_name}"
+        if self.alb_urls is None:
+            raise TargetError(
+                f"This sandbox target cannot map {dns_name} to a loopback URL: it was built without "
+                "the sandbox's map.",
+                hint="Build it with labkit.sandbox.target() (notebooks: lesson.open_target), or pass "
+                "alb_urls=labkit.sandbox.alb_url.",
+            )
+        return self.alb_urls(dns_name)
 
     def require_spend(self, action: str) -> None:
         """Refuse ``action`` on AWS unless this target was made with ``allow_spend=True``."""
@@ -169,17 +188,25 @@ class Target:
             )
 
 
-def sandbox(endpoint_url: str | None = None) -> Target:
-    """The sandbox target; with no ``endpoint_url`` the sandbox is started (or found) on demand."""
-    if endpoint_url is None:
-        from .sandbox import ensure_up  # the sandbox imports target, so import it late
+def sandbox(endpoint_url: str, *, alb_urls: Callable[[str], str] | None = None) -> Target:
+    """The sandbox target at ``endpoint_url`` (``labkit.sandbox.ensure_up()`` starts the sandbox and
+    returns it; ``labkit.sandbox.target()`` does both)."""
+    return Target(name="sandbox", region=SANDBOX_REGION, endpoint_url=endpoint_url, alb_urls=alb_urls)
 
-        endpoint_url = ensure_up()
-    return Target(name="sandbox", region=SANDBOX_REGION, endpoint_url=endpoint_url)
+
+def check_sandbox_region(region: str | None) -> None:
+    """Refuse a region other than the sandbox's own (it is one region)."""
+    if region not in (None, SANDBOX_REGION):
+        raise TargetError(
+            f"The sandbox is one region, {SANDBOX_REGION}; {region!r} was asked for.",
+            hint="Drop the region for the sandbox.",
+        )
 
 
 def aws(region: str | None = None, *, profile: str | None = None, allow_spend: bool = False) -> Target:
     """A real AWS account through the standard credential chain."""
+    import boto3
+
     region = (
         region
         or os.environ.get("AWS_REGION")
@@ -201,15 +228,19 @@ def get_target(
     profile: str | None = None,
     allow_spend: bool = False,
     endpoint_url: str | None = None,
+    alb_urls: Callable[[str], str] | None = None,
 ) -> Target:
-    """The target called ``name`` ("sandbox" or "aws"), as notebooks and the CLI ask for it."""
+    """The target called ``name`` ("sandbox" or "aws"). The sandbox's needs its ``endpoint_url``:
+    ``labkit.sandbox.target()`` starts the sandbox and builds it."""
     if name == "sandbox":
-        if region not in (None, SANDBOX_REGION):
+        check_sandbox_region(region)
+        if endpoint_url is None:
             raise TargetError(
-                f"The sandbox is one region, {SANDBOX_REGION}; {region!r} was asked for.",
-                hint="Drop the region for the sandbox.",
+                "The sandbox target needs the sandbox's endpoint URL.",
+                hint="Use labkit.sandbox.target(), which starts the sandbox (labkit.sandbox.ensure_up()) "
+                "and fills it in.",
             )
-        return sandbox(endpoint_url)
+        return sandbox(endpoint_url, alb_urls=alb_urls)
     if name == "aws":
         if endpoint_url is not None:
             raise TargetError(

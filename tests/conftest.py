@@ -13,9 +13,9 @@ from typing import TypeVar
 
 import pytest
 
-from labkit.stack import Stack
+from labkit.infra.stack import Stack
+from labkit.infra.terraform import PlanResult, Terraform
 from labkit.target import Target
-from labkit.terraform import PlanResult, Terraform
 
 T = TypeVar("T")
 
@@ -142,19 +142,18 @@ def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningSandbox
     """A real sandbox service (moto, load balancer, app processes) in a temporary folder.
 
     ``LABKIT_SANDBOX_HOME`` pins it for the whole session, so ``labkit.sandbox.alb_url()`` and
-    ``labkit.target.sandbox()`` find it even in a test that has its own ``labkit_home``. It is
+    ``labkit.sandbox.target()`` find it even in a test that has its own ``labkit_home``. It is
     stopped at the end of the session and leaves no process behind. Give resources unique names:
     every test of the session shares it.
     """
     from labkit import sandbox as sandbox_service
-    from labkit.target import sandbox as sandbox_target
 
     root = tmp_path_factory.mktemp("sandbox")
     previous = os.environ.get("LABKIT_SANDBOX_HOME")
     os.environ["LABKIT_SANDBOX_HOME"] = str(root)
     try:
         endpoint = sandbox_service.up()
-        yield RunningSandbox(endpoint=endpoint, target=sandbox_target(endpoint), root=root)
+        yield RunningSandbox(endpoint=endpoint, target=sandbox_service.target(), root=root)
     finally:
         sandbox_service.down()
         if previous is None:
@@ -196,7 +195,7 @@ def upload_artifact(
     target: Target, bucket: str, version: str, out: Path, faults: dict[str, str | float] | None = None
 ) -> str:
     """Build release ``version`` (with ``faults``) and upload it to ``bucket``; its S3 URI."""
-    from labkit.release import build_release, upload_release
+    from labkit.release.build import build_release, upload_release
 
     artifact = build_release(version, faults, out / version)
     return upload_release(target, bucket, artifact, version, overwrite=True)

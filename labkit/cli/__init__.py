@@ -14,25 +14,32 @@ from typing import Annotated
 
 import typer
 
-from ..errors import LabkitError
-from .app import app_cli
-from .context import EXIT_CODES_TEXT, ExitCode, TargetChoice, Where, exit_code_for
-from .deploy import deploy_app, rollback
-from .doctor import doctor
-from .ledger import ledger
-from .probe import probe
-from .release import release_app
-from .report import report
-from .run import RUN_CONTEXT, run
-from .sandbox import sandbox_app
-from .stack import stack_app
+from labkit.cli.app import app_cli
+from labkit.cli.context import EXIT_CODES_TEXT, ExitCode, TargetChoice, Where, exit_code_for
+from labkit.cli.deploy import deploy_app, rollback
+from labkit.cli.doctor import doctor
+from labkit.cli.ledger import ledger
+from labkit.cli.probe import probe
+from labkit.cli.release import release_app
+from labkit.cli.report import report
+from labkit.cli.run import RUN_CONTEXT, run
+from labkit.cli.sandbox import sandbox_app
+from labkit.cli.stack import stack_app
+from labkit.errors import LabkitError
 
 __all__ = ["ExitCode", "app", "main"]
 
 HELP = "Blue/Green Lab: build, deploy, break and measure a blue/green stack (sandbox or AWS)."
 
 app = typer.Typer(
-    name="labkit", help=HELP, epilog=EXIT_CODES_TEXT, no_args_is_help=True, add_completion=True
+    name="labkit",
+    help=HELP,
+    epilog=EXIT_CODES_TEXT,
+    no_args_is_help=True,
+    add_completion=True,
+    # Plain help text: rendering it with rich costs about half a second of imports (typer.rich_utils),
+    # more than everything else `labkit --help` loads (bench/cli_startup.py).
+    rich_markup_mode=None,
 )
 app.command()(doctor)
 app.add_typer(release_app, name="release")
@@ -104,7 +111,7 @@ def _root(
     ] = False,
 ) -> None:
     """Blue/Green Lab: build, deploy, break and measure a blue/green stack (sandbox or AWS)."""
-    from ..target import SANDBOX_REGION
+    from labkit.target import SANDBOX_REGION
 
     if target is TargetChoice.sandbox:
         # AWS_REGION and AWS_PROFILE describe the user's real account: the sandbox ignores them,

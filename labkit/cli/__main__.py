@@ -1,5 +1,5 @@
 """`python -m labkit.cli`, the same as the `labkit` command."""
 
-from . import main
+from labkit.cli import main
 
 main()

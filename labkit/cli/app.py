@@ -11,8 +11,8 @@ from typing import Any
 
 import typer
 
-from ..appserver import AppProcess, unpack_release
-from ..release import build_release
+from labkit.release.appserver import AppProcess, unpack_release
+from labkit.release.build import build_release
 
 app_cli = typer.Typer(help="Run the release app locally.", no_args_is_help=True)
 

@@ -18,10 +18,10 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from ..errors import ConfigError, DeploymentLockedError, LabkitError
+from labkit.errors import ConfigError, DeploymentLockedError, LabkitError, StateLockedError
 
 if TYPE_CHECKING:
-    from ..target import Target
+    from labkit.target import Target
 
 
 class ExitCode(enum.IntEnum):
@@ -43,8 +43,6 @@ EXIT_CODES_TEXT = (
 
 def exit_code_for(exc: LabkitError) -> ExitCode:
     """The one mapping from labkit's errors to exit codes."""
-    from ..terraform import StateLockedError  # the Terraform runner is only imported on an error
-
     if isinstance(exc, DeploymentLockedError | StateLockedError):
         return ExitCode.LOCKED
     if isinstance(exc, ConfigError):
@@ -81,16 +79,22 @@ def where(ctx: typer.Context) -> Where:
 
 
 def target(ctx: typer.Context) -> Target:
-    """The target the root options name; for the sandbox this starts it when it is not running."""
-    from ..target import get_target
+    """The target the root options name. On the sandbox with no ``--endpoint-url`` this starts it
+    when it is not running (:func:`labkit.sandbox.target`, through ``ensure_up``): a Target itself
+    starts nothing."""
+    from labkit import sandbox
+    from labkit.target import get_target
 
     chosen = where(ctx)
+    if chosen.is_sandbox and chosen.endpoint_url is None:
+        return sandbox.target(region=chosen.region)
     return get_target(
         chosen.target.value,
         region=chosen.region,
         profile=chosen.profile,
         allow_spend=chosen.allow_spend,
         endpoint_url=chosen.endpoint_url,
+        alb_urls=sandbox.alb_url if chosen.is_sandbox else None,
     )
 
 

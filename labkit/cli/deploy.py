@@ -2,20 +2,21 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from typer.core import TyperGroup
 
-from ..deploy import Controller
-from ..errors import ConfigError, ReleaseError
-from ..ledger import Deployment
-from ..probe import Probe, summarize
-from ..release import check_version
-from ..stack import APP_ENVIRONMENTS
-from ..strategy import STRATEGY_NAMES, from_name
-from .context import AsJson, ExitCode, echo_json, target
-from .probe import format_summary
+from labkit.cli.context import AsJson, ExitCode, echo_json, target
+from labkit.deploy.strategy import STRATEGY_NAMES, from_name
+from labkit.errors import ConfigError, ReleaseError
+from labkit.infra.stack import APP_ENVIRONMENTS
+from labkit.release.build import check_version
+
+if TYPE_CHECKING:  # the controller, the ledger and the probe load pandas: only a command imports them
+    from labkit.deploy.controller import Controller
+    from labkit.deploy.ledger import Deployment
+    from labkit.deploy.probe import Probe
 
 
 def _check_env(value: str) -> str:
@@ -55,6 +56,8 @@ deploy_app = typer.Typer(
 
 def _controller(ctx: typer.Context, env: str, *, quiet_stdout: bool = False) -> Controller:
     """ENV's controller; ``quiet_stdout`` sends its progress lines to stderr (stdout holds JSON)."""
+    from labkit.deploy.controller import Controller
+
     return Controller(env, target(ctx), say=lambda line: typer.echo(line, err=quiet_stdout))
 
 
@@ -62,6 +65,9 @@ def print_outcome(record: Deployment, probe: Probe | None) -> None:
     """Print how it ended (and the probe's summary); exit 0 only when the release serves all traffic,
     3 when it was rolled back, 1 otherwise."""
     if probe is not None:
+        from labkit.cli.probe import format_summary
+        from labkit.deploy.probe import summarize
+
         probe.stop()
         typer.echo(format_summary(summarize(probe.results())))
     if record.status == "succeeded":
@@ -74,6 +80,8 @@ def print_outcome(record: Deployment, probe: Probe | None) -> None:
 def _probe(controller: Controller, rate: float | None) -> Probe | None:
     if not rate:
         return None
+    from labkit.deploy.probe import Probe
+
     url = controller.alb_url()
     typer.echo(f"probe: {rate:g} requests/s through {url} for the whole deployment")
     return Probe(url, rate=rate, allow_remote=not controller.target.is_sandbox).start()

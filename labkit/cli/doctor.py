@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import typer
 
-from ..doctor import run_checks
-from .context import AsJson, ExitCode, echo_json, where
+from labkit.cli.context import AsJson, ExitCode, echo_json, where
+from labkit.lab.doctor import run_checks
 
 _MARK = {True: "ok  ", False: "FAIL", None: "info"}
 

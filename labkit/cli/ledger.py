@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from ..ledger import Deployment, Ledger
-from ..stack import APP_ENVIRONMENTS
-from .context import AsJson, echo_json, target
+from labkit.cli.context import AsJson, echo_json, target
+from labkit.infra.stack import APP_ENVIRONMENTS
+
+if TYPE_CHECKING:
+    from labkit.deploy.ledger import Deployment, Ledger
 
 #: The table the Terraform ``global`` environment creates (its ``ledger_table`` output).
 DEFAULT_TABLE = "bglab-deployments"
@@ -39,6 +41,8 @@ def ledger(
         raise typer.BadParameter(
             "--force-unlock needs the environment, e.g. `labkit ledger staging --force-unlock`"
         )
+    from labkit.deploy.ledger import Ledger  # pandas: only when the command runs
+
     book = Ledger(target(ctx), table)
     if force_unlock:
         assert env is not None  # checked above, before the target was built

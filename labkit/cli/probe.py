@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
-import pandas as pd
 import typer
 
-from ..errors import ProbeError
-from ..probe import Probe, summarize
+from labkit.errors import ProbeError
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 #: How often a running probe prints a progress line.
 PROGRESS_EVERY_S = 5.0
@@ -35,6 +36,8 @@ def probe(
 
     Exits 1 when any request failed, so a script can tell.
     """
+    from labkit.deploy.probe import Probe, summarize  # pandas: only when the command runs
+
     headers = dict(_header(h) for h in header or [])
     runner = Probe(
         url, rate=rate, duration=duration, timeout=timeout, headers=headers, allow_remote=allow_remote
@@ -63,6 +66,8 @@ def probe(
 
 def format_summary(summary: pd.DataFrame) -> str:
     """The summary as an aligned text table (shares in percent, latencies in ms)."""
+    import pandas as pd
+
     table = pd.DataFrame(index=summary.index)
     table["requests"] = summary["requests"].astype(int)
     table["failed"] = summary["failed"].astype(int)

@@ -8,12 +8,18 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from ..errors import ReleaseError
-from ..release import build_release, list_releases, parse_faults, read_artifact_manifest, upload_release
-from .context import AsJson, echo_json, target, where
+from labkit.cli.context import AsJson, echo_json, target, where
+from labkit.errors import ReleaseError
+from labkit.release.build import (
+    build_release,
+    list_releases,
+    parse_faults,
+    read_artifact_manifest,
+    upload_release,
+)
 
 if TYPE_CHECKING:
-    from ..target import Target
+    from labkit.target import Target
 
 release_app = typer.Typer(
     help="Release artifacts (the app plus its release.json): build and publish them, list what is published.",
@@ -28,7 +34,7 @@ Bucket = Annotated[
 
 def artifact_bucket(chosen: Target) -> str:
     """The artifact bucket as global's outputs name it on ``chosen``."""
-    from ..stack import Stack
+    from labkit.infra.stack import Stack
 
     bucket = Stack("global", chosen, reporter=None).outputs().get("artifact_bucket")
     if not bucket:

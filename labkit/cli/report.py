@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from ..notebook_report import render_report
+from labkit.lab.report import render_report
 
 
 def report(

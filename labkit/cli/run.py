@@ -7,8 +7,8 @@ from typing import Annotated, Any
 
 import typer
 
-from ..errors import ConfigError, NotebookRunError
-from ..notebook_run import DEFAULT_CELL_TIMEOUT_S, parse_value, run_notebooks
+from labkit.errors import ConfigError, NotebookRunError
+from labkit.lab.run import DEFAULT_CELL_TIMEOUT_S, parse_value, run_notebooks
 
 #: Typer has no option taking two values many times, so `-p NAME VALUE` pairs arrive as extra args.
 RUN_CONTEXT = {"allow_extra_args": True, "ignore_unknown_options": True}

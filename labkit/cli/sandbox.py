@@ -7,9 +7,9 @@ from typing import Annotated
 
 import typer
 
-from .. import sandbox
-from ..sandbox.paths import sandbox_paths
-from .context import AsJson, ExitCode, echo_json
+from labkit import sandbox
+from labkit.cli.context import AsJson, ExitCode, echo_json
+from labkit.sandbox.client.paths import sandbox_paths
 
 sandbox_app = typer.Typer(
     help="The offline sandbox: AWS's API (moto), real app processes and a real load balancer on loopback.",
@@ -21,7 +21,7 @@ sandbox_app = typer.Typer(
 def up() -> None:
     """Start the sandbox (its saved AWS state comes back) and print its endpoint."""
     typer.echo("starting the sandbox (moto, the load balancer, the instances' apps)...")
-    endpoint = sandbox.up()
+    endpoint = sandbox.ensure_up()  # the one call every path that needs the sandbox makes
     typer.echo(f"sandbox running: AWS_ENDPOINT_URL={endpoint}")
 
 

@@ -10,10 +10,10 @@ from typing import Annotated, Any
 
 import typer
 
-from ..errors import ConfigError, StackError
-from ..stack import APP_ENVIRONMENTS, ENVIRONMENTS, Stack
-from ..target import Target
-from .context import AsJson, echo_json, target
+from labkit.cli.context import AsJson, echo_json, target
+from labkit.errors import ConfigError, StackError
+from labkit.infra.stack import APP_ENVIRONMENTS, ENVIRONMENTS, Stack
+from labkit.target import Target
 
 stack_app = typer.Typer(
     help="The Terraform environments (global, staging, production) on the sandbox or AWS.",
@@ -116,7 +116,7 @@ def wait_for_fleets(
 ) -> None:
     """Wait until each color with capacity has that many healthy instances in its target group;
     StackError naming the fleet and its instances' states when ``timeout_s`` passes first."""
-    from ..deploy.health import wait_healthy  # the deploy layer's one copy of the wait
+    from labkit.deploy.health import wait_healthy  # the deploy layer's one copy of the wait
 
     deployment = outputs.get("deployment") or {}
     deadline = time.monotonic() + timeout_s

@@ -3,7 +3,7 @@
 The stack has one traffic variable, ``green_weight`` (green's share in percent; blue gets the
 rest). A deployment moves traffic *to* a color, which may be blue: then raising the new color's
 share means lowering ``green_weight``. Everything here is a pure function of the ``deployment``
-output that :meth:`labkit.stack.Stack.deployment` reads back, so it is tested without Terraform.
+output that :meth:`labkit.infra.stack.Stack.deployment` reads back, so it is tested without Terraform.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from ..errors import DeployError
+from labkit.errors import DeployError
 
 Color = Literal["blue", "green"]
 COLORS: tuple[Color, ...] = ("blue", "green")

@@ -13,7 +13,7 @@ A deployment, phase by phase, each a timed event in the ledger (``labkit ledger 
    timeout; otherwise roll back before any weight moves.
 4. ``preview`` (optional): requests with the preview header must all succeed on the new release.
 5. ``shift-W``: a Terraform apply of ``green_weight`` giving the new color W percent, then
-   ``analysis-W``: the bake, with the gate (:mod:`labkit.analysis`) polled throughout so a bad
+   ``analysis-W``: the bake, with the gate (:mod:`labkit.deploy.analysis`) polled throughout so a bad
    release is caught as soon as there is evidence, and a final verdict at the end of the bake.
 6. ``scale-down``: after the last step passes, the old color keeps its instances for the
    strategy's delay (an instant rollback window), then is scaled to 0.
@@ -32,19 +32,18 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from ..analysis import analyze
-from ..errors import DeployError, LabkitError
-from ..ledger import Deployment, Ledger, LockHolder, default_owner, new_deployment_id
-from ..probe import Probe
-from ..release import check_version, release_exists, release_key
-from ..stack import APP_ENVIRONMENTS, Stack
-from ..strategy import Strategy, all_at_once, canary
-from ..target import Target
-from ..terraform import StateLockedError
-from . import colors
-from .colors import Color, Layout
-from .health import wait_healthy
-from .stale import clear_stale_lock, controller_alive
+from labkit.deploy import colors
+from labkit.deploy.analysis import analyze
+from labkit.deploy.colors import Color, Layout
+from labkit.deploy.health import wait_healthy
+from labkit.deploy.ledger import Deployment, Ledger, LockHolder, default_owner, new_deployment_id
+from labkit.deploy.probe import Probe
+from labkit.deploy.stale import clear_stale_lock, controller_alive
+from labkit.deploy.strategy import Strategy, all_at_once, canary
+from labkit.errors import DeployError, DeploymentFailed, LabkitError, StateLockedError
+from labkit.infra.stack import APP_ENVIRONMENTS, Stack
+from labkit.release.build import check_version, release_exists, release_key
+from labkit.target import Target
 
 Say = Callable[[str], None]
 
@@ -56,10 +55,6 @@ INCONCLUSIVE_GRACE_S = 20.0
 PREVIEW_RATE = 20.0
 
 _EARLY_PHASES = ("started", "lock", "provision", "health", "preview")
-
-
-class DeploymentFailed(Exception):
-    """The release failed a check; the message is the reason the rollback records."""
 
 
 @dataclass(frozen=True)

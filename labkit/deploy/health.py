@@ -14,8 +14,8 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from ..errors import DeployError
-from ..target import Target
+from labkit.errors import DeployError
+from labkit.target import Target
 
 POLL_S = 1.0
 #: A progress line at least this often while waiting.

@@ -2,7 +2,7 @@
 
 The controller marks ``provision`` and ``health`` (weight 0), ``shift-N`` (N %), ``scale-down`` (still
 100 %) and ``rollback`` (back to 0); ``start`` is the probe's own first mark. The resulting table is
-what :func:`labkit.plots.traffic_over_time` takes as ``weights``.
+what :func:`labkit.lab.plots.traffic_over_time` takes as ``weights``.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from collections.abc import Iterable
 
 import pandas as pd
 
-from ..errors import ConfigError
+from labkit.errors import ConfigError
 
 _SHIFT = re.compile(r"^shift-(\d{1,3})$")
 #: Marks that leave the weight where it was.

@@ -16,8 +16,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from ..errors import DeployError
-from ..terraform import StateLockedError, Terraform
+from labkit.errors import DeployError, StateLockedError
+from labkit.infra.terraform import Terraform
 
 _WHO = re.compile(r"@(?P<host>[^ ]+) pid (?P<pid>\d+)$")
 _LOCK_ID = re.compile(r"ID:\s+([0-9a-fA-F-]{8,})")

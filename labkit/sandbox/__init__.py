@@ -1,9 +1,12 @@
 """The sandbox: an AWS region on loopback (moto's API, real app processes, a real load balancer).
 
 One background service per LABKIT_HOME (``labkit sandbox up``), its files under
-``labkit_home()/sandbox/``. Public calls:
+``labkit_home()/sandbox/``. This package is the client side's public surface (it imports only
+:mod:`labkit.sandbox.client`; the service itself is :mod:`labkit.sandbox.server`):
 
-- :func:`ensure_up`: start it on demand; the AWS endpoint URL (``labkit.target.sandbox()`` uses it).
+- :func:`ensure_up`: start it unless it runs; its AWS endpoint URL. Every path that needs a running
+  sandbox calls it (targets do not start anything themselves).
+- :func:`target`: ``ensure_up()``, then the sandbox's :class:`~labkit.target.Target`.
 - :func:`up`, :func:`down`, :func:`reset`, :func:`status`, :func:`describe_status`.
 - :func:`alb_url`: an ALB's DNS name to the loopback URL of its HTTP listener.
 - :func:`instances`: each instance's app process (port, pid, state), e.g. to crash one in a lesson.
@@ -13,12 +16,21 @@ from __future__ import annotations
 
 from typing import Any
 
-from .control import SandboxStatus, alb_url, down, log_tail, reset, status, up
+from labkit.sandbox.client.control import SandboxStatus, alb_url, down, log_tail, reset, status, up
+from labkit.target import Target, check_sandbox_region, sandbox
 
 
 def ensure_up() -> str:
     """Start the sandbox if it is not running and return its AWS endpoint URL."""
     return up()
+
+
+def target(*, region: str | None = None) -> Target:
+    """The sandbox's :class:`~labkit.target.Target`, with the sandbox started first (:func:`ensure_up`)
+    and its ALB DNS names mapped to loopback URLs (:func:`alb_url`). A ``region`` other than the
+    sandbox's is refused before anything starts."""
+    check_sandbox_region(region)
+    return sandbox(ensure_up(), alb_urls=alb_url)
 
 
 def describe_status() -> tuple[bool, str]:
@@ -42,5 +54,6 @@ __all__ = [
     "log_tail",
     "reset",
     "status",
+    "target",
     "up",
 ]

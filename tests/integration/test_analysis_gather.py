@@ -21,10 +21,10 @@ from typing import Any
 import pandas as pd
 import pytest
 
-from labkit.analysis import NAMESPACE, Evidence, TargetHealth, analyze, gather, metric_dimension
+from labkit.deploy.analysis import NAMESPACE, Evidence, TargetHealth, analyze, gather, metric_dimension
+from labkit.deploy.probe import COLUMNS
+from labkit.deploy.strategy import Thresholds
 from labkit.errors import AnalysisError
-from labkit.probe import COLUMNS
-from labkit.strategy import Thresholds
 from labkit.target import Target, sandbox
 from tests.conftest import free_port
 
@@ -35,8 +35,8 @@ _SERVER = textwrap.dedent(
     import json, sys
     from pathlib import Path
     from moto.server import ThreadedMotoServer
-    from labkit.sandbox.mends import apply_mends
-    from labkit.sandbox.topology import TargetHealthReport
+    from labkit.sandbox.server.mends import apply_mends
+    from labkit.sandbox.server.topology import TargetHealthReport
 
     health_file = Path(sys.argv[2])
 

@@ -13,9 +13,9 @@ import pytest
 from typer.testing import CliRunner
 
 from labkit import AppProcessError, ReleaseError
-from labkit.appserver import AppProcess, unpack_release
 from labkit.cli import app as cli
-from labkit.release import build_release, release_exists, upload_release
+from labkit.release.appserver import AppProcess, unpack_release
+from labkit.release.build import build_release, release_exists, upload_release
 from labkit.target import sandbox
 from tests.conftest import free_port
 

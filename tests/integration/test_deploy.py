@@ -27,11 +27,11 @@ import pandas as pd
 import pytest
 
 from labkit.deploy import Controller
+from labkit.deploy.ledger import Deployment
+from labkit.deploy.probe import Probe, summarize
+from labkit.deploy.strategy import canary
 from labkit.errors import DeploymentLockedError
-from labkit.ledger import Deployment
-from labkit.probe import Probe, summarize
 from labkit.settings import PROJECT_ROOT
-from labkit.strategy import canary
 from tests.conftest import BLUE_SERVES_1_0_0, StagingStack, target_states, upload_artifact, wait_for
 
 pytestmark = pytest.mark.integration

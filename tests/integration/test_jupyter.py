@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from labkit.notebook_check import KERNEL_DISPLAY_NAME, KERNEL_NAME, cell_source
+from labkit.lab.check import KERNEL_DISPLAY_NAME, KERNEL_NAME, cell_source
 from labkit.settings import PROJECT_ROOT
 from tests.conftest import free_port, wait_for
 

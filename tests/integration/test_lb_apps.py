@@ -16,10 +16,17 @@ from pathlib import Path
 
 import pytest
 
-from labkit.appserver import AppProcess, unpack_release
-from labkit.release import build_release
-from labkit.sandbox.lb import LoadBalancerPlane
-from labkit.sandbox.topology import Forward, HealthCheck, Listener, MetricPoint, Target, TargetGroup
+from labkit.release.appserver import AppProcess, unpack_release
+from labkit.release.build import build_release
+from labkit.sandbox.server.lb import LoadBalancerPlane
+from labkit.sandbox.server.topology import (
+    Forward,
+    GroupTarget,
+    HealthCheck,
+    Listener,
+    MetricPoint,
+    TargetGroup,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -65,7 +72,7 @@ def plane() -> Iterator[LoadBalancerPlane]:
 
 
 def group(name: str, *apps: AppProcess, delay_s: float = 0) -> TargetGroup:
-    targets = tuple(Target(app.instance_id, app.port) for app in apps)
+    targets = tuple(GroupTarget(app.instance_id, app.port) for app in apps)
     return TargetGroup(
         f"arn:tg/{name}", name, CHECK, delay_s, targets, f"targetgroup/{name}/0f", "app/lab/50dc6c495c0c9188"
     )

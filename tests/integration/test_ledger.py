@@ -19,9 +19,9 @@ import pytest
 from typer.testing import CliRunner
 
 from labkit.cli import app as cli
+from labkit.deploy.ledger import Ledger, default_owner, ensure_table, new_deployment_id
+from labkit.deploy.strategy import canary, linear
 from labkit.errors import DeploymentLockedError, LabkitError, LedgerError
-from labkit.ledger import Ledger, default_owner, ensure_table, new_deployment_id
-from labkit.strategy import canary, linear
 from labkit.target import Target
 from labkit.target import sandbox as sandbox_target
 from tests.conftest import RunningSandbox
@@ -165,8 +165,8 @@ def test_threads_racing_for_the_lock_exactly_one_wins(ledger: Ledger, target: Ta
 def _race_in_process(
     endpoint: str, table: str, env: str, name: str, barrier: object, results: object
 ) -> None:
+    from labkit.deploy.ledger import Ledger
     from labkit.errors import DeploymentLockedError
-    from labkit.ledger import Ledger
     from labkit.target import sandbox
 
     ledger = Ledger(sandbox(endpoint), table)
@@ -308,8 +308,8 @@ def test_events_dataframe_has_one_row_per_phase(ledger: Ledger) -> None:
 _CONTROLLER = textwrap.dedent(
     """
     import sys, time
-    from labkit.ledger import Ledger, default_owner
-    from labkit.strategy import canary
+    from labkit.deploy.ledger import Ledger, default_owner
+    from labkit.deploy.strategy import canary
     from labkit.target import sandbox
 
     ledger = Ledger(sandbox(sys.argv[1]), sys.argv[2])

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from labkit.errors import NotebookRunError
-from labkit.notebook_run import run_notebooks
+from labkit.lab.run import run_notebooks
 
 pytestmark = pytest.mark.integration
 

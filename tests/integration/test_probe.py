@@ -13,11 +13,11 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from labkit.appserver import AppProcess, unpack_release
 from labkit.cli import app as cli
+from labkit.deploy.probe import BACKLOG_ERROR, COLUMNS, Probe, summarize
 from labkit.errors import ProbeError
-from labkit.probe import BACKLOG_ERROR, COLUMNS, Probe, summarize
-from labkit.release import build_release
+from labkit.release.appserver import AppProcess, unpack_release
+from labkit.release.build import build_release
 from tests.conftest import free_port
 
 pytestmark = pytest.mark.integration

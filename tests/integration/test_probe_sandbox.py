@@ -11,14 +11,14 @@ from pathlib import Path
 import pytest
 
 from labkit import sandbox as sandbox_service
-from labkit.analysis import AnalysisInput, decide, gather
-from labkit.probe import Probe, summarize
-from labkit.strategy import Thresholds
+from labkit.deploy.analysis import AnalysisInput, decide, gather
+from labkit.deploy.probe import Probe, summarize
+from labkit.deploy.strategy import Thresholds
 from tests.conftest import RunningSandbox, build_boto3_stack, target_states, upload_artifact, wait_for
 
 pytestmark = pytest.mark.integration
 
-#: The sandbox load balancer's metric period (labkit.sandbox.lb: 10 s, aligned to the wall clock).
+#: The sandbox load balancer's metric period (labkit.sandbox.server.lb: 10 s, aligned to the wall clock).
 PERIOD_S = 10
 
 

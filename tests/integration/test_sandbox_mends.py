@@ -23,9 +23,9 @@ from pathlib import Path
 import pytest
 
 from labkit import sandbox as sandbox_service
+from labkit.infra.terraform import Terraform
 from labkit.target import Target
 from labkit.target import sandbox as sandbox_target
-from labkit.terraform import Terraform
 from tests.conftest import (
     RunningSandbox,
     build_boto3_stack,

@@ -23,7 +23,6 @@ import pytest
 from labkit import sandbox as sandbox_service
 from labkit.errors import SandboxError
 from labkit.target import Target
-from labkit.target import sandbox as sandbox_target
 from tests.conftest import Boto3Stack, build_boto3_stack, target_states, upload_artifact, wait_for
 
 pytestmark = pytest.mark.integration
@@ -60,9 +59,9 @@ def processes(home: Path) -> dict[str, list[int]]:
             found["apps"].append(int(proc.name))
         elif pinned not in environ:
             continue
-        elif b"labkit.sandbox.service" in cmdline:
+        elif b"labkit.sandbox.server.service" in cmdline:
             found["service"].append(int(proc.name))
-        elif b"labkit.sandbox.lb" in cmdline:
+        elif b"labkit.sandbox.server.lb" in cmdline:
             found["lb"].append(int(proc.name))
     return found
 
@@ -110,7 +109,7 @@ def test_status_on_the_command_line(home: Path) -> None:
 
 @pytest.fixture(scope="module")
 def stack(home: Path, tmp_path_factory: pytest.TempPathFactory) -> Boto3Stack:
-    target = sandbox_target()
+    target = sandbox_service.target()
     bucket = "svc-artifacts"
     target.client("s3").create_bucket(Bucket=bucket)
     out = tmp_path_factory.mktemp("releases")
@@ -131,7 +130,7 @@ def all_healthy(target: Target, stack: Boto3Stack) -> bool:
 
 
 def test_instances_serve_their_release_through_the_load_balancer(home: Path, stack: Boto3Stack) -> None:
-    target = sandbox_target()
+    target = sandbox_service.target()
     wait_for("three healthy targets", lambda: all_healthy(target, stack), timeout_s=60)
     url = sandbox_service.alb_url(stack.dns_name)
     assert url.startswith("http://127.0.0.1:")
@@ -153,7 +152,7 @@ def test_instances_serve_their_release_through_the_load_balancer(home: Path, sta
 
 
 def test_down_stops_everything_and_up_brings_state_and_traffic_back(home: Path, stack: Boto3Stack) -> None:
-    target = sandbox_target()
+    target = sandbox_service.target()
     s3, dynamodb = target.client("s3"), target.client("dynamodb")
     # What a Terraform S3 backend leaves: a versioned state object and a lock-table digest.
     s3.create_bucket(Bucket="svc-tfstate")
@@ -203,7 +202,7 @@ def test_down_stops_everything_and_up_brings_state_and_traffic_back(home: Path, 
 
 def test_reset_wipes_the_state_and_down_leaves_no_process(home: Path, stack: Boto3Stack) -> None:
     assert sandbox_service.reset() is True  # it was running, so it runs again, empty
-    target = sandbox_target()
+    target = sandbox_service.target()
     assert target.client("elbv2").describe_load_balancers()["LoadBalancers"] == []
     assert target.client("s3").list_buckets()["Buckets"] == []
     assert processes(home)["apps"] == []

@@ -1,4 +1,4 @@
-"""global, then staging, applied with real Terraform through labkit.stack against moto's server.
+"""global, then staging, applied with real Terraform through labkit.infra.stack against moto's server.
 
 One stack for the module (the ALB alone takes 60 s to create): the tests run in order on it, from
 the bootstrap of global to the teardown that removes the state bucket. State lives in the emulated
@@ -22,13 +22,13 @@ from botocore.exceptions import ClientError
 from typer.testing import CliRunner
 
 from labkit.cli import app
-from labkit.errors import StackError, TerraformError
-from labkit.sandbox.mends import apply_mends
-from labkit.sandbox.topology import TargetHealthReport
+from labkit.errors import StackError, StateLockedError, TerraformError
+from labkit.infra.stack import Stack, StackNames, state_key
+from labkit.infra.terraform import Terraform
+from labkit.sandbox.server.mends import apply_mends
+from labkit.sandbox.server.topology import TargetHealthReport
 from labkit.settings import terraform_dir
-from labkit.stack import Stack, StackNames, state_key
 from labkit.target import Target, sandbox
-from labkit.terraform import StateLockedError, Terraform
 from tests.conftest import free_port, upload_artifact
 
 pytestmark = pytest.mark.integration
@@ -199,7 +199,7 @@ def test_backend_settings_for_the_sandbox_and_each_locking_mode(
         "skip_requesting_account_id": "true",
         "skip_metadata_api_check": "true",
     }
-    monkeypatch.setattr("labkit.stack.terraform_version", lambda: "1.9.8")
+    monkeypatch.setattr("labkit.infra.stack.terraform_version", lambda: "1.9.8")
     older = lab.stack("staging").backend_config()
     assert older["dynamodb_table"] == lab.names.lock_table and "use_lockfile" not in older
     # The data dirs are per target and environment, under LABKIT_HOME.

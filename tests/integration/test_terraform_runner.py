@@ -1,4 +1,4 @@
-"""labkit.terraform driving real Terraform against moto's server, state in S3 with DynamoDB locking."""
+"""labkit.infra.terraform driving real Terraform against moto's server, state in S3 with DynamoDB locking."""
 
 from __future__ import annotations
 
@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 
+from labkit.errors import StateLockedError
+from labkit.infra.terraform import Terraform
 from labkit.target import Target, sandbox
-from labkit.terraform import StateLockedError, Terraform
 
 pytestmark = pytest.mark.integration
 

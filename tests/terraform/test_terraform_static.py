@@ -22,8 +22,8 @@ from pathlib import Path
 
 import pytest
 
+from labkit.infra.terraform import cli_config_file, terraform_binary
 from labkit.settings import terraform_dir
-from labkit.terraform import cli_config_file, terraform_binary
 
 pytestmark = pytest.mark.integration
 

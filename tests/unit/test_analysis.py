@@ -8,7 +8,7 @@ from typing import Any
 import pandas as pd
 import pytest
 
-from labkit.analysis import (
+from labkit.deploy.analysis import (
     AnalysisInput,
     Evidence,
     TargetHealth,
@@ -17,9 +17,9 @@ from labkit.analysis import (
     metric_dimension,
     probe_evidence,
 )
+from labkit.deploy.probe import COLUMNS
+from labkit.deploy.strategy import Thresholds
 from labkit.errors import AnalysisError
-from labkit.probe import COLUMNS
-from labkit.strategy import Thresholds
 
 T = Thresholds(min_requests=20, max_5xx_rate=0.05, max_p95_ms=500)
 HEALTHY = (TargetHealth("i-1", "healthy"), TargetHealth("i-2", "healthy"))

@@ -21,9 +21,9 @@ from labkit.errors import (
     ReleaseError,
     SpendNotAllowedError,
     StackError,
+    StateLockedError,
 )
 from labkit.settings import PROJECT_ROOT
-from labkit.terraform import StateLockedError
 
 runner = CliRunner()
 

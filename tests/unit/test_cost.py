@@ -1,4 +1,4 @@
-"""labkit.cost: the price table, the plan/state model and the blue/green overhead.
+"""labkit.infra.cost: the price table, the plan/state model and the blue/green overhead.
 
 The fixtures under tests/fixtures/cost/ were written by real Terraform (see regenerate.py there): a plan of
 a small staging-like stack, the state after applying it to moto, and a plan with the billable resources
@@ -16,9 +16,8 @@ from typing import Any
 import pandas as pd
 import pytest
 
-from labkit.cost import (
-    ITEM_COLUMNS,
-    OVERHEAD_COMPONENT,
+from labkit.errors import CostError
+from labkit.infra.cost import (
     Assumptions,
     CostEstimate,
     DeployPattern,
@@ -27,7 +26,7 @@ from labkit.cost import (
     estimate_cost,
     price_table,
 )
-from labkit.errors import CostError
+from labkit.infra.cost.pricers import ITEM_COLUMNS, OVERHEAD_COMPONENT
 
 FIXTURES = Path(__file__).parent.parent / "fixtures" / "cost"
 STAGING_PLAN = FIXTURES / "staging.plan.json"
@@ -308,7 +307,7 @@ def test_extras_plan() -> None:
         {
             "address": "aws_sqs_queue.events",
             "resource_type": "aws_sqs_queue",
-            "reason": "no price mapping for this resource type; add one to labkit/cost.py",
+            "reason": "no price mapping for this resource type; add one to labkit/infra/cost/pricers.py",
         }
     ]
     assert "NOT PRICED (1): aws_sqs_queue.events" in estimate.summary()
@@ -396,7 +395,7 @@ def test_edge_cases_in_a_hand_written_plan() -> None:
         "aws_ebs_volume.fast": reasons["aws_ebs_volume.fast"],
         "aws_ebs_volume.io": "EBS volume type io2 is not in the price table",
         "aws_instance.big": "instance type m5.large (on-demand) is not in the price table; add "
-        "ec2.on-demand.m5.large to labkit/data/prices.json",
+        "ec2.on-demand.m5.large to labkit/infra/cost/data/prices.json",
         "aws_autoscaling_group.orphan": reasons["aws_autoscaling_group.orphan"],
     }
     assert "6000" in reasons["aws_ebs_volume.fast"] and "3,000 IOPS" in reasons["aws_ebs_volume.fast"]

@@ -15,12 +15,11 @@ from typer.testing import CliRunner
 from labkit.cli import ExitCode, app
 from labkit.cli.deploy import print_outcome
 from labkit.deploy import Controller
+from labkit.deploy.ledger import Deployment
 from labkit.deploy.stale import controller_alive, lock_id
-from labkit.errors import ConfigError, DeployError
-from labkit.ledger import Deployment
-from labkit.strategy import canary
+from labkit.deploy.strategy import canary
+from labkit.errors import ConfigError, DeployError, StateLockedError
 from labkit.target import Target
-from labkit.terraform import StateLockedError
 
 runner = CliRunner()
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from labkit.doctor import check_kernel, check_provider_source, check_terraform, run_checks
+from labkit.lab.doctor import check_kernel, check_provider_source, check_terraform, run_checks
 
 
 def test_missing_terraform_is_a_failure_with_the_install_fix(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 import pytest
 from moto import mock_aws
 
-from labkit.inventory import leftovers
+from labkit.infra.inventory import leftovers
 from labkit.target import Target
 
 TAGS = [{"Key": "Project", "Value": "bglab"}, {"Key": "Environment", "Value": "staging"}]

@@ -7,12 +7,17 @@ from collections import Counter
 
 import pytest
 
-from labkit.errors import ConfigError
-from labkit.sandbox.lb import http1
-from labkit.sandbox.lb.health import Matcher, validate
-from labkit.sandbox.lb.metrics import Counts, count_points, latency_points, lb_dimension
-from labkit.sandbox.lb.routing import WeightedChoice, compile_listener, forwarded_groups, wildcard_regex
-from labkit.sandbox.topology import Forward, HealthCheck, Listener, Rule
+from labkit.errors import BadHttpMessage, ConfigError
+from labkit.sandbox.server.lb import http1
+from labkit.sandbox.server.lb.health import Matcher, validate
+from labkit.sandbox.server.lb.metrics import Counts, count_points, latency_points, lb_dimension
+from labkit.sandbox.server.lb.routing import (
+    WeightedChoice,
+    compile_listener,
+    forwarded_groups,
+    wildcard_regex,
+)
+from labkit.sandbox.server.topology import Forward, HealthCheck, Listener, Rule
 
 # --- HTTP/1.1 framing --------------------------------------------------------------------------
 
@@ -51,13 +56,13 @@ def test_keep_alive_follows_version_and_connection_header(
     ],
 )
 def test_malformed_request_heads_are_refused(raw: bytes) -> None:
-    with pytest.raises(http1.BadMessage):
+    with pytest.raises(BadHttpMessage):
         http1.parse_request_head(raw)
 
 
 def test_conflicting_content_lengths_are_refused() -> None:
     headers = [(b"content-length", b"3"), (b"content-length", b"4")]
-    with pytest.raises(http1.BadMessage):
+    with pytest.raises(BadHttpMessage):
         http1.content_length(headers)
     assert http1.content_length([(b"content-length", b"7"), (b"content-length", b"7")]) == 7
     assert http1.content_length([]) is None
@@ -78,7 +83,7 @@ def test_chunked_scanner_finds_the_end_across_any_split() -> None:
 
 
 def test_chunked_scanner_refuses_a_bad_size() -> None:
-    with pytest.raises(http1.BadMessage):
+    with pytest.raises(BadHttpMessage):
         http1.ChunkedScanner().feed(b"zz\r\n")
 
 

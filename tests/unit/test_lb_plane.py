@@ -23,14 +23,14 @@ from typing import Any
 import pytest
 
 from labkit.errors import ConfigError, SandboxError
-from labkit.sandbox.lb import LoadBalancerPlane
-from labkit.sandbox.topology import (
+from labkit.sandbox.server.lb import LoadBalancerPlane
+from labkit.sandbox.server.topology import (
     Forward,
+    GroupTarget,
     HealthCheck,
     Listener,
     MetricPoint,
     Rule,
-    Target,
     TargetGroup,
     TargetHealthReport,
 )
@@ -108,8 +108,8 @@ class FakeTarget:
         self.thread = threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True)
         self.thread.start()
 
-    def target(self) -> Target:
-        return Target(f"i-{self.name}", self.port)
+    def target(self) -> GroupTarget:
+        return GroupTarget(f"i-{self.name}", self.port)
 
     def stop(self) -> None:
         self.server.shutdown()
@@ -163,7 +163,7 @@ def plane(published: list[MetricPoint]) -> Iterator[LoadBalancerPlane]:
 
 def group(
     name: str,
-    *members: Target,
+    *members: GroupTarget,
     healthy: int = 2,
     unhealthy: int = 2,
     delay_s: float = 0,
@@ -370,7 +370,7 @@ def test_matcher_ranges_and_a_numbered_health_check_port(
         [
             group("ranged", app_target, matcher="200-299"),
             # The health check goes to the sidecar's port, not the traffic port.
-            group("numbered", Target("i-app", app.port), port=str(sidecar.port)),
+            group("numbered", GroupTarget("i-app", app.port), port=str(sidecar.port)),
         ],
     )
     wait_for(lambda: plane.health("arn:tg/ranged", "i-app").state == "healthy", 5, "204 within 200-299")
@@ -443,8 +443,8 @@ def test_502_when_the_target_refuses_or_resets(plane: LoadBalancerPlane) -> None
     plane.apply(
         [listener(("refused", 1)), listener(("reset", 1), arn="arn:listener/reset")],
         [
-            group("refused", Target("i-refused", free_port()), Target("i-down", None)),
-            group("reset", Target("i-r", resetting.port)),
+            group("refused", GroupTarget("i-refused", free_port()), GroupTarget("i-down", None)),
+            group("reset", GroupTarget("i-r", resetting.port)),
         ],
     )
     port = port_of(plane)
@@ -737,7 +737,7 @@ def test_the_plane_process_ends_with_close_and_with_its_owner(tmp_path: Path) ->
     script = tmp_path / "owner.py"
     script.write_text(
         "import time\n"
-        "from labkit.sandbox.lb import LoadBalancerPlane\n"
+        "from labkit.sandbox.server.lb import LoadBalancerPlane\n"
         "plane = LoadBalancerPlane(publish=lambda points: None)\n"
         "print(plane.pid, flush=True)\n"
         "time.sleep(60)\n"

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from labkit import lesson
 from labkit.deploy import weights_from_marks
 from labkit.errors import ConfigError
+from labkit.lab import lesson
 
 
 @pytest.mark.parametrize("target", ["sandbx", "", None, 3])

@@ -1,4 +1,4 @@
-"""labkit.notebook_check: the repository's notebooks pass, and each check catches what it is for."""
+"""labkit.lab.check: the repository's notebooks pass, and each check catches what it is for."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from labkit.notebook_check import KERNEL_NAME, check_folders, check_notebook, header_sections, headings, main
+from labkit.lab.check import KERNEL_NAME, check_folders, check_notebook, header_sections, headings, main
 from labkit.settings import PROJECT_ROOT
 
 FIXTURES = Path(__file__).parent.parent / "fixtures" / "notebooks"
@@ -192,7 +192,7 @@ def test_a_parameter_papermill_cannot_read_is_a_problem(tmp_path: Path) -> None:
     import nbformat
     from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
-    from labkit.notebook_check import check_notebook
+    from labkit.lab.check import check_notebook
 
     header = "# T\n\n## Objectives\nx\n\n## Time\n1 min\n\n## Cost\nnone\n\n## Side effects\nnone\n"
     header += "\n## Parameters\n"

@@ -1,4 +1,4 @@
-"""labkit.notebook_report: a run folder rendered to a static site."""
+"""labkit.lab.report: a run folder rendered to a static site."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from labkit.errors import ConfigError
-from labkit.notebook_report import latest_run, render_report
+from labkit.lab.report import latest_run, render_report
 
 
 def executed(path: Path, *, output: str, exception: bool, seconds: float, parameters: dict[str, Any]) -> None:

@@ -1,4 +1,4 @@
-"""labkit.notebook_run and `labkit run` argument handling, without starting a kernel."""
+"""labkit.lab.run and `labkit run` argument handling, without starting a kernel."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 
 from labkit.cli.run import parse_parameter_args
 from labkit.errors import ConfigError
-from labkit.notebook_run import (
+from labkit.lab.run import (
     RUN_DIR_ENV,
     CellFailure,
     NotebookResult,

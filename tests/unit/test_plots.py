@@ -1,4 +1,4 @@
-"""labkit.plots: every figure renders from synthetic data to a PNG with titles, units and legends, its
+"""labkit.lab.plots: every figure renders from synthetic data to a PNG with titles, units and legends, its
 texts do not overlap, and bad input gets a clear error. (The PNGs were also looked at by eye.)"""
 
 from __future__ import annotations
@@ -14,9 +14,9 @@ from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from labkit import plots
-from labkit.cost import DeployPattern, estimate_cost
 from labkit.errors import PlotInputError
+from labkit.infra.cost import DeployPattern, estimate_cost
+from labkit.lab import plots
 
 T0 = pd.Timestamp("2026-11-02T10:00:00Z")
 COST_PLAN = Path(__file__).parent.parent / "fixtures" / "cost" / "staging.plan.json"

@@ -8,8 +8,8 @@ from typing import Any
 import pandas as pd
 import pytest
 
+from labkit.deploy.probe import COLUMNS, Probe, _identity, summarize
 from labkit.errors import LabkitError, ProbeError
-from labkit.probe import COLUMNS, Probe, _identity, summarize
 
 
 @pytest.mark.parametrize("url", ["http://10.0.0.5/", "http://my-alb-123.us-east-1.elb.amazonaws.com/"])

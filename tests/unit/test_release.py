@@ -1,4 +1,4 @@
-"""labkit.release and unpack_release: fault parsing, versions, the artifact, refusals. No network."""
+"""labkit.release.build and unpack_release: fault parsing, versions, the artifact, refusals. No network."""
 
 from __future__ import annotations
 
@@ -14,8 +14,8 @@ import pytest
 
 from app import create_app
 from labkit import AppProcessError, ReleaseError
-from labkit.appserver import AppProcess, unpack_release
-from labkit.release import (
+from labkit.release.appserver import AppProcess, unpack_release
+from labkit.release.build import (
     build_release,
     check_version,
     git_commit,

@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 
 from labkit import ReleaseError
 from labkit.cli import app
-from labkit.release import read_artifact_manifest
+from labkit.release.build import read_artifact_manifest
 
 runner = CliRunner()
 

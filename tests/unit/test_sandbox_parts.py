@@ -20,10 +20,10 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from labkit import sandbox
 from labkit.errors import SandboxError
-from labkit.sandbox import persistence
-from labkit.sandbox.cloudwatch import compile_expression, evaluate_alarm, evaluate_expression
-from labkit.sandbox.instance_view import parse_user_data, spec_from_user_data
-from labkit.sandbox.mends import percentile
+from labkit.sandbox.server import persistence
+from labkit.sandbox.server.cloudwatch import compile_expression, evaluate_alarm, evaluate_expression
+from labkit.sandbox.server.instance_view import parse_user_data, spec_from_user_data
+from labkit.sandbox.server.mends import percentile
 
 # --- user data ---
 
@@ -307,7 +307,8 @@ def test_a_stale_pid_of_another_program_is_never_taken_for_the_service(empty_san
 @pytest.fixture()
 def stand_in_service() -> Iterator[int]:
     """A sleeping process whose command line names the service, standing in for its pid."""
-    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", "labkit.sandbox.service"])
+    command = [sys.executable, "-c", "import time; time.sleep(60)", "labkit.sandbox.server.service"]
+    proc = subprocess.Popen(command)
     yield proc.pid
     proc.kill()
     proc.wait()

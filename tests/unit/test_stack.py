@@ -1,4 +1,4 @@
-"""labkit.stack and `labkit stack` without a sandbox: names, locking mode, input checks, refusals."""
+"""labkit.infra.stack and `labkit stack` without a sandbox: names, locking mode, input checks, refusals."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 from labkit.cli import app
 from labkit.cli.stack import parse_vars
 from labkit.errors import ConfigError, SpendNotAllowedError, StackError
-from labkit.stack import Stack, StackNames, state_key, uses_lockfile
+from labkit.infra.stack import Stack, StackNames, state_key, uses_lockfile
 from labkit.target import Target, aws, sandbox
 
 SANDBOX = "http://127.0.0.1:1"  # never contacted: every check here happens before any AWS call

@@ -7,8 +7,7 @@ from typing import Any
 
 import pytest
 
-from labkit.errors import ConfigError, LabkitError
-from labkit.strategy import (
+from labkit.deploy.strategy import (
     DEFAULT_BAKE_S,
     STRATEGY_NAMES,
     Step,
@@ -20,6 +19,7 @@ from labkit.strategy import (
     from_name,
     linear,
 )
+from labkit.errors import ConfigError, LabkitError
 
 
 def test_canary_defaults_are_short_sandbox_bakes() -> None:

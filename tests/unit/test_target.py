@@ -1,9 +1,12 @@
-"""labkit.target: loopback-only sandbox, untouched aws chain, spend opt-in."""
+"""labkit.target: loopback-only sandbox, untouched aws chain, spend opt-in, a plain value."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
+import labkit.sandbox
 from labkit.errors import SpendNotAllowedError, TargetError
 from labkit.target import SANDBOX_REGION, Target, aws, get_target, is_loopback_url, sandbox
 
@@ -87,3 +90,31 @@ def test_unknown_target_and_sandbox_region_are_refused() -> None:
         get_target("gcp")
     with pytest.raises(TargetError, match="one region"):
         get_target("sandbox", region="eu-west-1", endpoint_url="http://127.0.0.1:1")
+
+
+def test_a_sandbox_target_is_a_plain_value_that_starts_nothing(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("LABKIT_SANDBOX_HOME", str(tmp_path))
+    with pytest.raises(TargetError, match="needs the sandbox's endpoint URL") as info:
+        get_target("sandbox")
+    assert "labkit.sandbox.target()" in str(info.value)
+    assert list(tmp_path.iterdir()) == []  # nothing was started: no service file, no log, no lock
+    with pytest.raises(TargetError, match="built without the sandbox's map"):
+        sandbox("http://127.0.0.1:1").alb_url("web-1.us-east-1.elb.amazonaws.com")
+
+
+def test_alb_urls_map_dns_names_and_take_no_part_in_equality() -> None:
+    mapped = sandbox("http://127.0.0.1:1", alb_urls=lambda dns: f"http://127.0.0.1:9/{dns}")
+    assert mapped.alb_url("web-1") == "http://127.0.0.1:9/web-1"
+    assert mapped == sandbox("http://127.0.0.1:1") and hash(mapped) == hash(sandbox("http://127.0.0.1:1"))
+    assert aws("eu-west-1").alb_url("web-1.eu-west-1.elb.amazonaws.com") == "http://web-1.eu-west-1.elb.amazonaws.com"
+
+
+def test_the_sandbox_target_refuses_another_region_before_starting_anything(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("LABKIT_SANDBOX_HOME", str(tmp_path))
+    with pytest.raises(TargetError, match="one region"):
+        labkit.sandbox.target(region="eu-west-1")
+    assert list(tmp_path.iterdir()) == []

@@ -1,4 +1,4 @@
-"""labkit.terraform without running Terraform: CLI config, parsing, errors."""
+"""labkit.infra.terraform without running Terraform: CLI config, parsing, errors."""
 
 from __future__ import annotations
 
@@ -9,8 +9,7 @@ from pathlib import Path
 import pytest
 
 from labkit.errors import ConfigError, TerraformError, TerraformNotFoundError
-from labkit.target import sandbox
-from labkit.terraform import (
+from labkit.infra.terraform import (
     PlanResult,
     ResourceChange,
     Terraform,
@@ -21,6 +20,7 @@ from labkit.terraform import (
     mirrored_providers,
     terraform_binary,
 )
+from labkit.target import sandbox
 
 
 def make_mirror(root: Path) -> Path:

@@ -2,7 +2,7 @@
 # refuses destruction (prevent_destroy), and a DynamoDB lock table for Terraform before 1.10.
 #
 # Tearing the bucket down is deliberate and happens outside Terraform's plan: labkit's global
-# teardown (labkit.stack.Stack("global", target).teardown(confirm="global")) moves the state back
+# teardown (labkit.infra.stack.Stack("global", target).teardown(confirm="global")) moves the state back
 # to a local file, removes the bucket from state, destroys the rest, then empties and deletes it.
 
 data "aws_caller_identity" "current" {}

@@ -1,0 +1,566 @@
+"""The Terraform environments (``global``, ``staging``, ``production``) on a target.
+
+:class:`Stack` is what notebooks, the CLI and the deploy controller call::
+
+    stack = Stack("staging", target)
+    stack.apply({"green_weight": 10})   # one deploy step: only the listener changes
+    stack.outputs()["alb_dns_name"]
+
+It fills in what depends on the target, so the Terraform roots never branch on it:
+
+- the S3 backend (state bucket, ``<env>/terraform.tfstate``, locking; path-style addressing and no
+  credential or metadata checks in the sandbox, whose endpoint comes from ``Target.env()``);
+- a Terraform data dir per target and environment under ``labkit_home()``, so the sandbox and
+  AWS never share ``.terraform``;
+- the names that must be the same everywhere (buckets and tables, see :class:`StackNames`) and the
+  region; on AWS, anything that creates resources first calls ``target.require_spend``.
+
+Deployment variables carry over: an environment with a ``deployment`` output (staging, production)
+reports the versions, capacities and weight it was applied with, and :meth:`Stack.apply` starts
+from those, so ``apply({"green_weight": 10})`` changes the weight and nothing else.
+
+``global`` holds the state bucket, so it bootstraps itself: while the bucket does not exist, its
+apply runs in a copy of ``terraform/`` under ``labkit_home()`` with a generated
+``*_override.tf`` that switches the backend to ``local``; then ``init -migrate-state`` (without the
+override) moves that state into the bucket the apply created, and the copy is deleted. The source
+tree is never written, so runs from other processes are never switched to the wrong backend.
+
+The state bucket has ``prevent_destroy``: ``Stack("global").destroy()`` refuses, and so does a plain
+``terraform destroy``. The one way to remove it is :meth:`Stack.teardown` with ``confirm="global"``,
+once no other environment holds resources: it destroys everything else in global, then deletes the
+bucket's object versions and the bucket with the API.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from labkit.errors import StackError
+from labkit.infra.terraform import (
+    ApplyResult,
+    PlanResult,
+    Reporter,
+    Terraform,
+    print_reporter,
+    terraform_version,
+)
+from labkit.infra.tfjson import raw_state_resources
+from labkit.settings import labkit_home, terraform_dir
+from labkit.target import Target
+
+ENVIRONMENTS = ("global", "staging", "production")
+#: Environments whose state lives in the bucket that ``global`` owns.
+APP_ENVIRONMENTS = ("staging", "production")
+#: Project prefix of every name (the roots' ``project`` variable defaults to the same).
+PROJECT = "bglab"
+#: The state bucket and its configuration (versioning, policy, ...): the teardown leaves them to the
+#: API call that deletes the bucket, the one path that removes it.
+STATE_BUCKET_ADDRESSES = (
+    "module.state_backend.aws_s3_bucket.state",
+    "module.state_backend.module.hardening.",
+)
+#: The generated file that points the bootstrap copy of ``global`` at a local backend.
+OVERRIDE_FILE = "labkit_local_backend_override.tf"
+
+
+@dataclass(frozen=True)
+class StackNames:
+    """Names shared by every environment on one account and region: S3 names are global, so the
+    buckets carry the account id and region. labkit passes them to the roots as variables; this is
+    the one place they are made."""
+
+    project: str
+    account_id: str
+    region: str
+
+    @classmethod
+    def for_target(cls, target: Target) -> StackNames:
+        identity = target.client("sts").get_caller_identity()
+        return cls(project=PROJECT, account_id=str(identity["Account"]), region=target.region)
+
+    @property
+    def state_bucket(self) -> str:
+        return f"{self.project}-tfstate-{self.account_id}-{self.region}"
+
+    @property
+    def lock_table(self) -> str:
+        return f"{self.project}-tflock"
+
+    @property
+    def artifact_bucket(self) -> str:
+        return f"{self.project}-artifacts-{self.account_id}-{self.region}"
+
+    @property
+    def ledger_table(self) -> str:
+        return f"{self.project}-deployments"
+
+
+def state_key(env: str) -> str:
+    """The S3 key of an environment's state."""
+    return f"{env}/terraform.tfstate"
+
+
+def uses_lockfile(version: str) -> bool:
+    """Terraform 1.10+ locks with a lock file in S3 (``use_lockfile``); older ones need DynamoDB."""
+    major, minor = (int(part) for part in version.split(".")[:2])
+    return (major, minor) >= (1, 10)
+
+
+class Stack:
+    """One Terraform environment (``global``, ``staging`` or ``production``) on one target."""
+
+    def __init__(self, env: str, target: Target, *, reporter: Reporter | None = print_reporter) -> None:
+        if env not in ENVIRONMENTS:
+            raise StackError(f"Unknown environment {env!r}.", hint=f"Use one of: {', '.join(ENVIRONMENTS)}.")
+        self.env = env
+        self.target = target
+        self.reporter = reporter
+        self.root = terraform_dir() / "environments" / env
+        #: Per target and environment: Terraform's data dir, and global's bootstrap files.
+        self.work_dir = labkit_home() / "terraform" / target.name / env
+        self.terraform = Terraform(
+            self.root, target=target, data_dir=self.work_dir / "tfdata", reporter=reporter
+        )
+        self._names: StackNames | None = None
+        self._initialised = False
+
+    # -- what a caller uses -------------------------------------------------------------------
+
+    @property
+    def names(self) -> StackNames:
+        if self._names is None:
+            self._names = StackNames.for_target(self.target)
+        return self._names
+
+    def plan(
+        self, variables: Mapping[str, Any] | None = None, *, targets: Sequence[str] = ()
+    ) -> PlanResult:
+        """A plan of ``variables`` on top of the applied deployment; ``has_changes`` says whether it
+        would change anything. ``targets`` (e.g. ``["module.environment.module.network"]``) limits
+        it to those resources and what they depend on."""
+        if self._bootstrapping():
+            with self._bootstrap_root() as terraform:
+                return terraform.plan(variables=self.variables(variables), targets=targets)
+        self._init()
+        return self.terraform.plan(variables=self.variables(variables), targets=targets)
+
+    def apply(
+        self,
+        variables: Mapping[str, Any] | None = None,
+        *,
+        targets: Sequence[str] = (),
+        refresh: bool = True,
+    ) -> ApplyResult:
+        """Apply ``variables`` on top of the applied deployment (on AWS only with ``allow_spend``).
+
+        staging and production refuse, before Terraform runs, a ``*_version`` whose fleet has
+        capacity while its release is not in the artifact bucket (``labkit release build`` puts it there).
+
+        ``targets`` builds only those resources and what they depend on: the lessons build staging
+        one module at a time this way. Terraform warns that such a plan may be incomplete; the
+        next untargeted apply completes it.
+
+        ``refresh=False`` skips reading every resource back before planning (``-refresh=false``),
+        which is most of a small apply's time. Terraform's caveat: changes made outside Terraform
+        are not seen by that apply. Use it only right after an apply that refreshed, while nothing
+        else can change what it touches (the deploy controller's weight steps)."""
+        self.target.require_spend(f"apply the {self.env} stack")
+        if self._bootstrapping():
+            if targets:
+                raise StackError(
+                    "global's first apply cannot be targeted: it creates the state bucket it then moves "
+                    "its own state into.",
+                    hint="Apply global whole: Stack('global', target).apply().",
+                )
+            return self._bootstrap(variables)
+        self._init()
+        values = self.variables(variables)
+        if not targets or any("fleet" in t for t in targets):
+            self._require_artifacts(values)
+        return self.terraform.apply(variables=values, targets=targets, refresh=refresh)
+
+    def confirm_destroy(self, confirm: str | None, *, account_id: str | None = None) -> None:
+        """On AWS, refuse to destroy unless ``confirm`` is this environment's name (and, for
+        ``global``, ``account_id`` is the account's id); the sandbox needs no confirmation.
+
+        It refuses before any call to AWS when a confirmation is missing or names another
+        environment; only the account id is checked against the account (one read of STS)."""
+        if self.target.is_sandbox:
+            return
+        if confirm != self.env:
+            raise StackError(
+                f"Refusing to destroy {self.env} on AWS without confirm={self.env!r}: it deletes its "
+                "resources for good.",
+                hint=f"Pass confirm={self.env!r} (CLI: `labkit --target aws stack destroy {self.env} "
+                f"--confirm {self.env}`; notebook 09: -p confirm {self.env}).",
+            )
+        if self.env != "global":
+            return
+        if not account_id:
+            raise StackError(
+                f"Refusing to tear down global on AWS ({self.target.region}) without the account id: "
+                "it deletes every environment's state and every release.",
+                hint="Pass account_id='123456789012', your account's id (`aws sts get-caller-identity`; "
+                "CLI: --account-id; notebook 09: -p confirm_account ID).",
+            )
+        if account_id != self.names.account_id:
+            raise StackError(
+                f"Refusing to tear down global: account_id {account_id} is not the account these "
+                f"credentials use ({self.names.account_id}).",
+                hint="Check which account your profile points at before tearing anything down.",
+            )
+
+    def destroy(self, *, confirm: str | None = None) -> ApplyResult:
+        """Destroy every resource of the environment (on AWS only with ``confirm`` equal to its name,
+        see :meth:`confirm_destroy`). ``global`` refuses: see :meth:`teardown`."""
+        if self.env == "global":
+            raise StackError(
+                "Refusing to destroy global: it holds the Terraform state bucket of every environment "
+                "(prevent_destroy).",
+                hint="Destroy staging and production first, then run the deliberate teardown: "
+                "Stack('global', target).teardown(confirm='global') or "
+                "`labkit stack teardown-global --confirm global`.",
+            )
+        self.confirm_destroy(confirm)
+        self._init()
+        if not self.terraform.state_list():
+            self._say(f"{self.env}: nothing to destroy")
+            return ApplyResult(added=0, changed=0, removed=0, seconds=0.0, outputs={})
+        return self.terraform.destroy(variables=self.variables(None))
+
+    def plan_from_scratch(self, variables: Mapping[str, Any] | None = None) -> PlanResult:
+        """A plan of building this environment from nothing: what it would create (and, priced with
+        :func:`labkit.infra.cost.estimate_cost`, cost) before anything exists.
+
+        It plans in a copy of ``terraform/`` with empty local state, so it needs no state bucket and
+        touches no backend; it creates nothing, so it needs no ``allow_spend`` either. Data sources
+        are read from the target. The deployment variables are the roots' defaults plus ``variables``.
+        """
+        with tempfile.TemporaryDirectory(prefix="labkit-scratch-") as tmp:
+            why = "a plan from scratch, on empty local state"
+            with self._local_root(Path(tmp) / "scratch.tfstate", why) as terraform:
+                return terraform.plan(variables=self.variables(variables, carry_over=False))
+
+    def state_lock(self) -> dict[str, Any] | None:
+        """Who holds this environment's state lock (Terraform's lock info: ``ID``, ``Who``,
+        ``Operation``, ``Created``, ...), or None when it is free. Read from the backend itself:
+        the lock file next to the state (Terraform 1.10+), else the DynamoDB lock table."""
+        config = self.backend_config()
+        try:
+            if config.get("use_lockfile") == "true":
+                body = self.target.client("s3").get_object(
+                    Bucket=config["bucket"], Key=config["key"] + ".tflock"
+                )["Body"].read()
+                return dict(json.loads(body))
+            item = self.target.client("dynamodb").get_item(
+                TableName=config["dynamodb_table"],
+                Key={"LockID": {"S": f"{config['bucket']}/{config['key']}"}},
+                ConsistentRead=True,
+            ).get("Item")
+            return dict(json.loads(item["Info"]["S"])) if item and "Info" in item else None
+        except ClientError as exc:
+            if str(exc.response.get("Error", {}).get("Code")) in ("NoSuchKey", "404"):
+                return None
+            raise
+
+    @contextmanager
+    def hold_lock(self) -> Iterator[None]:
+        """Hold this environment's state lock for the ``with`` block, as a running apply would
+        (see :meth:`labkit.infra.terraform.Terraform.hold_lock`)."""
+        self._init()
+        with self.terraform.hold_lock(lambda: self.state_lock() is not None):
+            yield
+
+    def outputs(self) -> dict[str, Any]:
+        """Every output of the environment ({} before its first apply)."""
+        if self._bootstrapping():
+            return {}
+        self._init()
+        return self.terraform.output()
+
+    def resources(self) -> list[str]:
+        """The address of every resource in the environment's state (``terraform state list``)."""
+        self._init()
+        return self.terraform.state_list()
+
+    def state_attributes(self, address: str) -> dict[str, Any]:
+        """What Terraform recorded about one resource, as ``terraform state show`` prints it:
+        ``state_attributes('module.environment.module.alb.aws_lb.this')["dns_name"]``. A targeted
+        apply writes no root outputs, so this is how to read what it built."""
+        self._init()
+        for resource in raw_state_resources(self.terraform.state_pull(), data_sources=True):
+            if resource.address == address:
+                return dict(resource.values)
+        raise StackError(
+            f"{self.env} on {self.target.name} has no {address} in its state.",
+            hint=f"`labkit stack output {self.env}` and Stack.resources() show what it has; apply what "
+            "builds it first.",
+        )
+
+    def deployment(self) -> dict[str, Any]:
+        """The deployment variables as last applied ({} for global, or before the first apply)."""
+        value = self.outputs().get("deployment")
+        return dict(value) if isinstance(value, dict) else {}
+
+    def backend_config(self, *, locking: bool = True) -> dict[str, str]:
+        """The S3 backend settings of this environment on this target.
+
+        ``encrypt`` stays unset on purpose: with it the backend would ask for SSE-S3, while without
+        it every state version takes the bucket's default encryption, SSE-KMS with the state key.
+        """
+        config = {"bucket": self.names.state_bucket, "key": state_key(self.env), "region": self.target.region}
+        if locking and uses_lockfile(terraform_version()):
+            config["use_lockfile"] = "true"
+        elif locking:
+            config["dynamodb_table"] = self.names.lock_table
+        if self.target.is_sandbox:
+            config.update(
+                use_path_style="true",
+                skip_credentials_validation="true",
+                skip_requesting_account_id="true",
+                skip_metadata_api_check="true",
+            )
+        return config
+
+    def teardown(self, *, confirm: str, account_id: str | None = None) -> None:
+        """Remove ``global``, the state bucket included: the one path that may. ``confirm`` must be
+        "global"; on AWS ``account_id`` must be the account's id too (see :meth:`confirm_destroy`).
+
+        Refuses while staging or production state still lists resources. Destroys everything in
+        global except the state bucket and its configuration (a targeted destroy never reaches what
+        the targets depend on, so prevent_destroy is never put to the test; the bucket's encryption
+        setting goes with the KMS key it names), then deletes every object version in the bucket,
+        global's own state among them, and the bucket itself.
+        """
+        if self.env != "global":
+            raise StackError(
+                f"teardown is for global only; {self.env} is removed with destroy().",
+                hint=f"Stack('{self.env}', target).destroy() or `labkit stack destroy {self.env}`.",
+            )
+        if confirm != "global":
+            raise StackError(
+                "Refusing to tear down global without confirm='global': it deletes the Terraform state "
+                "bucket (every version of every environment's state) and the deployment ledger.",
+                hint="Pass confirm='global' (CLI: --confirm global) once staging and production are "
+                "destroyed.",
+            )
+        self.confirm_destroy(confirm, account_id=account_id)
+        bucket = self.names.state_bucket
+        if not self._bucket_exists(bucket):
+            raise StackError(
+                f"There is no state bucket {bucket} to tear down on {self.target.name}.",
+                hint="global is not applied on this target (or was torn down already).",
+            )
+        self._refuse_while_environments_hold_resources(bucket)
+        # Without locking: a DynamoDB lock table (Terraform < 1.10) is among what goes, and its
+        # release at the end would fail. The bucket's own lock file (1.10+) is gone with the bucket.
+        self.terraform.init(backend_config=self.backend_config(locking=False))
+        self._initialised = True
+        others = [
+            address
+            for address in self.terraform.state_list()
+            if not address.startswith(STATE_BUCKET_ADDRESSES) and not _is_data_source(address)
+        ]
+        self._say(f"global: destroying {len(others)} resources, all but the state bucket")
+        self.terraform.destroy(variables=self.variables(None), targets=others)
+        self._say(f"global: deleting every object version in {bucket}, then the bucket")
+        _delete_bucket(self.target, bucket)
+        shutil.rmtree(self.work_dir, ignore_errors=True)
+        self._initialised = False
+        self._say("global: torn down")
+
+    # -- plumbing -----------------------------------------------------------------------------
+
+    def _say(self, line: str) -> None:
+        if self.reporter is not None:
+            self.reporter(line)
+
+    def variables(
+        self, overrides: Mapping[str, Any] | None = None, *, carry_over: bool = True
+    ) -> dict[str, Any]:
+        """The variables an apply of ``overrides`` uses: what the target fills in, then (with
+        ``carry_over``) the deployment as last applied (staging, production), then ``overrides``.
+        Needs an initialised backend for the deployment part."""
+        names = self.names
+        values: dict[str, Any] = {"region": self.target.region, "project": names.project}
+        if self.env == "global":
+            values.update(
+                state_bucket_name=names.state_bucket,
+                lock_table_name=names.lock_table,
+                artifact_bucket_name=names.artifact_bucket,
+                ledger_table_name=names.ledger_table,
+                # The sandbox's endpoint is plain HTTP, which a TLS-only bucket policy refuses.
+                require_tls=not self.target.is_sandbox,
+            )
+        else:
+            # The sandbox has no billing, so no budget; everything else is the same on both targets.
+            values.update(artifact_bucket=names.artifact_bucket, enable_budget=not self.target.is_sandbox)
+            if carry_over:
+                values.update(self.terraform.output().get("deployment") or {})
+        values.update(overrides or {})
+        return values
+
+    def _require_artifacts(self, values: Mapping[str, Any]) -> None:
+        """Refuse, before Terraform runs, a fleet with capacity whose release is not in the artifact
+        bucket: its instances would fetch nothing and the load balancer would answer 502."""
+        from labkit.release.build import release_exists, release_key  # only applies that build fleets need it
+
+        bucket = values.get("artifact_bucket")
+        if self.env not in APP_ENVIRONMENTS or not bucket:
+            return
+        for name in sorted(values):
+            color = name.removesuffix("_version")
+            if not name.endswith("_version") or values.get(f"{color}_capacity") in (0, "0"):
+                continue
+            version = str(values[name])
+            if not release_exists(self.target, str(bucket), version):
+                fix = (
+                    f"`labkit release build {version}` (`labkit release list` shows what is there)"
+                    if self.target.is_sandbox
+                    else f"`labkit --target aws --allow-spend release build {version}` "
+                    "(`labkit --target aws release list` shows what is there)"
+                )
+                raise StackError(
+                    f"Refusing to apply {self.env}: {name}={version}, and release {version} is not in the "
+                    f"artifact bucket (s3://{bucket}/{release_key(version)}); its instances would serve "
+                    "nothing.",
+                    hint=f"Build and publish it first: {fix}.",
+                )
+
+    def _init(self) -> None:
+        """``terraform init`` with this target's S3 backend, once per Stack."""
+        if self._initialised:
+            return
+        bucket = self.names.state_bucket
+        if not self._bucket_exists(bucket):
+            raise StackError(
+                f"The state bucket {bucket} does not exist on {self.target.name}, so {self.env} has "
+                "nowhere to keep its state.",
+                hint="Apply the global environment first: `labkit stack apply global` "
+                "(or Stack('global', target).apply()).",
+            )
+        self.terraform.init(backend_config=self.backend_config())
+        self._initialised = True
+
+    @property
+    def _bootstrap_state(self) -> Path:
+        return self.work_dir / "bootstrap.tfstate"
+
+    def _bootstrapping(self) -> bool:
+        """True while global has no state bucket to keep its state in, or a bootstrap that failed
+        half-way left its local state to resume from."""
+        if self.env != "global" or self._initialised:
+            return False
+        return self._bootstrap_state.exists() or not self._bucket_exists(self.names.state_bucket)
+
+    @contextmanager
+    def _local_root(self, state: Path, why: str) -> Iterator[Terraform]:
+        """Terraform in a copy of ``terraform/`` whose root for this environment keeps local state in
+        ``state``; the copy is removed afterwards. The source tree is never written."""
+        copy = self.work_dir / "local-src"
+        shutil.rmtree(copy, ignore_errors=True)
+        shutil.copytree(
+            terraform_dir(),
+            copy,
+            ignore=shutil.ignore_patterns(".terraform", ".terraform.lock.hcl", "*.tfstate*", "*_override.tf"),
+        )
+        root = copy / "environments" / self.env
+        (root / OVERRIDE_FILE).write_text(
+            f"# Written by labkit: {why}.\n" 'terraform {\n  backend "local" {}\n}\n'
+        )
+        terraform = Terraform(
+            root, target=self.target, data_dir=self.work_dir / "local-tfdata", reporter=self.reporter
+        )
+        try:
+            terraform.init(backend_config={"path": str(state)})
+            yield terraform
+        finally:
+            shutil.rmtree(copy, ignore_errors=True)
+            shutil.rmtree(self.work_dir / "local-tfdata", ignore_errors=True)
+
+    @contextmanager
+    def _bootstrap_root(self) -> Iterator[Terraform]:
+        self._say(f"global: no state bucket yet; bootstrapping on local state {self._bootstrap_state}")
+        with self._local_root(
+            self._bootstrap_state, "global's first apply, before its state bucket exists"
+        ) as terraform:
+            yield terraform
+
+    def _bootstrap(self, variables: Mapping[str, Any] | None) -> ApplyResult:
+        """global's first apply on local state, then its state migrated into the bucket it made."""
+        with self._bootstrap_root() as terraform:
+            result = terraform.apply(variables=self.variables(variables))
+            (terraform.workdir / OVERRIDE_FILE).unlink()
+            self._say(f"global: migrating state into s3://{self.names.state_bucket}/{state_key('global')}")
+            terraform.init(backend_config=self.backend_config(), migrate_state=True)
+            if not terraform.state_list():
+                raise StackError(
+                    "global's state is empty after migrating it into the state bucket.",
+                    hint=f"The bootstrap state is kept at {self._bootstrap_state}; check it, then run "
+                    "`labkit stack apply global` again.",
+                )
+        self._bootstrap_state.unlink()
+        self._bootstrap_state.with_name(self._bootstrap_state.name + ".backup").unlink(missing_ok=True)
+        return result
+
+    def _bucket_exists(self, bucket: str) -> bool:
+        try:
+            self.target.client("s3").head_bucket(Bucket=bucket)
+        except ClientError as exc:
+            code = str(exc.response.get("Error", {}).get("Code", ""))
+            if code in ("404", "NoSuchBucket", "NotFound"):
+                return False
+            raise StackError(
+                f"Cannot use the state bucket {bucket}: {code or exc}.",
+                hint="On AWS a 403 means the name is taken by another account or your credentials "
+                "lack s3:ListBucket on it.",
+            ) from exc
+        return True
+
+    def _refuse_while_environments_hold_resources(self, bucket: str) -> None:
+        s3 = self.target.client("s3")
+        for env in APP_ENVIRONMENTS:
+            try:
+                body = s3.get_object(Bucket=bucket, Key=state_key(env))["Body"].read()
+            except ClientError as exc:
+                if str(exc.response.get("Error", {}).get("Code")) in ("NoSuchKey", "404"):
+                    continue
+                raise
+            managed = raw_state_resources(json.loads(body or b"{}"))
+            if managed:
+                raise StackError(
+                    f"Refusing to tear down global: {env} still manages {len(managed)} resources whose "
+                    "state lives in the bucket.",
+                    hint=f"Destroy it first: `labkit stack destroy {env}`.",
+                )
+
+
+def _is_data_source(address: str) -> bool:
+    return address.startswith("data.") or ".data." in address
+
+
+def _delete_bucket(target: Target, bucket: str) -> None:
+    """Delete every object version and delete marker, then the bucket.
+
+    Delete markers go first: moto fails to delete a key whose last remaining version is a delete
+    marker, and on AWS the order makes no difference.
+    """
+    s3 = target.client("s3")
+    markers: list[dict[str, str]] = []
+    versions: list[dict[str, str]] = []
+    for page in s3.get_paginator("list_object_versions").paginate(Bucket=bucket):
+        markers += [{"Key": m["Key"], "VersionId": m["VersionId"]} for m in page.get("DeleteMarkers", [])]
+        versions += [{"Key": v["Key"], "VersionId": v["VersionId"]} for v in page.get("Versions", [])]
+    entries = markers + versions
+    for start in range(0, len(entries), 1000):  # DeleteObjects takes at most 1000 keys
+        s3.delete_objects(Bucket=bucket, Delete={"Objects": entries[start : start + 1000], "Quiet": True})
+    s3.delete_bucket(Bucket=bucket)

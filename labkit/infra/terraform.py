@@ -1,0 +1,519 @@
+"""A thin runner over the Terraform CLI and its machine-readable output.
+
+labkit drives the CLI itself (python-terraform is broken with Terraform 1.x): plans and applies
+stream ``-json`` events, which become live, resource-by-resource progress lines in a terminal or a
+notebook; ``plan -detailed-exitcode`` tells "no changes" from "changes"; ``show -json``,
+``output -json`` and ``state pull`` give parsed results. A failure raises :class:`TerraformError`
+with Terraform's own diagnostics.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import tempfile
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from labkit.errors import StateLockedError, TerraformError, TerraformNotFoundError
+from labkit.settings import labkit_home, plugin_mirror
+from labkit.target import Target
+
+INSTALL_HINT = (
+    "Install Terraform 1.6 or newer (https://developer.hashicorp.com/terraform/install) and make sure "
+    "`terraform` is on PATH, or install OpenTofu and set LABKIT_TERRAFORM=tofu."
+)
+
+#: A progress sink: called with one human-readable line per event.
+Reporter = Callable[[str], None]
+
+
+def terraform_binary() -> str:
+    """The Terraform (or OpenTofu) executable, or a :class:`TerraformNotFoundError` that says how to
+    install it."""
+    name = os.environ.get("LABKIT_TERRAFORM", "terraform")
+    found = shutil.which(name)
+    if not found:
+        raise TerraformNotFoundError(f"`{name}` was not found on PATH.", hint=INSTALL_HINT)
+    return found
+
+
+def terraform_version() -> str:
+    """The version of the Terraform binary, e.g. ``1.11.4``."""
+    proc = subprocess.run(
+        [terraform_binary(), "version", "-json"], capture_output=True, text=True, check=False
+    )
+    if proc.returncode != 0:
+        raise TerraformError("`terraform version` failed.", diagnostics=[proc.stderr.strip()])
+    return str(json.loads(proc.stdout)["terraform_version"])
+
+
+def mirrored_providers(mirror: Path) -> list[str]:
+    """The provider source addresses (``host/namespace/type``) that a filesystem mirror holds."""
+    return sorted(
+        "/".join(p.relative_to(mirror).parts)
+        for p in mirror.glob("*/*/*")
+        if p.is_dir() and not p.name.startswith(".")
+    )
+
+
+def cli_config_file() -> Path | None:
+    """Write the Terraform CLI config for the configured provider mirror, if there is one.
+
+    Providers found in the mirror install from it; everything else goes direct to its registry.
+    """
+    mirror = plugin_mirror()
+    if mirror is None:
+        return None
+    providers = mirrored_providers(mirror)
+    include = ", ".join(json.dumps(p) for p in providers)
+    text = (
+        "# Written by labkit from LABKIT_TF_PLUGIN_MIRROR; do not edit.\n"
+        "provider_installation {\n"
+        "  filesystem_mirror {\n"
+        f"    path    = {json.dumps(str(mirror))}\n"
+        f"    include = [{include}]\n"
+        "  }\n"
+        "  direct {\n"
+        f"    exclude = [{include}]\n"
+        "  }\n"
+        "}\n"
+    )
+    path = labkit_home() / "terraform.rc"
+    if not path.exists() or path.read_text() != text:
+        path.write_text(text)
+    return path
+
+
+def print_reporter(line: str) -> None:
+    """The default progress sink: plain lines, which render in terminals, notebooks and CI logs."""
+    print(line, flush=True)
+
+
+@dataclass(frozen=True)
+class ResourceChange:
+    """One resource that a plan would change, or that drifted outside Terraform."""
+
+    address: str
+    actions: tuple[str, ...]
+    resource_type: str = ""
+
+    @property
+    def action(self) -> str:
+        """``create``, ``update``, ``delete``, ``replace``, ``read`` or ``no-op``."""
+        if set(self.actions) == {"delete", "create"}:
+            return "replace"
+        return self.actions[0] if self.actions else "no-op"
+
+
+@dataclass
+class PlanResult:
+    """A parsed plan: ``exit_code`` 0 means no changes, 2 means changes."""
+
+    exit_code: int
+    changes: list[ResourceChange]
+    drift: list[ResourceChange]
+    plan_file: Path | None
+    raw: dict[str, Any] = field(repr=False, default_factory=dict)
+    #: A ``-refresh-only`` plan, whose point is the drift.
+    refresh_only: bool = False
+
+    @property
+    def has_changes(self) -> bool:
+        return self.exit_code == 2
+
+    def count(self, action: str) -> int:
+        return sum(1 for c in self.changes if c.action == action)
+
+    def summary(self) -> str:
+        """One line, as Terraform's own plan output says it. Drift is named only by a refresh-only
+        plan: Terraform's JSON lists every attribute it read back differently (an empty list read
+        back for an unset one, a bucket setting made by a separate resource), even right after an
+        apply, on AWS as on the sandbox, and its human output hides that unless asked for drift."""
+        if self.refresh_only:
+            return f"{len(self.drift)} resource(s) drifted." if self.drift else "No drift."
+        if not self.changes:
+            return "No changes."
+        return (
+            f"{self.count('create')} to add, {self.count('update')} to change, "
+            f"{self.count('delete') + self.count('replace')} to destroy"
+            + (f" ({self.count('replace')} replaced)" if self.count("replace") else "")
+        )
+
+
+@dataclass
+class ApplyResult:
+    """What an apply or destroy did, with its duration and the outputs it left."""
+
+    added: int
+    changed: int
+    removed: int
+    seconds: float
+    outputs: dict[str, Any]
+
+
+def _changes(entries: Iterable[Mapping[str, Any]]) -> list[ResourceChange]:
+    out = []
+    for rc in entries:
+        actions = tuple(rc.get("change", {}).get("actions", ()))
+        if actions and actions != ("no-op",):
+            out.append(ResourceChange(str(rc["address"]), actions, str(rc.get("type", ""))))
+    return out
+
+
+def _diagnostic_line(diag: Mapping[str, Any]) -> str:
+    line = f"{diag.get('severity', 'error').capitalize()}: {diag.get('summary', '')}"
+    if diag.get("address"):
+        line += f" ({diag['address']})"
+    elif diag.get("range"):
+        rng = diag["range"]
+        line += f" ({rng.get('filename')}:{rng.get('start', {}).get('line')})"
+    if diag.get("detail"):
+        line += f"\n  {diag['detail']}"
+    return line
+
+
+class Terraform:
+    """Terraform in one root module folder, pointed at one target.
+
+    ``data_dir`` keeps ``.terraform`` outside the source tree (per target), so the sandbox and AWS
+    never share a backend configuration by accident.
+    """
+
+    def __init__(
+        self,
+        workdir: Path | str,
+        *,
+        target: Target,
+        data_dir: Path | None = None,
+        reporter: Reporter | None = print_reporter,
+    ) -> None:
+        self.workdir = Path(workdir).resolve()
+        if not self.workdir.is_dir():
+            raise TerraformError(
+                f"Terraform root {self.workdir} does not exist.",
+                hint="Pass the folder of a root module, e.g. terraform/environments/staging.",
+            )
+        self.target = target
+        self.data_dir = data_dir
+        self.reporter = reporter
+        self.binary = terraform_binary()
+
+    # -- plumbing ---------------------------------------------------------------------------
+
+    def _env(self) -> dict[str, str]:
+        env = self.target.env()
+        env.update(TF_IN_AUTOMATION="1", TF_INPUT="0", CHECKPOINT_DISABLE="1")
+        config = cli_config_file()
+        if config is not None:
+            env["TF_CLI_CONFIG_FILE"] = str(config)
+        elif env.get("TF_CLI_CONFIG_FILE") and not Path(env["TF_CLI_CONFIG_FILE"]).exists():
+            # A dangling setting only makes Terraform warn on every command.
+            env.pop("TF_CLI_CONFIG_FILE")
+        if self.data_dir is not None:
+            self.data_dir.mkdir(parents=True, exist_ok=True)
+            env["TF_DATA_DIR"] = str(self.data_dir)
+        return env
+
+    def _say(self, line: str) -> None:
+        if self.reporter is not None:
+            self.reporter(line)
+
+    def _run(
+        self, args: list[str], *, what: str, ok: tuple[int, ...] = (0,)
+    ) -> subprocess.CompletedProcess[str]:
+        proc = subprocess.run(
+            [self.binary, *args],
+            cwd=self.workdir,
+            env=self._env(),
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if proc.returncode not in ok:
+            raise self._error(what, proc.returncode, [proc.stderr.strip() or proc.stdout.strip()])
+        return proc
+
+    def _error(self, what: str, code: int, diagnostics: list[str]) -> TerraformError:
+        text = "\n".join(diagnostics)
+        if "Error acquiring the state lock" in text:
+            return StateLockedError(
+                f"terraform {what} in {self.workdir.name}: the state is locked by another run.",
+                hint="Wait for the other run to finish. If it died, run the state-lock runbook "
+                "(or `terraform force-unlock LOCK_ID`) after checking that nothing is applying.",
+                diagnostics=diagnostics,
+                returncode=code,
+            )
+        return TerraformError(
+            f"terraform {what} failed in {self.workdir.name} (exit {code}).",
+            hint="Read Terraform's message above; fix the input or the configuration and run it again.",
+            diagnostics=diagnostics,
+            returncode=code,
+        )
+
+    def _stream(
+        self, args: list[str], *, what: str, ok: tuple[int, ...] = (0,), show_drift: bool = False
+    ) -> tuple[int, list[dict[str, Any]]]:
+        """Run a ``-json`` command, report its events live, return its exit code and events."""
+        events: list[dict[str, Any]] = []
+        errors: list[str] = []
+        start = time.monotonic()
+        with subprocess.Popen(
+            [self.binary, *args],
+            cwd=self.workdir,
+            env=self._env(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            bufsize=1,
+        ) as proc:
+            assert proc.stdout is not None and proc.stderr is not None
+            for event in _json_lines(proc.stdout):
+                events.append(event)
+                diag = event.get("diagnostic", {}) if event.get("type") == "diagnostic" else {}
+                if diag.get("severity") == "error":
+                    errors.append(_diagnostic_line(diag))
+                line = _progress_line(event, show_drift=show_drift)
+                if line:
+                    self._say(f"[{time.monotonic() - start:6.1f}s] {line}")
+            stderr = proc.stderr.read().strip()
+            code = proc.wait()
+        if code not in ok:
+            raise self._error(what, code, errors or [stderr or f"exit code {code}"])
+        return code, events
+
+    @staticmethod
+    def _var_args(variables: Mapping[str, Any] | None, tmp: Path) -> list[str]:
+        if not variables:
+            return []
+        # A JSON var file carries maps, lists and numbers exactly, with no shell quoting.
+        path = tmp / "labkit.tfvars.json"
+        path.write_text(json.dumps(dict(variables), indent=2))
+        return [f"-var-file={path}"]
+
+    # -- commands ---------------------------------------------------------------------------
+
+    def init(
+        self,
+        *,
+        backend_config: Mapping[str, str] | None = None,
+        backend: bool = True,
+        migrate_state: bool = False,
+    ) -> None:
+        """``terraform init``: providers (from the mirror when configured) and the backend."""
+        args = ["init", "-input=false", "-no-color"]
+        if not backend:
+            args.append("-backend=false")
+        elif migrate_state:
+            args += ["-migrate-state", "-force-copy"]
+        else:
+            args.append("-reconfigure")
+        for key, value in (backend_config or {}).items():
+            args.append(f"-backend-config={key}={value}")
+        self._say(f"terraform init in {self.workdir.name}")
+        self._run(args, what="init")
+
+    def plan(
+        self,
+        *,
+        variables: Mapping[str, Any] | None = None,
+        targets: Iterable[str] = (),
+        destroy: bool = False,
+        refresh_only: bool = False,
+        out: Path | None = None,
+    ) -> PlanResult:
+        """``terraform plan -detailed-exitcode``, parsed. Keep the plan with ``out`` to apply it later."""
+        with tempfile.TemporaryDirectory(prefix="labkit-plan-") as tmp:
+            plan_file = out or Path(tmp) / "plan.tfplan"
+            args = ["plan", "-json", "-input=false", "-detailed-exitcode", f"-out={plan_file}"]
+            args += self._var_args(variables, Path(tmp))
+            args += [f"-target={t}" for t in targets]
+            if destroy:
+                args.append("-destroy")
+            if refresh_only:
+                args.append("-refresh-only")
+            code, _ = self._stream(args, what="plan", ok=(0, 2), show_drift=refresh_only)
+            raw = self.show(plan_file)
+        result = PlanResult(
+            exit_code=code,
+            changes=_changes(raw.get("resource_changes", [])),
+            drift=_changes(raw.get("resource_drift", [])),
+            plan_file=out,
+            raw=raw,
+            refresh_only=refresh_only,
+        )
+        self._say(f"plan: {result.summary()}")
+        return result
+
+    def apply(
+        self,
+        *,
+        variables: Mapping[str, Any] | None = None,
+        targets: Iterable[str] = (),
+        plan_file: Path | None = None,
+        destroy: bool = False,
+        refresh: bool = True,
+    ) -> ApplyResult:
+        """``terraform apply`` (or a saved plan), with live progress; returns counts and outputs.
+
+        ``refresh=False`` passes ``-refresh=false``: Terraform plans against the state as stored,
+        without reading every resource back first, which saves most of a small apply's time. As
+        Terraform's documentation warns, that apply then ignores changes made outside Terraform,
+        which could make its plan incomplete or incorrect (nor does it undo them); use it only
+        right after an apply that refreshed, while nothing else can change the resources concerned.
+        """
+        start = time.monotonic()
+        with tempfile.TemporaryDirectory(prefix="labkit-apply-") as tmp:
+            args = ["apply", "-json", "-input=false", "-auto-approve"]
+            if plan_file is not None:
+                if variables or targets or destroy or not refresh:
+                    raise TerraformError(
+                        "A saved plan already fixes its variables, targets, mode and refresh.",
+                        hint="Pass either plan_file, or variables/targets/destroy/refresh, not both.",
+                    )
+                args.append(str(plan_file))
+            else:
+                args += self._var_args(variables, Path(tmp))
+                args += [f"-target={t}" for t in targets]
+                if destroy:
+                    args.append("-destroy")
+                if not refresh:
+                    args.append("-refresh=false")
+            _, events = self._stream(args, what="destroy" if destroy else "apply")
+        summary: dict[str, Any] = next(
+            (e["changes"] for e in reversed(events) if e.get("type") == "change_summary"), {}
+        )
+        result = ApplyResult(
+            added=int(summary.get("add", 0)),
+            changed=int(summary.get("change", 0)),
+            removed=int(summary.get("remove", 0)),
+            seconds=time.monotonic() - start,
+            outputs=self.output() if not destroy else {},
+        )
+        self._say(
+            f"{'destroy' if destroy else 'apply'} complete in {result.seconds:.1f}s: {result.added} added, "
+            f"{result.changed} changed, {result.removed} destroyed"
+        )
+        return result
+
+    def destroy(
+        self, *, variables: Mapping[str, Any] | None = None, targets: Iterable[str] = ()
+    ) -> ApplyResult:
+        """``terraform apply -destroy``, with live progress."""
+        return self.apply(variables=variables, targets=targets, destroy=True)
+
+    def show(self, plan_file: Path) -> dict[str, Any]:
+        """``terraform show -json`` of a saved plan."""
+        proc = self._run(["show", "-json", str(plan_file)], what="show")
+        return dict(json.loads(proc.stdout))
+
+    def output(self) -> dict[str, Any]:
+        """Every root output, as plain values."""
+        proc = self._run(["output", "-json"], what="output")
+        return {name: spec.get("value") for name, spec in json.loads(proc.stdout or "{}").items()}
+
+    def state_pull(self) -> dict[str, Any]:
+        """The current state document, as stored in the backend."""
+        proc = self._run(["state", "pull"], what="state pull")
+        return dict(json.loads(proc.stdout)) if proc.stdout.strip() else {}
+
+    def state_list(self) -> list[str]:
+        """The addresses of every resource in state."""
+        proc = self._run(["state", "list"], what="state list", ok=(0, 1))
+        return [line for line in proc.stdout.splitlines() if line.strip()]
+
+    def drift(self, *, variables: Mapping[str, Any] | None = None) -> list[ResourceChange]:
+        """Resources whose real settings differ from state (a refresh-only plan)."""
+        return self.plan(variables=variables, refresh_only=True).drift
+
+    @contextmanager
+    def hold_lock(self, held: Callable[[], bool], *, timeout_s: float = 60.0) -> Iterator[None]:
+        """Hold this root's state lock for the ``with`` block, as any running Terraform command does.
+
+        It runs ``terraform console``, which takes the lock when it starts and keeps it until it
+        exits: a collision on demand, for the lessons and the drills. ``held`` tells when the lock
+        is taken (the backend knows; the console, reading piped input, says nothing until the end).
+        Raises :class:`StateLockedError` when someone else holds the lock already.
+        """
+        proc = subprocess.Popen(
+            [self.binary, "console"],
+            cwd=self.workdir,
+            env=self._env(),
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            deadline = time.monotonic() + timeout_s
+            while not held():
+                if proc.poll() is not None:
+                    _, stderr = proc.communicate()
+                    raise self._error("console", proc.returncode, [stderr.strip()])
+                if time.monotonic() > deadline:
+                    raise TerraformError(
+                        f"terraform console in {self.workdir.name} did not take the state lock within "
+                        f"{timeout_s:g} s.",
+                        hint="Check that the backend is reachable (a plan shows its error).",
+                    )
+                time.sleep(0.2)
+            self._say(f"holding the state lock of {self.workdir.name} (terraform console pid {proc.pid})")
+            yield
+        finally:
+            if proc.poll() is None:
+                try:
+                    # Closes its input: the console exits at the end of it, releasing the lock.
+                    proc.communicate(timeout=30)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.communicate()
+                self._say(f"released the state lock of {self.workdir.name}")
+
+    def force_unlock(self, lock_id: str) -> None:
+        """Release a lock left by a run that died. Check first that nothing is applying."""
+        self._run(["force-unlock", "-force", lock_id], what="force-unlock")
+
+
+def _json_lines(stream: Iterable[str]) -> Iterator[dict[str, Any]]:
+    for raw in stream:
+        raw = raw.strip()
+        if not raw:
+            continue
+        try:
+            event = json.loads(raw)
+        except json.JSONDecodeError:
+            yield {"type": "text", "@message": raw}
+            continue
+        if isinstance(event, dict):
+            yield event
+
+
+# Event types worth one progress line each; the rest (version, outputs, refresh chatter) stay quiet.
+_SHOWN_EVENTS = {
+    "apply_start",
+    "apply_progress",
+    "apply_complete",
+    "apply_errored",
+    "planned_change",
+    "resource_drift",
+    "change_summary",
+    "text",
+}
+
+
+def _progress_line(event: Mapping[str, Any], *, show_drift: bool = False) -> str | None:
+    kind = event.get("type")
+    if kind == "resource_drift" and not show_drift:
+        return None  # see PlanResult.summary
+    if kind == "diagnostic":
+        diag = event.get("diagnostic", {})
+        return _diagnostic_line(diag) if diag.get("severity") == "error" else None
+    if kind not in _SHOWN_EVENTS:
+        return None
+    return str(event.get("@message", "")) or None

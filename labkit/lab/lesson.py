@@ -1,0 +1,118 @@
+"""What the learning-path notebooks share: the guard cell, the lesson-order check, one request.
+
+Each notebook's guard cell calls :func:`open_target` with its parameters; a notebook that needs what
+an earlier one built calls :func:`require`, so opening ``06`` on an empty sandbox says "run
+04 first" instead of failing deep inside Terraform.
+"""
+
+from __future__ import annotations
+
+import json
+import urllib.error
+import urllib.request
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from labkit import sandbox
+from labkit.errors import ConfigError, LessonOrderError, StackError
+from labkit.infra.stack import Stack
+from labkit.target import TARGET_NAMES, Target, get_target
+
+
+def open_target(target: str, *, allow_spend: bool = False, aws_region: str | None = None) -> Target:
+    """The guard cell: check a notebook's ``target`` parameters, start the sandbox when it is the
+    target, and return the :class:`~labkit.target.Target` every later cell uses."""
+    if not isinstance(target, str) or target not in TARGET_NAMES:
+        raise ConfigError(
+            f"target is {target!r}.",
+            hint=f"Set target to one of: {', '.join(repr(n) for n in TARGET_NAMES)} "
+            "(papermill: -p target sandbox).",
+        )
+    check_flag("allow_spend", allow_spend)
+    if aws_region is not None and not isinstance(aws_region, str):
+        raise ConfigError(f"aws_region is {aws_region!r}.", hint="Give a region name such as 'eu-west-1'.")
+    aws_region = (aws_region or "").strip() or None  # empty: the profile's region
+    if target == "sandbox":
+        chosen = sandbox.target()
+        where = f"the sandbox at {chosen.endpoint_url}"
+    else:
+        chosen = get_target("aws", region=aws_region, allow_spend=allow_spend)
+        spend = "may create resources" if allow_spend else "read-only: allow_spend=False"
+        where = f"AWS {chosen.region} ({spend})"
+    print(f"target: {where}")
+    return chosen
+
+
+def require(
+    stack: Stack, *, run_first: str, outputs: tuple[str, ...] = (), resources: tuple[str, ...] = ()
+) -> dict[str, Any]:
+    """Check that an earlier lesson built what this one needs: root ``outputs`` (written by full
+    applies) and state ``resources`` (addresses, also built by targeted applies). Returns the
+    outputs; raises :class:`LessonOrderError` naming the notebook ``run_first`` otherwise."""
+    try:
+        found = stack.outputs()
+        addresses = stack.resources() if resources else []
+    except StackError as exc:  # no state bucket: global was never applied
+        raise LessonOrderError(
+            f"{stack.env} cannot be read on {stack.target.name}: {exc.message}",
+            hint=f"Run the lessons in order; this one needs {run_first} (and the ones before it).",
+        ) from exc
+    missing = [name for name in outputs if found.get(name) in (None, "", [], {})]
+    missing += [address for address in resources if address not in addresses]
+    if missing:
+        raise LessonOrderError(
+            f"{stack.env} on {stack.target.name} has no {', '.join(missing)} yet.",
+            hint=f"Run {run_first} first (labkit run notebooks/{run_first}.ipynb).",
+        )
+    return found
+
+
+@dataclass(frozen=True)
+class Answer:
+    """One HTTP answer: its status and body (parsed when it is JSON)."""
+
+    status: int
+    body: Any
+
+    def field(self, name: str) -> Any:
+        """A field of a JSON body (``color``, ``version``, ...), None for other bodies."""
+        return self.body.get(name) if isinstance(self.body, dict) else None
+
+
+def get(url: str, *, headers: Mapping[str, str] | None = None, timeout: float = 5.0) -> Answer:
+    """One GET, e.g. through the load balancer; an HTTP error status is an answer, not an exception."""
+    request = urllib.request.Request(url, headers=dict(headers or {}))
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            status, raw = int(response.status), response.read()
+    except urllib.error.HTTPError as exc:
+        status, raw = int(exc.code), exc.read()
+    text = raw.decode("utf-8", "replace")
+    try:
+        body: Any = json.loads(text)
+    except ValueError:
+        body = text
+    return Answer(status, body)
+
+
+def check_number(name: str, value: object, low: float, high: float, *, whole: bool = False) -> None:
+    """A guard-cell check of one numeric parameter: a number (a whole one with ``whole``) from
+    ``low`` to ``high``; a :class:`ConfigError` naming it and the range otherwise."""
+    kinds: tuple[type, ...] = (int,) if whole else (int, float)
+    number = value if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+    if number is None or not isinstance(number, kinds) or not low <= number <= high:
+        kind = "a whole number" if whole else "a number"
+        raise ConfigError(
+            f"{name} is {value!r}.",
+            hint=f"Use {kind} from {low:g} to {high:g} (papermill: -p {name} VALUE).",
+        )
+
+
+def check_flag(name: str, value: object) -> None:
+    """A guard-cell check of one True/False parameter (papermill passes text when misquoted)."""
+    if not isinstance(value, bool):
+        raise ConfigError(
+            f"{name} is {value!r} ({type(value).__name__}), not True or False.",
+            hint=f"Pass a boolean: -p {name} true (JSON) or True.",
+        )

@@ -1,0 +1,341 @@
+"""Starting, finding and stopping the sandbox service from any process.
+
+The service writes ``service.json`` once it serves; a process finds it there and confirms it by
+asking its status path (the pid must match). Starting and stopping take ``service.lock``
+(``flock``), so two processes calling :func:`up` at once start one service.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import http.client
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from labkit.errors import SandboxError
+from labkit.sandbox.client.leftovers import kill_leftovers
+from labkit.sandbox.client.paths import STATUS_PATH, SandboxPaths, sandbox_paths
+from labkit.settings import PROJECT_ROOT
+
+Reporter = Callable[[str], None]
+
+START_TIMEOUT_S = 120.0
+STOP_TIMEOUT_S = 60.0
+#: The log is moved aside to ``service.log.1`` at start once it is this big.
+LOG_ROTATE_BYTES = 5_000_000
+
+# Services this process started: their Popen objects reap them, so a stopped one is not
+# mistaken for alive while it is a zombie.
+_children: dict[int, subprocess.Popen[bytes]] = {}
+
+
+@dataclass(frozen=True)
+class SandboxStatus:
+    """What ``labkit sandbox status`` shows."""
+
+    running: bool
+    endpoint: str | None = None
+    pid: int | None = None
+    started_at: str | None = None
+    load_balancers: int = 0
+    listeners: int = 0
+    target_groups: int = 0
+    instances: list[dict[str, Any]] = field(default_factory=list)
+    home: str | None = None
+
+    def summary(self) -> str:
+        if not self.running:
+            return "not running (`labkit sandbox up` starts it)"
+        serving = sum(1 for i in self.instances if i.get("state") == "running")
+        return (
+            f"running at {self.endpoint} (pid {self.pid}): {self.load_balancers} load balancer(s), "
+            f"{self.listeners} listener(s), {self.target_groups} target group(s), "
+            f"{len(self.instances)} instance app(s), {serving} serving"
+        )
+
+
+# --- finding the service ---
+
+
+def _alive(pid: int) -> bool:
+    child = _children.get(pid)
+    if child is not None:
+        return child.poll() is None
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    with contextlib.suppress(OSError, IndexError):
+        # A zombie (exited, not yet reaped by its parent) still answers kill(0).
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        return stat.rsplit(")", 1)[1].split()[0] != "Z"
+    return True
+
+
+def _is_service(pid: int) -> bool:
+    """True when ``pid`` runs and is a sandbox service (where /proc tells): after a reboot the
+    pid in a stale service.json may belong to anything, which must never be signalled."""
+    if not _alive(pid):
+        return False
+    cmdline = Path(f"/proc/{pid}/cmdline")
+    if not cmdline.parent.exists():
+        return True  # no /proc (macOS): the pid is all there is to go by
+    try:
+        return b"labkit.sandbox.server.service" in cmdline.read_bytes()
+    except OSError:
+        return False
+
+
+def _read_service_file(paths: SandboxPaths) -> dict[str, Any] | None:
+    try:
+        data = json.loads(paths.service_file.read_text())
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) and "pid" in data and "endpoint" in data else None
+
+
+def _ask_status(endpoint: str, timeout: float = 3.0) -> dict[str, Any] | None:
+    host, _, port = endpoint.removeprefix("http://").partition(":")
+    conn = http.client.HTTPConnection(host, int(port), timeout=timeout)
+    try:
+        conn.request("GET", STATUS_PATH)
+        response = conn.getresponse()
+        if response.status != 200:
+            return None
+        data = json.loads(response.read())
+    except (OSError, ValueError, http.client.HTTPException):
+        return None
+    finally:
+        conn.close()
+    return data if isinstance(data, dict) else None
+
+
+def _running(paths: SandboxPaths) -> dict[str, Any] | None:
+    """The running service's status, None when there is none (or it does not answer)."""
+    info = _read_service_file(paths)
+    if info is None or not _is_service(int(info["pid"])):
+        return None
+    status = _ask_status(str(info["endpoint"]))
+    if status is None or status.get("pid") != info["pid"]:
+        return None
+    return status
+
+
+@contextlib.contextmanager
+def _service_lock(paths: SandboxPaths, timeout_s: float) -> Iterator[None]:
+    with paths.lock_file.open("a") as handle:
+        deadline = time.monotonic() + timeout_s
+        while True:
+            try:
+                fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise SandboxError(
+                        f"Another process has been starting or stopping the sandbox for {timeout_s:g} s.",
+                        hint=f"Wait for it, or look at {paths.log_file}.",
+                    ) from None
+                time.sleep(0.1)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+
+
+# --- up / down ---
+
+
+def up(*, timeout_s: float = START_TIMEOUT_S, report: Reporter | None = None) -> str:
+    """Start the sandbox unless it runs; its AWS endpoint URL once the API answers."""
+    paths = sandbox_paths()
+    status = _running(paths)
+    if status is not None:
+        return str(status["endpoint"])
+    with _service_lock(paths, timeout_s):
+        status = _running(paths)  # another process may have started it while we waited
+        if status is not None:
+            return str(status["endpoint"])
+        stale = _read_service_file(paths)
+        if stale is not None and _is_service(int(stale["pid"])):
+            raise SandboxError(
+                f"A sandbox service (pid {stale['pid']}) runs, but its API at {stale['endpoint']} "
+                "does not answer.",
+                hint=f"Run `labkit sandbox down` to stop it, then `labkit sandbox up`; see {paths.log_file}.",
+            )
+        paths.service_file.unlink(missing_ok=True)
+        return _start(paths, timeout_s, report or (lambda line: print(line, flush=True)))
+
+
+def _start(paths: SandboxPaths, timeout_s: float, report: Reporter) -> str:
+    if paths.log_file.exists() and paths.log_file.stat().st_size > LOG_ROTATE_BYTES:
+        os.replace(paths.log_file, paths.log_file.with_suffix(".log.1"))
+    env = dict(os.environ, LABKIT_SANDBOX_HOME=str(paths.root.resolve()), PYTHONUNBUFFERED="1")
+    with paths.log_file.open("ab") as log:
+        offset = log.tell()
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "labkit.sandbox.server.service"],
+            cwd=PROJECT_ROOT,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # outlives the terminal or notebook kernel that started it
+        )
+    _children[proc.pid] = proc
+    started = time.monotonic()
+    next_note = started + 5
+    while True:
+        if proc.poll() is not None:
+            raise SandboxError(
+                f"The sandbox service exited with code {proc.returncode} while starting. End of "
+                f"{paths.log_file}:\n{_tail(paths.log_file, offset)}",
+                hint="Fix what the log names; `labkit sandbox reset` starts from an empty AWS state.",
+            )
+        info = _read_service_file(paths)
+        if info is not None and info["pid"] == proc.pid and _ask_status(str(info["endpoint"])) is not None:
+            return str(info["endpoint"])
+        now = time.monotonic()
+        if now - started > timeout_s:
+            _stop_pid(proc.pid, 10)
+            raise SandboxError(
+                f"The sandbox service did not answer within {timeout_s:g} s. End of {paths.log_file}:\n"
+                f"{_tail(paths.log_file, offset)}",
+                hint="A busy machine may need longer: try `labkit sandbox up` again.",
+            )
+        if now >= next_note:
+            report(f"sandbox: still starting ({now - started:.0f} s; loading moto and the saved AWS state)")
+            next_note = now + 5
+        time.sleep(0.1)
+
+
+def down(*, timeout_s: float = STOP_TIMEOUT_S) -> bool:
+    """Stop the sandbox (saving its AWS state) and every app process; False when it was not running."""
+    paths = sandbox_paths()
+    with _service_lock(paths, timeout_s):
+        info = _read_service_file(paths)
+        was_running = info is not None and _is_service(int(info["pid"]))
+        if info is not None and was_running:
+            _stop_pid(int(info["pid"]), timeout_s)
+        paths.service_file.unlink(missing_ok=True)
+        kill_leftovers(paths.instances_dir)  # after a hard kill of the service, its apps
+        return was_running
+
+
+def _stop_pid(pid: int, timeout_s: float) -> None:
+    """SIGTERM, wait, then SIGKILL."""
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout_s
+    while _alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    if _alive(pid):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+        while _alive(pid):
+            time.sleep(0.05)
+    child = _children.pop(pid, None)
+    if child is not None:
+        child.wait()
+
+
+def reset(*, report: Reporter | None = None) -> bool:
+    """Stop the sandbox, wipe its saved AWS state, ports and instance folders; start it again if it ran.
+
+    True when it was running (and so runs again, empty).
+    """
+    paths = sandbox_paths()
+    was_running = down()
+    unreadable = paths.state_file.with_suffix(".unreadable")
+    for path in (paths.state_file, paths.albs_file, paths.ports_file, unreadable):
+        path.unlink(missing_ok=True)
+    shutil.rmtree(paths.instances_dir, ignore_errors=True)
+    if was_running:
+        up(report=report)
+    return was_running
+
+
+# --- status, URLs, logs ---
+
+
+def status() -> SandboxStatus:
+    found = _running(sandbox_paths())
+    if found is None:
+        return SandboxStatus(running=False)
+    return SandboxStatus(
+        running=True,
+        endpoint=found.get("endpoint"),
+        pid=found.get("pid"),
+        started_at=found.get("started_at"),
+        load_balancers=int(found.get("load_balancers", 0)),
+        listeners=int(found.get("listeners", 0)),
+        target_groups=int(found.get("target_groups", 0)),
+        instances=list(found.get("instances", [])),
+        home=found.get("home"),
+    )
+
+
+def alb_url(dns_name: str, *, port: int | None = None, wait_s: float = 3.0) -> str:
+    """The loopback URL serving an ALB's listener (port 80, or the only one, unless ``port`` says)."""
+    paths = sandbox_paths()
+    info = _read_service_file(paths)
+    if info is None or not _is_service(int(info["pid"])):
+        raise SandboxError(
+            f"The sandbox is not running, so {dns_name} has no loopback URL.",
+            hint="Start it with `labkit sandbox up` (your saved stack comes back with it).",
+        )
+    deadline = time.monotonic() + wait_s  # a new ALB shows up within the service's next pass
+    while True:
+        try:
+            albs = json.loads(paths.albs_file.read_text())
+        except (OSError, ValueError):
+            albs = {}
+        listeners: dict[str, str] = (albs.get(dns_name) or {}).get("listeners") or {}
+        if listeners:
+            if port is not None:
+                if str(port) in listeners:
+                    return listeners[str(port)]
+                raise SandboxError(
+                    f"{dns_name} has no listener on port {port}.",
+                    hint=f"Its listeners are on: {', '.join(sorted(listeners))}.",
+                )
+            if "80" in listeners or len(listeners) == 1:
+                return listeners.get("80") or next(iter(listeners.values()))
+            raise SandboxError(
+                f"{dns_name} has listeners on ports {', '.join(sorted(listeners))}.",
+                hint="Say which with port=N (CLI: --port N).",
+            )
+        if time.monotonic() > deadline:
+            known = ", ".join(sorted(albs)) or "none"
+            raise SandboxError(
+                f"No load balancer with an HTTP listener is named {dns_name} in the sandbox.",
+                hint=f"Known DNS names: {known}. Take the name from `terraform output` or "
+                "describe_load_balancers().",
+            )
+        time.sleep(0.1)
+
+
+def _tail(path: Path, offset: int = 0, lines: int = 30) -> str:
+    try:
+        with path.open("rb") as log:
+            log.seek(offset)
+            text = log.read().decode("utf-8", errors="replace")
+    except OSError as exc:
+        return f"(cannot read {path}: {exc.strerror})"
+    return "\n".join(text.splitlines()[-lines:]) or "(the log is empty)"
+
+
+def log_tail(lines: int = 50) -> str:
+    """The last ``lines`` lines of the service's log."""
+    return _tail(sandbox_paths().log_file, 0, lines)
