@@ -80,6 +80,8 @@ def jupyter(tmp_path: Path) -> Iterator[Server]:
             os.killpg(process.pid, signal.SIGKILL)
             process.wait()
         log.close()
+        # pytest shows a test's captured output only when it fails: then the server's log says why.
+        print((tmp_path / "jupyter.log").read_text()[-4000:])
 
 
 def execute(server: Server, kernel_id: str, code: str) -> tuple[str, str]:
