@@ -13,7 +13,7 @@ ifneq ($(wildcard $(TF_PLUGIN_MIRROR)/.),)
 export LABKIT_TF_PLUGIN_MIRROR ?= $(TF_PLUGIN_MIRROR)
 endif
 
-.PHONY: help jupyter lab test nbval setup lint typecheck clean tools
+.PHONY: help jupyter lab test nbval setup lint deptry typecheck clean tools
 
 help:
 	@echo "make jupyter  open JupyterLab on notebooks/ (the lessons), on loopback, with the lab's kernel"
@@ -26,7 +26,7 @@ $(BIN)/.installed: pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11+ is needed; set PYTHON=python3.11")'
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	$(BIN)/python -m pip install --quiet -e ".[dev,lab]"
 	$(BIN)/python -c 'import labkit; print("Jupyter kernel:", labkit.ensure_kernel())'
 	@# Notebooks are committed without outputs: git runs nbstripout on every notebook it stages.
 	@if git rev-parse --git-dir >/dev/null 2>&1; then \
@@ -39,6 +39,14 @@ setup: $(BIN)/.installed
 lint: setup
 	$(BIN)/ruff check labkit app tests bench notebooks
 	$(BIN)/lint-imports
+	$(MAKE) --no-print-directory deptry
+
+# Every import declared, every dependency used ([tool.deptry] in pyproject.toml). Twice: the shipped
+# code (labkit/, app/, the notebooks) against [project] dependencies alone, then the dev code (tests/,
+# bench/, notebooks/conftest.py) against those plus the [dev] extra.
+deptry: setup
+	$(BIN)/deptry .
+	$(BIN)/deptry tests bench notebooks --exclude '\.ipynb$$' --optional-dependencies-dev-groups lab --ignore DEP002
 
 typecheck: setup
 	$(BIN)/mypy

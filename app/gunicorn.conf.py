@@ -5,7 +5,13 @@ environment variables. Run it from the artifact root (the folder holding ``app/`
 ``release.json``):  ``python -m gunicorn -c app/gunicorn.conf.py``.
 """
 
+from __future__ import annotations
+
 import os
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from app.shutdown import Worker
 
 
 def _env_number(name: str, default: float, low: float, high: float, *, integer: bool = False) -> float:
@@ -79,7 +85,7 @@ control_socket_disable = True
 access_log_format = '%(h)s fwd=%({x-forwarded-for}i)s "%(r)s" %(s)s %(b)s %(M)sms'
 
 
-def post_worker_init(worker):  # type: ignore[no-untyped-def]  # gunicorn hook signature
+def post_worker_init(worker: Worker) -> None:
     """SIGTERM drains first (readiness 503, still serving), then stops gracefully."""
     from app.shutdown import drain_on_sigterm  # imported in the worker, after the app loaded
 

@@ -14,12 +14,30 @@ from __future__ import annotations
 import signal
 import threading
 from types import FrameType
-from typing import Any
+from typing import Protocol
+
+from flask import Flask
 
 from . import app_state
 
 
-def drain_on_sigterm(worker: Any, drain_s: float) -> None:
+class WorkerLog(Protocol):
+    def info(self, msg: str, *args: object) -> None: ...
+
+
+class Worker(Protocol):
+    """What this module uses of a gunicorn worker (gunicorn ships no type hints)."""
+
+    @property
+    def wsgi(self) -> Flask: ...
+
+    @property
+    def log(self) -> WorkerLog: ...
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None: ...
+
+
+def drain_on_sigterm(worker: Worker, drain_s: float) -> None:
     """Replace ``worker``'s SIGTERM handler (gunicorn ``post_worker_init`` hook) with drain-then-stop."""
     state = app_state(worker.wsgi)
 

@@ -15,7 +15,9 @@ per phase.
 Bounds: the rate, the run time (``duration``, else ``max_duration``) and so the request count are
 capped; a request that cannot leave within ``timeout`` of its due time (every worker stuck) is
 recorded as a probe backlog failure instead of being sent late. The probe refuses URLs that are
-not on loopback unless ``allow_remote=True`` (the aws target).
+not on loopback unless ``allow_remote=True`` (the aws target), and checks the URL's port and every
+header before it starts, so bad input is one clear :class:`ProbeError` instead of a failure in each
+worker thread.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import http.client
 import json
 import math
 import queue
+import re
 import socket
 import threading
 import time
@@ -47,6 +50,10 @@ DEFAULT_MAX_DURATION_S = 1800.0
 #: connection the server is closing fails through no fault of the release.
 MAX_IDLE_S = 1.0
 BACKLOG_ERROR = "probe backlog: not sent within the timeout of its due time"
+#: A header name is an HTTP token (RFC 9110, section 5.6.2).
+_TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+#: Control characters other than tab have no place in a header value or a request target.
+_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 
 COLUMNS = [
     "elapsed_s",
@@ -102,6 +109,13 @@ class Probe:
             raise ProbeError(
                 f"{url!r} is not an http(s) URL.", hint="Give a URL such as http://127.0.0.1:8080/."
             )
+        port = _port(url)
+        path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        if _CONTROL.search(path) or " " in path:
+            raise ProbeError(
+                f"The path of {url!r} holds a space or a control character.",
+                hint="Percent-encode them (a space is %20).",
+            )
         if not allow_remote and not is_loopback_url(url):
             raise ProbeError(
                 f"The probe sends only to loopback, and {parts.hostname} is not.",
@@ -122,11 +136,11 @@ class Probe:
         self.timeout = float(timeout)
         self.duration = float(duration if duration is not None else max_duration)
         self.workers = workers
-        self.headers = dict(headers or {})
+        self.headers = _checked_headers(headers or {})
         self._scheme = parts.scheme
         self._host = parts.hostname
-        self._port = parts.port
-        self._path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        self._port = port
+        self._path = path
         self._phase = phase
         self._marks: list[tuple[float, str]] = [(0.0, phase)]
         self._rows: list[tuple[Any, ...]] = []
@@ -369,6 +383,59 @@ def _error_text(exc: BaseException, timeout: float) -> str:
         return "connection refused"
     text = str(exc)
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def _port(url: str) -> int | None:
+    """The URL's port (None for the scheme's default), refused unless it is 1 to 65535."""
+    try:
+        port = urlsplit(url).port
+    except ValueError:  # not a number, or beyond 65535
+        port = -1
+    if port is not None and not 1 <= port <= 65535:
+        raise ProbeError(
+            f"The port in {url!r} is not a number from 1 to 65535.",
+            hint="Give a URL such as http://127.0.0.1:8080/, or leave the port out for 80 (443 for https).",
+        )
+    return port
+
+
+def _checked_headers(headers: Mapping[str, str]) -> dict[str, str]:
+    """``headers`` as a dict, each name an HTTP token and each value one line of Latin-1 text.
+
+    A CR or LF in a value would end the header early and send the rest as headers (or a body) of
+    its own; http.client refuses it only when a worker sends, where the error would kill the
+    worker thread instead of reaching the caller.
+    """
+    checked: dict[str, str] = {}
+    for name, value in headers.items():
+        if not isinstance(name, str) or not _TOKEN.fullmatch(name):
+            raise ProbeError(
+                f"Header name {name!r} is not an HTTP token.",
+                hint="Use letters, digits and - (for example X-Preview).",
+            )
+        if not isinstance(value, str):
+            raise ProbeError(f"Header {name}'s value is {value!r}, not text.", hint="Pass a str.")
+        if "\r" in value or "\n" in value:
+            raise ProbeError(
+                f"Header {name}'s value {value!r} holds a line break (CR or LF).",
+                hint="A value is one line; give each header separately (CLI: one --header NAME:VALUE each).",
+            )
+        if _CONTROL.search(value) or not _is_latin1(value):
+            raise ProbeError(
+                f"Header {name}'s value {value!r} holds a control character or a character "
+                "outside Latin-1.",
+                hint="Use printable text; percent-encode anything else.",
+            )
+        checked[name] = value
+    return checked
+
+
+def _is_latin1(text: str) -> bool:
+    try:
+        text.encode("latin-1")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _check_range(name: str, value: object, low: float, high: float, unit: str) -> None:

@@ -7,6 +7,6 @@
 - :mod:`labkit.infra.inventory`: what is left on a target after a teardown.
 - :mod:`labkit.infra.cost`: what a plan or state costs per month.
 
-It imports the foundation (errors, settings, target) and :mod:`labkit.release` (a stack apply
+It imports the foundation (errors, settings, target) and :mod:`labkit.release.build` (a stack apply
 checks that the releases it names are in the artifact bucket).
 """

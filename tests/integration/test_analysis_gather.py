@@ -134,6 +134,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         except subprocess.TimeoutExpired:
             server.kill()
             server.wait()
+        assert server.stdout is not None
+        server.stdout.close()
 
 
 def _put(stack: Stack, group_arn: str, name: str, when: datetime, **value: Any) -> None:

@@ -250,8 +250,16 @@ def _start_and_kill_at_50(version: str, log: Path) -> subprocess.Popen[str]:
                 return proc
             if time.monotonic() > deadline:
                 break
-    proc.kill()
+    _kill(proc)
     pytest.fail(f"the controller never reached the 50 % bake: {log.read_text()[-2000:]}")
+
+
+def _kill(proc: subprocess.Popen[str]) -> None:
+    """SIGKILL the controller, as a crash would, and close this end of its output pipe."""
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=10)
+    assert proc.stdout is not None
+    proc.stdout.close()
 
 
 def test_4_a_controller_killed_mid_shift_is_aborted_and_another_is_resumed(
@@ -269,8 +277,7 @@ def test_4_a_controller_killed_mid_shift_is_aborted_and_another_is_resumed(
         assert "Environment 'staging' is locked by" in str(refused.value)
         assert f"pid {proc.pid}" in str(refused.value) and "since" in str(refused.value)
     finally:
-        proc.send_signal(signal.SIGKILL)
-        proc.wait(timeout=10)
+        _kill(proc)
 
     record = ctl.ledger.active("staging")
     assert record is not None and (record.version, record.to_color, record.weight) == ("2.0.0", "blue", 50)
@@ -291,9 +298,7 @@ def test_4_a_controller_killed_mid_shift_is_aborted_and_another_is_resumed(
     assert ctl.ledger.lock_holder("staging") is None
 
     # Another one killed at 50 %, then resumed from its record: it finishes the shift.
-    proc = _start_and_kill_at_50("2.1.0", tmp_path / "second.log")
-    proc.send_signal(signal.SIGKILL)
-    proc.wait(timeout=10)
+    _kill(_start_and_kill_at_50("2.1.0", tmp_path / "second.log"))
     record = ctl.ledger.active("staging")
     assert record is not None and record.version == "2.1.0"
     resumed = subprocess.run(

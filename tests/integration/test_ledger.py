@@ -330,20 +330,19 @@ _CONTROLLER = textwrap.dedent(
 
 def test_a_controller_killed_mid_shift_leaves_what_resume_needs(ledger: Ledger, moto_endpoint: str) -> None:
     dep_id = new_deployment_id()
-    controller = subprocess.Popen(
+    with subprocess.Popen(  # the with block closes the pipe and waits
         [sys.executable, "-c", _CONTROLLER, moto_endpoint, ledger.table, dep_id],
         stdout=subprocess.PIPE,
         text=True,
-    )
-    try:
-        assert controller.stdout is not None
-        assert controller.stdout.readline().strip() == "mid-shift"
-        os.kill(controller.pid, signal.SIGKILL)
-        assert controller.wait(timeout=10) == -signal.SIGKILL
-    finally:
-        if controller.poll() is None:
-            controller.kill()
-            controller.wait()
+    ) as controller:
+        try:
+            assert controller.stdout is not None
+            assert controller.stdout.readline().strip() == "mid-shift"
+            os.kill(controller.pid, signal.SIGKILL)
+            assert controller.wait(timeout=10) == -signal.SIGKILL
+        finally:
+            if controller.poll() is None:
+                controller.kill()
 
     record = ledger.active("staging")
     assert record is not None and record.id == dep_id

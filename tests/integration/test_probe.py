@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -281,3 +283,17 @@ def test_cli_refuses_a_remote_url_without_the_flag() -> None:
 def test_cli_refuses_a_malformed_header(server: _Server) -> None:
     result = CliRunner().invoke(cli, ["probe", server.url, "--header", "no-colon"])
     assert isinstance(result.exception, ProbeError) and "is not NAME:VALUE" in str(result.exception)
+
+
+def test_cli_refuses_a_header_with_a_line_break_before_sending_anything(server: _Server) -> None:
+    # A real process: the error must reach the exit status and stderr, not die in a worker thread.
+    result = subprocess.run(
+        [sys.executable, "-m", "labkit", "probe", server.url + "/", "--rate", "20", "--duration", "0.5",
+         "--header", "X-Preview: green\r\nX-Injected: 1"],
+        capture_output=True, text=True, timeout=60, check=False,
+    )
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "holds a line break (CR or LF)" in result.stderr
+    assert "one --header NAME:VALUE each" in result.stderr
+    assert "Traceback" not in result.stderr and "probing" not in result.stdout
+    assert server.headers_seen == []  # nothing was sent

@@ -742,17 +742,16 @@ def test_the_plane_process_ends_with_close_and_with_its_owner(tmp_path: Path) ->
         "print(plane.pid, flush=True)\n"
         "time.sleep(60)\n"
     )
-    owner = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True)
-    try:
-        assert owner.stdout is not None
-        orphan = int(owner.stdout.readline())
-        assert running(orphan)
-        os.kill(owner.pid, signal.SIGKILL)
-        owner.wait(10)
-        wait_for(lambda: not running(orphan), 10, "the plane's process to exit after its owner died")
-    finally:
-        owner.kill()
-        owner.wait()
+    with subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True) as owner:
+        try:
+            assert owner.stdout is not None
+            orphan = int(owner.stdout.readline())
+            assert running(orphan)
+            os.kill(owner.pid, signal.SIGKILL)
+            owner.wait(10)
+            wait_for(lambda: not running(orphan), 10, "the plane's process to exit after its owner died")
+        finally:
+            owner.kill()  # the with block then closes the pipe and waits
 
 
 def test_a_dead_plane_process_is_reported_with_a_hint(targets: Callable[[str], FakeTarget]) -> None:

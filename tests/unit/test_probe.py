@@ -59,6 +59,60 @@ def test_default_pool_grows_with_the_rate_but_stays_small() -> None:
     assert Probe("http://127.0.0.1:1/", rate=2000).workers == 64
 
 
+@pytest.mark.parametrize(
+    "url",
+    ["http://127.0.0.1:70000/", "http://127.0.0.1:0/", "http://127.0.0.1:-1/", "http://127.0.0.1:x/",
+     "http://[::1]:65536/"],
+)
+def test_a_port_out_of_range_is_refused(url: str) -> None:
+    with pytest.raises(ProbeError, match="is not a number from 1 to 65535") as info:
+        Probe(url)
+    assert "http://127.0.0.1:8080/" in str(info.value.hint)
+
+
+def test_ports_at_the_edges_and_the_default_port_are_accepted() -> None:
+    assert Probe("http://127.0.0.1:1/")._port == 1
+    assert Probe("http://127.0.0.1:65535/")._port == 65535
+    assert Probe("http://127.0.0.1/")._port is None  # http.client uses 80
+
+
+@pytest.mark.parametrize("path", ["/a b", "/a\x00b", "/a\x7f"])
+def test_a_path_with_a_space_or_control_character_is_refused(path: str) -> None:
+    with pytest.raises(ProbeError, match="space or a control character"):
+        Probe(f"http://127.0.0.1:8080{path}")
+
+
+@pytest.mark.parametrize(
+    "value", ["green\r\nX-Injected: 1", "green\nX-Injected: 1", "green\r", "\r\n\r\nGET / HTTP/1.1"]
+)
+def test_a_header_value_with_cr_or_lf_is_refused_before_anything_starts(value: str) -> None:
+    with pytest.raises(ProbeError, match="holds a line break") as info:
+        Probe("http://127.0.0.1:1/", headers={"X-Preview": value})
+    assert "--header" in str(info.value.hint)
+
+
+@pytest.mark.parametrize(
+    ("headers", "match"),
+    [
+        ({"X Preview": "green"}, "is not an HTTP token"),
+        ({"X-Preview:": "green"}, "is not an HTTP token"),
+        ({"": "green"}, "is not an HTTP token"),
+        ({"X-Preview": "a\x00b"}, "control character"),
+        ({"X-Preview": "\u2192"}, "outside Latin-1"),
+        ({"X-Preview": 1}, "not text"),
+    ],
+)
+def test_bad_header_names_and_values_are_refused(headers: dict[str, Any], match: str) -> None:
+    with pytest.raises(ProbeError, match=match) as info:
+        Probe("http://127.0.0.1:1/", headers=headers)
+    assert info.value.hint
+
+
+def test_good_headers_are_kept_as_given() -> None:
+    headers = {"X-Preview": "green", "Accept": "*/*", "X-Note": "caf\u00e9\tok", "X-Empty": ""}
+    assert Probe("http://127.0.0.1:1/", headers=headers).headers == headers
+
+
 def test_a_probe_not_started_has_no_results_and_cannot_be_waited_for() -> None:
     probe = Probe("http://127.0.0.1:1/")
     frame = probe.results()
