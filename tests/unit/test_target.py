@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from botocore.config import Config
 
 from labkit.errors import SpendNotAllowedError, TargetError
 from labkit.target import SANDBOX_REGION, Target, aws, get_target, is_loopback_url, sandbox
@@ -87,3 +88,19 @@ def test_unknown_target_and_sandbox_region_are_refused() -> None:
         get_target("gcp")
     with pytest.raises(TargetError, match="one region"):
         get_target("sandbox", region="eu-west-1", endpoint_url="http://127.0.0.1:1")
+
+
+def test_sandbox_clients_and_subprocesses_bypass_a_configured_proxy(
+    moto_endpoint: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A proxy that is not there: a client that used it would fail to connect.
+    for var in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy"):
+        monkeypatch.setenv(var, "http://127.0.0.1:9")
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+    target = sandbox(moto_endpoint)
+    assert target.client("sts")._client_config.proxies == {}
+    assert "Account" in target.client("sts").get_caller_identity()
+    assert "Buckets" in target.client("s3", config=Config(connect_timeout=5)).list_buckets()
+    assert target.env()["NO_PROXY"].split(",") == ["127.0.0.1", "localhost", "::1"]
+    assert target.env({"no_proxy": "corp.example"})["no_proxy"].startswith("corp.example,127.0.0.1")
