@@ -91,6 +91,12 @@ class SandboxStatus:
             )
         elif self.saves.get("last_error"):
             lines.append(f"(an earlier save failed at {self.saves.get('last_error_at')}; saves work again)")
+        final = self.saves.get("final") or {}
+        if not self.running and final and not final.get("ok"):
+            lines.append(
+                f"the final save of the last run failed ({final.get('error')}); its last state is kept as "
+                f"{final.get('kept_as')}"
+            )
         return lines
 
     def lock_lines(self) -> list[str]:
@@ -233,7 +239,7 @@ def up(
 def _prepare_state(paths: SandboxPaths, say: Reporter, *, reset_state: bool, restore: Path | None) -> None:
     """Check the saved state before starting; set it aside or restore a kept file when asked."""
     state = paths.state_file
-    if restore is not None:
+    if restore is not None and restore.expanduser().resolve() != state.resolve():
         restore = restore.expanduser().resolve()
         persistence.read_header(restore)  # refuse a kept file that is no better
         if state.exists():
