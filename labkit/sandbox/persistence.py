@@ -11,7 +11,9 @@ and Terraform's state object come back as they were, in about two seconds.
 
 The file: a marker line, one line of JSON (the format, the labkit and moto versions that wrote it,
 when, and the payload's length and SHA-256), then the pickle. So a truncated, corrupt or foreign
-file is named for what it is before anything is unpickled, and it is never half-loaded. Saving
+file is named for what it is before anything is unpickled, and it is never half-loaded. A file of
+format 1 (a bare pickle, written by labkit before versions were recorded, always with moto 5.2) is
+still loaded when it unpickles under the allow-list; the next save writes the current format. Saving
 keeps the previous :data:`GENERATIONS` files as ``aws-state.1.pickle`` (newest) and on. Loading
 unpickles only the classes of an allow-list (:data:`ALLOWED`, derived from a real saved state).
 
@@ -317,11 +319,10 @@ def split(data: bytes, path: Path) -> tuple[Header, bytes]:
     if not data.startswith(MAGIC):
         if MAGIC.startswith(data):
             raise StateFileError(path, "truncated", f"it holds {len(data)} bytes, not even its header")
-        if data[:1] == b"\x80":  # a bare pickle: format 1, which recorded no versions
-            raise StateFileError(
-                path, "version", "it was written by an earlier labkit (format 1, no versions recorded); "
-                f"this is {_installed()}"
-            )
+        if data[:1] == b"\x80":  # a bare pickle: format 1 (moto 5.2 as now), which recorded no versions
+            saved = datetime.fromtimestamp(path.stat().st_mtime, UTC) if path.exists() else datetime.now(UTC)
+            when = saved.isoformat(timespec="seconds")
+            return Header(1, "unknown", "unknown", "", when, len(data), ""), data
         raise StateFileError(path, "corrupt", "it does not start with the sandbox state's marker")
     line, newline, payload = data[len(MAGIC):].partition(b"\n")
     if not newline:
@@ -331,6 +332,8 @@ def split(data: bytes, path: Path) -> tuple[Header, bytes]:
         header = Header(**fields)
     except (ValueError, TypeError) as exc:
         raise StateFileError(path, "corrupt", f"its header is not readable ({exc})") from None
+    if header.format == 1:  # never written with this layout: a forged header
+        raise StateFileError(path, "corrupt", "its header names format 1, which had no header")
     if (header.format, header.labkit, header.moto) != (FORMAT, *versions().values()):
         raise StateFileError(
             path, "version", f"it was saved by labkit {header.labkit} with moto {header.moto} (format "
@@ -370,7 +373,10 @@ def load(path: Path) -> tuple[Header, int]:
         snapshot = loads(payload)
     except Exception as exc:  # unpickling runs moto's code: anything can go wrong in there
         why = f"it cannot be unpickled ({type(exc).__name__}: {exc})"
-        raise StateFileError(path, "corrupt", why) from exc
+        if header.format == 1:
+            why += "; it was written by an earlier labkit (format 1, no versions recorded)"
+            why += f"; this is {_installed()}"
+        raise StateFileError(path, "version" if header.format == 1 else "corrupt", why) from exc
     registry_of: Any = get_backend  # typed per service name; the names here come from the file
     installed = 0
     for service, accounts in snapshot.items():
@@ -556,6 +562,8 @@ class _Unpickler(pickle.Unpickler):
         self._extra_modules = extra_modules
 
     def find_class(self, module: str, name: str) -> Any:
+        if (module, name) == ("builtins", "getattr"):  # how format 1 saved moto's bound methods
+            return _bound_method
         if (module, name) in ALLOWED or module in self._extra_modules:
             return super().find_class(module, name)
         if module == "moto" or module.startswith("moto."):

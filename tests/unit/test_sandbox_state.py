@@ -12,6 +12,7 @@ import json
 import pickle
 import stat
 import threading
+import types
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -139,10 +140,38 @@ def test_a_corrupt_a_truncated_and_a_foreign_file_are_refused_for_what_they_are(
     saved.write_bytes(good.replace(b'"moto": "', b'"moto": "0.0.1+'))
     error = refusal(saved)
     assert error.reason == "version" and "moto 0.0.1+" in error.detail and "this is labkit" in error.detail
-    saved.write_bytes(pickle.dumps({"format": 1, "backends": {}}))  # what labkit wrote before
-    assert refusal(saved).reason == "version"
     saved.write_bytes(b"")
     assert refusal(saved).reason == "truncated"
+
+
+class Format1Pickler(persistence._Pickler):
+    """As labkit pickled before versions were recorded: methods by ``getattr``."""
+
+    def reducer_override(self, obj: Any) -> Any:
+        return NotImplemented if isinstance(obj, types.MethodType) else super().reducer_override(obj)
+
+
+def test_a_file_of_the_format_before_versions_were_recorded_still_loads(moto: None, tmp_path: Path) -> None:
+    # Format 1 was a bare pickle of {"format": 1, "backends": ...}, moto's methods saved by getattr.
+    client("ec2").create_security_group(GroupName="web", Description="d")
+    buffer = io.BytesIO()
+    Format1Pickler(buffer, 5, {}).dump({"format": 1, "backends": persistence.capture()})
+    legacy = buffer.getvalue()
+    assert b"getattr" in legacy
+    path = tmp_path / "aws-state.pickle"
+    path.write_bytes(legacy)
+    header, installed = persistence.load(path)
+    assert (header.format, header.moto, installed > 0) == (1, "unknown", True)
+    groups = client("ec2").describe_security_groups(Filters=[{"Name": "group-name", "Values": ["web"]}])
+    assert len(groups["SecurityGroups"]) == 1  # moto's filter methods came back
+    path.write_bytes(pickle.dumps({"format": 1, "backends": {"x": (os_system, ("true",))}}))
+    with pytest.raises(StateFileError) as raised:
+        persistence.load(path)
+    assert raised.value.reason == "version" and "format 1" in raised.value.detail
+
+
+def os_system(command: str) -> int:
+    raise AssertionError("never called: the allow-list refuses this module")
 
 
 def test_saves_keep_three_generations_private(saved: Path) -> None:
@@ -164,16 +193,28 @@ def test_the_sandbox_folder_is_private(tmp_path: Path, monkeypatch: pytest.Monke
     assert stat.S_IMODE(sandbox_paths().root.stat().st_mode) == 0o700
 
 
-def test_unpickling_refuses_what_is_not_on_the_allow_list() -> None:
+def test_unpickling_refuses_what_is_not_on_the_allow_list(moto: None) -> None:
     import os
+    from collections import OrderedDict
 
-    class Boom:
+    from moto.sns.models import sns_backends
+
+    class Reduced:
+        def __init__(self, *reduced: Any) -> None:
+            self.reduced = reduced
+
         def __reduce__(self) -> Any:
-            return (os.system, ("echo pwned",))
+            return self.reduced
 
-    for payload in (pickle.dumps({"backends": Boom()}), pickle.dumps({"backends": {"x": getattr}})):
-        with pytest.raises(pickle.UnpicklingError, match="allow-list"):
-            persistence.loads(payload)
+    backend = sns_backends[ACCOUNT]["us-east-1"]
+    refused = {
+        "a function": (os.system, ("echo pwned",)),
+        "getattr on another object": (getattr, (OrderedDict(), "keys")),
+        "getattr to a private name": (getattr, (backend, "__init__")),
+    }
+    for reduced in refused.values():
+        with pytest.raises(pickle.UnpicklingError, match=r"allow-list|not allowed"):
+            persistence.loads(pickle.dumps({"backends": Reduced(*reduced)}))
 
 
 # --- locks in a restored state ---
