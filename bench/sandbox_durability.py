@@ -124,7 +124,7 @@ def main() -> None:
         first_kept = min((d for d in survived if survived[d]), default=None)
         print(f"   other writes: lost when killed {lost} s after, kept from {first_kept} s after")
         quiet = SAVE_QUIET_S + LOOP_INTERVAL_S  # the loop looks every LOOP_INTERVAL_S
-        print(f"   bound: {quiet:g} s of quiet (at most) + one save ({longest:.2f} s) = {quiet + longest:.2f} s")
+        print(f"   bound: {quiet:g} s quiet + one save ({longest:.2f} s) = {quiet + longest:.2f} s")
         print(f"   under steady writes: {SAVE_MAX_DELAY_S + LOOP_INTERVAL_S:g} s + one save")
     finally:
         sandbox.down()
