@@ -28,7 +28,8 @@ def ensure_up() -> str:
 def describe_status() -> tuple[bool, str]:
     """(running, one line for `labkit doctor` and `labkit sandbox status`)."""
     current = status()
-    return current.running, current.summary()
+    failing = current.save_lines()[1:2] if current.saves_failing else []
+    return current.running, "; ".join([current.summary(), *failing])
 
 
 def instances() -> list[dict[str, Any]]:
