@@ -21,7 +21,10 @@ imports nothing from labkit, and every layer imports it.
     ├── AppProcessError              a release's app process cannot start or stop (release.appserver)
     ├── SandboxError                 the sandbox cannot start, be reached or stop (sandbox)
     │   ├── NoArtifactError          an instance's artifact is not in the sandbox's S3 (sandbox.server)
-    │   └── BadHttpMessage           bytes the load balancer cannot parse as HTTP/1.1 (sandbox.server.lb)
+    │   ├── BadHttpMessage           bytes the load balancer cannot parse as HTTP/1.1 (sandbox.server.lb)
+    │   ├── StateFileError           the saved AWS state cannot be loaded (sandbox.client.statefile)
+    │   ├── SaveError                the AWS state cannot be pickled (sandbox.server.persistence)
+    │   └── FinalSaveError           the sandbox stopped without saving its last state (sandbox.client)
     ├── DeployError                  a deployment cannot start, continue or roll back (deploy)
     │   └── DeploymentFailed         the release failed a check: the deployment rolls back
     ├── LedgerError                  the deployment ledger cannot be read or written (deploy.ledger)
@@ -39,6 +42,8 @@ first: ``cli``, ``lab``, ``ops`` (the runbooks, once they exist), ``deploy``, ``
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 
@@ -102,6 +107,39 @@ class NoArtifactError(SandboxError):
 class BadHttpMessage(SandboxError):
     """The bytes are not a message the sandbox's load balancer understands; the connection cannot be
     reused."""
+
+
+class StateFileError(SandboxError):
+    """The sandbox's saved AWS state cannot be loaded: corrupt, truncated, or written by other versions.
+
+    ``kept`` lists the generations kept beside it, each with when it was saved.
+    """
+
+    def __init__(self, path: Path, reason: str, detail: str, kept: Sequence[tuple[Path, str]] = ()) -> None:
+        self.path, self.reason, self.detail = path, reason, detail
+        listed = "".join(f"\n     {p}  (saved {saved})" for p, saved in kept)
+        super().__init__(
+            f"The sandbox's saved AWS state {path} cannot be loaded ({reason}): {detail}. "
+            "The sandbox was not started and nothing was overwritten.",
+            hint="Either start empty with `labkit sandbox up --reset` (the file is kept aside under a "
+            "timestamp), or restore a kept generation with `labkit sandbox up --restore FILE`"
+            + (f"; kept:{listed}" if listed else " (none is kept here)."),
+        )
+
+
+class SaveError(SandboxError):
+    """The AWS state could not be pickled; ``where`` names the object that could not."""
+
+    def __init__(self, where: str, cause: BaseException) -> None:
+        self.where = where
+        super().__init__(
+            f"Cannot save the sandbox's AWS state: {where}: {type(cause).__name__}: {cause}",
+            hint="The last good save is kept; see `labkit sandbox status` and the service log.",
+        )
+
+
+class FinalSaveError(SandboxError):
+    """The sandbox stopped without saving its last state."""
 
 
 class ReleaseError(LabkitError):

@@ -137,7 +137,10 @@ class Target:
             from botocore.config import Config
 
             kwargs.setdefault("endpoint_url", self.endpoint_url)
-            kwargs.setdefault("config", Config(s3={"addressing_style": "path"}, retries={"max_attempts": 3}))
+            # proxies={}: botocore would otherwise send loopback calls to HTTP(S)_PROXY, and the
+            # sandbox's traffic (and its fixed credentials) to a machine that is not this one.
+            base = Config(s3={"addressing_style": "path"}, retries={"max_attempts": 3}, proxies={})
+            kwargs["config"] = base.merge(kwargs["config"]) if kwargs.get("config") else base
         return self.session().client(service, **kwargs)  # type: ignore[call-overload]
 
     def env(self, base: Mapping[str, str] | None = None) -> dict[str, str]:
@@ -162,6 +165,9 @@ class Target:
             AWS_DEFAULT_REGION=self.region,
             AWS_EC2_METADATA_DISABLED="true",
         )
+        # The endpoint is on loopback: a configured proxy must not see the sandbox's calls.
+        for var in ("NO_PROXY", "no_proxy"):
+            env[var] = ",".join(filter(None, [env.get(var, ""), "127.0.0.1", "localhost", "::1"]))
         return env
 
     def alb_url(self, dns_name: str) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -18,23 +19,34 @@ sandbox_app = typer.Typer(
 
 
 @sandbox_app.command("up")
-def up() -> None:
+def up(
+    reset: Annotated[
+        bool,
+        typer.Option("--reset", help="Start empty; the saved AWS state is kept aside under a timestamp."),
+    ] = False,
+    restore: Annotated[
+        Path | None,
+        typer.Option(help="Start from this kept state file (e.g. aws-state.1.pickle, the previous save)."),
+    ] = None,
+) -> None:
     """Start the sandbox (its saved AWS state comes back) and print its endpoint."""
     typer.echo("starting the sandbox (moto, the load balancer, the instances' apps)...")
-    endpoint = sandbox.ensure_up()  # the one call every path that needs the sandbox makes
+    # the one call every path that needs the sandbox makes
+    endpoint = sandbox.ensure_up(reset_state=reset, restore=restore)
     typer.echo(f"sandbox running: AWS_ENDPOINT_URL={endpoint}")
 
 
 @sandbox_app.command("down")
 def down() -> None:
-    """Save the AWS state and stop the sandbox and every app process."""
+    """Save the AWS state and stop the sandbox and every app process (fails when the save does)."""
     typer.echo("stopping the sandbox (saving its AWS state, stopping the apps)...")
     typer.echo("stopped" if sandbox.down() else "the sandbox was not running")
 
 
 @sandbox_app.command("status")
 def status(as_json: AsJson = False) -> None:
-    """Running or not, the endpoint, and what it serves. Exits 1 when it is not running."""
+    """Running or not, the endpoint, what it serves, its saves and the locks it restored. Exits 1 when
+    it is not running."""
     current = sandbox.status()
     if as_json:
         echo_json(current)
@@ -42,6 +54,8 @@ def status(as_json: AsJson = False) -> None:
             raise typer.Exit(ExitCode.ERROR)
         return
     typer.echo(current.summary())
+    for line in current.save_lines() + current.lock_lines():
+        typer.echo(line)
     for instance in current.instances:
         port = instance.get("port") or "-"
         error = f"  ({instance['error']})" if instance.get("error") else ""

@@ -27,6 +27,7 @@ import subprocess
 import sys
 import tarfile
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from types import TracebackType
 
@@ -142,6 +143,7 @@ class AppProcess:
         drain_s: float = 2.0,
         graceful_timeout_s: int = 15,
         start_timeout_s: float = 30.0,
+        env: Mapping[str, str] | None = None,
     ) -> AppProcess:
         """Start the release in ``release_dir`` and return once GET /health/live answers.
 
@@ -157,6 +159,9 @@ class AppProcess:
 
         Raises AppProcessError with the end of the log when the app exits early or does not
         answer within ``start_timeout_s`` (a malformed release.json shows up here).
+
+        ``env`` is the environment the app starts from (default: this process's); the APP_*
+        settings above are added to it.
         """
         release_dir = Path(release_dir).resolve()
         missing = [name for name in RELEASE_FILES if not (release_dir / name).is_file()]
@@ -170,8 +175,9 @@ class AppProcess:
         log_path = Path(log_path)
         log_path.parent.mkdir(parents=True, exist_ok=True)
 
-        env = {k: v for k, v in os.environ.items() if not k.startswith("APP_") and k != "PYTHONPATH"}
-        env.update(
+        base = os.environ if env is None else env
+        app_env = {k: v for k, v in base.items() if not k.startswith("APP_") and k != "PYTHONPATH"}
+        app_env.update(
             APP_BIND=f"127.0.0.1:{port}",
             APP_COLOR=color,
             APP_INSTANCE_ID=instance_id,
@@ -190,7 +196,7 @@ class AppProcess:
             proc = subprocess.Popen(
                 command,
                 cwd=release_dir,
-                env=env,
+                env=app_env,
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,

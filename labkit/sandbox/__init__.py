@@ -5,7 +5,8 @@ One background service per LABKIT_HOME (``labkit sandbox up``), its files under
 :mod:`labkit.sandbox.client`; the service itself is :mod:`labkit.sandbox.server`):
 
 - :func:`ensure_up`: start it unless it runs; its AWS endpoint URL. Every path that needs a running
-  sandbox calls it (targets do not start anything themselves).
+  sandbox calls it (targets do not start anything themselves), so it is also where a failing save is
+  told (stderr).
 - :func:`target`: ``ensure_up()``, then the sandbox's :class:`~labkit.target.Target`.
 - :func:`up`, :func:`down`, :func:`reset`, :func:`status`, :func:`describe_status`.
 - :func:`alb_url`: an ALB's DNS name to the loopback URL of its HTTP listener.
@@ -14,15 +15,31 @@ One background service per LABKIT_HOME (``labkit sandbox up``), its files under
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
-from labkit.sandbox.client.control import SandboxStatus, alb_url, down, log_tail, reset, status, up
+from labkit.sandbox.client.control import (
+    SandboxStatus,
+    alb_url,
+    down,
+    log_tail,
+    reset,
+    status,
+    up,
+    warn_if_unsaved,
+)
 from labkit.target import Target, check_sandbox_region, sandbox
 
 
-def ensure_up() -> str:
-    """Start the sandbox if it is not running and return its AWS endpoint URL."""
-    return up()
+def ensure_up(*, reset_state: bool = False, restore: Path | None = None) -> str:
+    """Start the sandbox if it is not running and return its AWS endpoint URL; warn on stderr
+    while the sandbox cannot save its AWS state (changes would be lost when it stops).
+
+    ``reset_state`` and ``restore`` choose the AWS state a stopped sandbox starts from
+    (:func:`labkit.sandbox.client.control.up`)."""
+    endpoint = up(reset_state=reset_state, restore=restore)
+    warn_if_unsaved(endpoint)
+    return endpoint
 
 
 def target(*, region: str | None = None) -> Target:
@@ -36,7 +53,8 @@ def target(*, region: str | None = None) -> Target:
 def describe_status() -> tuple[bool, str]:
     """(running, one line for `labkit doctor` and `labkit sandbox status`)."""
     current = status()
-    return current.running, current.summary()
+    failing = current.save_lines()[1:2] if current.saves_failing else []
+    return current.running, "; ".join([current.summary(), *failing])
 
 
 def instances() -> list[dict[str, Any]]:

@@ -28,6 +28,13 @@ from tests.conftest import Boto3Stack, build_boto3_stack, target_states, upload_
 pytestmark = pytest.mark.integration
 
 LABKIT = str(Path(sys.executable).with_name("labkit"))
+#: Credentials and settings of the user who starts the sandbox, which no instance may see.
+USER_ENV = {
+    "AWS_ACCESS_KEY_ID": "AKIAUSERCANARY",
+    "AWS_SECRET_ACCESS_KEY": "user-secret-canary",
+    "AWS_SESSION_TOKEN": "user-token-canary",
+    "LABKIT_USER_CANARY": "from-the-users-shell",
+}
 
 
 @pytest.fixture(scope="module")
@@ -36,6 +43,8 @@ def home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     root = tmp_path_factory.mktemp("own-sandbox")
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("LABKIT_SANDBOX_HOME", str(root))
+        for name, value in USER_ENV.items():  # what the shell that starts the sandbox holds
+            patch.setenv(name, value)
         try:
             yield root
         finally:
@@ -149,6 +158,20 @@ def test_instances_serve_their_release_through_the_load_balancer(home: Path, sta
     registered = {i for arn in stack.target_groups.values() for i in target_states(target, arn)}
     assert instances == registered
     assert app_count(home) == 3
+
+
+def test_an_app_has_an_instances_environment_and_nothing_of_the_users(home: Path, stack: Boto3Stack) -> None:
+    apps = [i for i in sandbox_service.instances() if i["state"] == "running"]
+    assert len(apps) == 3
+    for app in apps:
+        raw = Path(f"/proc/{app['pid']}/environ").read_bytes().decode()
+        environ = dict(entry.split("=", 1) for entry in raw.split("\0") if entry)
+        assert not set(environ) & set(USER_ENV), app
+        assert not [name for name in environ if name.startswith("AWS_")], app
+        assert {name for name in environ if not name.startswith("APP_")} == {
+            "PATH", "HOME", "LANG", "PYTHONUNBUFFERED"
+        }, app  # fmt: skip
+        assert environ["HOME"] == app["folder"]
 
 
 def test_down_stops_everything_and_up_brings_state_and_traffic_back(home: Path, stack: Boto3Stack) -> None:

@@ -20,6 +20,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from labkit import sandbox
 from labkit.errors import SandboxError
+from labkit.sandbox.client import statefile
 from labkit.sandbox.server import persistence
 from labkit.sandbox.server.cloudwatch import compile_expression, evaluate_alarm, evaluate_expression
 from labkit.sandbox.server.instance_view import parse_user_data, spec_from_user_data
@@ -82,6 +83,12 @@ class Counted(defaultdict[str, list[int]]):
         self.region = region
 
 
+def roundtrip(data: Any) -> Any:
+    """``data`` through a state file and back (this module's classes allowed besides moto's)."""
+    _, payload = statefile.split(persistence.dumps(data), Path("state"))
+    return persistence.loads(payload, extra_modules=(__name__,))
+
+
 def test_moto_shaped_objects_survive_the_saved_state() -> None:
     from moto.core.base_backend import BackendDict
     from moto.sns.models import sns_backends
@@ -95,7 +102,7 @@ def test_moto_shaped_objects_survive_the_saved_state() -> None:
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     data = {"store": store, "nested": nested, "counted": counted, "key": key, "registry": sns_backends}
 
-    back: Any = persistence.loads(persistence.dumps(data))  # type: ignore[arg-type]
+    back: Any = roundtrip(data)
 
     assert dict.__getitem__(back["store"], "terraform.tfstate") == ["v1", "v2"]  # every version kept
     assert back["nested"]["a"]["b"]["c"] == 1
@@ -105,11 +112,6 @@ def test_moto_shaped_objects_survive_the_saved_state() -> None:
     assert back["key"].public_key().public_numbers() == key.public_key().public_numbers()
     assert back["registry"] is sns_backends  # moto's registries are this process's own
     assert isinstance(back["registry"], BackendDict)
-
-
-def test_a_file_of_another_format_is_refused() -> None:
-    with pytest.raises(ValueError, match="format"):
-        persistence.loads(b"\x80\x04N.")  # a pickled None
 
 
 # --- alarms ---

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from botocore.config import Config
 
 import labkit.sandbox
 from labkit.errors import SpendNotAllowedError, TargetError
@@ -118,3 +119,19 @@ def test_the_sandbox_target_refuses_another_region_before_starting_anything(
     with pytest.raises(TargetError, match="one region"):
         labkit.sandbox.target(region="eu-west-1")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_sandbox_clients_and_subprocesses_bypass_a_configured_proxy(
+    moto_endpoint: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A proxy that is not there: a client that used it would fail to connect.
+    for var in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy"):
+        monkeypatch.setenv(var, "http://127.0.0.1:9")
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+    target = sandbox(moto_endpoint)
+    assert target.client("sts")._client_config.proxies == {}
+    assert "Account" in target.client("sts").get_caller_identity()
+    assert "Buckets" in target.client("s3", config=Config(connect_timeout=5)).list_buckets()
+    assert target.env()["NO_PROXY"].split(",") == ["127.0.0.1", "localhost", "::1"]
+    assert target.env({"no_proxy": "corp.example"})["no_proxy"].startswith("corp.example,127.0.0.1")

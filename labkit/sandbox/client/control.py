@@ -3,6 +3,10 @@
 The service writes ``service.json`` once it serves; a process finds it there and confirms it by
 asking its status path (the pid must match). Starting and stopping take ``service.lock``
 (``flock``), so two processes calling :func:`up` at once start one service.
+
+Nothing is lost silently: :func:`up` refuses a saved state it cannot load (naming why and the ways
+on) and reports the locks the restored state holds; :func:`warn_if_unsaved` tells every command
+while the service's saves fail; :func:`down` fails when the final save did.
 """
 
 from __future__ import annotations
@@ -22,7 +26,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from labkit.errors import SandboxError
+from labkit.errors import FinalSaveError, SandboxError
+from labkit.sandbox.client import statefile
 from labkit.sandbox.client.leftovers import kill_leftovers
 from labkit.sandbox.client.paths import STATUS_PATH, SandboxPaths, sandbox_paths
 from labkit.settings import PROJECT_ROOT
@@ -33,6 +38,9 @@ START_TIMEOUT_S = 120.0
 STOP_TIMEOUT_S = 60.0
 #: The log is moved aside to ``service.log.1`` at start once it is this big.
 LOG_ROTATE_BYTES = 5_000_000
+#: The service's exit code when it refuses a saved state (service.EXIT_STATE_UNREADABLE; the
+#: service module imports moto, so it is not imported here).
+EXIT_STATE_UNREADABLE = 3
 
 # Services this process started: their Popen objects reap them, so a stopped one is not
 # mistaken for alive while it is a zombie.
@@ -52,6 +60,10 @@ class SandboxStatus:
     target_groups: int = 0
     instances: list[dict[str, Any]] = field(default_factory=list)
     home: str | None = None
+    #: How the saves went (``save-status.json``; also read when the service is down).
+    saves: dict[str, Any] = field(default_factory=dict)
+    #: The locks the saved state held when the service loaded it.
+    restored_locks: list[dict[str, Any]] = field(default_factory=list)
 
     def summary(self) -> str:
         if not self.running:
@@ -62,6 +74,33 @@ class SandboxStatus:
             f"{self.listeners} listener(s), {self.target_groups} target group(s), "
             f"{len(self.instances)} instance app(s), {serving} serving"
         )
+
+    @property
+    def saves_failing(self) -> bool:
+        return bool(self.saves.get("failures"))
+
+    def save_lines(self) -> list[str]:
+        """When the last save succeeded and, while saves fail, why the last one failed."""
+        if not self.saves:
+            return ["saved: never (nothing changed since the sandbox was created)"]
+        lines = [f"last good save: {self.saves.get('last_ok_at') or 'never'}"]
+        if self.saves_failing:
+            lines.append(
+                f"SAVES ARE FAILING since {self.saves.get('failing_since')} ({self.saves.get('failures')} "
+                f"attempt(s)); the last, at {self.saves.get('last_error_at')}: {self.saves.get('last_error')}"
+            )
+        elif self.saves.get("last_error"):
+            lines.append(f"(an earlier save failed at {self.saves.get('last_error_at')}; saves work again)")
+        final = self.saves.get("final") or {}
+        if not self.running and final and not final.get("ok"):
+            lines.append(
+                f"the final save of the last run failed ({final.get('error')}); its last state is kept as "
+                f"{final.get('kept_as')}"
+            )
+        return lines
+
+    def lock_lines(self) -> list[str]:
+        return [f"restored lock: {held['summary']}" for held in self.restored_locks]
 
 
 # --- finding the service ---
@@ -157,12 +196,30 @@ def _service_lock(paths: SandboxPaths, timeout_s: float) -> Iterator[None]:
 # --- up / down ---
 
 
-def up(*, timeout_s: float = START_TIMEOUT_S, report: Reporter | None = None) -> str:
-    """Start the sandbox unless it runs; its AWS endpoint URL once the API answers."""
+def up(
+    *,
+    timeout_s: float = START_TIMEOUT_S,
+    report: Reporter | None = None,
+    reset_state: bool = False,
+    restore: Path | None = None,
+) -> str:
+    """Start the sandbox unless it runs; its AWS endpoint URL once the API answers.
+
+    A saved state that cannot be loaded makes it refuse (:class:`~labkit.errors.StateFileError`).
+    ``reset_state`` sets that file aside under a timestamp and starts empty; ``restore`` puts a
+    kept file (a generation such as ``aws-state.1.pickle``) in its place first. Both act only when
+    the sandbox is not running. Locks the restored state holds are reported.
+    """
     paths = sandbox_paths()
     status = _running(paths)
     if status is not None:
+        if reset_state or restore is not None:
+            raise SandboxError(
+                "The sandbox is running, so its saved state cannot be reset or restored now.",
+                hint="Stop it first: `labkit sandbox down`.",
+            )
         return str(status["endpoint"])
+    say = report or (lambda line: print(line, flush=True))
     with _service_lock(paths, timeout_s):
         status = _running(paths)  # another process may have started it while we waited
         if status is not None:
@@ -175,14 +232,34 @@ def up(*, timeout_s: float = START_TIMEOUT_S, report: Reporter | None = None) ->
                 hint=f"Run `labkit sandbox down` to stop it, then `labkit sandbox up`; see {paths.log_file}.",
             )
         paths.service_file.unlink(missing_ok=True)
-        return _start(paths, timeout_s, report or (lambda line: print(line, flush=True)))
+        _prepare_state(paths, say, reset_state=reset_state, restore=restore)
+        return _start(paths, timeout_s, say)
+
+
+def _prepare_state(paths: SandboxPaths, say: Reporter, *, reset_state: bool, restore: Path | None) -> None:
+    """Check the saved state before starting; set it aside or restore a kept file when asked."""
+    state = paths.state_file
+    if restore is not None and restore.expanduser().resolve() != state.resolve():
+        restore = restore.expanduser().resolve()
+        statefile.read_header(restore)  # refuse a kept file that is no better
+        if state.exists():
+            say(f"sandbox: the current state is kept aside as {statefile.set_aside(state)}")
+        shutil.copy2(restore, state)
+        state.chmod(0o600)
+        say(f"sandbox: restored the AWS state from {restore}")
+    elif reset_state and state.exists():
+        say(f"sandbox: starting empty; the saved state is kept aside as {statefile.set_aside(state)}")
+    if state.exists():
+        statefile.read_header(state)  # StateFileError names the file, why, and the ways on
 
 
 def _start(paths: SandboxPaths, timeout_s: float, report: Reporter) -> str:
     if paths.log_file.exists() and paths.log_file.stat().st_size > LOG_ROTATE_BYTES:
         os.replace(paths.log_file, paths.log_file.with_suffix(".log.1"))
     env = dict(os.environ, LABKIT_SANDBOX_HOME=str(paths.root.resolve()), PYTHONUNBUFFERED="1")
-    with paths.log_file.open("ab") as log:
+    fd = os.open(paths.log_file, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+    os.fchmod(fd, 0o600)  # the log names resources and errors: the user's alone
+    with os.fdopen(fd, "ab") as log:
         offset = log.tell()
         proc = subprocess.Popen(
             [sys.executable, "-m", "labkit.sandbox.server.service"],
@@ -198,13 +275,19 @@ def _start(paths: SandboxPaths, timeout_s: float, report: Reporter) -> str:
     next_note = started + 5
     while True:
         if proc.poll() is not None:
+            if proc.returncode == EXIT_STATE_UNREADABLE and paths.state_file.exists():
+                _load_failure(paths.state_file, paths.log_file, offset)
             raise SandboxError(
                 f"The sandbox service exited with code {proc.returncode} while starting. End of "
                 f"{paths.log_file}:\n{_tail(paths.log_file, offset)}",
                 hint="Fix what the log names; `labkit sandbox reset` starts from an empty AWS state.",
             )
         info = _read_service_file(paths)
-        if info is not None and info["pid"] == proc.pid and _ask_status(str(info["endpoint"])) is not None:
+        ours = info is not None and info["pid"] == proc.pid
+        started_status = _ask_status(str(info["endpoint"])) if info is not None and ours else None
+        if info is not None and started_status is not None:
+            for held in started_status.get("restored_locks") or []:
+                report(f"sandbox: WARNING: the restored state holds a {held['summary']}")
             return str(info["endpoint"])
         now = time.monotonic()
         if now - started > timeout_s:
@@ -221,26 +304,89 @@ def _start(paths: SandboxPaths, timeout_s: float, report: Reporter) -> str:
 
 
 def down(*, timeout_s: float = STOP_TIMEOUT_S) -> bool:
-    """Stop the sandbox (saving its AWS state) and every app process; False when it was not running."""
+    """Stop the sandbox (saving its AWS state) and every app process; False when it was not running.
+
+    Raises :class:`SandboxError` when the final save failed (the message says why, where the last
+    good save and the service's last state are, and how to go on) or could not happen (the service
+    had to be killed).
+    """
     paths = sandbox_paths()
     with _service_lock(paths, timeout_s):
         info = _read_service_file(paths)
         was_running = info is not None and _is_service(int(info["pid"]))
+        killed = False
         if info is not None and was_running:
-            _stop_pid(int(info["pid"]), timeout_s)
+            _clear_final(paths)
+            killed = _stop_pid(int(info["pid"]), timeout_s)
         paths.service_file.unlink(missing_ok=True)
         kill_leftovers(paths.instances_dir)  # after a hard kill of the service, its apps
-        return was_running
+    if was_running:
+        _check_final_save(paths, killed)
+    return was_running
 
 
-def _stop_pid(pid: int, timeout_s: float) -> None:
-    """SIGTERM, wait, then SIGKILL."""
+def _clear_final(paths: SandboxPaths) -> None:
+    saves = read_save_status(paths)
+    if saves.pop("final", None) is not None:
+        statefile.write_private(paths.save_status_file, json.dumps(saves, indent=2).encode())
+
+
+def _check_final_save(paths: SandboxPaths, killed: bool) -> None:
+    saves = read_save_status(paths)
+    final = saves.get("final") or {}
+    last_ok = saves.get("last_ok_at") or "never"
+    if final.get("ok"):
+        return
+    if killed or not final:
+        why = "did not stop in time and was killed" if killed else "exited without recording its final save"
+        raise FinalSaveError(
+            f"The sandbox service {why}: changes after its last good save may be lost.",
+            hint=f"The last good save ({last_ok}) is {paths.state_file}; `labkit sandbox up` starts from it. "
+            f"See {paths.log_file}.",
+        )
+    kept = final.get("kept_as")
+    kept_text = (
+        f"The service's last state, without what could not be saved ({len(final.get('skipped') or [])} "
+        f"object(s)), is kept as {kept}."
+        if kept
+        else f"The service's last state could not be kept either ({final.get('keep_error')})."
+    )
+    raise FinalSaveError(
+        f"The sandbox stopped, but its final save failed: {final.get('error')}. {kept_text}",
+        hint=f"`labkit sandbox up` starts from the last good save ({last_ok}, {paths.state_file}); changes "
+        "after it are not in it."
+        + (f" To start from the kept state instead: `labkit sandbox up --restore {kept}`." if kept else "")
+        + f" The service log says more: {paths.log_file}.",
+    )
+
+
+def read_save_status(paths: SandboxPaths | None = None) -> dict[str, Any]:
+    """What ``save-status.json`` says about the service's saves ({} before the first)."""
+    try:
+        data = json.loads((paths or sandbox_paths()).save_status_file.read_text())
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _load_failure(state: Path, log: Path, offset: int) -> None:
+    """Raise the StateFileError for ``state``, which the service refused to load."""
+    statefile.read_header(state)  # the checks that need no unpickling
+    tail = _tail(log, offset, lines=3)
+    marker = "cannot be loaded ("
+    detail = tail[tail.index(marker):] if marker in tail else tail
+    raise statefile.refuse(state, "corrupt", f"the service could not load it: {detail}")
+
+
+def _stop_pid(pid: int, timeout_s: float) -> bool:
+    """SIGTERM, wait, then SIGKILL; True when it had to be killed."""
     with contextlib.suppress(ProcessLookupError):
         os.kill(pid, signal.SIGTERM)
     deadline = time.monotonic() + timeout_s
     while _alive(pid) and time.monotonic() < deadline:
         time.sleep(0.1)
-    if _alive(pid):
+    killed = _alive(pid)
+    if killed:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
         while _alive(pid):
@@ -248,6 +394,7 @@ def _stop_pid(pid: int, timeout_s: float) -> None:
     child = _children.pop(pid, None)
     if child is not None:
         child.wait()
+    return killed
 
 
 def reset(*, report: Reporter | None = None) -> bool:
@@ -256,9 +403,12 @@ def reset(*, report: Reporter | None = None) -> bool:
     True when it was running (and so runs again, empty).
     """
     paths = sandbox_paths()
-    was_running = down()
-    unreadable = paths.state_file.with_suffix(".unreadable")
-    for path in (paths.state_file, paths.albs_file, paths.ports_file, unreadable):
+    try:
+        was_running = down()
+    except FinalSaveError:  # it ran; its final save failed, which does not matter when all is wiped
+        was_running = True
+    generations = [statefile.generation(paths.state_file, n) for n in range(1, statefile.GENERATIONS + 1)]
+    for path in (paths.state_file, paths.albs_file, paths.ports_file, paths.save_status_file, *generations):
         path.unlink(missing_ok=True)
     shutil.rmtree(paths.instances_dir, ignore_errors=True)
     if was_running:
@@ -270,9 +420,10 @@ def reset(*, report: Reporter | None = None) -> bool:
 
 
 def status() -> SandboxStatus:
-    found = _running(sandbox_paths())
+    paths = sandbox_paths()
+    found = _running(paths)
     if found is None:
-        return SandboxStatus(running=False)
+        return SandboxStatus(running=False, saves=read_save_status(paths))
     return SandboxStatus(
         running=True,
         endpoint=found.get("endpoint"),
@@ -283,6 +434,30 @@ def status() -> SandboxStatus:
         target_groups=int(found.get("target_groups", 0)),
         instances=list(found.get("instances", [])),
         home=found.get("home"),
+        saves=dict(found.get("saves") or {}),
+        restored_locks=list(found.get("restored_locks") or []),
+    )
+
+
+_warned: set[str] = set()
+
+
+def warn_if_unsaved(endpoint: str) -> None:
+    """Print a warning to stderr (once per failure, per process) while the service's saves fail."""
+    found = _ask_status(endpoint)
+    saves = (found or {}).get("saves") or {}
+    if not saves.get("failures"):
+        return
+    key = f"{saves.get('failing_since')}|{saves.get('last_error')}"
+    if key in _warned:
+        return
+    _warned.add(key)
+    print(
+        f"labkit: WARNING: the sandbox cannot save its AWS state since {saves.get('failing_since')} "
+        f"(last good save: {saves.get('last_ok_at') or 'never'}): {saves.get('last_error')}\n"
+        "  -> Changes made since then are lost if the sandbox stops; `labkit sandbox status` shows more.",
+        file=sys.stderr,
+        flush=True,
     )
 
 

@@ -6,11 +6,15 @@ one sandbox while each test gets its own LABKIT_HOME.
 - ``service.json``: the running service (pid, endpoint, ports), written once it serves, removed
   when it stops; ``service.lock`` serialises starting and stopping across processes.
 - ``service.log``: the service's log (moto, the data plane, instances).
-- ``aws-state.pickle``: moto's backends, saved on the way down and every so often (persistence).
+- ``aws-state.pickle``: moto's backends, saved shortly after changes and on the way down
+  (:mod:`.persistence`); ``aws-state.1.pickle`` to ``.3`` are the previous saves.
+- ``save-status.json``: how the service's saves went (the last good one, the last failure).
 - ``ports.json``: the ports last used (API and listeners), so that URLs survive a restart.
 - ``albs.json``: each ALB's DNS name with the loopback URLs of its listeners.
 - ``instances/<id>/``: one folder per instance: the artifact, the unpacked release, ``app.log``
   and ``app.pid``.
+
+The folder is 0700 and the service writes its files 0600: they hold the user's AWS state.
 """
 
 from __future__ import annotations
@@ -46,6 +50,10 @@ class SandboxPaths:
         return self.root / "aws-state.pickle"
 
     @property
+    def save_status_file(self) -> Path:
+        return self.root / "save-status.json"
+
+    @property
     def ports_file(self) -> Path:
         return self.root / "ports.json"
 
@@ -62,5 +70,22 @@ def sandbox_paths() -> SandboxPaths:
     """The sandbox's folder (``LABKIT_SANDBOX_HOME``, else under LABKIT_HOME), created on first use."""
     pinned = os.environ.get("LABKIT_SANDBOX_HOME", "").strip()
     root = Path(pinned).expanduser().resolve() if pinned else labkit_home() / "sandbox"
-    root.mkdir(parents=True, exist_ok=True)
+    root.mkdir(mode=0o700, parents=True, exist_ok=True)
+    if root.stat().st_mode & 0o077:  # made by an earlier labkit, or under a permissive umask
+        root.chmod(0o700)
     return SandboxPaths(root)
+
+
+def is_loopback_host(host: str) -> bool:
+    """True for a Host header naming loopback: ``127.0.0.1``, ``localhost`` or ``[::1]``, with
+    or without a port (what a client of the sandbox's endpoint sends; a rebound DNS name is not)."""
+    name = host.strip().lower()
+    if name.startswith("["):
+        name, _, rest = name[1:].partition("]")
+        if rest and not (rest.startswith(":") and rest[1:].isdigit()):
+            return False
+        return name == "::1"
+    name, _, port = name.partition(":")
+    if port and not port.isdigit():
+        return False
+    return name in ("127.0.0.1", "localhost")

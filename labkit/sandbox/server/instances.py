@@ -9,6 +9,8 @@ unpacked, and started with :class:`labkit.release.appserver.AppProcess` on a fre
   load balancer's health checks find nothing there and mark the target unhealthy.
 - A terminated (or stopped) instance's app gets SIGTERM once no target group is draining it any
   more, then in-flight requests finish and it exits; its folder is removed.
+- An app starts from :func:`instance_env`, not from the environment of whoever started the
+  sandbox: nothing of the user's (AWS keys, tokens, profile) reaches code run as an instance.
 - ``app.pid`` in each folder lets a later start (or ``labkit sandbox down`` after a hard kill)
   find apps a dead service left behind.
 """
@@ -37,6 +39,15 @@ AppState = Literal["starting", "running", "crashed", "failed", "stopping"]
 
 #: How long a new instance waits for its artifact to appear in S3 before it gives up.
 ARTIFACT_WAIT_S = 60.0
+#: The PATH of a fresh Linux instance's boot script.
+INSTANCE_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+
+def instance_env(folder: Path) -> dict[str, str]:
+    """The environment an instance's app starts with: what an EC2 instance's boot script has (a
+    system PATH, a home, a locale), nothing of the user who started the sandbox (no AWS keys,
+    session tokens, profile or endpoint; on EC2 those come from the instance's role, if any)."""
+    return {"PATH": INSTANCE_PATH, "HOME": str(folder), "LANG": "C.UTF-8"}
 
 
 @dataclass(frozen=True)
@@ -164,7 +175,11 @@ class InstanceApps:
             if slot.cancelled.is_set():
                 return
             app = AppProcess.start(
-                release, color=spec.color, instance_id=spec.instance_id, log_path=slot.folder / "app.log"
+                release,
+                color=spec.color,
+                instance_id=spec.instance_id,
+                log_path=slot.folder / "app.log",
+                env=instance_env(slot.folder),
             )
         except LabkitError as exc:
             slot.state, slot.error = "failed", exc.message

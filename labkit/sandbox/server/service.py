@@ -8,13 +8,19 @@ One process on 127.0.0.1:
   load balancers to the data plane (:class:`~labkit.sandbox.server.lb.LoadBalancerPlane`), the plane's
   metrics into CloudWatch, ALB DNS names to loopback URLs (``albs.json``);
 - alarms evaluated every few seconds, metric data older than a day dropped (:mod:`.cloudwatch`);
-- the AWS state saved every so often after changes, and on SIGTERM, before everything stops.
+- the AWS state saved shortly after every change (debounced: once the API has been quiet for
+  :data:`SAVE_QUIET_S`, at the latest :data:`SAVE_MAX_DELAY_S` after the first unsaved change), at
+  once when Terraform releases a state lock (so a finished apply is on disk before Terraform
+  exits), and on SIGTERM before everything stops. Each outcome goes to ``save-status.json``.
 
-``GET /labkit-sandbox/status`` answers with the service's status as JSON.
+The API answers only requests whose Host is a loopback name (no DNS rebinding from a browser), and
+without moto's global CORS headers. ``GET /labkit-sandbox/status`` answers with the service's
+status as JSON: what it serves, its saves, and the locks it restored from the saved state.
 """
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 import os
@@ -27,8 +33,11 @@ from collections.abc import Callable, Iterable
 from dataclasses import asdict
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import parse_qs
 
-from labkit.sandbox.client.paths import STATUS_PATH, SandboxPaths, sandbox_paths
+from labkit.errors import LabkitError
+from labkit.sandbox.client import statefile
+from labkit.sandbox.client.paths import STATUS_PATH, SandboxPaths, is_loopback_host, sandbox_paths
 
 log = logging.getLogger("labkit.sandbox")
 
@@ -36,33 +45,55 @@ LOOP_INTERVAL_S = 0.4
 ALARM_INTERVAL_S = 5.0
 #: The plane is re-applied at least this often even when nothing changed (it is idempotent).
 REAPPLY_S = 10.0
-#: After a change, the state is saved once the API has been quiet this long, at most this often.
-SAVE_QUIET_S = 2.0
-SAVE_EVERY_S = 30.0
+#: After a change the state is saved once the API has been quiet this long...
+SAVE_QUIET_S = 0.3
+#: ...or at the latest this long after the first unsaved change, however busy the API is.
+SAVE_MAX_DELAY_S = 3.0
+#: While saves fail, they are tried again this often (each failure is recorded).
+SAVE_RETRY_S = 30.0
+#: Exit code of a service that refuses to start because its saved state cannot be loaded.
+EXIT_STATE_UNREADABLE = 3
+#: Operations that only read (the AWS naming convention across protocols).
+_READ_PREFIXES = ("Describe", "List", "Get", "Head", "Scan", "Query", "BatchGet", "Lookup", "Search")
 
 StartResponse = Callable[..., Any]
 
 
 class _Api:
-    """moto's WSGI app behind the model lock, plus the status path; notes when state may change."""
+    """moto's WSGI app behind the model lock, plus the status path; notes when state may change.
 
-    def __init__(self, moto_app: Any, lock: threading.RLock, status: Callable[[], dict[str, Any]]) -> None:
+    ``on_write(sync)`` is called after every request that may change state, under the lock;
+    ``sync`` is True when Terraform released a state lock (the end of a Terraform run).
+    """
+
+    def __init__(
+        self,
+        moto_app: Any,
+        lock: threading.RLock,
+        status: Callable[[], dict[str, Any]],
+        on_write: Callable[[bool], None],
+    ) -> None:
         self._moto = moto_app
         self._lock = lock
         self._status = status
-        self.dirty = False
-        self.last_request = 0.0
+        self._on_write = on_write
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        host = str(environ.get("HTTP_HOST") or "")
+        if not is_loopback_host(host):
+            # A browser page whose DNS name was rebound to 127.0.0.1 sends its own name as Host.
+            log.warning("refused a request for Host %r (the sandbox answers loopback names only)", host)
+            body = b"The sandbox answers requests to 127.0.0.1, localhost or [::1] only.\n"
+            headers = [("Content-Type", "text/plain"), ("Content-Length", str(len(body)))]
+            start_response("403 Forbidden", headers)
+            return [body]
         if environ.get("PATH_INFO") == STATUS_PATH:
             body = json.dumps(self._status()).encode()
             headers = [("Content-Type", "application/json"), ("Content-Length", str(len(body)))]
             start_response("200 OK", headers)
             return [body]
+        writes, sync = _classify(environ)
         with self._lock:
-            self.last_request = time.monotonic()
-            if environ.get("REQUEST_METHOD") not in ("GET", "HEAD", "OPTIONS"):
-                self.dirty = True  # reads are POSTs too in most AWS protocols: this errs towards saving
             result = self._moto(environ, start_response)
             try:
                 return [b"".join(result)]  # built under the lock: moto's models are not thread-safe
@@ -70,12 +101,51 @@ class _Api:
                 close = getattr(result, "close", None)
                 if close is not None:
                     close()
+                if writes:
+                    self._on_write(sync)
+
+
+def _classify(environ: dict[str, Any]) -> tuple[bool, bool]:
+    """(may this request change state, does it release a Terraform state lock).
+
+    The operation is named by X-Amz-Target (JSON protocols) or Action (query protocols, in the
+    query string or a form body, which is read here and put back); S3's REST calls by method.
+    When in doubt it counts as a write: a needless save costs little, a missed one loses state.
+    """
+    method = environ.get("REQUEST_METHOD", "")
+    target = str(environ.get("HTTP_X_AMZ_TARGET") or "")
+    if target:
+        operation = target.rpartition(".")[2]
+        body = _peek_body(environ) if operation == "DeleteItem" else b""
+        return not operation.startswith(_READ_PREFIXES), b'"LockID"' in body and b"-md5" not in body
+    action = (parse_qs(environ.get("QUERY_STRING", "")).get("Action") or [""])[0]
+    if not action and "x-www-form-urlencoded" in str(environ.get("CONTENT_TYPE") or ""):
+        action = (parse_qs(_peek_body(environ).decode("utf-8", "replace")).get("Action") or [""])[0]
+    if action:
+        return not action.startswith(_READ_PREFIXES), False
+    if method in ("GET", "HEAD", "OPTIONS"):
+        return False, False
+    return True, method == "DELETE" and str(environ.get("PATH_INFO", "")).endswith(".tflock")
+
+
+def _peek_body(environ: dict[str, Any]) -> bytes:
+    """The request body, read and put back for moto (small bodies only: these are API calls)."""
+    try:
+        length = int(environ.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        return b""
+    if not 0 < length <= 1_000_000:
+        return b""
+    body: bytes = environ["wsgi.input"].read(length)
+    environ["wsgi.input"] = io.BytesIO(body)
+    return body
 
 
 class SandboxService:
     def __init__(self, paths: SandboxPaths) -> None:
-        # Before moto is imported: the managed policies load only when this is set at import.
+        # Before moto is imported: both are read when moto's settings load.
         os.environ["MOTO_IAM_LOAD_MANAGED_POLICIES"] = "true"
+        os.environ["MOTO_DISABLE_GLOBAL_CORS"] = "true"  # no page of any origin may read the API
         from moto.moto_server.werkzeug_app import (
             DomainDispatcherApplication,
             MotoRequestHandler,
@@ -88,6 +158,7 @@ class SandboxService:
         from labkit.sandbox.server.instance_view import read_artifact
         from labkit.sandbox.server.instances import InstanceApps
         from labkit.sandbox.server.lb import LoadBalancerPlane
+        from labkit.sandbox.server.locks import find_locks
 
         self.paths = paths
         self.lock = threading.RLock()
@@ -98,34 +169,46 @@ class SandboxService:
         self._group_arns: tuple[str, ...] = ()
         self._albs: dict[str, Any] = {}
         self._counts: dict[str, int] = {}
+        self._persistence = persistence
+        # Saves: what is unsaved since when, and how the last attempts went (save-status.json).
+        self._dirty_since: float | None = None
+        self._last_write = 0.0
+        self._last_attempt = 0.0
+        self.saves: dict[str, Any] = {"last_ok_at": None, "last_error": None, "last_error_at": None,
+                                      "failing_since": None, "failures": 0}  # fmt: skip
 
         leftovers = kill_leftovers(paths.instances_dir)
         if leftovers:
             log.warning("killed %d app process(es) left by an earlier run: %s", len(leftovers), leftovers)
         self.plane = LoadBalancerPlane(publish=self._points.append)
         mends.apply_mends(self._observed_health)
+        self.loaded: dict[str, Any] | None = None
         if paths.state_file.exists():
             started = time.monotonic()
-            try:
-                installed = persistence.load(paths.state_file)
-            except Exception as exc:  # a corrupt or foreign file must not keep the sandbox down
-                broken = paths.state_file.with_suffix(".unreadable")
-                os.replace(paths.state_file, broken)
-                log.error("could not load %s (%s); starting empty, the file is kept as %s", paths.state_file,
-                          exc, broken)
-            else:
-                log.info("loaded %d saved AWS backends in %.1f s", installed, time.monotonic() - started)
+            header, installed = persistence.load(paths.state_file)  # StateFileError: main() refuses
+            self.saves["last_ok_at"] = header.saved_at
+            self.loaded = {
+                "file": str(paths.state_file),
+                "saved_at": header.saved_at,
+                "skipped": header.skipped,
+            }
+            log.info("loaded %d saved AWS backends (saved %s) in %.1f s", installed, header.saved_at,
+                     time.monotonic() - started)  # fmt: skip
+        #: Locks held in the state as it was restored: a restart must never resurrect one silently.
+        self.restored_locks = [held.as_dict() for held in find_locks()] if self.loaded else []
+        for held in self.restored_locks:
+            log.warning("restored a lock: %s", held["summary"])
         self.fleet = InstanceApps(
             paths.instances_dir,
             read_artifact=self._read_artifact_locked(read_artifact),
             draining=self._draining,
         )
-        self.api = _Api(DomainDispatcherApplication(create_backend_app), self.lock, self.status)
+        moto_app = DomainDispatcherApplication(create_backend_app)
+        self.api = _Api(moto_app, self.lock, self.status, self._written)
         self.server = self._bind(make_server, MotoRequestHandler)
         self.port = int(self.server.server_address[1])
         os.environ["MOTO_PORT"] = str(self.port)  # moto builds a few URLs (SQS queues) from it
         self.endpoint = f"http://127.0.0.1:{self.port}"
-        self._persistence = persistence
 
     # --- start and stop ---
 
@@ -161,40 +244,97 @@ class SandboxService:
         loop.join(timeout=10)
         alarms.stop()
         self.server.shutdown()
-        self.save()
+        self.final_save()
         self.fleet.close()
         self.plane.close()
         self.paths.service_file.unlink(missing_ok=True)
         log.info("stopped")
 
-    def save(self) -> None:
-        """Write the AWS state (pickling under the lock, writing outside it)."""
+    # --- saving ---
+
+    def _written(self, sync: bool) -> None:
+        """After a request that may have changed state (called under the lock)."""
+        now = time.monotonic()
+        self._last_write = now
+        if self._dirty_since is None:
+            self._dirty_since = now
+        if sync:  # Terraform released its state lock: its run is on disk before Terraform exits
+            self.save()
+
+    def _save_due(self, now: float) -> bool:
+        if self._dirty_since is None:
+            return False
+        if self.saves["failures"] and now - self._last_attempt < SAVE_RETRY_S:
+            return False
+        return now - self._last_write >= SAVE_QUIET_S or now - self._dirty_since >= SAVE_MAX_DELAY_S
+
+    def save(self) -> bool:
+        """Write the AWS state (pickling under the lock, writing outside it); False when it failed,
+        which is recorded (status, ``save-status.json``, the log), never raised."""
         started = time.monotonic()
-        with self.lock:
-            self.api.dirty = False
-            data = self._persistence.dumps(self._persistence.capture())
-        self._persistence.save(self.paths.state_file, data)
-        log.info("saved the AWS state (%.1f MB) in %.1f s", len(data) / 1e6, time.monotonic() - started)
+        self._last_attempt = started
+        dirty_since: float | None = None
+        try:
+            with self.lock:
+                dirty_since, self._dirty_since = self._dirty_since, None
+                data = self._persistence.dumps(self._persistence.capture())
+            statefile.save(self.paths.state_file, data)
+        except Exception as exc:
+            if self._dirty_since is None:
+                self._dirty_since = dirty_since or started  # still unsaved
+            why = exc.message if isinstance(exc, LabkitError) else f"{type(exc).__name__}: {exc}"
+            self._record_save(error=why)
+            log.exception("saving the AWS state failed")
+            return False
+        self._record_save(error=None)
+        log.info("saved the AWS state (%.1f MB) in %.2f s", len(data) / 1e6, time.monotonic() - started)
+        return True
+
+    def _record_save(self, *, error: str | None) -> None:
+        now = datetime.now(UTC).isoformat(timespec="seconds")
+        if error is None:
+            self.saves.update(last_ok_at=now, failing_since=None, failures=0)
+        else:
+            self.saves.update(last_error=error, last_error_at=now, failures=self.saves["failures"] + 1)
+            self.saves["failing_since"] = self.saves["failing_since"] or now
+        self._write_json(self.paths.save_status_file, self.saves)
+
+    def final_save(self) -> None:
+        """The save on the way down. When it fails, the state as far as it can be pickled is kept
+        under a new name (``aws-state.unsaved-<time>.pickle``) and the failure is recorded for
+        ``labkit sandbox down``; ``aws-state.pickle`` keeps the last good save."""
+        final: dict[str, Any] = {"ok": self.save()}
+        if not final["ok"]:
+            final["error"] = self.saves["last_error"]
+            try:
+                with self.lock:
+                    data, skipped = self._persistence.dumps_partial(self._persistence.capture())
+                kept = self.paths.state_file.with_name(
+                    f"aws-state.unsaved-{datetime.now(UTC):%Y%m%dT%H%M%SZ}.pickle"
+                )
+                statefile.write_private(kept, data)
+                final.update(kept_as=str(kept), skipped=skipped)
+                log.error("kept the last state, without %d unpicklable object(s), as %s", len(skipped), kept)
+            except Exception as exc:  # nothing more can be done: the record says so
+                final.update(kept_as=None, keep_error=f"{type(exc).__name__}: {exc}")
+                log.exception("could not keep the last state either")
+        self.saves["final"] = final
+        self._write_json(self.paths.save_status_file, self.saves)
 
     # --- the reconcile loop ---
 
     def _loop(self) -> None:
         last_topology: Any = None
-        last_apply = last_save = time.monotonic()
+        last_apply = time.monotonic()
         last_error, last_error_at = "", 0.0
         while not self.stopping.wait(LOOP_INTERVAL_S):
             now = time.monotonic()
+            if self._save_due(now):
+                self.save()
             try:
                 last_topology, applied = self._reconcile(last_topology, now - last_apply >= REAPPLY_S)
                 if applied:
                     last_apply = now
-                if (
-                    self.api.dirty
-                    and now - last_save >= SAVE_EVERY_S
-                    and now - self.api.last_request >= SAVE_QUIET_S
-                ):
-                    last_save = now
-                    self.save()
             except Exception as exc:  # the loop must outlive any one bad model; the log says what broke
                 # The same failure twice a second would bury the log: once a minute is enough.
                 if repr(exc) != last_error or now - last_error_at > 60:
@@ -282,6 +422,9 @@ class SandboxService:
             "started_at": self.started_at,
             **self._counts,
             "instances": [asdict(info) for info in self.fleet.describe()],
+            "saves": dict(self.saves, unsaved_changes=self._dirty_since is not None),
+            "loaded": self.loaded,
+            "restored_locks": self.restored_locks,
         }
 
     # --- files ---
@@ -301,11 +444,19 @@ class SandboxService:
 
 
 def main() -> None:
+    # Everything the service and its apps write (state, logs, releases) is the user's alone.
+    os.umask(0o077)
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
     )
     logging.getLogger("werkzeug").setLevel(logging.WARNING)  # one line per request otherwise
-    service = SandboxService(sandbox_paths())
+    from labkit.errors import StateFileError
+
+    try:
+        service = SandboxService(sandbox_paths())
+    except StateFileError as exc:
+        log.error("%s", exc)  # `labkit sandbox up` shows the same message from its own check
+        sys.exit(EXIT_STATE_UNREADABLE)
 
     def stop(signum: int, _frame: Any) -> None:
         log.info("received signal %d", signum)
