@@ -73,6 +73,10 @@ class DeploymentLockedError(LedgerError):
     """Another deployment holds the environment's deployment lock."""
 
 
+class DeploymentLockLostError(DeploymentLockedError):
+    """Another process took over this controller's deployment lock; it must stop changing anything."""
+
+
 class ProbeError(LabkitError):
     """The load probe was asked for something it refuses or cannot do."""
 

@@ -36,7 +36,7 @@ from __future__ import annotations
 import json
 import shutil
 import tempfile
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,7 +44,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from .errors import StackError
+from .errors import LedgerError, StackError
 from .settings import labkit_home, terraform_dir
 from .target import Target
 from .terraform import ApplyResult, PlanResult, Reporter, Terraform, print_reporter, terraform_version
@@ -110,7 +110,16 @@ def uses_lockfile(version: str) -> bool:
 class Stack:
     """One Terraform environment (``global``, ``staging`` or ``production``) on one target."""
 
-    def __init__(self, env: str, target: Target, *, reporter: Reporter | None = print_reporter) -> None:
+    def __init__(
+        self,
+        env: str,
+        target: Target,
+        *,
+        reporter: Reporter | None = print_reporter,
+        under_deployment_lock: bool = False,
+    ) -> None:
+        """``under_deployment_lock`` is for the deploy controller, which holds the environment's
+        deployment lock itself; any other apply or destroy refuses while a deployment holds it."""
         if env not in ENVIRONMENTS:
             raise StackError(f"Unknown environment {env!r}.", hint=f"Use one of: {', '.join(ENVIRONMENTS)}.")
         self.env = env
@@ -124,6 +133,7 @@ class Stack:
         )
         self._names: StackNames | None = None
         self._initialised = False
+        self._under_deployment_lock = under_deployment_lock
 
     # -- what a caller uses -------------------------------------------------------------------
 
@@ -133,9 +143,7 @@ class Stack:
             self._names = StackNames.for_target(self.target)
         return self._names
 
-    def plan(
-        self, variables: Mapping[str, Any] | None = None, *, targets: Sequence[str] = ()
-    ) -> PlanResult:
+    def plan(self, variables: Mapping[str, Any] | None = None, *, targets: Sequence[str] = ()) -> PlanResult:
         """A plan of ``variables`` on top of the applied deployment; ``has_changes`` says whether it
         would change anything. ``targets`` (e.g. ``["module.network"]``) limits it to those
         resources and what they depend on."""
@@ -151,6 +159,7 @@ class Stack:
         *,
         targets: Sequence[str] = (),
         refresh: bool = True,
+        on_state_lock: Callable[[dict[str, Any]], None] | None = None,
     ) -> ApplyResult:
         """Apply ``variables`` on top of the applied deployment (on AWS only with ``allow_spend``).
 
@@ -161,8 +170,12 @@ class Stack:
         ``refresh=False`` skips reading every resource back before planning (``-refresh=false``),
         which is most of a small apply's time. Terraform's caveat: changes made outside Terraform
         are not seen by that apply. Use it only right after an apply that refreshed, while nothing
-        else can change what it touches (the deploy controller's weight steps)."""
+        else can change what it touches (the deploy controller's weight steps).
+
+        ``on_state_lock`` gets the state lock's info once the apply has taken it (the controller
+        records it, so only that lock is ever broken after the controller died)."""
         self.target.require_spend(f"apply the {self.env} stack")
+        self._refuse_while_deploying("apply")
         if self._bootstrapping():
             if targets:
                 raise StackError(
@@ -172,7 +185,12 @@ class Stack:
                 )
             return self._bootstrap(variables)
         self._init()
-        return self.terraform.apply(variables=self.variables(variables), targets=targets, refresh=refresh)
+        return self.terraform.apply(
+            variables=self.variables(variables),
+            targets=targets,
+            refresh=refresh,
+            while_running=self._lock_watch(on_state_lock),
+        )
 
     def destroy(self) -> ApplyResult:
         """Destroy every resource of the environment. ``global`` refuses: see :meth:`teardown`."""
@@ -184,6 +202,7 @@ class Stack:
                 "Stack('global', target).teardown(confirm='global') or "
                 "`labkit stack teardown-global --confirm global`.",
             )
+        self._refuse_while_deploying("destroy")
         self._init()
         if not self.terraform.state_list():
             self._say(f"{self.env}: nothing to destroy")
@@ -210,20 +229,58 @@ class Stack:
         config = self.backend_config()
         try:
             if config.get("use_lockfile") == "true":
-                body = self.target.client("s3").get_object(
-                    Bucket=config["bucket"], Key=config["key"] + ".tflock"
-                )["Body"].read()
+                body = (
+                    self.target.client("s3")
+                    .get_object(Bucket=config["bucket"], Key=config["key"] + ".tflock")["Body"]
+                    .read()
+                )
                 return dict(json.loads(body))
-            item = self.target.client("dynamodb").get_item(
-                TableName=config["dynamodb_table"],
-                Key={"LockID": {"S": f"{config['bucket']}/{config['key']}"}},
-                ConsistentRead=True,
-            ).get("Item")
+            item = (
+                self.target.client("dynamodb")
+                .get_item(
+                    TableName=config["dynamodb_table"],
+                    Key={"LockID": {"S": f"{config['bucket']}/{config['key']}"}},
+                    ConsistentRead=True,
+                )
+                .get("Item")
+            )
             return dict(json.loads(item["Info"]["S"])) if item and "Info" in item else None
         except ClientError as exc:
             if str(exc.response.get("Error", {}).get("Code")) in ("NoSuchKey", "404"):
                 return None
             raise
+
+    def _lock_watch(
+        self, on_state_lock: Callable[[dict[str, Any]], None] | None
+    ) -> Callable[[], None] | None:
+        """A poll that passes the state lock to ``on_state_lock`` once, when the apply has it."""
+        if on_state_lock is None:
+            return None
+        seen: list[str] = []
+
+        def watch() -> None:
+            if not seen and (info := self.state_lock()) is not None:
+                seen.append(str(info.get("ID")))
+                on_state_lock(info)
+
+        return watch
+
+    def _refuse_while_deploying(self, action: str) -> None:
+        """Refuse ``action`` while a deployment holds this environment (the controller's own is fine)."""
+        if self._under_deployment_lock or self.env not in APP_ENVIRONMENTS:
+            return
+        from .ledger import Ledger
+
+        try:
+            holder = Ledger(self.target, self.names.ledger_table).lock_holder(self.env)
+        except LedgerError:
+            return  # no ledger table yet (global not applied): no deployment can hold it
+        if holder is not None:
+            raise StackError(
+                f"Refusing to {action} {self.env}: a deployment holds it, {holder.describe()}.",
+                hint=f"Wait for it to finish (`labkit deploy status {self.env}`); if its controller is gone, "
+                f"`labkit deploy resume {self.env}` or `labkit deploy abort {self.env}` ends it.",
+            )
 
     @contextmanager
     def hold_lock(self) -> Iterator[None]:
@@ -404,7 +461,7 @@ class Stack:
         )
         root = copy / "environments" / self.env
         (root / OVERRIDE_FILE).write_text(
-            f"# Written by labkit: {why}.\n" 'terraform {\n  backend "local" {}\n}\n'
+            f'# Written by labkit: {why}.\nterraform {{\n  backend "local" {{}}\n}}\n'
         )
         terraform = Terraform(
             root, target=self.target, data_dir=self.work_dir / "local-tfdata", reporter=self.reporter

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Annotated, Any
 
 import typer
 from typer.core import TyperGroup
 
 from ..deploy import Controller
-from ..errors import ConfigError
+from ..errors import ConfigError, DeploymentLockedError
 from ..ledger import Deployment
 from ..probe import Probe, summarize
 from ..strategy import STRATEGY_NAMES, from_name
@@ -21,6 +23,10 @@ SpendOption = Annotated[
     bool, typer.Option(help="Allow changes that cost money on --target aws (a deploy launches instances).")
 ]
 Env = Annotated[str, typer.Argument(help="The environment: staging or production.")]
+
+#: Exit codes of the shared contract (labkit/cli defines them): a rollback, a lock held by another.
+EXIT_ROLLED_BACK = 3
+EXIT_LOCKED = 4
 
 
 class _DeployGroup(TyperGroup):
@@ -54,7 +60,17 @@ def print_outcome(record: Deployment, probe: Probe | None) -> None:
         typer.echo(f"deployed: {record.version} serves all of {record.env}'s traffic on {record.to_color}")
         return
     typer.echo(f"{record.status.replace('_', ' ')}: {record.reason}", err=True)
-    raise typer.Exit(1)
+    raise typer.Exit(EXIT_ROLLED_BACK)
+
+
+@contextmanager
+def _lock_exit() -> Iterator[None]:
+    """A deployment lock held by someone else (or taken over from this controller) exits 4."""
+    try:
+        yield
+    except DeploymentLockedError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(EXIT_LOCKED) from exc
 
 
 def _probe(controller: Controller, rate: float | None) -> Probe | None:
@@ -119,9 +135,10 @@ def start(
     controller = _controller(env, target, profile, allow_spend)
     probe = _probe(controller, probe_rate)
     try:
-        record = controller.deploy(
-            version, strategy=chosen, capacity=capacity, preview_requests=preview, probe=probe
-        )
+        with _lock_exit():
+            record = controller.deploy(
+                version, strategy=chosen, capacity=capacity, preview_requests=preview, probe=probe
+            )
     finally:
         if probe is not None:
             probe.stop()
@@ -139,7 +156,7 @@ def status(env: Env, target: TargetOption = "sandbox", profile: ProfileOption = 
 def resume(
     env: Env,
     force: Annotated[
-        bool, typer.Option(help="Take over even if the controller may still run (another host).")
+        bool, typer.Option(help="Also take over from a hung controller on this host (heartbeat stopped).")
     ] = False,
     probe_rate: Annotated[float | None, typer.Option(help="Run the load probe meanwhile.")] = None,
     target: TargetOption = "sandbox",
@@ -150,7 +167,8 @@ def resume(
     controller = _controller(env, target, profile, allow_spend)
     probe = _probe(controller, probe_rate)
     try:
-        record = controller.resume(probe=probe, force=force)
+        with _lock_exit():
+            record = controller.resume(probe=probe, force=force)
     finally:
         if probe is not None:
             probe.stop()
@@ -162,14 +180,15 @@ def abort(
     env: Env,
     reason: Annotated[str | None, typer.Option(help="Why, for the ledger.")] = None,
     force: Annotated[
-        bool, typer.Option(help="Take over even if the controller may still run (another host).")
+        bool, typer.Option(help="Also take over from a hung controller on this host (heartbeat stopped).")
     ] = False,
     target: TargetOption = "sandbox",
     profile: ProfileOption = None,
     allow_spend: SpendOption = False,
 ) -> None:
     """Roll ENV's interrupted deployment back: all traffic to the old color, the lock released."""
-    record = _controller(env, target, profile, allow_spend).abort(reason=reason, force=force)
+    with _lock_exit():
+        record = _controller(env, target, profile, allow_spend).abort(reason=reason, force=force)
     typer.echo(f"aborted: {record.reason}")
 
 
@@ -180,6 +199,7 @@ def rollback(
     allow_spend: SpendOption = False,
 ) -> None:
     """Put all of ENV's traffic back on the color that served before the last deployment, at once."""
-    record = _controller(env, target, profile, allow_spend).rollback()
+    with _lock_exit():
+        record = _controller(env, target, profile, allow_spend).rollback()
     if record is not None:
         typer.echo(f"rolled back: {record.reason}")

@@ -6,7 +6,8 @@ from typing import Annotated
 
 import typer
 
-from ..ledger import Deployment, Ledger
+from ..deploy.stale import break_lock
+from ..ledger import Deployment, Ledger, default_owner
 from ..target import get_target
 
 #: The table the Terraform ``global`` environment creates (its ``ledger_table`` output).
@@ -17,7 +18,10 @@ def ledger(
     env: Annotated[str | None, typer.Argument(help="Only this environment (staging, production).")] = None,
     show: Annotated[str | None, typer.Option(help="Print this deployment and its timed events.")] = None,
     force_unlock: Annotated[
-        bool, typer.Option(help="Remove ENV's deployment lock whoever holds it (after a crashed controller).")
+        bool,
+        typer.Option(
+            help="Remove ENV's deployment lock once its holder is proven gone (dead pid or stale heartbeat)."
+        ),
     ] = False,
     limit: Annotated[int, typer.Option(help="Show at most this many deployments, newest first.")] = 20,
     table: Annotated[str, typer.Option(help="The ledger's DynamoDB table.")] = DEFAULT_TABLE,
@@ -31,10 +35,8 @@ def ledger(
             raise typer.BadParameter(
                 "--force-unlock needs the environment, e.g. `labkit ledger staging --force-unlock`"
             )
-        released = book.force_release(env)
-        typer.echo(
-            f"released {env}'s lock, held by {released.describe()}" if released else f"{env} was not locked"
-        )
+        released = break_lock(book, env, f"labkit ledger --force-unlock ({default_owner()})")
+        typer.echo(f"released {env}'s lock, held by {released}" if released else f"{env} was not locked")
         return
     if show is not None:
         _show(book, book.get(show))

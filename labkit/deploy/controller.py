@@ -25,6 +25,7 @@ move, so a controller killed anywhere can be resumed or aborted from it by anoth
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
@@ -33,8 +34,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from ..analysis import analyze
-from ..errors import DeployError, LabkitError
-from ..ledger import Deployment, Ledger, LockHolder, default_owner, new_deployment_id
+from ..errors import DeployError, DeploymentLockLostError, LabkitError
+from ..ledger import Deployment, DeploymentStatus, Ledger, LockHolder, default_owner, new_deployment_id
 from ..probe import Probe
 from ..release import check_version, release_exists, release_key
 from ..stack import APP_ENVIRONMENTS, Stack
@@ -44,7 +45,7 @@ from ..terraform import StateLockedError
 from . import colors
 from .colors import Color, Layout
 from .health import wait_healthy
-from .stale import clear_stale_lock, controller_alive
+from .stale import clear_stale_lock, controller_alive, holder_gone, take_over, wait_for_orphans
 
 Say = Callable[[str], None]
 
@@ -85,11 +86,14 @@ class EnvironmentStatus:
             if d.reason:
                 out.append(f"reason: {d.reason}")
             if d.status == "in_progress":
-                alive = controller_alive(d.who)
-                if alive is False:
+                if self.lock is not None and self.lock.deployment_id == d.id:
+                    gone = holder_gone(self.lock)
+                else:
+                    gone = "its lock was cleared" if controller_alive(d.who) is False else None
+                if gone is not None:
                     out.append(
-                        f"its controller ({d.who}) is gone: `labkit deploy resume {self.env}` continues it, "
-                        f"`labkit deploy abort {self.env}` rolls it back"
+                        f"its controller ({d.who}) is gone ({gone}): `labkit deploy resume {self.env}` "
+                        f"continues it, `labkit deploy abort {self.env}` rolls it back"
                     )
         return out
 
@@ -121,12 +125,16 @@ class Controller:
         self._say = say
         self.owner = owner or default_owner()
         self._terraform_lines = terraform_lines
-        self.stack = Stack(env, target, reporter=self._terraform_line)
+        self.stack = Stack(env, target, reporter=self._terraform_line, under_deployment_lock=True)
         self._ledger: Ledger | None = None
         self._outputs: dict[str, Any] | None = None
         self._clock = time.monotonic()
-        # The dead controller whose Terraform lock this one may clear (set by resume and abort).
-        self._taking_over_from: str | None = None
+        # The deployment lock this controller holds (its token fences every write) and its heartbeat.
+        self._lock: LockHolder | None = None
+        self._heartbeat: _Heartbeat | None = None
+        self._record_id: str | None = None
+        # The stopped controller's record, whose Terraform lock this one may clear (resume, abort).
+        self._taking_over_from: Deployment | None = None
 
     # -- public calls -------------------------------------------------------------------------
 
@@ -166,6 +174,8 @@ class Controller:
         input is wrong or the environment is locked.
         """
         strategy = strategy or canary()
+        # Before anything is taken or written: a deploy launches instances.
+        self.target.require_spend(f"deploy {version} to {self.env}")
         check_version(version)
         if isinstance(preview_requests, bool) or not 0 <= preview_requests <= 1000:
             raise DeployError(
@@ -182,7 +192,7 @@ class Controller:
         deployment_id = new_deployment_id()
         # The lock first: a second deploy is refused naming the holder, before it reads anything
         # that the first one is changing.
-        holder = self.ledger.acquire_lock(self.env, self.owner, deployment_id)
+        holder = self._hold(self.ledger.acquire_lock(self.env, self.owner, deployment_id))
         self.say(f"lock: {self.env} locked for deployment {deployment_id}")
         try:
             active = self.ledger.active(self.env)
@@ -212,17 +222,20 @@ class Controller:
                 who=self.owner,
                 from_version=layout.versions[old],
                 deployment_id=deployment_id,
+                lock=holder,
             )
         except BaseException:
-            self.ledger.release_lock(self.env, self.owner)
+            self._let_go()
             raise
-        with self.ledger.event(record.id, "lock") as event:
+        self._record_id = record.id
+        with self._phase(record, "lock") as event:
             event.detail = f"held by {holder.owner} since {holder.acquired_at:%H:%M:%S} UTC"
         self.say(
             f"{old} serves {layout.versions[old]}; deploying {version} to {to} "
             f"(capacity {capacity}, deployment {record.id})"
         )
-        return self._run(record, capacity=capacity, preview_requests=preview_requests, probe=probe)
+        with self._heartbeating():
+            return self._run(record, capacity=capacity, preview_requests=preview_requests, probe=probe)
 
     def resume(self, *, probe: Probe | None = None, force: bool = False) -> Deployment:
         """Continue the environment's interrupted deployment from its ledger record."""
@@ -236,7 +249,8 @@ class Controller:
         self.say(f"stack: {layout.describe()}")
         to, old = colors.as_color(record.to_color), colors.as_color(record.from_color)
         capacity = max(layout.capacities[to], layout.capacities[old], 1)
-        return self._run(record, capacity=capacity, preview_requests=0, probe=probe)
+        with self._heartbeating():
+            return self._run(record, capacity=capacity, preview_requests=0, probe=probe)
 
     def abort(self, *, reason: str | None = None, force: bool = False) -> Deployment:
         """Roll the environment's interrupted (or running, with ``force``) deployment back."""
@@ -244,8 +258,9 @@ class Controller:
         why = reason or f"aborted by {self.owner} in phase {record.phase}"
         self.say(f"abort deployment {record.id}: {why}")
         try:
-            self._roll_back(record, why)
-            return self._finish(record, "aborted", why)
+            with self._heartbeating():
+                self._roll_back(record, why)
+                return self._finish(record, "aborted", why)
         except BaseException as exc:
             self.say(f"abort failed: {exc}; the deployment stays in progress, locked")
             raise
@@ -256,6 +271,7 @@ class Controller:
         Recorded in the ledger as a deployment of its own. Returns None when that color already
         serves all traffic with that release.
         """
+        self.target.require_spend(f"roll {self.env} back")
         history = self.ledger.list(self.env)
         if not history:
             raise DeployError(
@@ -281,7 +297,7 @@ class Controller:
             self.say(f"rollback: {back} already serves all traffic with {version}; nothing to do")
             return None
         deployment_id = new_deployment_id()
-        self.ledger.acquire_lock(self.env, self.owner, deployment_id)
+        lock = self._hold(self.ledger.acquire_lock(self.env, self.owner, deployment_id))
         try:
             record = self.ledger.start(
                 self.env,
@@ -292,25 +308,33 @@ class Controller:
                 who=self.owner,
                 from_version=layout.versions[away],
                 deployment_id=deployment_id,
+                lock=lock,
             )
         except BaseException:
-            self.ledger.release_lock(self.env, self.owner)
+            self._let_go()
             raise
+        self._record_id = record.id
         self.say(f"rollback {self.env}: all traffic back to {back} ({version}), undoing {last.id}")
         try:
-            if layout.versions[back] != version or layout.capacities[back] < 1:
-                capacity = max(layout.capacities[away], 1)
-                with self._phase(record, "provision") as event:
-                    event.detail = f"{back} {version} x{capacity}"
-                    self._apply(colors.bring_up(back, version, capacity))
-                self._wait_healthy(record, back, capacity, record.strategy.health_timeout_s)
-            with self._phase(record, "shift-100") as event:
-                event.detail = f"{back} at 100%"
-                self._apply({**colors.shift(back, 100), "preview_color": None})
-                self.ledger.update(record.id, step_index=0, weight=100)
+            with self._heartbeating():
+                return self._roll_back_to(record, layout, back, away, version, last)
         except BaseException as exc:
             self.say(f"rollback failed: {exc}; {self.env} stays locked for deployment {record.id}")
             raise
+
+    def _roll_back_to(
+        self, record: Deployment, layout: Layout, back: Color, away: Color, version: str, last: Deployment
+    ) -> Deployment:
+        if layout.versions[back] != version or layout.capacities[back] < 1:
+            capacity = max(layout.capacities[away], 1)
+            with self._phase(record, "provision") as event:
+                event.detail = f"{back} {version} x{capacity}"
+                self._apply(colors.bring_up(back, version, capacity))
+            self._wait_healthy(record, back, capacity, record.strategy.health_timeout_s)
+        with self._phase(record, "shift-100") as event:
+            event.detail = f"{back} at 100%"
+            self._apply({**colors.shift(back, 100), "preview_color": None})
+            self._update(record, step_index=0, weight=100)
         return self._finish(
             record, "succeeded", f"rollback of deployment {last.id}: all traffic back on {back} {version}"
         )
@@ -345,6 +369,9 @@ class Controller:
             return self._finish(
                 record, "succeeded", f"{version} serves all traffic on {to}; {record.from_color} scaled to 0"
             )
+        except DeploymentLockLostError:
+            # Someone proved this controller gone and took over: it must change nothing more.
+            raise
         except (LabkitError, KeyboardInterrupt) as exc:
             # Anything unexpected (Terraform, AWS, Ctrl-C) rolls back too: the old color is known good.
             reason = f"controller error: {exc}" if isinstance(exc, LabkitError) else "interrupted (Ctrl-C)"
@@ -408,7 +435,7 @@ class Controller:
         the first step of a resumed run (see below)."""
         to = colors.as_color(record.to_color)
         step = record.strategy.steps[index]
-        self.ledger.update(record.id, step_index=index)  # the intent first: resume re-applies it
+        self._update(record, step_index=index)  # the intent first: resume re-applies it
         self._mark(probe, f"shift-{step.weight}")
         with self._phase(record, f"shift-{step.weight}") as event:
             variables = colors.shift(to, step.weight)
@@ -421,7 +448,7 @@ class Controller:
             # writes whole from configuration anyway. Drift elsewhere (made outside Terraform) is
             # neither seen nor undone by this apply: the next refreshing one (scale-down, rollback) does.
             self._apply(variables, refresh=refresh)
-        self.ledger.update(record.id, weight=step.weight)
+        self._update(record, weight=step.weight)
         self._gate(record, step.weight, step.bake_s, probe)
 
     def _gate(self, record: Deployment, weight: int, bake_s: float, probe: Probe | None) -> None:
@@ -482,7 +509,7 @@ class Controller:
     def _roll_back(self, record: Deployment, reason: str) -> None:
         """Give the old color all traffic and park the new one (the old one scaled back up first if a
         scale-down had begun)."""
-        self.ledger.update(record.id, reason=reason)
+        self._update(record, reason=reason)
         old = colors.as_color(record.from_color)
         new = colors.as_color(record.to_color)
         layout = self.layout()
@@ -503,62 +530,75 @@ class Controller:
                 event.detail = f"{old} at 100% (was {layout.weight(old)}%)"
                 self._apply(colors.restore(new))
             self.say(f"rollback: {old} serves all traffic")
-        self.ledger.update(record.id, weight=0)
+        self._update(record, weight=0)
         # Parked only now that no traffic goes there (see colors.restore).
         with self._phase(record, "rollback-park") as event:
             event.detail = f"{new} to 0 instances"
             self._apply(colors.park(new))
         self.say(f"rollback: {new} scaled to 0 instances")
 
-    def _finish(self, record: Deployment, status: Any, reason: str) -> Deployment:
-        finished = self.ledger.finish(record.id, status, reason)
-        self.ledger.release_lock(self.env, self.owner)
+    def _finish(self, record: Deployment, status: DeploymentStatus, reason: str) -> Deployment:
+        finished = self.ledger.finish(record.id, status, reason, token=self._token())
+        self._let_go()
         took = finished.duration_s or 0.0
         self.say(f"{status}: {reason} ({took:.1f} s); lock released")
         return finished
 
-    # -- taking over after a dead controller --------------------------------------------------
+    # -- the lock: held, renewed, fenced, taken over ------------------------------------------
+
+    def _hold(self, lock: LockHolder) -> LockHolder:
+        self._lock = lock
+        return lock
+
+    def _token(self) -> str:
+        assert self._lock is not None, "the controller writes only while it holds the lock"
+        return self._lock.token
+
+    @contextmanager
+    def _heartbeating(self) -> Iterator[None]:
+        """Renew the lock's heartbeat from a background thread while the block runs."""
+        assert self._lock is not None
+        self._heartbeat = _Heartbeat(self.ledger, self._lock)
+        self._heartbeat.start()
+        try:
+            yield
+        finally:
+            self._heartbeat.stop()
+
+    def _fence(self) -> None:
+        """Before an apply: renew the lock, which fails if another process took it over."""
+        assert self._lock is not None
+        if self._heartbeat is not None and self._heartbeat.lost is not None:
+            raise self._heartbeat.lost
+        self._lock = self.ledger.heartbeat(self._lock)
+
+    def _let_go(self) -> None:
+        """Release the lock (conditional on its token) and stop renewing it."""
+        if self._heartbeat is not None:
+            self._heartbeat.stop()
+        if self._lock is not None:
+            self.ledger.release_lock(self._lock)
+            self._lock = None
+
+    def _update(self, record: Deployment, **changes: Any) -> Deployment:
+        return self.ledger.update(record.id, token=self._token(), **changes)
 
     def _interrupted(self, action: str, *, force: bool) -> Deployment:
-        """The deployment a dead controller left, with its lock now held by this controller."""
-        holder = self.ledger.lock_holder(self.env)
-        record = self.ledger.active(self.env)
+        """The deployment a stopped controller left, with its lock now held by this controller."""
+        self.target.require_spend(f"{action} the deployment of {self.env}")
+        record, lock, previous = take_over(self.ledger, self.env, self.owner, action, force=force)
+        self._hold(lock)
         if record is None:
-            if holder is not None:
-                # Killed between taking the lock and recording the deployment: nothing changed.
-                self.ledger.force_release(self.env)
-                raise DeployError(
-                    f"{self.env} was locked by {holder.describe()} but no deployment is in progress; "
-                    "the lock is now released.",
-                    hint="Nothing had changed yet: deploy again.",
-                )
+            self._let_go()
             raise DeployError(
-                f"No deployment of {self.env} is in progress, so there is nothing to {action}.",
-                hint=f"`labkit deploy status {self.env}` shows the latest one.",
+                f"{self.env} was locked by {previous} but no deployment is in progress; "
+                "the lock is now released.",
+                hint="Nothing had changed yet: deploy again.",
             )
-        if holder is not None and holder.deployment_id != record.id:
-            raise DeployError(
-                f"{self.env} is locked by {holder.describe()}, not by deployment {record.id}.",
-                hint=f"Wait for that one, or clear the lock with `labkit ledger {self.env} --force-unlock`.",
-            )
-        owner = holder.owner if holder is not None else record.who
-        alive = controller_alive(owner)
-        if alive and not force:
-            raise DeployError(
-                f"Deployment {record.id}'s controller ({owner}) is still running.",
-                hint="Let it finish, or stop it first (Ctrl-C rolls back). `--force` takes over anyway.",
-            )
-        if alive is None and not force:
-            raise DeployError(
-                f"Deployment {record.id}'s controller ({owner}) ran on another host; it cannot be told "
-                "whether it is still running.",
-                hint=f"Make sure it is stopped, then run `labkit deploy {action} {self.env} --force`.",
-            )
-        if holder is not None:
-            self.ledger.force_release(self.env)
-        self.ledger.acquire_lock(self.env, self.owner, record.id)
-        self._taking_over_from = owner
-        return record
+        self.say(f"lock: taken over from {previous}")
+        self._record_id = record.id
+        self._taking_over_from = record
+        return self.ledger.get(record.id)
 
     # -- plumbing -----------------------------------------------------------------------------
 
@@ -573,19 +613,27 @@ class Controller:
 
     @contextmanager
     def _phase(self, record: Deployment, phase: str) -> Iterator[Any]:
-        with self.ledger.event(record.id, phase) as event:
+        with self.ledger.event(record.id, phase, token=self._token()) as event:
             yield event
 
     def _apply(self, variables: Mapping[str, Any], *, refresh: bool = True) -> None:
-        """One Terraform apply of ``variables``; ``refresh=False`` only where :meth:`_step` says why."""
+        """One Terraform apply of ``variables``; ``refresh=False`` only where :meth:`_step` says why.
+
+        Fenced: it starts only while this controller still holds the deployment lock, and the
+        Terraform state lock it takes is recorded, so that only that lock is ever broken after it.
+        """
         started = time.monotonic()
+        if self._taking_over_from is not None:
+            wait_for_orphans(self.stack.terraform, self.say)
+        self._fence()
         try:
-            result = self.stack.apply(variables, refresh=refresh)
+            result = self.stack.apply(variables, refresh=refresh, on_state_lock=self._record_state_lock)
         except StateLockedError as locked:
             if self._taking_over_from is None:
                 raise
             clear_stale_lock(self.stack.terraform, locked, self._taking_over_from, self.say)
-            result = self.stack.apply(variables, refresh=refresh)
+            self._fence()
+            result = self.stack.apply(variables, refresh=refresh, on_state_lock=self._record_state_lock)
         self._outputs = result.outputs
         changed = f"{result.added} added, {result.changed} changed, {result.removed} destroyed"
         how = "" if refresh else " (no refresh)"
@@ -605,4 +653,42 @@ class Controller:
         if probe is not None:
             probe.mark(phase)
 
+    def _record_state_lock(self, info: dict[str, str]) -> None:
+        if self._record_id is not None:
+            lock: dict[str, str] = {k: str(info[k]) for k in ("ID", "Who", "Created") if k in info}
+            self.ledger.update(self._record_id, terraform_lock=lock, token=self._token())
+
     _health_reason = ""
+
+
+class _Heartbeat:
+    """Renews a deployment lock every ``ttl_s / 6`` from a daemon thread until stopped.
+
+    A renewal that finds the lock taken over is kept in ``lost`` (the controller raises it before its
+    next apply); one that fails for another reason (DynamoDB briefly unreachable) is retried.
+    """
+
+    def __init__(self, ledger: Ledger, lock: LockHolder) -> None:
+        self._ledger = ledger
+        self._lock = lock
+        self._stopped = threading.Event()
+        self.lost: DeploymentLockLostError | None = None
+        self._thread = threading.Thread(target=self._beat, name=f"heartbeat-{lock.env}", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stopped.set()
+        if self._thread.is_alive() and self._thread is not threading.current_thread():
+            self._thread.join(timeout=10)
+
+    def _beat(self) -> None:
+        while not self._stopped.wait(self._lock.ttl_s / 6):
+            try:
+                self._lock = self._ledger.heartbeat(self._lock)
+            except DeploymentLockLostError as lost:
+                self.lost = lost
+                return
+            except LabkitError:
+                continue
