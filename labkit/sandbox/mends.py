@@ -402,7 +402,7 @@ def _mend_cloudwatch() -> None:
 def _mend_dynamodb() -> None:
     from moto.dynamodb.models import DynamoDBBackend
 
-    writes = threading.Lock()
+    writes = threading.RLock()  # transact_write_items calls put_item and update_item
     for name in ("put_item", "update_item", "delete_item", "transact_write_items"):
         stock = getattr(DynamoDBBackend, name)
 
