@@ -406,7 +406,7 @@ class Ledger:
                     ],
                 )
         except _ConditionFailed:
-            if lock is not None and (self.lock_holder(env) or lock).token != lock.token:
+            if lock is not None and getattr(self.lock_holder(env), "token", None) != lock.token:
                 raise self._lost(env, lock.owner) from None
             raise LedgerError(
                 f"A deployment with id {deployment.id!r} is already in the ledger.",
