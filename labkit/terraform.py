@@ -277,7 +277,8 @@ class Terraform:
         """Run Terraform in a session of its own, its output in log files; exit code, stdout, stderr.
 
         ``on_line`` gets each stdout line as it is written; ``while_running`` is called about every
-        second until Terraform exits. The logs are deleted once Terraform exited and labkit read them;
+        second until Terraform exits (what it raises is raised after Terraform exits: labkit never
+        leaves an apply half-followed). The logs are deleted once Terraform exited and labkit read them;
         if labkit dies first, Terraform goes on writing them (under ``<data dir>/logs``).
         """
         logs = (self.data_dir or labkit_home() / "terraform") / "logs"
@@ -296,6 +297,7 @@ class Terraform:
             )
         follower = _Follower(out_path, on_line)
         interrupted: BaseException | None = None
+        failed: Exception | None = None
         deadline = time.monotonic() + timeout_s
         stop_deadline: float | None = None
         next_poll = 0.0
@@ -308,7 +310,10 @@ class Terraform:
                     now = time.monotonic()
                     if while_running is not None and now >= next_poll:
                         next_poll = now + 1.0
-                        while_running()
+                        try:
+                            while_running()
+                        except Exception as exc:  # raised once Terraform is done, never mid-apply
+                            failed, while_running = exc, None
                     if stop_deadline is None and now > deadline:
                         self._say(f"terraform {args[0]}: {timeout_s:g} s timeout; asking it to stop")
                         _signal_group(proc, signal.SIGINT)
@@ -339,6 +344,8 @@ class Terraform:
         err_path.unlink(missing_ok=True)
         if interrupted is not None:
             raise interrupted
+        if failed is not None:
+            raise failed
         if stop_deadline is not None:
             raise TerraformError(
                 f"terraform {args[0]} in {self.workdir.name} timed out after {timeout_s:g} s and was stopped "

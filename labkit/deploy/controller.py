@@ -607,8 +607,13 @@ class Controller:
 
     def _terraform_line(self, line: str) -> None:
         # Without terraform_lines, only what shows a long apply is alive: resources still being
-        # created or changed, and errors.
-        if self._terraform_lines or "Still " in line or "Error" in line:
+        # created or changed, errors, and labkit's own word on stopping Terraform.
+        if (
+            self._terraform_lines
+            or "Still " in line
+            or "Error" in line
+            or line.startswith(("interrupt:", "terraform "))
+        ):
             self._say(f"           terraform: {line}")
 
     @contextmanager
