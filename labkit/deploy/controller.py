@@ -7,6 +7,8 @@ One :class:`Controller` per environment and target. Its public calls (also expor
 A deployment, phase by phase, each a timed event in the ledger (``labkit ledger ENV --show ID``):
 
 1. ``lock``: the environment's deployment lock (a conditional write); a second deploy is refused.
+   The lock is fenced: its token guards every ledger write and every apply, a background thread
+   renews its heartbeat, and a controller whose lock was taken over stops before its next apply.
 2. ``provision``: the idle color gets the release and the serving color's capacity (a Terraform
    apply; the preview header now reaches it).
 3. ``health``: every new instance healthy in the target group, within the strategy's health
@@ -25,13 +27,14 @@ move, so a controller killed anywhere can be resumed or aborted from it by anoth
 
 from __future__ import annotations
 
+import functools
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar, cast
 
 from ..analysis import analyze
 from ..errors import DeployError, DeploymentLockLostError, LabkitError
@@ -48,6 +51,7 @@ from .health import wait_healthy
 from .stale import clear_stale_lock, controller_alive, holder_gone, take_over, wait_for_orphans
 
 Say = Callable[[str], None]
+_Call = TypeVar("_Call", bound=Callable[..., Any])
 
 #: How often the gate is consulted during a bake (a failure rolls back at once).
 GATE_POLL_S = 1.0
@@ -96,6 +100,21 @@ class EnvironmentStatus:
                         f"continues it, `labkit deploy abort {self.env}` rolls it back"
                     )
         return out
+
+
+def _renewing(call: _Call) -> _Call:
+    """A public call of the controller: whatever lock it took, its heartbeat stops when it returns
+    (a lock left behind by a failure then ages out, so resume and abort can prove it gone)."""
+
+    @functools.wraps(call)
+    def wrapper(self: Controller, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return call(self, *args, **kwargs)
+        finally:
+            if self._heartbeat is not None:
+                self._heartbeat.stop()
+
+    return cast(_Call, wrapper)
 
 
 class Controller:
@@ -158,6 +177,7 @@ class Controller:
             latest=deployments[0] if deployments else None,
         )
 
+    @_renewing
     def deploy(
         self,
         version: str,
@@ -234,9 +254,9 @@ class Controller:
             f"{old} serves {layout.versions[old]}; deploying {version} to {to} "
             f"(capacity {capacity}, deployment {record.id})"
         )
-        with self._heartbeating():
-            return self._run(record, capacity=capacity, preview_requests=preview_requests, probe=probe)
+        return self._run(record, capacity=capacity, preview_requests=preview_requests, probe=probe)
 
+    @_renewing
     def resume(self, *, probe: Probe | None = None, force: bool = False) -> Deployment:
         """Continue the environment's interrupted deployment from its ledger record."""
         record = self._interrupted("resume", force=force)
@@ -249,22 +269,22 @@ class Controller:
         self.say(f"stack: {layout.describe()}")
         to, old = colors.as_color(record.to_color), colors.as_color(record.from_color)
         capacity = max(layout.capacities[to], layout.capacities[old], 1)
-        with self._heartbeating():
-            return self._run(record, capacity=capacity, preview_requests=0, probe=probe)
+        return self._run(record, capacity=capacity, preview_requests=0, probe=probe)
 
+    @_renewing
     def abort(self, *, reason: str | None = None, force: bool = False) -> Deployment:
-        """Roll the environment's interrupted (or running, with ``force``) deployment back."""
+        """Roll back the environment's deployment whose controller is gone (or, with ``force``, hung)."""
         record = self._interrupted("abort", force=force)
         why = reason or f"aborted by {self.owner} in phase {record.phase}"
         self.say(f"abort deployment {record.id}: {why}")
         try:
-            with self._heartbeating():
-                self._roll_back(record, why)
-                return self._finish(record, "aborted", why)
+            self._roll_back(record, why)
+            return self._finish(record, "aborted", why)
         except BaseException as exc:
             self.say(f"abort failed: {exc}; the deployment stays in progress, locked")
             raise
 
+    @_renewing
     def rollback(self) -> Deployment | None:
         """All traffic back on the color that served before the last deployment, in one apply.
 
@@ -316,8 +336,7 @@ class Controller:
         self._record_id = record.id
         self.say(f"rollback {self.env}: all traffic back to {back} ({version}), undoing {last.id}")
         try:
-            with self._heartbeating():
-                return self._roll_back_to(record, layout, back, away, version, last)
+            return self._roll_back_to(record, layout, back, away, version, last)
         except BaseException as exc:
             self.say(f"rollback failed: {exc}; {self.env} stays locked for deployment {record.id}")
             raise
@@ -547,23 +566,15 @@ class Controller:
     # -- the lock: held, renewed, fenced, taken over ------------------------------------------
 
     def _hold(self, lock: LockHolder) -> LockHolder:
+        """Hold ``lock``: its heartbeat is renewed from now until the public call returns."""
         self._lock = lock
+        self._heartbeat = _Heartbeat(self.ledger, lock)
+        self._heartbeat.start()
         return lock
 
     def _token(self) -> str:
         assert self._lock is not None, "the controller writes only while it holds the lock"
         return self._lock.token
-
-    @contextmanager
-    def _heartbeating(self) -> Iterator[None]:
-        """Renew the lock's heartbeat from a background thread while the block runs."""
-        assert self._lock is not None
-        self._heartbeat = _Heartbeat(self.ledger, self._lock)
-        self._heartbeat.start()
-        try:
-            yield
-        finally:
-            self._heartbeat.stop()
 
     def _fence(self) -> None:
         """Before an apply: renew the lock, which fails if another process took it over."""
@@ -612,7 +623,9 @@ class Controller:
             self._terraform_lines
             or "Still " in line
             or "Error" in line
-            or line.startswith(("interrupt:", "terraform "))
+            or line.startswith("interrupt:")
+            or "terraform (pid" in line
+            or "timeout; asking it to stop" in line
         ):
             self._say(f"           terraform: {line}")
 

@@ -71,12 +71,14 @@ def main() -> None:
                 deployment_id=deployment_id, lock=lock,
             )  # fmt: skip
             ctl._record_id = record.id
-            with ctl._heartbeating():
-                run_steps(ctl, record, 0, STEPS)
+            run_steps(ctl, record, 0, STEPS)
             ctl._finish(record, "succeeded", "all steps applied")
             note("finished", token=lock.token)
         except DeploymentLockLostError as lost:
             note("lost", token=lock.token, message=str(lost).splitlines()[0])
+        finally:
+            if ctl._heartbeat is not None:  # what Controller's public calls do on return
+                ctl._heartbeat.stop()
         return
 
     action = "abort" if role == "abort" else "resume"
@@ -91,15 +93,17 @@ def main() -> None:
         note("took", token=ctl._token(), deployment=record.id, old_token=previous and previous.lock_token)
         token = ctl._token()
         try:
-            with ctl._heartbeating():
-                if action == "resume":
-                    run_steps(ctl, record, max(record.step_index, 0), STEPS)
-                else:
-                    run_steps(ctl, record, STEPS, STEPS + 1)  # the rollback's apply
+            if action == "resume":
+                run_steps(ctl, record, max(record.step_index, 0), STEPS)
+            else:
+                run_steps(ctl, record, STEPS, STEPS + 1)  # the rollback's apply
             ctl._finish(record, "succeeded" if action == "resume" else "aborted", f"{role} finished it")
             note("finished", token=token)
         except DeploymentLockLostError as lost:
             note("lost", message=str(lost).splitlines()[0])
+        finally:
+            if ctl._heartbeat is not None:
+                ctl._heartbeat.stop()
 
 
 if __name__ == "__main__":

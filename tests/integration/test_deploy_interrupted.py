@@ -85,6 +85,18 @@ def _state_serial(staging: StagingStack, stack: Stack) -> int:
     return int(json.loads(body["Body"].read())["serial"])
 
 
+def _deregistration_delays(staging: StagingStack, stack: Stack) -> list[str]:
+    """The target groups' deregistration delay as the state in S3 records it."""
+    body = staging.target.client("s3").get_object(Bucket=stack.names.state_bucket, Key=state_key("staging"))
+    state = json.loads(body["Body"].read())
+    return [
+        str(instance["attributes"]["deregistration_delay"])
+        for resource in state["resources"]
+        if resource["type"] == "aws_lb_target_group" and resource["mode"] == "managed"
+        for instance in resource["instances"]
+    ]
+
+
 def test_1_sigint_mid_apply_stops_terraform_gracefully_then_rolls_back_and_exits_3(
     staging: StagingStack, tmp_path: Path
 ) -> None:
@@ -152,7 +164,7 @@ def test_3_stack_apply_is_refused_while_deploying_and_survives_its_labkit(
     lock = ledger.acquire_lock("staging", "a deploy (test) " + default_owner(), "dep-test")
     try:
         refused = subprocess.run(
-            [sys.executable, "-m", "labkit", "stack", "apply", "staging", "--var", "green_weight=90"],
+            [sys.executable, "-m", "labkit", "stack", "apply", "staging", "--var", "deregistration_delay=7"],
             capture_output=True, text=True, timeout=120, cwd=PROJECT_ROOT,
         )  # fmt: skip
     finally:
@@ -161,23 +173,26 @@ def test_3_stack_apply_is_refused_while_deploying_and_survives_its_labkit(
     assert "Refusing to apply staging: a deployment holds it, a deploy (test)" in refused.stderr
     assert "(deployment dep-test) since" in refused.stderr
 
-    # SIGKILL mid-apply: Terraform finishes, the state has the change, the lock is released.
+    # SIGKILL mid-apply: Terraform finishes, the state in S3 has the change, the lock is released.
     serial = _state_serial(staging, stack)
     out = tmp_path / "apply.log"
-    proc = _labkit("stack", "apply", "staging", "--var", "green_weight=90", out=out)
+    proc = _labkit("stack", "apply", "staging", "--var", "deregistration_delay=7", out=out)
     log = _mid_apply(stack, proc, out, "")
+    terraform = terraform_running_in(stack.work_dir / "tfdata")
     proc.send_signal(signal.SIGKILL)
     proc.wait(timeout=30)
+    assert terraform, "no terraform ran when labkit was killed"
     wait_for("the orphaned terraform to finish", lambda: not terraform_running_in(stack.work_dir / "tfdata"),
              timeout_s=300)  # fmt: skip
-    assert any(e.get("type") == "change_summary" for e in _events(log)), log.read_text()[-2000:]
+    applied = [e for e in _events(log) if e.get("type") == "change_summary"]
+    assert applied and applied[-1]["changes"]["operation"] == "apply", log.read_text()[-3000:]  # type: ignore[index]
     assert stack.state_lock() is None
-    assert stack.deployment()["green_weight"] == 90
     assert _state_serial(staging, stack) > serial
+    assert set(_deregistration_delays(staging, stack)) == {"7"}
 
     # SIGINT mid-apply: Terraform stops gracefully, saving what it did; the lock is released.
     out = tmp_path / "apply-int.log"
-    proc = _labkit("stack", "apply", "staging", "--var", "green_weight=100", out=out)
+    proc = _labkit("stack", "apply", "staging", "--var", "deregistration_delay=6", out=out)
     _mid_apply(stack, proc, out, "")
     proc.send_signal(signal.SIGINT)
     code = proc.wait(timeout=300)
@@ -186,4 +201,4 @@ def test_3_stack_apply_is_refused_while_deploying_and_survives_its_labkit(
     assert code != 0 and "to stop gracefully" in text
     assert not terraform_running_in(stack.work_dir / "tfdata")
     assert stack.state_lock() is None
-    assert stack.deployment()["green_weight"] in (90, 100)  # stopped before or after the change
+    assert set(_deregistration_delays(staging, stack)) <= {"6", "7"}  # stopped before or after a change
