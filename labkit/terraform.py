@@ -316,7 +316,7 @@ class Terraform:
                             failed, while_running = exc, None
                     if stop_deadline is None and now > deadline:
                         self._say(f"terraform {args[0]}: {timeout_s:g} s timeout; asking it to stop")
-                        _signal_group(proc, signal.SIGINT)
+                        _interrupt(proc)
                         stop_deadline = now + STOP_GRACE_S
                     elif stop_deadline is not None and now > stop_deadline:
                         _signal_group(proc, signal.SIGKILL)
@@ -336,7 +336,7 @@ class Terraform:
                         f"interrupt: asked terraform (pid {proc.pid}) to stop gracefully; waiting while it "
                         "saves the state and releases the lock"
                     )
-                    _signal_group(proc, signal.SIGINT)
+                    _interrupt(proc)
         follower.read(final=True)
         code = proc.returncode
         stdout, stderr = follower.text, err_path.read_text(errors="replace")
@@ -633,6 +633,13 @@ class _Follower:
     @property
     def text(self) -> str:
         return b"".join(self._chunks).decode(errors="replace")
+
+
+def _interrupt(proc: subprocess.Popen[bytes]) -> None:
+    """Terraform's graceful stop: SIGINT to Terraform alone, which stops its providers itself (a
+    provider still starting up would die of a SIGINT of its own, failing the run needlessly)."""
+    with suppress(ProcessLookupError):
+        proc.send_signal(signal.SIGINT)
 
 
 def _signal_group(proc: subprocess.Popen[bytes], signum: signal.Signals) -> None:
