@@ -277,9 +277,10 @@ class Terraform:
         """Run Terraform in a session of its own, its output in log files; exit code, stdout, stderr.
 
         ``on_line`` gets each stdout line as it is written; ``while_running`` is called about every
-        second until Terraform exits (what it raises is raised after Terraform exits: labkit never
-        leaves an apply half-followed). The logs are deleted once Terraform exited and labkit read them;
-        if labkit dies first, Terraform goes on writing them (under ``<data dir>/logs``).
+        second until Terraform exits. If it raises, Terraform is stopped gracefully and the error
+        raised once Terraform has exited (labkit never leaves an apply half-followed). The logs are
+        deleted once Terraform exited and labkit read them; if labkit dies first, Terraform goes on
+        writing them (under ``<data dir>/logs``).
         """
         logs = (self.data_dir or labkit_home() / "terraform") / "logs"
         logs.mkdir(parents=True, exist_ok=True)
@@ -312,8 +313,12 @@ class Terraform:
                         next_poll = now + 1.0
                         try:
                             while_running()
-                        except Exception as exc:  # raised once Terraform is done, never mid-apply
+                        except Exception as exc:
+                            # The caller may no longer apply (the deploy controller lost its lock):
+                            # Terraform's graceful stop, and the error once it has exited.
                             failed, while_running = exc, None
+                            self._say(f"terraform {args[0]} stopped: {str(exc).splitlines()[0]}")
+                            _interrupt(proc)
                     if stop_deadline is None and now > deadline:
                         self._say(f"terraform {args[0]}: {timeout_s:g} s timeout; asking it to stop")
                         _interrupt(proc)

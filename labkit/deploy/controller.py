@@ -672,6 +672,10 @@ class Controller:
             probe.mark(phase)
 
     def _record_state_lock(self, info: dict[str, str]) -> None:
+        """Record the state lock an apply holds, conditional on this controller's token: the fence
+        after the state lock. A controller taken over between its fence and Terraform's lock fails
+        here and its Terraform is stopped; one taken over after it keeps the state lock until its
+        apply ends, so the new holder's apply comes after it."""
         if self._record_id is not None:
             lock: dict[str, str] = {k: str(info[k]) for k in ("ID", "Who", "Created") if k in info}
             self.ledger.update(self._record_id, terraform_lock=lock, token=self._token())

@@ -5,12 +5,14 @@
 "applies"), ``resume``, ``resume-force`` and ``abort`` (until UNTIL, take over whatever a stopped
 controller left, through the controller's own takeover, and finish it). Everything is the real
 controller code against the sandbox's DynamoDB except Terraform: an "apply" is the controller's
-fence check followed by a line in LOG, which is what the test checks (one JSON object per line,
-appended atomically).
+fence, then Terraform's state lock (a file lock beside LOG), the controller's fence after it
+(recording the state lock, conditional on its token), and a line in LOG, which is what the test
+checks (one JSON object per line, appended atomically).
 """
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import sys
@@ -34,6 +36,7 @@ TTL_S = 3.0
 def main() -> None:
     role, endpoint, table, log_path = sys.argv[1:5]
     until = float(sys.argv[5]) if len(sys.argv) > 5 else 0.0
+    state_lock = Path(log_path).with_suffix(".tflock")
     log = open(log_path, "a", buffering=1)  # noqa: SIM115  # one line per write, O_APPEND
 
     def note(event: str, **fields: Any) -> None:
@@ -50,8 +53,14 @@ def main() -> None:
             ctl._update(record, step_index=index)
             with ctl._phase(record, f"shift-{index}"):
                 ctl._fence()  # what Controller._apply does before Terraform runs
-                note("apply", token=ctl._token(), step=index, deployment=record.id)
-                time.sleep(STEP_S)
+                # Terraform's state lock (a file lock here), then the controller's fence after it.
+                with state_lock.open("a") as held:
+                    fcntl.flock(held, fcntl.LOCK_EX)
+                    ctl._record_state_lock(
+                        {"ID": f"{os.getpid()}-{index}", "Who": ctl.owner, "Created": "now"}
+                    )
+                    note("apply", token=ctl._token(), step=index, deployment=record.id)
+                    time.sleep(STEP_S)
 
     if role == "controller":
         ctl = controller()

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from labkit.errors import ConfigError, TerraformError, TerraformNotFoundError
+from labkit.errors import ConfigError, DeploymentLockLostError, TerraformError, TerraformNotFoundError
 from labkit.target import sandbox
 from labkit.terraform import (
     PlanResult,
@@ -279,4 +279,23 @@ def test_a_timeout_stops_terraform_gracefully_and_says_so(
     with pytest.raises(TerraformError, match="timed out after 1 s"):
         tf._stream(["apply", "-json"], what="apply", timeout_s=1)
     assert time.monotonic() - started < 20
+    assert slow_terraform.read_text() == "state saved after interrupt\n"
+
+
+def test_a_failing_poll_stops_terraform_gracefully_and_raises_once_it_exited(
+    labkit_home: Path, slow_terraform: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # What the deploy controller's fence after the state lock does when its lock was taken over.
+    monkeypatch.setenv("FAKE_MODE", "slow")
+    tf = Terraform(tmp_path, target=sandbox("http://127.0.0.1:1"), reporter=None)
+
+    polls: list[int] = []
+
+    def lost() -> None:
+        polls.append(1)
+        if len(polls) == 2:  # a second in: Terraform holds the state lock by then
+            raise DeploymentLockLostError("taken over by someone else")
+
+    with pytest.raises(DeploymentLockLostError):
+        tf.apply(variables={"green_weight": 10}, while_running=lost)
     assert slow_terraform.read_text() == "state saved after interrupt\n"
