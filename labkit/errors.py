@@ -29,6 +29,7 @@ imports nothing from labkit, and every layer imports it.
     │   └── DeploymentFailed         the release failed a check: the deployment rolls back
     ├── LedgerError                  the deployment ledger cannot be read or written (deploy.ledger)
     │   ├── DeploymentLockedError    another deployment holds the environment's lock
+    │   │   └── DeploymentLockLostError  another process took this controller's lock over
     │   └── ConditionalWriteFailed   a conditional write found the item changed (internal to the ledger)
     ├── ProbeError                   the load probe refuses what it was asked (deploy.probe)
     ├── AnalysisError                the analysis gate cannot gather its inputs (deploy.analysis)
@@ -157,6 +158,10 @@ class DeploymentLockedError(LedgerError):
 class ConditionalWriteFailed(LedgerError):
     """A conditional write found the item not as required (internal to the ledger, which turns it into
     a DeploymentLockedError or a LedgerError that says what changed)."""
+
+
+class DeploymentLockLostError(DeploymentLockedError):
+    """Another process took over this controller's deployment lock; it must stop changing anything."""
 
 
 class ProbeError(LabkitError):

@@ -37,7 +37,6 @@ def _check_version(value: str) -> str:
 
 Env = Annotated[str, typer.Argument(help="The environment: staging or production.", callback=_check_env)]
 
-
 class _DeployGroup(TyperGroup):
     """`labkit deploy ENV VERSION` runs the `start` subcommand; `status`, `resume`, `abort` are named."""
 
@@ -142,6 +141,7 @@ def start(
     controller = _controller(ctx, env)
     probe = _probe(controller, probe_rate)
     try:
+        # A lock held by another, or taken over from this controller, exits 4 (labkit.cli.main).
         record = controller.deploy(
             version, strategy=chosen, capacity=capacity, preview_requests=preview, probe=probe
         )
@@ -167,7 +167,7 @@ def resume(
     ctx: typer.Context,
     env: Env,
     force: Annotated[
-        bool, typer.Option(help="Take over even if the controller may still run (another host).")
+        bool, typer.Option(help="Also take over from a hung controller on this host (heartbeat stopped).")
     ] = False,
     probe_rate: Annotated[float | None, typer.Option(help="Run the load probe meanwhile.")] = None,
 ) -> None:
@@ -188,7 +188,7 @@ def abort(
     env: Env,
     reason: Annotated[str | None, typer.Option(help="Why, for the ledger.")] = None,
     force: Annotated[
-        bool, typer.Option(help="Take over even if the controller may still run (another host).")
+        bool, typer.Option(help="Also take over from a hung controller on this host (heartbeat stopped).")
     ] = False,
 ) -> None:
     """Roll ENV's interrupted deployment back: all traffic to the old color, the lock released."""

@@ -11,6 +11,8 @@ from labkit.infra.stack import APP_ENVIRONMENTS
 
 if TYPE_CHECKING:
     from labkit.deploy.ledger import Deployment, Ledger
+from labkit.deploy.ledger import default_owner
+from labkit.deploy.stale import break_lock
 
 #: The table the Terraform ``global`` environment creates (its ``ledger_table`` output).
 DEFAULT_TABLE = "bglab-deployments"
@@ -30,7 +32,10 @@ def ledger(
     ] = None,
     show: Annotated[str | None, typer.Option(help="Print this deployment and its timed events.")] = None,
     force_unlock: Annotated[
-        bool, typer.Option(help="Remove ENV's deployment lock whoever holds it (after a crashed controller).")
+        bool,
+        typer.Option(
+            help="Remove ENV's deployment lock once its holder is proven gone (dead pid or stale heartbeat)."
+        ),
     ] = False,
     limit: Annotated[int, typer.Option(help="Show at most this many deployments, newest first.")] = 20,
     table: Annotated[str, typer.Option(help="The ledger's DynamoDB table.")] = DEFAULT_TABLE,
@@ -46,10 +51,8 @@ def ledger(
     book = Ledger(target(ctx), table)
     if force_unlock:
         assert env is not None  # checked above, before the target was built
-        released = book.force_release(env)
-        typer.echo(
-            f"released {env}'s lock, held by {released.describe()}" if released else f"{env} was not locked"
-        )
+        released = break_lock(book, env, f"labkit ledger --force-unlock ({default_owner()})")
+        typer.echo(f"released {env}'s lock, held by {released}" if released else f"{env} was not locked")
         return
     if show is not None:
         if as_json:

@@ -104,6 +104,7 @@ def apply(
     at once)."""
     variables = parse_vars(var or [])
     stack = _stack(ctx, env)
+    _refuse_while_deploying(stack, "apply")
     result = stack.apply(variables)
     _print_outputs(result.outputs)
     if wait and env in APP_ENVIRONMENTS:
@@ -143,6 +144,14 @@ def wait_for_fleets(
     say("")
 
 
+def _refuse_while_deploying(stack: Stack, action: str) -> None:
+    """A deployment in progress owns its environment: the controller applies under that lock."""
+    if stack.env in APP_ENVIRONMENTS:
+        from labkit.deploy.ledger import refuse_while_deploying
+
+        refuse_while_deploying(stack.target, stack.names.ledger_table, stack.env, action)
+
+
 def _progress_line() -> Callable[[str], None]:
     """One progress line, rewritten in place on a terminal; plain lines otherwise (logs, pipes)."""
     if not sys.stdout.isatty():
@@ -168,6 +177,7 @@ def destroy(
     needs --confirm ENV."""
     stack = _stack(ctx, env)
     stack.confirm_destroy(confirm)  # on aws, refused before the question and before any change
+    _refuse_while_deploying(stack, "destroy")
     if not yes:
         typer.confirm(f"Destroy every resource of {env} on {stack.target.name}?", abort=True)
     result = stack.destroy(confirm=confirm)

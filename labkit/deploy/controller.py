@@ -7,6 +7,8 @@ One :class:`Controller` per environment and target. Its public calls (also expor
 A deployment, phase by phase, each a timed event in the ledger (``labkit ledger ENV --show ID``):
 
 1. ``lock``: the environment's deployment lock (a conditional write); a second deploy is refused.
+   The lock is fenced: its token guards every ledger write and every apply, a background thread
+   renews its heartbeat, and a controller whose lock was taken over stops before its next apply.
 2. ``provision``: the idle color gets the release and the serving color's capacity (a Terraform
    apply; the preview header now reaches it).
 3. ``health``: every new instance healthy in the target group, within the strategy's health
@@ -25,27 +27,43 @@ move, so a controller killed anywhere can be resumed or aborted from it by anoth
 
 from __future__ import annotations
 
+import functools
+import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar, cast
 
 from labkit.deploy import colors
 from labkit.deploy.analysis import analyze
 from labkit.deploy.colors import Color, Layout
 from labkit.deploy.health import wait_healthy
-from labkit.deploy.ledger import Deployment, Ledger, LockHolder, default_owner, new_deployment_id
+from labkit.deploy.ledger import (
+    Deployment,
+    DeploymentStatus,
+    Ledger,
+    LockHolder,
+    default_owner,
+    new_deployment_id,
+)
 from labkit.deploy.probe import Probe
-from labkit.deploy.stale import clear_stale_lock, controller_alive
+from labkit.deploy.stale import clear_stale_lock, controller_alive, holder_gone, take_over, wait_for_orphans
 from labkit.deploy.strategy import Strategy, all_at_once, canary
-from labkit.errors import DeployError, DeploymentFailed, LabkitError, StateLockedError
+from labkit.errors import (
+    DeployError,
+    DeploymentFailed,
+    DeploymentLockLostError,
+    LabkitError,
+    StateLockedError,
+)
 from labkit.infra.stack import APP_ENVIRONMENTS, Stack
 from labkit.release.build import check_version, release_exists, release_key
 from labkit.target import Target
 
 Say = Callable[[str], None]
+_Call = TypeVar("_Call", bound=Callable[..., Any])
 
 #: How often the gate is consulted during a bake (a failure rolls back at once).
 GATE_POLL_S = 1.0
@@ -80,13 +98,31 @@ class EnvironmentStatus:
             if d.reason:
                 out.append(f"reason: {d.reason}")
             if d.status == "in_progress":
-                alive = controller_alive(d.who)
-                if alive is False:
+                if self.lock is not None and self.lock.deployment_id == d.id:
+                    gone = holder_gone(self.lock)
+                else:
+                    gone = "its lock was cleared" if controller_alive(d.who) is False else None
+                if gone is not None:
                     out.append(
-                        f"its controller ({d.who}) is gone: `labkit deploy resume {self.env}` continues it, "
-                        f"`labkit deploy abort {self.env}` rolls it back"
+                        f"its controller ({d.who}) is gone ({gone}): `labkit deploy resume {self.env}` "
+                        f"continues it, `labkit deploy abort {self.env}` rolls it back"
                     )
         return out
+
+
+def _renewing(call: _Call) -> _Call:
+    """A public call of the controller: whatever lock it took, its heartbeat stops when it returns
+    (a lock left behind by a failure then ages out, so resume and abort can prove it gone)."""
+
+    @functools.wraps(call)
+    def wrapper(self: Controller, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return call(self, *args, **kwargs)
+        finally:
+            if self._heartbeat is not None:
+                self._heartbeat.stop()
+
+    return cast(_Call, wrapper)
 
 
 class Controller:
@@ -120,8 +156,12 @@ class Controller:
         self._ledger: Ledger | None = None
         self._outputs: dict[str, Any] | None = None
         self._clock = time.monotonic()
-        # The dead controller whose Terraform lock this one may clear (set by resume and abort).
-        self._taking_over_from: str | None = None
+        # The deployment lock this controller holds (its token fences every write) and its heartbeat.
+        self._lock: LockHolder | None = None
+        self._heartbeat: _Heartbeat | None = None
+        self._record_id: str | None = None
+        # The stopped controller's record, whose Terraform lock this one may clear (resume, abort).
+        self._taking_over_from: Deployment | None = None
 
     # -- public calls -------------------------------------------------------------------------
 
@@ -145,6 +185,7 @@ class Controller:
             latest=deployments[0] if deployments else None,
         )
 
+    @_renewing
     def deploy(
         self,
         version: str,
@@ -161,6 +202,8 @@ class Controller:
         input is wrong or the environment is locked.
         """
         strategy = strategy or canary()
+        # Before anything is taken or written: a deploy launches instances.
+        self.target.require_spend(f"deploy {version} to {self.env}")
         check_version(version)
         if isinstance(preview_requests, bool) or not 0 <= preview_requests <= 1000:
             raise DeployError(
@@ -177,7 +220,7 @@ class Controller:
         deployment_id = new_deployment_id()
         # The lock first: a second deploy is refused naming the holder, before it reads anything
         # that the first one is changing.
-        holder = self.ledger.acquire_lock(self.env, self.owner, deployment_id)
+        holder = self._hold(self.ledger.acquire_lock(self.env, self.owner, deployment_id))
         self.say(f"lock: {self.env} locked for deployment {deployment_id}")
         try:
             active = self.ledger.active(self.env)
@@ -207,11 +250,13 @@ class Controller:
                 who=self.owner,
                 from_version=layout.versions[old],
                 deployment_id=deployment_id,
+                lock=holder,
             )
         except BaseException:
-            self.ledger.release_lock(self.env, self.owner)
+            self._let_go()
             raise
-        with self.ledger.event(record.id, "lock") as event:
+        self._record_id = record.id
+        with self._phase(record, "lock") as event:
             event.detail = f"held by {holder.owner} since {holder.acquired_at:%H:%M:%S} UTC"
         self.say(
             f"{old} serves {layout.versions[old]}; deploying {version} to {to} "
@@ -219,6 +264,7 @@ class Controller:
         )
         return self._run(record, capacity=capacity, preview_requests=preview_requests, probe=probe)
 
+    @_renewing
     def resume(self, *, probe: Probe | None = None, force: bool = False) -> Deployment:
         """Continue the environment's interrupted deployment from its ledger record."""
         record = self._interrupted("resume", force=force)
@@ -233,8 +279,9 @@ class Controller:
         capacity = max(layout.capacities[to], layout.capacities[old], 1)
         return self._run(record, capacity=capacity, preview_requests=0, probe=probe)
 
+    @_renewing
     def abort(self, *, reason: str | None = None, force: bool = False) -> Deployment:
-        """Roll the environment's interrupted (or running, with ``force``) deployment back."""
+        """Roll back the environment's deployment whose controller is gone (or, with ``force``, hung)."""
         record = self._interrupted("abort", force=force)
         why = reason or f"aborted by {self.owner} in phase {record.phase}"
         self.say(f"abort deployment {record.id}: {why}")
@@ -245,12 +292,14 @@ class Controller:
             self.say(f"abort failed: {exc}; the deployment stays in progress, locked")
             raise
 
+    @_renewing
     def rollback(self) -> Deployment | None:
         """All traffic back on the color that served before the last deployment, in one apply.
 
         Recorded in the ledger as a deployment of its own. Returns None when that color already
         serves all traffic with that release.
         """
+        self.target.require_spend(f"roll {self.env} back")
         history = self.ledger.list(self.env)
         if not history:
             raise DeployError(
@@ -276,7 +325,7 @@ class Controller:
             self.say(f"rollback: {back} already serves all traffic with {version}; nothing to do")
             return None
         deployment_id = new_deployment_id()
-        self.ledger.acquire_lock(self.env, self.owner, deployment_id)
+        lock = self._hold(self.ledger.acquire_lock(self.env, self.owner, deployment_id))
         try:
             record = self.ledger.start(
                 self.env,
@@ -287,25 +336,32 @@ class Controller:
                 who=self.owner,
                 from_version=layout.versions[away],
                 deployment_id=deployment_id,
+                lock=lock,
             )
         except BaseException:
-            self.ledger.release_lock(self.env, self.owner)
+            self._let_go()
             raise
+        self._record_id = record.id
         self.say(f"rollback {self.env}: all traffic back to {back} ({version}), undoing {last.id}")
         try:
-            if layout.versions[back] != version or layout.capacities[back] < 1:
-                capacity = max(layout.capacities[away], 1)
-                with self._phase(record, "provision") as event:
-                    event.detail = f"{back} {version} x{capacity}"
-                    self._apply(colors.bring_up(back, version, capacity))
-                self._wait_healthy(record, back, capacity, record.strategy.health_timeout_s)
-            with self._phase(record, "shift-100") as event:
-                event.detail = f"{back} at 100%"
-                self._apply({**colors.shift(back, 100), "preview_color": None})
-                self.ledger.update(record.id, step_index=0, weight=100)
+            return self._roll_back_to(record, layout, back, away, version, last)
         except BaseException as exc:
             self.say(f"rollback failed: {exc}; {self.env} stays locked for deployment {record.id}")
             raise
+
+    def _roll_back_to(
+        self, record: Deployment, layout: Layout, back: Color, away: Color, version: str, last: Deployment
+    ) -> Deployment:
+        if layout.versions[back] != version or layout.capacities[back] < 1:
+            capacity = max(layout.capacities[away], 1)
+            with self._phase(record, "provision") as event:
+                event.detail = f"{back} {version} x{capacity}"
+                self._apply(colors.bring_up(back, version, capacity))
+            self._wait_healthy(record, back, capacity, record.strategy.health_timeout_s)
+        with self._phase(record, "shift-100") as event:
+            event.detail = f"{back} at 100%"
+            self._apply({**colors.shift(back, 100), "preview_color": None})
+            self._update(record, step_index=0, weight=100)
         return self._finish(
             record, "succeeded", f"rollback of deployment {last.id}: all traffic back on {back} {version}"
         )
@@ -340,6 +396,9 @@ class Controller:
             return self._finish(
                 record, "succeeded", f"{version} serves all traffic on {to}; {record.from_color} scaled to 0"
             )
+        except DeploymentLockLostError:
+            # Someone proved this controller gone and took over: it must change nothing more.
+            raise
         except (LabkitError, KeyboardInterrupt) as exc:
             # Anything unexpected (Terraform, AWS, Ctrl-C) rolls back too: the old color is known good.
             reason = f"controller error: {exc}" if isinstance(exc, LabkitError) else "interrupted (Ctrl-C)"
@@ -403,7 +462,7 @@ class Controller:
         the first step of a resumed run (see below)."""
         to = colors.as_color(record.to_color)
         step = record.strategy.steps[index]
-        self.ledger.update(record.id, step_index=index)  # the intent first: resume re-applies it
+        self._update(record, step_index=index)  # the intent first: resume re-applies it
         self._mark(probe, f"shift-{step.weight}")
         with self._phase(record, f"shift-{step.weight}") as event:
             variables = colors.shift(to, step.weight)
@@ -416,7 +475,7 @@ class Controller:
             # writes whole from configuration anyway. Drift elsewhere (made outside Terraform) is
             # neither seen nor undone by this apply: the next refreshing one (scale-down, rollback) does.
             self._apply(variables, refresh=refresh)
-        self.ledger.update(record.id, weight=step.weight)
+        self._update(record, weight=step.weight)
         self._gate(record, step.weight, step.bake_s, probe)
 
     def _gate(self, record: Deployment, weight: int, bake_s: float, probe: Probe | None) -> None:
@@ -477,7 +536,7 @@ class Controller:
     def _roll_back(self, record: Deployment, reason: str) -> None:
         """Give the old color all traffic and park the new one (the old one scaled back up first if a
         scale-down had begun)."""
-        self.ledger.update(record.id, reason=reason)
+        self._update(record, reason=reason)
         old = colors.as_color(record.from_color)
         new = colors.as_color(record.to_color)
         layout = self.layout()
@@ -498,62 +557,67 @@ class Controller:
                 event.detail = f"{old} at 100% (was {layout.weight(old)}%)"
                 self._apply(colors.restore(new))
             self.say(f"rollback: {old} serves all traffic")
-        self.ledger.update(record.id, weight=0)
+        self._update(record, weight=0)
         # Parked only now that no traffic goes there (see colors.restore).
         with self._phase(record, "rollback-park") as event:
             event.detail = f"{new} to 0 instances"
             self._apply(colors.park(new))
         self.say(f"rollback: {new} scaled to 0 instances")
 
-    def _finish(self, record: Deployment, status: Any, reason: str) -> Deployment:
-        finished = self.ledger.finish(record.id, status, reason)
-        self.ledger.release_lock(self.env, self.owner)
+    def _finish(self, record: Deployment, status: DeploymentStatus, reason: str) -> Deployment:
+        finished = self.ledger.finish(record.id, status, reason, token=self._token())
+        self._let_go()
         took = finished.duration_s or 0.0
         self.say(f"{status}: {reason} ({took:.1f} s); lock released")
         return finished
 
-    # -- taking over after a dead controller --------------------------------------------------
+    # -- the lock: held, renewed, fenced, taken over ------------------------------------------
+
+    def _hold(self, lock: LockHolder) -> LockHolder:
+        """Hold ``lock``: its heartbeat is renewed from now until the public call returns."""
+        self._lock = lock
+        self._heartbeat = _Heartbeat(self.ledger, lock)
+        self._heartbeat.start()
+        return lock
+
+    def _token(self) -> str:
+        assert self._lock is not None, "the controller writes only while it holds the lock"
+        return self._lock.token
+
+    def _fence(self) -> None:
+        """Before an apply: renew the lock, which fails if another process took it over."""
+        assert self._lock is not None
+        if self._heartbeat is not None and self._heartbeat.lost is not None:
+            raise self._heartbeat.lost
+        self._lock = self.ledger.heartbeat(self._lock)
+
+    def _let_go(self) -> None:
+        """Release the lock (conditional on its token) and stop renewing it."""
+        if self._heartbeat is not None:
+            self._heartbeat.stop()
+        if self._lock is not None:
+            self.ledger.release_lock(self._lock)
+            self._lock = None
+
+    def _update(self, record: Deployment, **changes: Any) -> Deployment:
+        return self.ledger.update(record.id, token=self._token(), **changes)
 
     def _interrupted(self, action: str, *, force: bool) -> Deployment:
-        """The deployment a dead controller left, with its lock now held by this controller."""
-        holder = self.ledger.lock_holder(self.env)
-        record = self.ledger.active(self.env)
+        """The deployment a stopped controller left, with its lock now held by this controller."""
+        self.target.require_spend(f"{action} the deployment of {self.env}")
+        record, lock, previous = take_over(self.ledger, self.env, self.owner, action, force=force)
+        self._hold(lock)
         if record is None:
-            if holder is not None:
-                # Killed between taking the lock and recording the deployment: nothing changed.
-                self.ledger.force_release(self.env)
-                raise DeployError(
-                    f"{self.env} was locked by {holder.describe()} but no deployment is in progress; "
-                    "the lock is now released.",
-                    hint="Nothing had changed yet: deploy again.",
-                )
+            self._let_go()
             raise DeployError(
-                f"No deployment of {self.env} is in progress, so there is nothing to {action}.",
-                hint=f"`labkit deploy status {self.env}` shows the latest one.",
+                f"{self.env} was locked by {previous} but no deployment is in progress; "
+                "the lock is now released.",
+                hint="Nothing had changed yet: deploy again.",
             )
-        if holder is not None and holder.deployment_id != record.id:
-            raise DeployError(
-                f"{self.env} is locked by {holder.describe()}, not by deployment {record.id}.",
-                hint=f"Wait for that one, or clear the lock with `labkit ledger {self.env} --force-unlock`.",
-            )
-        owner = holder.owner if holder is not None else record.who
-        alive = controller_alive(owner)
-        if alive and not force:
-            raise DeployError(
-                f"Deployment {record.id}'s controller ({owner}) is still running.",
-                hint="Let it finish, or stop it first (Ctrl-C rolls back). `--force` takes over anyway.",
-            )
-        if alive is None and not force:
-            raise DeployError(
-                f"Deployment {record.id}'s controller ({owner}) ran on another host; it cannot be told "
-                "whether it is still running.",
-                hint=f"Make sure it is stopped, then run `labkit deploy {action} {self.env} --force`.",
-            )
-        if holder is not None:
-            self.ledger.force_release(self.env)
-        self.ledger.acquire_lock(self.env, self.owner, record.id)
-        self._taking_over_from = owner
-        return record
+        self.say(f"lock: taken over from {previous}")
+        self._record_id = record.id
+        self._taking_over_from = record
+        return self.ledger.get(record.id)
 
     # -- plumbing -----------------------------------------------------------------------------
 
@@ -562,25 +626,40 @@ class Controller:
 
     def _terraform_line(self, line: str) -> None:
         # Without terraform_lines, only what shows a long apply is alive: resources still being
-        # created or changed, and errors.
-        if self._terraform_lines or "Still " in line or "Error" in line:
+        # created or changed, errors, and labkit's own word on stopping Terraform.
+        if (
+            self._terraform_lines
+            or "Still " in line
+            or "Error" in line
+            or line.startswith("interrupt:")
+            or "terraform (pid" in line
+            or "timeout; asking it to stop" in line
+        ):
             self._say(f"           terraform: {line}")
 
     @contextmanager
     def _phase(self, record: Deployment, phase: str) -> Iterator[Any]:
-        with self.ledger.event(record.id, phase) as event:
+        with self.ledger.event(record.id, phase, token=self._token()) as event:
             yield event
 
     def _apply(self, variables: Mapping[str, Any], *, refresh: bool = True) -> None:
-        """One Terraform apply of ``variables``; ``refresh=False`` only where :meth:`_step` says why."""
+        """One Terraform apply of ``variables``; ``refresh=False`` only where :meth:`_step` says why.
+
+        Fenced: it starts only while this controller still holds the deployment lock, and the
+        Terraform state lock it takes is recorded, so that only that lock is ever broken after it.
+        """
         started = time.monotonic()
+        if self._taking_over_from is not None:
+            wait_for_orphans(self.stack.terraform, self.say)
+        self._fence()
         try:
-            result = self.stack.apply(variables, refresh=refresh)
+            result = self.stack.apply(variables, refresh=refresh, on_state_lock=self._record_state_lock)
         except StateLockedError as locked:
             if self._taking_over_from is None:
                 raise
             clear_stale_lock(self.stack.terraform, locked, self._taking_over_from, self.say)
-            result = self.stack.apply(variables, refresh=refresh)
+            self._fence()
+            result = self.stack.apply(variables, refresh=refresh, on_state_lock=self._record_state_lock)
         self._outputs = result.outputs
         changed = f"{result.added} added, {result.changed} changed, {result.removed} destroyed"
         how = "" if refresh else " (no refresh)"
@@ -600,4 +679,46 @@ class Controller:
         if probe is not None:
             probe.mark(phase)
 
+    def _record_state_lock(self, info: dict[str, str]) -> None:
+        """Record the state lock an apply holds, conditional on this controller's token: the fence
+        after the state lock. A controller taken over between its fence and Terraform's lock fails
+        here and its Terraform is stopped; one taken over after it keeps the state lock until its
+        apply ends, so the new holder's apply comes after it."""
+        if self._record_id is not None:
+            lock: dict[str, str] = {k: str(info[k]) for k in ("ID", "Who", "Created") if k in info}
+            self.ledger.update(self._record_id, terraform_lock=lock, token=self._token())
+
     _health_reason = ""
+
+
+class _Heartbeat:
+    """Renews a deployment lock every ``ttl_s / 6`` from a daemon thread until stopped.
+
+    A renewal that finds the lock taken over is kept in ``lost`` (the controller raises it before its
+    next apply); one that fails for another reason (DynamoDB briefly unreachable) is retried.
+    """
+
+    def __init__(self, ledger: Ledger, lock: LockHolder) -> None:
+        self._ledger = ledger
+        self._lock = lock
+        self._stopped = threading.Event()
+        self.lost: DeploymentLockLostError | None = None
+        self._thread = threading.Thread(target=self._beat, name=f"heartbeat-{lock.env}", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stopped.set()
+        if self._thread.is_alive() and self._thread is not threading.current_thread():
+            self._thread.join(timeout=10)
+
+    def _beat(self) -> None:
+        while not self._stopped.wait(self._lock.ttl_s / 6):
+            try:
+                self._lock = self._ledger.heartbeat(self._lock)
+            except DeploymentLockLostError as lost:
+                self.lost = lost
+                return
+            except LabkitError:
+                continue

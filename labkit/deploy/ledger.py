@@ -26,15 +26,16 @@ import os
 import secrets
 import socket
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, Literal, cast, get_args
 
 import pandas as pd
 from botocore.exceptions import BotoCoreError, ClientError
 
 from labkit.deploy.strategy import Strategy, from_dict
-from labkit.errors import ConditionalWriteFailed, DeploymentLockedError, LedgerError
+from labkit.errors import ConditionalWriteFailed, DeploymentLockedError, DeploymentLockLostError, LedgerError
 from labkit.target import Target
 
 DeploymentStatus = Literal["in_progress", "succeeded", "rolled_back", "aborted"]
@@ -69,14 +70,49 @@ def default_owner() -> str:
     return f"{user}@{socket.gethostname()} pid {os.getpid()}"
 
 
+#: Seconds after its last heartbeat that a lock's holder counts as gone (the controller renews it
+#: every LOCK_TTL_S / 6 from a background thread while it works).
+LOCK_TTL_S = 30.0
+
+
+def process_start(pid: int) -> str | None:
+    """When process ``pid`` started, as the kernel counts it (Linux ``/proc``), or None.
+
+    Together with the pid and the host it names one process: a pid reused by a later process has
+    another start time.
+    """
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    # The command name (field 2) may hold spaces and parentheses; the fields after its last ")" do not.
+    fields = stat[stat.rindex(")") + 2 :].split()
+    return fields[19]  # field 22, starttime in clock ticks since boot
+
+
 @dataclass(frozen=True)
 class LockHolder:
-    """Who holds an environment's deployment lock, for which deployment, and since when."""
+    """Who holds an environment's deployment lock, for which deployment, and since when.
+
+    ``token`` fences the holder: every write it makes is conditional on it, and a takeover replaces
+    it (see :meth:`Ledger.take_over`). ``host``, ``pid`` and ``pid_start`` name the holding process;
+    ``heartbeat_at`` is its last renewal, and after ``ttl_s`` without one the holder counts as gone.
+    """
 
     env: str
     owner: str
     deployment_id: str
     acquired_at: datetime
+    token: str = ""
+    heartbeat_at: datetime | None = None
+    ttl_s: float = LOCK_TTL_S
+    host: str = ""
+    pid: int | None = None
+    pid_start: str | None = None
+
+    def heartbeat_age(self, now: datetime | None = None) -> float:
+        """Seconds since the holder last renewed the lock."""
+        return ((now or _now()) - (self.heartbeat_at or self.acquired_at)).total_seconds()
 
     def describe(self, now: datetime | None = None) -> str:
         age = ((now or _now()) - self.acquired_at).total_seconds()
@@ -111,6 +147,10 @@ class Deployment:
     started_at: datetime
     updated_at: datetime
     ended_at: datetime | None
+    #: The token of the deployment lock whose holder may write this record (None: written unfenced).
+    lock_token: str | None = None
+    #: The Terraform state lock (ID, Who, Created) its controller's latest apply held.
+    terraform_lock: dict[str, str] | None = None
 
     @property
     def duration_s(self) -> float | None:
@@ -154,22 +194,17 @@ class Ledger:
 
     # -- the lock ---------------------------------------------------------------------------
 
-    def acquire_lock(self, env: str, owner: str, deployment_id: str) -> LockHolder:
+    def acquire_lock(
+        self, env: str, owner: str, deployment_id: str, *, ttl_s: float = LOCK_TTL_S
+    ) -> LockHolder:
         """Take ``env``'s deployment lock, or raise :class:`DeploymentLockedError` naming the holder."""
         for _attempt in range(3):
-            holder = LockHolder(env=env, owner=owner, deployment_id=deployment_id, acquired_at=_now())
+            holder = _new_holder(env, owner, deployment_id, ttl_s)
             try:
                 self._call(
                     "put_item",
                     TableName=self.table,
-                    Item={
-                        "pk": _s(_lock_pk(env)),
-                        "sk": _s(_LOCK_SK),
-                        "env": _s(env),
-                        "owner": _s(owner),
-                        "deployment_id": _s(deployment_id),
-                        "acquired_at": _s(_iso(holder.acquired_at)),
-                    },
+                    Item=_lock_item(holder),
                     ConditionExpression="attribute_not_exists(pk)",
                 )
                 return holder
@@ -183,44 +218,118 @@ class Ledger:
             hint="Another controller is taking and releasing it; try again in a moment.",
         )
 
-    def release_lock(self, env: str, owner: str) -> bool:
-        """Release ``env``'s lock if ``owner`` holds it. False when no one held it.
+    def heartbeat(self, lock: LockHolder) -> LockHolder:
+        """Renew ``lock``'s heartbeat; raises :class:`DeploymentLockLostError` if it was taken over."""
+        now = _now()
+        try:
+            self._call(
+                "update_item",
+                TableName=self.table,
+                Key=_key(_lock_pk(lock.env), _LOCK_SK),
+                UpdateExpression="SET heartbeat_at = :now",
+                ConditionExpression="#token = :token",
+                ExpressionAttributeNames={"#token": "token"},
+                ExpressionAttributeValues={":now": _s(_iso(now)), ":token": _s(lock.token)},
+            )
+        except ConditionalWriteFailed:
+            raise self._lost(lock.env, lock.owner) from None
+        return replace(lock, heartbeat_at=now)
 
-        Raises :class:`DeploymentLockedError` when someone else holds it: only the holder releases.
+    def release_lock(self, lock: LockHolder) -> bool:
+        """Release ``lock`` if its holder still holds it (a write conditional on its token).
+
+        False when no one held it; raises :class:`DeploymentLockLostError` when someone else holds it
+        now: only the holder releases.
         """
         try:
             self._call(
                 "delete_item",
                 TableName=self.table,
-                Key=_key(_lock_pk(env), _LOCK_SK),
-                ConditionExpression="attribute_exists(pk) AND #owner = :owner",
-                ExpressionAttributeNames={"#owner": "owner"},
-                ExpressionAttributeValues={":owner": _s(owner)},
+                Key=_key(_lock_pk(lock.env), _LOCK_SK),
+                ConditionExpression="#token = :token",
+                ExpressionAttributeNames={"#token": "token"},
+                ExpressionAttributeValues={":token": _s(lock.token)},
             )
         except ConditionalWriteFailed:
-            current = self.lock_holder(env)
-            if current is None:
+            if self.lock_holder(lock.env) is None:
                 return False
-            raise DeploymentLockedError(
-                f"Cannot release the deployment lock of {env!r}: it is held by {current.describe()}, "
-                f"not by {owner}.",
-                hint=f"Only the holder releases it. If that controller is gone, `labkit deploy abort {env}` "
-                f"rolls back and clears it, or `labkit ledger {env} --force-unlock` clears only the lock.",
-            ) from None
+            raise self._lost(lock.env, lock.owner) from None
         return True
 
-    def force_release(self, env: str) -> LockHolder | None:
-        """Remove ``env``'s lock whoever holds it (for abort); returns who held it, or None."""
-        response = self._call(
-            "delete_item", TableName=self.table, Key=_key(_lock_pk(env), _LOCK_SK), ReturnValues="ALL_OLD"
-        )
-        old = response.get("Attributes")
-        return _lock_from_item(old) if old else None
+    def take_over(
+        self,
+        seen: LockHolder | None,
+        env: str,
+        owner: str,
+        deployment_id: str,
+        *,
+        record: Deployment | None = None,
+        ttl_s: float = LOCK_TTL_S,
+    ) -> LockHolder:
+        """Replace the lock ``seen`` (None: no lock was seen) with one held by ``owner``, and hand
+        ``record`` (the deployment it continues) to the new holder, in one transaction.
+
+        Both writes are conditional on what was read: the lock still carries ``seen``'s token (or is
+        still absent) and the record still carries its ``lock_token``. So of two processes taking over
+        the same lock, one wins and the other gets :class:`DeploymentLockedError`; and the old holder's
+        next write fails on its token. The caller must first prove ``seen``'s holder is gone
+        (:func:`labkit.deploy.stale.holder_gone`).
+        """
+        holder = _new_holder(env, owner, deployment_id, ttl_s)
+        if seen is None:
+            lock_condition: dict[str, Any] = {"ConditionExpression": "attribute_not_exists(pk)"}
+        else:
+            lock_condition = _token_condition(seen.token or None)
+        writes: builtins.list[dict[str, Any]] = [
+            {"Put": {"TableName": self.table, "Item": _lock_item(holder), **lock_condition}}
+        ]
+        if record is not None:
+            condition = _token_condition(record.lock_token, attribute="lock_token")
+            writes.append(
+                {
+                    "Update": {
+                        "TableName": self.table,
+                        "Key": _key(_RECORDS_PK, record.id),
+                        "UpdateExpression": "SET lock_token = :new, updated_at = :now",
+                        **condition,
+                        "ConditionExpression": condition["ConditionExpression"] + " AND #status = :running",
+                        "ExpressionAttributeNames": {
+                            **condition.get("ExpressionAttributeNames", {}),
+                            "#status": "status",
+                        },
+                        "ExpressionAttributeValues": {
+                            **condition.get("ExpressionAttributeValues", {}),
+                            ":new": _s(holder.token),
+                            ":now": _s(_iso(holder.acquired_at)),
+                            ":running": _s("in_progress"),
+                        },
+                    }
+                }
+            )
+        try:
+            self._call("transact_write_items", TransactItems=writes)
+        except ConditionalWriteFailed:
+            current = self.lock_holder(env)
+            raise DeploymentLockedError(
+                f"The deployment lock of {env!r} changed hands while {owner} was taking it over"
+                + (f": it is now held by {current.describe()}." if current else "."),
+                hint=f"Another resume or abort got there first; `labkit deploy status {env}` shows who.",
+            ) from None
+        return holder
 
     def lock_holder(self, env: str) -> LockHolder | None:
         """Who holds ``env``'s lock now, or None."""
         item = self._get_item(_lock_pk(env), _LOCK_SK)
         return _lock_from_item(item) if item else None
+
+    def _lost(self, env: str, owner: str) -> DeploymentLockLostError:
+        current = self.lock_holder(env)
+        who = f"taken over by {current.describe()}" if current else "released by someone else"
+        return DeploymentLockLostError(
+            f"{owner} no longer holds the deployment lock of {env!r}: it was {who}. "
+            "This controller stops here and changes nothing more.",
+            hint=f"`labkit deploy status {env}` shows who continues the deployment.",
+        )
 
     # -- deployment records -----------------------------------------------------------------
 
@@ -235,8 +344,14 @@ class Ledger:
         who: str | None = None,
         from_version: str | None = None,
         deployment_id: str | None = None,
+        lock: LockHolder | None = None,
     ) -> Deployment:
-        """Record a new ``in_progress`` deployment (take the lock first) and return it."""
+        """Record a new ``in_progress`` deployment and return it.
+
+        With ``lock`` (taken with :meth:`acquire_lock`) the record is written only while that lock
+        holds, and every later write to it must give the lock's token (``token=``). A record written
+        without one is for history and tests: nothing fences it.
+        """
         now = _now()
         deployment = Deployment(
             id=deployment_id or new_deployment_id(now),
@@ -255,6 +370,7 @@ class Ledger:
             started_at=now,
             updated_at=now,
             ended_at=None,
+            lock_token=lock.token if lock else None,
         )
         item = {
             "pk": _s(_RECORDS_PK),
@@ -275,11 +391,23 @@ class Ledger:
         }
         if from_version is not None:
             item["from_version"] = _s(from_version)
+        put = {"TableName": self.table, "Item": item, "ConditionExpression": "attribute_not_exists(pk)"}
         try:
-            self._call(
-                "put_item", TableName=self.table, Item=item, ConditionExpression="attribute_not_exists(pk)"
-            )
+            if lock is None:
+                self._call("put_item", **put)
+            else:
+                item["lock_token"] = _s(lock.token)
+                check = {"TableName": self.table, "Key": _key(_lock_pk(env), _LOCK_SK)}
+                self._call(
+                    "transact_write_items",
+                    TransactItems=[
+                        {"ConditionCheck": {**check, **_token_condition(lock.token)}},
+                        {"Put": put},
+                    ],
+                )
         except ConditionalWriteFailed:
+            if lock is not None and getattr(self.lock_holder(env), "token", None) != lock.token:
+                raise self._lost(env, lock.owner) from None
             raise LedgerError(
                 f"A deployment with id {deployment.id!r} is already in the ledger.",
                 hint="Leave deployment_id out to get a fresh one.",
@@ -294,8 +422,14 @@ class Ledger:
         step_index: int | None = None,
         weight: int | None = None,
         reason: str | None = None,
+        terraform_lock: dict[str, str] | None = None,
+        token: str | None = None,
     ) -> Deployment:
-        """Record progress of an in-progress deployment; arguments left as None stay as they are."""
+        """Record progress of an in-progress deployment; arguments left as None stay as they are.
+
+        ``token`` is the deployment lock's (see :meth:`start`); a write whose token is not the
+        record's raises :class:`DeploymentLockLostError`.
+        """
         changes: dict[str, dict[str, str]] = {"updated_at": _s(_iso(_now()))}
         if phase is not None:
             changes["phase"] = _s(phase)
@@ -309,9 +443,13 @@ class Ledger:
             changes["weight"] = _n(weight)
         if reason is not None:
             changes["reason"] = _s(reason)
-        return self._update_in_progress(deployment_id, changes)
+        if terraform_lock is not None:
+            changes["terraform_lock"] = _s(json.dumps(terraform_lock, sort_keys=True))
+        return self._update_in_progress(deployment_id, changes, token)
 
-    def finish(self, deployment_id: str, status: DeploymentStatus, reason: str) -> Deployment:
+    def finish(
+        self, deployment_id: str, status: DeploymentStatus, reason: str, *, token: str | None = None
+    ) -> Deployment:
         """End a deployment as succeeded, rolled_back or aborted, with the reason people will read."""
         if status not in FINAL_STATUSES:
             raise LedgerError(
@@ -321,6 +459,7 @@ class Ledger:
         return self._update_in_progress(
             deployment_id,
             {"status": _s(status), "reason": _s(reason), "ended_at": _s(now), "updated_at": _s(now)},
+            token,
         )
 
     def get(self, deployment_id: str) -> Deployment:
@@ -354,11 +493,14 @@ class Ledger:
     # -- events -----------------------------------------------------------------------------
 
     @contextlib.contextmanager
-    def event(self, deployment_id: str, phase: str, detail: str | None = None) -> Iterator[EventHandle]:
+    def event(
+        self, deployment_id: str, phase: str, detail: str | None = None, *, token: str | None = None
+    ) -> Iterator[EventHandle]:
         """Time a phase: the record's phase is set and the event written as it starts, again as it ends.
 
         An exception inside the block records the event as ``error`` with the exception's text and
-        propagates. Set ``handle.detail`` inside the block to record what the phase found.
+        propagates. Set ``handle.detail`` inside the block to record what the phase found. Each write
+        is conditional on the record's lock ``token`` (see :meth:`update`).
         """
         started = _now()
         key = f"{_iso(started)}#{secrets.token_hex(2)}"
@@ -372,21 +514,30 @@ class Ledger:
         }
         if detail is not None:
             item["detail"] = _s(detail)
+        fence = _token_condition(token, attribute="lock_token")
         try:
             self._call(
-                "update_item",
-                TableName=self.table,
-                Key=_key(_RECORDS_PK, deployment_id),
-                UpdateExpression="SET phase = :phase, updated_at = :now",
-                ConditionExpression="attribute_exists(pk)",
-                ExpressionAttributeValues={":phase": _s(phase), ":now": _s(_iso(started))},
+                "transact_write_items",
+                TransactItems=[
+                    {
+                        "Update": {
+                            "TableName": self.table,
+                            "Key": _key(_RECORDS_PK, deployment_id),
+                            "UpdateExpression": "SET phase = :phase, updated_at = :now",
+                            **fence,
+                            "ConditionExpression": "attribute_exists(pk) AND " + fence["ConditionExpression"],
+                            "ExpressionAttributeValues": {
+                                **fence.get("ExpressionAttributeValues", {}),
+                                ":phase": _s(phase),
+                                ":now": _s(_iso(started)),
+                            },
+                        }
+                    },
+                    {"Put": {"TableName": self.table, "Item": item}},
+                ],
             )
         except ConditionalWriteFailed:
-            raise LedgerError(
-                f"No deployment {deployment_id!r} to record the {phase!r} event for.",
-                hint="Record the deployment with Ledger.start() first.",
-            ) from None
-        self._call("put_item", TableName=self.table, Item=item)
+            raise self._refused(deployment_id, token, f"record the {phase!r} event") from None
         outcome: EventOutcome = "ok"
         try:
             yield handle
@@ -398,7 +549,12 @@ class Ledger:
             ended = {"ended_at": _s(_iso(_now())), "outcome": _s(outcome)}
             if handle.detail is not None:
                 ended["detail"] = _s(handle.detail)
-            self._set(_events_pk(deployment_id), key, ended)
+            try:
+                self._fenced_set(deployment_id, token, _events_pk(deployment_id), key, ended)
+            except DeploymentLockLostError:
+                if outcome == "ok":
+                    raise
+                # An error already propagates (often this very loss); the event stays "running".
 
     def events(self, deployment_id: str) -> builtins.list[Event]:
         """The deployment's events in the order they started."""
@@ -445,17 +601,65 @@ class Ledger:
 
     # -- plumbing ---------------------------------------------------------------------------
 
-    def _update_in_progress(self, deployment_id: str, changes: dict[str, dict[str, str]]) -> Deployment:
+    def _update_in_progress(
+        self, deployment_id: str, changes: dict[str, dict[str, str]], token: str | None
+    ) -> Deployment:
         try:
-            attributes = self._set(_RECORDS_PK, deployment_id, changes, only_in_progress=True)
+            attributes = self._set(_RECORDS_PK, deployment_id, changes, only_in_progress=True, token=token)
         except ConditionalWriteFailed:
-            current = self.get(deployment_id)  # raises when there is no such deployment
-            raise LedgerError(
-                f"Deployment {deployment_id} is already {current.status} ({current.reason}); "
-                "a finished deployment is not changed.",
-                hint="Start a new deployment to change the environment again.",
-            ) from None
+            raise self._refused(deployment_id, token, "change it") from None
         return _deployment_from_item(attributes)
+
+    def _refused(self, deployment_id: str, token: str | None, action: str) -> LedgerError:
+        """Why a write to ``deployment_id``'s record failed its condition."""
+        try:
+            current = self.get(deployment_id)
+        except LedgerError:
+            return LedgerError(
+                f"No deployment {deployment_id!r} to {action} for.",
+                hint="Record the deployment with Ledger.start() first.",
+            )
+        if current.lock_token != token:
+            return self._lost(current.env, current.who if token is None else "this controller")
+        return LedgerError(
+            f"Deployment {deployment_id} is already {current.status} ({current.reason}); "
+            "a finished deployment is not changed.",
+            hint="Start a new deployment to change the environment again.",
+        )
+
+    def _fenced_set(
+        self, deployment_id: str, token: str | None, pk: str, sk: str, changes: dict[str, dict[str, str]]
+    ) -> None:
+        """Set ``changes`` on the item ``pk``/``sk`` while ``deployment_id``'s record has ``token``."""
+        names = {f"#a{i}": name for i, name in enumerate(changes)}
+        values = {f":v{i}": value for i, value in enumerate(changes.values())}
+        fence = _token_condition(token, attribute="lock_token")
+        try:
+            self._call(
+                "transact_write_items",
+                TransactItems=[
+                    {
+                        "ConditionCheck": {
+                            "TableName": self.table,
+                            "Key": _key(_RECORDS_PK, deployment_id),
+                            **fence,
+                        }
+                    },
+                    {
+                        "Update": {
+                            "TableName": self.table,
+                            "Key": _key(pk, sk),
+                            "UpdateExpression": "SET "
+                            + ", ".join(f"#a{i} = :v{i}" for i in range(len(changes))),
+                            "ConditionExpression": "attribute_exists(pk)",
+                            "ExpressionAttributeNames": names,
+                            "ExpressionAttributeValues": values,
+                        }
+                    },
+                ],
+            )
+        except ConditionalWriteFailed:
+            raise self._refused(deployment_id, token, "record the event's end") from None
 
     def _set(
         self,
@@ -464,6 +668,7 @@ class Ledger:
         changes: dict[str, dict[str, str]],
         *,
         only_in_progress: bool = False,
+        token: str | None = None,
     ) -> dict[str, Any]:
         names = {f"#a{i}": name for i, name in enumerate(changes)}
         values = {f":v{i}": value for i, value in enumerate(changes.values())}
@@ -472,6 +677,10 @@ class Ledger:
             names["#status"] = "status"
             values[":in_progress"] = _s("in_progress")
             condition += " AND #status = :in_progress"
+            fence = _token_condition(token, attribute="lock_token")
+            condition += " AND " + fence["ConditionExpression"]
+            names.update(fence.get("ExpressionAttributeNames", {}))
+            values.update(fence.get("ExpressionAttributeValues", {}))
         response = self._call(
             "update_item",
             TableName=self.table,
@@ -504,6 +713,8 @@ class Ledger:
             code = exc.response.get("Error", {}).get("Code", "")
             if code == "ConditionalCheckFailedException":
                 raise ConditionalWriteFailed(f"{operation}: the condition did not hold.") from exc
+            if code == "TransactionCanceledException" and "ConditionalCheckFailed" in str(exc):
+                raise ConditionalWriteFailed(f"{operation}: the condition did not hold.") from exc
             if code == "ResourceNotFoundException":
                 raise LedgerError(
                     f"The ledger table {self.table!r} does not exist on the {self.target.name} target.",
@@ -520,6 +731,23 @@ class Ledger:
                 f"Could not reach DynamoDB for the ledger table {self.table!r}: {exc}",
                 hint="Check that the target is up (`labkit doctor`; for the sandbox `labkit sandbox up`).",
             ) from exc
+
+
+def refuse_while_deploying(target: Target, table: str, env: str, action: str) -> None:
+    """Raise :class:`~labkit.errors.DeploymentLockedError` naming who and since when if a deployment
+    holds ``env``, so that ``labkit stack apply|destroy`` never changes an environment under a running
+    deploy (the controller applies under its own lock and does not ask). No ledger table yet (global
+    not applied) means no deployment can hold it."""
+    try:
+        holder = Ledger(target, table).lock_holder(env)
+    except LedgerError:
+        return
+    if holder is not None:
+        raise DeploymentLockedError(
+            f"Refusing to {action} {env}: a deployment holds it, {holder.describe()}.",
+            hint=f"Wait for it to finish (`labkit deploy status {env}`); if its controller is gone, "
+            f"`labkit deploy resume {env}` or `labkit deploy abort {env}` ends it.",
+        )
 
 
 def ensure_table(target: Target, name: str) -> str:
@@ -565,6 +793,56 @@ def _locked_error(holder: LockHolder) -> DeploymentLockedError:
     )
 
 
+def _new_holder(env: str, owner: str, deployment_id: str, ttl_s: float) -> LockHolder:
+    now = _now()
+    return LockHolder(
+        env=env,
+        owner=owner,
+        deployment_id=deployment_id,
+        acquired_at=now,
+        token=secrets.token_hex(16),
+        heartbeat_at=now,
+        ttl_s=ttl_s,
+        host=socket.gethostname(),
+        pid=os.getpid(),
+        pid_start=process_start(os.getpid()),
+    )
+
+
+def _lock_item(holder: LockHolder) -> dict[str, Any]:
+    item = {
+        "pk": _s(_lock_pk(holder.env)),
+        "sk": _s(_LOCK_SK),
+        "env": _s(holder.env),
+        "owner": _s(holder.owner),
+        "deployment_id": _s(holder.deployment_id),
+        "acquired_at": _s(_iso(holder.acquired_at)),
+        "token": _s(holder.token),
+        "heartbeat_at": _s(_iso(holder.heartbeat_at or holder.acquired_at)),
+        "ttl_s": {"N": repr(float(holder.ttl_s))},
+        "host": _s(holder.host),
+    }
+    if holder.pid is not None:
+        item["pid"] = _n(holder.pid)
+    if holder.pid_start is not None:
+        item["pid_start"] = _s(holder.pid_start)
+    return item
+
+
+def _token_condition(token: str | None, *, attribute: str = "token") -> dict[str, Any]:
+    """A condition that ``attribute`` is ``token`` (absent when ``token`` is None)."""
+    if token is None:
+        return {
+            "ConditionExpression": "attribute_not_exists(#tok)",
+            "ExpressionAttributeNames": {"#tok": attribute},
+        }
+    return {
+        "ConditionExpression": "#tok = :tok",
+        "ExpressionAttributeNames": {"#tok": attribute},
+        "ExpressionAttributeValues": {":tok": _s(token)},
+    }
+
+
 def _lock_pk(env: str) -> str:
     return f"LOCK#{env}"
 
@@ -601,6 +879,12 @@ def _lock_from_item(item: dict[str, Any]) -> LockHolder:
         owner=item["owner"]["S"],
         deployment_id=item["deployment_id"]["S"],
         acquired_at=datetime.fromisoformat(item["acquired_at"]["S"]),
+        token=_text(item, "token") or "",
+        heartbeat_at=_time(item, "heartbeat_at"),
+        ttl_s=float(item["ttl_s"]["N"]) if "ttl_s" in item else LOCK_TTL_S,
+        host=_text(item, "host") or "",
+        pid=int(item["pid"]["N"]) if "pid" in item else None,
+        pid_start=_text(item, "pid_start"),
     )
 
 
@@ -622,6 +906,8 @@ def _deployment_from_item(item: dict[str, Any]) -> Deployment:
         started_at=datetime.fromisoformat(item["started_at"]["S"]),
         updated_at=datetime.fromisoformat(item["updated_at"]["S"]),
         ended_at=_time(item, "ended_at"),
+        lock_token=_text(item, "lock_token"),
+        terraform_lock=json.loads(item["terraform_lock"]["S"]) if "terraform_lock" in item else None,
     )
 
 

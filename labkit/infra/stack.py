@@ -36,7 +36,7 @@ from __future__ import annotations
 import json
 import shutil
 import tempfile
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -118,7 +118,13 @@ def uses_lockfile(version: str) -> bool:
 class Stack:
     """One Terraform environment (``global``, ``staging`` or ``production``) on one target."""
 
-    def __init__(self, env: str, target: Target, *, reporter: Reporter | None = print_reporter) -> None:
+    def __init__(
+        self,
+        env: str,
+        target: Target,
+        *,
+        reporter: Reporter | None = print_reporter,
+    ) -> None:
         if env not in ENVIRONMENTS:
             raise StackError(f"Unknown environment {env!r}.", hint=f"Use one of: {', '.join(ENVIRONMENTS)}.")
         self.env = env
@@ -141,9 +147,7 @@ class Stack:
             self._names = StackNames.for_target(self.target)
         return self._names
 
-    def plan(
-        self, variables: Mapping[str, Any] | None = None, *, targets: Sequence[str] = ()
-    ) -> PlanResult:
+    def plan(self, variables: Mapping[str, Any] | None = None, *, targets: Sequence[str] = ()) -> PlanResult:
         """A plan of ``variables`` on top of the applied deployment; ``has_changes`` says whether it
         would change anything. ``targets`` (e.g. ``["module.environment.module.network"]``) limits
         it to those resources and what they depend on."""
@@ -159,6 +163,7 @@ class Stack:
         *,
         targets: Sequence[str] = (),
         refresh: bool = True,
+        on_state_lock: Callable[[dict[str, Any]], None] | None = None,
     ) -> ApplyResult:
         """Apply ``variables`` on top of the applied deployment (on AWS only with ``allow_spend``).
 
@@ -172,7 +177,10 @@ class Stack:
         ``refresh=False`` skips reading every resource back before planning (``-refresh=false``),
         which is most of a small apply's time. Terraform's caveat: changes made outside Terraform
         are not seen by that apply. Use it only right after an apply that refreshed, while nothing
-        else can change what it touches (the deploy controller's weight steps)."""
+        else can change what it touches (the deploy controller's weight steps).
+
+        ``on_state_lock`` gets the state lock's info once the apply has taken it (the controller
+        records it, so only that lock is ever broken after the controller died)."""
         self.target.require_spend(f"apply the {self.env} stack")
         if self._bootstrapping():
             if targets:
@@ -186,7 +194,12 @@ class Stack:
         values = self.variables(variables)
         if not targets or any("fleet" in t for t in targets):
             self._require_artifacts(values)
-        return self.terraform.apply(variables=values, targets=targets, refresh=refresh)
+        return self.terraform.apply(
+            variables=values,
+            targets=targets,
+            refresh=refresh,
+            while_running=self._lock_watch(on_state_lock),
+        )
 
     def confirm_destroy(self, confirm: str | None, *, account_id: str | None = None) -> None:
         """On AWS, refuse to destroy unless ``confirm`` is this environment's name (and, for
@@ -257,20 +270,41 @@ class Stack:
         config = self.backend_config()
         try:
             if config.get("use_lockfile") == "true":
-                body = self.target.client("s3").get_object(
-                    Bucket=config["bucket"], Key=config["key"] + ".tflock"
-                )["Body"].read()
+                body = (
+                    self.target.client("s3")
+                    .get_object(Bucket=config["bucket"], Key=config["key"] + ".tflock")["Body"]
+                    .read()
+                )
                 return dict(json.loads(body))
-            item = self.target.client("dynamodb").get_item(
-                TableName=config["dynamodb_table"],
-                Key={"LockID": {"S": f"{config['bucket']}/{config['key']}"}},
-                ConsistentRead=True,
-            ).get("Item")
+            item = (
+                self.target.client("dynamodb")
+                .get_item(
+                    TableName=config["dynamodb_table"],
+                    Key={"LockID": {"S": f"{config['bucket']}/{config['key']}"}},
+                    ConsistentRead=True,
+                )
+                .get("Item")
+            )
             return dict(json.loads(item["Info"]["S"])) if item and "Info" in item else None
         except ClientError as exc:
             if str(exc.response.get("Error", {}).get("Code")) in ("NoSuchKey", "404"):
                 return None
             raise
+
+    def _lock_watch(
+        self, on_state_lock: Callable[[dict[str, Any]], None] | None
+    ) -> Callable[[], None] | None:
+        """A poll that passes the state lock to ``on_state_lock`` once, when the apply has it."""
+        if on_state_lock is None:
+            return None
+        seen: list[str] = []
+
+        def watch() -> None:
+            if not seen and (info := self.state_lock()) is not None:
+                seen.append(str(info.get("ID")))
+                on_state_lock(info)
+
+        return watch
 
     @contextmanager
     def hold_lock(self) -> Iterator[None]:
@@ -475,7 +509,7 @@ class Stack:
         )
         root = copy / "environments" / self.env
         (root / OVERRIDE_FILE).write_text(
-            f"# Written by labkit: {why}.\n" 'terraform {\n  backend "local" {}\n}\n'
+            f'# Written by labkit: {why}.\nterraform {{\n  backend "local" {{}}\n}}\n'
         )
         terraform = Terraform(
             root, target=self.target, data_dir=self.work_dir / "local-tfdata", reporter=self.reporter

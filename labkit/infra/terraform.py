@@ -5,6 +5,14 @@ stream ``-json`` events, which become live, resource-by-resource progress lines 
 notebook; ``plan -detailed-exitcode`` tells "no changes" from "changes"; ``show -json``,
 ``output -json`` and ``state pull`` give parsed results. A failure raises :class:`TerraformError`
 with Terraform's own diagnostics.
+
+Terraform must outlive labkit: killed mid-apply, it would lose the state of what it just created
+and leave the state lock. So every command runs in a session of its own (a Ctrl-C in the terminal
+does not reach it) with its output in log files that labkit follows, not on pipes that break when
+labkit dies; SIGKILL labkit and Terraform still finishes, saves the state and unlocks. The first
+SIGINT or SIGTERM labkit gets (a Jupyter interrupt included) is passed to Terraform as its
+graceful stop: labkit keeps following until Terraform has saved the state and exited, then raises
+``KeyboardInterrupt``. Every command has a timeout, after which Terraform is stopped the same way.
 """
 
 from __future__ import annotations
@@ -12,11 +20,13 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,6 +43,15 @@ INSTALL_HINT = (
 #: A progress sink: called with one human-readable line per event.
 Reporter = Callable[[str], None]
 
+#: Seconds a plan, apply or destroy may take before Terraform is asked to stop.
+APPLY_TIMEOUT_S = 3600.0
+#: Seconds any other command (init, output, show, state, force-unlock) may take.
+COMMAND_TIMEOUT_S = 600.0
+#: After asking Terraform to stop (timeout), how long it gets to save state before it is killed.
+STOP_GRACE_S = 300.0
+#: How often the followed log is read.
+_FOLLOW_S = 0.1
+
 
 def terraform_binary() -> str:
     """The Terraform (or OpenTofu) executable, or a :class:`TerraformNotFoundError` that says how to
@@ -47,7 +66,11 @@ def terraform_binary() -> str:
 def terraform_version() -> str:
     """The version of the Terraform binary, e.g. ``1.11.4``."""
     proc = subprocess.run(
-        [terraform_binary(), "version", "-json"], capture_output=True, text=True, check=False
+        [terraform_binary(), "version", "-json"],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=COMMAND_TIMEOUT_S,
     )
     if proc.returncode != 0:
         raise TerraformError("`terraform version` failed.", diagnostics=[proc.stderr.strip()])
@@ -226,19 +249,113 @@ class Terraform:
             self.reporter(line)
 
     def _run(
-        self, args: list[str], *, what: str, ok: tuple[int, ...] = (0,)
+        self,
+        args: list[str],
+        *,
+        what: str,
+        ok: tuple[int, ...] = (0,),
+        timeout_s: float = COMMAND_TIMEOUT_S,
     ) -> subprocess.CompletedProcess[str]:
-        proc = subprocess.run(
-            [self.binary, *args],
-            cwd=self.workdir,
-            env=self._env(),
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-        if proc.returncode not in ok:
-            raise self._error(what, proc.returncode, [proc.stderr.strip() or proc.stdout.strip()])
-        return proc
+        """Run a command to its end; its stdout and stderr as text (see :meth:`_execute`)."""
+        code, stdout, stderr = self._execute(args, timeout_s=timeout_s)
+        if code not in ok:
+            raise self._error(what, code, [stderr.strip() or stdout.strip()])
+        return subprocess.CompletedProcess([self.binary, *args], code, stdout, stderr)
+
+    def _execute(
+        self,
+        args: list[str],
+        *,
+        timeout_s: float,
+        on_line: Callable[[str], None] | None = None,
+        while_running: Callable[[], None] | None = None,
+    ) -> tuple[int, str, str]:
+        """Run Terraform in a session of its own, its output in log files; exit code, stdout, stderr.
+
+        ``on_line`` gets each stdout line as it is written; ``while_running`` is called about every
+        second until Terraform exits. If it raises, Terraform is stopped gracefully and the error
+        raised once Terraform has exited (labkit never leaves an apply half-followed). The logs are
+        deleted once Terraform exited and labkit read them; if labkit dies first, Terraform goes on
+        writing them (under ``<data dir>/logs``).
+        """
+        logs = (self.data_dir or labkit_home() / "terraform") / "logs"
+        logs.mkdir(parents=True, exist_ok=True)
+        stem = logs / f"{time.strftime('%Y%m%dT%H%M%S')}-{args[0]}-{os.getpid()}-{threading.get_ident()}"
+        out_path, err_path = stem.with_suffix(".out"), stem.with_suffix(".err")
+        with out_path.open("wb") as out, err_path.open("wb") as err:
+            proc = subprocess.Popen(
+                [self.binary, *args],
+                cwd=self.workdir,
+                env=self._env(),
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=err,
+                start_new_session=True,  # no terminal signal reaches it; it outlives labkit
+            )
+        follower = _Follower(out_path, on_line)
+        interrupted: BaseException | None = None
+        failed: Exception | None = None
+        deadline = time.monotonic() + timeout_s
+        stop_deadline: float | None = None
+        next_poll = 0.0
+        with _sigterm_as_interrupt():
+            while True:
+                try:
+                    follower.read()
+                    if proc.poll() is not None:
+                        break
+                    now = time.monotonic()
+                    if while_running is not None and now >= next_poll:
+                        next_poll = now + 1.0
+                        try:
+                            while_running()
+                        except Exception as exc:
+                            # The caller may no longer apply (the deploy controller lost its lock):
+                            # Terraform's graceful stop, and the error once it has exited.
+                            failed, while_running = exc, None
+                            self._say(f"terraform {args[0]} stopped: {str(exc).splitlines()[0]}")
+                            _interrupt(proc)
+                    if stop_deadline is None and now > deadline:
+                        self._say(f"terraform {args[0]}: {timeout_s:g} s timeout; asking it to stop")
+                        _interrupt(proc)
+                        stop_deadline = now + STOP_GRACE_S
+                    elif stop_deadline is not None and now > stop_deadline:
+                        _signal_group(proc, signal.SIGKILL)
+                        proc.wait()
+                        break
+                    time.sleep(_FOLLOW_S)
+                except KeyboardInterrupt as exc:
+                    if interrupted is not None:
+                        # A second interrupt: labkit leaves, Terraform goes on stopping by itself.
+                        self._say(
+                            f"terraform (pid {proc.pid}) is left to finish stopping on its own; "
+                            f"its output goes to {out_path}"
+                        )
+                        raise
+                    interrupted = exc
+                    self._say(
+                        f"interrupt: asked terraform (pid {proc.pid}) to stop gracefully; waiting while it "
+                        "saves the state and releases the lock"
+                    )
+                    _interrupt(proc)
+        follower.read(final=True)
+        code = proc.returncode
+        stdout, stderr = follower.text, err_path.read_text(errors="replace")
+        out_path.unlink(missing_ok=True)
+        err_path.unlink(missing_ok=True)
+        if interrupted is not None:
+            raise interrupted
+        if failed is not None:
+            raise failed
+        if stop_deadline is not None:
+            raise TerraformError(
+                f"terraform {args[0]} in {self.workdir.name} timed out after {timeout_s:g} s and was stopped "
+                f"(exit {code}).",
+                hint="Check that the target is reachable, then run it again; a plan shows what is left.",
+                diagnostics=[stderr.strip() or stdout.strip()[-2000:]],
+                returncode=code,
+            )
+        return code, stdout, stderr
 
     def _error(self, what: str, code: int, diagnostics: list[str]) -> TerraformError:
         text = "\n".join(diagnostics)
@@ -258,23 +375,22 @@ class Terraform:
         )
 
     def _stream(
-        self, args: list[str], *, what: str, ok: tuple[int, ...] = (0,), show_drift: bool = False
+        self,
+        args: list[str],
+        *,
+        what: str,
+        ok: tuple[int, ...] = (0,),
+        show_drift: bool = False,
+        while_running: Callable[[], None] | None = None,
+        timeout_s: float = APPLY_TIMEOUT_S,
     ) -> tuple[int, list[dict[str, Any]]]:
         """Run a ``-json`` command, report its events live, return its exit code and events."""
         events: list[dict[str, Any]] = []
         errors: list[str] = []
         start = time.monotonic()
-        with subprocess.Popen(
-            [self.binary, *args],
-            cwd=self.workdir,
-            env=self._env(),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            bufsize=1,
-        ) as proc:
-            assert proc.stdout is not None and proc.stderr is not None
-            for event in _json_lines(proc.stdout):
+
+        def on_line(raw: str) -> None:
+            for event in _json_lines([raw]):
                 events.append(event)
                 diag = event.get("diagnostic", {}) if event.get("type") == "diagnostic" else {}
                 if diag.get("severity") == "error":
@@ -282,10 +398,12 @@ class Terraform:
                 line = _progress_line(event, show_drift=show_drift)
                 if line:
                     self._say(f"[{time.monotonic() - start:6.1f}s] {line}")
-            stderr = proc.stderr.read().strip()
-            code = proc.wait()
+
+        code, _, stderr = self._execute(
+            args, timeout_s=timeout_s, on_line=on_line, while_running=while_running
+        )
         if code not in ok:
-            raise self._error(what, code, errors or [stderr or f"exit code {code}"])
+            raise self._error(what, code, errors or [stderr.strip() or f"exit code {code}"])
         return code, events
 
     @staticmethod
@@ -359,8 +477,12 @@ class Terraform:
         plan_file: Path | None = None,
         destroy: bool = False,
         refresh: bool = True,
+        while_running: Callable[[], None] | None = None,
     ) -> ApplyResult:
         """``terraform apply`` (or a saved plan), with live progress; returns counts and outputs.
+
+        ``while_running`` is called about every second while Terraform runs (the deploy controller
+        records the state lock it holds).
 
         ``refresh=False`` passes ``-refresh=false``: Terraform plans against the state as stored,
         without reading every resource back first, which saves most of a small apply's time. As
@@ -385,7 +507,9 @@ class Terraform:
                     args.append("-destroy")
                 if not refresh:
                     args.append("-refresh=false")
-            _, events = self._stream(args, what="destroy" if destroy else "apply")
+            _, events = self._stream(
+                args, what="destroy" if destroy else "apply", while_running=while_running
+            )
         summary: dict[str, Any] = next(
             (e["changes"] for e in reversed(events) if e.get("type") == "change_summary"), {}
         )
@@ -403,10 +527,14 @@ class Terraform:
         return result
 
     def destroy(
-        self, *, variables: Mapping[str, Any] | None = None, targets: Iterable[str] = ()
+        self,
+        *,
+        variables: Mapping[str, Any] | None = None,
+        targets: Iterable[str] = (),
+        while_running: Callable[[], None] | None = None,
     ) -> ApplyResult:
         """``terraform apply -destroy``, with live progress."""
-        return self.apply(variables=variables, targets=targets, destroy=True)
+        return self.apply(variables=variables, targets=targets, destroy=True, while_running=while_running)
 
     def show(self, plan_file: Path) -> dict[str, Any]:
         """``terraform show -json`` of a saved plan."""
@@ -478,6 +606,67 @@ class Terraform:
     def force_unlock(self, lock_id: str) -> None:
         """Release a lock left by a run that died. Check first that nothing is applying."""
         self._run(["force-unlock", "-force", lock_id], what="force-unlock")
+
+
+class _Follower:
+    """Reads a log file that another process appends to, a whole line at a time."""
+
+    def __init__(self, path: Path, on_line: Callable[[str], None] | None) -> None:
+        self._file = path.open("rb")
+        self._on_line = on_line
+        self._partial = b""
+        self._chunks: list[bytes] = []
+
+    def read(self, *, final: bool = False) -> None:
+        data = self._file.read()
+        if data:
+            self._chunks.append(data)
+            if self._on_line is not None:
+                *lines, self._partial = (self._partial + data).split(b"\n")
+                for line in lines:
+                    self._on_line(line.decode(errors="replace"))
+        if final:
+            if self._partial and self._on_line is not None:
+                self._on_line(self._partial.decode(errors="replace"))
+            self._partial = b""
+            self._file.close()
+
+    @property
+    def text(self) -> str:
+        return b"".join(self._chunks).decode(errors="replace")
+
+
+def _interrupt(proc: subprocess.Popen[bytes]) -> None:
+    """Terraform's graceful stop: SIGINT to Terraform alone, which stops its providers itself (a
+    provider still starting up would die of a SIGINT of its own, failing the run needlessly)."""
+    with suppress(ProcessLookupError):
+        proc.send_signal(signal.SIGINT)
+
+
+def _signal_group(proc: subprocess.Popen[bytes], signum: signal.Signals) -> None:
+    """Send ``signum`` to Terraform's session (it and the providers it started)."""
+    with suppress(ProcessLookupError):
+        os.killpg(proc.pid, signum)
+
+
+@contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    """While Terraform runs, SIGTERM raises KeyboardInterrupt, so it too stops Terraform gracefully.
+
+    Signal handlers can only be set from the main thread; elsewhere SIGTERM keeps its handler.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt(f"signal {signal.Signals(signum).name}")
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _json_lines(stream: Iterable[str]) -> Iterator[dict[str, Any]]:

@@ -103,9 +103,11 @@ def execute(server: Server, kernel_id: str, code: str) -> tuple[str, str]:
                     "allow_stdin": False, "stop_on_error": True},
         "channel": "shell",
     }))  # fmt: skip
-    stdout, status = "", ""
+    # The reply comes on the shell channel, the output on iopub: only iopub's "idle" for this
+    # request says every output has arrived (the channels are not ordered with each other).
+    stdout, status, idle = "", "", False
     try:
-        while not status:
+        while not (status and idle):
             message = json.loads(socket.recv())
             if message.get("parent_header", {}).get("msg_id") != msg_id:
                 continue
@@ -116,6 +118,8 @@ def execute(server: Server, kernel_id: str, code: str) -> tuple[str, str]:
                 stdout += "\n".join(content["traceback"])
             elif kind == "execute_reply":
                 status = content["status"]
+            elif kind == "status" and content["execution_state"] == "idle":
+                idle = True
     finally:
         socket.close()
     return status, stdout

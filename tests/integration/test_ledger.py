@@ -10,8 +10,10 @@ import subprocess
 import sys
 import textwrap
 import threading
+import time
 import uuid
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -20,8 +22,9 @@ from typer.testing import CliRunner
 
 from labkit.cli import app as cli
 from labkit.deploy.ledger import Ledger, default_owner, ensure_table, new_deployment_id
+from labkit.deploy.stale import holder_gone
 from labkit.deploy.strategy import canary, linear
-from labkit.errors import DeploymentLockedError, LabkitError, LedgerError
+from labkit.errors import DeploymentLockedError, DeploymentLockLostError, LabkitError, LedgerError
 from labkit.target import Target
 from labkit.target import sandbox as sandbox_target
 from tests.conftest import RunningSandbox
@@ -42,7 +45,7 @@ def atomic_dynamodb_writes() -> Iterator[None]:
     """
     from moto.dynamodb.models import DynamoDBBackend
 
-    lock = threading.Lock()
+    lock = threading.RLock()  # transact_write_items calls the others
     with pytest.MonkeyPatch.context() as patch:
         for name in ("put_item", "update_item", "delete_item", "transact_write_items"):
             stock = getattr(DynamoDBBackend, name)
@@ -109,22 +112,63 @@ def test_the_lock_refuses_a_second_taker_and_says_who_holds_it(ledger: Ledger) -
     # Another environment has a lock of its own.
     ledger.acquire_lock("production", "bob@box pid 2", "dep-2")
 
-    # Only the holder releases: bob cannot release alice's lock, and it is still hers afterwards.
-    with pytest.raises(DeploymentLockedError, match=r"held by alice@box pid 1 .*not by bob@box pid 2"):
-        ledger.release_lock("staging", "bob@box pid 2")
+    # Only the holder releases: a release is conditional on the holder's token.
+    impostor = replace(taken, owner="bob@box pid 2", token="not-alices")
+    with pytest.raises(DeploymentLockLostError, match=r"bob@box pid 2 no longer holds .* alice@box pid 1"):
+        ledger.release_lock(impostor)
     assert ledger.lock_holder("staging") == taken
 
-    assert ledger.release_lock("staging", "alice@box pid 1") is True
+    assert ledger.release_lock(taken) is True
     assert ledger.lock_holder("staging") is None
-    assert ledger.release_lock("staging", "alice@box pid 1") is False  # nothing left to release
+    assert ledger.release_lock(taken) is False  # nothing left to release
     ledger.acquire_lock("staging", "bob@box pid 2", "dep-3")  # free again
 
 
-def test_force_release_clears_any_holder(ledger: Ledger) -> None:
-    assert ledger.force_release("staging") is None
-    taken = ledger.acquire_lock("staging", "crashed controller", "dep-9")
-    assert ledger.force_release("staging") == taken
-    assert ledger.lock_holder("staging") is None
+def test_a_takeover_is_conditional_on_the_token_it_read_and_fences_the_old_holder(ledger: Ledger) -> None:
+    first = ledger.acquire_lock("staging", "alice@box pid 1", "dep-1")
+    record = ledger.start(
+        "staging",
+        "v2",
+        from_color="blue",
+        to_color="green",
+        strategy=canary(),
+        deployment_id="dep-1",
+        lock=first,
+    )
+    assert record.lock_token == first.token
+    ledger.update(record.id, step_index=0, weight=10, token=first.token)
+    beat = ledger.heartbeat(first)
+    assert beat.heartbeat_at is not None and beat.heartbeat_at >= (first.heartbeat_at or first.acquired_at)
+
+    # Two takers read the same lock; the first write wins, the second finds the token changed.
+    second = ledger.take_over(first, "staging", "bob@box pid 2", record.id, record=record)
+    with pytest.raises(DeploymentLockedError, match=r"changed hands .* now held by bob@box pid 2"):
+        ledger.take_over(first, "staging", "carol@box pid 3", record.id, record=record)
+    assert ledger.lock_holder("staging") == second
+    assert ledger.get(record.id).lock_token == second.token
+
+    # The old holder can neither renew, nor write the record or an event, nor release.
+    for write in (
+        lambda: ledger.heartbeat(first),
+        lambda: ledger.update(record.id, weight=50, token=first.token),
+        lambda: ledger.finish(record.id, "succeeded", "late", token=first.token),
+        lambda: ledger.release_lock(first),
+    ):
+        with pytest.raises(DeploymentLockLostError, match="taken over by bob@box pid 2"):
+            write()
+    with pytest.raises(DeploymentLockLostError), ledger.event(record.id, "shift-50", token=first.token):
+        pass
+    # Nor can anyone write it without a token.
+    with pytest.raises(DeploymentLockLostError):
+        ledger.update(record.id, weight=50)
+    assert ledger.get(record.id).weight == 10
+    assert [e.phase for e in ledger.events(record.id)] == []
+
+    # The new holder can.
+    with ledger.event(record.id, "shift-50", token=second.token):
+        ledger.update(record.id, step_index=1, weight=50, token=second.token)
+    assert ledger.finish(record.id, "succeeded", "done", token=second.token).status == "succeeded"
+    assert ledger.release_lock(second) is True
 
 
 def _race(
@@ -315,13 +359,13 @@ _CONTROLLER = textwrap.dedent(
     ledger = Ledger(sandbox(sys.argv[1]), sys.argv[2])
     owner = default_owner()
     dep_id = sys.argv[3]
-    ledger.acquire_lock("staging", owner, dep_id)
+    lock = ledger.acquire_lock("staging", owner, dep_id)
     ledger.start("staging", "v2", from_color="blue", to_color="green", strategy=canary(),
-                 deployment_id=dep_id, who=owner)
-    with ledger.event(dep_id, "shift-10"):
-        ledger.update(dep_id, step_index=0, weight=10)
-    with ledger.event(dep_id, "shift-50"):
-        ledger.update(dep_id, step_index=1, weight=50)
+                 deployment_id=dep_id, who=owner, lock=lock)
+    with ledger.event(dep_id, "shift-10", token=lock.token):
+        ledger.update(dep_id, step_index=0, weight=10, token=lock.token)
+    with ledger.event(dep_id, "shift-50", token=lock.token):
+        ledger.update(dep_id, step_index=1, weight=50, token=lock.token)
         print("mid-shift", flush=True)
         time.sleep(120)  # killed here
     """
@@ -360,9 +404,11 @@ def test_a_controller_killed_mid_shift_leaves_what_resume_needs(ledger: Ledger, 
     assert holder is not None and holder.deployment_id == dep_id
     assert holder.owner.endswith(f"pid {controller.pid}") and holder.owner != default_owner()
 
-    # What abort does with it: record the outcome, then release the dead holder's lock.
-    ledger.finish(dep_id, "aborted", "controller killed mid-shift; weight restored to 0")
-    assert ledger.release_lock("staging", holder.owner) is True
+    # What abort does with it: prove the holder gone, take the lock over, record the outcome, release.
+    assert holder.pid == controller.pid and "has exited" in str(holder_gone(holder))
+    mine = ledger.take_over(holder, "staging", default_owner(), dep_id, record=record)
+    ledger.finish(dep_id, "aborted", "controller killed mid-shift; weight restored to 0", token=mine.token)
+    assert ledger.release_lock(mine) is True
     assert ledger.lock_holder("staging") is None and ledger.active("staging") is None
 
 
@@ -387,7 +433,7 @@ def test_cli_lists_shows_and_force_unlocks(sandbox: RunningSandbox) -> None:
     running = book.start(
         "staging", "1.2.0", from_color="blue", to_color="green", strategy=linear(50), who="ci"
     )
-    book.acquire_lock("staging", "ci-runner pid 7", running.id)
+    listed_lock = book.acquire_lock("staging", "ci-runner pid 7", running.id)
     book.start("production", "1.0.0", from_color="green", to_color="blue", strategy=canary(), who="ci")
 
     runner = CliRunner()
@@ -417,8 +463,15 @@ def test_cli_lists_shows_and_force_unlocks(sandbox: RunningSandbox) -> None:
     assert "status    rolled_back" in shown.output
     assert "ok      shift-10" in shown.output and "green at 10%" in shown.output
 
+    # Its holder (this very process) renews nothing, but until the TTL has passed it may be working.
+    book.release_lock(listed_lock)
+    book.acquire_lock("staging", "ci-runner pid 7", running.id, ttl_s=2.0)
+    refused = runner.invoke(cli, ["ledger", "staging", "--table", table, "--force-unlock"])
+    assert isinstance(refused.exception, DeploymentLockedError), refused.output
+    assert "which is still working" in str(refused.exception)
+    time.sleep(2.2)
     unlocked = runner.invoke(cli, ["ledger", "staging", "--table", table, "--force-unlock"])
-    assert unlocked.exit_code == 0
+    assert unlocked.exit_code == 0, unlocked.output
     assert f"released staging's lock, held by ci-runner pid 7 (deployment {running.id})" in unlocked.output
     assert book.lock_holder("staging") is None
     again = runner.invoke(cli, ["ledger", "staging", "--table", table, "--force-unlock"])

@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 import socket
 import subprocess
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 import typer
@@ -15,10 +15,10 @@ from typer.testing import CliRunner
 from labkit.cli import ExitCode, app
 from labkit.cli.deploy import print_outcome
 from labkit.deploy import Controller
-from labkit.deploy.ledger import Deployment
-from labkit.deploy.stale import controller_alive, lock_id
+from labkit.deploy.ledger import Deployment, LockHolder, process_start
+from labkit.deploy.stale import controller_alive, holder_gone, lock_fields, same_lock
 from labkit.deploy.strategy import canary
-from labkit.errors import ConfigError, DeployError, StateLockedError
+from labkit.errors import ConfigError, DeployError, SpendNotAllowedError, StateLockedError
 from labkit.target import Target
 
 runner = CliRunner()
@@ -71,17 +71,80 @@ def test_controller_alive_tells_a_dead_pid_on_this_host_from_a_live_one() -> Non
     assert controller_alive("someone") is None
 
 
-def test_lock_id_is_read_from_terraforms_lock_message() -> None:
-    error = StateLockedError(
-        "terraform apply in staging: the state is locked by another run.",
-        diagnostics=[
-            "Error: Error acquiring the state lock\nLock Info:\n"
-            "  ID:        cbd6bc83-f344-3761-1789-8f637b5825be\n"
-            "  Path:      bucket/staging/terraform.tfstate\n  Who:       root@vm"
-        ],
+LOCK_MESSAGE = (
+    "Error: Error acquiring the state lock\n  Lock Info:\n"
+    "    ID:        cbd6bc83-f344-3761-1789-8f637b5825be\n"
+    "    Path:      bucket/staging/terraform.tfstate\n"
+    "    Operation: OperationTypeApply\n"
+    "    Who:       root@vm\n"
+    "    Version:   1.11.4\n"
+    "    Created:   2026-12-02 10:50:01.0123 +0000 UTC\n"
+)
+
+
+def test_only_the_recorded_terraform_lock_matches() -> None:
+    error = StateLockedError("terraform apply in staging: the state is locked.", diagnostics=[LOCK_MESSAGE])
+    found = lock_fields(error)
+    assert found == {
+        "ID": "cbd6bc83-f344-3761-1789-8f637b5825be",
+        "Who": "root@vm",
+        "Created": "2026-12-02 10:50:01.0123 +0000 UTC",
+    }
+    # The lock file stores Created as RFC 3339; the same instant matches.
+    recorded = {"ID": found["ID"], "Who": "root@vm", "Created": "2026-12-02T10:50:01.0123Z"}
+    assert same_lock(found, recorded)
+    assert not same_lock(found, {**recorded, "ID": "another"})
+    assert not same_lock(found, {**recorded, "Who": "alice@vm"})
+    assert not same_lock(found, {**recorded, "Created": "2026-12-02T10:50:01.0124Z"})
+    assert not same_lock(found, {})
+    assert not same_lock(lock_fields(StateLockedError("locked", diagnostics=["no id here"])), recorded)
+
+
+def _holder(**changes: object) -> LockHolder:
+    now = datetime.now(UTC)
+    fields: dict[str, object] = {
+        "env": "staging", "owner": "me@host pid 1", "deployment_id": "d", "acquired_at": now,
+        "token": "t", "heartbeat_at": now, "ttl_s": 30.0, "host": socket.gethostname(),
+        "pid": os.getpid(), "pid_start": process_start(os.getpid()),
+    }  # fmt: skip
+    fields.update(changes)
+    return LockHolder(**fields)  # type: ignore[arg-type]
+
+
+def test_a_holder_is_gone_only_when_it_is_proven() -> None:
+    stale = datetime.now(UTC) - timedelta(seconds=31)
+    # This very process, heartbeat fresh: alive, even with --force.
+    assert holder_gone(_holder()) is None
+    assert holder_gone(_holder(), force=True) is None
+    # Its pid alive with a stale heartbeat (a hung controller): only --force takes over.
+    assert holder_gone(_holder(heartbeat_at=stale)) is None
+    assert "heartbeat is 31 s old" in str(holder_gone(_holder(heartbeat_at=stale), force=True))
+    # The pid reused by a later process: gone.
+    assert "now belongs to another process" in str(holder_gone(_holder(pid_start="1")))
+    # The pid dead: gone.
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    assert "has exited" in str(holder_gone(_holder(pid=dead.pid)))
+    # Another host: only the heartbeat tells.
+    assert holder_gone(_holder(host="elsewhere")) is None
+    assert "heartbeat is 31 s old (TTL 30 s)" in str(
+        holder_gone(_holder(host="elsewhere", heartbeat_at=stale))
     )
-    assert lock_id(error) == "cbd6bc83-f344-3761-1789-8f637b5825be"
-    assert lock_id(StateLockedError("locked", diagnostics=["no id here"])) is None
+
+
+def test_a_deploy_on_aws_without_allow_spend_is_refused_before_any_call(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def no_call(self: Target, service: str) -> None:
+        raise AssertionError(f"{service} was called before the spend check")
+
+    monkeypatch.setattr(Target, "client", no_call)
+    controller = Controller("staging", Target(name="aws", region="us-east-1"), say=lambda line: None)
+    with pytest.raises(SpendNotAllowedError, match=r"Refusing to deploy 1\.4\.0 to staging on AWS"):
+        controller.deploy("1.4.0")
+    for call in (controller.resume, controller.abort, controller.rollback):
+        with pytest.raises(SpendNotAllowedError):
+            call()
 
 
 def _record(status: str, reason: str) -> Deployment:

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
+import time
 from pathlib import Path
 
 import pytest
 
-from labkit.errors import ConfigError, TerraformError, TerraformNotFoundError
+from labkit.errors import ConfigError, DeploymentLockLostError, TerraformError, TerraformNotFoundError
 from labkit.infra.terraform import (
     PlanResult,
     ResourceChange,
@@ -184,3 +186,116 @@ def test_a_saved_plan_cannot_be_applied_without_refresh(
     with pytest.raises(TerraformError, match="saved plan already fixes"):
         tf.apply(plan_file=tmp_path / "plan.tfplan", refresh=False)
     assert not fake_terraform.exists()  # refused before Terraform ran
+
+
+# -- Terraform runs in its own session, its output in files: a slow, loud or interrupted fake --
+
+SLOW_TERRAFORM = """#!{python}
+# A stand-in for terraform apply: says its session, then works until done or SIGINT, as Terraform
+# does: the first SIGINT is a graceful stop that still "saves state" before exiting 1.
+import json, os, signal, sys, time
+mode = os.environ["FAKE_MODE"]
+out = os.environ["FAKE_TERRAFORM_LOG"]
+def say(message):
+    print(json.dumps({{"type": "text", "@message": message}}), flush=True)
+def stop(signum, frame):
+    say("Interrupt received. Gracefully shutting down...")
+    time.sleep(0.5)  # finishing the resource in flight
+    with open(out, "a") as log:
+        log.write("state saved after interrupt\\n")
+    sys.exit(1)
+signal.signal(signal.SIGINT, stop)
+say(f"session {{os.getsid(0)}}")
+if mode == "loud":
+    sys.stderr.write("panic: provider crashed\\n" + "goroutine trace line\\n" * 200_000)
+    sys.stderr.flush()
+    sys.exit(1)
+if sys.argv[1] == "output":
+    print("{{}}")
+    sys.exit(0)
+for _ in range(int(os.environ.get("FAKE_SECONDS", "30")) * 10):
+    time.sleep(0.1)
+with open(out, "a") as log:
+    log.write("finished\\n")
+print(json.dumps({{"type": "change_summary", "@message": "Apply complete!", "changes": {{"change": 1}}}}))
+"""
+
+
+@pytest.fixture
+def slow_terraform(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    binary = tmp_path / "terraform"
+    binary.write_text(SLOW_TERRAFORM.format(python=sys.executable))
+    binary.chmod(0o755)
+    log = tmp_path / "done.log"
+    log.touch()
+    monkeypatch.setenv("LABKIT_TERRAFORM", str(binary))
+    monkeypatch.setenv("FAKE_TERRAFORM_LOG", str(log))
+    monkeypatch.delenv("LABKIT_TF_PLUGIN_MIRROR", raising=False)
+    return log
+
+
+def test_a_large_stderr_does_not_deadlock_and_reaches_the_error(
+    labkit_home: Path, slow_terraform: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("FAKE_MODE", "loud")
+    tf = Terraform(tmp_path, target=sandbox("http://127.0.0.1:1"), data_dir=tmp_path / "data", reporter=None)
+    with pytest.raises(TerraformError) as info:
+        tf.apply(variables={"green_weight": 10})  # 4 MB of stderr, far beyond a pipe's 64 KB
+    assert "panic: provider crashed" in "\n".join(info.value.diagnostics)
+    assert list((tmp_path / "data" / "logs").iterdir()) == []  # the logs go once read
+
+
+def test_an_interrupt_is_passed_on_and_terraform_saves_state_before_labkit_raises(
+    labkit_home: Path, slow_terraform: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("FAKE_MODE", "slow")
+    lines: list[str] = []
+    tf = Terraform(tmp_path, target=sandbox("http://127.0.0.1:1"), reporter=lines.append)
+    polls: list[float] = []
+
+    def interrupt_once() -> None:
+        # What Ctrl-C (or a Jupyter interrupt) does to labkit's main thread while it follows.
+        polls.append(time.monotonic())
+        if len(polls) == 2:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        tf.apply(variables={"green_weight": 10}, while_running=interrupt_once)
+    # labkit waited for Terraform's graceful stop to finish before raising.
+    assert slow_terraform.read_text() == "state saved after interrupt\n"
+    assert any("Gracefully shutting down" in line for line in lines)
+    assert any("asked terraform" in line and "to stop gracefully" in line for line in lines)
+    # Terraform ran in a session of its own: a terminal's Ctrl-C reaches labkit only.
+    session = next(int(line.split("session ")[1]) for line in lines if "session " in line)
+    assert session != os.getsid(0)
+
+
+def test_a_timeout_stops_terraform_gracefully_and_says_so(
+    labkit_home: Path, slow_terraform: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("FAKE_MODE", "slow")
+    tf = Terraform(tmp_path, target=sandbox("http://127.0.0.1:1"), reporter=None)
+    started = time.monotonic()
+    with pytest.raises(TerraformError, match="timed out after 1 s"):
+        tf._stream(["apply", "-json"], what="apply", timeout_s=1)
+    assert time.monotonic() - started < 20
+    assert slow_terraform.read_text() == "state saved after interrupt\n"
+
+
+def test_a_failing_poll_stops_terraform_gracefully_and_raises_once_it_exited(
+    labkit_home: Path, slow_terraform: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # What the deploy controller's fence after the state lock does when its lock was taken over.
+    monkeypatch.setenv("FAKE_MODE", "slow")
+    tf = Terraform(tmp_path, target=sandbox("http://127.0.0.1:1"), reporter=None)
+
+    polls: list[int] = []
+
+    def lost() -> None:
+        polls.append(1)
+        if len(polls) == 2:  # a second in: Terraform holds the state lock by then
+            raise DeploymentLockLostError("taken over by someone else")
+
+    with pytest.raises(DeploymentLockLostError):
+        tf.apply(variables={"green_weight": 10}, while_running=lost)
+    assert slow_terraform.read_text() == "state saved after interrupt\n"

@@ -22,6 +22,9 @@ service and a test's ``ThreadedMotoServer`` alike (call it before the first requ
   (``DescribeAlarmHistory``); a metric distribution (``Values``/``Counts``) is kept as one datum
   instead of one per count; percentile statistics (``p99``) are answered; ``GetMetricStatistics``
   matches dimensions exactly, as AWS does.
+- DynamoDB: a conditional write evaluates its condition and writes as one step, as DynamoDB does
+  (stock moto reads, checks and stores separately, so two racing conditional writes could both
+  succeed: the deployment lock's fencing depends on it).
 
 Metric alarms are evaluated by :mod:`labkit.sandbox.server.cloudwatch`, which the caller runs periodically.
 """
@@ -60,6 +63,7 @@ def apply_mends(target_health: HealthSource | None) -> None:
         _mend_ec2()
         _mend_cloudwatch()
         _mend_autoscaling()
+        _mend_dynamodb()
         _applied = True
 
 
@@ -414,6 +418,23 @@ def _mend_cloudwatch() -> None:
     _patch(models.Dimension, "__lt__", dimension_lt)
     _patch(responses.CloudWatchResponse, "describe_alarm_history", describe_alarm_history)
     _patch(responses.CloudWatchResponse, "get_metric_statistics", response_get_metric_statistics)
+
+
+# --- DynamoDB: conditional writes atomic ---
+
+
+def _mend_dynamodb() -> None:
+    from moto.dynamodb.models import DynamoDBBackend
+
+    writes = threading.RLock()  # transact_write_items calls put_item and update_item
+    for name in ("put_item", "update_item", "delete_item", "transact_write_items"):
+        stock = getattr(DynamoDBBackend, name)
+
+        def serialized(self: Any, *args: Any, _stock: Any = stock, **kwargs: Any) -> Any:
+            with writes:
+                return _stock(self, *args, **kwargs)
+
+        _patch(DynamoDBBackend, name, serialized)
 
 
 def _patch(cls: type, name: str, replacement: object) -> None:
