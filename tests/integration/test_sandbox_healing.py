@@ -12,7 +12,14 @@ from pathlib import Path
 import pytest
 
 from labkit import sandbox as sandbox_service
-from tests.conftest import RunningSandbox, build_boto3_stack, target_states, upload_artifact, wait_for
+from tests.conftest import (
+    Boto3Stack,
+    RunningSandbox,
+    build_boto3_stack,
+    target_states,
+    upload_artifact,
+    wait_for,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -25,19 +32,23 @@ def instance_ids(sandbox: RunningSandbox, group: str) -> set[str]:
     return {i["InstanceId"] for i in described["AutoScalingGroups"][0]["Instances"]}
 
 
-def test_a_fleet_started_before_its_artifact_heals_once_it_is_uploaded(
-    sandbox: RunningSandbox, tmp_path: Path
-) -> None:
-    name = f"heal-{uuid.uuid4().hex[:6]}"
-    bucket = f"{name}-artifacts"
-    sandbox.target.client("s3").create_bucket(Bucket=bucket)  # empty: release 4.0.0 is not built yet
-    stack = build_boto3_stack(
+def fleet_without_its_artifact(sandbox: RunningSandbox, prefix: str) -> Boto3Stack:
+    """One blue instance (all traffic) of release 4.0.0, whose artifact is not in the bucket yet."""
+    name = f"{prefix}-{uuid.uuid4().hex[:6]}"
+    sandbox.target.client("s3").create_bucket(Bucket=f"{name}-artifacts")
+    return build_boto3_stack(
         sandbox.target,
         name,
         versions={"blue": "4.0.0", "green": "4.0.0"},
         capacity={"blue": 1, "green": 0},
         weights={"blue": 100, "green": 0},
     )
+
+
+def test_a_fleet_started_before_its_artifact_heals_once_it_is_uploaded(
+    sandbox: RunningSandbox, tmp_path: Path
+) -> None:
+    stack = fleet_without_its_artifact(sandbox, "heal")
     autoscaling = sandbox.target.client("autoscaling")
     group, blue = stack.asgs["blue"], stack.target_groups["blue"]
     try:
@@ -61,7 +72,7 @@ def test_a_fleet_started_before_its_artifact_heals_once_it_is_uploaded(
         assert any(a["Description"].startswith("Launching a new EC2 instance: ") for a in activities)
         assert len(instance_ids(sandbox, group)) == 1  # the desired capacity is kept
 
-        upload_artifact(sandbox.target, bucket, "4.0.0", tmp_path)
+        upload_artifact(sandbox.target, stack.bucket, "4.0.0", tmp_path)
 
         def healthy_ids() -> list[str] | None:
             states = target_states(sandbox.target, blue)
@@ -87,15 +98,7 @@ def test_a_group_with_ec2_health_checks_keeps_its_unhealthy_instance(
     sandbox: RunningSandbox,
 ) -> None:
     """AWS acts on ELB health only when the group asks for it (health_check_type "ELB")."""
-    name = f"keep-{uuid.uuid4().hex[:6]}"
-    sandbox.target.client("s3").create_bucket(Bucket=f"{name}-artifacts")
-    stack = build_boto3_stack(
-        sandbox.target,
-        name,
-        versions={"blue": "4.0.0", "green": "4.0.0"},
-        capacity={"blue": 1, "green": 0},
-        weights={"blue": 100, "green": 0},
-    )
+    stack = fleet_without_its_artifact(sandbox, "keep")
     autoscaling = sandbox.target.client("autoscaling")
     group, blue = stack.asgs["blue"], stack.target_groups["blue"]
     try:
