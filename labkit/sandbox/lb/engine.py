@@ -19,7 +19,7 @@ from . import health
 from .groups import GroupRuntime, TargetRuntime
 from .health import Matcher
 from .metrics import Counts, count_points, dimensions_for, host_points, lb_dimension, merge
-from .proxy import ClientConnection, ListenerRuntime
+from .proxy import ClientBudget, ClientConnection, ListenerRuntime
 from .routing import compile_listener, forwarded_groups
 
 log = logging.getLogger(__name__)
@@ -44,8 +44,10 @@ class Engine:
         publish: Callable[[list[MetricPoint]], None],
         on_change: Callable[[Snapshot], None],
         metrics_period_s: float,
+        max_client_connections: int = 2000,
     ) -> None:
         self._publish = publish
+        self._budget = ClientBudget(max_client_connections)
         self._on_change = on_change
         self._period = metrics_period_s
         self._listeners: dict[str, ListenerRuntime] = {}
@@ -86,7 +88,7 @@ class Engine:
 
     async def _serve(self, runtime: ListenerRuntime, port: int | None) -> asyncio.Server:
         def factory() -> ClientConnection:
-            return ClientConnection(runtime)
+            return ClientConnection(runtime, self._budget)
 
         if port:
             try:
