@@ -68,6 +68,14 @@ def test_conflicting_content_lengths_are_refused() -> None:
 C, A, M = http1.COMPLIANT, http1.ACCEPTABLE, http1.AMBIGUOUS
 
 
+def with_host(raw: bytes) -> bytes:
+    """The head with a Host header after its request line, if it has none (RFC 9112 requires one)."""
+    if b"\nhost:" in raw.lower():
+        return raw
+    line, sep, rest = raw.partition(b"\r\n")
+    return line + b"\r\nHost: x" + sep + rest
+
+
 @pytest.mark.parametrize(
     ("raw", "classification", "reason", "chunked", "length"),
     [
@@ -95,7 +103,7 @@ C, A, M = http1.COMPLIANT, http1.ACCEPTABLE, http1.AMBIGUOUS
 def test_requests_are_classified_as_http_desync_guardian_does(
     raw: bytes, classification: int, reason: str, chunked: bool, length: int
 ) -> None:
-    head = http1.parse_request_head(raw)
+    head = http1.parse_request_head(with_host(raw))
     assert (head.classification, head.reason, head.chunked, head.length) == (
         classification,
         reason,
@@ -124,11 +132,12 @@ def test_requests_are_classified_as_http_desync_guardian_does(
         b"GET / HTTP/1.1\r\nTransfer-Encoding : chunked",  # whitespace before the colon
         b"GET / HTTP/1.1\r\n folded: value",
         b"GET / HTTP/1.1\r\nX-Big: " + b"a" * (16 * 1024),  # over the single-header limit
+        b"GET / HTTP/1.1\r\nHost: a\r\nHost: b",  # RFC 9112 3.2: exactly one Host
     ],
 )
 def test_severe_requests_are_refused(raw: bytes) -> None:
     with pytest.raises(http1.BadMessage):
-        http1.parse_request_head(raw)
+        http1.parse_request_head(with_host(raw))
 
 
 def test_head_limits_are_found_however_the_bytes_arrive() -> None:
@@ -151,10 +160,11 @@ def test_head_limits_are_found_however_the_bytes_arrive() -> None:
 
 
 def test_invalid_header_names_are_dropped_on_request() -> None:
-    raw = b"GET / HTTP/1.1\r\nX_Under: 1\r\nX.Dot: 2\r\nX-Ok-9: 3"
-    assert [name for name, _ in http1.parse_request_head(raw).headers] == [b"x_under", b"x.dot", b"x-ok-9"]
+    raw = b"GET / HTTP/1.1\r\nHost: x\r\nX_Under: 1\r\nX.Dot: 2\r\nX-Ok-9: 3"
+    names = [name for name, _ in http1.parse_request_head(raw).headers]
+    assert names == [b"host", b"x_under", b"x.dot", b"x-ok-9"]
     dropped = http1.parse_request_head(raw, drop_invalid=True)
-    assert [name for name, _ in dropped.headers] == [b"x-ok-9"]
+    assert [name for name, _ in dropped.headers] == [b"host", b"x-ok-9"]
 
 
 @pytest.mark.parametrize(
@@ -162,7 +172,7 @@ def test_invalid_header_names_are_dropped_on_request() -> None:
     [(b"x-enclosed", True), (b"keep-alive, close", False), (b" CLOSE ", False), (b"upgrade,close", False)],
 )
 def test_connection_tokens_not_substrings(connection: bytes, keep: bool) -> None:
-    head = http1.parse_request_head(b"GET / HTTP/1.1\r\nConnection: " + connection)
+    head = http1.parse_request_head(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: " + connection)
     assert head.keep_alive() is keep
 
 

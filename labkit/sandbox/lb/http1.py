@@ -114,9 +114,10 @@ def find_head_end(buf: bytes | bytearray, start: int) -> int:
 def parse_request_head(head: bytes, *, drop_invalid: bool = False) -> RequestHead:
     """Parse and classify a request line and headers (``head`` excludes the final blank line).
 
-    Raises BadMessage for what http-desync-guardian calls Severe (and for what cannot be framed):
-    the caller answers 400 in every mode. With ``drop_invalid``, header names outside
-    ``[-A-Za-z0-9]`` are left out, as an ALB's ``routing.http.drop_invalid_header_fields.enabled``.
+    Raises BadMessage for what http-desync-guardian calls Severe, for what cannot be framed and
+    for an HTTP/1.1 request without exactly one Host: the caller answers 400 in every mode. With
+    ``drop_invalid``, header names outside ``[-A-Za-z0-9]`` are left out, as an ALB's
+    ``routing.http.drop_invalid_header_fields.enabled`` does.
     """
     bad = _BAD_BYTES.search(head)
     if bad is not None:
@@ -153,6 +154,10 @@ def parse_request_head(head: bytes, *, drop_invalid: bool = False) -> RequestHea
         if drop_invalid and _VALID_NAME.fullmatch(name) is None:
             continue
         headers.append((key, value))
+    hosts = sum(1 for key, _ in headers if key == b"host")
+    if hosts > 1 or (hosts == 0 and version != b"HTTP/1.0"):
+        # RFC 9112 section 3.2: a server must answer 400 to an HTTP/1.1 request without exactly one Host.
+        raise BadMessage(f"{hosts} Host headers")
     if lengths or encodings:
         _frame(request, lengths, encodings)
     return request
