@@ -364,19 +364,27 @@ def main() -> None:
 
 
 def _read_upload(server: socket.socket, body_bytes: int) -> None:
-    """Accept one connection, read a request head and ``body_bytes`` more, answer 200 (a thread)."""
-    conn, _ = server.accept()
-    with conn:
-        data = b""
-        while b"\r\n\r\n" not in data:
-            data += conn.recv(65536)
-        remaining = body_bytes - (len(data) - data.index(b"\r\n\r\n") - 4)
-        while remaining > 0:
-            chunk = conn.recv(1 << 20)
-            if not chunk:
-                return
-            remaining -= len(chunk)
-        conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+    """Answer health checks, then read one upload's head and ``body_bytes`` more and answer 200."""
+    while True:
+        conn, _ = server.accept()
+        with conn:
+            data = b""
+            while b"\r\n\r\n" not in data:
+                chunk = conn.recv(65536)
+                if not chunk:
+                    break
+                data += chunk
+            if not data.startswith(b"POST"):
+                conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+                continue
+            remaining = body_bytes - (len(data) - data.index(b"\r\n\r\n") - 4)
+            while remaining > 0:
+                chunk = conn.recv(1 << 20)
+                if not chunk:
+                    return
+                remaining -= len(chunk)
+            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+            return
 
 
 def chunked_uploads() -> None:
