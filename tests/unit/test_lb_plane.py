@@ -320,6 +320,9 @@ def test_rules_come_before_the_default_forward(
 def test_round_robin_within_a_group(plane: LoadBalancerPlane, targets: Callable[[str], FakeTarget]) -> None:
     a, b, c = targets("a"), targets("b"), targets("c")
     plane.apply([listener(("fleet", 1))], [group("fleet", a.target(), b.target(), c.target())])
+    # Each turns healthy on its first check; until all have, the routable set changes under the test.
+    for each in (a, b, c):
+        wait_for(state_is(plane, "fleet", each, "healthy"), 5, f"{each.name} healthy")
     answers = bodies(port_of(plane), 30)
     cycle = answers[:3]
     assert sorted(cycle) == ["a", "b", "c"]
