@@ -130,7 +130,7 @@ def upstream_request(head: RequestHead, body: bytes, peer: bytes, forwarded: byt
     forwarded_for = peer
     has_host = False
     dropped = _NOT_FORWARDED
-    if head.chunked or any(name == b"connection" for name, _ in head.headers):
+    if head.chunked or head.has_connection:
         dropped = dropped | http1.connection_tokens(head.headers)
         if head.chunked:
             dropped = dropped | {b"content-length"}
