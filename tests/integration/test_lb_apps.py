@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import socket
 import threading
 import time
 from collections import Counter
@@ -78,9 +79,17 @@ def group(name: str, *apps: AppProcess, delay_s: float = 0) -> TargetGroup:
     )
 
 
-def listener(*weights: tuple[str, int]) -> Listener:
+def listener(*weights: tuple[str, int], desync_mode: str = "defensive") -> Listener:
     forward = Forward(tuple((f"arn:tg/{name}", weight) for name, weight in weights))
-    return Listener("arn:listener/lab", LB_ARN, "lab.elb.localhost", "HTTP", 80, forward)
+    return Listener(
+        "arn:listener/lab",
+        LB_ARN,
+        "lab.elb.localhost",
+        "HTTP",
+        80,
+        forward,
+        desync_mitigation_mode=desync_mode,
+    )
 
 
 def answers(plane: LoadBalancerPlane, count: int, path: str = "/") -> list[tuple[int, dict[str, str]]]:
@@ -183,3 +192,40 @@ def test_a_deregistered_app_finishes_its_in_flight_request(
     assert {body["color"] for _, body in answers(plane, 10)} == {"green"}
     request.join(15)
     assert [(status, body["color"]) for status, body in in_flight] == [(200, "blue")]
+
+
+def raw_exchange(plane: LoadBalancerPlane, raw: bytes) -> tuple[int, bytes, bool]:
+    """``raw`` on a new socket: the status, the body and whether the load balancer then closed."""
+    port = plane.listener_port("arn:listener/lab")
+    assert port is not None
+    with socket.create_connection(("127.0.0.1", port), timeout=15) as sock:
+        sock.sendall(raw)
+        response = http.client.HTTPResponse(sock)
+        response.begin()
+        body = response.read()
+        sock.settimeout(5)
+        return response.status, body, sock.recv(1) == b""
+
+
+def test_desync_modes_in_front_of_a_real_app(plane: LoadBalancerPlane, apps: dict[str, AppProcess]) -> None:
+    """ALB user guide, desync mitigation mode, and http-desync-guardian's classification: a GET with a
+    body (UndefinedContentLengthSemantics) is Ambiguous: in defensive mode the app answers it and the
+    connection then closes; in strictest mode the load balancer answers 400 and the app sees nothing;
+    a Transfer-Encoding other than chunked is Severe: 400 in any mode."""
+    blue = apps["blue"]
+    ambiguous = b"GET /?desync=1 HTTP/1.1\r\nHost: lab\r\nContent-Length: 3\r\n\r\nabc"
+    severe = b"POST / HTTP/1.1\r\nHost: lab\r\nTransfer-Encoding: gzip\r\n\r\n"
+    plane.apply([listener(("fleet", 1))], [group("fleet", blue)])
+    wait_for(state_is(plane, "fleet", blue, "healthy"), 10, "healthy")
+    status, body, closed = raw_exchange(plane, ambiguous)
+    assert (status, json.loads(body)["instance_id"], closed) == (200, blue.instance_id, True)
+    assert raw_exchange(plane, severe)[::2] == (400, True)
+
+    logged = lambda: blue.log_path.read_text().count("desync=1")  # noqa: E731
+    wait_for(lambda: logged() == 1, 5, "the app logged the ambiguous request")
+    plane.apply([listener(("fleet", 1), desync_mode="strictest")], [group("fleet", blue)])
+    status, body, closed = raw_exchange(plane, ambiguous)
+    assert (status, closed) == (400, True) and b"400 Bad Request" in body
+    assert raw_exchange(plane, severe)[::2] == (400, True)
+    time.sleep(0.5)  # the app would have logged it by now
+    assert logged() == 1

@@ -68,6 +68,119 @@ def test_conflicting_content_lengths_are_refused() -> None:
     assert http1.content_length([]) is None
 
 
+# http-desync-guardian's classes (github.com/aws/http-desync-guardian, docs/README.md), which an ALB's
+# routing.http.desync_mitigation_mode acts on; Severe ones raise BadHttpMessage (400 in every mode).
+C, A, M = http1.COMPLIANT, http1.ACCEPTABLE, http1.AMBIGUOUS
+
+
+def with_host(raw: bytes) -> bytes:
+    """The head with a Host header after its request line, if it has none (RFC 9112 requires one)."""
+    if b"\nhost:" in raw.lower():
+        return raw
+    line, sep, rest = raw.partition(b"\r\n")
+    return line + b"\r\nHost: x" + sep + rest
+
+
+@pytest.mark.parametrize(
+    ("raw", "classification", "reason", "chunked", "length"),
+    [
+        (b"GET / HTTP/1.1\r\nHost: x", C, "Compliant", False, 0),
+        (b"POST / HTTP/1.1\r\nContent-Length: 5", C, "Compliant", False, 5),
+        (b"POST / HTTP/1.1\r\nTransfer-Encoding:  Chunked ", C, "Compliant", True, 0),
+        (b"GET / HTTP/1.2\r\nHost: x", A, "NonCompliantVersion", False, 0),
+        (b"GET / HTTP/1.1\r\nContent-Length: 0", A, "GetHeadZeroContentLength", False, 0),
+        (
+            b"POST / HTTP/1.1\r\nContent-Length: 3\r\nTransfer-Encoding: chunked",
+            M,
+            "BothTeClPresent",
+            True,
+            0,
+        ),
+        (b"POST / HTTP/1.1\r\nContent-Length: 3\r\nContent-Length: 3", M, "DuplicateContentLength", False, 3),
+        (b"POST / HTTP/1.1\r\nContent-Length: 3, 3", M, "DuplicateContentLength", False, 3),
+        (b"GET / HTTP/1.1\r\nContent-Length: 3", M, "UndefinedContentLengthSemantics", False, 3),
+        (b"HEAD / HTTP/1.1\r\nTransfer-Encoding: chunked", M, "UndefinedTransferEncodingSemantics", True, 0),
+        (b"POST / HTTP/1.0\r\nTransfer-Encoding: chunked", M, "UndefinedTransferEncodingSemantics", True, 0),
+        (b"POST / HTTP/1.1\r\nTransfer_Encoding: chunked", M, "SuspiciousHeader", False, 0),
+        (b"POST / HTTP/1.1\r\nContent_Length: 3", M, "SuspiciousHeader", False, 0),
+    ],
+)
+def test_requests_are_classified_as_http_desync_guardian_does(
+    raw: bytes, classification: int, reason: str, chunked: bool, length: int
+) -> None:
+    head = http1.parse_request_head(with_host(raw))
+    assert (head.classification, head.reason, head.chunked, head.length) == (
+        classification,
+        reason,
+        chunked,
+        length,
+    )
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b"POST / HTTP/1.1\r\nTransfer-Encoding: gzip",  # BadTransferEncoding
+        b"POST / HTTP/1.1\r\nTransfer-Encoding: gzip, chunked",  # only chunked is framed
+        b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked",
+        b"POST / HTTP/1.1\r\nContent-Length: 3\r\nContent-Length: 4",  # MultipleContentLength
+        b"POST / HTTP/1.1\r\nContent-Length: -1",  # BadContentLength
+        b"POST / HTTP/1.1\r\nContent-Length: 0x10",
+        b"POST / HTTP/1.1\r\nContent-Length: ",
+        b"GET / HTTP/1.1\r\nX: a\x00b",  # BadHeader
+        b"GET / HTTP/1.1\r\nX: a\rb",
+        b"GET / HTTP/1.1\r\nX: a\x1bb",
+        b"GET / HTTP/1.1\nHost: x",  # bare LF
+        b"GET /\x00 HTTP/1.1\r\nHost: x",  # BadUri
+        b"GET / HTTP/2.0\r\nHost: x",  # BadVersion
+        b"G(T / HTTP/1.1\r\nHost: x",  # BadMethod
+        b"GET / HTTP/1.1\r\nTransfer-Encoding : chunked",  # whitespace before the colon
+        b"GET / HTTP/1.1\r\n folded: value",
+        b"GET / HTTP/1.1\r\nX-Big: " + b"a" * (16 * 1024),  # over the single-header limit
+        b"GET / HTTP/1.1\r\nHost: a\r\nHost: b",  # RFC 9112 3.2: exactly one Host
+    ],
+)
+def test_severe_requests_are_refused(raw: bytes) -> None:
+    with pytest.raises(BadHttpMessage):
+        http1.parse_request_head(with_host(raw))
+
+
+def test_head_limits_are_found_however_the_bytes_arrive() -> None:
+    head = b"GET / HTTP/1.1\r\nHost: x\r\n" + b"X-A: " + b"a" * 15_000 + b"\r\n\r\n"
+    buf = bytearray()
+    scanned = 0
+    for start in range(0, len(head), 7):
+        buf += head[start : start + 7]
+        end = http1.find_head_end(buf, scanned)
+        scanned = len(buf)
+    assert end == len(head) - 4
+    too_long_line = b"GET / HTTP/1.1\r\nX-A: " + b"a" * (16 * 1024 + 1)
+    with pytest.raises(BadHttpMessage):
+        http1.find_head_end(too_long_line, 0)  # before the head is even complete
+    too_big = b"GET / HTTP/1.1\r\n" + b"X-A: aaaaaaaaaa\r\n" * 4000
+    with pytest.raises(BadHttpMessage):
+        http1.find_head_end(too_big, 0)
+    with pytest.raises(BadHttpMessage):
+        http1.find_head_end(too_big + b"\r\n", 0)
+
+
+def test_invalid_header_names_are_dropped_on_request() -> None:
+    raw = b"GET / HTTP/1.1\r\nHost: x\r\nX_Under: 1\r\nX.Dot: 2\r\nX-Ok-9: 3"
+    names = [name for name, _ in http1.parse_request_head(raw).headers]
+    assert names == [b"host", b"x_under", b"x.dot", b"x-ok-9"]
+    dropped = http1.parse_request_head(raw, drop_invalid=True)
+    assert [name for name, _ in dropped.headers] == [b"host", b"x-ok-9"]
+
+
+@pytest.mark.parametrize(
+    ("connection", "keep"),
+    [(b"x-enclosed", True), (b"keep-alive, close", False), (b" CLOSE ", False), (b"upgrade,close", False)],
+)
+def test_connection_tokens_not_substrings(connection: bytes, keep: bool) -> None:
+    head = http1.parse_request_head(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: " + connection)
+    assert head.keep_alive() is keep
+
+
 def test_chunked_scanner_finds_the_end_across_any_split() -> None:
     body = b"4;ext=1\r\nWiki\r\n5\r\npedia\r\n0\r\nTrailer: yes\r\n\r\n"
     following = b"HTTP/1.1 200 OK\r\n"
@@ -82,9 +195,20 @@ def test_chunked_scanner_finds_the_end_across_any_split() -> None:
         assert second is not None and split + second == len(body)
 
 
-def test_chunked_scanner_refuses_a_bad_size() -> None:
+@pytest.mark.parametrize(
+    "body", [b"zz\r\n", b"0x1\r\na\r\n", b"-1\r\n", b"1_0\r\n", b"1\r\nab\r\n", b"1\na\r\n"]
+)
+def test_chunked_scanner_refuses_bad_sizes_and_framing(body: bytes) -> None:
     with pytest.raises(BadHttpMessage):
-        http1.ChunkedScanner().feed(b"zz\r\n")
+        http1.ChunkedScanner().feed(body)
+
+
+def test_chunked_scanner_counts_the_payload_fed_byte_by_byte() -> None:
+    body = b"".join(b"1\r\n%c\r\n" % byte for byte in b"hello") + b"a;x=y\r\n0123456789\r\n0\r\n\r\n"
+    scanner = http1.ChunkedScanner()
+    ends = [scanner.feed(body[: i + 1], i) for i in range(len(body))]
+    assert ends[:-1] == [None] * (len(body) - 1) and ends[-1] == len(body)
+    assert scanner.payload == 15
 
 
 def test_connection_header_is_replaced_not_duplicated() -> None:

@@ -99,7 +99,10 @@ class FakeTarget:
 
             def do_POST(self) -> None:
                 target.seen.append((self.path, dict(self.headers.items()), self.client_address[1]))
-                body = self.rfile.read(int(self.headers["Content-Length"]))
+                if (self.headers["Transfer-Encoding"] or "").lower() == "chunked":
+                    body = read_chunked(self.rfile)
+                else:
+                    body = self.rfile.read(int(self.headers["Content-Length"]))
                 self.answer(200, body)
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
@@ -114,6 +117,19 @@ class FakeTarget:
     def stop(self) -> None:
         self.server.shutdown()
         self.server.server_close()
+
+
+def read_chunked(rfile: Any) -> bytes:
+    """A chunked request body, decoded (BaseHTTPRequestHandler leaves that to the handler)."""
+    parts = []
+    while True:
+        size = int(rfile.readline().split(b";")[0], 16)
+        if size == 0:
+            while rfile.readline() not in (b"\r\n", b""):
+                pass
+            return b"".join(parts)
+        parts.append(rfile.read(size))
+        rfile.readline()
 
 
 class ResettingTarget:
@@ -190,9 +206,22 @@ def listener(
     protocol: str = "HTTP",
     port: int = 80,
     arn: str = "arn:listener/lab",
+    desync_mode: str = "defensive",
+    drop_invalid: bool = False,
 ) -> Listener:
     forward = Forward(tuple((f"arn:tg/{name}", weight) for name, weight in weights))
-    return Listener(arn, LB_ARN, "lab.elb.localhost", protocol, port, forward, rules, idle_timeout_s)
+    return Listener(
+        arn,
+        LB_ARN,
+        "lab.elb.localhost",
+        protocol,
+        port,
+        forward,
+        rules,
+        idle_timeout_s,
+        desync_mitigation_mode=desync_mode,
+        drop_invalid_header_fields=drop_invalid,
+    )
 
 
 # --- client helpers ----------------------------------------------------------------------------
@@ -291,6 +320,9 @@ def test_rules_come_before_the_default_forward(
 def test_round_robin_within_a_group(plane: LoadBalancerPlane, targets: Callable[[str], FakeTarget]) -> None:
     a, b, c = targets("a"), targets("b"), targets("c")
     plane.apply([listener(("fleet", 1))], [group("fleet", a.target(), b.target(), c.target())])
+    # Each turns healthy on its first check; until all have, the routable set changes under the test.
+    for each in (a, b, c):
+        wait_for(state_is(plane, "fleet", each, "healthy"), 5, f"{each.name} healthy")
     answers = bodies(port_of(plane), 30)
     cycle = answers[:3]
     assert sorted(cycle) == ["a", "b", "c"]
@@ -327,11 +359,13 @@ def test_health_goes_initial_healthy_unhealthy_with_the_reason(
     plane: LoadBalancerPlane, targets: Callable[[str], FakeTarget]
 ) -> None:
     app = targets("app")
+    app.health_delay_s = 0.2  # the first check takes this long: "initial" until it answers
     plane.apply([listener(("tg", 1))], [group("tg", app.target(), healthy=2, unhealthy=3)])
     first = plane.health("arn:tg/tg", "i-app")
     assert (first.state, first.reason) == ("initial", "Elb.InitialHealthChecking")
-    wait_for(state_is(plane, "tg", app, "healthy"), 5, "healthy after 2 good checks")
+    wait_for(state_is(plane, "tg", app, "healthy"), 5, "healthy after its first good check")
     assert plane.health("arn:tg/tg", "i-app") == TargetHealthReport("healthy")
+    app.health_delay_s = 0
 
     app.health_status = 500
     broke = time.monotonic()
@@ -404,9 +438,11 @@ def test_initial_targets_serve_when_none_is_healthy(
     plane: LoadBalancerPlane, targets: Callable[[str], FakeTarget]
 ) -> None:
     app = targets("app")
-    plane.apply([listener(("tg", 1))], [group("tg", app.target(), healthy=10)])
+    app.health_status = 500  # failing checks, but not yet unhealthy_threshold of them: still initial
+    plane.apply([listener(("tg", 1))], [group("tg", app.target(), unhealthy=10)])
     assert plane.health("arn:tg/tg", "i-app").state == "initial"
     assert get(port_of(plane)) == (200, "app")
+    assert plane.health("arn:tg/tg", "i-app").state == "initial"
 
 
 def test_unused_and_unregistered_targets(
@@ -422,6 +458,7 @@ def test_unused_and_unregistered_targets(
     assert plane.health("arn:tg/blue", "i-nobody").reason == "Target.NotRegistered"
 
     # In a listener at weight 0 the group is in use: checked, and healthy in time.
+    green.health_delay_s = 0.2  # "initial" until its first check answers
     plane.apply([listener(("blue", 1), ("green", 0))], groups)
     assert plane.health("arn:tg/green", "i-green").state == "initial"
     wait_for(state_is(plane, "green", green, "healthy"), 5, "green healthy at weight 0")
@@ -503,6 +540,7 @@ def test_a_target_registered_again_while_draining_keeps_its_requests_and_starts_
     wait_for(lambda: len(app.seen) == 1, 5, "the slow request reached the target")
     plane.apply([listener(("tg", 1))], [group("tg", delay_s=5)])
     assert plane.health("arn:tg/tg", "i-app").state == "draining"
+    app.health_delay_s = 0.2  # "initial" until its first check answers
     plane.apply([listener(("tg", 1))], [group("tg", app.target(), delay_s=5)])
     assert plane.health("arn:tg/tg", "i-app").state == "initial"
     request.join(10)
@@ -826,3 +864,272 @@ def test_a_failing_publisher_does_not_stop_traffic(targets: Callable[[str], Fake
         bodies(port_of(plane), 5)
         wait_for(lambda: len(calls) >= 2, 5, "the publisher was called again after failing")
         assert get(port_of(plane)) == (200, "app")
+
+
+# --- HTTP/1.1 as an ALB speaks it (raw sockets: the client is independent of the proxy's parser) ---
+#
+# AWS sources the docstrings cite:
+# [desync] ALB user guide, "Desync mitigation mode", and http-desync-guardian's docs/README.md
+#   (github.com/aws/http-desync-guardian): Compliant / Acceptable / Ambiguous / Severe; defensive mode
+#   allows Ambiguous requests but "route[s] the requests but closes the client and target connections",
+#   blocks Severe; strictest blocks Acceptable, Ambiguous and Severe; blocked requests get 400 and the
+#   client connection is closed.
+# [quotas] ALB user guide, "Quotas for your Application Load Balancers", HTTP headers: request line
+#   16K, single header 16K, whole request header 64K (ALB troubleshooting: HTTP 400 when exceeded).
+# [attrs] ALB user guide, load balancer attributes: routing.http.drop_invalid_header_fields.enabled:
+#   "Elastic Load Balancing requires that message header names conform to the regular expression
+#   [-A-Za-z0-9]+"; invalid ones are removed (true) or routed to targets (false, the default).
+# [408] ALB troubleshooting, HTTP 408: "The client did not send data before the idle timeout period
+#   expired."
+# [health] ALB user guide, "Health checks for Application Load Balancer target groups": "After your
+#   target is registered, it must pass one health check to be considered healthy"; HealthyThresholdCount
+#   is "the number of consecutive health checks successes required before considering an unhealthy
+#   target healthy".
+
+SMUGGLE = (
+    b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n"
+    b"3\r\nabc\r\n0\r\n\r\n"
+)
+GET = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"
+
+
+def read_response(sock: socket.socket) -> tuple[int, dict[str, str], bytes]:
+    response = http.client.HTTPResponse(sock)
+    response.begin()
+    headers = {name.lower(): value for name, value in response.getheaders()}
+    return response.status, headers, response.read()
+
+
+def send(port: int, raw: bytes, pieces: int = 1) -> tuple[int, dict[str, str], bytes, bool]:
+    """``raw`` in ``pieces`` writes on a new connection: the response and whether the LB then closed."""
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        size = -(-len(raw) // pieces)
+        try:
+            for start in range(0, len(raw), size):
+                sock.sendall(raw[start : start + size])
+                if pieces > 1:
+                    time.sleep(0.002)
+        except OSError:
+            pass  # the load balancer answered and closed before the rest was sent
+        status, headers, body = read_response(sock)
+        sock.settimeout(3)
+        try:
+            closed = sock.recv(1) == b""
+        except TimeoutError:
+            closed = False
+        return status, headers, body, closed
+
+
+def test_defensive_mode_routes_an_ambiguous_request_then_closes_both_connections(
+    plane: LoadBalancerPlane, targets: Callable[[str], FakeTarget]
+) -> None:
+    """[desync] Both Content-Length and Transfer-Encoding (guardian's BothTeClPresent) is Ambiguous:
+    in defensive mode, the default, it is routed and then the client and target connections close.
+    It reaches the target framed one way only (chunked; RFC 9112 6.3: the Content-Length removed)."""
+    app = targets("app")
+    plane.apply([listener(("tg", 1))], [group("tg", app.target())])
+    port = port_of(plane)
+    status, headers, body, closed = send(port, SMUGGLE + b"GET /smuggled HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert (status, body, headers["connection"], closed) == (200, b"abc", "close", True)
+    ((path, seen, first_port),) = app.seen  # the request pipelined behind it was not served
+    assert path == "/echo" and seen["transfer-encoding"] == "chunked" and "content-length" not in seen
+    assert get(port) == (200, "app")
+    assert app.seen[-1][2] != first_port  # the target connection was closed, not pooled
+
+
+def test_strictest_mode_refuses_ambiguous_and_acceptable_requests_with_400(
+    plane: LoadBalancerPlane, targets: Callable[[str], FakeTarget]
+) -> None:
+    """[desync] Strictest mode blocks what is not Compliant: Ambiguous (BothTeClPresent) and
+    Acceptable (GetHeadZeroContentLength) requests get 400 and the client connection is closed."""
+    app = targets("app")
+    plane.apply([listener(("tg", 1), desync_mode="strictest")], [group("tg", app.target())])
+    port = port_of(plane)
+    zero_length_get = b"GET / HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n"
+    for raw in (SMUGGLE, zero_length_get):
+        status, headers, _, closed = send(port, raw)
+        assert (status, headers["server"], closed) == (400, "awselb/2.0", True)
+    assert app.seen == []
+    assert send(port, GET)[0] == 200  # a compliant request is served
+
+
+def test_monitor_mode_routes_an_ambiguous_request_and_keeps_the_connections(
+    plane: LoadBalancerPlane, targets: Callable[[str], FakeTarget]
+) -> None:
+    """[desync] Monitor mode only counts (DesyncMitigationMode_NonCompliant_Request_Count): an
+    Ambiguous request is routed and the connection stays open for the next one."""
+    app = targets("app")
+    plane.apply([listener(("tg", 1), desync_mode="monitor")], [group("tg", app.target())])
+    with socket.create_connection(("127.0.0.1", port_of(plane)), timeout=5) as sock:
+        sock.sendall(SMUGGLE)
+        status, headers, body = read_response(sock)
+        assert (status, body) == (200, b"abc") and headers.get("connection") != "close"
+        sock.sendall(GET)
+        assert read_response(sock)[::2] == (200, b"app")
+    assert [path for path, _, _ in app.seen] == ["/echo", "/"]
+
+
+SEVERE = [
+    b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip\r\n\r\n",  # BadTransferEncoding
+    b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked, chunked\r\n\r\n0\r\n\r\n",
+    b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 4a\r\n\r\nabcd",  # BadContentLength
+    b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: +4\r\n\r\nabcd",
+    b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nab",  # Multiple
+    b"GET / HTTP/1.1\r\nHost: x\r\nX-A: a\x00b\r\n\r\n",  # BadHeader: a null character
+    b"GET / HTTP/1.1\r\nHost: x\r\nX-A: a\rb\r\n\r\n",  # BadHeader: a CR
+    b"GET / HTTP/1.1\r\nHost: x\r\nX-A: a\x01b\r\n\r\n",  # a control character
+    b"GET /a\x7fb HTTP/1.1\r\nHost: x\r\n\r\n",  # BadUri
+    b"GET / HTTP/1.1\r\nHost: x\nX-A: b\r\n\r\n",  # a bare LF in the head
+    b"GET / HTTP/1.1\nHost: x\n\n",  # bare LFs only: refused at once, not left waiting
+    b"GET / HTTP/9.1\r\nHost: x\r\n\r\n",  # BadVersion
+]
+
+
+@pytest.mark.parametrize("mode", ["monitor", "defensive", "strictest"])
+def test_severe_requests_get_400_in_every_mode(
+    plane: LoadBalancerPlane, targets: Callable[[str], FakeTarget], mode: str
+) -> None:
+    """[desync] Severe requests (BadTransferEncoding, BadContentLength, MultipleContentLength,
+    BadHeader, BadUri, BadVersion, bare LF) get 400 and a closed connection; the load balancer cannot
+    tell where such a request ends, so in the sandbox this holds in every mode, monitor included."""
+    app = targets("app")
+    plane.apply([listener(("tg", 1), desync_mode=mode)], [group("tg", app.target())])
+    for raw in SEVERE:
+        status, _, _, closed = send(port_of(plane), raw)
+        assert (status, closed) == (400, True), raw
+    assert app.seen == []
+
+
+def test_header_limits_get_400_however_the_bytes_arrive(
+    plane: LoadBalancerPlane, targets: Callable[[str], FakeTarget]
+) -> None:
+    """[quotas] Request line 16K, single header 16K, whole request header 64K: over any of them the
+    load balancer answers 400 itself, in one write or in many; just under them the request passes."""
+    app = targets("app")
+    plane.apply([listener(("tg", 1))], [group("tg", app.target())])
+    port = port_of(plane)
+    fill = b"".join(b"X-Fill-%d: %s\r\n" % (i, b"a" * 14_000) for i in range(5))  # 70 KB in all
+    too_big = [
+        b"GET / HTTP/1.1\r\nHost: x\r\n" + fill + b"\r\n",
+        b"GET / HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 17_000 + b"\r\n\r\n",
+        b"GET /" + b"a" * 17_000 + b" HTTP/1.1\r\nHost: x\r\n\r\n",
+    ]
+    for raw in too_big:
+        for pieces in (1, 40):
+            status, _, _, closed = send(port, raw, pieces)
+            assert (status, closed) == (400, True), (raw[:40], pieces)
+    assert app.seen == []
+    fits = b"GET / HTTP/1.1\r\nHost: x\r\n" + fill[: 4 * len(fill) // 5] + b"\r\n"  # 56 KB, 14 KB each
+    for pieces in (1, 40):
+        assert send(port, fits, pieces)[0] == 200
+    assert len(app.seen[-1][1]["x-fill-3"]) == 14_000
+
+
+def test_invalid_header_names_are_dropped_only_when_the_attribute_says_so(
+    plane: LoadBalancerPlane, targets: Callable[[str], FakeTarget]
+) -> None:
+    """[attrs] routing.http.drop_invalid_header_fields.enabled: names outside [-A-Za-z0-9]+ are
+    removed when true, routed to the target when false (the default)."""
+    app = targets("app")
+    raw = b"GET / HTTP/1.1\r\nHost: x\r\nX_Under: 1\r\nX.Dot: 2\r\nX-Fine-9: 3\r\n\r\n"
+    for drop in (False, True):
+        plane.apply([listener(("tg", 1), drop_invalid=drop)], [group("tg", app.target())])
+        assert send(port_of(plane), raw)[0] == 200
+    (_, kept, _), (_, dropped, _) = app.seen
+    assert (kept["x_under"], kept["x.dot"], kept["x-fine-9"]) == ("1", "2", "3")
+    assert "x_under" not in dropped and "x.dot" not in dropped and dropped["x-fine-9"] == "3"
+
+
+def test_connection_tokens_are_parsed_not_substring_matched(
+    plane: LoadBalancerPlane, targets: Callable[[str], FakeTarget]
+) -> None:
+    """RFC 9110 7.6.1 (which ALB follows for hop-by-hop headers): Connection lists options and header
+    names; "x-enclosed" is not "close", and a header it names goes no further than the load balancer."""
+    app = targets("app")
+    plane.apply([listener(("tg", 1))], [group("tg", app.target())])
+    raw = b"GET / HTTP/1.1\r\nHost: x\r\nConnection: x-enclosed, X-Secret\r\nX-Secret: s\r\n\r\n"
+    with socket.create_connection(("127.0.0.1", port_of(plane)), timeout=5) as sock:
+        for _ in range(2):  # the connection stays open for a second request
+            sock.sendall(raw)
+            status, headers, _ = read_response(sock)
+            assert status == 200 and headers.get("connection") != "close"
+    assert all("x-secret" not in seen and "x-enclosed" not in seen for _, seen, _ in app.seen)
+    status, headers, _, closed = send(
+        port_of(plane), b"GET / HTTP/1.1\r\nHost: x\r\nConnection: Keep-Alive, CLOSE\r\n\r\n"
+    )
+    assert (status, headers["connection"], closed) == (200, "close", True)
+
+
+def test_a_partial_request_gets_408_after_the_idle_timeout(
+    plane: LoadBalancerPlane, targets: Callable[[str], FakeTarget]
+) -> None:
+    """[408] A client that sends part of a request (its head, or part of its body) and then nothing
+    for the idle timeout gets 408 from the load balancer, and the connection closes."""
+    app = targets("app")
+    plane.apply([listener(("tg", 1), idle_timeout_s=0.5)], [group("tg", app.target())])
+    partials = (
+        b"GET / HTTP/1.1\r\nHost: x\r\n",
+        b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 9\r\n\r\nabc",
+    )
+    for partial in partials:
+        with socket.create_connection(("127.0.0.1", port_of(plane)), timeout=5) as sock:
+            sock.sendall(partial)
+            status, headers, _ = read_response(sock)
+            assert (status, headers["connection"]) == (408, "close")
+            assert sock.recv(1) == b""
+    assert app.seen == []
+
+
+def test_a_new_target_is_healthy_after_one_check_and_a_returning_one_after_the_threshold(
+    plane: LoadBalancerPlane, targets: Callable[[str], FakeTarget]
+) -> None:
+    """[health] A newly registered target needs one passing health check; a target coming back from
+    unhealthy needs HealthyThresholdCount consecutive ones."""
+    app = targets("app")
+    plane.apply([listener(("tg", 1))], [group("tg", app.target(), healthy=4, unhealthy=2)])
+    wait_for(state_is(plane, "tg", app, "healthy"), 5, "healthy")
+    assert app.health_checks <= 2  # the first made it healthy (a second may have started since)
+    app.health_status = 500
+    wait_for(state_is(plane, "tg", app, "unhealthy"), 5, "unhealthy")
+    app.health_status = 200
+    restored_at = app.health_checks
+    wait_for(state_is(plane, "tg", app, "healthy"), 10, "healthy again")
+    # Four passing checks; the one in flight when the status changed may have been one of them.
+    assert app.health_checks - restored_at >= 3
+
+
+def test_a_chunked_upload_in_one_byte_chunks_arrives_whole(
+    plane: LoadBalancerPlane, targets: Callable[[str], FakeTarget]
+) -> None:
+    """Chunked request bodies pass through however they are cut (scanned once, as they arrive)."""
+    app = targets("app")
+    plane.apply([listener(("tg", 1))], [group("tg", app.target())])
+    payload = bytes(range(256)) * 200
+    body = b"".join(b"1\r\n%c\r\n" % byte for byte in payload) + b"0\r\n\r\n"
+    raw = b"POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n" + body
+    status, _, echoed, _ = send(port_of(plane), raw, pieces=300)
+    assert (status, echoed) == (200, payload)
+
+
+def test_client_connections_beyond_the_cap_get_503(
+    published: list[MetricPoint], targets: Callable[[str], FakeTarget]
+) -> None:
+    """The plane's one loop serves every listener, so it caps client connections: one more gets 503
+    (as an ALB's ELB 503 when it cannot take the request) and a freed place is taken again."""
+    app = targets("app")
+    with LoadBalancerPlane(publish=published.extend, metrics_period_s=0.2, max_client_connections=3) as plane:
+        plane.apply([listener(("tg", 1))], [group("tg", app.target())])
+        port = port_of(plane)
+        held = [socket.create_connection(("127.0.0.1", port), timeout=5) for _ in range(3)]
+        try:
+            for sock in held:
+                sock.sendall(GET)
+                assert read_response(sock)[0] == 200
+            status, _, _, closed = send(port, GET)
+            assert (status, closed) == (503, True)
+            held.pop().close()
+            wait_for(lambda: send(port, GET)[0] == 200, 5, "a freed place served")
+        finally:
+            for sock in held:
+                sock.close()

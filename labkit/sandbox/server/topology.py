@@ -85,6 +85,11 @@ class Listener:
     #: The load balancer's idle timeout (attribute idle_timeout.timeout_seconds): a target that sends
     #: nothing for this long gets the request answered with 504.
     idle_timeout_s: float = 60.0
+    #: The load balancer's ``routing.http.desync_mitigation_mode``: "monitor", "defensive" or "strictest".
+    desync_mitigation_mode: str = "defensive"
+    #: The load balancer's ``routing.http.drop_invalid_header_fields.enabled``: header names outside
+    #: ``[-A-Za-z0-9]`` are removed before the request goes to a target.
+    drop_invalid_header_fields: bool = False
 
 
 @dataclass(frozen=True)

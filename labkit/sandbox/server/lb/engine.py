@@ -25,7 +25,7 @@ from labkit.sandbox.server.lb.metrics import (
     lb_dimension,
     merge,
 )
-from labkit.sandbox.server.lb.proxy import ClientConnection, ListenerRuntime
+from labkit.sandbox.server.lb.proxy import ClientBudget, ClientConnection, ListenerRuntime
 from labkit.sandbox.server.lb.routing import compile_listener, forwarded_groups
 from labkit.sandbox.server.topology import Listener, MetricPoint, TargetGroup, TargetHealthReport
 
@@ -51,8 +51,10 @@ class Engine:
         publish: Callable[[list[MetricPoint]], None],
         on_change: Callable[[Snapshot], None],
         metrics_period_s: float,
+        max_client_connections: int = 2000,
     ) -> None:
         self._publish = publish
+        self._budget = ClientBudget(max_client_connections)
         self._on_change = on_change
         self._period = metrics_period_s
         self._listeners: dict[str, ListenerRuntime] = {}
@@ -93,7 +95,7 @@ class Engine:
 
     async def _serve(self, runtime: ListenerRuntime, port: int | None) -> asyncio.Server:
         def factory() -> ClientConnection:
-            return ClientConnection(runtime)
+            return ClientConnection(runtime, self._budget)
 
         if port:
             try:

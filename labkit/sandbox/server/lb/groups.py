@@ -75,12 +75,19 @@ class TargetRuntime:
         self.fail_streak = 0
 
     def observe(self, result: TargetHealthReport, check: HealthCheck) -> bool:
-        """Count one health check result against the thresholds; True when the report changed."""
+        """Count one health check result against the thresholds; True when the report changed.
+
+        A newly registered target (``initial``) is healthy after one passing check, as AWS documents
+        ("After your target is registered, it must pass one health check to be considered
+        healthy"); the healthy threshold applies to a target coming back from unhealthy.
+        """
         before = self.report
         if result is health.HEALTHY:
             self.ok_streak += 1
             self.fail_streak = 0
-            if before.state != "healthy" and self.ok_streak >= check.healthy_threshold:
+            if before.state == "initial" or (
+                before.state != "healthy" and self.ok_streak >= check.healthy_threshold
+            ):
                 self.report = health.HEALTHY
         else:
             self.fail_streak += 1

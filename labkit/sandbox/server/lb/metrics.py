@@ -40,6 +40,10 @@ class Counts:
     elb_502: int = 0
     elb_503: int = 0
     elb_504: int = 0
+    #: Requests the load balancer answered 4xx itself (400 malformed or refused, 408, 413).
+    elb_4xx: int = 0
+    #: Requests http-desync-guardian would not call Compliant, whatever the mode did with them.
+    non_compliant: int = 0
     #: Response times: logarithmic bucket number -> how many responses fell in it.
     latency_buckets: dict[int, int] = field(default_factory=dict)
 
@@ -62,8 +66,10 @@ class Counts:
             self.elb_502 += 1
         elif status == 503:
             self.elb_503 += 1
-        else:
+        elif status == 504:
             self.elb_504 += 1
+        else:
+            self.elb_4xx += 1
 
     def add(self, other: Counts) -> None:
         self.requests += other.requests
@@ -74,6 +80,8 @@ class Counts:
         self.elb_502 += other.elb_502
         self.elb_503 += other.elb_503
         self.elb_504 += other.elb_504
+        self.elb_4xx += other.elb_4xx
+        self.non_compliant += other.non_compliant
         for bucket, count in other.latency_buckets.items():
             self.latency_buckets[bucket] = self.latency_buckets.get(bucket, 0) + count
 
@@ -93,6 +101,8 @@ def count_points(
         ("HTTPCode_ELB_502_Count", counts.elb_502),
         ("HTTPCode_ELB_503_Count", counts.elb_503),
         ("HTTPCode_ELB_504_Count", counts.elb_504),
+        ("HTTPCode_ELB_4XX_Count", counts.elb_4xx),
+        ("DesyncMitigationMode_NonCompliant_Request_Count", counts.non_compliant),
     ]
     points = [
         MetricPoint(name, float(value), "Count", dimensions, timestamp) for name, value in named if value

@@ -23,6 +23,7 @@ from typing import Any
 from labkit.errors import ConfigError, SandboxError
 from labkit.sandbox.server.lb import channel, health
 from labkit.sandbox.server.lb.health import Matcher
+from labkit.sandbox.server.lb.http1 import DESYNC_MODES
 from labkit.sandbox.server.lb.worker import BOOTSTRAP
 from labkit.sandbox.server.topology import Listener, MetricPoint, TargetGroup, TargetHealthReport
 
@@ -41,7 +42,9 @@ class LoadBalancerPlane:
     ``publish`` receives each period's CloudWatch data points (namespace ``AWS/ApplicationELB``)
     on a thread of its own, so a slow receiver never holds up traffic. Counts are published every
     ``metrics_period_s`` seconds, aligned to the wall clock and timestamped with the start of
-    their period. Raises SandboxError when the plane's process cannot start.
+    their period. Beyond ``max_client_connections`` open client connections (all listeners
+    together) a new one is answered 503 and closed, so that one loop keeps serving those it has.
+    Raises SandboxError when the plane's process cannot start.
     """
 
     def __init__(
@@ -50,7 +53,13 @@ class LoadBalancerPlane:
         publish: Callable[[list[MetricPoint]], None],
         metrics_period_s: float = 10.0,
         start_timeout_s: float = 30.0,
+        max_client_connections: int = 2000,
     ) -> None:
+        if max_client_connections < 1:
+            raise ConfigError(
+                f"max_client_connections must be at least 1, got {max_client_connections}.",
+                hint="Leave it at its default unless a test needs a small cap.",
+            )
         if metrics_period_s <= 0:
             raise ConfigError(
                 f"metrics_period_s must be positive, got {metrics_period_s}.",
@@ -78,6 +87,7 @@ class LoadBalancerPlane:
                     str(theirs.fileno()),
                     repr(metrics_period_s),
                     str(level),
+                    str(max_client_connections),
                 ],
                 pass_fds=(theirs.fileno(),),
                 stdin=subprocess.DEVNULL,
@@ -254,6 +264,12 @@ def validate(listeners: list[Listener], target_groups: list[TargetGroup]) -> dic
                         f"Listener {listener.arn}: weight {weight} for {arn} is outside 0..999.",
                         hint="Give each target group in a forward action a weight from 0 to 999.",
                     )
+        if listener.desync_mitigation_mode not in DESYNC_MODES:
+            raise ConfigError(
+                f"Listener {listener.arn}: desync mitigation mode {listener.desync_mitigation_mode!r} "
+                "is not one of monitor, defensive, strictest.",
+                hint="Set routing.http.desync_mitigation_mode to monitor, defensive (default) or strictest.",
+            )
         if listener.idle_timeout_s <= 0:
             raise ConfigError(
                 f"Listener {listener.arn}: idle timeout {listener.idle_timeout_s}s is not positive.",

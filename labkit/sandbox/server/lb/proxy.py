@@ -13,7 +13,7 @@ import logging
 from time import perf_counter
 from typing import cast
 
-from labkit.errors import BadHttpMessage
+from labkit.errors import BadHttpMessage as BadHttpMessage
 from labkit.sandbox.server.lb import http1
 from labkit.sandbox.server.lb.groups import GroupRuntime, TargetRuntime
 from labkit.sandbox.server.lb.http1 import ChunkedScanner, RequestHead
@@ -23,16 +23,27 @@ from labkit.sandbox.server.topology import Listener
 
 log = logging.getLogger(__name__)
 
-#: A request body larger than this is answered 413 (the sandbox buffers requests whole).
+#: A request body larger than this is answered 413 (the sandbox buffers requests whole; an ALB has no
+#: such limit). A chunked body may take up to :data:`MAX_CHUNKED_WIRE_BYTES` with its framing.
 MAX_BODY_BYTES = 10 * 1024 * 1024
+#: Room for the framing of a chunked body of up to MAX_BODY_BYTES sent in 1-byte chunks (6 bytes each).
+MAX_CHUNKED_WIRE_BYTES = 8 * MAX_BODY_BYTES
+
+#: How long a connection closed after an error page waits for the client to close first.
+LINGER_S = 2.0
 
 #: Request headers the load balancer sets itself or that describe the client's connection only.
-_NOT_FORWARDED = http1.HOP_BY_HOP | {b"x-forwarded-for", b"x-forwarded-proto", b"x-forwarded-port"}
+_NOT_FORWARDED = http1.HOP_BY_HOP | {
+    b"x-forwarded-for",
+    b"x-forwarded-proto",
+    b"x-forwarded-port",
+    b"transfer-encoding",
+}
 
 _REASONS = {
     400: "Bad Request",
+    408: "Request Time-out",
     413: "Request Entity Too Large",
-    431: "Request Header Fields Too Large",
     502: "Bad Gateway",
     503: "Service Temporarily Unavailable",
     504: "Gateway Time-out",
@@ -66,7 +77,7 @@ class ListenerRuntime:
         counts, self.counts = self.counts, Counts()
         return counts
 
-    def dispatch(self, client: ClientConnection, head: RequestHead, body: bytes) -> None:
+    def dispatch(self, client: ClientConnection, head: RequestHead, body: bytes, close_target: bool) -> None:
         table = self.table
         group = table.choose(head.path, head.get) if table.rules else table.default.pick()
         if group is None:
@@ -80,7 +91,9 @@ class ListenerRuntime:
             return
         group.counts.requests += 1
         request = upstream_request(head, body, client.peer, self.forwarded)
-        Exchange(self, client, group, target, request, head.method == b"HEAD", client.keep_alive).start()
+        exchange = Exchange(self, client, group, target, request, head.method == b"HEAD", client.keep_alive)
+        exchange.close_target = close_target
+        exchange.start()
 
     def sweep(self, now: float) -> None:
         """Apply the idle timeout: 504 for a target silent that long, close a client idle that long."""
@@ -90,7 +103,12 @@ class ListenerRuntime:
         for client in [
             each for each in self.clients if each.exchange is None and now - each.last_activity > limit
         ]:
-            client.close()
+            if client.buf:
+                # Part of a request, then nothing for the idle timeout: an ALB answers 408.
+                self.counts.record_elb_error(408)
+                client.reply(408, close=True)
+            else:
+                client.close()
 
     def close(self) -> None:
         if self.server is not None:
@@ -104,33 +122,71 @@ class ListenerRuntime:
 
 
 def upstream_request(head: RequestHead, body: bytes, peer: bytes, forwarded: bytes) -> bytes:
-    """The request as sent to a target: HTTP/1.1, hop-by-hop headers dropped, X-Forwarded-* set."""
+    """The request as sent to a target: HTTP/1.1, hop-by-hop headers dropped, X-Forwarded-* set.
+
+    Headers the client's Connection header names are hop-by-hop too (RFC 9110 section 7.6.1), and a
+    chunked request loses any Content-Length (RFC 9112 section 6.3: the sender must remove it).
+    """
     parts = [head.method, b" ", head.target, b" HTTP/1.1\r\n"]
     forwarded_for = peer
     has_host = False
+    dropped = _NOT_FORWARDED
+    if head.chunked or head.has_connection:
+        dropped = dropped | http1.connection_tokens(head.headers)
+        if head.chunked:
+            dropped = dropped | {b"content-length"}
     for name, value in head.headers:
-        if name in _NOT_FORWARDED:
+        if name in dropped:
             if name == b"x-forwarded-for":
                 forwarded_for = value + b", " + peer
             continue
         has_host = has_host or name == b"host"
         parts += (name, b": ", value, b"\r\n")
+    if head.chunked:
+        parts.append(b"transfer-encoding: chunked\r\n")
     if not has_host:
         parts.append(b"host: localhost\r\n")
     parts += (b"x-forwarded-for: ", forwarded_for, b"\r\n", forwarded, b"\r\n", body)
     return b"".join(parts)
 
 
+class ClientBudget:
+    """How many client connections the plane holds, against its cap (shared by every listener)."""
+
+    __slots__ = ("limit", "open")
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.open = 0
+
+
+class _Pending:
+    """A request whose head is parsed and whose body is still arriving."""
+
+    __slots__ = ("body_start", "head", "scan_from", "scanner")
+
+    def __init__(self, head: RequestHead, body_start: int) -> None:
+        self.head = head
+        self.body_start = body_start
+        self.scanner = ChunkedScanner() if head.chunked else None
+        self.scan_from = body_start
+
+
 class ClientConnection(asyncio.Protocol):
     """A client's connection to a listener: reads requests one at a time, keeps alive between them."""
 
-    def __init__(self, listener: ListenerRuntime) -> None:
+    def __init__(self, listener: ListenerRuntime, budget: ClientBudget) -> None:
         self.listener = listener
+        self.budget = budget
         self.transport: asyncio.Transport | None = None
         self.buf = bytearray()
         self.exchange: Exchange | None = None
+        self.pending: _Pending | None = None
+        #: How far the buffer was searched for the end of the next request head.
+        self.head_scanned = 0
         self.peer = b"127.0.0.1"
         self.keep_alive = True
+        self.counted = False
         self.closed = False
         self.dispatching = False
         self.reading_paused = False
@@ -141,6 +197,14 @@ class ClientConnection(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)
+        if self.budget.open >= self.budget.limit:
+            # Over the cap: a 503 costs less than letting the loop take on one more connection.
+            self.listener.counts.record_elb_error(503)
+            self.keep_alive = False
+            self.reply(503, close=True)
+            return
+        self.budget.open += 1
+        self.counted = True
         peer = transport.get_extra_info("peername")
         if peer:
             self.peer = str(peer[0]).encode()
@@ -148,11 +212,16 @@ class ClientConnection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
+        if self.counted:
+            self.counted = False
+            self.budget.open -= 1
         self.listener.clients.discard(self)
         if self.exchange is not None:
             self.exchange.abort()
 
     def data_received(self, data: bytes) -> None:
+        if self.closed:
+            return
         self.buf += data
         self.last_activity = perf_counter()
         if self.exchange is None:
@@ -188,32 +257,52 @@ class ClientConnection(asyncio.Protocol):
             self.dispatching = False
 
     def _take_request(self) -> bool:
-        """Dispatch the first request in the buffer; False when it is not all there yet."""
+        """Dispatch the first request in the buffer; False when it is not all there yet.
+
+        Every byte is looked at once however the request arrives: the head search and the chunked
+        scanner each carry on from where the previous piece left them.
+        """
         buf = self.buf
-        end = buf.find(b"\r\n\r\n")
-        if end < 0:
-            if len(buf) > http1.MAX_HEAD_BYTES:
-                self.reply(431, close=True)
-            return False
-        try:
-            head = http1.parse_request_head(bytes(buf[:end]))
-            length = http1.content_length(head.headers)
-            chunked = http1.is_chunked(head.headers)
-        except BadHttpMessage as error:
-            log.debug("bad request from %s: %s", self.peer, error)
-            self.reply(400, close=True)
-            return False
-        body_start = end + 4
-        if chunked:
-            body_end = ChunkedScanner().feed(buf, body_start)
-            if body_end is None and len(buf) - body_start > MAX_BODY_BYTES:
-                self.reply(413, close=True)
+        pending = self.pending
+        config = self.listener.config
+        if pending is None:
+            try:
+                end = http1.find_head_end(buf, self.head_scanned)
+                if end < 0:
+                    self.head_scanned = len(buf)
+                    return False
+                drop = config.drop_invalid_header_fields
+                head = http1.parse_request_head(bytes(buf[:end]), drop_invalid=drop)
+            except BadHttpMessage as error:
+                # Severe, or over the header limits: 400 in every desync mitigation mode.
+                log.debug("bad request from %s: %s", self.peer, error)
+                self._refuse(400)
+                return False
+            if head.classification >= http1.ACCEPTABLE:
+                self.listener.counts.non_compliant += 1
+            if head.classification >= http1.ACCEPTABLE and config.desync_mitigation_mode == "strictest":
+                log.debug("request from %s refused in strictest mode: %s", self.peer, head.reason)
+                self._refuse(400)
+                return False
+            if head.length > MAX_BODY_BYTES:
+                self._refuse(413)
+                return False
+            pending = self.pending = _Pending(head, end + 4)
+        head = pending.head
+        scanner = pending.scanner
+        if scanner is not None:
+            try:
+                body_end = scanner.feed(buf, pending.scan_from)
+            except BadHttpMessage as error:
+                log.debug("bad chunked body from %s: %s", self.peer, error)
+                self._refuse(400)
+                return False
+            pending.scan_from = len(buf)
+            if scanner.payload > MAX_BODY_BYTES or len(buf) - pending.body_start > MAX_CHUNKED_WIRE_BYTES:
+                self._refuse(413)
                 return False
         else:
-            body_end = body_start + (length or 0)
-            if (length or 0) > MAX_BODY_BYTES:
-                self.reply(413, close=True)
-                return False
+            body_end = pending.body_start + head.length
             if body_end > len(buf):
                 body_end = None
         if body_end is None:
@@ -222,25 +311,56 @@ class ClientConnection(asyncio.Protocol):
                 self.continue_sent = True
                 self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")  # type: ignore[union-attr]
             return False
-        body = bytes(buf[body_start:body_end])
+        body = bytes(buf[pending.body_start : body_end])
         del buf[:body_end]
+        self.pending = None
+        self.head_scanned = 0
         self.continue_sent = False
-        self.keep_alive = head.keep_alive()
-        self.listener.dispatch(self, head, body)
+        # Ambiguous in defensive mode: routed, then both connections closed (http-desync-guardian).
+        ambiguous = head.classification == http1.AMBIGUOUS and config.desync_mitigation_mode == "defensive"
+        self.keep_alive = head.keep_alive() and not ambiguous
+        self.listener.dispatch(self, head, body, ambiguous)
         return True
+
+    def _refuse(self, status: int) -> None:
+        """Answer a request the load balancer will not route, and close: its end cannot be trusted."""
+        self.listener.counts.record_elb_error(status)
+        self.reply(status, close=True)
 
     def reply(self, status: int, *, close: bool = False) -> None:
         """Answer from the load balancer itself (an error page), then carry on or close."""
         close = close or not self.keep_alive
-        if not self.closed:
-            self.transport.write(http1.error_response(status, _REASONS[status], close=close))  # type: ignore[union-attr]
+        if self.closed:
+            return
+        self.transport.write(http1.error_response(status, _REASONS[status], close=close))  # type: ignore[union-attr]
         if close:
-            self.close()
+            self._linger()
+
+    def _linger(self) -> None:
+        """Close after an error page without losing it: send FIN, discard what the client still sends.
+
+        Closing a socket with unread input sends a reset, and a reset can reach the client before it
+        has read the page; so the load balancer half-closes and waits for the client's own close.
+        """
+        transport = self.transport
+        assert transport is not None
+        self.closed = True
+        self.buf.clear()
+        self.pending = None
+        if self.reading_paused:
+            self.reading_paused = False
+            transport.resume_reading()
+        if transport.can_write_eof():
+            transport.write_eof()
+            asyncio.get_running_loop().call_later(LINGER_S, transport.close)
+        else:
+            transport.close()
 
     def close(self) -> None:
         if not self.closed:
             self.closed = True
             self.buf.clear()
+            self.pending = None
             self.transport.close()  # type: ignore[union-attr]
 
     def write(self, data: bytes | bytearray | memoryview) -> None:
@@ -253,6 +373,7 @@ class Exchange:
 
     __slots__ = (
         "client",
+        "close_target",
         "finished",
         "group",
         "head_only",
@@ -285,6 +406,8 @@ class Exchange:
         self.head_only = head_only
         self.keep_client = keep_client
         self.upstream: UpstreamConnection | None = None
+        #: Never pool the target connection after this exchange (an ambiguous request, defensive mode).
+        self.close_target = False
         self.responded = False
         self.retried = False
         self.finished = False
@@ -545,7 +668,8 @@ class UpstreamConnection(asyncio.Protocol):
         exchange.upstream = None
         self.mode = _HEAD
         self.pause(False)
-        if reusable and self.keep_alive and self.target.accepting and not self.closed:
+        pool = reusable and self.keep_alive and not exchange.close_target
+        if pool and self.target.accepting and not self.closed:
             # The load balancer closes idle target connections first (the app's keep-alive is longer),
             # so it never sends a request on a connection the target is closing.
             self.idle_since = perf_counter()

@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from labkit.sandbox.server.lb.http1 import DESYNC_MODES
 from labkit.sandbox.server.lb.metrics import lb_dimension
 from labkit.sandbox.server.lb.plane import validate
 from labkit.sandbox.server.topology import Forward, GroupTarget, HealthCheck, Listener, Rule, TargetGroup
@@ -54,9 +55,8 @@ def read_topology(app_ports: Mapping[str, int]) -> Topology:
         balancers = {arn: lb for arn, lb in list(backend.load_balancers.items()) if lb.type == "application"}
         for arn, balancer in balancers.items():
             homes[lb_dimension(arn)] = (account_id, region)
-            idle = float(balancer.attrs.get("idle_timeout.timeout_seconds") or 60)
             for listener in list(balancer.listeners.values()):
-                converted = _listener(listener, balancer, idle)
+                converted = _listener(listener, balancer)
                 if converted is not None:
                     listeners.append(converted)
         for group in list(backend.target_groups.values()):
@@ -66,7 +66,7 @@ def read_topology(app_ports: Mapping[str, int]) -> Topology:
     return Topology(tuple(listeners), tuple(groups), homes)
 
 
-def _listener(listener: Any, balancer: Any, idle_timeout_s: float) -> Listener | None:
+def _listener(listener: Any, balancer: Any) -> Listener | None:
     if listener.protocol not in ("HTTP", "HTTPS"):
         _report_once(listener.arn, "listener %s: protocol %s is not served", listener.arn, listener.protocol)
         return None
@@ -84,8 +84,28 @@ def _listener(listener: Any, balancer: Any, idle_timeout_s: float) -> Listener |
         port=int(listener.port),
         default_forward=_forward(listener.default_actions, listener.arn),
         rules=tuple(rules),
-        idle_timeout_s=idle_timeout_s,
+        **_balancer_attributes(balancer),
     )
+
+
+def _balancer_attributes(balancer: Any) -> dict[str, Any]:
+    """The load balancer attributes the data plane follows, with AWS's defaults where unset."""
+    attrs = balancer.attrs
+    mode = str(attrs.get("routing.http.desync_mitigation_mode") or "defensive")
+    if mode not in DESYNC_MODES:
+        _report_once(
+            balancer.arn + mode,
+            "load balancer %s: desync mitigation mode %r unknown; serving it as defensive",
+            balancer.arn,
+            mode,
+        )
+        mode = "defensive"
+    drop = str(attrs.get("routing.http.drop_invalid_header_fields.enabled") or "false").lower() == "true"
+    return {
+        "idle_timeout_s": float(attrs.get("idle_timeout.timeout_seconds") or 60),
+        "desync_mitigation_mode": mode,
+        "drop_invalid_header_fields": drop,
+    }
 
 
 def _forward(actions: list[Any], owner: str) -> Forward | None:
@@ -176,4 +196,3 @@ def _target_group(
         _report_once(group.arn + str(converted.health_check), "target group %s left out: %s", group.name, exc)
         return None
     return converted
-

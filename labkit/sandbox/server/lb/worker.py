@@ -42,8 +42,8 @@ main(sys.argv[1:])
 
 
 def main(argv: list[str]) -> None:
-    """``FD METRICS_PERIOD_S LOG_LEVEL``: serve the plane until the socket closes."""
-    fd, period, level = int(argv[0]), float(argv[1]), int(argv[2])
+    """``FD METRICS_PERIOD_S LOG_LEVEL MAX_CLIENTS``: serve the plane until the socket closes."""
+    fd, period, level, max_clients = int(argv[0]), float(argv[1]), int(argv[2]), int(argv[3])
     # Ctrl-C in a terminal or a notebook reaches the whole process group; the owner decides.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     logging.basicConfig(
@@ -54,7 +54,7 @@ def main(argv: list[str]) -> None:
     loop = new_event_loop()
     loop.set_exception_handler(_log_loop_error)
     try:
-        loop.run_until_complete(serve(socket.socket(fileno=fd), period))
+        loop.run_until_complete(serve(socket.socket(fileno=fd), period, max_clients))
     finally:
         loop.close()
 
@@ -68,7 +68,7 @@ def new_event_loop() -> asyncio.AbstractEventLoop:
     return uvloop.new_event_loop()
 
 
-async def serve(sock: socket.socket, metrics_period_s: float) -> None:
+async def serve(sock: socket.socket, metrics_period_s: float, max_clients: int) -> None:
     reader, writer = await asyncio.open_connection(sock=sock)
 
     def send(message: tuple[Any, ...]) -> None:
@@ -82,6 +82,7 @@ async def serve(sock: socket.socket, metrics_period_s: float) -> None:
         publish=lambda points: send(("metrics", points)),
         on_change=on_change,
         metrics_period_s=metrics_period_s,
+        max_client_connections=max_clients,
     )
     send(("ready", os.getpid()))
     close_request: int | None = None
