@@ -84,45 +84,63 @@ def jupyter(tmp_path: Path) -> Iterator[Server]:
         print((tmp_path / "jupyter.log").read_text()[-4000:])
 
 
-def execute(server: Server, kernel_id: str, code: str) -> tuple[str, str]:
-    """Run ``code`` on the kernel over the channels websocket: (status, stdout)."""
-    import websocket
+class KernelSocket:
+    """One websocket on a kernel's channels, as JupyterLab's notebook panel holds one."""
 
-    socket = websocket.create_connection(
-        f"{server.ws}/api/kernels/{kernel_id}/channels",
-        header=[f"Authorization: token {server.token}"],
-        timeout=60,
-    )
-    msg_id = uuid.uuid4().hex
-    socket.send(json.dumps({
-        "header": {"msg_id": msg_id, "msg_type": "execute_request", "username": "test", "session": msg_id,
-                   "version": "5.3"},
-        "parent_header": {},
-        "metadata": {},
-        "content": {"code": code, "silent": False, "store_history": False, "user_expressions": {},
-                    "allow_stdin": False, "stop_on_error": True},
-        "channel": "shell",
-    }))  # fmt: skip
-    # The reply comes on the shell channel, the output on iopub: only iopub's "idle" for this
-    # request says every output has arrived (the channels are not ordered with each other).
-    stdout, status, idle = "", "", False
-    try:
-        while not (status and idle):
-            message = json.loads(socket.recv())
-            if message.get("parent_header", {}).get("msg_id") != msg_id:
-                continue
-            kind, content = message["msg_type"], message["content"]
-            if kind == "stream" and content["name"] == "stdout":
-                stdout += content["text"]
+    def __init__(self, server: Server, kernel_id: str) -> None:
+        import websocket
+
+        self.socket = websocket.create_connection(
+            f"{server.ws}/api/kernels/{kernel_id}/channels",
+            header=[f"Authorization: token {server.token}"],
+            timeout=60,
+        )
+        self.session = uuid.uuid4().hex
+
+    def send(self, msg_type: str, content: dict[str, Any]) -> str:
+        msg_id = uuid.uuid4().hex
+        header = {"msg_id": msg_id, "msg_type": msg_type, "username": "test", "session": self.session,
+                  "version": "5.3"}  # fmt: skip
+        message = {"header": header, "parent_header": {}, "metadata": {}, "content": content}
+        self.socket.send(json.dumps({**message, "channel": "shell"}))
+        return msg_id
+
+    def replies(self, msg_id: str) -> Iterator[dict[str, Any]]:
+        """The messages answering ``msg_id``, on any channel, as they come."""
+        while True:
+            message = json.loads(self.socket.recv())
+            if message.get("parent_header", {}).get("msg_id") == msg_id:
+                yield message
+
+    def wait_until_iopub_listens(self) -> None:
+        """Outputs published before the server's iopub subscription is connected are lost (ZeroMQ's
+        slow joiner), so ask for kernel_info until its busy/idle status arrives on iopub."""
+        for message in self.replies(self.send("kernel_info_request", {})):
+            if message["channel"] == "iopub" and message["msg_type"] == "status":
+                return
+
+    def execute(self, code: str) -> tuple[str, str]:
+        """Run ``code``: (status, stdout). The reply comes on the shell channel and the output on
+        iopub, in no set order with each other: only iopub's idle says every output has arrived."""
+        content = {"code": code, "silent": False, "store_history": False, "user_expressions": {},
+                   "allow_stdin": False, "stop_on_error": True}  # fmt: skip
+        stdout, status, idle = "", "", False
+        for message in self.replies(self.send("execute_request", content)):
+            kind, body = message["msg_type"], message["content"]
+            if kind == "stream" and body["name"] == "stdout":
+                stdout += body["text"]
             elif kind == "error":
-                stdout += "\n".join(content["traceback"])
+                stdout += "\n".join(body["traceback"])
             elif kind == "execute_reply":
-                status = content["status"]
-            elif kind == "status" and content["execution_state"] == "idle":
+                status = body["status"]
+            elif kind == "status" and body["execution_state"] == "idle":
                 idle = True
-    finally:
-        socket.close()
-    return status, stdout
+            if status and idle:
+                break
+        return status, stdout
+
+    def close(self) -> None:
+        self.socket.close()
 
 
 def test_make_jupyter_serves_the_lessons_on_the_labs_kernel(jupyter: Server) -> None:
@@ -137,10 +155,13 @@ def test_make_jupyter_serves_the_lessons_on_the_labs_kernel(jupyter: Server) -> 
     parameters = next(c for c in lesson["cells"] if "parameters" in c["metadata"].get("tags", []))
 
     kernel = jupyter.call("POST", "/api/kernels", {"name": KERNEL_NAME})
+    channels = KernelSocket(jupyter, kernel["id"])
     try:
-        assert execute(jupyter, kernel["id"], cell_source(parameters)) == ("ok", "")
-        status, out = execute(jupyter, kernel["id"], "import sys, labkit\nprint(target, sys.prefix)")
+        channels.wait_until_iopub_listens()
+        assert channels.execute(cell_source(parameters)) == ("ok", "")
+        status, out = channels.execute("import sys, labkit\nprint(target, sys.prefix)")
         assert status == "ok", out
         assert out.split() == ["sandbox", sys.prefix]
     finally:
+        channels.close()
         jupyter.call("DELETE", f"/api/kernels/{kernel['id']}")
