@@ -34,6 +34,7 @@ bucket's object versions and the bucket with the API.
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import tempfile
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -44,7 +45,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from labkit.errors import StackError
+from labkit.errors import ConfigError, StackError
 from labkit.infra.terraform import (
     ApplyResult,
     PlanResult,
@@ -56,6 +57,9 @@ from labkit.infra.terraform import (
 from labkit.infra.tfjson import raw_state_resources
 from labkit.settings import labkit_home, terraform_dir
 from labkit.target import Target
+
+#: A variable block in a Terraform file: `variable "name" {`.
+_VARIABLE = re.compile(r'^variable\s+"([A-Za-z_][A-Za-z0-9_-]*)"', re.MULTILINE)
 
 ENVIRONMENTS = ("global", "staging", "production")
 #: Environments whose state lives in the bucket that ``global`` owns.
@@ -423,7 +427,15 @@ class Stack:
     ) -> dict[str, Any]:
         """The variables an apply of ``overrides`` uses: what the target fills in, then (with
         ``carry_over``) the deployment as last applied (staging, production), then ``overrides``.
-        Needs an initialised backend for the deployment part."""
+        Needs an initialised backend for the deployment part. A variable the root does not declare is
+        refused (Terraform would only warn and apply without it)."""
+        unknown = sorted(set(overrides or {}) - self.declared_variables())
+        if unknown:
+            raise ConfigError(
+                f"{self.env} declares no variable {', '.join(map(repr, unknown))}: Terraform would ignore "
+                "the value and apply without it.",
+                hint=f"Variables {self.env} takes: {', '.join(sorted(self.declared_variables()))}.",
+            )
         names = self.names
         values: dict[str, Any] = {"region": self.target.region, "project": names.project}
         if self.env == "global":
@@ -442,6 +454,12 @@ class Stack:
                 values.update(self.terraform.output().get("deployment") or {})
         values.update(overrides or {})
         return values
+
+    def declared_variables(self) -> frozenset[str]:
+        """The input variables this environment's root declares (its ``*.tf`` files, linked ones too)."""
+        return frozenset(
+            name for path in sorted(self.root.glob("*.tf")) for name in _VARIABLE.findall(path.read_text())
+        )
 
     def _require_artifacts(self, values: Mapping[str, Any]) -> None:
         """Refuse, before Terraform runs, a fleet with capacity whose release is not in the artifact

@@ -79,6 +79,7 @@ def test_controllers_and_resumers_racing_never_apply_together(
     rng = random.Random(11)
     go = tmp_path / "go-0"
     pending = ([_worker("controller", sandbox, table, log, go=go) for _ in range(2)], go)
+    controllers: list[subprocess.Popen[str]] = []
     try:
         while time.monotonic() - started < RACE_S:
             action = ACTIONS[len(rounds) % len(ACTIONS)]
@@ -119,8 +120,9 @@ def test_controllers_and_resumers_racing_never_apply_together(
                 timeout_s=60,
             )
     finally:
-        for p in pending[0]:
+        for p in pending[0] + controllers:
             p.kill()
+            p.wait(timeout=30)
         for p in takers:
             p.terminate()
         for p in takers:

@@ -50,14 +50,15 @@ def staging(staging_stack: StagingStack) -> StagingStack:
 
 
 def _labkit(*args: str, out: Path) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [sys.executable, "-m", "labkit", *args],
-        cwd=PROJECT_ROOT,
-        stdout=out.open("w"),
-        stderr=subprocess.STDOUT,
-        text=True,
-        env=os.environ.copy(),
-    )
+    with out.open("w") as log:  # the child keeps its own copy of the file
+        return subprocess.Popen(
+            [sys.executable, "-m", "labkit", *args],
+            cwd=PROJECT_ROOT,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env=os.environ.copy(),
+        )
 
 
 def _mid_apply(stack: Stack, proc: subprocess.Popen[str], out: Path, after: str) -> Path:

@@ -104,3 +104,14 @@ def test_the_sandbox_needs_no_destroy_confirmation() -> None:
     sandbox = Target(name="sandbox", region="us-east-1", endpoint_url="http://127.0.0.1:9")
     Stack("staging", sandbox).confirm_destroy(None)
     Stack("global", sandbox).confirm_destroy(None)
+
+
+def test_a_variable_the_root_does_not_declare_is_refused_not_ignored(labkit_home: Path) -> None:
+    """Terraform only warns about an undeclared variable in a var file and applies without it."""
+    staging = Stack("staging", sandbox(SANDBOX))
+    declared = staging.declared_variables()
+    assert {"deregistration_delay", "health_check", "vpc_cidr", "green_weight"} <= declared
+    with pytest.raises(ConfigError, match="staging declares no variable 'deregistraton_delay'") as raised:
+        staging.variables({"deregistraton_delay": 7}, carry_over=False)
+    assert "deregistration_delay" in str(raised.value.hint)
+    assert "lock_table_name" in Stack("global", sandbox(SANDBOX)).declared_variables()

@@ -1,7 +1,8 @@
 # The blue/green environment, composed once for every environment root that links this file. The
 # root's own main.tf sets what differs: local.environment and local.settings, an object holding only
 # the settings that differ from the module's defaults (a missing one passes null, which the module
-# reads as "my default").
+# reads as "my default"). A root variable set on the command line (`--var deregistration_delay=7`)
+# wins over both.
 
 locals {
   name = "${var.project}-${local.environment}"
@@ -27,10 +28,10 @@ module "environment" {
   enable_budget   = var.enable_budget
 
   enable_private_subnets     = var.enable_private_subnets != null ? var.enable_private_subnets : try(local.settings.enable_private_subnets, null)
-  health_check               = try(local.settings.health_check, null)
-  deregistration_delay       = try(local.settings.deregistration_delay, null)
+  health_check               = var.health_check != null ? var.health_check : try(local.settings.health_check, null)
+  deregistration_delay       = var.deregistration_delay != null ? var.deregistration_delay : try(local.settings.deregistration_delay, null)
   enable_deletion_protection = try(local.settings.enable_deletion_protection, null)
-  monthly_budget_usd         = try(local.settings.monthly_budget_usd, null)
+  monthly_budget_usd         = var.monthly_budget_usd != null ? var.monthly_budget_usd : try(local.settings.monthly_budget_usd, null)
   wait_for_capacity_timeout  = var.wait_for_capacity_timeout
 
   blue_version   = var.blue_version

@@ -99,6 +99,31 @@ variable "enable_private_subnets" {
   default     = null
 }
 
+variable "health_check" {
+  description = "Target group health checks; null keeps the environment's own (local.settings.health_check, else the module's: /health/ready every 5 s, 2 s timeout, thresholds 2, expecting 200)."
+  type = object({
+    path                = optional(string)
+    interval            = optional(number)
+    timeout             = optional(number)
+    healthy_threshold   = optional(number)
+    unhealthy_threshold = optional(number)
+    matcher             = optional(string)
+  })
+  default = null
+}
+
+variable "deregistration_delay" {
+  description = "Seconds a deregistered instance drains in-flight requests; null keeps the environment's own (staging 5 s, production 30 s)."
+  type        = number
+  default     = null
+}
+
+variable "monthly_budget_usd" {
+  description = "Monthly cost budget of the account, in US dollars; null keeps the environment's own (staging 50, production 150)."
+  type        = number
+  default     = null
+}
+
 variable "instance_type" {
   description = "EC2 instance type of both fleets (null: t3.micro)."
   type        = string

@@ -30,3 +30,20 @@ run "production_defaults" {
     error_message = "Production checks health every 10 s in its own VPC range."
   }
 }
+
+run "a_setting_on_the_command_line_wins_over_productions_own" {
+  command = plan
+
+  variables {
+    region               = "us-east-1"
+    artifact_bucket      = "bglab-artifacts-123456789012-us-east-1"
+    blue_version         = "2.0.0"
+    green_version        = "2.0.0"
+    deregistration_delay = 60
+  }
+
+  assert {
+    condition     = module.environment.settings.deregistration_delay == 60 && module.environment.settings.health_check.interval == 10
+    error_message = "--var deregistration_delay overrides production's 30 s; its own health checks stay."
+  }
+}

@@ -39,3 +39,17 @@ run "a_lesson_may_try_another_range_and_private_subnets" {
     error_message = "vpc_cidr and enable_private_subnets override the environment's own settings."
   }
 }
+
+run "a_setting_on_the_command_line_wins_over_the_environments_own" {
+  command = plan
+
+  variables {
+    deregistration_delay = 7
+    health_check         = { interval = 10 }
+  }
+
+  assert {
+    condition     = module.environment.settings.deregistration_delay == 7 && module.environment.settings.health_check.interval == 10
+    error_message = "`labkit stack apply staging --var deregistration_delay=7` (and health_check) reach the module."
+  }
+}
