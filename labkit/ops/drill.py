@@ -358,12 +358,14 @@ def _report(
         return round(_moment(moment) - injected, 1)
 
     results = probe.results()
-    if injected is not None and not results.empty:
-        results = results[results["time"] >= injected - 0.001]
-    failed = int((~results["ok"]).sum()) if not results.empty else 0
-    traffic = pd.DataFrame(
-        {"seconds": results["time"] - (injected or 0.0), "ok": results["ok"].astype(bool)}
-    ).reset_index(drop=True)
+    # The probe's ``time`` is a UTC timestamp; the journal's moments are epoch seconds.
+    origin = pd.Timestamp(injected if injected is not None else 0.0, unit="s", tz="UTC")
+    seconds = (results["time"] - origin).dt.total_seconds()
+    traffic = pd.DataFrame({"seconds": seconds, "ok": results["ok"].astype(bool)})
+    if injected is not None:
+        traffic = traffic[traffic["seconds"] >= -0.001]
+    traffic = traffic.reset_index(drop=True)
+    failed = int((~traffic["ok"]).sum())
     return DrillReport(
         name=drill.name,
         environment=environment,
@@ -376,7 +378,7 @@ def _report(
         else round(verified_at - injected, 1)
         if injected
         else None,
-        requests=len(results),
+        requests=len(traffic),
         failed_requests=failed,
         lost_state_versions=lost_versions(before, after),
         facts=facts,
