@@ -99,7 +99,9 @@ def _commands(terraform: Terraform) -> list[str]:
 def terraform_parts(controller: Controller, rounds: int) -> None:
     """Print where a weight step's seconds go: ``rounds`` timings of each part, then their medians."""
     stack = controller.stack
-    stack.outputs()  # initialised, as the controller's stack is by its first step
+    # Green gets an instance, so that it may take traffic (a precondition); the stack is then
+    # initialised, as the controller's is by its first step.
+    stack.apply({"green_capacity": 1})
     tf = stack.terraform
     # The runner's own command plumbing, so every part pays the same process and log handling.
     names = ("cli", "schema", "pull", "init", "output", "apply", "step", "new-step")
@@ -139,7 +141,7 @@ def terraform_parts(controller: Controller, rounds: int) -> None:
     for name in ("init", "output", "apply", "step", "new-step"):
         row(name, parts[name])
     print(f"   a step's Terraform commands: {steps[-1]}", flush=True)
-    stack.apply({"green_weight": 0})  # back as it was, refreshed
+    stack.apply({"green_weight": 0, "green_capacity": 0})  # back as it was, refreshed
 
 
 def run(controller: Controller, version: str, rate: float) -> tuple[Deployment, pd.DataFrame, float]:
