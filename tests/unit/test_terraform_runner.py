@@ -136,6 +136,9 @@ with open(os.environ["FAKE_TERRAFORM_LOG"], "a") as log:
 if sys.argv[1] == "apply":
     summary = {{"add": 0, "change": 1, "remove": 0, "operation": "apply"}}
     print(json.dumps({{"type": "change_summary", "@message": "Apply complete!", "changes": summary}}))
+    if os.environ.get("FAKE_OUTPUTS"):
+        outputs = json.loads(os.environ["FAKE_OUTPUTS"])
+        print(json.dumps({{"type": "outputs", "@message": "Outputs: 1", "outputs": outputs}}))
 elif sys.argv[1] == "output":
     print(json.dumps({{"green_weight": {{"value": 10}}}}))
 """
@@ -177,6 +180,40 @@ def test_apply_skips_the_refresh_only_when_asked(
     fake_terraform.unlink()
     tf.apply(variables={"green_weight": 10})
     assert not any(a.startswith("-refresh") for a in _apply_args(fake_terraform))
+
+
+@pytest.mark.parametrize(
+    ("reported", "commands", "outputs"),
+    [
+        # Terraform's own JSON: {"name": {"sensitive": ..., "type": ..., "value": ...}}
+        (
+            {"green_weight": {"sensitive": False, "type": "number", "value": 20}},
+            ["apply"],
+            {"green_weight": 20},
+        ),
+        # a sensitive output has no value in the apply's JSON: `terraform output` has it
+        ({"token": {"sensitive": True, "type": "string"}}, ["apply", "output"], {"green_weight": 10}),
+        # no outputs event (a root with no outputs, an older Terraform): `terraform output` too
+        (None, ["apply", "output"], {"green_weight": 10}),
+    ],
+)
+def test_an_apply_takes_its_outputs_from_its_own_json(
+    labkit_home: Path,
+    fake_terraform: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    reported: dict[str, object] | None,
+    commands: list[str],
+    outputs: dict[str, object],
+) -> None:
+    if reported is not None:
+        monkeypatch.setenv("FAKE_OUTPUTS", json.dumps(reported))
+    tf = Terraform(tmp_path, target=sandbox("http://127.0.0.1:1"), reporter=None)
+    result = tf.apply(variables={"green_weight": 20}, refresh=False)
+    assert [args[0] for args in tf.commands] == commands
+    assert result.outputs == outputs
+    assert tf.destroy().outputs == {}  # a destroy leaves none, and asks for none
+    assert [args[0] for args in tf.commands[len(commands) :]] == ["apply"]
 
 
 def test_a_saved_plan_cannot_be_applied_without_refresh(
