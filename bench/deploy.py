@@ -24,7 +24,10 @@ each, on the staging stack just built (no probe running):
 - ``step``: a weight step as the controller takes it, ``Stack.apply(..., refresh=False)`` with the
   state lock watched, on the controller's Stack, with the Terraform commands it ran;
 - ``new-step``: the same on a new Stack (a new controller's first step, e.g. a resumed deploy),
-  whose ``init`` is included whenever it runs one.
+  whose ``init`` is included whenever it runs one;
+- inside one such apply, from Terraform's own debug log: each run of the AWS provider (start-up,
+  then its work: the first loads its schema, the others validate, plan and apply; Terraform starts
+  it anew for each), and the backend's S3 round trips (lock, read, write, unlock).
 
     .venv/bin/python bench/deploy.py [--rate 100] [--parts 3] [--keep]
 
@@ -35,6 +38,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import shutil
 import statistics
 import tempfile
@@ -141,7 +145,49 @@ def terraform_parts(controller: Controller, rounds: int) -> None:
     for name in ("init", "output", "apply", "step", "new-step"):
         row(name, parts[name])
     print(f"   a step's Terraform commands: {steps[-1]}", flush=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        for index in range(rounds):
+            weight = 10 if weight != 10 else 0
+            anatomy = apply_anatomy(stack, weight, Path(tmp) / f"apply-{index}.log")
+            print(f"   inside a step's apply: {anatomy}", flush=True)
     stack.apply({"green_weight": 0, "green_capacity": 0})  # back as it was, refreshed
+
+
+_LOG_TIME = re.compile(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d+)Z")
+
+
+def apply_anatomy(stack: Stack, weight: int, log: Path) -> str:
+    """One weight step's apply under ``TF_LOG=debug``: its provider runs and backend round trips."""
+    os.environ.update(TF_LOG="debug", TF_LOG_PATH=str(log))
+    try:
+        stack.apply({"green_weight": weight}, refresh=False)
+    finally:
+        del os.environ["TF_LOG"], os.environ["TF_LOG_PATH"]
+    stamps: list[tuple[float, str]] = []
+    for line in log.read_text(errors="replace").splitlines():
+        if found := _LOG_TIME.match(line):
+            stamps.append((pd.Timestamp(found.group(1)).timestamp(), line))
+    providers: list[float] = []
+    backend = 0.0
+    started: float | None = None
+    sent: float | None = None
+    for at, line in stamps:
+        if "provider: starting plugin" in line:
+            started = at
+        elif "provider: plugin exited" in line and started is not None:
+            providers.append(at - started)
+            started = None
+        elif "backend-s3: HTTP Request Sent" in line:
+            sent = at
+        elif "backend-s3: HTTP Response Received" in line and sent is not None:
+            backend += at - sent
+            sent = None
+    total = stamps[-1][0] - stamps[0][0] if stamps else 0.0
+    runs = " + ".join(f"{p:.2f}" for p in providers)
+    return (
+        f"{total:.2f} s in all; {len(providers)} provider runs: {runs} = {sum(providers):.2f} s; "
+        f"backend S3 round trips {backend:.2f} s"
+    )
 
 
 def run(controller: Controller, version: str, rate: float) -> tuple[Deployment, pd.DataFrame, float]:
