@@ -487,8 +487,8 @@ class Terraform:
 
     def _stamped(self, stamp: Path, args: list[str]) -> bool:
         """Whether the last init left ``stamp`` with the key ``args`` would have now, and what it
-        set up is still there (an init with a backend records it in the data dir)."""
-        if not stamp.is_file():
+        set up is still there: the providers it installed, and the backend it recorded."""
+        if not stamp.is_file() or not (self._tf_data_dir / "providers").is_dir():
             return False
         if "-backend=false" not in args and not (self._tf_data_dir / "terraform.tfstate").is_file():
             return False
