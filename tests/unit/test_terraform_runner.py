@@ -133,6 +133,14 @@ FAKE_TERRAFORM = """#!{python}
 import json, os, sys
 with open(os.environ["FAKE_TERRAFORM_LOG"], "a") as log:
     log.write(json.dumps(sys.argv[1:]) + "\\n")
+if sys.argv[1] == "init":
+    # What a real init leaves in the data dir: providers, the backend it recorded, the modules.
+    data = os.environ.get("TF_DATA_DIR", ".terraform")
+    os.makedirs(os.path.join(data, "providers"), exist_ok=True)
+    os.makedirs(os.path.join(data, "modules"), exist_ok=True)
+    open(os.path.join(data, "terraform.tfstate"), "w").write("{{}}")
+    modules = [{{"Key": "", "Source": "", "Dir": "."}}, {{"Key": "app", "Source": "../mod", "Dir": "../mod"}}]
+    open(os.path.join(data, "modules", "modules.json"), "w").write(json.dumps({{"Modules": modules}}))
 if sys.argv[1] == "apply":
     summary = {{"add": 0, "change": 1, "remove": 0, "operation": "apply"}}
     print(json.dumps({{"type": "change_summary", "@message": "Apply complete!", "changes": summary}}))
@@ -336,3 +344,31 @@ def test_a_failing_poll_stops_terraform_gracefully_and_raises_once_it_exited(
     with pytest.raises(DeploymentLockLostError):
         tf.apply(variables={"green_weight": 10}, while_running=lost)
     assert slow_terraform.read_text() == "state saved after interrupt\n"
+
+
+def test_init_is_skipped_until_the_root_a_module_the_lock_file_or_the_backend_changes(
+    labkit_home: Path, fake_terraform: Path, tmp_path: Path
+) -> None:
+    root, module = tmp_path / "root", tmp_path / "mod"
+    for folder in (root, module):
+        folder.mkdir()
+        (folder / "main.tf").write_text("# v1\n")
+    tf = Terraform(root, target=sandbox("http://127.0.0.1:1"), data_dir=tmp_path / "data", reporter=None)
+    settings = {"bucket": "b", "key": "k"}
+
+    def init(**changes: str) -> bool:
+        return tf.init(backend_config={**settings, **changes}, if_changed=True)
+
+    assert init() is True  # nothing stamped yet
+    assert init() is False
+    (module / "main.tf").write_text("# v2\n")  # a module the last init installed (modules.json)
+    assert init() is True and init() is False
+    (root / ".terraform.lock.hcl").write_text("# providers\n")
+    assert init() is True and init() is False
+    assert init(key="other") is True and init() is True
+    (tmp_path / "data" / "terraform.tfstate").unlink()  # the recorded backend is gone
+    assert init() is True and init() is False
+    (tmp_path / "unrelated.tf").write_text("# not the root's, nor a module's\n")
+    assert init() is False
+    inits = [json.loads(line)[0] for line in fake_terraform.read_text().splitlines()]
+    assert inits == ["init"] * 6 == [args[0] for args in tf.commands]
