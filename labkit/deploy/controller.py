@@ -469,11 +469,13 @@ class Controller:
             event.detail = f"{to} {step.weight}% (green_weight={variables['green_weight']})"
             self.say(f"shift: {to} to {step.weight}% (step {index + 1}/{len(record.strategy.steps)})")
             # Without Terraform's refresh of every resource (most of this apply's time), which is safe
-            # here: this run's previous apply (provision, or a resumed run's first step) refreshed
-            # everything; the deployment lock keeps every other deploy, abort and rollback off the
-            # stack meanwhile; and the step changes only the listener's weights, which the apply
-            # writes whole from configuration anyway. Drift elsewhere (made outside Terraform) is
-            # neither seen nor undone by this apply: the next refreshing one (scale-down, rollback) does.
+            # here: the state is what Terraform itself wrote moments ago, as this run's previous apply
+            # (provision, or a resumed run's first step) refreshed everything; the deployment lock
+            # keeps every other deploy, abort and rollback off the stack meanwhile; and the step
+            # changes only the listener's weights, which the apply writes whole from configuration
+            # anyway. Drift elsewhere (made outside Terraform) is neither seen nor undone by this
+            # apply: the next refreshing one (scale-down, rollback) sees and reconciles it, and any
+            # plan (`labkit stack plan`) shows it. The apply's own JSON carries the outputs.
             self._apply(variables, refresh=refresh)
         self._update(record, weight=step.weight)
         self._gate(record, step.weight, step.bake_s, probe)

@@ -319,11 +319,29 @@ class Stack:
             yield
 
     def outputs(self) -> dict[str, Any]:
-        """Every output of the environment ({} before its first apply)."""
+        """Every output of the environment ({} before its first apply), as ``terraform output``
+        gives them, read from the state object in the bucket (see :meth:`state`)."""
         if self._bootstrapping():
             return {}
-        self._init()
-        return self.terraform.output()
+        outputs = self.state().get("outputs") or {}
+        return {name: spec.get("value") for name, spec in outputs.items()}
+
+    def state(self) -> dict[str, Any]:
+        """The environment's state document ({} before its first apply), as ``terraform state
+        pull`` gives it, read from its object in the state bucket with one S3 call: Terraform
+        itself would start, read the backend's configuration and then make that same read."""
+        config = self.backend_config(locking=False)
+        try:
+            body = self.target.client("s3").get_object(Bucket=config["bucket"], Key=config["key"])["Body"]
+        except ClientError as exc:
+            code = str(exc.response.get("Error", {}).get("Code", ""))
+            if code in ("NoSuchKey", "404"):
+                return {}
+            if code == "NoSuchBucket":
+                raise self._no_state_bucket() from exc
+            raise
+        text = body.read()
+        return dict(json.loads(text)) if text.strip() else {}
 
     def resources(self) -> list[str]:
         """The address of every resource in the environment's state (``terraform state list``)."""
@@ -334,8 +352,7 @@ class Stack:
         """What Terraform recorded about one resource, as ``terraform state show`` prints it:
         ``state_attributes('module.environment.module.alb.aws_lb.this')["dns_name"]``. A targeted
         apply writes no root outputs, so this is how to read what it built."""
-        self._init()
-        for resource in raw_state_resources(self.terraform.state_pull(), data_sources=True):
+        for resource in raw_state_resources(self.state(), data_sources=True):
             if resource.address == address:
                 return dict(resource.values)
         raise StackError(
@@ -427,8 +444,8 @@ class Stack:
     ) -> dict[str, Any]:
         """The variables an apply of ``overrides`` uses: what the target fills in, then (with
         ``carry_over``) the deployment as last applied (staging, production), then ``overrides``.
-        Needs an initialised backend for the deployment part. A variable the root does not declare is
-        refused (Terraform would only warn and apply without it)."""
+        The deployment part is read from the state (:meth:`outputs`). A variable the root does not
+        declare is refused (Terraform would only warn and apply without it)."""
         unknown = sorted(set(overrides or {}) - self.declared_variables())
         if unknown:
             raise ConfigError(
@@ -451,7 +468,7 @@ class Stack:
             # The sandbox has no billing, so no budget; everything else is the same on both targets.
             values.update(artifact_bucket=names.artifact_bucket, enable_budget=not self.target.is_sandbox)
             if carry_over:
-                values.update(self.terraform.output().get("deployment") or {})
+                values.update(self.outputs().get("deployment") or {})
         values.update(overrides or {})
         return values
 
@@ -489,19 +506,24 @@ class Stack:
                 )
 
     def _init(self) -> None:
-        """``terraform init`` with this target's S3 backend, once per Stack."""
+        """``terraform init`` with this target's S3 backend, at most once per Stack, and only when
+        the configuration or the backend settings changed since the last init in its data dir
+        (:meth:`labkit.infra.terraform.Terraform.init` with ``if_changed``): each init is seconds
+        of provider installation and backend set-up, the same every time."""
         if self._initialised:
             return
-        bucket = self.names.state_bucket
-        if not self._bucket_exists(bucket):
-            raise StackError(
-                f"The state bucket {bucket} does not exist on {self.target.name}, so {self.env} has "
-                "nowhere to keep its state.",
-                hint="Apply the global environment first: `labkit stack apply global` "
-                "(or Stack('global', target).apply()).",
-            )
-        self.terraform.init(backend_config=self.backend_config())
+        if not self._bucket_exists(self.names.state_bucket):
+            raise self._no_state_bucket()
+        self.terraform.init(backend_config=self.backend_config(), if_changed=True)
         self._initialised = True
+
+    def _no_state_bucket(self) -> StackError:
+        return StackError(
+            f"The state bucket {self.names.state_bucket} does not exist on {self.target.name}, so "
+            f"{self.env} has nowhere to keep its state.",
+            hint="Apply the global environment first: `labkit stack apply global` "
+            "(or Stack('global', target).apply()).",
+        )
 
     @property
     def _bootstrap_state(self) -> Path:

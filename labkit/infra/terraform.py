@@ -17,6 +17,8 @@ graceful stop: labkit keeps following until Terraform has saved the state and ex
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import json
 import os
 import shutil
@@ -25,7 +27,7 @@ import subprocess
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,6 +41,9 @@ INSTALL_HINT = (
     "Install Terraform 1.6 or newer (https://developer.hashicorp.com/terraform/install) and make sure "
     "`terraform` is on PATH, or install OpenTofu and set LABKIT_TERRAFORM=tofu."
 )
+
+#: The stamp a successful ``init`` leaves in the data dir: the hash of what it depended on.
+INIT_STAMP = "labkit-init.sha256"
 
 #: A progress sink: called with one human-readable line per event.
 Reporter = Callable[[str], None]
@@ -64,9 +69,15 @@ def terraform_binary() -> str:
 
 
 def terraform_version() -> str:
-    """The version of the Terraform binary, e.g. ``1.11.4``."""
+    """The version of the Terraform binary, e.g. ``1.11.4`` (asked once per binary and process:
+    the state-lock poll of an apply reads it every second)."""
+    return _version_of(terraform_binary())
+
+
+@functools.cache
+def _version_of(binary: str) -> str:
     proc = subprocess.run(
-        [terraform_binary(), "version", "-json"],
+        [binary, "version", "-json"],
         capture_output=True,
         text=True,
         check=False,
@@ -181,6 +192,18 @@ class ApplyResult:
     outputs: dict[str, Any]
 
 
+def _outputs_event(events: Iterable[Mapping[str, Any]]) -> dict[str, Any] | None:
+    """The root outputs an apply's ``-json`` stream ended with, or None when it reported none or
+    redacted some (sensitive outputs have no value there; ``terraform output`` has it)."""
+    found = next((e for e in reversed(list(events)) if e.get("type") == "outputs"), None)
+    if found is None:
+        return None
+    specs: dict[str, Any] = found.get("outputs") or {}
+    if any(spec.get("sensitive") or "value" not in spec for spec in specs.values()):
+        return None
+    return {name: spec["value"] for name, spec in specs.items()}
+
+
 def _changes(entries: Iterable[Mapping[str, Any]]) -> list[ResourceChange]:
     out = []
     for rc in entries:
@@ -227,6 +250,9 @@ class Terraform:
         self.data_dir = data_dir
         self.reporter = reporter
         self.binary = terraform_binary()
+        #: Every command this runner started, its arguments in order (``["apply", "-json", ...]``):
+        #: what a caller or a test counts, e.g. the one apply of a deploy step.
+        self.commands: list[list[str]] = []
 
     # -- plumbing ---------------------------------------------------------------------------
 
@@ -278,6 +304,7 @@ class Terraform:
         deleted once Terraform exited and labkit read them; if labkit dies first, Terraform goes on
         writing them (under ``<data dir>/logs``).
         """
+        self.commands.append(list(args))
         logs = (self.data_dir or labkit_home() / "terraform") / "logs"
         logs.mkdir(parents=True, exist_ok=True)
         stem = logs / f"{time.strftime('%Y%m%dT%H%M%S')}-{args[0]}-{os.getpid()}-{threading.get_ident()}"
@@ -424,8 +451,16 @@ class Terraform:
         backend_config: Mapping[str, str] | None = None,
         backend: bool = True,
         migrate_state: bool = False,
-    ) -> None:
-        """``terraform init``: providers (from the mirror when configured) and the backend."""
+        if_changed: bool = False,
+    ) -> bool:
+        """``terraform init``: providers (from the mirror when configured) and the backend.
+
+        With ``if_changed``, it is skipped when the last init in this data dir was the same: same
+        init arguments (backend config included), binary and CLI config, and the same configuration
+        (see :meth:`init_key`). Every successful init leaves that key in the data dir; the stamp is
+        removed before an init runs, so one that failed or was killed is run again next time.
+        Returns whether init ran.
+        """
         args = ["init", "-input=false", "-no-color"]
         if not backend:
             args.append("-backend=false")
@@ -435,8 +470,57 @@ class Terraform:
             args.append("-reconfigure")
         for key, value in (backend_config or {}).items():
             args.append(f"-backend-config={key}={value}")
+        stamp = self._tf_data_dir / INIT_STAMP
+        if if_changed and not migrate_state and self._stamped(stamp, args):
+            return False
+        stamp.unlink(missing_ok=True)
         self._say(f"terraform init in {self.workdir.name}")
         self._run(args, what="init")
+        stamp.parent.mkdir(parents=True, exist_ok=True)
+        partial = stamp.with_name(f"{stamp.name}.{os.getpid()}.{threading.get_ident()}")
+        partial.write_text(self.init_key(args))
+        partial.replace(stamp)  # whole or not at all, should two inits race
+        return True
+
+    @property
+    def _tf_data_dir(self) -> Path:
+        return self.data_dir if self.data_dir is not None else self.workdir / ".terraform"
+
+    def _stamped(self, stamp: Path, args: list[str]) -> bool:
+        """Whether the last init left ``stamp`` with the key ``args`` would have now, and what it
+        set up is still there: the providers it installed, and the backend it recorded."""
+        if not stamp.is_file() or not (self._tf_data_dir / "providers").is_dir():
+            return False
+        if "-backend=false" not in args and not (self._tf_data_dir / "terraform.tfstate").is_file():
+            return False
+        return stamp.read_text() == self.init_key(args)
+
+    def init_key(self, args: Sequence[str]) -> str:
+        """A hash of everything ``terraform init`` with ``args`` depends on: the arguments, the
+        binary, the CLI config (provider mirror), the root's files (``*.tf``, ``*.tf.json``, the
+        dependency lock file, test files) and the files of every module the last init installed
+        (its ``modules.json``; a module added or moved changes a file already hashed)."""
+        digest = hashlib.sha256()
+
+        def add(label: str, data: bytes) -> None:
+            digest.update(f"{label}\0{len(data)}\0".encode())
+            digest.update(data)
+
+        add("args", json.dumps(list(args)).encode())
+        binary = Path(self.binary)
+        add("binary", f"{binary} {binary.stat().st_mtime_ns} {binary.stat().st_size}".encode())
+        config = self._env().get("TF_CLI_CONFIG_FILE")
+        add("cli-config", Path(config).read_bytes() if config and Path(config).is_file() else b"")
+        modules = self._tf_data_dir / "modules" / "modules.json"
+        dirs = {self.workdir}
+        if modules.is_file():
+            add("modules.json", modules.read_bytes())
+            for module in json.loads(modules.read_text()).get("Modules") or []:
+                dirs.add((self.workdir / str(module.get("Dir", "."))).resolve())
+        for folder in sorted(dirs):
+            for path in sorted(_config_files(folder)):
+                add(str(path), path.read_bytes())
+        return digest.hexdigest()
 
     def plan(
         self,
@@ -514,12 +598,16 @@ class Terraform:
         summary: dict[str, Any] = next(
             (e["changes"] for e in reversed(events) if e.get("type") == "change_summary"), {}
         )
+        seconds = time.monotonic() - start
+        # The outputs the apply itself reported at its end; a separate ``terraform output`` (another
+        # Terraform start and state read) only when it reported none or redacted a sensitive one.
+        outputs = {} if destroy else _outputs_event(events)
         result = ApplyResult(
             added=int(summary.get("add", 0)),
             changed=int(summary.get("change", 0)),
             removed=int(summary.get("remove", 0)),
-            seconds=time.monotonic() - start,
-            outputs=self.output() if not destroy else {},
+            seconds=seconds,
+            outputs=self.output() if outputs is None else outputs,
         )
         self._say(
             f"{'destroy' if destroy else 'apply'} complete in {result.seconds:.1f}s: {result.added} added, "
@@ -570,6 +658,7 @@ class Terraform:
         is taken (the backend knows; the console, reading piped input, says nothing until the end).
         Raises :class:`StateLockedError` when someone else holds the lock already.
         """
+        self.commands.append(["console"])
         proc = subprocess.Popen(
             [self.binary, "console"],
             cwd=self.workdir,
@@ -668,6 +757,13 @@ def _sigterm_as_interrupt() -> Iterator[None]:
         yield
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+def _config_files(folder: Path) -> Iterator[Path]:
+    """The files of a module folder that ``terraform init`` reads: configuration, the dependency
+    lock file, and test files (their ``run`` blocks may name modules to install)."""
+    for pattern in ("*.tf", "*.tf.json", ".terraform.lock.hcl", "tests/*.tftest.hcl", "tests/*.tftest.json"):
+        yield from (path for path in folder.glob(pattern) if path.is_file())
 
 
 def _json_lines(stream: Iterable[str]) -> Iterator[dict[str, Any]]:

@@ -131,6 +131,12 @@ def test_1_healthy_canary_under_load_ends_on_the_new_release_with_zero_failures(
     assert all((e.detail or "").startswith("pass") for e in events if e.phase.startswith("analysis"))
     assert ctl.ledger.lock_holder("staging") is None
     assert any("analysis: pass at 50%" in line for line in lines)
+    # Terraform's commands, as its runner counts them: one apply per change (provision, each weight
+    # step, scale-down), the steps' without refresh; the outputs came with the applies (and from the
+    # state object), and init ran already in this data dir (the fixture's apply), so not again.
+    commands = ctl.stack.terraform.commands
+    assert [args[0] for args in commands] == ["apply"] * 5, commands
+    assert ["-refresh=false" in args for args in commands] == [False, True, True, True, False]
 
 
 def test_2_a_30_percent_error_release_is_rolled_back_at_the_canary(

@@ -244,6 +244,8 @@ def test_green_weight_10_changes_only_the_listener(lab: Lab) -> None:
     result = staging.apply({"green_weight": 10})
     assert (result.added, result.changed, result.removed) == (0, 1, 0)
     assert _weights(lab, result.outputs) == {"blue": 90, "green": 10}
+    # The outputs the apply reported, and those read from the state object, are Terraform's own.
+    assert result.outputs == staging.outputs() == staging.terraform.output()
     # The step is recorded in state, and the next apply starts from it (the next test relies on it).
     assert staging.deployment()["green_weight"] == 10
 

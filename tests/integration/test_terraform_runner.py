@@ -36,6 +36,19 @@ def target(moto_endpoint: str) -> Target:
     return target
 
 
+def backend(target: Target) -> dict[str, str]:
+    return {
+        "bucket": BUCKET,
+        "key": KEY,
+        "region": target.region,
+        "dynamodb_table": LOCK_TABLE,
+        "use_path_style": "true",
+        "skip_credentials_validation": "true",
+        "skip_requesting_account_id": "true",
+        "skip_metadata_api_check": "true",
+    }
+
+
 @pytest.fixture(scope="module")
 def tf(target: Target, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Terraform]:
     work = tmp_path_factory.mktemp("tf_small")
@@ -43,18 +56,7 @@ def tf(target: Target, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Ter
     lines: list[str] = []
     runner = Terraform(work, target=target, data_dir=work / ".tfdata", reporter=lines.append)
     runner.lines = lines  # type: ignore[attr-defined]
-    runner.init(
-        backend_config={
-            "bucket": BUCKET,
-            "key": KEY,
-            "region": target.region,
-            "dynamodb_table": LOCK_TABLE,
-            "use_path_style": "true",
-            "skip_credentials_validation": "true",
-            "skip_requesting_account_id": "true",
-            "skip_metadata_api_check": "true",
-        }
-    )
+    runner.init(backend_config=backend(target))
     yield runner
 
 
@@ -70,14 +72,18 @@ def test_full_lifecycle_in_an_s3_backend(tf: Terraform, target: Target) -> None:
         ("aws_ssm_parameter.release", "create"),
     ]
 
-    # apply: live progress resource by resource, and the outputs it left
+    # apply: live progress resource by resource, and the outputs it left, from its own JSON: the
+    # apply was the one command it took
+    ran = len(tf.commands)
     result = tf.apply(variables=VARS)
+    assert [args[0] for args in tf.commands[ran:]] == ["apply"]
     assert (result.added, result.changed, result.removed) == (2, 0, 0)
     assert any("aws_sns_topic.this: Creation complete" in line for line in tf.lines)  # type: ignore[attr-defined]
     assert result.outputs["parameter_name"] == "/runner-test/release"
 
-    # output: the real topic exists in the emulated account
+    # output: the same outputs, and the real topic exists in the emulated account
     outputs = tf.output()
+    assert outputs == result.outputs
     topics = [t["TopicArn"] for t in target.client("sns").list_topics()["Topics"]]
     assert outputs["topic_arn"] in topics
 
@@ -131,3 +137,29 @@ def test_a_held_lock_raises_state_locked_with_terraforms_message(tf: Terraform, 
     finally:
         tf.force_unlock(info["ID"])
     assert "Item" not in dynamodb.get_item(TableName=LOCK_TABLE, Key={"LockID": {"S": lock_id}})
+
+
+def test_init_runs_again_only_when_the_configuration_or_the_backend_changed(
+    tf: Terraform, target: Target
+) -> None:
+    # Another runner on the same root and data dir, as a new Stack is: the fixture's init stands.
+    again = Terraform(tf.workdir, target=target, data_dir=tf.data_dir, reporter=None)
+    settings = backend(target)
+    assert again.init(backend_config=settings, if_changed=True) is False
+
+    main = tf.workdir / "main.tf"
+    original = main.read_text()
+    try:
+        main.write_text(original + "\n# Any change to a .tf file counts, even a comment.\n")
+        assert again.init(backend_config=settings, if_changed=True) is True
+        assert again.init(backend_config=settings, if_changed=True) is False
+    finally:
+        main.write_text(original)
+    assert again.init(backend_config=settings, if_changed=True) is True  # back as it was: changed too
+
+    # Other backend settings, then the old ones again: an init each time.
+    assert again.init(backend_config={**settings, "max_retries": "3"}, if_changed=True) is True
+    assert again.init(backend_config=settings, if_changed=True) is True
+    assert again.init(backend_config=settings, if_changed=True) is False
+    assert [args[0] for args in again.commands] == ["init"] * 4
+    assert again.init(backend_config=settings) is True  # without if_changed, init always runs

@@ -133,9 +133,20 @@ FAKE_TERRAFORM = """#!{python}
 import json, os, sys
 with open(os.environ["FAKE_TERRAFORM_LOG"], "a") as log:
     log.write(json.dumps(sys.argv[1:]) + "\\n")
+if sys.argv[1] == "init":
+    # What a real init leaves in the data dir: providers, the backend it recorded, the modules.
+    data = os.environ.get("TF_DATA_DIR", ".terraform")
+    os.makedirs(os.path.join(data, "providers"), exist_ok=True)
+    os.makedirs(os.path.join(data, "modules"), exist_ok=True)
+    open(os.path.join(data, "terraform.tfstate"), "w").write("{{}}")
+    modules = [{{"Key": "", "Source": "", "Dir": "."}}, {{"Key": "app", "Source": "../mod", "Dir": "../mod"}}]
+    open(os.path.join(data, "modules", "modules.json"), "w").write(json.dumps({{"Modules": modules}}))
 if sys.argv[1] == "apply":
     summary = {{"add": 0, "change": 1, "remove": 0, "operation": "apply"}}
     print(json.dumps({{"type": "change_summary", "@message": "Apply complete!", "changes": summary}}))
+    if os.environ.get("FAKE_OUTPUTS"):
+        outputs = json.loads(os.environ["FAKE_OUTPUTS"])
+        print(json.dumps({{"type": "outputs", "@message": "Outputs: 1", "outputs": outputs}}))
 elif sys.argv[1] == "output":
     print(json.dumps({{"green_weight": {{"value": 10}}}}))
 """
@@ -177,6 +188,40 @@ def test_apply_skips_the_refresh_only_when_asked(
     fake_terraform.unlink()
     tf.apply(variables={"green_weight": 10})
     assert not any(a.startswith("-refresh") for a in _apply_args(fake_terraform))
+
+
+@pytest.mark.parametrize(
+    ("reported", "commands", "outputs"),
+    [
+        # Terraform's own JSON: {"name": {"sensitive": ..., "type": ..., "value": ...}}
+        (
+            {"green_weight": {"sensitive": False, "type": "number", "value": 20}},
+            ["apply"],
+            {"green_weight": 20},
+        ),
+        # a sensitive output has no value in the apply's JSON: `terraform output` has it
+        ({"token": {"sensitive": True, "type": "string"}}, ["apply", "output"], {"green_weight": 10}),
+        # no outputs event (a root with no outputs, an older Terraform): `terraform output` too
+        (None, ["apply", "output"], {"green_weight": 10}),
+    ],
+)
+def test_an_apply_takes_its_outputs_from_its_own_json(
+    labkit_home: Path,
+    fake_terraform: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    reported: dict[str, object] | None,
+    commands: list[str],
+    outputs: dict[str, object],
+) -> None:
+    if reported is not None:
+        monkeypatch.setenv("FAKE_OUTPUTS", json.dumps(reported))
+    tf = Terraform(tmp_path, target=sandbox("http://127.0.0.1:1"), reporter=None)
+    result = tf.apply(variables={"green_weight": 20}, refresh=False)
+    assert [args[0] for args in tf.commands] == commands
+    assert result.outputs == outputs
+    assert tf.destroy().outputs == {}  # a destroy leaves none, and asks for none
+    assert [args[0] for args in tf.commands[len(commands) :]] == ["apply"]
 
 
 def test_a_saved_plan_cannot_be_applied_without_refresh(
@@ -299,3 +344,31 @@ def test_a_failing_poll_stops_terraform_gracefully_and_raises_once_it_exited(
     with pytest.raises(DeploymentLockLostError):
         tf.apply(variables={"green_weight": 10}, while_running=lost)
     assert slow_terraform.read_text() == "state saved after interrupt\n"
+
+
+def test_init_is_skipped_until_the_root_a_module_the_lock_file_or_the_backend_changes(
+    labkit_home: Path, fake_terraform: Path, tmp_path: Path
+) -> None:
+    root, module = tmp_path / "root", tmp_path / "mod"
+    for folder in (root, module):
+        folder.mkdir()
+        (folder / "main.tf").write_text("# v1\n")
+    tf = Terraform(root, target=sandbox("http://127.0.0.1:1"), data_dir=tmp_path / "data", reporter=None)
+    settings = {"bucket": "b", "key": "k"}
+
+    def init(**changes: str) -> bool:
+        return tf.init(backend_config={**settings, **changes}, if_changed=True)
+
+    assert init() is True  # nothing stamped yet
+    assert init() is False
+    (module / "main.tf").write_text("# v2\n")  # a module the last init installed (modules.json)
+    assert init() is True and init() is False
+    (root / ".terraform.lock.hcl").write_text("# providers\n")
+    assert init() is True and init() is False
+    assert init(key="other") is True and init() is True
+    (tmp_path / "data" / "terraform.tfstate").unlink()  # the recorded backend is gone
+    assert init() is True and init() is False
+    (tmp_path / "unrelated.tf").write_text("# not the root's, nor a module's\n")
+    assert init() is False
+    inits = [json.loads(line)[0] for line in fake_terraform.read_text().splitlines()]
+    assert inits == ["init"] * 6 == [args[0] for args in tf.commands]
