@@ -318,6 +318,12 @@ class Stack:
         with self.terraform.hold_lock(lambda: self.state_lock() is not None):
             yield
 
+    def force_unlock(self, lock_id: str) -> None:
+        """Break this environment's state lock ``lock_id`` (``terraform force-unlock``). Only for a
+        lock whose holder is proven gone: the unlock-state runbook (:mod:`labkit.ops.locks`) proves it."""
+        self._init()
+        self.terraform.force_unlock(lock_id)
+
     def outputs(self) -> dict[str, Any]:
         """Every output of the environment ({} before its first apply)."""
         if self._bootstrapping():
