@@ -114,13 +114,16 @@ def read_lock(stack: Stack) -> StateLock | None:
 
 
 def terraform_in_root(root: Path) -> list[int]:
-    """Pids of Terraform processes working in ``root`` (a ``terraform apply`` started by hand in the
-    environment's folder); Linux ``/proc``, [] elsewhere."""
+    """Pids of Terraform processes started by hand in ``root``, the environment's folder (Linux
+    ``/proc``; [] elsewhere). One with a TF_DATA_DIR of its own is labkit's, for some target and
+    LABKIT_HOME: :func:`evidence` finds this stack's by its data dir, and the others work elsewhere."""
     wanted = root.resolve()
     pids = []
     for entry in Path("/proc").glob("[0-9]*"):
         try:
-            if "terraform" in (entry / "comm").read_text() and Path(os.readlink(entry / "cwd")) == wanted:
+            if "terraform" not in (entry / "comm").read_text() or Path(os.readlink(entry / "cwd")) != wanted:
+                continue
+            if not any(v.startswith(b"TF_DATA_DIR=") for v in (entry / "environ").read_bytes().split(b"\0")):
                 pids.append(int(entry.name))
         except OSError:
             continue
