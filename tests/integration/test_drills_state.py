@@ -1,9 +1,12 @@
-"""The state drills on the session's staging stack: each injected for real, recovered by its runbook
-run with papermill, and verified with checks the runbook did not write (the S3 object's bytes,
-lineage and serial read here; a plan with no changes; the lock read from the backend).
+"""The state drills on the drills' stack: each injected for real, recovered by its runbook run with
+papermill, and verified with checks the runbook did not write (the S3 object's bytes, lineage and
+serial read here; a plan with no changes; the lock read from the backend).
 
-One staging stack serves every test (``staging_stack``, built once per session); each test leaves it
-as it found it, and the module's fixture puts back the one deployment variable the applies change.
+One stack serves every drill test (``drills_stack``, built once per session); each test leaves it as
+it found it, and the module's fixture puts back the one deployment variable the applies change.
+test_drills_cli.py runs restore-state from the command line on the truncated and garbage variants,
+with its refusal without confirm and a second run that finds nothing to do; this module runs it on
+the delete marker and checks the other variants' recovery through the runbook's functions.
 """
 
 from __future__ import annotations
@@ -20,15 +23,15 @@ from labkit.ops import locks, state
 from labkit.ops.drills import concurrent_applies, corrupt_state, stuck_lock
 from labkit.ops.execute import RunbookRun, run_runbook
 from labkit.target import Target
-from tests.conftest import StagingStack
+from tests.conftest import DrillsStack
 
 pytestmark = pytest.mark.integration
 
 
 @pytest.fixture(scope="module")
-def staging(staging_stack: StagingStack) -> Iterator[Stack]:
-    """The staging stack; afterwards its state readable, unlocked, and its deployment as found."""
-    stack = Stack("staging", staging_stack.target)
+def staging(drills_stack: DrillsStack) -> Iterator[Stack]:
+    """The drills' staging; afterwards its state readable, unlocked, and its deployment as found."""
+    stack = drills_stack.stack()
     found = stack.deployment()
     yield stack
     # Only when a test failed halfway: put the stack back for the tests after this module.
@@ -73,38 +76,38 @@ def assert_no_change_plan(stack: Stack) -> None:
 # -- corrupt-state -> restore-state --------------------------------------------------------------
 
 
-@pytest.mark.parametrize("variant", ["truncated", "deleted"])  # restored by a copy; by unhiding
-def test_corrupt_state_is_restored_by_the_runbook(staging: Stack, variant: str, tmp_path: Path) -> None:
+def test_a_deleted_state_is_restored_by_the_runbook(staging: Stack, tmp_path: Path) -> None:
     target = staging.target
     _, good = latest(target, staging)
-    facts = corrupt_state.inject(target, "staging", variant=variant)
-    broken_version, broken = latest(target, staging)
-    assert broken != good
+    facts = corrupt_state.inject(target, "staging", variant="deleted")
+    marker, gone = latest(target, staging)
+    assert gone is None and marker == facts["delete_marker"]
 
     dry = run("restore-state", target, tmp_path)
     assert dry.ok and dry.record.outcome == "planned", dry.error
-    assert latest(target, staging) == (broken_version, broken)  # the dry run changed nothing
+    assert latest(target, staging) == (marker, None)  # the dry run changed nothing
 
     fixed = run("restore-state", target, tmp_path, dry_run=False, confirm="staging")
     assert fixed.ok and fixed.record.outcome == "recovered", fixed.error
-    assert_restored(staging, facts, good, broken_version)
-    if variant == "truncated":
-        assert_no_change_plan(staging)
+    assert_restored(staging, facts, good, marker)
+    assert latest(target, staging)[0] == facts["version_id"]  # the marker removed, not a copy made
+    assert_no_change_plan(staging)
 
 
-@pytest.mark.parametrize("variant", ["garbage", "other-lineage"])
+@pytest.mark.parametrize("variant", ["garbage", "truncated", "other-lineage"])
 def test_the_other_corruptions_are_diagnosed_and_restored(staging: Stack, variant: str) -> None:
-    """The same recovery, through the functions the runbook's cells call (no kernel, no plan): the
-    runbook itself is run for the other two variants."""
+    """The same recovery through the functions the runbook's cells call (no kernel, no plan)."""
     target = staging.target
     _, good = latest(target, staging)
     facts = corrupt_state.inject(target, "staging", variant=variant)
     broken_version, _ = latest(target, staging)
     finding = state.inspect(staging)
     assert finding.problem == variant and finding.lineage == facts["lineage"]
+    assert finding.chosen is not None and finding.chosen.version_id == facts["version_id"]
     for action in state.actions(staging, finding):
         action.run()
     assert_restored(staging, facts, good, broken_version)
+    assert state.inspect(staging).ok
 
 
 def assert_restored(stack: Stack, facts: dict[str, Any], good: bytes | None, broken_version: str) -> None:
@@ -114,13 +117,6 @@ def assert_restored(stack: Stack, facts: dict[str, Any], good: bytes | None, bro
     assert body == good
     assert lineage_serial(body) == (facts["lineage"], facts["serial"])
     assert corrupt_state.state_is_last_good(stack.target, "staging")[0]
-
-
-def test_a_second_restore_state_run_finds_nothing_to_do(staging: Stack, tmp_path: Path) -> None:
-    before = latest(staging.target, staging)
-    again = run("restore-state", staging.target, tmp_path, dry_run=False, confirm="staging")
-    assert again.ok and again.record.outcome == "nothing-to-do", again.error
-    assert latest(staging.target, staging) == before
 
 
 # -- stuck-lock -> unlock-state ------------------------------------------------------------------
@@ -156,6 +152,9 @@ def test_a_killed_apply_leaves_its_lock_and_unlock_state_clears_it(staging: Stac
     assert fixed.ok and fixed.record.outcome == "recovered", fixed.error
     assert stuck_lock.state_unlocked(target, "staging") == (True, "no state lock")
     assert latest(target, staging) == before  # the killed apply wrote no state
+
+    again = run("unlock-state", target, tmp_path, dry_run=False, confirm="staging")
+    assert again.ok and again.record.outcome == "nothing-to-do", again.error
 
 
 # -- concurrent-applies (no runbook: the outcome is the check) -----------------------------------
