@@ -37,7 +37,9 @@ imports nothing from labkit, and every layer imports it.
     ├── LessonOrderError             a notebook needs what an earlier lesson builds (lab.lesson)
     ├── RunbookError                 a runbook cannot run as asked (ops.runbook)
     │   ├── ConfirmationRequiredError  acting needs ``confirm`` equal to the environment's name
-    │   └── RunbookFailedError       a runbook's step or Verify check failed
+    │   ├── RunbookFailedError       a runbook's step or Verify check failed
+    │   ├── StateRecoveryError       a state object cannot be restored as asked (ops.state)
+    │   └── LockHolderAliveError     the state lock's holder may still run: no force-unlock (ops.locks)
     └── DrillError                   a drill cannot inject, run or verify (ops.drill)
 
 The layers (``lint-imports`` checks them; see ``[tool.importlinter]`` in pyproject.toml), top
@@ -229,6 +231,15 @@ class ConfirmationRequiredError(RunbookError):
 
 class RunbookFailedError(RunbookError):
     """A runbook's step raised, or one of its Verify checks found the environment not recovered."""
+
+
+class StateRecoveryError(RunbookError):
+    """An environment's state object cannot be read or restored as asked (no good version, an
+    ambiguous lineage, a run holding the lock)."""
+
+
+class LockHolderAliveError(RunbookError):
+    """The Terraform state lock's holder is not proven gone, so the lock is not broken."""
 
 
 class DrillError(LabkitError):

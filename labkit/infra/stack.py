@@ -151,15 +151,18 @@ class Stack:
             self._names = StackNames.for_target(self.target)
         return self._names
 
-    def plan(self, variables: Mapping[str, Any] | None = None, *, targets: Sequence[str] = ()) -> PlanResult:
+    def plan(
+        self, variables: Mapping[str, Any] | None = None, *, targets: Sequence[str] = (), refresh: bool = True
+    ) -> PlanResult:
         """A plan of ``variables`` on top of the applied deployment; ``has_changes`` says whether it
         would change anything. ``targets`` (e.g. ``["module.environment.module.network"]``) limits
-        it to those resources and what they depend on."""
+        it to those resources and what they depend on. ``refresh=False`` compares the code with the
+        state alone, without reading every resource back (see :meth:`apply`)."""
         if self._bootstrapping():
             with self._bootstrap_root() as terraform:
-                return terraform.plan(variables=self.variables(variables), targets=targets)
+                return terraform.plan(variables=self.variables(variables), targets=targets, refresh=refresh)
         self._init()
-        return self.terraform.plan(variables=self.variables(variables), targets=targets)
+        return self.terraform.plan(variables=self.variables(variables), targets=targets, refresh=refresh)
 
     def apply(
         self,
@@ -317,6 +320,12 @@ class Stack:
         self._init()
         with self.terraform.hold_lock(lambda: self.state_lock() is not None):
             yield
+
+    def force_unlock(self, lock_id: str) -> None:
+        """Break this environment's state lock ``lock_id`` (``terraform force-unlock``). Only for a
+        lock whose holder is proven gone: the unlock-state runbook (:mod:`labkit.ops.locks`) proves it."""
+        self._init()
+        self.terraform.force_unlock(lock_id)
 
     def outputs(self) -> dict[str, Any]:
         """Every output of the environment ({} before its first apply), as ``terraform output``

@@ -530,8 +530,10 @@ class Terraform:
         destroy: bool = False,
         refresh_only: bool = False,
         out: Path | None = None,
+        refresh: bool = True,
     ) -> PlanResult:
-        """``terraform plan -detailed-exitcode``, parsed. Keep the plan with ``out`` to apply it later."""
+        """``terraform plan -detailed-exitcode``, parsed. Keep the plan with ``out`` to apply it later.
+        ``refresh=False`` passes ``-refresh=false`` (see :meth:`apply` for what that skips)."""
         with tempfile.TemporaryDirectory(prefix="labkit-plan-") as tmp:
             plan_file = out or Path(tmp) / "plan.tfplan"
             args = ["plan", "-json", "-input=false", "-detailed-exitcode", f"-out={plan_file}"]
@@ -541,6 +543,8 @@ class Terraform:
                 args.append("-destroy")
             if refresh_only:
                 args.append("-refresh-only")
+            if not refresh:
+                args.append("-refresh=false")
             code, _ = self._stream(args, what="plan", ok=(0, 2), show_drift=refresh_only)
             raw = self.show(plan_file)
         result = PlanResult(
