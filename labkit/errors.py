@@ -16,6 +16,8 @@ imports nothing from labkit, and every layer imports it.
     ├── TerraformError               a terraform command failed (infra.terraform)
     │   └── StateLockedError         another run holds the state lock
     ├── StackError                   an environment cannot be planned, applied or destroyed (infra.stack)
+    │   ├── StalePlanError           a saved plan no longer matches its file, commit or state (infra.planfile)
+    │   └── DeletionProtectedError   a destroy refused while the load balancer's deletion protection is on
     ├── CostError                    the cost model cannot price its input (infra.cost)
     ├── ReleaseError                 a release cannot be built, checked or uploaded (release.build)
     ├── AppProcessError              a release's app process cannot start or stop (release.appserver)
@@ -189,6 +191,16 @@ class NotebookRunError(LabkitError):
 class StackError(LabkitError):
     """A Terraform environment (global, staging, production) cannot be planned, applied or destroyed as
     asked."""
+
+
+class StalePlanError(StackError):
+    """A saved plan may not be applied: its file, the checkout's commit or the state changed since it
+    was made (or Terraform itself found it stale)."""
+
+
+class DeletionProtectedError(StackError):
+    """A destroy was refused before any change: the environment's load balancer has deletion
+    protection on."""
 
 
 class TerraformDocumentError(ConfigError):

@@ -6,6 +6,7 @@ import json
 import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -74,13 +75,43 @@ def _stack(ctx: typer.Context, env: str, *, quiet_stdout: bool = False) -> Stack
 
 
 @stack_app.command()
-def plan(ctx: typer.Context, env: Env, var: Vars = None) -> None:
+def plan(
+    ctx: typer.Context,
+    env: Env,
+    var: Vars = None,
+    out: Annotated[
+        bool,
+        typer.Option(
+            "--out",
+            help="Save the plan, to apply later with `apply --plan`: to runs/plans/ENV-COMMIT-TIME.tfplan "
+            "(or --out-file). A .json sidecar beside it records the commit, state serial, checksum and "
+            "variables it was made from.",
+        ),
+    ] = False,
+    out_file: Annotated[
+        Path | None, typer.Option("--out-file", help="Save the plan to this file (implies --out).")
+    ] = None,
+) -> None:
     """Show what applying ENV (with --var changes on top of its deployment) would change."""
     variables = parse_vars(var or [])
-    result = _stack(ctx, env).plan(variables)
+    stack = _stack(ctx, env)
+    if not out and out_file is None:
+        result = stack.plan(variables)
+        saved = None
+    else:
+        from labkit.infra.planfile import save_plan
+
+        saved = save_plan(stack, variables, out=out_file)
+        result = saved.plan
     for change in result.changes:
         typer.echo(f"  {change.action:<8} {change.address}")
     typer.echo(result.summary())
+    if saved is not None:
+        record = saved.record
+        typer.echo(
+            f"Saved plan: {saved.path} (commit {record.commit[:7]}, state serial {record.state_serial}); "
+            f"apply it with `labkit stack apply {env} --plan {saved.path}`"
+        )
 
 
 @stack_app.command()
@@ -97,15 +128,34 @@ def apply(
     wait_timeout: Annotated[
         float, typer.Option(help="Seconds to wait for the fleets.", min=0)
     ] = WAIT_TIMEOUT_S,
+    plan_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--plan",
+            help="Apply this saved plan (`plan --out`) and nothing else, only while its checksum, "
+            "commit and state serial still match.",
+        ),
+    ] = None,
 ) -> None:
     """Apply ENV; --var values go on top of the deployment it was last applied with. On --target
     aws it needs --allow-spend. staging and production refuse a release that is not published
     (`labkit release build VERSION`), and the command returns once their fleets serve (--no-wait:
     at once)."""
     variables = parse_vars(var or [])
+    if plan_file is not None and variables:
+        raise ConfigError(
+            "A saved plan fixes its variables: --var cannot change them.",
+            hint=f"Make a new plan with those values (`labkit stack plan {env} --var ... --out`) and "
+            "apply it, or apply without --plan.",
+        )
     stack = _stack(ctx, env)
     _refuse_while_deploying(stack, "apply")
-    result = stack.apply(variables)
+    if plan_file is not None:
+        from labkit.infra.planfile import apply_saved_plan
+
+        result = apply_saved_plan(stack, plan_file)
+    else:
+        result = stack.apply(variables)
     _print_outputs(result.outputs)
     if wait and env in APP_ENVIRONMENTS:
         # After the apply, which released the state lock: waiting holds nothing.
@@ -170,14 +220,19 @@ def destroy(
     env: Env,
     yes: Annotated[bool, typer.Option("--yes", help="Do not ask for confirmation.")] = False,
     confirm: Annotated[
-        str | None, typer.Option(help="On --target aws: type ENV's name to confirm (required there).")
+        str | None,
+        typer.Option(
+            help="Type ENV's name to confirm: required on --target aws, and for production everywhere."
+        ),
     ] = None,
 ) -> None:
-    """Destroy every resource of ENV (global refuses: see teardown-global). On --target aws it
-    needs --confirm ENV."""
+    """Destroy every resource of ENV (global refuses: see teardown-global). On --target aws, and
+    for production everywhere, it needs --confirm ENV; production also refuses while its load
+    balancer's deletion protection is on."""
     stack = _stack(ctx, env)
-    stack.confirm_destroy(confirm)  # on aws, refused before the question and before any change
+    stack.confirm_destroy(confirm)  # refused before the question and before any change
     _refuse_while_deploying(stack, "destroy")
+    stack.refuse_while_deletion_protected()
     if not yes:
         typer.confirm(f"Destroy every resource of {env} on {stack.target.name}?", abort=True)
     result = stack.destroy(confirm=confirm)
