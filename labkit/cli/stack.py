@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
@@ -12,9 +11,8 @@ from typing import Annotated, Any
 import typer
 
 from labkit.cli.context import AsJson, echo_json, target
-from labkit.errors import ConfigError, StackError
+from labkit.errors import ConfigError
 from labkit.infra.stack import APP_ENVIRONMENTS, ENVIRONMENTS, Stack
-from labkit.target import Target
 
 stack_app = typer.Typer(
     help="The Terraform environments (global, staging, production) on the sandbox or AWS.",
@@ -23,7 +21,6 @@ stack_app = typer.Typer(
 
 #: How long `labkit stack apply` waits for the fleets to turn healthy by default.
 WAIT_TIMEOUT_S = 300.0
-COLORS = ("blue", "green")
 
 
 def _check_env(value: str) -> str:
@@ -158,40 +155,10 @@ def apply(
         result = stack.apply(variables)
     _print_outputs(result.outputs)
     if wait and env in APP_ENVIRONMENTS:
+        from labkit.deploy.health import wait_for_fleets  # the deploy layer's one copy of the wait
+
         # After the apply, which released the state lock: waiting holds nothing.
         wait_for_fleets(stack.target, result.outputs, timeout_s=wait_timeout, say=_progress_line())
-
-
-def wait_for_fleets(
-    chosen: Target, outputs: dict[str, Any], *, timeout_s: float, say: Callable[[str], None]
-) -> None:
-    """Wait until each color with capacity has that many healthy instances in its target group;
-    StackError naming the fleet and its instances' states when ``timeout_s`` passes first."""
-    from labkit.deploy.health import wait_healthy  # the deploy layer's one copy of the wait
-
-    deployment = outputs.get("deployment") or {}
-    deadline = time.monotonic() + timeout_s
-    for color in COLORS:
-        wanted = int(deployment.get(f"{color}_capacity") or 0)
-        if not wanted or f"{color}_asg_name" not in outputs:
-            continue
-        ok, report, waited = wait_healthy(
-            chosen,
-            asg_name=str(outputs[f"{color}_asg_name"]),
-            target_group_arn=str(outputs[f"{color}_target_group_arn"]),
-            wanted=wanted,
-            timeout_s=max(0.0, deadline - time.monotonic()),
-            say=say,
-        )
-        say(f"{color}: {report.describe()} after {waited:.0f} s")
-        if not ok:
-            raise StackError(
-                f"The apply is done, but {color}'s fleet is not healthy after {timeout_s:g} s: "
-                f"{report.describe()}.",
-                hint="See why the instances fail (`labkit sandbox logs` on the sandbox, the instances' "
-                "console output on AWS); `labkit stack apply ENV --wait-timeout S` waits longer.",
-            )
-    say("")
 
 
 def _refuse_while_deploying(stack: Stack, action: str) -> None:
