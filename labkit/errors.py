@@ -35,6 +35,7 @@ imports nothing from labkit, and every layer imports it.
     │   └── ConditionalWriteFailed   a conditional write found the item changed (internal to the ledger)
     ├── ProbeError                   the load probe refuses what it was asked (deploy.probe)
     ├── AnalysisError                the analysis gate cannot gather its inputs (deploy.analysis)
+    ├── RestoreError                 an environment cannot be rebuilt as asked (ops.restore)
     ├── NotebookRunError             a notebook failed under `labkit run` (lab.run)
     └── LessonOrderError             a notebook needs what an earlier lesson builds (lab.lesson)
 
@@ -221,6 +222,11 @@ class DeployError(LabkitError):
 
 class DeploymentFailed(DeployError):
     """The release failed a check; the message is the reason the rollback records."""
+
+
+class RestoreError(LabkitError):
+    """An environment cannot be rebuilt as asked: nothing records the deployment to rebuild, or the
+    rebuild did not end serving it."""
 
 
 class LessonOrderError(LabkitError):
