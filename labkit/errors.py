@@ -37,10 +37,14 @@ imports nothing from labkit, and every layer imports it.
     ├── AnalysisError                the analysis gate cannot gather its inputs (deploy.analysis)
     ├── RestoreError                 an environment cannot be rebuilt as asked (ops.restore)
     ├── NotebookRunError             a notebook failed under `labkit run` (lab.run)
-    └── LessonOrderError             a notebook needs what an earlier lesson builds (lab.lesson)
+    ├── LessonOrderError             a notebook needs what an earlier lesson builds (lab.lesson)
+    ├── RunbookError                 a runbook cannot run as asked (ops.runbook)
+    │   ├── ConfirmationRequiredError  acting needs ``confirm`` equal to the environment's name
+    │   └── RunbookFailedError       a runbook's step or Verify check failed
+    └── DrillError                   a drill cannot inject, run or verify (ops.drill)
 
 The layers (``lint-imports`` checks them; see ``[tool.importlinter]`` in pyproject.toml), top
-first: ``cli``, ``lab``, ``ops`` (the runbooks, once they exist), ``deploy``, ``sandbox``,
+first: ``cli``, ``ops`` (the runbook kit and the drills), ``lab``, ``deploy``, ``sandbox``,
 ``infra``, ``release``, and the foundation: ``target``, ``settings``, ``errors``.
 """
 
@@ -231,3 +235,19 @@ class RestoreError(LabkitError):
 
 class LessonOrderError(LabkitError):
     """A notebook needs what an earlier lesson builds, and it is not there."""
+
+
+class RunbookError(LabkitError):
+    """A runbook cannot run as asked: an unknown runbook, bad parameters, no audit record."""
+
+
+class ConfirmationRequiredError(RunbookError):
+    """A runbook was asked to act on an environment without ``confirm`` set to its name."""
+
+
+class RunbookFailedError(RunbookError):
+    """A runbook's step raised, or one of its Verify checks found the environment not recovered."""
+
+
+class DrillError(LabkitError):
+    """A drill cannot inject its fault, run its runbook or verify the recovery."""

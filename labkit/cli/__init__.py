@@ -18,11 +18,13 @@ from labkit.cli.app import app_cli
 from labkit.cli.context import EXIT_CODES_TEXT, ExitCode, TargetChoice, Where, exit_code_for
 from labkit.cli.deploy import deploy_app, rollback
 from labkit.cli.doctor import doctor
+from labkit.cli.drill import drill_app
 from labkit.cli.ledger import ledger
 from labkit.cli.probe import probe
 from labkit.cli.release import release_app
 from labkit.cli.report import report
 from labkit.cli.run import RUN_CONTEXT, run
+from labkit.cli.runbook import runbook_app
 from labkit.cli.sandbox import sandbox_app
 from labkit.cli.stack import stack_app
 from labkit.errors import LabkitError
@@ -52,6 +54,8 @@ app.command()(probe)
 app.command()(ledger)
 app.add_typer(deploy_app, name="deploy")
 app.command()(rollback)
+app.add_typer(runbook_app, name="runbook")
+app.add_typer(drill_app, name="drill")
 
 
 def labkit_version() -> str:

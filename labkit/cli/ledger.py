@@ -37,6 +37,13 @@ def ledger(
             help="Remove ENV's deployment lock once its holder is proven gone (dead pid or stale heartbeat)."
         ),
     ] = False,
+    runbooks: Annotated[
+        bool,
+        typer.Option(
+            "--runbooks",
+            help="List runbook runs (the audit records) instead; with --show RUN_ID, one run's steps.",
+        ),
+    ] = False,
     limit: Annotated[int, typer.Option(help="Show at most this many deployments, newest first.")] = 20,
     table: Annotated[str, typer.Option(help="The ledger's DynamoDB table.")] = DEFAULT_TABLE,
     as_json: AsJson = False,
@@ -48,6 +55,9 @@ def ledger(
         )
     from labkit.deploy.ledger import Ledger  # pandas: only when the command runs
 
+    if runbooks:
+        _runbooks(ctx, env, show, limit, table, as_json)
+        return
     book = Ledger(target(ctx), table)
     if force_unlock:
         assert env is not None  # checked above, before the target was built
@@ -104,3 +114,42 @@ def _show(book: Ledger, d: Deployment) -> None:
         took = f"{e.duration_s:7.2f} s" if e.duration_s is not None else "  running"
         when = e.started_at.strftime("%H:%M:%S.%f")[:-3]
         typer.echo(f"  {when}  {took}  {e.outcome:<7} {e.phase:<18} {e.detail or ''}")
+
+
+def _runbooks(
+    ctx: typer.Context, env: str | None, show: str | None, limit: int, table: str, as_json: bool
+) -> None:
+    """The runbook runs' audit records (labkit.ops.audit), newest first, or one run's steps."""
+    from labkit.ops.audit import AuditLog
+
+    log = AuditLog(target(ctx), table)
+    if show is not None:
+        record = log.get(show)
+        if as_json:
+            echo_json(record.to_json())
+            return
+        typer.echo(
+            f"run {record.run_id}: {record.runbook} on {record.environment} ({record.target} {record.region})"
+        )
+        typer.echo(
+            f"  by        {record.who}, started {record.started_at}, finished {record.finished_at or '-'}"
+        )
+        typer.echo(f"  outcome   {record.outcome}: {record.summary}")
+        typer.echo(f"  params    {record.parameters}")
+        typer.echo(f"  executed  {record.executed_copy or '(not run through `labkit runbook run`)'}")
+        for step in record.steps:
+            typer.echo(
+                f"  {step.section:<8} {step.outcome:<7} {step.duration_s:7.2f} s  {step.name}  {step.detail}"
+            )
+        return
+    records = log.list(env, limit=limit)
+    if as_json:
+        echo_json([r.to_json() for r in records])
+        return
+    if not records:
+        typer.echo("no runbook runs recorded" + (f" for {env}" if env else ""))
+        return
+    typer.echo(f"{'run id':<48} {'env':<11} {'mode':<8} {'outcome':<14} who")
+    for r in records:
+        mode = "dry run" if r.dry_run else "act"
+        typer.echo(f"{r.run_id:<48} {r.environment:<11} {mode:<8} {r.outcome:<14} {r.who}")

@@ -23,7 +23,7 @@ def parse_parameter_args(args: list[str]) -> dict[str, Any]:
         if flag not in ("-p", "--parameter"):
             raise ConfigError(
                 f"Unexpected argument {flag!r}.",
-                hint="Usage: labkit run PATH [-p NAME VALUE ...] [--timeout S] [--out DIR] [--quiet].",
+                hint="Give parameters as -p NAME VALUE pairs, e.g. -p environment staging.",
             )
         if len(rest) < 2 or rest[0].startswith("-"):
             raise ConfigError(f"{flag} needs a NAME and a VALUE.", hint="For example: -p target sandbox")
