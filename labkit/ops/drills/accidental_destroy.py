@@ -11,6 +11,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import time
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from labkit.errors import DrillError
@@ -65,22 +66,30 @@ def inject(target: Target, environment: str, **arguments: Any) -> dict[str, Any]
     }
 
 
-def serves_what_served_before(target: Target, environment: str) -> Check:
-    """The load balancer serves what the environment served before its last destroy: the
-    deployment of the newest kept state version that held resources before a version that held
-    none (the destroy's). Read from the state bucket's history, not from anything the runbook wrote;
-    with no destroy in that history, the newest deployment applied."""
-    stack = Stack(environment, target, reporter=None)
-    before: dict[str, Any] | None = None
+def deployment_before_destroy(states: Iterable[Mapping[str, Any]]) -> dict[str, Any] | None:
+    """From states newest first: the deployment of the newest one that held resources before a
+    state that held none (a destroy's); with no destroy among them, the newest deployment."""
+    newest: dict[str, Any] | None = None
     destroyed = False
-    for _, state in kept_states(stack):
-        deployment = applied_deployment(state)
+    for state in states:
         if not state.get("resources"):
             destroyed = True
-        elif deployment is not None and (destroyed or before is None):
-            before = deployment
-            if destroyed:
-                break
+            continue
+        deployment = applied_deployment(state)
+        if deployment is None:
+            continue
+        if destroyed:
+            return deployment
+        newest = newest or deployment
+    return newest
+
+
+def serves_what_served_before(target: Target, environment: str) -> Check:
+    """The load balancer serves what the environment served before its last destroy (see
+    :func:`deployment_before_destroy`), read from the state bucket's kept versions, not from
+    anything the runbook wrote."""
+    stack = Stack(environment, target, reporter=None)
+    before = deployment_before_destroy(state for _, state in kept_states(stack))
     if before is None:
         return False, f"no kept version of {environment}'s state records a deployment"
     return serves_as(stack, before)
