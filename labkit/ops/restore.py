@@ -49,6 +49,8 @@ DEPLOYMENT_KEYS = ("blue_version", "green_version", "blue_capacity", "green_capa
 _PROVISION = re.compile(r"^(?P<color>blue|green) (?P<version>\S+) x(?P<capacity>\d+)$")
 #: State versions read back, newest first, to find the last one that held a deployment.
 STATE_VERSIONS_READ = 50
+#: What :attr:`Diagnosis.missing` holds when the state has no resources at all.
+EVERYTHING = "every resource the code declares (the state holds none)"
 #: How long a rebuild waits for the fleets by default.
 WAIT_TIMEOUT_S = 300.0
 
@@ -82,6 +84,13 @@ class Diagnosis:
     alb_detail: str = ""
 
     @property
+    def summary(self) -> str:
+        """The plan's part for the Plan step: what a rebuild creates and changes."""
+        if self.missing == [EVERYTHING]:
+            return "everything, from nothing"
+        return f"{len(self.missing)} resources to create, {len(self.changing)} to change"
+
+    @property
     def complete(self) -> bool:
         """Every resource the code declares exists as planned, and the load balancer serves."""
         return not self.missing and not self.changing and self.alb_serves
@@ -90,9 +99,14 @@ class Diagnosis:
         return self.describe()
 
     def describe(self) -> str:
+        planned = (
+            "nothing to plan against: it is all missing"
+            if self.missing == [EVERYTHING]
+            else f"a plan of the last good deployment creates {len(self.missing)} and changes "
+            f"{len(self.changing)}"
+        )
         lines = [
-            f"{self.environment}: {self.in_state} resources in state; a plan of the last good deployment "
-            f"creates {len(self.missing)} and changes {len(self.changing)}.",
+            f"{self.environment}: {self.in_state} resources in state; {planned}.",
             f"Last good deployment: {self.last_good.describe()}.",
             f"Load balancer: {self.alb_detail}",
         ]
@@ -241,10 +255,19 @@ def diagnose(stack: Stack, override: Mapping[str, Any] | None = None) -> Diagnos
     """Read only: the last good deployment, a plan of it, and the load balancer's answer."""
     last = last_good_deployment(stack, override)
     in_state = [a for a in stack.resources() if not a.startswith("data.") and ".data." not in a]
+    if not in_state:
+        # Everything is missing: a plan would only list the code's resources, at the cost of one.
+        return Diagnosis(
+            environment=stack.env,
+            last_good=last,
+            in_state=0,
+            missing=[EVERYTHING],
+            alb_detail="no resources in state, so no load balancer.",
+        )
     plan = stack.plan(last.variables)
     missing = [c.address for c in plan.changes if c.action == "create"]
     changing = [f"{c.address} ({c.action})" for c in plan.changes if c.action != "create"]
-    serves, detail = alb_answers(stack, stack.outputs()) if in_state else (False, "no resources in state.")
+    serves, detail = alb_answers(stack, stack.outputs())
     if serves:
         ok, detail = serves_as(stack, last.variables)
         serves = ok
@@ -309,7 +332,10 @@ def listener_weights(stack: Stack, outputs: Mapping[str, Any]) -> dict[str, int]
     }
 
 
-def no_change_plan(stack: Stack) -> tuple[bool, str]:
-    """Whether a plan of the deployment as applied changes nothing."""
+def no_change_plan(stack: Stack, *, diagnosed: Diagnosis | None = None) -> tuple[bool, str]:
+    """Whether a plan of the deployment as applied changes nothing. ``diagnosed``: a diagnosis made
+    moments ago, after which nothing was done; its plan answers, when it found nothing to change."""
+    if diagnosed is not None and diagnosed.complete:
+        return True, "the diagnosis's plan, moments ago, had no changes and nothing was done since"
     plan = stack.plan()
     return not plan.has_changes, plan.summary()

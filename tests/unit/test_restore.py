@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from labkit.ops.drills.accidental_destroy import deployment_before_destroy, destroy_command
-from labkit.ops.restore import Diagnosis, LastGood, applied_deployment
+from labkit.ops.restore import EVERYTHING, Diagnosis, LastGood, applied_deployment
 from labkit.target import Target
 
 SERVED = {"blue_version": "1.0.0", "green_version": "1.0.0", "blue_capacity": 2, "green_capacity": 0,
@@ -42,6 +42,9 @@ def test_a_diagnosis_is_complete_only_when_nothing_is_missing_and_the_alb_serves
     text = str(broken)
     assert "creates 1 and changes 0" in text and "blue 1.0.0 x2 at 100%" in text
     assert text.endswith("Incomplete: it needs a rebuild.")
+    gone = Diagnosis("staging", last, in_state=0, missing=[EVERYTHING], alb_detail="no resources in state.")
+    assert "nothing to plan against: it is all missing" in str(gone)
+    assert gone.summary == "everything, from nothing"
     fine = Diagnosis("staging", last, in_state=40, alb_serves=True, alb_detail="answers 200")
     assert fine.complete and str(fine).endswith("Complete: nothing to restore.")
 

@@ -86,12 +86,13 @@ def _git(*args: str) -> None:
 
 
 def stack_in(checkout: Path, environment: str, target: Target) -> Stack:
-    """``environment`` planned from ``checkout``'s Terraform code instead of this one's. Its own
-    Terraform data dir, so the project's own ``.terraform`` is not re-initialised for the clone."""
+    """``environment`` planned from ``checkout``'s Terraform code instead of this one's. It shares
+    the environment's Terraform data dir: the same providers and backend, and the modules are
+    local paths relative to the root, so the next ``init`` of either root finds what it needs."""
     stack = Stack(environment, target)
     stack.root = checkout / "terraform" / "environments" / environment
     stack.terraform = Terraform(
-        stack.root, target=target, data_dir=stack.work_dir / "tfdata-checkout", reporter=stack.reporter
+        stack.root, target=target, data_dir=stack.terraform.data_dir, reporter=stack.reporter
     )
     return stack
 
