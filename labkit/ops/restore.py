@@ -45,6 +45,8 @@ from labkit.infra.terraform import ApplyResult
 
 #: The deployment variables a rebuild sets (the ``deployment`` output's keys that Terraform takes).
 DEPLOYMENT_KEYS = ("blue_version", "green_version", "blue_capacity", "green_capacity", "green_weight")
+#: Deployment variables rebuilt when the record has them (null: the idle color, the default).
+OPTIONAL_KEYS = ("preview_color",)
 #: The controller's record of a provision: ``"green 1.1.0 x2"`` (labkit.deploy.controller).
 _PROVISION = re.compile(r"^(?P<color>blue|green) (?P<version>\S+) x(?P<capacity>\d+)$")
 #: State versions read back, newest first, to find the last one that held a deployment.
@@ -178,10 +180,11 @@ def kept_states(stack: Stack, limit: int = STATE_VERSIONS_READ) -> Iterator[tupl
 
 
 def applied_deployment(state: Mapping[str, Any]) -> dict[str, Any] | None:
-    """The deployment a state records, when it holds resources and a whole ``deployment`` output."""
+    """The deployment a state records, when it holds resources and a whole ``deployment`` output
+    (``preview_color`` too when it was set)."""
     deployment = ((state.get("outputs") or {}).get("deployment") or {}).get("value") or {}
     if state.get("resources") and all(deployment.get(k) is not None for k in DEPLOYMENT_KEYS):
-        return {k: deployment[k] for k in DEPLOYMENT_KEYS}
+        return {k: deployment[k] for k in (*DEPLOYMENT_KEYS, *OPTIONAL_KEYS) if deployment.get(k) is not None}
     return None
 
 
@@ -211,8 +214,10 @@ def last_good_deployment(stack: Stack, override: Mapping[str, Any] | None = None
                 hint='Give all of them, e.g. -p deployment \'{"blue_version": "1.0.0", "green_version": '
                 '"1.0.0", "blue_capacity": 2, "green_capacity": 0, "green_weight": 0}\'.',
             )
+        keys = (*DEPLOYMENT_KEYS, *OPTIONAL_KEYS)
         return LastGood(
-            variables={k: variables[k] for k in DEPLOYMENT_KEYS}, source="the runbook's parameter"
+            variables={k: variables[k] for k in keys if variables.get(k) is not None},
+            source="the runbook's parameter",
         )
     ledger = ledger_last_good(Ledger(stack.target, stack.names.ledger_table), stack.env)
     state = state_last_applied(stack)
@@ -290,7 +295,8 @@ def rebuild(
     say: Callable[[str], None] = print,
 ) -> ApplyResult:
     """Apply exactly ``variables`` (the last good deployment), then wait until the fleets serve."""
-    result = stack.apply({k: variables[k] for k in DEPLOYMENT_KEYS})
+    keys = (*DEPLOYMENT_KEYS, *OPTIONAL_KEYS)
+    result = stack.apply({k: variables.get(k) for k in keys})
     wait_for_fleets(stack.target, result.outputs, timeout_s=wait_timeout_s, say=say)
     return result
 

@@ -81,14 +81,14 @@ def test_1_stale_plans_are_refused_the_older_of_two_commits_and_the_cli_s_own(st
     clone, the newer applied): the drill's older plan and the CLI's are both refused, by labkit's
     check and by Terraform's own, and a plan file overwritten by another fails its checksum."""
     target, stack = staging.fixture.target, staging.stack
-    code, out, exc = cli("stack", "plan", "staging", "--var", "preview_color=blue", "--out")
+    code, out, exc = cli("stack", "plan", "staging", "--var", "preview_header=X-Old", "--out")
     assert code == 0, (out, exc)
     (saved,) = [Path(line.split()[2]) for line in out.splitlines() if line.startswith("Saved plan:")]
     assert saved.parent == PLANS_DIR and saved.name.startswith("staging-")
     record = read_record(saved)
     serial, lineage = current_state(stack)
     assert (record.state_serial, record.state_lineage, record.environment) == (serial, lineage, "staging")
-    assert record.has_changes and record.variables["preview_color"] == "blue"
+    assert record.has_changes and record.variables["preview_header"] == "X-Old"
 
     facts = stale_plan.DRILL.inject(target, "staging")
     assert facts["older_commit"] != facts["newer_commit"]
@@ -117,8 +117,8 @@ def test_1_stale_plans_are_refused_the_older_of_two_commits_and_the_cli_s_own(st
     # Checks no plan check wrote: the drill's own, and the steady state.
     assert stale_plan.older_plans_refused(target, "staging")[0]
     outputs = stack.outputs()
-    assert outputs["deployment"]["preview_color"] is None  # neither older plan's change landed
-    assert outputs["preview_header"] == "X-Canary"  # the newer plan's did
+    assert outputs["deployment"]["preview_color"] == "blue"  # the newer plan's change landed
+    assert outputs["preview_header"] == "X-Preview"  # the CLI's older plan's did not
     assert probes.alb_serves(target, "staging")[0]
 
 
@@ -148,7 +148,7 @@ def test_3_accidental_destroy_is_restored_by_the_runbook_and_verified_independen
     staging: Staging, tmp_path: Path
 ) -> None:
     target, stack = staging.fixture.target, staging.stack
-    # Serving now: BASELINE's deployment (the stale-plan drill changed only the preview header).
+    # Serving now: BASELINE's deployment with the stale-plan drill's preview_color.
     served = Probe(staging.fixture.url, rate=20, max_duration=600).start()
     time.sleep(1)
 
@@ -157,6 +157,7 @@ def test_3_accidental_destroy_is_restored_by_the_runbook_and_verified_independen
     destroyed = time.monotonic()
     assert facts["resources_before"] > 20 and facts["resources_after"] == 0
     assert {k: facts["deployment_before"][k] for k in BLUE_SERVES_1_0_0} == BLUE_SERVES_1_0_0
+    preview_before = facts["deployment_before"]["preview_color"]
     time.sleep(1)
     served.stop()
     old = served.results()
@@ -194,6 +195,7 @@ def test_3_accidental_destroy_is_restored_by_the_runbook_and_verified_independen
     ok, detail = accidental_destroy.serves_what_served_before(target, "staging")  # weights, versions
     assert ok, detail
     assert probes.no_change_plan(target, "staging") == (True, "no changes")
+    assert stack.deployment()["preview_color"] == preview_before == "blue"
 
     again = run_runbook(
         "restore-environment",

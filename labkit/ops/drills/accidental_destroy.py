@@ -60,7 +60,7 @@ def inject(target: Target, environment: str, **arguments: Any) -> dict[str, Any]
         "command": " ".join(destroy_command(target, environment)[1:]),
         "resources_before": resources,
         "resources_after": len(stack.resources()),
-        "deployment_before": {k: before.get(k) for k in DEPLOYMENT_KEYS},
+        "deployment_before": {k: before.get(k) for k in (*DEPLOYMENT_KEYS, "preview_color")},
         "destroy_s": round(time.monotonic() - started, 1),
         "output": proc.stdout.strip().splitlines()[-1:],
     }

@@ -5,9 +5,9 @@ Two developers plan the same environment from two commits. The injection, with r
 plans and applies:
 
 1. a clone of the project at its HEAD (commit X): developer A saves a plan (``preview_color``
-   blue) and leaves for lunch;
+   green) and leaves for lunch;
 2. developer B pushes commit Y (an empty commit in the clone: the Terraform code is the same, the
-   commit is not), saves a plan of another change (``preview_header``) and applies it, so the
+   commit is not), saves a plan of another value (``preview_color`` blue) and applies it, so the
    state's serial moves;
 3. developer A comes back and applies the older plan.
 
@@ -43,10 +43,12 @@ from labkit.ops.probes import Check
 from labkit.settings import PROJECT_ROOT
 from labkit.target import Target
 
-#: Developer A's change, planned first and applied last.
-OLDER_CHANGE = {"preview_color": "blue"}
-#: Developer B's change, planned from the newer commit and applied first.
-NEWER_CHANGE = {"preview_header": "X-Canary"}
+#: Developer A's change, planned first and applied last. (green is what null means while blue
+#: serves: the plan changes only the deployment output.)
+OLDER_CHANGE = {"preview_color": "green"}
+#: Developer B's change, planned from the newer commit and applied first: the preview rule moves.
+#: A deployment variable, so the deployment carries it over and the steady state's plan is empty.
+NEWER_CHANGE = {"preview_color": "blue"}
 
 
 def clone_checkout(into: Path, repo: Path = PROJECT_ROOT) -> Path:
