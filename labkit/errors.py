@@ -16,6 +16,8 @@ imports nothing from labkit, and every layer imports it.
     ├── TerraformError               a terraform command failed (infra.terraform)
     │   └── StateLockedError         another run holds the state lock
     ├── StackError                   an environment cannot be planned, applied or destroyed (infra.stack)
+    │   ├── StalePlanError           a saved plan no longer matches its file, commit or state (infra.planfile)
+    │   └── DeletionProtectedError   a destroy refused while the load balancer's deletion protection is on
     ├── CostError                    the cost model cannot price its input (infra.cost)
     ├── ReleaseError                 a release cannot be built, checked or uploaded (release.build)
     ├── AppProcessError              a release's app process cannot start or stop (release.appserver)
@@ -33,6 +35,7 @@ imports nothing from labkit, and every layer imports it.
     │   └── ConditionalWriteFailed   a conditional write found the item changed (internal to the ledger)
     ├── ProbeError                   the load probe refuses what it was asked (deploy.probe)
     ├── AnalysisError                the analysis gate cannot gather its inputs (deploy.analysis)
+    ├── RestoreError                 an environment cannot be rebuilt as asked (ops.restore)
     ├── NotebookRunError             a notebook failed under `labkit run` (lab.run)
     ├── LessonOrderError             a notebook needs what an earlier lesson builds (lab.lesson)
     ├── RunbookError                 a runbook cannot run as asked (ops.runbook)
@@ -197,6 +200,16 @@ class StackError(LabkitError):
     asked."""
 
 
+class StalePlanError(StackError):
+    """A saved plan may not be applied: its file, the checkout's commit or the state changed since it
+    was made (or Terraform itself found it stale)."""
+
+
+class DeletionProtectedError(StackError):
+    """A destroy was refused before any change: the environment's load balancer has deletion
+    protection on."""
+
+
 class TerraformDocumentError(ConfigError):
     """A JSON document is not a Terraform plan or state that :mod:`labkit.infra.tfjson` can read."""
 
@@ -215,6 +228,11 @@ class DeployError(LabkitError):
 
 class DeploymentFailed(DeployError):
     """The release failed a check; the message is the reason the rollback records."""
+
+
+class RestoreError(LabkitError):
+    """An environment cannot be rebuilt as asked: nothing records the deployment to rebuild, or the
+    rebuild did not end serving it."""
 
 
 class LessonOrderError(LabkitError):

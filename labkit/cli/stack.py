@@ -4,16 +4,15 @@ from __future__ import annotations
 
 import json
 import sys
-import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
 from labkit.cli.context import AsJson, echo_json, target
-from labkit.errors import ConfigError, StackError
+from labkit.errors import ConfigError
 from labkit.infra.stack import APP_ENVIRONMENTS, ENVIRONMENTS, Stack
-from labkit.target import Target
 
 stack_app = typer.Typer(
     help="The Terraform environments (global, staging, production) on the sandbox or AWS.",
@@ -22,7 +21,6 @@ stack_app = typer.Typer(
 
 #: How long `labkit stack apply` waits for the fleets to turn healthy by default.
 WAIT_TIMEOUT_S = 300.0
-COLORS = ("blue", "green")
 
 
 def _check_env(value: str) -> str:
@@ -74,13 +72,43 @@ def _stack(ctx: typer.Context, env: str, *, quiet_stdout: bool = False) -> Stack
 
 
 @stack_app.command()
-def plan(ctx: typer.Context, env: Env, var: Vars = None) -> None:
+def plan(
+    ctx: typer.Context,
+    env: Env,
+    var: Vars = None,
+    out: Annotated[
+        bool,
+        typer.Option(
+            "--out",
+            help="Save the plan, to apply later with `apply --plan`: to runs/plans/ENV-COMMIT-TIME.tfplan "
+            "(or --out-file). A .json sidecar beside it records the commit, state serial, checksum and "
+            "variables it was made from.",
+        ),
+    ] = False,
+    out_file: Annotated[
+        Path | None, typer.Option("--out-file", help="Save the plan to this file (implies --out).")
+    ] = None,
+) -> None:
     """Show what applying ENV (with --var changes on top of its deployment) would change."""
     variables = parse_vars(var or [])
-    result = _stack(ctx, env).plan(variables)
+    stack = _stack(ctx, env)
+    if not out and out_file is None:
+        result = stack.plan(variables)
+        saved = None
+    else:
+        from labkit.infra.planfile import save_plan
+
+        saved = save_plan(stack, variables, out=out_file)
+        result = saved.plan
     for change in result.changes:
         typer.echo(f"  {change.action:<8} {change.address}")
     typer.echo(result.summary())
+    if saved is not None:
+        record = saved.record
+        typer.echo(
+            f"Saved plan: {saved.path} (commit {record.commit[:7]}, state serial {record.state_serial}); "
+            f"apply it with `labkit stack apply {env} --plan {saved.path}`"
+        )
 
 
 @stack_app.command()
@@ -97,51 +125,40 @@ def apply(
     wait_timeout: Annotated[
         float, typer.Option(help="Seconds to wait for the fleets.", min=0)
     ] = WAIT_TIMEOUT_S,
+    plan_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--plan",
+            help="Apply this saved plan (`plan --out`) and nothing else, only while its checksum, "
+            "commit and state serial still match.",
+        ),
+    ] = None,
 ) -> None:
     """Apply ENV; --var values go on top of the deployment it was last applied with. On --target
     aws it needs --allow-spend. staging and production refuse a release that is not published
     (`labkit release build VERSION`), and the command returns once their fleets serve (--no-wait:
     at once)."""
     variables = parse_vars(var or [])
+    if plan_file is not None and variables:
+        raise ConfigError(
+            "A saved plan fixes its variables: --var cannot change them.",
+            hint=f"Make a new plan with those values (`labkit stack plan {env} --var ... --out`) and "
+            "apply it, or apply without --plan.",
+        )
     stack = _stack(ctx, env)
     _refuse_while_deploying(stack, "apply")
-    result = stack.apply(variables)
+    if plan_file is not None:
+        from labkit.infra.planfile import apply_saved_plan
+
+        result = apply_saved_plan(stack, plan_file)
+    else:
+        result = stack.apply(variables)
     _print_outputs(result.outputs)
     if wait and env in APP_ENVIRONMENTS:
+        from labkit.deploy.health import wait_for_fleets  # the deploy layer's one copy of the wait
+
         # After the apply, which released the state lock: waiting holds nothing.
         wait_for_fleets(stack.target, result.outputs, timeout_s=wait_timeout, say=_progress_line())
-
-
-def wait_for_fleets(
-    chosen: Target, outputs: dict[str, Any], *, timeout_s: float, say: Callable[[str], None]
-) -> None:
-    """Wait until each color with capacity has that many healthy instances in its target group;
-    StackError naming the fleet and its instances' states when ``timeout_s`` passes first."""
-    from labkit.deploy.health import wait_healthy  # the deploy layer's one copy of the wait
-
-    deployment = outputs.get("deployment") or {}
-    deadline = time.monotonic() + timeout_s
-    for color in COLORS:
-        wanted = int(deployment.get(f"{color}_capacity") or 0)
-        if not wanted or f"{color}_asg_name" not in outputs:
-            continue
-        ok, report, waited = wait_healthy(
-            chosen,
-            asg_name=str(outputs[f"{color}_asg_name"]),
-            target_group_arn=str(outputs[f"{color}_target_group_arn"]),
-            wanted=wanted,
-            timeout_s=max(0.0, deadline - time.monotonic()),
-            say=say,
-        )
-        say(f"{color}: {report.describe()} after {waited:.0f} s")
-        if not ok:
-            raise StackError(
-                f"The apply is done, but {color}'s fleet is not healthy after {timeout_s:g} s: "
-                f"{report.describe()}.",
-                hint="See why the instances fail (`labkit sandbox logs` on the sandbox, the instances' "
-                "console output on AWS); `labkit stack apply ENV --wait-timeout S` waits longer.",
-            )
-    say("")
 
 
 def _refuse_while_deploying(stack: Stack, action: str) -> None:
@@ -170,14 +187,19 @@ def destroy(
     env: Env,
     yes: Annotated[bool, typer.Option("--yes", help="Do not ask for confirmation.")] = False,
     confirm: Annotated[
-        str | None, typer.Option(help="On --target aws: type ENV's name to confirm (required there).")
+        str | None,
+        typer.Option(
+            help="Type ENV's name to confirm: required on --target aws, and for production everywhere."
+        ),
     ] = None,
 ) -> None:
-    """Destroy every resource of ENV (global refuses: see teardown-global). On --target aws it
-    needs --confirm ENV."""
+    """Destroy every resource of ENV (global refuses: see teardown-global). On --target aws, and
+    for production everywhere, it needs --confirm ENV; production also refuses while its load
+    balancer's deletion protection is on."""
     stack = _stack(ctx, env)
-    stack.confirm_destroy(confirm)  # on aws, refused before the question and before any change
+    stack.confirm_destroy(confirm)  # refused before the question and before any change
     _refuse_while_deploying(stack, "destroy")
+    stack.refuse_while_deletion_protected()
     if not yes:
         typer.confirm(f"Destroy every resource of {env} on {stack.target.name}?", abort=True)
     result = stack.destroy(confirm=confirm)

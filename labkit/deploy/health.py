@@ -14,7 +14,7 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from labkit.errors import DeployError
+from labkit.errors import DeployError, StackError
 from labkit.target import Target
 
 POLL_S = 1.0
@@ -93,3 +93,33 @@ def wait_healthy(
             say(f"  waiting for {asg_name}: {report.describe()} ({waited:.0f}/{timeout_s:g} s)")
             last_said = time.monotonic()
         time.sleep(min(POLL_S, max(0.0, timeout_s - waited)))
+
+
+def wait_for_fleets(
+    chosen: Target, outputs: dict[str, Any], *, timeout_s: float, say: Callable[[str], None]
+) -> None:
+    """Wait until each color with capacity has that many healthy instances in its target group;
+    StackError naming the fleet and its instances' states when ``timeout_s`` passes first."""
+    deployment = outputs.get("deployment") or {}
+    deadline = time.monotonic() + timeout_s
+    for color in ("blue", "green"):
+        wanted = int(deployment.get(f"{color}_capacity") or 0)
+        if not wanted or f"{color}_asg_name" not in outputs:
+            continue
+        ok, report, waited = wait_healthy(
+            chosen,
+            asg_name=str(outputs[f"{color}_asg_name"]),
+            target_group_arn=str(outputs[f"{color}_target_group_arn"]),
+            wanted=wanted,
+            timeout_s=max(0.0, deadline - time.monotonic()),
+            say=say,
+        )
+        say(f"{color}: {report.describe()} after {waited:.0f} s")
+        if not ok:
+            raise StackError(
+                f"The apply is done, but {color}'s fleet is not healthy after {timeout_s:g} s: "
+                f"{report.describe()}.",
+                hint="See why the instances fail (`labkit sandbox logs` on the sandbox, the instances' "
+                "console output on AWS); `labkit stack apply ENV --wait-timeout S` waits longer.",
+            )
+    say("")

@@ -45,7 +45,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from labkit.errors import ConfigError, StackError
+from labkit.errors import ConfigError, DeletionProtectedError, StackError
 from labkit.infra.terraform import (
     ApplyResult,
     PlanResult,
@@ -152,17 +152,32 @@ class Stack:
         return self._names
 
     def plan(
-        self, variables: Mapping[str, Any] | None = None, *, targets: Sequence[str] = (), refresh: bool = True
+        self,
+        variables: Mapping[str, Any] | None = None,
+        *,
+        targets: Sequence[str] = (),
+        refresh: bool = True,
+        out: Path | None = None,
     ) -> PlanResult:
         """A plan of ``variables`` on top of the applied deployment; ``has_changes`` says whether it
         would change anything. ``targets`` (e.g. ``["module.environment.module.network"]``) limits
         it to those resources and what they depend on. ``refresh=False`` compares the code with the
-        state alone, without reading every resource back (see :meth:`apply`)."""
+        state alone, without reading every resource back (see :meth:`apply`). ``out`` keeps the
+        plan file; apply it with :func:`labkit.infra.planfile.apply_saved_plan`
+        (:func:`labkit.infra.planfile.save_plan` writes the sidecar that check needs)."""
         if self._bootstrapping():
+            if out is not None:
+                raise StackError(
+                    "global's first apply cannot come from a saved plan: it creates the state bucket "
+                    "it then moves its own state into.",
+                    hint="Apply global whole: `labkit stack apply global`.",
+                )
             with self._bootstrap_root() as terraform:
                 return terraform.plan(variables=self.variables(variables), targets=targets, refresh=refresh)
         self._init()
-        return self.terraform.plan(variables=self.variables(variables), targets=targets, refresh=refresh)
+        return self.terraform.plan(
+            variables=self.variables(variables), targets=targets, refresh=refresh, out=out
+        )
 
     def apply(
         self,
@@ -208,19 +223,32 @@ class Stack:
             while_running=self._lock_watch(on_state_lock),
         )
 
+    def apply_plan(self, plan_file: Path, *, variables: Mapping[str, Any] | None = None) -> ApplyResult:
+        """Apply a saved plan exactly as it was made. Nothing here checks that it is still the plan
+        to apply: :func:`labkit.infra.planfile.apply_saved_plan` does, then calls this.
+        ``variables`` (the plan's own) are checked for unpublished releases as :meth:`apply` does."""
+        self.target.require_spend(f"apply a saved plan to the {self.env} stack")
+        self._init()
+        if variables:
+            self._require_artifacts(variables)
+        return self.terraform.apply(plan_file=plan_file)
+
     def confirm_destroy(self, confirm: str | None, *, account_id: str | None = None) -> None:
-        """On AWS, refuse to destroy unless ``confirm`` is this environment's name (and, for
-        ``global``, ``account_id`` is the account's id); the sandbox needs no confirmation.
+        """Refuse to destroy unless ``confirm`` is this environment's name (and, for ``global``,
+        ``account_id`` is the account's id): on AWS always, on the sandbox for production (a lab's
+        staging and global there need no confirmation).
 
         It refuses before any call to AWS when a confirmation is missing or names another
         environment; only the account id is checked against the account (one read of STS)."""
-        if self.target.is_sandbox:
+        if self.target.is_sandbox and self.env != "production":
             return
         if confirm != self.env:
+            where = "" if self.target.is_sandbox else " on AWS"
+            option = "" if self.target.is_sandbox else "--target aws "
             raise StackError(
-                f"Refusing to destroy {self.env} on AWS without confirm={self.env!r}: it deletes its "
+                f"Refusing to destroy {self.env}{where} without confirm={self.env!r}: it deletes its "
                 "resources for good.",
-                hint=f"Pass confirm={self.env!r} (CLI: `labkit --target aws stack destroy {self.env} "
+                hint=f"Pass confirm={self.env!r} (CLI: `labkit {option}stack destroy {self.env} "
                 f"--confirm {self.env}`; notebook 09: -p confirm {self.env}).",
             )
         if self.env != "global":
@@ -255,7 +283,37 @@ class Stack:
         if not self.terraform.state_list():
             self._say(f"{self.env}: nothing to destroy")
             return ApplyResult(added=0, changed=0, removed=0, seconds=0.0, outputs={})
+        self.refuse_while_deletion_protected()
         return self.terraform.destroy(variables=self.variables(None))
+
+    def refuse_while_deletion_protected(self) -> None:
+        """DeletionProtectedError when a load balancer in this environment's state has deletion
+        protection on (production's does: the module's default). Read from the API, before anything
+        is destroyed: Terraform would otherwise destroy the fleets and much else, then fail on the
+        load balancer, leaving the environment half gone."""
+        self._init()
+        arns = [
+            str(resource.values["arn"])
+            for resource in raw_state_resources(self.terraform.state_pull())
+            if resource.type == "aws_lb" and resource.values.get("arn")
+        ]
+        elbv2 = self.target.client("elbv2")
+        for arn in arns:
+            try:
+                attributes = elbv2.describe_load_balancer_attributes(LoadBalancerArn=arn)["Attributes"]
+            except ClientError as exc:
+                if str(exc.response.get("Error", {}).get("Code")) == "LoadBalancerNotFound":
+                    continue  # already gone: nothing to protect
+                raise
+            if {"Key": "deletion_protection.enabled", "Value": "true"} in attributes:
+                raise DeletionProtectedError(
+                    f"Refusing to destroy {self.env}: its load balancer {arn.rsplit('/', 2)[-2]} has "
+                    "deletion protection on. Nothing was destroyed.",
+                    hint=f"If {self.env} must go, turn the protection off on purpose first: set "
+                    f"enable_deletion_protection = false in local.settings of "
+                    f"terraform/environments/{self.env}/main.tf, apply it (`labkit stack apply {self.env}`), "
+                    f"then destroy with --confirm {self.env}.",
+                )
 
     def plan_from_scratch(self, variables: Mapping[str, Any] | None = None) -> PlanResult:
         """A plan of building this environment from nothing: what it would create (and, priced with

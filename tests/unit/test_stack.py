@@ -100,10 +100,16 @@ def test_destroying_on_aws_needs_the_environments_name_before_any_call(
         Stack("global", aws).teardown(confirm="staging")
 
 
-def test_the_sandbox_needs_no_destroy_confirmation() -> None:
+def test_the_sandbox_needs_no_destroy_confirmation_but_for_production() -> None:
     sandbox = Target(name="sandbox", region="us-east-1", endpoint_url="http://127.0.0.1:9")
     Stack("staging", sandbox).confirm_destroy(None)
     Stack("global", sandbox).confirm_destroy(None)
+    Stack("production", sandbox).confirm_destroy("production")
+    # Refused before any call: the endpoint is closed, a call would fail another way.
+    with pytest.raises(StackError, match="Refusing to destroy production without confirm='production'"):
+        Stack("production", sandbox).destroy()
+    with pytest.raises(StackError, match="stack destroy production --confirm production"):
+        Stack("production", sandbox).destroy(confirm="staging")
 
 
 def test_a_variable_the_root_does_not_declare_is_refused_not_ignored(labkit_home: Path) -> None:
