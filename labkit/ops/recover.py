@@ -41,7 +41,6 @@ from labkit.errors import ConfigError, DeployError, DeploymentLockedError
 from labkit.infra.stack import Stack
 from labkit.ops.probes import live_green_weight
 from labkit.ops.runbook import Action
-from labkit.target import Target
 
 Decision = Literal["auto", "resume", "abort"]
 DECISIONS: tuple[Decision, ...] = ("auto", "resume", "abort")
@@ -115,21 +114,25 @@ class Diagnosis:
                 if self.gone
                 else "  its controller may still be running: not a lost deployment (yet)"
             )
+        pids = ", ".join(map(str, self.terraform_pids))
         if self.state_lock is None:
             out.append("Terraform state lock: free")
         else:
             lock = self.state_lock
-            whose = (
-                "recorded by the stopped controller" if self.state_lock_recorded else "NOT the controller's"
-            )
             out.append(
                 f"Terraform state lock: {lock.get('ID')} by {lock.get('Who')} ({lock.get('Operation')}, "
-                f"since {lock.get('Created')}), {whose}"
+                f"since {lock.get('Created')})"
             )
+            if self.terraform_pids:
+                out.append(f"  held by the Terraform still applying (pid {pids}); it releases it when done")
+            elif self.state_lock_recorded:
+                out.append("  stale, and the one the stopped controller recorded: resume/abort clears it")
+            else:
+                out.append("  stale, and NOT recorded by the stopped controller: it is left alone")
         if self.terraform_pids:
-            pids = ", ".join(map(str, self.terraform_pids))
             out.append(
-                f"Terraform still applying (pid {pids}): the stopped controller's; recovery waits for it"
+                f"Terraform (pid {pids}) is still applying, left by the stopped controller: recovery "
+                "first waits for it to finish"
             )
         live = "?" if self.live_green_weight is None else f"{self.live_green_weight}%"
         out.append(f"stack (Terraform state): {self.layout.describe()}; listener (ELBv2): green at {live}")
@@ -153,9 +156,10 @@ class Choice:
         return f"{self.move or 'nothing'}: {self.why}"
 
 
-def diagnose(target: Target, environment: str) -> Diagnosis:
-    """Read everything the choice needs; changes nothing."""
-    stack = Stack(environment, target, reporter=None)
+def diagnose(stack: Stack) -> Diagnosis:
+    """Read everything the choice needs from ``stack`` (the runbook's: initialised once); changes
+    nothing."""
+    target, environment = stack.target, stack.env
     ledger = Ledger(target, stack.names.ledger_table)
     lock = ledger.lock_holder(environment)
     record = ledger.active(environment)
@@ -232,6 +236,19 @@ def choose(diagnosis: Diagnosis, decision: str = "auto") -> Choice:
                 hint="Run with decision='auto': it releases the lock.",
             )
         return Choice("release-lock", "the controller died before recording its deployment: nothing changed")
+    if (
+        diagnosis.state_lock is not None
+        and not diagnosis.terraform_pids
+        and not diagnosis.state_lock_recorded
+    ):
+        lock = diagnosis.state_lock
+        raise DeployError(
+            f"{env}'s Terraform state is locked ({lock.get('ID')} by {lock.get('Who')}), no Terraform runs "
+            "here, and it is not the lock the stopped controller recorded, so neither resume nor abort "
+            "may clear it.",
+            hint="Run the unlock-state runbook (it proves the holder gone and unlocks by ID), then this "
+            "one again.",
+        )
     phase = record.phase
     if decision == "resume" and phase.startswith("rollback"):
         raise DeployError(
@@ -265,11 +282,11 @@ def choose(diagnosis: Diagnosis, decision: str = "auto") -> Choice:
     )  # fmt: skip
 
 
-def act(target: Target, environment: str, choice: Choice, *, say: Callable[[str], None] = print) -> str:
+def act(stack: Stack, choice: Choice, *, say: Callable[[str], None] = print) -> str:
     """Carry out ``choice`` through the controller's own resume or abort; what it ended with."""
     if choice.move is None:
         return "nothing to do"
-    stack = Stack(environment, target, reporter=None)
+    target, environment = stack.target, stack.env
     if choice.move == "release-lock":
         ledger = Ledger(target, stack.names.ledger_table)
         released = break_lock(ledger, environment, f"deploy-recover runbook {default_owner()}")
@@ -285,15 +302,16 @@ def act(target: Target, environment: str, choice: Choice, *, say: Callable[[str]
     return f"deployment {done.id} {done.status}: {done.reason}"
 
 
-def actions(target: Target, environment: str, diagnosis: Diagnosis, choice: Choice) -> list[Action]:
+def actions(stack: Stack, diagnosis: Diagnosis, choice: Choice) -> list[Action]:
     """The Plan: one action, or none when nothing is in progress."""
+    environment = stack.env
     if choice.move is None:
         return []
     record = diagnosis.record
     if choice.move == "release-lock":
         assert diagnosis.lock is not None
         text = f"Release {environment}'s deployment lock held by {diagnosis.lock.owner} ({diagnosis.gone})"
-        return [Action(text, lambda: act(target, environment, choice), lock_only=True)]
+        return [Action(text, lambda: act(stack, choice), lock_only=True)]
     assert record is not None
     if choice.move == "resume":
         text = (
@@ -305,7 +323,7 @@ def actions(target: Target, environment: str, diagnosis: Diagnosis, choice: Choi
             f"Abort deployment {record.id}: all traffic to {record.from_color} "
             f"({record.from_version or '?'}), {record.to_color} parked: {choice.why}"
         )
-    return [Action(text, lambda: act(target, environment, choice))]
+    return [Action(text, lambda: act(stack, choice))]
 
 
 # -- Verify ------------------------------------------------------------------------------------
@@ -313,10 +331,10 @@ def actions(target: Target, environment: str, diagnosis: Diagnosis, choice: Choi
 Check = Callable[[], tuple[bool, str]]
 
 
-def one_color_serves(target: Target, environment: str, deployment_id: str | None = None) -> tuple[bool, str]:
+def one_color_serves(stack: Stack, deployment_id: str | None = None) -> tuple[bool, str]:
     """Exactly one color takes 100 %: the listener (ELBv2), the applied state and the ledger's
     deployment (``deployment_id``, else the latest) agree on which, and it has instances."""
-    stack = Stack(environment, target, reporter=None)
+    target = stack.target
     outputs = stack.outputs()
     layout = Layout.from_outputs(outputs.get("deployment") or {})
     live = live_green_weight(target, str(outputs["listener_arn"]), str(outputs["green_target_group_arn"]))
@@ -328,7 +346,7 @@ def one_color_serves(target: Target, environment: str, deployment_id: str | None
     if layout.capacities[serving] < 1:
         return False, f"{serving} takes all traffic but has no instances ({layout.describe()})"
     ledger = Ledger(target, stack.names.ledger_table)
-    records = [ledger.get(deployment_id)] if deployment_id else ledger.list(environment)[:1]
+    records = [ledger.get(deployment_id)] if deployment_id else ledger.list(stack.env)[:1]
     if records:
         d = records[0]
         wanted = d.to_color if d.status == "succeeded" else d.from_color
@@ -337,15 +355,13 @@ def one_color_serves(target: Target, environment: str, deployment_id: str | None
     return True, f"{serving} {layout.versions[serving]} serves 100% (listener and state agree)"
 
 
-def no_deployment_lock(target: Target, environment: str) -> tuple[bool, str]:
-    holder = Ledger(target, Stack(environment, target, reporter=None).names.ledger_table).lock_holder(
-        environment
-    )
+def no_deployment_lock(stack: Stack) -> tuple[bool, str]:
+    holder = Ledger(stack.target, stack.names.ledger_table).lock_holder(stack.env)
     return (True, "free") if holder is None else (False, f"held by {holder.describe()}")
 
 
-def no_state_lock(target: Target, environment: str) -> tuple[bool, str]:
-    lock = Stack(environment, target, reporter=None).state_lock()
+def no_state_lock(stack: Stack) -> tuple[bool, str]:
+    lock = stack.state_lock()
     if lock is None:
         return True, "free"
     return False, (
@@ -354,10 +370,10 @@ def no_state_lock(target: Target, environment: str) -> tuple[bool, str]:
     )
 
 
-def record_final(target: Target, environment: str, deployment_id: str | None) -> tuple[bool, str]:
+def record_final(stack: Stack, deployment_id: str | None) -> tuple[bool, str]:
     """The recovered deployment (``deployment_id``) ended, and nothing else is in progress."""
-    ledger = Ledger(target, Stack(environment, target, reporter=None).names.ledger_table)
-    if (active := ledger.active(environment)) is not None:
+    ledger = Ledger(stack.target, stack.names.ledger_table)
+    if (active := ledger.active(stack.env)) is not None:
         return False, f"deployment {active.id} is still in progress (phase {active.phase})"
     if deployment_id is None:
         return True, "no deployment in progress"
@@ -365,14 +381,13 @@ def record_final(target: Target, environment: str, deployment_id: str | None) ->
     return d.status in FINAL_STATUSES, f"deployment {d.id} {d.status}: {d.reason}"
 
 
-def checks(target: Target, environment: str, diagnosis: Diagnosis) -> list[tuple[str, Check]]:
+def checks(stack: Stack, diagnosis: Diagnosis) -> list[tuple[str, Check]]:
     """The Verify section's checks, each ``(what, check)`` for ``rb.verify``."""
     dep = diagnosis.record.id if diagnosis.record is not None else None
     return [
         ("Exactly one color serves 100 % (ELBv2 listener, state and ledger agree)",
-         lambda: one_color_serves(target, environment, dep)),
-        ("No deployment lock", lambda: no_deployment_lock(target, environment)),
-        ("No Terraform state lock", lambda: no_state_lock(target, environment)),
-        ("The deployment record is final, nothing in progress",
-         lambda: record_final(target, environment, dep)),
+         lambda: one_color_serves(stack, dep)),
+        ("No deployment lock", lambda: no_deployment_lock(stack)),
+        ("No Terraform state lock", lambda: no_state_lock(stack)),
+        ("The deployment record is final, nothing in progress", lambda: record_final(stack, dep)),
     ]  # fmt: skip

@@ -87,8 +87,11 @@ def inject(
     bake: float = 3.0,
     scale_down_delay: float = 1.0,
     health_timeout: float = 90.0,
+    mid_apply: bool = False,
 ) -> dict[str, Any]:
-    """Start a real ``labkit deploy start`` of ``version`` and SIGKILL it once it entered ``phase``."""
+    """Start a real ``labkit deploy start`` of ``version`` and SIGKILL it once it entered ``phase``
+    (with ``mid_apply``, once that phase's Terraform apply also holds the state lock: the apply
+    then finishes on its own after the kill)."""
     if environment not in APP_ENVIRONMENTS:
         raise DrillError(
             f"{environment!r} takes no deployments.", hint=f"Use one of: {', '.join(APP_ENVIRONMENTS)}."
@@ -96,6 +99,9 @@ def inject(
     steps = [int(w) for w in str(weights).split(",")]
     canary(steps)  # refuses bad weights before anything starts
     wanted = ledger_phase(phase, steps)
+    if mid_apply and wanted == "health":
+        raise DrillError("The health phase runs no Terraform apply.", hint="Use mid_apply only with "
+                         "provision, shift:N or park.")  # fmt: skip
     stack = Stack(environment, target, reporter=None)
     ledger = Ledger(target, stack.names.ledger_table)
     if (holder := ledger.lock_holder(environment)) is not None or ledger.active(environment) is not None:
@@ -127,6 +133,8 @@ def inject(
         )  # fmt: skip
     try:
         record = _wait_for_phase(ledger, environment, proc, wanted, _order(steps), log)
+        if mid_apply:
+            _wait_for_apply(stack, proc, log)
         os.killpg(proc.pid, signal.SIGKILL)
         killed_at = datetime.now(UTC)
         proc.wait(timeout=30)  # reaped: a zombie's pid would still look alive to the runbook
@@ -186,6 +194,20 @@ def _wait_for_phase(
         if time.monotonic() > deadline:
             raise DrillError(
                 f"`labkit deploy` did not reach {wanted} in {REACH_TIMEOUT_S:g} s.",
+                hint=f"Its output is in {log}.",
+            )
+        time.sleep(_POLL_S)
+
+
+def _wait_for_apply(stack: Stack, proc: subprocess.Popen[bytes], log: Path) -> None:
+    """Until a Terraform of ``stack`` runs and holds its state lock (the phase's apply)."""
+    deadline = time.monotonic() + REACH_TIMEOUT_S
+    data_dir = stack.terraform.data_dir
+    while not (data_dir and terraform_running_in(data_dir) and stack.state_lock() is not None):
+        if proc.poll() is not None or time.monotonic() > deadline:
+            raise DrillError(
+                "`labkit deploy` " + ("exited" if proc.poll() is not None else "ran no apply") + " before "
+                "its Terraform apply took the state lock.",
                 hint=f"Its output is in {log}.",
             )
         time.sleep(_POLL_S)
