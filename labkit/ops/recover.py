@@ -35,7 +35,6 @@ from labkit.deploy.stale import (
     refuse_live,
     same_lock,
     terraform_running_in,
-    wait_for_orphans,
 )
 from labkit.errors import ConfigError, DeployError, DeploymentLockedError
 from labkit.infra.stack import Stack
@@ -250,7 +249,7 @@ def choose(diagnosis: Diagnosis, decision: str = "auto") -> Choice:
             "one again.",
         )
     phase = record.phase
-    if decision == "resume" and phase.startswith("rollback"):
+    if decision == "resume" and phase.startswith("rollback") and record.step_index < 0:
         raise DeployError(
             f"Deployment {record.id} was rolling back ({phase}) when its controller stopped; resuming "
             "would deploy the release it was rolling back.",
@@ -291,9 +290,6 @@ def act(stack: Stack, choice: Choice, *, say: Callable[[str], None] = print) -> 
         ledger = Ledger(target, stack.names.ledger_table)
         released = break_lock(ledger, environment, f"deploy-recover runbook {default_owner()}")
         return f"released the lock of {released}" if released else "the lock was already free"
-    # First let the dead controller's Terraform finish: abort reads the applied weights before its
-    # own apply waits for it, and would otherwise park a color the orphan was still shifting to.
-    wait_for_orphans(stack.terraform, say)
     controller = Controller(environment, target, say=say)
     if choice.move == "resume":
         done = controller.resume()

@@ -89,8 +89,11 @@ def test_a_lock_without_a_record_is_released() -> None:
 def test_the_decision_parameter_overrides_the_rule() -> None:
     assert choose(diagnosis(record("provision")), "resume").move == "resume"
     assert choose(diagnosis(record("scale-down", 1, 100)), "abort").move == "abort"
+    # The controller's resume finishes a rollback begun after the first step, but would provision
+    # again one begun before it (a failed health check): refused.
+    assert choose(diagnosis(record("rollback", 0, 50)), "resume").move == "resume"
     with pytest.raises(DeployError, match="rolling back"):
-        choose(diagnosis(record("rollback", 0, 50)), "resume")
+        choose(diagnosis(record("rollback-park")), "resume")
     with pytest.raises(ConfigError, match="decision"):
         choose(diagnosis(record("provision")), "restart")
 
