@@ -35,6 +35,8 @@ def free_port() -> int:
 WORKERS = 3
 #: The xdist group of every test that uses the session's staging stack.
 STAGING_GROUP = "staging"
+#: The xdist group of every drill test: they share the ``drills_stack`` (one build).
+DRILLS_GROUP = "drills"
 
 
 @pytest.hookimpl(optionalhook=True)  # an xdist hook, unknown without xdist
@@ -64,6 +66,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     test_deploy.py's tests, which build on each other's state, would be torn apart.
     - A test already marked ``xdist_group`` keeps its group (tests/notebooks/ runs on its own).
     - A test using ``staging_stack`` goes in one group: one worker builds the stack (about 3 min).
+    - A test using ``drills_stack`` goes in another: the drills break and recover one stack in turn.
     - Every other test is grouped by its file, as ``--dist loadfile`` would.
     The scheduler hands out groups in collection order (``--no-loadscope-reorder``), and the run
     lasts at least as long as its longest group, so the marked and staging groups (each several
@@ -80,6 +83,9 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         if "staging_stack" in getattr(item, "fixturenames", ()):
             long_chains.add(item.nodeid)
             group = STAGING_GROUP
+        elif "drills_stack" in getattr(item, "fixturenames", ()):
+            long_chains.add(item.nodeid)
+            group = DRILLS_GROUP
         else:
             group = item.path.relative_to(config.rootpath).as_posix()
         item.add_marker(pytest.mark.xdist_group(group))
@@ -413,3 +419,34 @@ BLUE_SERVES_1_0_0 = {
     "green_capacity": 0,
     "green_weight": 0,
 }
+
+
+#: Releases the drills' stack holds besides 1.0.0 (which ``lesson.ensure_staging`` uploads).
+DRILL_RELEASES = ("1.1.0",)
+
+
+@dataclass(frozen=True)
+class DrillsStack:
+    """global + staging built as lesson 10 builds them (blue serves 1.0.0 on two instances)."""
+
+    target: Target
+    artifact_bucket: str
+
+    def stack(self, env: str = "staging") -> Stack:
+        return Stack(env, self.target)
+
+
+@pytest.fixture(scope="session")
+def drills_stack(sandbox: RunningSandbox, tmp_path_factory: pytest.TempPathFactory) -> DrillsStack:
+    """The stack every drill test breaks and recovers in turn, built once per session with
+    :func:`labkit.lab.lesson.ensure_staging`. A drill test leaves it serving as it found it (its
+    runbook's Verify and the drill's steady state prove that), or restores it itself."""
+    from labkit.lab.lesson import ensure_staging
+
+    target = sandbox.target
+    ensure_staging(target, say=lambda _: None)
+    bucket = Stack("global", target).names.artifact_bucket
+    out = tmp_path_factory.mktemp("drill-releases")
+    for version in DRILL_RELEASES:
+        upload_artifact(target, bucket, version, out)
+    return DrillsStack(target=target, artifact_bucket=bucket)

@@ -222,9 +222,9 @@ def clear_stale_lock(
         raise DeployError(
             f"The Terraform state is locked ({seen}), and it is not the lock the stopped controller "
             "recorded, so it is left alone.",
-            hint="If no Terraform runs for this environment any more, clear it with the state-lock "
-            f"runbook or `terraform force-unlock {found.get('ID') or 'LOCK_ID'}`, then run the command "
-            "again.",
+            hint="If no Terraform runs for this environment any more, clear it with the unlock-state "
+            f"runbook (`labkit runbook run unlock-state -p environment {dead.env}`) or `terraform "
+            f"force-unlock {found.get('ID') or 'LOCK_ID'}`, then run the command again.",
         ) from error
     say(f"  clearing the Terraform state lock {found['ID']} the stopped controller left ({found['Who']})")
     terraform.force_unlock(found["ID"])

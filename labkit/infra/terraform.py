@@ -362,8 +362,9 @@ class Terraform:
         if "Error acquiring the state lock" in text:
             return StateLockedError(
                 f"terraform {what} in {self.workdir.name}: the state is locked by another run.",
-                hint="Wait for the other run to finish. If it died, run the state-lock runbook "
-                "(or `terraform force-unlock LOCK_ID`) after checking that nothing is applying.",
+                hint="Wait for the other run to finish. If it died, `labkit runbook run unlock-state -p "
+                "environment ENV` proves its holder gone and lists the unlock (add -p dry_run false -p "
+                "confirm ENV to do it).",
                 diagnostics=diagnostics,
                 returncode=code,
             )

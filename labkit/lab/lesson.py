@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import urllib.error
 import urllib.request
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -116,3 +116,48 @@ def check_flag(name: str, value: object) -> None:
             f"{name} is {value!r} ({type(value).__name__}), not True or False.",
             hint=f"Pass a boolean: -p {name} true (JSON) or True.",
         )
+
+
+#: What a lesson that needs a serving staging builds: blue serves 1.0.0 on two instances.
+SERVING_STAGING = {
+    "blue_version": "1.0.0",
+    "green_version": "1.0.0",
+    "blue_capacity": 2,
+    "green_capacity": 0,
+    "green_weight": 0,
+}
+
+
+def ensure_staging(target: Target, *, say: Callable[[str], None] = print) -> dict[str, Any]:
+    """Build what a self-contained lesson needs, or keep what is there: ``global``, release 1.0.0
+    in the artifact bucket, and staging with blue serving it (:data:`SERVING_STAGING`) once it is
+    healthy. On a stack that already serves, every apply is a no-change apply. Returns staging's
+    outputs."""
+    from labkit.deploy.health import wait_healthy
+    from labkit.release.build import build_release, release_exists, upload_release
+
+    glob = Stack("global", target)
+    say("applying global ...")
+    glob.apply()
+    bucket = glob.names.artifact_bucket
+    if not release_exists(target, bucket, "1.0.0"):
+        say("building and uploading release 1.0.0 ...")
+        upload_release(target, bucket, build_release("1.0.0"), "1.0.0")
+    staging = Stack("staging", target)
+    say("applying staging (blue serves 1.0.0 on two instances) ...")
+    outputs = staging.apply(SERVING_STAGING).outputs
+    healthy, report, waited = wait_healthy(
+        target,
+        asg_name=str(outputs["blue_asg_name"]),
+        target_group_arn=str(outputs["blue_target_group_arn"]),
+        wanted=2,
+        timeout_s=180,
+        say=lambda _: None,
+    )
+    if not healthy:
+        raise StackError(
+            f"staging's blue fleet is not healthy after {waited:.0f} s: {report}",
+            hint="`labkit deploy status staging` shows the fleets, and `labkit sandbox logs` the instances.",
+        )
+    say(f"staging serves ({waited:.0f} s for the fleet to turn healthy)")
+    return dict(outputs)

@@ -676,3 +676,56 @@ def dora_metrics(
         ax.set_xlabel(f"{per} starting (UTC)")
     fig.suptitle(title or f"DORA-style metrics per {per}")
     return _finish(fig, path)
+
+
+#: The moments of a drill, in the order they happen, and how each is drawn.
+DRILL_MOMENTS = {"injected": "#d62728", "detected": "#ff7f0e", "recovered": "#2ca02c", "verified": "#17becf"}
+
+
+def drill_timeline(
+    moments: pd.DataFrame,
+    traffic: pd.DataFrame,
+    *,
+    title: str | None = None,
+    path: Path | str | None = None,
+) -> Figure:
+    """One row per drill over seconds since its injection: requests answered and failed per time bin
+    (the probe's), and a line at each moment (injected, detected, recovered, verified).
+
+    ``moments``: columns drill, moment, seconds. ``traffic``: columns drill, seconds, ok (one row per
+    request). :meth:`labkit.ops.drill.DrillReport.moments` and ``.traffic`` give both.
+    """
+    marks = _check(moments, "moments", {"drill": "str", "moment": "str", "seconds": "number"})
+    requests = _check(traffic, "traffic", {"drill": "str", "seconds": "number", "ok": "bool"})
+    drills = _ordered_unique(marks["drill"])
+    fig = _figure(10, 1.0 + 2.0 * len(drills))
+    axes = fig.subplots(len(drills), 1, squeeze=False)[:, 0]
+    span = max(float(marks["seconds"].max()), float(requests["seconds"].max()), 1.0)
+    width = _bin_width(span)
+    edges = np.arange(min(0.0, float(requests["seconds"].min())), span + width, width)
+    for ax, drill in zip(axes, drills, strict=True):
+        own = requests[requests["drill"] == drill]
+        ok_counts, _ = np.histogram(own.loc[own["ok"], "seconds"], bins=edges)
+        bad_counts, _ = np.histogram(own.loc[~own["ok"], "seconds"], bins=edges)
+        ax.bar(edges[:-1], ok_counts / width, width=width, align="edge", color="#c7c7c7", label="answered")
+        ax.bar(
+            edges[:-1], bad_counts / width, width=width, align="edge", bottom=ok_counts / width,
+            color="#d62728", label="failed",
+        )  # fmt: skip
+        for _, row in marks[marks["drill"] == drill].iterrows():
+            color = DRILL_MOMENTS.get(str(row["moment"]), "#7f7f7f")
+            ax.axvline(float(row["seconds"]), color=color, linestyle="--", linewidth=1.2)
+            at = float(row["seconds"])
+            ax.annotate(
+                f"{row['moment']} {at:.0f} s", (at, 1.0), xycoords=("data", "axes fraction"),
+                rotation=90, va="top", ha="right", fontsize=8, color=color,
+            )  # fmt: skip
+        failed = int((~own["ok"]).sum())
+        ax.set_title(f"{drill}: {failed} of {len(own)} requests failed", fontsize=10, loc="left")
+        ax.set_ylabel("requests / s")
+        ax.set_xlim(edges[0], edges[-1])
+    axes[0].legend(loc="upper right", fontsize=8)
+    axes[-1].set_xlabel("seconds since the injection")
+    if title:
+        fig.suptitle(title)
+    return _finish(fig, path)

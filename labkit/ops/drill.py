@@ -34,6 +34,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
+
 from labkit.errors import DrillError, SpendNotAllowedError
 from labkit.infra.stack import Stack, state_key
 from labkit.lab.run import runs_root
@@ -198,12 +200,19 @@ def chaos_runbook(dry_run: bool, configuration: dict[str, Any] | None = None) ->
         **run.drill.runbook_parameters(run.facts),
     }
     run.say(f"runbook {run.drill.runbook} ({'dry run' if dry_run else 'confirmed'}) ...")
+    before = state_fingerprint(run.target, run.environment)
     result = run_runbook(
         run.drill.runbook, run.target, parameters, out_root=run.folder, reporter=lambda _: None
     )
     run.runs.append(result)
     run.say(f"  {result.record.outcome}: {result.record.summary} ({result.executed})")
     wanted = "planned" if dry_run else "recovered"
+    if dry_run and (after := state_fingerprint(run.target, run.environment)) != before:
+        raise DrillError(
+            f"The dry run of {run.drill.runbook} changed the state of {run.environment}: "
+            f"{before} before, {after} after.",
+            hint=f"A dry run must only list what it would do; read its executed copy {result.executed}",
+        )
     if result.record.outcome != wanted:
         raise DrillError(
             f"Runbook {run.drill.runbook} ended {result.record.outcome!r}, not {wanted!r}: "
@@ -232,6 +241,33 @@ class DrillReport:
     lost_state_versions: int | None
     facts: dict[str, Any]
     runs: tuple[RunbookRun, ...]
+    #: The probe's requests from the injection on: ``seconds`` since it, ``ok``.
+    traffic: pd.DataFrame = field(repr=False, compare=False, default_factory=pd.DataFrame)
+
+    def moments(self) -> pd.DataFrame:
+        """Its moments as seconds since the injection (for :func:`labkit.lab.plots.drill_timeline`)."""
+        rows = [("injected", 0.0), ("detected", self.time_to_detect_s), ("recovered", self.time_to_recover_s)]
+        rows.append(("verified", self.time_to_verified_s))
+        return pd.DataFrame(
+            [{"drill": self.name, "moment": m, "seconds": s} for m, s in rows if s is not None]
+        )
+
+    def requests_frame(self) -> pd.DataFrame:
+        """The probe's requests as (drill, seconds, ok) rows."""
+        return self.traffic.assign(drill=self.name)[["drill", "seconds", "ok"]]
+
+    def figures(self) -> dict[str, Any]:
+        """The drill's figures as one table row."""
+        return {
+            "drill": self.name,
+            "verified": self.verified,
+            "detect_s": self.time_to_detect_s,
+            "recover_s": self.time_to_recover_s,
+            "verified_s": self.time_to_verified_s,
+            "requests": self.requests,
+            "failed": self.failed_requests,
+            "lost_state_versions": self.lost_state_versions,
+        }
 
     def lines(self) -> list[str]:
         def secs(value: float | None) -> str:
@@ -322,9 +358,14 @@ def _report(
         return round(_moment(moment) - injected, 1)
 
     results = probe.results()
-    if injected is not None and not results.empty:
-        results = results[results["time"] >= injected - 0.001]
-    failed = int((~results["ok"]).sum()) if not results.empty else 0
+    # The probe's ``time`` is a UTC timestamp; the journal's moments are epoch seconds.
+    origin = pd.Timestamp(injected if injected is not None else 0.0, unit="s", tz="UTC")
+    seconds = (results["time"] - origin).dt.total_seconds()
+    traffic = pd.DataFrame({"seconds": seconds, "ok": results["ok"].astype(bool)})
+    if injected is not None:
+        traffic = traffic[traffic["seconds"] >= -0.001]
+    traffic = traffic.reset_index(drop=True)
+    failed = int((~traffic["ok"]).sum())
     return DrillReport(
         name=drill.name,
         environment=environment,
@@ -337,11 +378,12 @@ def _report(
         else round(verified_at - injected, 1)
         if injected
         else None,
-        requests=len(results),
+        requests=len(traffic),
         failed_requests=failed,
         lost_state_versions=lost_versions(before, after),
         facts=facts,
         runs=runs,
+        traffic=traffic,
     )
 
 
@@ -358,6 +400,20 @@ def lost_versions(before: tuple[str, int] | None, after: tuple[str, int] | None)
 
 def _moment(text: str) -> float:
     return datetime.fromisoformat(text).timestamp()
+
+
+def state_fingerprint(target: Target, environment: str) -> tuple[str | None, bool]:
+    """The state object's newest version id (a delete marker's included) and whether a state lock
+    is held: a dry run must leave both as they were."""
+    stack = Stack(environment, target)
+    key = state_key(environment)
+    listing = target.client("s3").list_object_versions(Bucket=stack.names.state_bucket, Prefix=key)
+    latest = [
+        entry["VersionId"]
+        for entry in (*listing.get("Versions", []), *listing.get("DeleteMarkers", []))
+        if entry["Key"] == key and entry.get("IsLatest")
+    ]
+    return (latest[0] if latest else None), stack.state_lock() is not None
 
 
 def state_identity(target: Target, environment: str) -> tuple[str, int] | None:

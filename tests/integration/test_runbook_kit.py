@@ -55,7 +55,9 @@ def test_the_catalog_reads_name_fixes_and_parameters() -> None:
     assert info.parameters["dry_run"] == "True" and info.parameters["confirm"] == '""'
 
 
-def test_a_dry_run_lists_the_fix_and_changes_nothing(sandbox: RunningSandbox, s3: object, tmp_path: Path) -> None:
+def test_a_dry_run_lists_the_fix_and_changes_nothing(
+    sandbox: RunningSandbox, s3: object, tmp_path: Path
+) -> None:
     break_marker(s3)
     result = run(sandbox, tmp_path)  # dry_run defaults to True in the runbook
     assert result.ok and result.record.outcome == "planned"
@@ -114,7 +116,12 @@ def test_production_needs_confirm_even_for_a_lock_only_action(sandbox: RunningSa
     lines: list[str] = []
     for environment, refused in (("staging", False), ("production", True)):
         rb = runbook.open_runbook(
-            "fix-marker", target="sandbox", environment=environment, dry_run=False, confirm="", say=lines.append
+            "fix-marker",
+            target="sandbox",
+            environment=environment,
+            dry_run=False,
+            confirm="",
+            say=lines.append,
         )
         actions = [runbook.Action("Release a lock", lambda: None, lock_only=True)]
         if refused:

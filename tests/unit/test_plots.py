@@ -372,3 +372,33 @@ def test_the_probe_records_what_the_traffic_plots_read() -> None:
 
     recorded = set(Probe("http://127.0.0.1:9/", rate=1).results().columns)
     assert set(plots.PROBE_COLUMNS) <= recorded
+
+
+def test_drill_timeline_draws_a_row_per_drill_with_its_moments_and_failures(tmp_path: Path) -> None:
+    moments = pd.DataFrame(
+        [
+            {"drill": "corrupt-state", "moment": "injected", "seconds": 0.0},
+            {"drill": "corrupt-state", "moment": "verified", "seconds": 30.0},
+            {"drill": "accidental-destroy", "moment": "injected", "seconds": 0.0},
+            {"drill": "accidental-destroy", "moment": "recovered", "seconds": 150.0},
+        ]
+    )
+    seconds = np.arange(0, 160, 0.5)
+    traffic = pd.concat(
+        [
+            pd.DataFrame({"drill": "corrupt-state", "seconds": seconds[:60], "ok": True}),
+            pd.DataFrame(
+                {"drill": "accidental-destroy", "seconds": seconds, "ok": (seconds < 20) | (seconds > 140)}
+            ),
+        ]
+    )
+    fig = plots.drill_timeline(moments, traffic, title="drills", path=tmp_path / "drills.png")
+    axes = fig.get_axes()
+    assert [ax.get_title(loc="left") for ax in axes] == [
+        "corrupt-state: 0 of 60 requests failed",
+        "accidental-destroy: 241 of 320 requests failed",
+    ]
+    assert [len(ax.get_lines()) for ax in axes] == [2, 2]  # one dashed line per moment
+    assert (tmp_path / "drills.png").stat().st_size > 0
+    with pytest.raises(PlotInputError, match="seconds"):
+        plots.drill_timeline(moments.drop(columns="seconds"), traffic)
