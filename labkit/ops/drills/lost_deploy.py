@@ -34,7 +34,7 @@ from labkit.errors import DrillError
 from labkit.infra.stack import APP_ENVIRONMENTS, Stack
 from labkit.ops import probes
 from labkit.ops.drill import Drill
-from labkit.release.build import list_releases
+from labkit.release.build import build_release, list_releases, upload_release
 from labkit.settings import PROJECT_ROOT, labkit_home
 from labkit.target import Target
 
@@ -65,16 +65,24 @@ def _order(weights: list[int]) -> list[str]:
 
 
 def pick_version(target: Target, stack: Stack, layout: Layout) -> str:
-    """The newest plain release (no ``-suffix``) in the artifact bucket that does not serve now."""
+    """The newest plain release (no ``-suffix``) in the artifact bucket that does not serve now;
+    when there is none, the serving one's next patch version, built and uploaded (a healthy build of
+    this checkout), so the drill also runs on a stack that holds a single release."""
     serving = layout.serving
-    current = layout.versions[serving] if serving else None
-    plain = [v for v in list_releases(target, stack.names.artifact_bucket) if "-" not in v and v != current]
-    if not plain:
-        raise DrillError(
-            "There is no release to deploy other than the one serving.",
-            hint="Build one (`labkit release build 1.1.0`) or pass version=...",
-        )
-    return max(plain, key=lambda v: tuple(int(p) if p.isdigit() else 0 for p in v.split(".")))
+    current = layout.versions[serving] if serving else layout.versions["blue"]
+    bucket = stack.names.artifact_bucket
+    plain = [v for v in list_releases(target, bucket) if "-" not in v and v != current]
+    if plain:
+        return max(plain, key=_version_key)
+    major, minor, patch = _version_key(current.split("-")[0])
+    version = f"{major}.{minor}.{patch + 1}"
+    upload_release(target, bucket, build_release(version), version)
+    return version
+
+
+def _version_key(version: str) -> tuple[int, int, int]:
+    major, minor, patch = [*(int(p) if p.isdigit() else 0 for p in version.split(".")), 0, 0, 0][:3]
+    return major, minor, patch
 
 
 def inject(
