@@ -1,15 +1,18 @@
-"""The ``lost-deploy`` drill: the deploy controller SIGKILLed in a given phase, as when the CI job
-running ``labkit deploy`` is cancelled hard or its runner dies.
+"""The ``lost-deploy`` drill: the deploy controller SIGKILLed in a given phase, as when the job
+running ``labkit deploy`` is killed (a CI job cancelled hard, its process group killed).
 
-The injector starts a real ``labkit deploy start ENV VERSION`` process, in a session of its own as a
-CI job's step is, watches the ledger, and as soon as the deployment has entered the chosen phase
-sends SIGKILL to that whole process group. Terraform is not in it: labkit runs Terraform in a session
-of its own (:mod:`labkit.infra.terraform`), so an apply under way finishes, saves the state and
-releases the state lock, exactly as it would after a cancelled CI job whose runner goes on (the
-runner kills the job's process group, not other sessions). Killing Terraform too would be the
-lost-host case, whose stale state lock is the ``stuck-lock`` drill's. What is left is an
-``in_progress`` record, an event that never ended, and a deployment lock whose holder is dead:
-the ``deploy-recover`` runbook resumes or aborts it.
+The injector starts a real ``labkit deploy start ENV VERSION`` process in a session of its own (like
+a CI job's step), watches the ledger, and as soon as the deployment has entered the chosen
+phase sends SIGKILL to that whole process group: the controller and its heartbeat die at once, as
+under ``kill -9 -PGID`` or a runner that signals the step's process group. Terraform is not in that
+group: labkit runs it in a session of its own (:mod:`labkit.infra.terraform`) precisely so that an
+apply under way finishes, saves the state and releases the state lock; the drill keeps it so, since
+that is what labkit guarantees and what recovery must cope with (wait for the orphan, then take
+over). A kill that takes Terraform too (a lost host, a runner or cgroup that kills every
+descendant) leaves a stale state lock: that is the ``stuck-lock`` drill's case, and recovery clears
+it only if the dead controller had recorded it. What is left here is an ``in_progress`` record, an
+event that never ended, and a deployment lock whose holder is dead: the ``deploy-recover``
+runbook resumes or aborts it. ``mid_apply=True`` kills once the phase's apply holds the state lock.
 
 Phases: ``provision``, ``health``, ``shift:N`` (the apply of the strategy's N-th step, from 1), and
 ``park`` (the scale-down of the old color after the last step passed).
