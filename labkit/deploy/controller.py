@@ -619,6 +619,9 @@ class Controller:
         self.say(f"lock: taken over from {previous}")
         self._record_id = record.id
         self._taking_over_from = record
+        # Before reading the layout: abort decides from the applied weights whether to shift back,
+        # and a Terraform the stopped controller left mid-shift would change them after that read.
+        wait_for_orphans(self.stack.terraform, self.say)
         return self.ledger.get(record.id)
 
     # -- plumbing -----------------------------------------------------------------------------
