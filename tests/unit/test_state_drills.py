@@ -6,14 +6,13 @@ from __future__ import annotations
 import pytest
 
 from labkit.errors import DrillError
-from labkit.ops.drill import drills
-from labkit.ops.drills import corrupt_state
+from labkit.ops.drills import all_drills, corrupt_state
 from labkit.ops.drills._apply import root_options
 from labkit.target import Target
 
 
 def test_the_state_drills_are_found_with_their_runbooks() -> None:
-    found = drills()
+    found = all_drills()
     assert found["corrupt-state"].runbook == "restore-state"
     assert found["stuck-lock"].runbook == "unlock-state"
     assert found["concurrent-applies"].runbook is None

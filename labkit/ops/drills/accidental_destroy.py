@@ -16,7 +16,7 @@ from typing import Any
 
 from labkit.errors import DrillError
 from labkit.infra.stack import APP_ENVIRONMENTS, Stack
-from labkit.ops.drill import Drill
+from labkit.ops.drills import Drill
 from labkit.ops.probes import Check
 from labkit.ops.restore import DEPLOYMENT_KEYS, applied_deployment, kept_states, serves_as
 from labkit.target import Target

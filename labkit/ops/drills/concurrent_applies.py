@@ -16,7 +16,7 @@ from botocore.exceptions import ClientError
 from labkit.errors import DrillError
 from labkit.infra.stack import Stack
 from labkit.lab.run import runs_root
-from labkit.ops.drill import Drill
+from labkit.ops.drills import Drill
 from labkit.ops.drills._apply import preview_change, start_apply, wait_until
 from labkit.target import Target
 

@@ -14,7 +14,7 @@ from botocore.exceptions import ClientError
 
 from labkit.errors import DrillError
 from labkit.infra.stack import Stack
-from labkit.ops.drill import Drill
+from labkit.ops.drills import Drill
 from labkit.ops.probes import Check
 from labkit.target import Target
 

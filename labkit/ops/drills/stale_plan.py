@@ -38,7 +38,7 @@ from labkit.infra.planfile import (
 )
 from labkit.infra.stack import APP_ENVIRONMENTS, Stack
 from labkit.infra.terraform import Terraform
-from labkit.ops.drill import Drill
+from labkit.ops.drills import Drill
 from labkit.ops.probes import Check
 from labkit.settings import PROJECT_ROOT
 from labkit.target import Target

@@ -10,7 +10,7 @@ from typing import Any
 from labkit.errors import DrillError
 from labkit.infra.stack import Stack
 from labkit.lab.run import runs_root
-from labkit.ops.drill import Drill
+from labkit.ops.drills import Drill
 from labkit.ops.drills._apply import kill_apply, preview_change, start_apply, wait_until
 from labkit.ops.probes import Check
 from labkit.target import Target
