@@ -244,12 +244,15 @@ class Stack:
             return
         if confirm != self.env:
             where = "" if self.target.is_sandbox else " on AWS"
-            option = "" if self.target.is_sandbox else "--target aws "
+            command = (
+                f"labkit stack destroy {self.env} --confirm {self.env}"
+                if self.target.is_sandbox
+                else f"labkit --target aws stack destroy {self.env} --confirm {self.env}"
+            )
             raise StackError(
                 f"Refusing to destroy {self.env}{where} without confirm={self.env!r}: it deletes its "
                 "resources for good.",
-                hint=f"Pass confirm={self.env!r} (CLI: `labkit {option}stack destroy {self.env} "
-                f"--confirm {self.env}`; notebook 09: -p confirm {self.env}).",
+                hint=f"Pass confirm={self.env!r} (CLI: `{command}`; notebook 09: -p confirm {self.env}).",
             )
         if self.env != "global":
             return

@@ -16,7 +16,7 @@ Which deployment: the newer of two records, and the runbook says which one it to
    color on its previous release, parked (a successful deployment ends with its scale-down).
 2. The last deployment Terraform applied: the ``deployment`` output of the newest version of the
    environment's state object (the state bucket keeps every version) that still held resources.
-   It covers what the ledger never sees: ``labkit stack apply --var ...`` outside a deployment.
+   It covers what the ledger never sees: ``labkit stack apply ENV --var NAME=VALUE`` outside a deployment.
 
 With neither, there is nothing to rebuild from and :class:`labkit.errors.RestoreError` says so; the
 runbook's ``deployment`` parameter then names the versions, capacities and weight to use.
