@@ -435,6 +435,16 @@ class DrillsStack:
     def stack(self, env: str = "staging") -> Stack:
         return Stack(env, self.target)
 
+    @property
+    def outputs(self) -> dict[str, object]:
+        """Staging's outputs as they are now (one read of the state object): a drill that rebuilds
+        staging gives it a new load balancer, target groups and fleets."""
+        return self.stack().outputs()
+
+    @property
+    def url(self) -> str:
+        return self.target.alb_url(str(self.outputs["alb_dns_name"]))
+
 
 @pytest.fixture(scope="session")
 def drills_stack(sandbox: RunningSandbox, tmp_path_factory: pytest.TempPathFactory) -> DrillsStack:

@@ -411,7 +411,17 @@ class Stack:
                 raise self._no_state_bucket() from exc
             raise
         text = body.read()
-        return dict(json.loads(text)) if text.strip() else {}
+        if not text.strip():
+            return {}
+        try:
+            return dict(json.loads(text))
+        except (ValueError, TypeError) as exc:  # a broken tool, a truncated upload
+            raise StackError(
+                f"The state object s3://{config['bucket']}/{config['key']} of {self.env} is not a "
+                f"Terraform state ({type(exc).__name__}: {exc}).",
+                hint=f"Restore its last good version: `labkit runbook run restore-state -p environment "
+                f"{self.env}` (a dry run; add -p dry_run false -p confirm {self.env} to act).",
+            ) from exc
 
     def resources(self) -> list[str]:
         """The address of every resource in the environment's state (``terraform state list``)."""

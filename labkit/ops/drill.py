@@ -15,8 +15,9 @@ run NAME`` turns it into a Chaos Toolkit experiment (:func:`experiment`) and run
 
 A load probe runs through the ALB for the whole drill, and :class:`DrillReport` gives its figures:
 time to detect (injection to the runbook's plan naming the fix), time to recover (to the runbook's
-verified end) and to be verified independently (the steady state after), requests failed, and
-state versions lost (the last good serial before the injection against the serial after).
+verified end) and to be verified independently (the steady state after), requests failed from the
+injection to the recovery, and state versions lost (the last good serial before the injection
+against the serial after).
 
 Why Chaos Toolkit rather than the same shape in labkit: its experiment and journal formats are the
 ones chaos engineers read, ``labkit drill export NAME`` writes an experiment its ``chaos run`` can
@@ -35,7 +36,7 @@ from typing import Any
 
 import pandas as pd
 
-from labkit.errors import DrillError, SpendNotAllowedError
+from labkit.errors import DrillError, SpendNotAllowedError, StackError
 from labkit.infra.stack import Stack, state_key
 from labkit.lab.run import runs_root
 from labkit.ops.drills import Drill, all_drills
@@ -323,14 +324,17 @@ def _report(
             return None
         return round(_moment(moment) - injected, 1)
 
+    recovered = since(acted.finished_at if acted and acted.verified else None)
+    verified_s = None if verified_at is None or injected is None else round(verified_at - injected, 1)
     results = probe.results()
     # The probe's ``time`` is a UTC timestamp; the journal's moments are epoch seconds.
     origin = pd.Timestamp(injected if injected is not None else 0.0, unit="s", tz="UTC")
     seconds = (results["time"] - origin).dt.total_seconds()
     traffic = pd.DataFrame({"seconds": seconds, "ok": results["ok"].astype(bool)})
-    if injected is not None:
-        traffic = traffic[traffic["seconds"] >= -0.001]
-    traffic = traffic.reset_index(drop=True)
+    # From the injection to the recovery: a rebuilt load balancer answers on another address
+    # (a new DNS name on AWS, a new loopback port here), so the probe's old URL fails for good.
+    end = recovered if recovered is not None else float("inf")
+    traffic = traffic[(traffic["seconds"] >= -0.001) & (traffic["seconds"] <= end)].reset_index(drop=True)
     failed = int((~traffic["ok"]).sum())
     return DrillReport(
         name=drill.name,
@@ -338,12 +342,8 @@ def _report(
         verified=verified and (acted is None or acted.verified or drill.runbook is None),
         journal=folder / "journal.json",
         time_to_detect_s=since(detected),
-        time_to_recover_s=since(acted.finished_at if acted and acted.verified else None),
-        time_to_verified_s=None
-        if verified_at is None
-        else round(verified_at - injected, 1)
-        if injected
-        else None,
+        time_to_recover_s=recovered,
+        time_to_verified_s=verified_s,
         requests=len(traffic),
         failed_requests=failed,
         lost_state_versions=lost_versions(before, after),
@@ -385,12 +385,8 @@ def state_fingerprint(target: Target, environment: str) -> tuple[str | None, boo
 def state_identity(target: Target, environment: str) -> tuple[str, int] | None:
     """The (lineage, serial) of the environment's state object as it is now, or None when it is
     missing or does not parse (what a corrupt-state drill leaves)."""
-    from botocore.exceptions import ClientError
-
-    bucket = Stack(environment, target).names.state_bucket
     try:
-        body = target.client("s3").get_object(Bucket=bucket, Key=state_key(environment))["Body"].read()
-        state = json.loads(body)
+        state = Stack(environment, target).state()
         return str(state["lineage"]), int(state["serial"])
-    except (ClientError, ValueError, KeyError, TypeError):
+    except (StackError, KeyError, TypeError, ValueError):
         return None

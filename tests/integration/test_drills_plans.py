@@ -1,5 +1,5 @@
 """Saved plans, the stale-plan drill, deletion protection and the accidental-destroy drill on the
-session's staging stack (real Terraform, real sandbox), in order:
+drills' staging stack (real Terraform, real sandbox), in order:
 
 1. a plan saved through the CLI and the stale-plan drill (plans from two real commits in a clone,
    the newer applied): the older plans refused by labkit's check and Terraform's own, an
@@ -9,8 +9,8 @@ session's staging stack (real Terraform, real sandbox), in order:
    restore-environment runbook headless (dry run, then confirmed, then again: nothing to do), and
    checks the runbook did not write.
 
-The last test rebuilds staging: its load balancer, target groups and ASGs are new resources, so it
-writes the new outputs into the session fixture's ``outputs`` for the tests that come after it.
+The last test rebuilds staging: its load balancer, target groups and ASGs are new resources, which
+the fixture's ``outputs`` and ``url`` read afresh for the tests that come after it.
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ from labkit.infra.stack import Stack
 from labkit.ops import probes
 from labkit.ops.drills import accidental_destroy, stale_plan
 from labkit.ops.execute import run_runbook
-from tests.conftest import BLUE_SERVES_1_0_0, StagingStack, target_states, wait_for
+from tests.conftest import BLUE_SERVES_1_0_0, DrillsStack, target_states, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -48,9 +48,9 @@ BASELINE = {**BLUE_SERVES_1_0_0, "preview_color": None}
 
 @dataclass
 class Staging:
-    """The session's staging stack, and one Stack for the module (each Stack runs `terraform init`)."""
+    """The drills' staging stack, and one Stack for the module."""
 
-    fixture: StagingStack
+    fixture: DrillsStack
     stack: Stack
 
     def blue_serves(self) -> bool:
@@ -60,9 +60,9 @@ class Staging:
 
 
 @pytest.fixture(scope="module")
-def staging(staging_stack: StagingStack) -> Iterator[Staging]:
-    """The session's staging stack at BASELINE, blue healthy; the plans this module saves go."""
-    ours = Staging(staging_stack, Stack("staging", staging_stack.target))
+def staging(drills_stack: DrillsStack) -> Iterator[Staging]:
+    """The drills' staging stack at BASELINE, blue healthy; the plans this module saves go."""
+    ours = Staging(drills_stack, drills_stack.stack())
     ours.stack.apply(BASELINE)
     wait_for("blue healthy", ours.blue_serves, timeout_s=90)
     before = set(PLANS_DIR.glob("staging-*")) if PLANS_DIR.exists() else set()
@@ -186,7 +186,6 @@ def test_3_accidental_destroy_is_restored_by_the_runbook_and_verified_independen
 
     # Checks the runbook did not write.
     outputs = stack.outputs()
-    staging.fixture.outputs.update(outputs)  # new ALB, target groups, ASGs for the tests after this
     after = Probe(staging.fixture.url, rate=20, duration=2).start()
     after.wait(timeout=30)
     frame = after.results()
