@@ -42,10 +42,11 @@ def main() -> None:
     from labkit import sandbox
     from labkit.deploy.health import wait_healthy
     from labkit.infra.stack import Stack
-    from labkit.ops.drill import DrillReport, drills, run_drill
+    from labkit.ops.drill import DrillReport, run_drill
+    from labkit.ops.drills import all_drills
     from labkit.release.build import build_release, upload_release
 
-    names = [n for n in drills() if not args.only or n in args.only]
+    names = [n for n in all_drills() if not args.only or n in args.only]
     names.sort(key=lambda n: n in LAST)
     reports: list[DrillReport] = []
     try:

@@ -25,9 +25,9 @@ EnvOption = Annotated[str, typer.Option("--env", help="The environment to break 
 @drill_app.command("list")
 def list_drills(as_json: AsJson = False) -> None:
     """Each drill: what it breaks and the runbook that recovers it."""
-    from labkit.ops.drill import drills
+    from labkit.ops.drills import all_drills
 
-    found = drills()
+    found = all_drills()
     if as_json:
         echo_json([{"name": d.name, "summary": d.summary, "runbook": d.runbook} for d in found.values()])
         return

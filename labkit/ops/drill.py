@@ -1,6 +1,7 @@
 """Disaster drills as Chaos Toolkit experiments whose probes and actions call labkit.
 
-A drill (one module in :mod:`labkit.ops.drills`, each defining ``DRILL``) breaks the sandbox the
+A drill (a :class:`~labkit.ops.drills.Drill`: one module in :mod:`labkit.ops.drills`, each
+defining ``DRILL``) breaks the sandbox the
 way the disaster happens in life, through the APIs a person or a process would use. ``labkit drill
 run NAME`` turns it into a Chaos Toolkit experiment (:func:`experiment`) and runs it with
 ``chaoslib``:
@@ -25,9 +26,7 @@ facts to the runbook step, goes through :data:`_current` (activities run in this
 
 from __future__ import annotations
 
-import importlib
 import json
-import pkgutil
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -39,47 +38,14 @@ import pandas as pd
 from labkit.errors import DrillError, SpendNotAllowedError
 from labkit.infra.stack import Stack, state_key
 from labkit.lab.run import runs_root
+from labkit.ops.drills import Drill, all_drills
 from labkit.ops.execute import RunbookRun, run_runbook
-from labkit.ops.probes import STEADY_STATE, Check
+from labkit.ops.probes import STEADY_STATE
 from labkit.target import Target
-
-CheckFn = Callable[[Target, str], Check]
-
-
-@dataclass(frozen=True)
-class Drill:
-    """One disaster: how to inject it, which runbook recovers it, what proves it recovered.
-
-    ``inject(target, environment, **arguments)`` breaks the environment and returns what it did
-    (JSON-able facts). ``runbook`` is None when the drill has nothing to recover (the injection's
-    outcome is the lesson, as for concurrent applies); ``runbook_parameters`` turns the facts into
-    the runbook's own parameters. ``checks`` join the steady state; ``steady_state`` names the
-    common checks that apply (all by default).
-    """
-
-    name: str
-    summary: str
-    inject: Callable[..., dict[str, Any]]
-    runbook: str | None
-    checks: Mapping[str, CheckFn] = field(default_factory=dict)
-    runbook_parameters: Callable[[dict[str, Any]], dict[str, Any]] = lambda facts: {}
-    steady_state: tuple[str, ...] = tuple(STEADY_STATE)
-
-
-def drills() -> dict[str, Drill]:
-    """Every drill in :mod:`labkit.ops.drills`, by name."""
-    from labkit.ops import drills as package
-
-    found: dict[str, Drill] = {}
-    for module in pkgutil.iter_modules(package.__path__):
-        drill = getattr(importlib.import_module(f"{package.__name__}.{module.name}"), "DRILL", None)
-        if isinstance(drill, Drill):
-            found[drill.name] = drill
-    return dict(sorted(found.items()))
 
 
 def get(name: str) -> Drill:
-    known = drills()
+    known = all_drills()
     if name not in known:
         raise DrillError(
             f"There is no drill {name!r}.", hint=f"Drills: {', '.join(known)} (`labkit drill list`)."

@@ -10,7 +10,8 @@ import pytest
 
 from labkit.errors import DrillError
 from labkit.ops import drill as drill_module
-from labkit.ops.drill import Drill, chaos_check, experiment, lost_versions
+from labkit.ops.drill import chaos_check, experiment, lost_versions
+from labkit.ops.drills import Drill
 from labkit.ops.probes import STEADY_STATE
 from labkit.target import Target
 
