@@ -36,7 +36,7 @@ from labkit.deploy.strategy import canary
 from labkit.errors import DrillError
 from labkit.infra.stack import APP_ENVIRONMENTS, Stack
 from labkit.ops import probes
-from labkit.ops.drill import Drill
+from labkit.ops.drills import Drill
 from labkit.release.build import build_release, list_releases, upload_release
 from labkit.settings import PROJECT_ROOT, labkit_home
 from labkit.target import Target
