@@ -29,10 +29,10 @@ def free_port() -> int:
 
 # --- parallel runs: pytest-xdist, `-n auto --dist loadgroup` (addopts in pyproject.toml) ---
 
-#: Workers for a run of more than one test file. Measured on the 2-core CI machine: most
-#: integration time is waiting (Terraform's ALB sleeps, health checks, bakes), so three long
-#: chains (staging, the notebooks, everything else) overlap well.
-WORKERS = 3
+#: Workers for a run of more than one test file. Most integration time is waiting (Terraform's
+#: ALB sleeps, health checks, bakes), so the long chains (staging, the learning path, lesson 10,
+#: the two drills groups) overlap well even on the 2-core CI machine.
+WORKERS = 4
 #: The xdist group of every test that uses the session's staging stack.
 STAGING_GROUP = "staging"
 #: The xdist group of every drill test: they share the ``drills_stack`` (one build).

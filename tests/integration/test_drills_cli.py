@@ -78,8 +78,13 @@ def test_inject_then_recover_by_hand_refused_confirmed_then_nothing_to_do(drills
 
 
 def test_drill_run_prints_the_figures_and_exits_0(drills_stack: DrillsStack) -> None:
-    ran = labkit("drill", "run", "corrupt-state", "--env", "staging", "-p", "variant", "garbage")
+    """concurrent-applies, the drill without a runbook (run_drill's full path with a runbook is
+    lesson 10's): two real applies, one refused on the lock, the steady state before and after."""
+    before = state_identity(drills_stack.target, "staging")
+    assert before is not None
+    ran = labkit("drill", "run", "concurrent-applies", "--env", "staging")
     assert ran.returncode == 0, ran.stdout[-4000:] + ran.stderr[-4000:]
-    assert "drill corrupt-state on staging: VERIFIED" in ran.stdout
+    assert "drill concurrent-applies on staging: VERIFIED" in ran.stdout
     assert "state versions lost 0" in ran.stdout
     assert "requests failed     0 of" in ran.stdout
+    assert state_identity(drills_stack.target, "staging") == (before[0], before[1] + 1)

@@ -1,4 +1,4 @@
-"""The ``lost-deploy`` drill on the session's staging stack: a real ``labkit deploy`` SIGKILLed in
+"""The ``lost-deploy`` drill on the drills' staging stack: a real ``labkit deploy`` SIGKILLed in
 a phase, recovered by the ``deploy-recover`` runbook run with papermill, and verified with reads
 the runbook did not write: the listener's weights from ELBv2, the state, what the ALB answers, the
 deployment record, both locks, the drill's steady state, and a load probe running throughout.
@@ -31,39 +31,41 @@ from labkit.infra.stack import Stack
 from labkit.ops import probes
 from labkit.ops.drills.lost_deploy import DRILL
 from labkit.ops.execute import RunbookRun, run_runbook
-from tests.conftest import BLUE_SERVES_1_0_0, StagingStack, target_states, wait_for
+from tests.conftest import BLUE_SERVES_1_0_0, DrillsStack, target_states, wait_for
 
-pytestmark = pytest.mark.integration
+# A drills stack of its own, on another worker than test_drills_cli.py and test_drills_state.py:
+# the drills are several minutes each, and one stack for all of them would be the suite's longest chain.
+pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("drills-deploy")]
 
 
 @pytest.fixture(scope="module")
-def staging(staging_stack: StagingStack) -> Iterator[StagingStack]:
-    """The session's staging stack with blue serving 1.0.0 on two healthy instances."""
-    staging_stack.stack().apply(BLUE_SERVES_1_0_0)
-    arn = str(staging_stack.outputs["blue_target_group_arn"])
+def staging(drills_stack: DrillsStack) -> Iterator[DrillsStack]:
+    """The drills' staging stack with blue serving 1.0.0 on two healthy instances."""
+    drills_stack.stack().apply(BLUE_SERVES_1_0_0)
+    arn = str(drills_stack.outputs["blue_target_group_arn"])
     wait_for(
         "blue healthy",
-        lambda: [s for s, _ in target_states(staging_stack.target, arn).values()] == ["healthy", "healthy"],
+        lambda: [s for s, _ in target_states(drills_stack.target, arn).values()] == ["healthy", "healthy"],
         timeout_s=90,
     )
-    yield staging_stack
+    yield drills_stack
 
 
 @pytest.fixture(scope="module")
-def stack(staging: StagingStack) -> Stack:
+def stack(staging: DrillsStack) -> Stack:
     """One Stack for the module's reads (each new one runs `terraform init` first)."""
     return staging.stack()
 
 
 @pytest.fixture(scope="module")
-def probe(staging: StagingStack) -> Iterator[Probe]:
+def probe(staging: DrillsStack) -> Iterator[Probe]:
     """A load probe through the ALB for the whole module; its traffic also gives the analysis gate
     its evidence."""
     with Probe(staging.url, rate=25, max_duration=1800.0) as running:
         yield running
 
 
-def recover(staging: StagingStack, tmp_path: Path, **parameters: Any) -> RunbookRun:
+def recover(staging: DrillsStack, tmp_path: Path, **parameters: Any) -> RunbookRun:
     return run_runbook(
         "deploy-recover",
         staging.target,
@@ -73,7 +75,7 @@ def recover(staging: StagingStack, tmp_path: Path, **parameters: Any) -> Runbook
     )
 
 
-def listener_weights(staging: StagingStack, stack: Stack) -> dict[str, int]:
+def listener_weights(staging: DrillsStack, stack: Stack) -> dict[str, int]:
     """Color -> weight of the listener's forward, read from ELBv2."""
     outputs = stack.outputs()
     listener = staging.target.client("elbv2").describe_listeners(ListenerArns=[outputs["listener_arn"]])
@@ -83,7 +85,7 @@ def listener_weights(staging: StagingStack, stack: Stack) -> dict[str, int]:
 
 
 def assert_recovered(
-    staging: StagingStack, stack: Stack, facts: dict[str, Any], status: str, color: str, version: str
+    staging: DrillsStack, stack: Stack, facts: dict[str, Any], status: str, color: str, version: str
 ) -> None:
     """What the runbook did not write says: ``color`` serves ``version`` alone, the deployment ended
     ``status``, and no lock is left."""
@@ -110,7 +112,7 @@ def assert_ran(run: RunbookRun, outcome: str) -> None:
 
 
 def test_1_killed_mid_provision_a_dry_run_changes_nothing_then_abort(
-    staging: StagingStack, stack: Stack, probe: Probe, tmp_path: Path
+    staging: DrillsStack, stack: Stack, probe: Probe, tmp_path: Path
 ) -> None:
     probe.mark("kill provision")
     facts = DRILL.inject(staging.target, "staging", phase="provision", mid_apply=True)
@@ -132,7 +134,7 @@ def test_1_killed_mid_provision_a_dry_run_changes_nothing_then_abort(
 
 
 def test_2_killed_in_a_shift_step_is_resumed(
-    staging: StagingStack, stack: Stack, probe: Probe, tmp_path: Path
+    staging: DrillsStack, stack: Stack, probe: Probe, tmp_path: Path
 ) -> None:
     probe.mark("kill shift:1")
     facts = DRILL.inject(staging.target, "staging", phase="shift:1")
@@ -145,7 +147,7 @@ def test_2_killed_in_a_shift_step_is_resumed(
 
 
 def test_3_killed_while_parking_the_old_color_is_resumed(
-    staging: StagingStack, stack: Stack, probe: Probe, tmp_path: Path
+    staging: DrillsStack, stack: Stack, probe: Probe, tmp_path: Path
 ) -> None:
     probe.mark("kill park")
     facts = DRILL.inject(staging.target, "staging", phase="park", weights="100")
@@ -158,7 +160,7 @@ def test_3_killed_while_parking_the_old_color_is_resumed(
 
 
 def test_4_a_second_run_finds_nothing_and_the_steady_state_holds(
-    staging: StagingStack, probe: Probe, tmp_path: Path
+    staging: DrillsStack, probe: Probe, tmp_path: Path
 ) -> None:
     again = recover(staging, tmp_path, dry_run=False, confirm="staging")
     assert_ran(again, "nothing-to-do")

@@ -4,19 +4,17 @@ drills' staging stack (real Terraform, real sandbox), in order:
 1. a plan saved through the CLI and the stale-plan drill (plans from two real commits in a clone,
    the newer applied): the older plans refused by labkit's check and Terraform's own, an
    overwritten plan file refused;
-2. a destroy refused while the load balancer's deletion protection is on;
-3. accidental-destroy: a real `labkit stack destroy` process while a probe runs, the
-   restore-environment runbook headless (dry run, then confirmed, then again: nothing to do), and
-   checks the runbook did not write.
+2. a destroy refused while the load balancer's deletion protection is on.
 
-The last test rebuilds staging: its load balancer, target groups and ASGs are new resources, which
-the fixture's ``outputs`` and ``url`` read afresh for the tests that come after it.
+The accidental-destroy drill and its restore-environment runbook run end to end in lesson 10
+(tests/notebooks/test_disaster_drills_lesson.py): a real `labkit stack destroy` under a probe, the
+runbook's dry run, its confirmed run and a second run that finds nothing to do, verified by the
+drill's steady state.
 """
 
 from __future__ import annotations
 
 import shutil
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,7 +23,6 @@ import pytest
 from typer.testing import CliRunner
 
 from labkit.cli import app
-from labkit.deploy.probe import Probe
 from labkit.errors import DeletionProtectedError, StalePlanError
 from labkit.infra.planfile import (
     PLANS_DIR,
@@ -36,11 +33,12 @@ from labkit.infra.planfile import (
 )
 from labkit.infra.stack import Stack
 from labkit.ops import probes
-from labkit.ops.drills import accidental_destroy, stale_plan
-from labkit.ops.execute import run_runbook
+from labkit.ops.drills import stale_plan
 from tests.conftest import BLUE_SERVES_1_0_0, DrillsStack, target_states, wait_for
 
-pytestmark = pytest.mark.integration
+# A drills stack of its own, on another worker than test_drills_cli.py and test_drills_state.py:
+# the drills are several minutes each, and one stack for all of them would be the suite's longest chain.
+pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("drills-deploy")]
 
 #: The deployment every test here starts from: the fixture's, with the preview rule's defaults.
 BASELINE = {**BLUE_SERVES_1_0_0, "preview_color": None}
@@ -142,65 +140,3 @@ def test_2_destroy_is_refused_while_the_load_balancer_is_deletion_protected(stag
         assert stack.resources() == resources
     finally:
         protect(False)
-
-
-def test_3_accidental_destroy_is_restored_by_the_runbook_and_verified_independently(
-    staging: Staging, tmp_path: Path
-) -> None:
-    target, stack = staging.fixture.target, staging.stack
-    # Serving now: BASELINE's deployment with the stale-plan drill's preview_color.
-    served = Probe(staging.fixture.url, rate=20, max_duration=600).start()
-    time.sleep(1)
-
-    started = time.monotonic()
-    facts = accidental_destroy.DRILL.inject(target, "staging")
-    destroyed = time.monotonic()
-    assert facts["resources_before"] > 20 and facts["resources_after"] == 0
-    assert {k: facts["deployment_before"][k] for k in BLUE_SERVES_1_0_0} == BLUE_SERVES_1_0_0
-    preview_before = facts["deployment_before"]["preview_color"]
-    time.sleep(1)
-    served.stop()
-    old = served.results()
-    assert old["ok"].any() and not old["ok"].iloc[-5:].any()  # it served, then it did not
-    assert stack.outputs() == {}
-
-    serial = current_state(stack)
-    dry = run_runbook("restore-environment", target, {"environment": "staging"}, out_root=tmp_path)
-    assert dry.ok and dry.record.outcome == "planned", dry.error
-    assert [s.outcome for s in dry.record.steps if s.section == "act"] == ["would"]
-    assert current_state(stack) == serial and stack.resources() == []  # the dry run changed nothing
-
-    done = run_runbook(
-        "restore-environment",
-        target,
-        {"environment": "staging", "dry_run": False, "confirm": "staging"},
-        out_root=tmp_path,
-    )
-    assert done.ok and done.record.outcome == "recovered", done.error
-    (rebuild,) = [s for s in done.record.steps if s.section == "act"]
-    print(
-        f"\naccidental-destroy: the destroy took {destroyed - started:.1f} s; the rebuild (apply and "
-        f"fleets healthy) {rebuild.duration_s:.1f} s; from the destroy's end to the runbook's end "
-        f"(dry run, confirmed run, its Verify) {time.monotonic() - destroyed:.1f} s"
-    )
-
-    # Checks the runbook did not write.
-    outputs = stack.outputs()
-    after = Probe(staging.fixture.url, rate=20, duration=2).start()
-    after.wait(timeout=30)
-    frame = after.results()
-    assert len(frame) >= 30 and frame["ok"].all()
-    assert set(zip(frame["color"], frame["version"], strict=True)) == {("blue", "1.0.0")}
-    ok, detail = accidental_destroy.serves_what_served_before(target, "staging")  # weights, versions
-    assert ok, detail
-    assert probes.no_change_plan(target, "staging") == (True, "no changes")
-    assert stack.deployment()["preview_color"] == preview_before == "blue"
-
-    again = run_runbook(
-        "restore-environment",
-        target,
-        {"environment": "staging", "dry_run": False, "confirm": "staging"},
-        out_root=tmp_path,
-    )
-    assert again.ok and again.record.outcome == "nothing-to-do", again.error
-    assert not [s for s in again.record.steps if s.section == "act"]

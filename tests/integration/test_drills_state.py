@@ -4,9 +4,10 @@ serial read here; a plan with no changes; the lock read from the backend).
 
 One stack serves every drill test (``drills_stack``, built once per session); each test leaves it as
 it found it, and the module's fixture puts back the one deployment variable the applies change.
-test_drills_cli.py runs restore-state from the command line on the truncated and garbage variants,
-with its refusal without confirm and a second run that finds nothing to do; this module runs it on
-the delete marker and checks the other variants' recovery through the runbook's functions.
+test_drills_cli.py runs restore-state from the command line on the truncated variant, with its
+refusal without confirm and a second run that finds nothing to do, and the concurrent-applies drill;
+lesson 10 runs the garbage variant through the drill runner. This module runs restore-state on the
+delete marker and checks the other variants' recovery through the runbook's functions.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import pytest
 
 from labkit.infra.stack import Stack
 from labkit.ops import locks, state
-from labkit.ops.drills import concurrent_applies, corrupt_state, stuck_lock
+from labkit.ops.drills import corrupt_state, stuck_lock
 from labkit.ops.execute import RunbookRun, run_runbook
 from labkit.target import Target
 from tests.conftest import DrillsStack
@@ -155,19 +156,3 @@ def test_a_killed_apply_leaves_its_lock_and_unlock_state_clears_it(staging: Stac
 
     again = run("unlock-state", target, tmp_path, dry_run=False, confirm="staging")
     assert again.ok and again.record.outcome == "nothing-to-do", again.error
-
-
-# -- concurrent-applies (no runbook: the outcome is the check) -----------------------------------
-
-
-def test_of_two_concurrent_applies_exactly_one_applies(staging: Stack) -> None:
-    target = staging.target
-    _, body = latest(target, staging)
-    lineage, serial = lineage_serial(body)
-    facts = concurrent_applies.inject(target, "staging")  # raises unless one applied, one hit the lock
-    assert sorted(facts["exit_codes"]) == [0, concurrent_applies.EXIT_LOCKED]
-    assert any(line.startswith("Who:") for line in facts["refusal"])
-    _, after = latest(target, staging)
-    assert lineage_serial(after) == (lineage, serial + 1)
-    assert locks.read_lock(staging) is None
-    assert_no_change_plan(staging)  # nothing half-applied

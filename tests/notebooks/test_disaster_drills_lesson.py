@@ -3,15 +3,16 @@ nothing built, in a private LABKIT_HOME.
 
 The lesson builds staging, runs three drills with `labkit.ops.drill.run_drill` (each: the steady
 state checked, the fault injected, its runbook's dry run and confirmed run under papermill, the
-steady state checked again), asserts every drill verified with no state version lost, and tears
-everything down. This test checks the run passed, that each drill's runbooks ran as a dry run then
-for real, and what the executed copy printed.
+steady state checked again), asserts every drill verified with no state version lost, runs each
+runbook a second time (nothing to do), and tears everything down. This test checks the run passed,
+that each drill's runbook ran as a dry run, for real, then again, and the figures it printed.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -72,5 +73,11 @@ def test_each_drill_was_verified_after_a_dry_run_and_a_confirmed_run(lesson_run:
         assert f"drill {drill} on staging: VERIFIED" in printed
         assert f"{runbook:<20} dry run  planned" in printed
         assert f"{runbook:<20} act      recovered" in printed
-    assert "state versions lost 0" in printed
+        assert f"{runbook:<20} second run: nothing-to-do" in printed
+    assert printed.count("state versions lost 0") == 3
+    # The destroy took the service down, and the probe saw it (from the injection to the recovery).
+    pattern = r"drill (\S+) on staging: VERIFIED\n(?:.*\n){3}  requests failed     (\d+) of"
+    failed = dict(re.findall(pattern, printed))
+    assert set(failed) == {"corrupt-state", "stuck-lock", "accidental-destroy"}
+    assert int(failed["accidental-destroy"]) > 0
     assert "staging and global removed" in printed
