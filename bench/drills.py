@@ -1,8 +1,9 @@
 """Every disaster drill on one staging stack, with their figures: time to detect, time to recover,
 requests failed, state versions lost.
 
-It starts a private labkit sandbox in a temporary folder, applies ``global``, uploads release 1.0.0,
-applies ``staging`` (blue x2 on 1.0.0) and runs each drill with ``labkit.ops.drill.run_drill``
+It starts a private labkit sandbox in a temporary folder, builds what lesson 10 builds
+(``labkit.lab.lesson.ensure_staging``: ``global``, release 1.0.0, staging with blue x2 on it) and
+runs each drill with ``labkit.ops.drill.run_drill``
 (inject, the runbook's dry run, the confirmed runbook, the steady state checked before and after,
 a probe at ``--rate`` through the ALB throughout). ``accidental-destroy`` runs last: it rebuilds
 the whole environment.
@@ -23,7 +24,6 @@ import tempfile
 import time
 from pathlib import Path
 
-BLUE_SERVES = {"blue_version": "1.0.0", "green_version": "1.0.0", "blue_capacity": 2, "green_capacity": 0}
 #: Drills that rebuild the environment run after the rest.
 LAST = ("accidental-destroy",)
 
@@ -40,11 +40,9 @@ def main() -> None:
     os.environ["LABKIT_SANDBOX_HOME"] = str(work / "sandbox")
     os.environ.setdefault("LABKIT_TF_PLUGIN_MIRROR", "/opt/tf-plugins")
     from labkit import sandbox
-    from labkit.deploy.health import wait_healthy
-    from labkit.infra.stack import Stack
+    from labkit.lab.lesson import ensure_staging
     from labkit.ops.drill import DrillReport, run_drill
     from labkit.ops.drills import all_drills
-    from labkit.release.build import build_release, upload_release
 
     names = [n for n in all_drills() if not args.only or n in args.only]
     names.sort(key=lambda n: n in LAST)
@@ -52,20 +50,7 @@ def main() -> None:
     try:
         target = sandbox.target()
         started = time.monotonic()
-        glob = Stack("global", target, reporter=None)
-        glob.apply()
-        release = build_release("1.0.0", None, work / "1.0.0")
-        upload_release(target, glob.names.artifact_bucket, release, "1.0.0")
-        staging = Stack("staging", target, reporter=None)
-        outputs = staging.apply(BLUE_SERVES).outputs
-        wait_healthy(
-            target,
-            asg_name=str(outputs["blue_asg_name"]),
-            target_group_arn=str(outputs["blue_target_group_arn"]),
-            wanted=2,
-            timeout_s=120,
-            say=lambda line: None,
-        )
+        ensure_staging(target, say=lambda line: None)  # what lesson 10 builds
         print(f"staging built in {time.monotonic() - started:.0f} s; drills: {', '.join(names)}", flush=True)
         for name in names:
             print(f"\n=== {name}", flush=True)

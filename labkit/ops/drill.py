@@ -65,12 +65,17 @@ def inject(
     """Break ``environment`` as drill ``name`` does; on AWS only with ``allow_spend`` and
     ``confirm`` equal to the environment's name."""
     drill = get(name)
+    _refuse_on_aws(name, target, environment, confirm)
+    return dict(drill.inject(target, environment, **dict(arguments or {})))
+
+
+def _refuse_on_aws(name: str, target: Target, environment: str, confirm: str) -> None:
+    """Drills break things: on AWS only with the spending opt-in and ``confirm`` naming the environment."""
     if not target.is_sandbox and (not target.allow_spend or confirm != environment):
         raise SpendNotAllowedError(
             f"Drill {name} would break {environment} on a real AWS account.",
             hint=f"Drills are meant for the sandbox. On AWS pass --allow-spend and --confirm {environment}.",
         )
-    return dict(drill.inject(target, environment, **dict(arguments or {})))
 
 
 # -- the experiment ----------------------------------------------------------------------------
@@ -269,11 +274,7 @@ def run_drill(
     from labkit.deploy.probe import Probe
 
     drill = get(name)
-    if not target.is_sandbox and (not target.allow_spend or confirm != environment):
-        raise SpendNotAllowedError(
-            f"Drill {name} would break {environment} on a real AWS account.",
-            hint=f"Drills are meant for the sandbox. On AWS pass --allow-spend and --confirm {environment}.",
-        )
+    _refuse_on_aws(name, target, environment, confirm)
     folder = runs_root() / "drills" / f"{datetime.now().strftime('%Y%m%d-%H%M%S')}-{name}"
     folder.mkdir(parents=True, exist_ok=True)
     stack = Stack(environment, target)

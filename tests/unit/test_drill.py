@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from labkit.errors import DrillError
+from labkit.errors import DrillError, SpendNotAllowedError
 from labkit.ops import drill as drill_module
 from labkit.ops.drill import chaos_check, experiment, lost_versions
 from labkit.ops.drills import Drill
@@ -90,3 +90,15 @@ def test_lost_state_versions(
     before: tuple[str, int] | None, after: tuple[str, int] | None, lost: int | None
 ) -> None:
     assert lost_versions(before, after) == lost
+
+
+@pytest.mark.parametrize(("allow_spend", "confirm"), [(False, "staging"), (True, ""), (True, "production")])
+def test_on_aws_a_drill_needs_both_opt_ins_before_it_touches_anything(
+    allow_spend: bool, confirm: str
+) -> None:
+    real = Target(name="aws", region="eu-west-1", allow_spend=allow_spend)
+    with pytest.raises(SpendNotAllowedError, match="real AWS account"):
+        drill_module._refuse_on_aws("toy", real, "staging", confirm)
+    drill_module._refuse_on_aws(
+        "toy", Target(name="aws", region="eu-west-1", allow_spend=True), "staging", "staging"
+    )
