@@ -173,7 +173,7 @@ def kept_states(stack: Stack, limit: int = STATE_VERSIONS_READ) -> Iterator[tupl
         body = s3.get_object(Bucket=bucket, Key=key, VersionId=version["VersionId"])["Body"].read()
         try:
             state = json.loads(body)
-        except json.JSONDecodeError:
+        except ValueError:  # not JSON, or not even UTF-8 (a corrupt-state drill's garbage)
             continue
         if isinstance(state, dict):
             yield version["LastModified"], state
