@@ -30,9 +30,10 @@ def free_port() -> int:
 # --- parallel runs: pytest-xdist, `-n auto --dist loadgroup` (addopts in pyproject.toml) ---
 
 #: Workers for a run of more than one test file. Most integration time is waiting (Terraform's
-#: ALB sleeps, health checks, bakes), so the long chains (staging, the learning path, lesson 10,
-#: the two drills groups) overlap well even on the 2-core CI machine.
-WORKERS = 4
+#: ALB sleeps, health checks, bakes), so three long chains overlap well on the 2-core CI machine.
+#: Four were tried: 24 min of pytest, but in that one run, under the heavier load, a staging apply
+#: failed on a 409 from the sandbox's IAM (AddRoleToInstanceProfile), never seen with three.
+WORKERS = 3
 #: The xdist group of every test that uses the session's staging stack.
 STAGING_GROUP = "staging"
 #: The xdist group of every drill test: they share the ``drills_stack`` (one build).
@@ -69,27 +70,34 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     - A test using ``drills_stack`` goes in another: the drills break and recover one stack in turn.
     - Every other test is grouped by its file, as ``--dist loadfile`` would.
     The scheduler hands out groups in collection order (``--no-loadscope-reorder``), and the run
-    lasts at least as long as its longest group, so the marked and staging groups (each several
-    minutes of one worker) are moved to the front; the rest keep their order.
+    lasts at least as long as its longest group, so the long groups (each several minutes of one
+    worker) are moved to the front, the longest three first: the learning path, lesson 10 and
+    staging (about 15 minutes each), then the two drills groups (about 10); the rest keep their
+    order.
     Without loadgroup (``pytest -n 0``, a serial run) nothing is marked or moved.
     """
     if not config.getoption("loadgroup", False):  # xdist sets it in each worker under loadgroup
         return
     long_chains: set[str] = set()
+    drills: set[str] = set()  # long, but shorter than the others: handed out after them
     for item in items:
-        if item.get_closest_marker("xdist_group") is not None:
+        if (marked := item.get_closest_marker("xdist_group")) is not None:
             long_chains.add(item.nodeid)
+            if str(marked.args[0]).startswith(DRILLS_GROUP):
+                drills.add(item.nodeid)
             continue
         if "staging_stack" in getattr(item, "fixturenames", ()):
             long_chains.add(item.nodeid)
             group = STAGING_GROUP
         elif "drills_stack" in getattr(item, "fixturenames", ()):
             long_chains.add(item.nodeid)
+            drills.add(item.nodeid)
             group = DRILLS_GROUP
         else:
             group = item.path.relative_to(config.rootpath).as_posix()
         item.add_marker(pytest.mark.xdist_group(group))
-    items.sort(key=lambda item: item.nodeid not in long_chains)  # stable: order kept within each
+    # stable: the order within each group is kept
+    items.sort(key=lambda item: (item.nodeid not in long_chains, item.nodeid in drills))
 
 
 @pytest.hookimpl(optionalhook=True)  # an xdist hook, unknown under -p no:xdist

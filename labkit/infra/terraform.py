@@ -390,8 +390,8 @@ class Terraform:
             return StateLockedError(
                 f"terraform {what} in {self.workdir.name}: the state is locked by another run.",
                 hint="Wait for the other run to finish. If it died, `labkit runbook run unlock-state -p "
-                "environment ENV` proves its holder gone and lists the unlock (add -p dry_run false -p "
-                "confirm ENV to do it).",
+                "environment ENV` proves its holder gone before it runs `terraform force-unlock` (a dry "
+                "run; add -p dry_run false -p confirm ENV to act).",
                 diagnostics=diagnostics,
                 returncode=code,
             )
