@@ -42,6 +42,7 @@ from labkit.deploy.probe import Probe
 from labkit.errors import RestoreError
 from labkit.infra.stack import Stack, state_key
 from labkit.infra.terraform import ApplyResult
+from labkit.ops.state import parse_state
 
 #: The deployment variables a rebuild sets (the ``deployment`` output's keys that Terraform takes).
 DEPLOYMENT_KEYS = ("blue_version", "green_version", "blue_capacity", "green_capacity", "green_weight")
@@ -154,7 +155,8 @@ def ledger_last_good(ledger: Ledger, env: str) -> LastGood | None:
 
 def kept_states(stack: Stack, limit: int = STATE_VERSIONS_READ) -> Iterator[tuple[datetime, dict[str, Any]]]:
     """(saved at, state) for the newest ``limit`` versions of ``stack``'s state object, newest
-    first; versions that do not parse are skipped (restore-state's business)."""
+    first; versions that are not a state (as :func:`labkit.ops.state.parse_state` reads them) are
+    skipped: they are restore-state's business."""
     s3 = stack.target.client("s3")
     bucket, key = stack.names.state_bucket, state_key(stack.env)
     try:
@@ -171,12 +173,9 @@ def kept_states(stack: Stack, limit: int = STATE_VERSIONS_READ) -> Iterator[tupl
     )
     for version in versions[:limit]:
         body = s3.get_object(Bucket=bucket, Key=key, VersionId=version["VersionId"])["Body"].read()
-        try:
-            state = json.loads(body)
-        except ValueError:  # not JSON, or not even UTF-8 (a corrupt-state drill's garbage)
-            continue
-        if isinstance(state, dict):
-            yield version["LastModified"], state
+        # restore-state's reading of a version: garbage, truncated and foreign JSON are not states.
+        if parse_state(body).kind == "state":
+            yield version["LastModified"], json.loads(body)
 
 
 def applied_deployment(state: Mapping[str, Any]) -> dict[str, Any] | None:
