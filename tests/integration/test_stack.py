@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import json
+import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -82,6 +83,10 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
             endpoint = f"http://127.0.0.1:{port}"
             target = sandbox(endpoint)
             names = StackNames.for_target(target)
+            # moto's backends are global to this process: tests on this worker's session-wide
+            # moto_endpoint (test_restore_states, test_app_gunicorn) may have left buckets behind,
+            # and this module bootstraps global into an empty account.
+            urllib.request.urlopen(urllib.request.Request(f"{endpoint}/moto-api/reset", method="POST"))
             s3 = target.client("s3")
             assert names.state_bucket not in [b["Name"] for b in s3.list_buckets()["Buckets"]]
             lab = Lab(target=target, endpoint=endpoint, home=home, names=names, lines=[])
