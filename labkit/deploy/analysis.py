@@ -3,22 +3,29 @@
 Two halves, so the judgement can be tested without AWS:
 
 - :func:`decide` is a pure function of an :class:`AnalysisInput` (the new color's target health,
-  alarms in ALARM, and traffic evidence from CloudWatch and/or the probe) and the strategy's
-  :class:`~labkit.deploy.strategy.Thresholds`.
+  alarms in ALARM, and traffic evidence from CloudWatch, the controller's check traffic and/or
+  the user's probe) and the strategy's :class:`~labkit.deploy.strategy.Thresholds`.
 - :func:`gather` reads those inputs from a target with boto3: the target group's
   ``RequestCount``, ``HTTPCode_Target_5XX_Count`` and ``TargetResponseTime`` (p95) in namespace
   ``AWS/ApplicationELB``, ``describe_target_health``, the named alarms' states, and optionally
-  the probe's DataFrame for the same window. :func:`analyze` does both.
+  the probes' DataFrames for the same window. :func:`analyze` does both.
 
 The rules, in order:
 
 1. *fail* when the new color's target group has no registered target (no capacity), when any
-   of its targets is not ``healthy``, or when a named alarm is in ALARM.
+   of its targets is not ``healthy``, or when a named alarm is in ALARM and counts (below).
 2. For each traffic source with at least ``min_requests`` requests: *fail* when its 5xx rate is
    above ``max_5xx_rate`` or its p95 latency above ``max_p95_ms``.
-3. *inconclusive* when no source has ``min_requests`` requests: too little traffic to judge is
-   not a reason to abort (the controller may bake longer), and never a pass.
+3. *inconclusive* when no source has ``min_requests`` requests: too little traffic to judge,
+   never a pass (the controller holds, then does what the strategy's ``on_inconclusive`` says).
 4. Otherwise *pass*.
+
+Only fresh evidence counts. An alarm's state may come from an earlier fleet's data points still in
+its evaluation periods (a broken release of the same color, rolled back minutes ago). So during a
+deployment (given ``since``, when it began) an alarm in ALARM is re-evaluated: one on a single
+metric counts only if its own metric breaches its threshold within this step's window; one that
+cannot be read again that way (metric math, composite) counts if its state changed during the
+deployment. An alarm that does not count is reported as stale in the verdict's reason.
 
 Every finding goes into the reason, so a failure says all that was wrong, not just the first thing.
 """
@@ -26,8 +33,9 @@ Every finding goes into the reason, so a failure says all that was wrong, not ju
 from __future__ import annotations
 
 import math
+import operator
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any, Literal
 
@@ -58,7 +66,7 @@ class Evidence:
     ``p95_ms`` is None when the source cannot tell (no answers, or no percentile available).
     """
 
-    source: str  # "cloudwatch" or "probe"
+    source: str  # "cloudwatch", "check" (the controller's own traffic) or "probe" (the user's)
     requests: int
     errors_5xx: int  # for the probe also requests that got no answer at all
     p95_ms: float | None = None
@@ -77,6 +85,9 @@ class AnalysisInput:
     alarms_in_alarm: tuple[str, ...] = ()
     cloudwatch: Evidence | None = None
     probe: Evidence | None = None
+    check: Evidence | None = None
+    #: Alarms in ALARM that do not count, each with why (see the module docstring).
+    stale_alarms: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -105,7 +116,7 @@ def decide(inputs: AnalysisInput, thresholds: Thresholds) -> Verdict:
     if inputs.alarms_in_alarm:
         failures.append(f"alarm in ALARM: {', '.join(inputs.alarms_in_alarm)}")
 
-    sources = [e for e in (inputs.cloudwatch, inputs.probe) if e is not None]
+    sources = [e for e in (inputs.cloudwatch, inputs.probe, inputs.check) if e is not None]
     enough = [e for e in sources if e.requests >= thresholds.min_requests]
     findings: list[str] = []
     for evidence in enough:
@@ -126,6 +137,8 @@ def decide(inputs: AnalysisInput, thresholds: Thresholds) -> Verdict:
         else:
             findings.append(f"{text}, p95 {evidence.p95_ms:.0f} ms <= {thresholds.max_p95_ms:.0f} ms")
 
+    if inputs.stale_alarms:
+        findings.append(f"stale ALARM not counted: {', '.join(inputs.stale_alarms)}")
     if failures:
         return Verdict("fail", "; ".join(failures))
     if not enough:
@@ -194,8 +207,15 @@ def gather(
     end: datetime,
     alarm_names: Sequence[str] = (),
     probe: pd.DataFrame | None = None,
+    check: pd.DataFrame | None = None,
+    since: datetime | None = None,
 ) -> AnalysisInput:
     """Read the gate's inputs for the new color's target group over ``[start, end)``.
+
+    ``probe`` is the user's load probe, ``check`` the controller's own check traffic (both
+    :class:`~labkit.deploy.probe.Probe` results, cut to the window here). ``since`` is when the
+    deployment began: with it, alarms in ALARM are re-evaluated (module docstring); without it
+    every ALARM counts.
 
     CloudWatch data arrives per period (60 s on AWS, 10 s in the sandbox), after the period ends
     and stamped with its start: a window shorter than a published period may hold no CloudWatch
@@ -249,6 +269,7 @@ def gather(
     )
 
     alarms_in_alarm: tuple[str, ...] = ()
+    stale_alarms: tuple[str, ...] = ()
     if alarm_names:
         found = _call(cloudwatch.describe_alarms, "describe alarms", AlarmNames=list(alarm_names))
         states = {
@@ -261,7 +282,11 @@ def gather(
                 hint="Pass the alarm names the monitoring module outputs; a gate must not ignore an alarm "
                 "that does not exist.",
             )
-        alarms_in_alarm = tuple(name for name in alarm_names if states[name] == "ALARM")
+        every = found["MetricAlarms"] + found.get("CompositeAlarms", [])
+        firing = [alarm for alarm in every if alarm["StateValue"] == "ALARM"]
+        counted, stale = fresh_alarms(cloudwatch, firing, since=since, start=start, end=end)
+        alarms_in_alarm = tuple(name for name in alarm_names if name in counted)
+        stale_alarms = tuple(f"{name} ({stale[name]})" for name in alarm_names if name in stale)
 
     return AnalysisInput(
         color=color,
@@ -274,7 +299,63 @@ def gather(
             p95_ms=max(p95s) * 1000 if p95s else None,  # TargetResponseTime is in seconds
         ),
         probe=None if probe is None else probe_evidence(probe, color, start, end),
+        check=None if check is None else replace(probe_evidence(check, color, start, end), source="check"),
+        stale_alarms=stale_alarms,
     )
+
+
+def fresh_alarms(
+    cloudwatch: Any, firing: list[dict[str, Any]], *, since: datetime | None, start: datetime, end: datetime
+) -> tuple[set[str], dict[str, str]]:
+    """The alarms in ALARM that count, and those that do not with why (module docstring)."""
+    counted: set[str] = set()
+    stale: dict[str, str] = {}
+    for alarm in firing:
+        name = str(alarm["AlarmName"])
+        changed = alarm.get("StateUpdatedTimestamp")
+        if since is None:
+            counted.add(name)
+        elif "MetricName" in alarm:
+            if _breaches_in(cloudwatch, alarm, start, end):
+                counted.add(name)
+            else:
+                stale[name] = "its metric does not breach in this step's window"
+        elif changed is None or _aware(changed, "alarm state time") >= since:
+            counted.add(name)
+        else:
+            stale[name] = f"in ALARM since {changed:%H:%M:%S}, before this deployment began"
+    return counted, stale
+
+
+def _breaches_in(cloudwatch: Any, alarm: dict[str, Any], start: datetime, end: datetime) -> bool:
+    """Whether any of the alarm's own data points in ``[start, end)`` breaches its threshold."""
+    statistic = alarm.get("ExtendedStatistic") or alarm.get("Statistic") or "Average"
+    extended = statistic.startswith("p")
+    points = _call(
+        cloudwatch.get_metric_statistics,
+        f"read {alarm['MetricName']} for alarm {alarm['AlarmName']}",
+        Namespace=alarm["Namespace"],
+        MetricName=alarm["MetricName"],
+        Dimensions=alarm.get("Dimensions", []),
+        StartTime=start.astimezone(UTC),
+        EndTime=end.astimezone(UTC),
+        Period=int(alarm.get("Period") or 60),
+        **({"ExtendedStatistics": [statistic]} if extended else {"Statistics": [statistic]}),
+    )["Datapoints"]
+    compare = _COMPARE.get(str(alarm.get("ComparisonOperator")))
+    if compare is None:  # an anomaly band: it cannot be judged here, so it counts
+        return True
+    threshold = float(alarm.get("Threshold", 0.0))
+    values = [p["ExtendedStatistics"][statistic] if extended else p[statistic] for p in points]
+    return any(compare(float(value), threshold) for value in values)
+
+
+_COMPARE = {
+    "GreaterThanOrEqualToThreshold": operator.ge,
+    "GreaterThanThreshold": operator.gt,
+    "LessThanThreshold": operator.lt,
+    "LessThanOrEqualToThreshold": operator.le,
+}
 
 
 def analyze(target: Target, thresholds: Thresholds, **window: Any) -> tuple[Verdict, AnalysisInput]:

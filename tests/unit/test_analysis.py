@@ -14,6 +14,7 @@ from labkit.deploy.analysis import (
     TargetHealth,
     Verdict,
     decide,
+    fresh_alarms,
     metric_dimension,
     probe_evidence,
 )
@@ -219,3 +220,94 @@ def test_probe_evidence_with_nothing_for_the_color() -> None:
 def test_probe_evidence_wants_aware_times() -> None:
     with pytest.raises(AnalysisError, match="has no time zone"):
         probe_evidence(_frame([]), "green", datetime(2030, 1, 1))
+
+
+def ck(requests: int, errors: int = 0, p95: float | None = 20.0) -> Evidence:
+    return Evidence("check", requests, errors, p95)
+
+
+def test_check_traffic_alone_is_evidence_enough() -> None:
+    verdict = judge(check=ck(40))
+    assert verdict.outcome == "pass"
+    assert "check: 40 requests, 0 5xx" in verdict.reason
+
+
+def test_check_traffic_fails_a_bad_release_with_no_user_traffic() -> None:
+    verdict = judge(check=ck(40, 12), cloudwatch=cw(0), probe=pr(0))
+    assert verdict.outcome == "fail"
+    assert verdict.reason == "green 5xx rate too high, check: 40 requests, 12 5xx (30.0% > 5.0%)"
+
+
+def test_a_stale_alarm_is_reported_and_does_not_fail() -> None:
+    verdict = judge(check=ck(40), stale_alarms=("bg-green-unhealthy-hosts (why)",))
+    assert verdict.outcome == "pass"
+    assert verdict.reason.endswith("stale ALARM not counted: bg-green-unhealthy-hosts (why)")
+
+
+class FakeCloudWatch:
+    """get_metric_statistics over a fixed list of data points, recording what was asked."""
+
+    def __init__(self, points: list[dict[str, Any]]) -> None:
+        self.points = points
+        self.asked: list[dict[str, Any]] = []
+
+    def get_metric_statistics(self, **query: Any) -> dict[str, Any]:
+        self.asked.append(query)
+        return {"Datapoints": self.points}
+
+
+NOW = datetime(2026, 12, 2, 12, 0, 0, tzinfo=UTC)
+SINCE = NOW - timedelta(minutes=2)
+UNHEALTHY = {
+    "AlarmName": "unhealthy",
+    "StateValue": "ALARM",
+    "Namespace": "AWS/ApplicationELB",
+    "MetricName": "UnHealthyHostCount",
+    "Dimensions": [{"Name": "TargetGroup", "Value": "targetgroup/g/1"}],
+    "Statistic": "Maximum",
+    "Period": 10,
+    "Threshold": 0.0,
+    "ComparisonOperator": "GreaterThanThreshold",
+}
+MATH = {"AlarmName": "rate", "StateValue": "ALARM", "Metrics": [{"Id": "rate"}]}
+
+
+def fresh(alarms: list[dict[str, Any]], points: list[dict[str, Any]]) -> tuple[set[str], dict[str, str]]:
+    return fresh_alarms(
+        FakeCloudWatch(points), alarms, since=SINCE, start=NOW, end=NOW + timedelta(seconds=5)
+    )
+
+
+def test_a_single_metric_alarm_counts_only_if_its_metric_breaches_in_the_window() -> None:
+    # An earlier fleet left the alarm in ALARM; this step's window has only 0s: stale.
+    old = {**UNHEALTHY, "StateUpdatedTimestamp": SINCE - timedelta(minutes=1)}
+    counted, stale = fresh([old], [{"Maximum": 0.0}])
+    assert counted == set() and stale == {"unhealthy": "its metric does not breach in this step's window"}
+    # The same alarm with a breaching point in the window counts, whenever its state changed.
+    assert fresh([old], [{"Maximum": 0.0}, {"Maximum": 1.0}])[0] == {"unhealthy"}
+    # And one that turned ALARM during the deployment on old data points still needs a breach now.
+    late = {**UNHEALTHY, "StateUpdatedTimestamp": NOW}
+    assert fresh([late], [])[0] == set()
+
+
+def test_the_window_is_read_with_the_alarms_own_statistic_and_period() -> None:
+    cloudwatch = FakeCloudWatch([{"ExtendedStatistics": {"p95": 2.5}}])
+    slow = {**UNHEALTHY, "MetricName": "TargetResponseTime", "ExtendedStatistic": "p95", "Threshold": 1.0}
+    del slow["Statistic"]
+    counted, _ = fresh_alarms(cloudwatch, [slow], since=SINCE, start=NOW, end=NOW + timedelta(seconds=5))
+    assert counted == {"unhealthy"}
+    (query,) = cloudwatch.asked
+    assert (query["ExtendedStatistics"], query["Period"], query["StartTime"]) == (["p95"], 10, NOW)
+
+
+def test_a_metric_math_alarm_counts_when_its_state_changed_during_the_deployment() -> None:
+    during = {**MATH, "StateUpdatedTimestamp": SINCE + timedelta(seconds=30)}
+    before = {**MATH, "StateUpdatedTimestamp": SINCE - timedelta(seconds=30)}
+    assert fresh([during], [])[0] == {"rate"}
+    counted, stale = fresh([before], [])
+    assert counted == set() and stale["rate"].startswith("in ALARM since 11:57:30, before this deployment")
+
+
+def test_without_a_deployment_start_every_alarm_counts() -> None:
+    counted, stale = fresh_alarms(FakeCloudWatch([]), [UNHEALTHY, MATH], since=None, start=NOW, end=NOW)
+    assert counted == {"unhealthy", "rate"} and stale == {}
