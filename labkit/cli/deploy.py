@@ -37,6 +37,7 @@ def _check_version(value: str) -> str:
 
 Env = Annotated[str, typer.Argument(help="The environment: staging or production.", callback=_check_env)]
 
+
 class _DeployGroup(TyperGroup):
     """`labkit deploy ENV VERSION` runs the `start` subcommand; `status`, `resume`, `abort` are named."""
 
@@ -117,6 +118,14 @@ def start(
     probe_rate: Annotated[
         float | None, typer.Option(help="Run the load probe at this rate through the ALB meanwhile.")
     ] = None,
+    check_rate: Annotated[
+        float | None,
+        typer.Option(help="The controller's own check traffic to the new color, requests/s (0: none)."),
+    ] = None,
+    on_inconclusive: Annotated[
+        str | None,
+        typer.Option(help="When a step has too little evidence: rollback (default), pause or promote."),
+    ] = None,
 ) -> None:
     """Deploy VERSION to ENV's idle color and shift traffic by the strategy, gated and rolled back on
     failure. Exits 0 only when VERSION ends up serving all traffic."""
@@ -137,6 +146,10 @@ def start(
         overrides["health_timeout_s"] = health_timeout
     if scale_down_delay is not None:
         overrides["scale_down_delay_s"] = scale_down_delay
+    if check_rate is not None:
+        overrides["check_rate"] = check_rate
+    if on_inconclusive is not None:
+        overrides["on_inconclusive"] = on_inconclusive
     chosen = from_name(strategy, **overrides)
     controller = _controller(ctx, env)
     probe = _probe(controller, probe_rate)

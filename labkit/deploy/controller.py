@@ -17,12 +17,21 @@ A deployment, phase by phase, each a timed event in the ledger (``labkit ledger 
 5. ``shift-W``: a Terraform apply of ``green_weight`` giving the new color W percent, then
    ``analysis-W``: the bake, with the gate (:mod:`labkit.deploy.analysis`) polled throughout so a bad
    release is caught as soon as there is evidence, and a final verdict at the end of the bake.
+   From the first step on, the controller sends its own check traffic to the new color (the
+   strategy's ``check_rate``, with the preview header so it reaches the new color at any weight,
+   as Flagger's load tester does), so every gate has evidence even with no user traffic. A bake
+   that ends without enough evidence holds up to :data:`INCONCLUSIVE_HOLD_S`, then does what the
+   strategy's ``on_inconclusive`` says: roll back (the default), pause, or promote.
 6. ``scale-down``: after the last step passes, the old color keeps its instances for the
    strategy's delay (an instant rollback window), then is scaled to 0.
 
-A failure at any point is ``rollback``: one apply giving the old color all traffic and parking the
-new one, the reason recorded. The record (phase, step, weight, reason) is written before each
-move, so a controller killed anywhere can be resumed or aborted from it by another process.
+A failure at any point is a rollback: ``rollback-listener`` sets the old color's weight to 100
+through the ELBv2 API (sub-second: users stop reaching the new release at once), then
+``rollback`` applies the same weights with Terraform so the state, the ledger and the listener
+agree, and ``rollback-park`` parks the new color; the reason is recorded. A paused deployment
+stays in progress with its lock released: ``labkit deploy resume`` judges the step again,
+``labkit deploy abort`` rolls it back. The record (phase, step, weight, reason) is written before
+each move, so a controller killed anywhere can be resumed or aborted from it by another process.
 """
 
 from __future__ import annotations
@@ -48,6 +57,7 @@ from labkit.deploy.ledger import (
     default_owner,
     new_deployment_id,
 )
+from labkit.deploy.listener import set_weights
 from labkit.deploy.probe import Probe
 from labkit.deploy.stale import clear_stale_lock, controller_alive, holder_gone, take_over, wait_for_orphans
 from labkit.deploy.strategy import Strategy, all_at_once, canary
@@ -67,8 +77,11 @@ _Call = TypeVar("_Call", bound=Callable[..., Any])
 
 #: How often the gate is consulted during a bake (a failure rolls back at once).
 GATE_POLL_S = 1.0
-#: After a bake with too little traffic to judge, how long to keep looking before moving on.
-INCONCLUSIVE_GRACE_S = 20.0
+#: After a bake with too little evidence to judge, how long to hold the step and keep looking
+#: before the strategy's ``on_inconclusive`` decides.
+INCONCLUSIVE_HOLD_S = 10.0
+#: The phase of a deployment paused for want of evidence (``on_inconclusive="pause"``).
+PAUSED = "paused"
 #: Requests with the preview header per second during the preview.
 PREVIEW_RATE = 20.0
 
@@ -97,7 +110,12 @@ class EnvironmentStatus:
             )
             if d.reason:
                 out.append(f"reason: {d.reason}")
-            if d.status == "in_progress":
+            if d.status == "in_progress" and d.phase == PAUSED and self.lock is None:
+                out.append(
+                    f"paused: `labkit deploy resume {self.env}` judges its step again, "
+                    f"`labkit deploy abort {self.env}` rolls it back"
+                )
+            elif d.status == "in_progress":
                 if self.lock is not None and self.lock.deployment_id == d.id:
                     gone = holder_gone(self.lock)
                 else:
@@ -384,11 +402,14 @@ class Controller:
                     # Resumed: no apply of this run has refreshed the state yet.
                     first, refreshed = max(record.step_index, 0), False
                 if record.phase != "scale-down" and not record.phase.startswith("rollback"):
-                    for index in range(first, len(strategy.steps)):
-                        self._step(record, index, probe, refresh=not refreshed)
-                        refreshed = True
+                    with self._check_traffic(record, to) as check:
+                        for index in range(first, len(strategy.steps)):
+                            self._step(record, index, probe, check, refresh=not refreshed)
+                            refreshed = True
             except DeploymentFailed as failed:
                 return self._rolled_back(record, str(failed), probe)
+            except _Paused as paused:
+                return self._pause(record, str(paused))
             if record.phase.startswith("rollback"):
                 return self._rolled_back(record, record.reason or "rollback interrupted; finished", probe)
             self._scale_down(record, probe)
@@ -457,7 +478,34 @@ class Controller:
             sample = wrong.head(3)[["status", "color", "version", "error"]].to_dict("records")
             raise DeploymentFailed(f"preview failed: {event.detail}; e.g. {sample}")
 
-    def _step(self, record: Deployment, index: int, probe: Probe | None, *, refresh: bool) -> None:
+    @contextmanager
+    def _check_traffic(self, record: Deployment, to: Color) -> Iterator[Probe | None]:
+        """The controller's own check traffic to ``to`` while the steps run (None at rate 0)."""
+        rate = record.strategy.check_rate
+        if rate <= 0:
+            yield None
+            return
+        header = self._read_outputs().get("preview_header")
+        url = self.alb_url()
+        if header:
+            self.say(f"check traffic: {rate:g} requests/s to {to} through {url} with {header}")
+        else:
+            self.say(f"check traffic: {rate:g} requests/s through {url} (no preview header: by the weights)")
+        check = Probe(
+            url,
+            rate=rate,
+            headers={str(header): to} if header else None,
+            allow_remote=not self.target.is_sandbox,
+            phase="check",
+        ).start()
+        try:
+            yield check
+        finally:
+            check.stop()
+
+    def _step(
+        self, record: Deployment, index: int, probe: Probe | None, check: Probe | None, *, refresh: bool
+    ) -> None:
         """Shift traffic to the step's weight, then bake behind the gate. ``refresh`` is True only for
         the first step of a resumed run (see below)."""
         to = colors.as_color(record.to_color)
@@ -477,18 +525,23 @@ class Controller:
             # apply: the next refreshing one (scale-down, rollback) sees and reconciles it, and any
             # plan (`labkit stack plan`) shows it. The apply's own JSON carries the outputs.
             self._apply(variables, refresh=refresh)
+        self._mark(probe, f"analysis-{step.weight}")  # the listener has changed only now
         self._update(record, weight=step.weight)
-        self._gate(record, step.weight, step.bake_s, probe)
+        self._gate(record, step.weight, step.bake_s, probe, check)
 
-    def _gate(self, record: Deployment, weight: int, bake_s: float, probe: Probe | None) -> None:
-        """Bake ``bake_s`` seconds with the gate polled throughout; DeploymentFailed on a fail."""
+    def _gate(
+        self, record: Deployment, weight: int, bake_s: float, probe: Probe | None, check: Probe | None
+    ) -> None:
+        """Bake ``bake_s`` seconds with the gate polled throughout; DeploymentFailed on a fail, and
+        on no evidence what the strategy's ``on_inconclusive`` says (_Paused for a pause)."""
         to = colors.as_color(record.to_color)
         outputs = self._read_outputs()
         alarms = sorted((outputs.get("alarm_names") or {}).get(to, {}).values())
         # CloudWatch takes whole seconds and wants the end after the start.
         start = datetime.now(UTC).replace(microsecond=0)
         bake_end = time.monotonic() + bake_s
-        grace_end = bake_end + INCONCLUSIVE_GRACE_S
+        hold_end = bake_end + INCONCLUSIVE_HOLD_S
+        policy = record.strategy.on_inconclusive
         with self._phase(record, f"analysis-{weight}") as event:
             self.say(f"analysis: baking {bake_s:g} s at {weight}%, gate every {GATE_POLL_S:g} s")
             while True:
@@ -503,6 +556,8 @@ class Controller:
                     end=max(datetime.now(UTC).replace(microsecond=0), start) + timedelta(seconds=1),
                     alarm_names=alarms,
                     probe=probe.results() if probe is not None else None,
+                    check=check.results() if check is not None else None,
+                    since=record.started_at,
                 )
                 if verdict.outcome == "fail":
                     event.detail = f"fail: {verdict.reason}"
@@ -512,11 +567,30 @@ class Controller:
                     event.detail = f"pass: {verdict.reason}"
                     self.say(f"analysis: pass at {weight}%: {verdict.reason}")
                     return
-                if now >= grace_end:
-                    event.detail = f"inconclusive, moving on (health and alarms fine): {verdict.reason}"
+                if now >= hold_end:
+                    held = f"held {bake_s + INCONCLUSIVE_HOLD_S:g} s"
+                    event.detail = f"inconclusive ({held}), on_inconclusive={policy}: {verdict.reason}"
                     self.say(f"analysis: {event.detail}")
-                    return
+                    if policy == "rollback":
+                        raise DeploymentFailed(
+                            f"no evidence to judge {to} at {weight}% ({held}): {verdict.reason}"
+                        )
+                    if policy == "pause":
+                        raise _Paused(f"no evidence to judge {to} at {weight}% ({held}): {verdict.reason}")
+                    return  # promote: recorded as such in the event above
                 time.sleep(GATE_POLL_S)
+
+    def _pause(self, record: Deployment, reason: str) -> Deployment:
+        """Leave the deployment in progress at its step, its lock released, for resume or abort."""
+        with self._phase(record, PAUSED) as event:
+            event.detail = reason
+        paused = self._update(record, reason=f"paused: {reason}")
+        self._let_go()
+        self.say(
+            f"paused at {paused.to_color} {paused.weight}%: {reason}. `labkit deploy resume {self.env}` "
+            f"judges this step again, `labkit deploy abort {self.env}` rolls it back; lock released"
+        )
+        return paused
 
     def _scale_down(self, record: Deployment, probe: Probe | None) -> None:
         old = colors.as_color(record.from_color)
@@ -532,12 +606,12 @@ class Controller:
     def _rolled_back(self, record: Deployment, reason: str, probe: Probe | None) -> Deployment:
         self._mark(probe, "rollback")
         self.say(f"rollback: {reason.splitlines()[0]}")
-        self._roll_back(record, reason)
+        self._roll_back(record, reason, probe)
         return self._finish(record, "rolled_back", reason)
 
-    def _roll_back(self, record: Deployment, reason: str) -> None:
+    def _roll_back(self, record: Deployment, reason: str, probe: Probe | None = None) -> None:
         """Give the old color all traffic and park the new one (the old one scaled back up first if a
-        scale-down had begun)."""
+        scale-down had begun); ``restored`` is marked on ``probe`` once the listener sends it all."""
         self._update(record, reason=reason)
         old = colors.as_color(record.from_color)
         new = colors.as_color(record.to_color)
@@ -555,9 +629,21 @@ class Controller:
                     hint=f"Check {old}'s instances, then run `labkit deploy abort {self.env}` again.",
                 )
         if layout.weight(new) > 0:
+            # The listener first, through the API (sub-second), then Terraform writes the same
+            # weights so the state and the ledger agree; a failed API call leaves it to the apply.
+            with self._phase(record, "rollback-listener") as event:
+                self._fence()
+                try:
+                    set_weights(self.target, self._read_outputs(), {old: 100, new: 0})
+                    event.detail = f"{old} at 100% through the ELBv2 API (was {layout.weight(old)}%)"
+                    self._mark(probe, "restored")
+                except DeployError as exc:
+                    event.detail = f"API call failed, the apply sets the weights: {exc}"
+                self.say(f"rollback: {event.detail}")
             with self._phase(record, "rollback") as event:
-                event.detail = f"{old} at 100% (was {layout.weight(old)}%)"
+                event.detail = f"{old} at 100% in Terraform's state (was {layout.weight(old)}%)"
                 self._apply(colors.restore(new))
+            self._mark(probe, "restored")  # a second mark changes nothing: the weight is 0 already
             self.say(f"rollback: {old} serves all traffic")
         self._update(record, weight=0)
         # Parked only now that no traffic goes there (see colors.restore).
@@ -694,6 +780,10 @@ class Controller:
             self.ledger.update(self._record_id, terraform_lock=lock, token=self._token())
 
     _health_reason = ""
+
+
+class _Paused(Exception):
+    """A step ended without evidence under ``on_inconclusive="pause"``: stop, keep the record."""
 
 
 class _Heartbeat:

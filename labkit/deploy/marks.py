@@ -1,8 +1,11 @@
 """The new color's traffic weight over a deploy, from the phases the controller marks on the probe.
 
-The controller marks ``provision`` and ``health`` (weight 0), ``shift-N`` (N %), ``scale-down`` (still
-100 %) and ``rollback`` (back to 0); ``start`` is the probe's own first mark. The resulting table is
-what :func:`labkit.lab.plots.traffic_over_time` takes as ``weights``.
+The weight changes when the listener does, not when the controller decides to change it. The
+controller marks ``provision`` and ``health`` (weight 0), ``shift-N`` as the apply of N % begins
+(the weight holds), ``analysis-N`` once that apply changed the listener (N %), ``scale-down`` (still
+100 %), ``rollback`` when a gate failed (the weight holds) and ``restored`` once the old color has
+all traffic again (0); ``start`` is the probe's own first mark. The resulting table is what
+:func:`labkit.lab.plots.traffic_over_time` takes as ``weights``.
 """
 
 from __future__ import annotations
@@ -14,9 +17,10 @@ import pandas as pd
 
 from labkit.errors import ConfigError
 
-_SHIFT = re.compile(r"^shift-(\d{1,3})$")
+_ANALYSIS = re.compile(r"^analysis-(\d{1,3})$")
+_SHIFT = re.compile(r"^shift-\d{1,3}$")
 #: Marks that leave the weight where it was.
-_HOLD = ("start", "health", "scale-down", "preview")
+_HOLD = ("start", "health", "scale-down", "preview", "rollback")
 
 
 def weights_from_marks(marks: Iterable[tuple[float, str]]) -> pd.DataFrame:
@@ -24,12 +28,12 @@ def weights_from_marks(marks: Iterable[tuple[float, str]]) -> pd.DataFrame:
     rows: list[tuple[float, float]] = []
     weight = 0.0
     for time_s, phase in marks:
-        shift = _SHIFT.match(phase)
-        if shift:
-            weight = float(shift.group(1))
-        elif phase in ("provision", "rollback"):
+        listener = _ANALYSIS.match(phase)
+        if listener:
+            weight = float(listener.group(1))
+        elif phase in ("provision", "restored"):
             weight = 0.0
-        elif phase not in _HOLD:
+        elif phase not in _HOLD and not _SHIFT.match(phase):
             raise ConfigError(
                 f"Unknown deploy phase mark {phase!r} at {time_s:g} s.",
                 hint="Pass the marks of a probe that a deploy Controller ran with (probe.marks).",
@@ -37,7 +41,5 @@ def weights_from_marks(marks: Iterable[tuple[float, str]]) -> pd.DataFrame:
         if not rows or rows[-1][1] != weight:
             rows.append((float(time_s), weight))
     if not rows:
-        raise ConfigError(
-            "No marks given.", hint="Pass probe.marks after a deploy that ran with the probe."
-        )
+        raise ConfigError("No marks given.", hint="Pass probe.marks after a deploy that ran with the probe.")
     return pd.DataFrame(rows, columns=["time_s", "weight"])

@@ -111,7 +111,10 @@ def take_over(
             f"{env} is locked by {holder.describe()}, not by deployment {record.id}.",
             hint=f"Wait for that one; `labkit deploy status {env}` shows it.",
         )
-    if holder is None:
+    if holder is None and record is not None and record.phase == "paused":
+        # Paused for want of evidence: its controller let go of the lock on purpose.
+        previous = f"{record.who} (paused)"
+    elif holder is None:
         assert record is not None
         # The lock was cleared by hand: only the record tells who ran it.
         alive = controller_alive(record.who)

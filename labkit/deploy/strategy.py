@@ -9,11 +9,14 @@ shapes are built in:
 - ``canary``: a few rising weights, for example 10, 50, 100.
 - ``linear``: ``step_percent`` more every ``interval_s`` seconds until 100 %.
 
-The defaults suit the sandbox, where the load balancer publishes metrics as requests happen and a
-lesson should finish in about a minute: 5 s bakes, at least 20 requests before a verdict, at most
-1 % 5xx, p95 below 1 s, 60 s for new targets to turn healthy, 5 s before the old color scales to 0.
-On AWS, ALB metrics arrive in 60 s periods a minute or more late: use bakes of several minutes
-(``bake_s=300``) and a longer scale-down delay so a rollback stays instant.
+The defaults suit the sandbox, where a lesson should finish in about a minute: 5 s bakes, at least
+20 requests before a verdict, at most 1 % 5xx, p95 below 1 s, 60 s for new targets to turn healthy,
+5 s before the old color scales to 0. The controller sends its own check traffic to the new color
+(``check_rate`` requests per second) so every bake has evidence even when no user is there; a step
+that still has too little to judge is decided by ``on_inconclusive`` (default: roll back). On AWS,
+ALB metrics arrive in 60 s periods a minute or more late, and the check traffic is the fresh
+evidence: use bakes of a minute or more (``bake_s=60``) and a longer scale-down delay so a rollback
+stays instant.
 
 Build one with :func:`canary`, :func:`linear`, :func:`all_at_once`, :func:`from_name` (CLI) or
 :func:`from_dict` (notebook and runbook parameters, and the ledger's stored copy).
@@ -40,11 +43,27 @@ DEFAULT_MAX_5XX_RATE = 0.01
 DEFAULT_MAX_P95_MS = 1000.0
 DEFAULT_HEALTH_TIMEOUT_S = 60.0
 DEFAULT_SCALE_DOWN_DELAY_S = 5.0
+#: The controller's own check traffic to the new color during each bake, in requests per second:
+#: 20/s gives the default gate its 20 requests in the first second of a bake.
+DEFAULT_CHECK_RATE = 20.0
+MAX_CHECK_RATE = 200.0
+
+#: What a step does when its bake ends without evidence enough to judge (after a hold).
+OnInconclusive = Literal["rollback", "pause", "promote"]
+ON_INCONCLUSIVE: tuple[OnInconclusive, ...] = ("rollback", "pause", "promote")
 
 # A bake or delay longer than a day is almost certainly minutes or milliseconds typed as seconds.
 _MAX_WAIT_S = 86_400.0
 
-_COMMON_KEYS = ("min_requests", "max_5xx_rate", "max_p95_ms", "health_timeout_s", "scale_down_delay_s")
+_COMMON_KEYS = (
+    "min_requests",
+    "max_5xx_rate",
+    "max_p95_ms",
+    "health_timeout_s",
+    "scale_down_delay_s",
+    "check_rate",
+    "on_inconclusive",
+)
 _SHAPE_KEYS: dict[StrategyName, tuple[str, ...]] = {
     "all-at-once": ("bake_s",),
     "canary": ("weights", "bake_s"),
@@ -91,7 +110,11 @@ class Strategy:
 
     ``health_timeout_s`` bounds the wait for every new target to turn healthy before any weight
     moves; ``scale_down_delay_s`` is how long the old color keeps running at weight 0 after success
-    (the window in which a rollback is instant).
+    (the window in which a rollback is instant). ``check_rate`` is the controller's own traffic to
+    the new color during each bake, in requests per second (0: none, judge only what users send);
+    ``on_inconclusive`` what a step does when it still has too little evidence after its bake and
+    a hold: ``rollback`` (the default), ``pause`` (stop there, for ``labkit deploy resume`` or
+    ``abort``) or ``promote`` (move on without evidence, recorded as such).
     """
 
     name: StrategyName
@@ -99,6 +122,8 @@ class Strategy:
     thresholds: Thresholds = field(default_factory=Thresholds)
     health_timeout_s: float = DEFAULT_HEALTH_TIMEOUT_S
     scale_down_delay_s: float = DEFAULT_SCALE_DOWN_DELAY_S
+    check_rate: float = DEFAULT_CHECK_RATE
+    on_inconclusive: OnInconclusive = "rollback"
 
     def __post_init__(self) -> None:
         if self.name not in STRATEGY_NAMES:
@@ -118,6 +143,18 @@ class Strategy:
             "health_timeout_s", self.health_timeout_s, low=0.0, low_inclusive=False, high=_MAX_WAIT_S
         )
         _check_number("scale_down_delay_s", self.scale_down_delay_s, low=0.0, high=_MAX_WAIT_S)
+        _check_number(
+            "check_rate",
+            self.check_rate,
+            low=0.0,
+            high=MAX_CHECK_RATE,
+            hint=f"Requests per second from 0 (no check traffic) to {MAX_CHECK_RATE:g}.",
+        )
+        if self.on_inconclusive not in ON_INCONCLUSIVE:
+            raise ConfigError(
+                f"on_inconclusive is {self.on_inconclusive!r}.",
+                hint=f"Use one of: {', '.join(ON_INCONCLUSIVE)}.",
+            )
 
     @property
     def weights(self) -> tuple[int, ...]:
@@ -131,7 +168,8 @@ class Strategy:
     def describe(self) -> str:
         """One line for people, e.g. ``canary: 10% (bake 5s) -> 50% (bake 5s) -> 100% (bake 5s)``."""
         steps = " -> ".join(f"{s.weight}% (bake {s.bake_s:g}s)" for s in self.steps)
-        return f"{self.name}: {steps}"
+        extra = "" if self.on_inconclusive == "rollback" else f", {self.on_inconclusive} when inconclusive"
+        return f"{self.name}: {steps}{extra}"
 
     def to_dict(self) -> dict[str, Any]:
         """Plain data (JSON-ready) that :func:`from_dict` turns back into the same strategy."""
@@ -143,6 +181,8 @@ class Strategy:
             "max_p95_ms": self.thresholds.max_p95_ms,
             "health_timeout_s": self.health_timeout_s,
             "scale_down_delay_s": self.scale_down_delay_s,
+            "check_rate": self.check_rate,
+            "on_inconclusive": self.on_inconclusive,
         }
 
 
@@ -154,6 +194,8 @@ def all_at_once(
     max_p95_ms: float = DEFAULT_MAX_P95_MS,
     health_timeout_s: float = DEFAULT_HEALTH_TIMEOUT_S,
     scale_down_delay_s: float = DEFAULT_SCALE_DOWN_DELAY_S,
+    check_rate: float = DEFAULT_CHECK_RATE,
+    on_inconclusive: OnInconclusive = "rollback",
 ) -> Strategy:
     """Everything to the new color in one step, then one bake and gate (rollback still possible)."""
     return Strategy(
@@ -162,6 +204,8 @@ def all_at_once(
         thresholds=Thresholds(min_requests, max_5xx_rate, max_p95_ms),
         health_timeout_s=health_timeout_s,
         scale_down_delay_s=scale_down_delay_s,
+        check_rate=check_rate,
+        on_inconclusive=on_inconclusive,
     )
 
 
@@ -174,6 +218,8 @@ def canary(
     max_p95_ms: float = DEFAULT_MAX_P95_MS,
     health_timeout_s: float = DEFAULT_HEALTH_TIMEOUT_S,
     scale_down_delay_s: float = DEFAULT_SCALE_DOWN_DELAY_S,
+    check_rate: float = DEFAULT_CHECK_RATE,
+    on_inconclusive: OnInconclusive = "rollback",
 ) -> Strategy:
     """Rising weights, for example ``canary([10, 50, 100], bake_s=30)``.
 
@@ -195,6 +241,8 @@ def canary(
         thresholds=Thresholds(min_requests, max_5xx_rate, max_p95_ms),
         health_timeout_s=health_timeout_s,
         scale_down_delay_s=scale_down_delay_s,
+        check_rate=check_rate,
+        on_inconclusive=on_inconclusive,
     )
 
 
@@ -207,6 +255,8 @@ def linear(
     max_p95_ms: float = DEFAULT_MAX_P95_MS,
     health_timeout_s: float = DEFAULT_HEALTH_TIMEOUT_S,
     scale_down_delay_s: float = DEFAULT_SCALE_DOWN_DELAY_S,
+    check_rate: float = DEFAULT_CHECK_RATE,
+    on_inconclusive: OnInconclusive = "rollback",
 ) -> Strategy:
     """``step_percent`` more every ``interval_s`` seconds; the last step is capped at 100.
 
@@ -220,6 +270,8 @@ def linear(
         thresholds=Thresholds(min_requests, max_5xx_rate, max_p95_ms),
         health_timeout_s=health_timeout_s,
         scale_down_delay_s=scale_down_delay_s,
+        check_rate=check_rate,
+        on_inconclusive=on_inconclusive,
     )
 
 

@@ -5,10 +5,15 @@ once, blue serving 1.0.0 on two instances); the tests here run in order and each
 state the previous one left, so the colors alternate:
 
 1. healthy canary 10/50/100, 1.1.0 to green under a 100 rps probe;
-2. a 30 %-error release to blue: rolled back at the 10 % canary;
-3. a release whose readiness never passes, to blue: rolled back on the health timeout, no weight moved;
-4. a controller (a subprocess) killed with SIGKILL at 50 %: a second deploy is refused while it runs,
-   then `labkit deploy abort` restores; another killed and `labkit deploy resume`d finishes;
+2. a 30 %-error release to blue: rolled back at the 10 % canary, the listener first through the API;
+   then with no evidence at all (no probe, no check traffic) a release is not promoted: paused
+   (then aborted), and by default rolled back;
+3. a release whose readiness never passes, to blue: rolled back on the health timeout, no weight
+   moved, its unhealthy-hosts alarm left in ALARM;
+4. a controller (a subprocess) killed with SIGKILL at 50 %: it passed its 10 % gate although that
+   alarm was still in ALARM when it began (stale: no breaching data in the step's window); a
+   second deploy is refused while it runs, then `labkit deploy abort` restores; another killed
+   and `labkit deploy resume`d finishes;
 5. `labkit rollback staging` brings the color that served before back (scaled up) with all traffic.
 """
 
@@ -20,7 +25,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from dataclasses import replace
 from pathlib import Path
 
 import pandas as pd
@@ -173,62 +178,71 @@ def test_2_a_30_percent_error_release_is_rolled_back_at_the_canary(
     events = {e.phase: e for e in ctl.ledger.events(record.id)}
     assert events["analysis-10"].outcome == "error"
     assert "5xx rate too high" in (events["analysis-10"].detail or "")
+    # The listener was turned back through the API before Terraform's apply wrote the same weights.
+    listener = events["rollback-listener"]
+    assert (listener.detail or "").startswith("green at 100% through the ELBv2 API"), listener.detail
+    assert listener.ended_at is not None and listener.ended_at <= events["rollback"].started_at
     assert events["rollback"].outcome == "ok"
     assert ctl.ledger.get(record.id).status == "rolled_back"
     assert ctl.ledger.lock_holder("staging") is None
+
+
+def test_2b_with_no_evidence_a_release_is_paused_or_rolled_back_never_promoted(
+    staging: StagingStack, lines: list[str]
+) -> None:
+    ctl = controller(staging, lines)
+    quiet = canary([10, 100], bake_s=2, health_timeout_s=45, scale_down_delay_s=3, check_rate=0)
+
+    # Paused: the deployment stays in progress at 10 %, its lock released, for resume or abort.
+    paused = ctl.deploy("2.0.0", strategy=replace(quiet, on_inconclusive="pause"))
+    assert (paused.status, paused.phase, paused.weight) == ("in_progress", "paused", 10)
+    assert paused.reason is not None and paused.reason.startswith("paused: no evidence to judge blue at 10%")
+    assert ctl.ledger.lock_holder("staging") is None
+    assert ctl.layout().green_weight == 90
+    assert "`labkit deploy abort staging` rolls it back" in "\n".join(ctl.status().lines())
+    aborted = ctl.abort()
+    assert aborted.status == "aborted"
+    assert ctl.layout().green_weight == 100
+
+    # The default: rolled back after the hold, the policy named in the ledger.
+    record = ctl.deploy("2.0.0", strategy=quiet)
+    assert record.status == "rolled_back"
+    assert record.reason is not None and record.reason.startswith("no evidence to judge blue at 10%")
+    detail = {e.phase: e.detail or "" for e in ctl.ledger.events(record.id)}["analysis-10"]
+    assert detail.startswith("inconclusive (held 12 s), on_inconclusive=rollback"), detail
+    assert "shift-100" not in phases(ctl, record)
+    assert ctl.ledger.get(record.id).strategy.on_inconclusive == "rollback"
+    assert ctl.layout().green_weight == 100
 
 
 def test_3_a_release_that_never_turns_ready_is_rolled_back_before_any_weight_moves(
     staging: StagingStack, lines: list[str]
 ) -> None:
     ctl = controller(staging, lines)
-    strategy = canary([10, 50, 100], bake_s=3, health_timeout_s=15, scale_down_delay_s=3)
+    # Unready long enough (two of the alarm's 60 s periods) for blue's unhealthy-hosts alarm to fire.
+    strategy = canary([10, 50, 100], bake_s=3, health_timeout_s=75, scale_down_delay_s=3)
     record = ctl.deploy("1.3.0-unready", strategy=strategy)
 
     assert record.status == "rolled_back"
     assert record.reason is not None and record.reason.startswith(
-        "health timeout: blue not healthy after 15 s"
+        "health timeout: blue not healthy after 75 s"
     )
     assert record.weight == 0
     assert not [p for p in phases(ctl, record) if p.startswith(("shift", "analysis"))]
     layout = ctl.layout()
     assert (layout.green_weight, layout.capacities["blue"]) == (100, 0)
     assert ctl.ledger.lock_holder("staging") is None
+    wait_for("blue's unhealthy-hosts alarm in ALARM", lambda: unhealthy_alarm(staging, "blue") == "ALARM")
 
 
-def wait_out_unhealthy_hosts(staging: StagingStack, color: str) -> None:
-    """Wait until ``color``'s UnHealthyHostCount has had no breaching data point for one alarm period.
-
-    Test 3's release never turned ready, so its targets left unhealthy-host data points. The alarm
-    needs two breaching periods and the sandbox's periods slide with the clock, so it can still
-    turn ALARM up to one period after the last of those points: a deploy onto the same color whose
-    first gate falls in that window fails on the old release's alarm. Whether it does depends on
-    how fast Terraform applied in between, which is to say on the machine's load.
-    """
-    cloudwatch = staging.target.client("cloudwatch")
+def unhealthy_alarm(staging: StagingStack, color: str) -> str:
+    """The state of ``color``'s unhealthy-hosts alarm."""
     alarm_names = staging.outputs["alarm_names"]
     assert isinstance(alarm_names, dict)
-    name = alarm_names[color]["unhealthy_hosts"]
-    alarm = cloudwatch.describe_alarms(AlarmNames=[name])["MetricAlarms"][0]
-
-    def aged_out() -> bool:
-        now = datetime.now(UTC).replace(microsecond=0)
-        points = cloudwatch.get_metric_statistics(
-            Namespace=alarm["Namespace"],
-            MetricName=alarm["MetricName"],
-            Dimensions=alarm["Dimensions"],
-            StartTime=now - timedelta(seconds=alarm["Period"]),
-            EndTime=now + timedelta(seconds=1),
-            Period=alarm["Period"],
-            Statistics=["Maximum"],
-        )["Datapoints"]
-        return all(p["Maximum"] <= alarm["Threshold"] for p in points)
-
-    what = f"{name}'s breaching data to age out"
-    started = time.monotonic()
-    print(f"waiting for {what} (up to one {alarm['Period']} s period)", flush=True)
-    wait_for(what, aged_out, timeout_s=2 * alarm["Period"] + 30, every_s=2)
-    print(f"{name}: no breaching data for a period, after {time.monotonic() - started:.0f} s", flush=True)
+    found = staging.target.client("cloudwatch").describe_alarms(
+        AlarmNames=[alarm_names[color]["unhealthy_hosts"]]
+    )
+    return str(found["MetricAlarms"][0]["StateValue"])
 
 
 def _cli(*args: str) -> list[str]:
@@ -273,7 +287,8 @@ def test_4_a_controller_killed_mid_shift_is_aborted_and_another_is_resumed(
 ) -> None:
     ctl = controller(staging, lines)
     assert ctl.layout().serving == "green"
-    wait_out_unhealthy_hosts(staging, "blue")  # test 3's unready blue must not fail this deploy's gate
+    # Test 3's unready blue left its alarm in ALARM: stale for this deploy, which must not obey it.
+    assert unhealthy_alarm(staging, "blue") == "ALARM"
 
     proc = _start_and_kill_at_50("2.0.0", tmp_path / "first.log")
     try:
@@ -287,6 +302,9 @@ def test_4_a_controller_killed_mid_shift_is_aborted_and_another_is_resumed(
 
     record = ctl.ledger.active("staging")
     assert record is not None and (record.version, record.to_color, record.weight) == ("2.0.0", "blue", 50)
+    gate = {e.phase: e for e in ctl.ledger.events(record.id)}["analysis-10"]
+    assert gate.outcome == "ok" and (gate.detail or "").startswith("pass"), gate.detail
+    print(f"the 10 % gate with test 3's alarm: {gate.detail}", flush=True)
     assert ctl.layout().green_weight == 50  # traffic split, as the dead controller left it
     holder = ctl.ledger.lock_holder("staging")
     assert holder is not None and holder.deployment_id == record.id

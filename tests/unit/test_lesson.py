@@ -48,16 +48,19 @@ def test_check_flag() -> None:
         lesson.check_flag("teardown_global", "no")
 
 
-def test_weights_follow_the_controllers_marks() -> None:
-    marks = [(0.0, "start"), (1.0, "provision"), (4.0, "health"), (9.0, "shift-10"), (20.0, "shift-50"),
-             (31.0, "shift-100"), (42.0, "scale-down")]  # fmt: skip
+def test_weights_change_when_the_listener_did() -> None:
+    # shift-N marks the apply's start; analysis-N the moment it had changed the listener.
+    marks = [(0.0, "start"), (1.0, "provision"), (4.0, "health"), (9.0, "shift-10"), (15.0, "analysis-10"),
+             (20.0, "shift-50"), (26.0, "analysis-50"), (31.0, "shift-100"), (36.0, "analysis-100"),
+             (42.0, "scale-down")]  # fmt: skip
     frame = weights_from_marks(marks)
-    assert frame.to_dict("list") == {"time_s": [0.0, 9.0, 20.0, 31.0], "weight": [0.0, 10.0, 50.0, 100.0]}
+    assert frame.to_dict("list") == {"time_s": [0.0, 15.0, 26.0, 36.0], "weight": [0.0, 10.0, 50.0, 100.0]}
 
 
-def test_a_rollback_mark_puts_the_weight_back_to_zero() -> None:
-    frame = weights_from_marks([(0.0, "start"), (5.0, "shift-10"), (12.5, "rollback")])
-    assert frame.to_dict("list") == {"time_s": [0.0, 5.0, 12.5], "weight": [0.0, 10.0, 0.0]}
+def test_a_rollback_holds_the_weight_until_traffic_is_restored() -> None:
+    marks = [(0.0, "start"), (5.0, "shift-10"), (11.0, "analysis-10"), (12.5, "rollback"), (12.7, "restored")]
+    frame = weights_from_marks(marks)
+    assert frame.to_dict("list") == {"time_s": [0.0, 11.0, 12.7], "weight": [0.0, 10.0, 0.0]}
 
 
 def test_an_unknown_mark_is_refused() -> None:

@@ -125,6 +125,9 @@ def test_the_fix_for_a_missing_100_is_spelled_out() -> None:
         ({"health_timeout_s": 0}, "health_timeout_s is 0, out of range"),
         ({"scale_down_delay_s": -5}, "scale_down_delay_s is -5, out of range"),
         ({"scale_down_delay_s": 10**7}, "scale_down_delay_s"),
+        ({"check_rate": -1}, "check_rate is -1, out of range"),
+        ({"check_rate": 1000}, "check_rate is 1000, out of range"),
+        ({"on_inconclusive": "hope"}, "on_inconclusive is 'hope'"),
     ],
 )
 def test_bad_settings_say_what_is_wrong(kwargs: dict[str, Any], message: str) -> None:
@@ -145,7 +148,14 @@ def test_linear_step_must_be_1_to_100(step_percent: Any) -> None:
         linear(step_percent)
 
 
-@pytest.mark.parametrize("strategy", [canary([10, 50, 100], bake_s=[1, 2, 3]), linear(40), all_at_once()])
+@pytest.mark.parametrize(
+    "strategy",
+    [
+        canary([10, 50, 100], bake_s=[1, 2, 3]),
+        linear(40, check_rate=0, on_inconclusive="pause"),
+        all_at_once(on_inconclusive="promote"),
+    ],
+)
 def test_to_dict_round_trips_through_json(strategy: Strategy) -> None:
     data = json.loads(json.dumps(strategy.to_dict()))
     assert from_dict(data) == strategy
@@ -187,3 +197,15 @@ def test_strategies_are_frozen() -> None:
     s = canary()
     with pytest.raises(AttributeError):
         s.name = "linear"  # type: ignore[misc]
+
+
+def test_a_stored_strategy_from_before_check_traffic_gets_the_defaults() -> None:
+    """Ledger records written before check_rate and on_inconclusive existed still load."""
+    old = {"name": "canary", "steps": [[10, 5], [100, 5]], "min_requests": 20}
+    strategy = from_dict(old)
+    assert (strategy.check_rate, strategy.on_inconclusive) == (20.0, "rollback")
+
+
+def test_describe_names_a_policy_other_than_rollback() -> None:
+    assert canary().describe().endswith("100% (bake 5s)")
+    assert canary(on_inconclusive="pause").describe().endswith(", pause when inconclusive")
