@@ -2,14 +2,18 @@
 
 Starts a private sandbox (in a temporary folder, stopped at the end), applies global and staging
 with real Terraform (blue serving 1.0.0 on two instances), uploads a healthy release and one that
-answers 30 % errors, then with the load probe at ``--rate`` through the ALB the whole time:
+answers 30 % errors, then deploys them with the default strategy (canary 10/50/100, 5 s bakes,
+5 s scale-down delay, the controller's own check traffic at 20 requests/s):
 
-1. deploys the healthy release with the default strategy (canary 10/50/100, 5 s bakes, 5 s
-   scale-down delay): prints the deploy's wall time, each phase's time from the ledger, and the
-   failed requests (goal: 0);
-2. deploys the bad release the same way: prints the automated rollback's time from the probe's
-   first bad response to the moment the rollback apply put 100 % back on the old color, and the
-   failed requests (all within the canary's share).
+1. the healthy release with the load probe at ``--rate`` through the ALB the whole time: prints
+   the deploy's wall time (goal: at most 60 s), each phase's time from the ledger, and the failed
+   requests (goal: 0);
+2. another healthy release with no traffic but the controller's own check traffic (goal: it
+   passes on that evidence);
+3. the bad release with no traffic but the check traffic (goal: rolled back);
+4. the bad release again under the probe: prints its exposure, from the probe's first bad
+   response to its last (goal: at most 10 s), the rollback's listener call and apply times, and
+   the failed requests (all within the canary's share).
 
 Before the deploys, ``--parts N`` (default 3) times where a weight step's seconds go, N rounds of
 each, on the staging stack just built (no probe running):
@@ -56,7 +60,7 @@ from labkit.infra.stack import Stack
 from labkit.infra.terraform import Terraform, terraform_version
 from labkit.release.build import build_release, upload_release
 
-GOOD, BAD = "1.1.0", "1.2.0-bad"
+GOOD, GOOD_QUIET, BAD = "1.1.0", "1.1.1", "1.2.0-bad"
 
 
 def setup(work: Path) -> Controller:
@@ -66,7 +70,7 @@ def setup(work: Path) -> Controller:
     started = time.monotonic()
     Stack("global", target, reporter=None).apply()
     bucket = Stack("global", target, reporter=None).names.artifact_bucket
-    for version, faults in (("1.0.0", None), (GOOD, None), (BAD, {"error_rate": 0.3})):
+    for version, faults in (("1.0.0", None), (GOOD, None), (GOOD_QUIET, None), (BAD, {"error_rate": 0.3})):
         upload_release(target, bucket, build_release(version, faults, work / version), version)
     controller = Controller("staging", target, say=lambda line: print("  " + line, flush=True))
     controller.stack.apply(
@@ -191,15 +195,18 @@ def apply_anatomy(stack: Stack, weight: int, log: Path) -> str:
 
 
 def run(controller: Controller, version: str, rate: float) -> tuple[Deployment, pd.DataFrame, float]:
-    probe = Probe(controller.alb_url(), rate=rate).start()
+    """Deploy ``version`` by the default strategy, under the probe at ``rate`` (0: no probe)."""
+    probe = Probe(controller.alb_url(), rate=rate).start() if rate else None
     started = time.monotonic()
     try:
         record = controller.deploy(version, strategy=canary(), probe=probe)
         wall = time.monotonic() - started
-        time.sleep(2)
+        if probe is not None:
+            time.sleep(2)
     finally:
-        probe.stop()
-    return record, probe.results(), wall
+        if probe is not None:
+            probe.stop()
+    return record, probe.results() if probe is not None else pd.DataFrame(), wall
 
 
 def phase_times(controller: Controller, record: Deployment) -> str:
@@ -240,23 +247,32 @@ def main() -> None:
             flush=True,
         )
 
-        print(f"\n2. automated rollback of {BAD} (30 % errors)", flush=True)
+        print(f"\n2. healthy canary deploy of {GOOD_QUIET} with no traffic but the check traffic", flush=True)
+        record, _, wall = run(controller, GOOD_QUIET, 0)
+        print(f"   {record.status} in {wall:.1f} s: {record.reason}", flush=True)
+        print(f"   phases (s): {phase_times(controller, record)}", flush=True)
+
+        print(f"\n3. {BAD} (30 % errors) with no traffic but the check traffic", flush=True)
+        record, _, wall = run(controller, BAD, 0)
+        print(f"   {record.status} in {wall:.1f} s: {record.reason}", flush=True)
+
+        print(f"\n4. automated rollback of {BAD} under the probe at {args.rate:g}/s", flush=True)
         record, frame, wall = run(controller, BAD, args.rate)
         events = {e.phase: e for e in controller.ledger.events(record.id)}
         failed = frame[~frame["ok"]]
-        rollback = events.get("rollback")
-        if record.status != "rolled_back" or rollback is None or rollback.ended_at is None or failed.empty:
+        listener, rollback = events.get("rollback-listener"), events.get("rollback")
+        if record.status != "rolled_back" or listener is None or rollback is None or failed.empty:
             raise SystemExit(
                 f"expected an automated rollback with failures, got {record.status}: {record.reason}"
             )
-        first_bad = failed["time"].min()
-        back = pd.Timestamp(rollback.ended_at)
-        canary_share = frame[(frame["time"] >= first_bad) & (frame["time"] <= back)]
+        first_bad, last_bad = failed["time"].min(), failed["time"].max()
+        canary_share = frame[(frame["time"] >= first_bad) & (frame["time"] <= last_bad)]
         print(
             f"   {record.status}: {record.reason}\n"
-            f"   first bad response -> 100 % back on {record.from_color}: "
-            f"{(back - first_bad).total_seconds():.1f} s "
-            f"(the rollback apply itself {rollback.duration_s:.1f} s); deploy wall time {wall:.1f} s\n"
+            f"   exposure, first bad response to last: {(last_bad - first_bad).total_seconds():.1f} s; "
+            f"the listener call {listener.duration_s or 0:.2f} s, "
+            f"then the apply {rollback.duration_s or 0:.1f} s; "
+            f"deploy wall time {wall:.1f} s\n"
             f"   failed requests {len(failed)} of {len(frame)}, all from "
             f"{sorted(set(zip(failed['color'], failed['version'], strict=True)))}; "
             f"{len(failed) / max(len(canary_share), 1):.1%} of the requests in that window\n"
