@@ -568,15 +568,14 @@ class Controller:
                     self.say(f"analysis: pass at {weight}%: {verdict.reason}")
                     return
                 if now >= hold_end:
-                    held = f"held {bake_s + INCONCLUSIVE_HOLD_S:g} s"
-                    event.detail = f"inconclusive ({held}), on_inconclusive={policy}: {verdict.reason}"
+                    held = f"held {bake_s + INCONCLUSIVE_HOLD_S:g} s, on_inconclusive={policy}"
+                    event.detail = f"inconclusive ({held}): {verdict.reason}"
                     self.say(f"analysis: {event.detail}")
+                    why = f"no evidence to judge {to} at {weight}% ({held}): {verdict.reason}"
                     if policy == "rollback":
-                        raise DeploymentFailed(
-                            f"no evidence to judge {to} at {weight}% ({held}): {verdict.reason}"
-                        )
+                        raise DeploymentFailed(why)
                     if policy == "pause":
-                        raise _Paused(f"no evidence to judge {to} at {weight}% ({held}): {verdict.reason}")
+                        raise _Paused(why)
                     return  # promote: recorded as such in the event above
                 time.sleep(GATE_POLL_S)
 
