@@ -197,11 +197,10 @@ class ApplyResult:
 @dataclass(frozen=True)
 class Streamed:
     """A finished command that :meth:`Terraform._stream` ran: its exit code, its ``-json`` events
-    (or text lines), what they counted, its log file, its duration, and whether a live line showed."""
+    (or text lines), its log file, its duration, and whether a live line showed."""
 
     code: int
     events: list[dict[str, Any]]
-    progress: CommandProgress
     log: Path
     seconds: float
     live: bool
@@ -431,9 +430,9 @@ class Terraform:
         """Run a command, report it as it runs, log it whole; its exit code, events and log.
 
         The default reporter gets a live line (:mod:`labkit.infra.progress`) and Terraform's
-        errors and warnings in full; any other gets a line per event (none for ``line_events=False``)
-        and the warnings and errors among them. The caller says the summary line
-        (:meth:`_closing`)."""
+        errors and warnings in full (its ``-json`` diagnostics; ``init`` has no JSON output, so its
+        text, warnings included, goes to the log alone); any other reporter gets a line per event
+        (none for ``line_events=False``). The caller says the summary line (:meth:`_closing`)."""
         events: list[dict[str, Any]] = []
         errors: list[str] = []
         start = time.monotonic()
@@ -495,7 +494,7 @@ class Terraform:
                     self._say(stderr.strip())  # Terraform's error, when it was not a JSON diagnostic
                 self._say(progress.failure(time.monotonic() - start, log.path, "failed"))
             raise self._error(what, code, errors or [stderr.strip() or f"exit code {code}"])
-        return Streamed(code, events, progress, log.path, time.monotonic() - start, live is not None)
+        return Streamed(code, events, log.path, time.monotonic() - start, live is not None)
 
     def _end_live(self) -> None:
         if isinstance(self.reporter, PrintReporter):
