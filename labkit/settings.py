@@ -5,6 +5,8 @@ can change them with ``os.environ`` (or ``monkeypatch.setenv``) without reloadin
 
 - ``LABKIT_HOME``: the folder for labkit's working files (sandbox state, logs, Terraform CLI
   config, unpacked releases). Default: ``.labkit/`` at the project root.
+- ``LABKIT_RUN_DIR`` (:data:`RUN_DIR_ENV`): set by ``labkit run`` to the folder of its executed
+  notebooks while they run; figures and command logs go there.
 - ``LABKIT_TF_PLUGIN_MIRROR``: a folder laid out as a Terraform provider filesystem mirror. When
   set, Terraform installs providers found there from it and everything else directly.
 """
@@ -19,6 +21,8 @@ from labkit.errors import ConfigError
 #: The repository root: labkit is installed in editable mode from it, and the app, the
 #: Terraform roots and the notebooks sit beside the package.
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
+#: Names the folder of the current ``labkit run`` (labkit.lab.run), while it runs.
+RUN_DIR_ENV = "LABKIT_RUN_DIR"
 
 
 def labkit_home() -> Path:

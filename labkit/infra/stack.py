@@ -46,12 +46,12 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from labkit.errors import ConfigError, DeletionProtectedError, StackError
+from labkit.infra.progress import print_reporter
 from labkit.infra.terraform import (
     ApplyResult,
     PlanResult,
     Reporter,
     Terraform,
-    print_reporter,
     terraform_version,
 )
 from labkit.infra.tfjson import raw_state_resources

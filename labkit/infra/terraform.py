@@ -1,10 +1,16 @@
 """A thin runner over the Terraform CLI and its machine-readable output.
 
 labkit drives the CLI itself (python-terraform is broken with Terraform 1.x): plans and applies
-stream ``-json`` events, which become live, resource-by-resource progress lines in a terminal or a
-notebook; ``plan -detailed-exitcode`` tells "no changes" from "changes"; ``show -json``,
+stream ``-json`` events; ``plan -detailed-exitcode`` tells "no changes" from "changes"; ``show -json``,
 ``output -json`` and ``state pull`` give parsed results. A failure raises :class:`TerraformError`
 with Terraform's own diagnostics.
+
+What a command shows depends on the reporter. The default, :data:`print_reporter`, shows one live
+line per ``init``, plan, apply or destroy (:mod:`labkit.infra.progress`: resources done out of those
+planned, seconds, what Terraform is working on), then one summary line that names the command's
+log; Terraform's errors and warnings are printed in full as they come. Any other reporter gets a
+line per event, resource by resource. Either way the full text of each of those commands goes to a
+log file (:func:`labkit.infra.progress.logs_dir`).
 
 Terraform must outlive labkit: killed mid-apply, it would lose the state of what it just created
 and leave the state lock. So every command runs in a session of its own (a Ctrl-C in the terminal
@@ -34,6 +40,7 @@ from pathlib import Path
 from typing import Any
 
 from labkit.errors import StateLockedError, TerraformError, TerraformNotFoundError
+from labkit.infra.progress import CommandLog, CommandProgress, LiveLine, PrintReporter, print_reporter
 from labkit.settings import labkit_home, plugin_mirror
 from labkit.target import Target
 
@@ -125,11 +132,6 @@ def cli_config_file() -> Path | None:
     return path
 
 
-def print_reporter(line: str) -> None:
-    """The default progress sink: plain lines, which render in terminals, notebooks and CI logs."""
-    print(line, flush=True)
-
-
 @dataclass(frozen=True)
 class ResourceChange:
     """One resource that a plan would change, or that drifted outside Terraform."""
@@ -192,6 +194,18 @@ class ApplyResult:
     outputs: dict[str, Any]
 
 
+@dataclass(frozen=True)
+class Streamed:
+    """A finished command that :meth:`Terraform._stream` ran: its exit code, its ``-json`` events
+    (or text lines), its log file, its duration, and whether a live line showed."""
+
+    code: int
+    events: list[dict[str, Any]]
+    log: Path
+    seconds: float
+    live: bool
+
+
 def _outputs_event(events: Iterable[Mapping[str, Any]]) -> dict[str, Any] | None:
     """The root outputs an apply's ``-json`` stream ended with, or None when it reported none or
     redacted some (sensitive outputs have no value there; ``terraform output`` has it)."""
@@ -221,7 +235,7 @@ def _diagnostic_line(diag: Mapping[str, Any]) -> str:
         rng = diag["range"]
         line += f" ({rng.get('filename')}:{rng.get('start', {}).get('line')})"
     if diag.get("detail"):
-        line += f"\n  {diag['detail']}"
+        line += "".join(f"\n  {part}" if part else "\n" for part in str(diag["detail"]).splitlines())
     return line
 
 
@@ -411,28 +425,88 @@ class Terraform:
         show_drift: bool = False,
         while_running: Callable[[], None] | None = None,
         timeout_s: float = APPLY_TIMEOUT_S,
-    ) -> tuple[int, list[dict[str, Any]]]:
-        """Run a ``-json`` command, report its events live, return its exit code and events."""
+        line_events: bool = True,
+    ) -> Streamed:
+        """Run a command, report it as it runs, log it whole; its exit code, events and log.
+
+        The default reporter gets a live line (:mod:`labkit.infra.progress`) and Terraform's
+        errors and warnings in full (its ``-json`` diagnostics; ``init`` has no JSON output, so its
+        text, warnings included, goes to the log alone); any other reporter gets a line per event
+        (none for ``line_events=False``). The caller says the summary line (:meth:`_closing`)."""
         events: list[dict[str, Any]] = []
         errors: list[str] = []
         start = time.monotonic()
+        progress = CommandProgress(what, self.workdir.name)
+        live: LiveLine | None = None
+        with CommandLog(what, self.workdir.name, args) as log:
 
-        def on_line(raw: str) -> None:
-            for event in _json_lines([raw]):
-                events.append(event)
-                diag = event.get("diagnostic", {}) if event.get("type") == "diagnostic" else {}
-                if diag.get("severity") == "error":
-                    errors.append(_diagnostic_line(diag))
-                line = _progress_line(event, show_drift=show_drift)
-                if line:
-                    self._say(f"[{time.monotonic() - start:6.1f}s] {line}")
+            def on_line(raw: str) -> None:
+                for event in _json_lines([raw]):
+                    events.append(event)
+                    progress.feed(event)
+                    elapsed = time.monotonic() - start
+                    diag = event.get("diagnostic", {}) if event.get("type") == "diagnostic" else {}
+                    text = _diagnostic_line(diag) if diag else str(event.get("@message", ""))
+                    log.write(f"[{elapsed:6.1f}s] {text}")
+                    if diag.get("severity") == "error":
+                        errors.append(text)
+                    if live is not None:
+                        if diag:
+                            live.print(text)
+                        else:
+                            live.update(progress.status(elapsed))
+                    elif line_events:
+                        line = _progress_line(event, show_drift=show_drift)
+                        if line:
+                            self._say(f"[{elapsed:6.1f}s] {line}")
 
-        code, _, stderr = self._execute(
-            args, timeout_s=timeout_s, on_line=on_line, while_running=while_running
-        )
+            def tick() -> None:
+                if live is not None:
+                    live.update(progress.status(time.monotonic() - start))
+                if while_running is not None:
+                    while_running()
+
+            if isinstance(self.reporter, PrintReporter):
+                live = self.reporter.live()
+                live.update(progress.status(0.0))
+            try:
+                code, _, stderr = self._execute(
+                    args,
+                    timeout_s=timeout_s,
+                    on_line=on_line,
+                    while_running=tick if live is not None or while_running is not None else None,
+                )
+            except BaseException as exc:
+                if live is not None:
+                    self._end_live()
+                    verb = "stopped" if isinstance(exc, KeyboardInterrupt) else "failed"
+                    self._say(progress.failure(time.monotonic() - start, log.path, verb))
+                raise
+            finally:
+                if live is not None:
+                    self._end_live()
+            if stderr.strip():
+                log.write(f"stderr:\n{stderr.strip()}")
+            log.write(f"exit code {code} after {time.monotonic() - start:.1f} s")
         if code not in ok:
+            if live is not None:
+                if not errors and stderr.strip():
+                    self._say(stderr.strip())  # Terraform's error, when it was not a JSON diagnostic
+                self._say(progress.failure(time.monotonic() - start, log.path, "failed"))
             raise self._error(what, code, errors or [stderr.strip() or f"exit code {code}"])
-        return code, events
+        return Streamed(code, events, log.path, time.monotonic() - start, live is not None)
+
+    def _end_live(self) -> None:
+        if isinstance(self.reporter, PrintReporter):
+            self.reporter.end()
+
+    def _closing(self, streamed: Streamed, live_line: str, plain_line: str, seconds: float) -> None:
+        """The summary line of a command: after a live line, ``live_line`` with its duration and
+        log; else ``plain_line`` (what line-by-line reporters have always been given), if any."""
+        if streamed.live:
+            self._say(f"{live_line} in {seconds:.0f} s; full log: {streamed.log}")
+        elif plain_line:
+            self._say(plain_line)
 
     @staticmethod
     def _var_args(variables: Mapping[str, Any] | None, tmp: Path) -> list[str]:
@@ -474,8 +548,10 @@ class Terraform:
         if if_changed and not migrate_state and self._stamped(stamp, args):
             return False
         stamp.unlink(missing_ok=True)
-        self._say(f"terraform init in {self.workdir.name}")
-        self._run(args, what="init")
+        if not isinstance(self.reporter, PrintReporter):
+            self._say(f"terraform init in {self.workdir.name}")
+        streamed = self._stream(args, what="init", timeout_s=COMMAND_TIMEOUT_S, line_events=False)
+        self._closing(streamed, f"initialised {self.workdir.name}", "", streamed.seconds)
         stamp.parent.mkdir(parents=True, exist_ok=True)
         partial = stamp.with_name(f"{stamp.name}.{os.getpid()}.{threading.get_ident()}")
         partial.write_text(self.init_key(args))
@@ -545,17 +621,23 @@ class Terraform:
                 args.append("-refresh-only")
             if not refresh:
                 args.append("-refresh=false")
-            code, _ = self._stream(args, what="plan", ok=(0, 2), show_drift=refresh_only)
+            streamed = self._stream(args, what="plan", ok=(0, 2), show_drift=refresh_only)
             raw = self.show(plan_file)
         result = PlanResult(
-            exit_code=code,
+            exit_code=streamed.code,
             changes=_changes(raw.get("resource_changes", [])),
             drift=_changes(raw.get("resource_drift", [])),
             plan_file=out,
             raw=raw,
             refresh_only=refresh_only,
         )
-        self._say(f"plan: {result.summary()}")
+        summary = result.summary().rstrip(".")
+        self._closing(
+            streamed,
+            f"planned {self.workdir.name}: {summary[:1].lower()}{summary[1:]}",
+            f"plan: {result.summary()}",
+            streamed.seconds,
+        )
         return result
 
     def apply(
@@ -569,6 +651,8 @@ class Terraform:
         while_running: Callable[[], None] | None = None,
     ) -> ApplyResult:
         """``terraform apply`` (or a saved plan), with live progress; returns counts and outputs.
+        (A saved plan's apply lists no planned changes, so its live line counts resources done
+        without a total.)
 
         ``while_running`` is called about every second while Terraform runs (the deploy controller
         records the state lock it holds).
@@ -596,9 +680,10 @@ class Terraform:
                     args.append("-destroy")
                 if not refresh:
                     args.append("-refresh=false")
-            _, events = self._stream(
+            streamed = self._stream(
                 args, what="destroy" if destroy else "apply", while_running=while_running
             )
+        events = streamed.events
         summary: dict[str, Any] = next(
             (e["changes"] for e in reversed(events) if e.get("type") == "change_summary"), {}
         )
@@ -613,9 +698,12 @@ class Terraform:
             seconds=seconds,
             outputs=self.output() if outputs is None else outputs,
         )
-        self._say(
-            f"{'destroy' if destroy else 'apply'} complete in {result.seconds:.1f}s: {result.added} added, "
-            f"{result.changed} changed, {result.removed} destroyed"
+        counts = f"{result.added} added, {result.changed} changed, {result.removed} destroyed"
+        self._closing(
+            streamed,
+            f"{'destroyed' if destroy else 'applied'} {self.workdir.name}: {counts}",
+            f"{'destroy' if destroy else 'apply'} complete in {result.seconds:.1f}s: {counts}",
+            result.seconds,
         )
         return result
 
@@ -802,8 +890,7 @@ def _progress_line(event: Mapping[str, Any], *, show_drift: bool = False) -> str
     if kind == "resource_drift" and not show_drift:
         return None  # see PlanResult.summary
     if kind == "diagnostic":
-        diag = event.get("diagnostic", {})
-        return _diagnostic_line(diag) if diag.get("severity") == "error" else None
+        return _diagnostic_line(event.get("diagnostic", {}))
     if kind not in _SHOWN_EVENTS:
         return None
     return str(event.get("@message", "")) or None

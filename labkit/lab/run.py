@@ -8,7 +8,7 @@
 - Each cell may run for ``timeout`` seconds (papermill's ``execution_timeout``).
 - The executed copies go to ``runs/<timestamp>/`` at the project root (git-ignored) unless ``out_dir``
   is given. While a run lasts, ``LABKIT_RUN_DIR`` names that folder, so a notebook saves its plots next to
-  its executed copy with :func:`artifacts_dir`.
+  its executed copy with :func:`artifacts_dir`, and Terraform's command logs go to its ``logs/``.
 - Each notebook runs in its own folder (as JupyterLab does) on the project's named kernel
   (:data:`KERNEL_NAME`, registered in this venv by ``make setup``), which runs the interpreter running
   labkit, so the kernel sees the same venv and the same labkit.
@@ -30,11 +30,10 @@ from typing import Any
 
 from labkit.errors import ConfigError, NotebookRunError
 from labkit.lab.check import KERNEL_DISPLAY_NAME, KERNEL_NAME, cell_source
-from labkit.settings import PROJECT_ROOT
+from labkit.settings import PROJECT_ROOT, RUN_DIR_ENV
 
 #: The default per-cell time limit, in seconds. Terraform applies of the ALB take about a minute.
 DEFAULT_CELL_TIMEOUT_S = 900.0
-RUN_DIR_ENV = "LABKIT_RUN_DIR"
 
 
 def runs_root() -> Path:

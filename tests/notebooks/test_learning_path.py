@@ -113,6 +113,49 @@ def test_a_command_line_parameter_reaches_the_notebooks_that_declare_it(path_run
     assert not any("injected-parameters" in c["metadata"].get("tags", []) for c in untouched)
 
 
+#: What Terraform says resource by resource (its `-json` messages' text): never in a cell.
+RESOURCE_LINE = re.compile(
+    r"^\S+: (Refreshing state|Refresh complete|Plan to \w+|Creating|Creation complete|Modifying|"
+    r"Modifications complete|Destroying|Destruction complete|Still \w+ing)"
+)
+#: A Terraform command's closing line, which names its log.
+FULL_LOG = re.compile(r" in \d+ s; full log: (\S+)$| after \d+ s.*; full log: (\S+)$")
+
+
+def terraform_output(executed: Path) -> list[tuple[int, list[str], list[Path]]]:
+    """For each code cell of an executed notebook that ran Terraform: its index, the lines of its
+    text outputs, and the logs its closing lines name."""
+    found = []
+    for index, cell in enumerate(_cells(executed)):
+        text = "".join(
+            "".join(o["text"]) if o["output_type"] == "stream" else "".join(o["data"].get("text/plain", ""))
+            for o in cell.get("outputs", [])
+            if o["output_type"] in ("stream", "display_data")
+        )
+        lines = text.splitlines()
+        logs = [Path(next(g for g in m.groups() if g)) for m in map(FULL_LOG.search, lines) if m]
+        if logs or any(RESOURCE_LINE.match(line) for line in lines):
+            found.append((index, lines, logs))
+    return found
+
+
+def test_terraform_shows_one_line_per_command_and_keeps_its_log_in_the_run_folder(path_run: Run) -> None:
+    """Issues 16 and 17: Terraform's progress no longer floods the cells; the full log is a file."""
+    out, proc = path_run
+    assert proc.returncode == 0
+    for name in (p.name for p in PATH):
+        ran = terraform_output(out / name)
+        for index, lines, logs in ran:
+            where = f"{name} cell {index}"
+            assert not [line for line in lines if RESOURCE_LINE.match(line)], f"{where}: {lines[:5]}"
+            assert logs, f"{where}: no line names a log"
+            assert all(log.parent == out / "logs" and log.is_file() for log in logs), f"{where}: {logs}"
+    # 00's plans from scratch (init and plan, of global and staging): about 100 lines per plan before.
+    ran = terraform_output(out / PATH[0].name)
+    plans = next(lines for _, lines, _ in ran if any(line.startswith("planned staging: ") for line in lines))
+    assert len(plans) <= 6, plans
+
+
 def _saved_world(target: Any, state_bucket: str, artifact_bucket: str, ledger_table: str) -> dict[str, Any]:
     """Everything a restart must keep: every version of every object in the state bucket (Terraform
     state and lock files) with the newest bodies, the releases, and every ledger item."""

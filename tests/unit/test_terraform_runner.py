@@ -125,7 +125,11 @@ def test_diagnostics_and_progress_lines_are_readable() -> None:
     drift = {"type": "resource_drift", "@message": "aws_s3_bucket.x: Drift detected (update)"}
     assert _progress_line(drift) is None  # as in Terraform's own plan output
     assert _progress_line(drift, show_drift=True) == "aws_s3_bucket.x: Drift detected (update)"
-    assert _progress_line({"type": "diagnostic", "diagnostic": {"severity": "warning"}}) is None
+    # A warning is a line too, its detail in full: Terraform's own output never drops one.
+    warning = {"severity": "warning", "summary": "Argument is deprecated", "detail": "Use x.\n\n  instead"}
+    assert _progress_line({"type": "diagnostic", "diagnostic": warning}) == (
+        "Warning: Argument is deprecated\n  Use x.\n\n    instead"
+    )
 
 
 FAKE_TERRAFORM = """#!{python}
