@@ -286,12 +286,24 @@ class PrintReporter:
 print_reporter = PrintReporter()
 
 
+#: Command logs a folder keeps: every deploy step writes one, so the oldest go.
+KEEP_LOGS = 500
+
+
+def _prune(folder: Path) -> None:
+    """Delete the oldest command logs beyond :data:`KEEP_LOGS` (their names start with the time)."""
+    logs = sorted(folder.glob("*.log"))
+    for old in logs[: max(0, len(logs) - KEEP_LOGS + 1)]:
+        old.unlink(missing_ok=True)
+
+
 class CommandLog:
     """The full text of one Terraform command in a file of :func:`logs_dir`, written as it runs
     (a command that never ends still leaves what it said)."""
 
     def __init__(self, command: str, root: str, args: list[str]) -> None:
         folder = logs_dir()
+        _prune(folder)
         stem = f"{time.strftime('%Y%m%dT%H%M%S')}-{root}-{command}"
         for n in range(1, 1000):
             self.path = folder / (f"{stem}.log" if n == 1 else f"{stem}-{n}.log")

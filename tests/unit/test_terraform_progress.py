@@ -216,3 +216,16 @@ def test_in_a_notebook_the_live_line_is_one_display_updated_in_place(
     assert shown[-1] == ""  # emptied at the end: the cell keeps the summary, not a stale status
     (summary,) = capsys.readouterr().out.splitlines()
     assert re.fullmatch(r"applied small: 2 added, 0 changed, 2 destroyed in \d+ s; full log: \S+", summary)
+
+
+def test_a_logs_folder_keeps_the_newest_logs_only(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LABKIT_HOME", str(tmp_path))
+    monkeypatch.setattr(progress, "KEEP_LOGS", 3)
+    folder = progress.logs_dir()
+    for n in range(5):
+        (folder / f"20260101T00000{n}-staging-apply.log").write_text("old\n")
+    with progress.CommandLog("plan", "staging", ["plan"]) as log:
+        log.write("new")
+    names = sorted(p.name for p in folder.glob("*.log"))
+    assert len(names) == 3 and log.path.name in names
+    assert names[:2] == ["20260101T000003-staging-apply.log", "20260101T000004-staging-apply.log"]
