@@ -23,6 +23,8 @@ Input shapes (extra columns are ignored):
 
 from __future__ import annotations
 
+import base64
+import io
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -130,7 +132,33 @@ def _finish(fig: Figure, path: Path | str | None) -> Figure:
         target = Path(path)
         target.parent.mkdir(parents=True, exist_ok=True)
         fig.savefig(target, dpi=DPI)
+    _show_in_notebook(fig)
     return fig
+
+
+def _show_in_notebook(fig: Figure) -> None:
+    """In a Jupyter kernel, put the figure in the cell's output as a PNG now.
+
+    The figures are bare :class:`~matplotlib.figure.Figure` objects (no pyplot state, so nothing
+    leaks between cells), which no notebook shows by themselves unless ``%matplotlib inline`` has
+    registered a formatter; and a lesson's plot cell ends in ``;``. Shown here, the figure is in the
+    executed notebook, in JupyterLab and on the portfolio pages alike.
+    """
+    try:
+        from IPython import get_ipython
+    except ImportError:  # plotting outside a notebook needs no IPython
+        return
+    shell = get_ipython()
+    if shell is None or not hasattr(shell, "kernel"):  # a terminal IPython shows no images
+        return
+    from IPython.display import display
+
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=DPI)
+    png = base64.b64encode(buffer.getvalue()).decode("ascii")  # as notebooks store images
+    display(
+        {"image/png": png, "text/plain": f"<{fig.axes[0].get_title() if fig.axes else 'figure'}>"}, raw=True
+    )  # type: ignore[no-untyped-call]  # IPython ships no annotations here
 
 
 #: Colors for phases and components: tab10 without its blue, green and red, which mean the two colors and

@@ -101,6 +101,16 @@ def test_the_figures_are_saved_next_to_the_executed_notebooks(path_run: Run) -> 
     assert set(saved) >= FIGURES, f"missing: {sorted(FIGURES - set(saved))}"
     assert all(size > 10_000 for size in saved.values()), saved  # a real figure, not an empty canvas
     assert f"executed copies: {out}" in proc.stdout and "figures (" in proc.stdout
+    # And each figure a cell saved is also in that cell's output, inline.
+    plotted = 0
+    for executed in sorted(out.glob("*.ipynb")):
+        for index, cell in enumerate(_cells(executed)):
+            if cell["cell_type"] != "code" or "artifacts_dir()" not in "".join(cell["source"]):
+                continue
+            plotted += 1
+            images = [o for o in cell["outputs"] if "image/png" in o.get("data", {})]
+            assert images, f"{executed.name} cell {index} saved a figure but shows none"
+    assert plotted >= len(FIGURES)
 
 
 def test_a_command_line_parameter_reaches_the_notebooks_that_declare_it(path_run: Run) -> None:

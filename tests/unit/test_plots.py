@@ -3,6 +3,7 @@ texts do not overlap, and bad input gets a clear error. (The PNGs were also look
 
 from __future__ import annotations
 
+import base64
 import itertools
 import re
 from pathlib import Path
@@ -402,3 +403,25 @@ def test_drill_timeline_draws_a_row_per_drill_with_its_moments_and_failures(tmp_
     assert (tmp_path / "drills.png").stat().st_size > 0
     with pytest.raises(PlotInputError, match="seconds"):
         plots.drill_timeline(moments.drop(columns="seconds"), traffic)
+
+
+class _Kernel:
+    """What get_ipython() returns inside a Jupyter kernel: a shell with a kernel."""
+
+    kernel = object()
+
+
+def test_in_a_notebook_kernel_each_figure_goes_to_the_cell_output(monkeypatch: pytest.MonkeyPatch) -> None:
+    import IPython
+    import IPython.display
+
+    shown: list[dict[str, str]] = []
+    monkeypatch.setattr(IPython.display, "display", lambda bundle, raw: shown.append(bundle))
+    monkeypatch.setattr(IPython, "get_ipython", lambda: None)  # a plain Python process
+    plots.deploy_timeline(events())
+    assert shown == []
+    monkeypatch.setattr(IPython, "get_ipython", _Kernel)
+    plots.deploy_timeline(events())
+    (bundle,) = shown
+    assert base64.b64decode(bundle["image/png"]).startswith(b"\x89PNG")
+    assert bundle["text/plain"].startswith("<Deployment timeline: ")
