@@ -3,8 +3,9 @@
 The weight changes when the listener does, not when the controller decides to change it. The
 controller marks ``provision`` and ``health`` (weight 0), ``shift-N`` as the apply of N % begins
 (the weight holds), ``analysis-N`` once that apply changed the listener (N %), ``scale-down`` (still
-100 %), ``rollback`` when a gate failed (the weight holds) and ``restored`` once the old color has
-all traffic again (0); ``start`` is the probe's own first mark. The resulting table is what
+100 %), ``rollback`` when a gate failed (the weight holds) and ``restored`` once the listener was
+given back to the old color (0; the load balancer follows within moments: its 0.4 s loop in
+the sandbox, seconds on AWS); ``start`` is the probe's own first mark. The resulting table is what
 :func:`labkit.lab.plots.traffic_over_time` takes as ``weights``.
 """
 

@@ -171,7 +171,12 @@ def test_2_a_30_percent_error_release_is_rolled_back_at_the_canary(
     failed = frame[~frame["ok"]]
     assert len(failed) > 0
     assert set(zip(failed["color"], failed["version"], strict=True)) == {("blue", "1.2.0-bad")}
-    assert set(failed["phase"]) <= {"shift-10", "analysis-10", "rollback"}
+    assert set(failed["phase"]) <= {"shift-10", "analysis-10", "rollback", "restored"}
+    # The listener call returned at the first "restored" request; the load balancer follows it
+    # within its loop (0.4 s in the sandbox, seconds on AWS), and then no request fails.
+    restored_at = frame.loc[frame["phase"] == "restored", "elapsed_s"].min()
+    late = failed[(failed["phase"] == "restored") & (failed["elapsed_s"] > restored_at + 1.5)]
+    assert late.empty, late
     window = frame[frame["phase"].isin(["shift-10", "analysis-10", "rollback"])]
     assert len(failed) / len(window) < 0.1, (len(failed), len(window))
     assert "shift-50" not in set(frame["phase"])
@@ -222,12 +227,12 @@ def test_3_a_release_that_never_turns_ready_is_rolled_back_before_any_weight_mov
 ) -> None:
     ctl = controller(staging, lines)
     # Unready long enough (two of the alarm's 60 s periods) for blue's unhealthy-hosts alarm to fire.
-    strategy = canary([10, 50, 100], bake_s=3, health_timeout_s=75, scale_down_delay_s=3)
+    strategy = canary([10, 50, 100], bake_s=3, health_timeout_s=90, scale_down_delay_s=3)
     record = ctl.deploy("1.3.0-unready", strategy=strategy)
 
     assert record.status == "rolled_back"
     assert record.reason is not None and record.reason.startswith(
-        "health timeout: blue not healthy after 75 s"
+        "health timeout: blue not healthy after 90 s"
     )
     assert record.weight == 0
     assert not [p for p in phases(ctl, record) if p.startswith(("shift", "analysis"))]
