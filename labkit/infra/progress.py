@@ -96,6 +96,8 @@ class CommandProgress:
                 self.running[address] = str(hook.get("action", ""))
             else:
                 self.running.pop(address, None)
+                if self.planned and address not in self.pending:
+                    return  # not a planned change: a data source read during the apply
                 # A saved plan's apply has no planned_change messages: each address counts once.
                 left = self.pending.get(address, 1) - 1
                 self.pending[address] = left

@@ -26,7 +26,7 @@ from typing import Any
 import pytest
 
 from labkit.deploy.ledger import Ledger
-from labkit.deploy.probe import Probe
+from labkit.deploy.probe import BACKLOG_ERROR, Probe
 from labkit.infra.stack import Stack
 from labkit.ops import probes
 from labkit.ops.drills.lost_deploy import DRILL
@@ -169,5 +169,9 @@ def test_4_a_second_run_finds_nothing_and_the_steady_state_holds(
         assert ok, f"{name}: {detail}"
     probe.stop()
     results = probe.results()
-    failed = results[~results["ok"]]
+    # A request the probe itself could not send on time (its process starved of CPU on a loaded
+    # machine) says nothing about the stack; every request it sent must have succeeded.
+    unsent = results["error"] == BACKLOG_ERROR
+    assert unsent.mean() < 0.02, f"the probe could not send {unsent.sum()} of {len(results)} requests"
+    failed = results[~results["ok"] & ~unsent]
     assert len(results) > 0 and failed.empty, failed.groupby("phase").size().to_dict()

@@ -229,3 +229,18 @@ def test_a_logs_folder_keeps_the_newest_logs_only(tmp_path: Path, monkeypatch: p
     names = sorted(p.name for p in folder.glob("*.log"))
     assert len(names) == 3 and log.path.name in names
     assert names[:2] == ["20260101T000003-staging-apply.log", "20260101T000004-staging-apply.log"]
+
+
+def test_a_data_source_read_during_the_apply_is_not_a_resource_done() -> None:
+    progress_ = CommandProgress("apply", "staging")
+    planned = {"type": "planned_change", "change": {"action": "create", "resource": {"addr": "aws_vpc.this"}}}
+    progress_.feed(planned)
+    for kind in ("apply_start", "apply_complete"):
+        progress_.feed(
+            {"type": kind, "hook": {"resource": {"addr": "data.aws_region.current"}, "action": "read"}}
+        )
+    assert (progress_.done, progress_.total) == (0, 1)
+    progress_.feed(
+        {"type": "apply_complete", "hook": {"resource": {"addr": "aws_vpc.this"}, "action": "create"}}
+    )
+    assert (progress_.done, progress_.total) == (1, 1)
