@@ -74,7 +74,12 @@ def _mid_apply(stack: Stack, proc: subprocess.Popen[str], out: Path, after: str)
         fresh = [p for p in logs.glob("*-apply-*.out") if p.stat().st_mtime >= since - 1]
         return fresh[0] if fresh and stack.state_lock() is not None else None
 
-    return wait_for("terraform apply holding the state lock", applying, timeout_s=120, every_s=0.1)
+    log = wait_for("terraform apply holding the state lock", applying, timeout_s=120, every_s=0.1)
+    # How labkit's process treats signals (SigBlk, SigIgn, SigCgt masks), for a failure's report.
+    status = Path(f"/proc/{proc.pid}/status")
+    if status.exists():
+        print(*[line for line in status.read_text().splitlines() if line.startswith("Sig")], sep="\n")
+    return log
 
 
 def _events(log: Path) -> list[dict[str, object]]:
