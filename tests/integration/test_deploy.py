@@ -5,9 +5,10 @@ once, blue serving 1.0.0 on two instances); the tests here run in order and each
 state the previous one left, so the colors alternate:
 
 1. healthy canary 10/50/100, 1.1.0 to green under a 100 rps probe;
+   then, with no evidence at all (no probe, no check traffic), a release to blue is not promoted:
+   paused (then aborted), and by default rolled back (before test 2, whose bad blue release
+   leaves blue's 5xx-rate alarm to fire during the next deployment);
 2. a 30 %-error release to blue: rolled back at the 10 % canary, the listener first through the API;
-   then with no evidence at all (no probe, no check traffic) a release is not promoted: paused
-   (then aborted), and by default rolled back;
 3. a release whose readiness never passes, to blue: rolled back on the health timeout, no weight
    moved, its unhealthy-hosts alarm left in ALARM;
 4. a controller (a subprocess) killed with SIGKILL at 50 %: it passed its 10 % gate although that
@@ -145,6 +146,35 @@ def test_1_healthy_canary_under_load_ends_on_the_new_release_with_zero_failures(
     assert ["-refresh=false" in args for args in commands] == [False, True, True, True, False]
 
 
+def test_1b_with_no_evidence_a_release_is_paused_or_rolled_back_never_promoted(
+    staging: StagingStack, lines: list[str]
+) -> None:
+    ctl = controller(staging, lines)
+    quiet = canary([10, 100], bake_s=2, health_timeout_s=45, scale_down_delay_s=3, check_rate=0)
+
+    # Paused: the deployment stays in progress at 10 %, its lock released, for resume or abort.
+    paused = ctl.deploy("2.0.0", strategy=replace(quiet, on_inconclusive="pause"))
+    assert (paused.status, paused.phase, paused.weight) == ("in_progress", "paused", 10)
+    assert paused.reason is not None and paused.reason.startswith("paused: no evidence to judge blue at 10%")
+    assert ctl.ledger.lock_holder("staging") is None
+    assert ctl.layout().green_weight == 90
+    assert "`labkit deploy abort staging` rolls it back" in "\n".join(ctl.status().lines())
+    aborted = ctl.abort()
+    assert aborted.status == "aborted"
+    assert ctl.layout().green_weight == 100
+
+    # The default: rolled back after the hold, the policy named in the ledger.
+    record = ctl.deploy("2.0.0", strategy=quiet)
+    assert record.status == "rolled_back"
+    assert record.reason is not None
+    assert record.reason.startswith("no evidence to judge blue at 10% (held 12 s, on_inconclusive=rollback)")
+    detail = {e.phase: e.detail or "" for e in ctl.ledger.events(record.id)}["analysis-10"]
+    assert "on_inconclusive=rollback" in detail, detail
+    assert "shift-100" not in phases(ctl, record)
+    assert ctl.ledger.get(record.id).strategy.on_inconclusive == "rollback"
+    assert ctl.layout().green_weight == 100
+
+
 def test_2_a_30_percent_error_release_is_rolled_back_at_the_canary(
     staging: StagingStack, lines: list[str]
 ) -> None:
@@ -191,35 +221,6 @@ def test_2_a_30_percent_error_release_is_rolled_back_at_the_canary(
     assert events["rollback"].outcome == "ok"
     assert ctl.ledger.get(record.id).status == "rolled_back"
     assert ctl.ledger.lock_holder("staging") is None
-
-
-def test_2b_with_no_evidence_a_release_is_paused_or_rolled_back_never_promoted(
-    staging: StagingStack, lines: list[str]
-) -> None:
-    ctl = controller(staging, lines)
-    quiet = canary([10, 100], bake_s=2, health_timeout_s=45, scale_down_delay_s=3, check_rate=0)
-
-    # Paused: the deployment stays in progress at 10 %, its lock released, for resume or abort.
-    paused = ctl.deploy("2.0.0", strategy=replace(quiet, on_inconclusive="pause"))
-    assert (paused.status, paused.phase, paused.weight) == ("in_progress", "paused", 10)
-    assert paused.reason is not None and paused.reason.startswith("paused: no evidence to judge blue at 10%")
-    assert ctl.ledger.lock_holder("staging") is None
-    assert ctl.layout().green_weight == 90
-    assert "`labkit deploy abort staging` rolls it back" in "\n".join(ctl.status().lines())
-    aborted = ctl.abort()
-    assert aborted.status == "aborted"
-    assert ctl.layout().green_weight == 100
-
-    # The default: rolled back after the hold, the policy named in the ledger.
-    record = ctl.deploy("2.0.0", strategy=quiet)
-    assert record.status == "rolled_back"
-    assert record.reason is not None
-    assert record.reason.startswith("no evidence to judge blue at 10% (held 12 s, on_inconclusive=rollback)")
-    detail = {e.phase: e.detail or "" for e in ctl.ledger.events(record.id)}["analysis-10"]
-    assert "on_inconclusive=rollback" in detail, detail
-    assert "shift-100" not in phases(ctl, record)
-    assert ctl.ledger.get(record.id).strategy.on_inconclusive == "rollback"
-    assert ctl.layout().green_weight == 100
 
 
 def test_3_a_release_that_never_turns_ready_is_rolled_back_before_any_weight_moves(

@@ -21,6 +21,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -47,6 +48,20 @@ def staging(staging_stack: StagingStack) -> StagingStack:
         timeout_s=90,
     )
     return staging_stack
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _ctrl_c_reaches_labkit() -> Iterator[None]:
+    """Let the labkit processes these tests start take SIGINT as a foreground one does.
+
+    A process inherits an ignored SIGINT, and a shell without job control starts its background
+    jobs with SIGINT and SIGQUIT ignored (seen: SigIgn 0x81001006 when `make test` ran as one).
+    A handler, unlike SIG_IGN, is reset at exec, so labkit's Python installs its own.
+    """
+    before = signal.getsignal(signal.SIGINT)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, before)
 
 
 def _labkit(*args: str, out: Path) -> subprocess.Popen[str]:
