@@ -81,6 +81,11 @@ class CommandProgress:
             hooks = _HOOKS.get(str(change.get("action")), 0)
             address = str((change.get("resource") or {}).get("addr", ""))
             if hooks and address and address not in self.pending:
+                if not self.planned:
+                    # Data sources read while planning completed before this first planned
+                    # change: with a plan to count against, they are not resources done.
+                    self.pending = {a: n for a, n in self.pending.items() if a not in self.finished}
+                    self.finished.clear()
                 self.pending[address] = hooks
                 self.planned += 1
         elif kind in ("refresh_start", "refresh_complete"):

@@ -244,3 +244,21 @@ def test_a_data_source_read_during_the_apply_is_not_a_resource_done() -> None:
         {"type": "apply_complete", "hook": {"resource": {"addr": "aws_vpc.this"}, "action": "create"}}
     )
     assert (progress_.done, progress_.total) == (1, 1)
+
+
+def test_data_sources_read_while_planning_do_not_count_once_the_plan_is_known() -> None:
+    """An apply without a saved plan reads data sources before it lists its planned changes; seen
+    as "49/44 resources" in a staging build."""
+    progress_ = CommandProgress("apply", "staging")
+    for kind in ("apply_start", "apply_complete"):
+        progress_.feed(
+            {"type": kind, "hook": {"resource": {"addr": "data.aws_region.current"}, "action": "read"}}
+        )
+    assert progress_.done == 1  # no plan yet: it may be a saved plan's apply, which lists none
+    planned = {"type": "planned_change", "change": {"action": "create", "resource": {"addr": "aws_vpc.this"}}}
+    progress_.feed(planned)
+    assert (progress_.done, progress_.total) == (0, 1)
+    progress_.feed(
+        {"type": "apply_complete", "hook": {"resource": {"addr": "aws_vpc.this"}, "action": "create"}}
+    )
+    assert (progress_.done, progress_.total) == (1, 1)
