@@ -547,10 +547,28 @@ class Stack:
         else:
             # The sandbox has no billing, so no budget; everything else is the same on both targets.
             values.update(artifact_bucket=names.artifact_bucket, enable_budget=not self.target.is_sandbox)
+            values["other_vpc_cidrs"] = self.other_vpc_cidrs()
             if carry_over:
                 values.update(self.outputs().get("deployment") or {})
         values.update(overrides or {})
         return values
+
+    def other_vpc_cidrs(self) -> dict[str, str]:
+        """The VPC range of every other app environment that has one, from its state's ``vpc_cidr``
+        output: the root's ``vpc_cidr`` output refuses, at plan time, a range that overlaps one.
+        An environment whose state cannot be read is left out rather than blocking this one's
+        plan (restoring it is that environment's runbook's job)."""
+        cidrs: dict[str, str] = {}
+        for env in APP_ENVIRONMENTS:
+            if env == self.env:
+                continue
+            try:
+                cidr = Stack(env, self.target, reporter=None).outputs().get("vpc_cidr")
+            except StackError:
+                continue
+            if isinstance(cidr, str) and cidr:
+                cidrs[env] = cidr
+        return cidrs
 
     def declared_variables(self) -> frozenset[str]:
         """The input variables this environment's root declares (its ``*.tf`` files, linked ones too)."""

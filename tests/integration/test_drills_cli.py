@@ -25,6 +25,7 @@ def test_drill_list_names_every_drill_and_its_runbook() -> None:
     listed = {d["name"]: d["runbook"] for d in json.loads(labkit("drill", "list", "--json").stdout)}
     assert listed == {
         "accidental-destroy": "restore-environment",
+        "cidr-conflict": None,
         "concurrent-applies": None,
         "corrupt-state": "restore-state",
         "lost-deploy": "deploy-recover",

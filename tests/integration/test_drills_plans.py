@@ -4,7 +4,8 @@ drills' staging stack (real Terraform, real sandbox), in order:
 1. a plan saved through the CLI and the stale-plan drill (plans from two real commits in a clone,
    the newer applied): the older plans refused by labkit's check and Terraform's own, an
    overwritten plan file refused;
-2. a destroy refused while the load balancer's deletion protection is on.
+2. a destroy refused while the load balancer's deletion protection is on;
+3. the cidr-conflict drill: production planned with a range inside staging's, refused at plan.
 
 The accidental-destroy drill and its restore-environment runbook run end to end in lesson 10
 (tests/notebooks/test_disaster_drills_lesson.py): a real `labkit stack destroy` under a probe, the
@@ -32,7 +33,7 @@ from labkit.infra.planfile import (
     run_saved_plan,
 )
 from labkit.infra.stack import Stack
-from labkit.ops import probes
+from labkit.ops import drill, probes
 from labkit.ops.drills import stale_plan
 from tests.conftest import BLUE_SERVES_1_0_0, DrillsStack, target_states, wait_for
 
@@ -140,3 +141,17 @@ def test_2_destroy_is_refused_while_the_load_balancer_is_deletion_protected(stag
         assert stack.resources() == resources
     finally:
         protect(False)
+
+
+def test_3_a_vpc_range_overlapping_staging_s_is_refused_when_production_is_planned(staging: Staging) -> None:
+    target = staging.fixture.target
+    production = Stack("production", target)
+    assert production.state() == {}
+    facts = drill.inject("cidr-conflict", target, "staging")
+    assert (facts["cidr"], facts["tried"]) == ("10.20.0.0/16", "10.20.128.0/17")
+    # Terraform's own message, from the root's precondition, names both environments and ranges.
+    assert "production's VPC CIDR 10.20.128.0/17 overlaps staging's 10.20.0.0/16" in facts["refusal"]
+    assert production.state() == {} and production.other_vpc_cidrs() == {"staging": "10.20.0.0/16"}
+    # A range that overlaps nothing plans: the refusal was the overlap, not production itself.
+    assert production.plan({**BASELINE, "vpc_cidr": "10.30.0.0/16"}).count("create") > 0
+    assert production.state() == {}

@@ -5,7 +5,19 @@
 # wins over both.
 
 locals {
-  name = "${var.project}-${local.environment}"
+  name     = "${var.project}-${local.environment}"
+  vpc_cidr = coalesce(var.vpc_cidr, local.settings.vpc_cidr)
+
+  # The other environments' VPC ranges that overlap this one's: two ranges overlap when their
+  # network addresses agree at the shorter of the two prefixes. the vpc_cidr output's
+  # precondition refuses the plan while this is not empty.
+  vpc_cidr_overlaps = {
+    for env, cidr in var.other_vpc_cidrs : env => cidr
+    if env != local.environment && (
+      cidrhost("${cidrhost(cidr, 0)}/${min(tonumber(split("/", cidr)[1]), tonumber(split("/", local.vpc_cidr)[1]))}", 0) ==
+      cidrhost("${cidrhost(local.vpc_cidr, 0)}/${min(tonumber(split("/", cidr)[1]), tonumber(split("/", local.vpc_cidr)[1]))}", 0)
+    )
+  }
 
   tags = merge(var.tags, {
     Project     = var.project
@@ -19,7 +31,7 @@ module "environment" {
 
   name            = local.name
   artifact_bucket = var.artifact_bucket
-  vpc_cidr        = coalesce(var.vpc_cidr, local.settings.vpc_cidr)
+  vpc_cidr        = local.vpc_cidr
   image_id        = var.image_id
   instance_type   = var.instance_type
   instance_tags   = local.tags

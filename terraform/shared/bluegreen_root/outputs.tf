@@ -15,6 +15,18 @@ output "alb_arn_suffix" {
   value       = module.environment.alb_arn_suffix
 }
 
+output "vpc_cidr" {
+  description = "The VPC's IPv4 range; labkit reads it from this state to refuse an overlapping range in another environment."
+  value       = module.environment.settings.vpc_cidr
+
+  # Checked at plan time, before anything is created: overlapping VPCs can never be peered or
+  # routed to each other.
+  precondition {
+    condition     = length(local.vpc_cidr_overlaps) == 0
+    error_message = "${local.environment}'s VPC CIDR ${local.vpc_cidr} overlaps ${join(" and ", [for env, cidr in local.vpc_cidr_overlaps : "${env}'s ${cidr}"])} (from ${join(", ", keys(local.vpc_cidr_overlaps))}'s state). Overlapping VPCs can never be peered or routed to each other: choose a range that overlaps none of them, with vpc_cidr or local.settings.vpc_cidr in terraform/environments/${local.environment}/main.tf."
+  }
+}
+
 output "listener_arn" {
   description = "The listener that carries the weighted forward (and the preview rule)."
   value       = module.environment.listener_arn

@@ -93,6 +93,17 @@ variable "vpc_cidr" {
   default     = null
 }
 
+variable "other_vpc_cidrs" {
+  description = "The other environments' VPC CIDRs by environment, as their states' vpc_cidr outputs give them (labkit fills this in). A VPC range that overlaps one of them is refused at plan time (output vpc_cidr's precondition), before anything is created."
+  type        = map(string)
+  default     = {}
+
+  validation {
+    condition     = alltrue([for cidr in values(var.other_vpc_cidrs) : can(cidrhost(cidr, 0))])
+    error_message = "other_vpc_cidrs maps environment names to IPv4 CIDRs such as 10.30.0.0/16."
+  }
+}
+
 variable "enable_private_subnets" {
   description = "Instances in private subnets behind a NAT gateway; null keeps the environment's own setting (staging: off, production: on)."
   type        = bool

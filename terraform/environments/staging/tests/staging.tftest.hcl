@@ -53,3 +53,27 @@ run "a_setting_on_the_command_line_wins_over_the_environments_own" {
     error_message = "`labkit stack apply staging --var deregistration_delay=7` (and health_check) reach the module."
   }
 }
+
+run "a_range_that_overlaps_another_environments_is_refused_at_plan" {
+  command = plan
+
+  variables {
+    vpc_cidr        = "10.30.128.0/20"
+    other_vpc_cidrs = { production = "10.30.0.0/16" }
+  }
+
+  expect_failures = [output.vpc_cidr]
+}
+
+run "ranges_that_do_not_overlap_and_its_own_entry_pass" {
+  command = plan
+
+  variables {
+    other_vpc_cidrs = { production = "10.30.0.0/16", other = "10.21.0.0/16", staging = "10.20.0.0/16" }
+  }
+
+  assert {
+    condition     = length(local.vpc_cidr_overlaps) == 0
+    error_message = "Only another environment's overlapping range is refused."
+  }
+}
