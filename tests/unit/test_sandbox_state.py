@@ -146,17 +146,26 @@ def test_a_corrupt_a_truncated_and_a_foreign_file_are_refused_for_what_they_are(
 
 
 class Format1Pickler(persistence._Pickler):
-    """As labkit pickled before versions were recorded: methods by ``getattr``."""
+    """As labkit pickled before versions were recorded: methods by ``getattr``, moto's registries
+    by persistent id."""
 
-    def reducer_override(self, obj: Any) -> Any:
-        return NotImplemented if isinstance(obj, types.MethodType) else super().reducer_override(obj)
+    def __init__(self, file: io.BytesIO, protocol: int) -> None:
+        super().__init__(file, protocol)
+        self.dispatch_table = {k: v for k, v in self.dispatch_table.items() if k is not types.MethodType}
+
+    def persistent_id(self, obj: Any) -> Any:
+        from moto.core.base_backend import AccountSpecificBackend, BackendDict
+
+        if isinstance(obj, (BackendDict, AccountSpecificBackend)):
+            return ("moto-registry", obj.service_name, getattr(obj, "account_id", None))
+        return None
 
 
 def test_a_file_of_the_format_before_versions_were_recorded_still_loads(moto: None, tmp_path: Path) -> None:
     # Format 1 was a bare pickle of {"format": 1, "backends": ...}, moto's methods saved by getattr.
     client("ec2").create_security_group(GroupName="web", Description="d")
     buffer = io.BytesIO()
-    Format1Pickler(buffer, 5, {}).dump({"format": 1, "backends": persistence.capture()})
+    Format1Pickler(buffer, 5).dump({"format": 1, "backends": persistence.capture()})
     legacy = buffer.getvalue()
     assert b"getattr" in legacy
     path = tmp_path / "aws-state.pickle"
