@@ -115,6 +115,9 @@ class OrphanReport:
     #: How many resource ids and ARNs the states hold, by environment.
     held: Mapping[str, int] = field(default_factory=dict)
 
+    def __str__(self) -> str:
+        return "\n".join(self.lines())
+
     def to_json(self) -> dict[str, Any]:
         """The report as JSON-able data (``labkit inventory orphans --json``)."""
         return {
