@@ -199,9 +199,7 @@ def _generate(stack: Stack, imports: list[tuple[str, str]], *, header: bool) -> 
     return intro + blocks + config
 
 
-def verify_adopted(
-    stack: Stack, report: OrphanReport, decision: str | Mapping[str, str]
-) -> tuple[bool, str]:
+def verify_adopted(stack: Stack, report: OrphanReport, decision: str | Mapping[str, str]) -> tuple[bool, str]:
     """Every orphan the run adopted has its import block in :func:`adopted_file`, which it names:
     the file to review and commit."""
     adopted = [i for i, choice in decide(report, decision).items() if choice == "adopt"]
