@@ -260,5 +260,10 @@ class LockHolderAliveError(RunbookError):
     """The Terraform state lock's holder is not proven gone, so the lock is not broken."""
 
 
+class OrphanError(RunbookError):
+    """Orphaned resources cannot be adopted or removed as asked (an unknown id in the decision, a
+    kind labkit neither imports nor deletes, configuration Terraform could not generate)."""
+
+
 class DrillError(LabkitError):
     """A drill cannot inject its fault, run its runbook or verify the recovery."""

@@ -9,6 +9,10 @@ can change them with ``os.environ`` (or ``monkeypatch.setenv``) without reloadin
   notebooks while they run; figures and command logs go there.
 - ``LABKIT_TF_PLUGIN_MIRROR``: a folder laid out as a Terraform provider filesystem mirror. When
   set, Terraform installs providers found there from it and everything else directly.
+- ``LABKIT_TERRAFORM_DIR`` (:data:`TERRAFORM_DIR_ENV`): a copy of ``terraform/`` to run instead of
+  the checkout's. Code that labkit writes into an environment's root (the ``adopted.tf`` of the
+  adopt-or-remove-orphans runbook) then lands in the copy: tests use it so that they never write
+  into the folder that other test workers read.
 """
 
 from __future__ import annotations
@@ -23,6 +27,8 @@ from labkit.errors import ConfigError
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 #: Names the folder of the current ``labkit run`` (labkit.lab.run), while it runs.
 RUN_DIR_ENV = "LABKIT_RUN_DIR"
+#: Names a copy of ``terraform/`` to use instead of the checkout's (see :func:`terraform_dir`).
+TERRAFORM_DIR_ENV = "LABKIT_TERRAFORM_DIR"
 
 
 def labkit_home() -> Path:
@@ -53,5 +59,15 @@ def app_dir() -> Path:
 
 
 def terraform_dir() -> Path:
-    """The folder holding ``modules/`` and ``environments/``."""
-    return PROJECT_ROOT / "terraform"
+    """The folder holding ``modules/`` and ``environments/``: the checkout's ``terraform/``, or the
+    copy ``LABKIT_TERRAFORM_DIR`` names."""
+    value = os.environ.get(TERRAFORM_DIR_ENV, "").strip()
+    if not value:
+        return PROJECT_ROOT / "terraform"
+    path = Path(value).expanduser()
+    if not (path / "environments").is_dir():
+        raise ConfigError(
+            f"{TERRAFORM_DIR_ENV} is set to {value!r}, which holds no environments/ folder.",
+            hint="Point it at a copy of the project's terraform/ folder, or unset it to use the checkout's.",
+        )
+    return path.resolve()

@@ -158,13 +158,15 @@ class Stack:
         targets: Sequence[str] = (),
         refresh: bool = True,
         out: Path | None = None,
+        generate_config_out: Path | None = None,
     ) -> PlanResult:
         """A plan of ``variables`` on top of the applied deployment; ``has_changes`` says whether it
         would change anything. ``targets`` (e.g. ``["module.environment.module.network"]``) limits
         it to those resources and what they depend on. ``refresh=False`` compares the code with the
         state alone, without reading every resource back (see :meth:`apply`). ``out`` keeps the
         plan file; apply it with :func:`labkit.infra.planfile.apply_saved_plan`
-        (:func:`labkit.infra.planfile.save_plan` writes the sidecar that check needs)."""
+        (:func:`labkit.infra.planfile.save_plan` writes the sidecar that check needs).
+        ``generate_config_out``: see :meth:`labkit.infra.terraform.Terraform.plan`."""
         if self._bootstrapping():
             if out is not None:
                 raise StackError(
@@ -176,7 +178,11 @@ class Stack:
                 return terraform.plan(variables=self.variables(variables), targets=targets, refresh=refresh)
         self._init()
         return self.terraform.plan(
-            variables=self.variables(variables), targets=targets, refresh=refresh, out=out
+            variables=self.variables(variables),
+            targets=targets,
+            refresh=refresh,
+            out=out,
+            generate_config_out=generate_config_out,
         )
 
     def apply(

@@ -607,9 +607,12 @@ class Terraform:
         refresh_only: bool = False,
         out: Path | None = None,
         refresh: bool = True,
+        generate_config_out: Path | None = None,
     ) -> PlanResult:
         """``terraform plan -detailed-exitcode``, parsed. Keep the plan with ``out`` to apply it later.
-        ``refresh=False`` passes ``-refresh=false`` (see :meth:`apply` for what that skips)."""
+        ``refresh=False`` passes ``-refresh=false`` (see :meth:`apply` for what that skips).
+        ``generate_config_out`` writes configuration for ``import`` blocks that have none there
+        (``-generate-config-out``; the file must not exist yet)."""
         with tempfile.TemporaryDirectory(prefix="labkit-plan-") as tmp:
             plan_file = out or Path(tmp) / "plan.tfplan"
             args = ["plan", "-json", "-input=false", "-detailed-exitcode", f"-out={plan_file}"]
@@ -621,6 +624,8 @@ class Terraform:
                 args.append("-refresh-only")
             if not refresh:
                 args.append("-refresh=false")
+            if generate_config_out is not None:
+                args.append(f"-generate-config-out={generate_config_out}")
             streamed = self._stream(args, what="plan", ok=(0, 2), show_drift=refresh_only)
             raw = self.show(plan_file)
         result = PlanResult(

@@ -29,6 +29,7 @@ def test_drill_list_names_every_drill_and_its_runbook() -> None:
         "concurrent-applies": None,
         "corrupt-state": "restore-state",
         "lost-deploy": "deploy-recover",
+        "orphans": "adopt-or-remove-orphans",
         "stale-plan": None,
         "stuck-lock": "unlock-state",
     }
@@ -43,6 +44,7 @@ def test_drill_export_is_a_chaos_toolkit_experiment() -> None:
 def test_runbook_list_shows_what_each_fixes() -> None:
     listed = {r["name"]: r for r in json.loads(labkit("runbook", "list", "--json").stdout)}
     assert {"restore-state", "unlock-state", "restore-environment", "deploy-recover"} <= set(listed)
+    assert listed["adopt-or-remove-orphans"]["parameters"]["decision"] == '"remove"'  # as written
     for runbook in listed.values():
         assert runbook["fixes"], runbook
         assert {"target", "environment", "dry_run", "confirm"} <= set(runbook["parameters"])

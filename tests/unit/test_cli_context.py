@@ -122,6 +122,7 @@ def test_the_target_comes_from_labkit_target(tmp_path: Path) -> None:
     [
         ["sandbox", "status"],
         ["stack", "output"],
+        ["inventory", "orphans"],
         ["deploy", "status"],
         ["ledger"],
         ["doctor"],
