@@ -28,6 +28,7 @@ def test_drill_list_names_every_drill_and_its_runbook() -> None:
         "concurrent-applies": None,
         "corrupt-state": "restore-state",
         "lost-deploy": "deploy-recover",
+        "quota": "quota-check",
         "stale-plan": None,
         "stuck-lock": "unlock-state",
     }

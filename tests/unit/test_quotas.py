@@ -64,11 +64,12 @@ def test_the_catalogue_names_each_quota_by_its_service_quotas_code() -> None:
 
 def finding(value: float, usage: float, held: list[HeldBack], *, open_requests: int = 0) -> QuotaFinding:
     table = pd.DataFrame([{"quota": VCPUS.name, "code": VCPUS.code, "value": value, "usage": usage}])
-    requests = tuple({"QuotaCode": VCPUS.code, "DesiredValue": 99.0, "Status": "PENDING"} for _ in range(open_requests))
+    pending = {"QuotaCode": VCPUS.code, "DesiredValue": 99.0, "Status": "PENDING"}
+    requests = tuple(dict(pending) for _ in range(open_requests))
     return QuotaFinding(table, tuple(held), deploy_room_vcpus=6, open_requests=requests)
 
 
-BLUE = HeldBack("bglab-staging-blue", desired=3, in_service=2, instance_type="t3.micro", vcpus_each=2, reason="...")
+BLUE = HeldBack("bglab-staging-blue", 3, 2, "t3.micro", vcpus_each=2, reason="vCPU limit")
 TARGET = sandbox("http://127.0.0.1:1")
 
 

@@ -73,7 +73,7 @@ SANDBOX_START: dict[str, float] = {
     TARGET_GROUPS.code: TARGET_GROUPS.aws_default,
 }
 #: Seconds between an Auto Scaling group's launch attempts while it is below its desired capacity.
-RETRY_S = 10.0
+RETRY_S = 5.0
 
 VCPU_MESSAGE = (
     "You have requested more vCPU capacity than your current vCPU limit of {limit} allows for the "
