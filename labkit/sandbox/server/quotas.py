@@ -7,23 +7,29 @@ starts at :data:`SANDBOX_START`. Where that differs from AWS's default it says s
 and the lessons run many stacks in one sandbox (a blue/green deploy alone runs 8 vCPUs against
 AWS's default of 5), as an account whose increases were granted does.
 
-What is refused, as AWS refuses it (codes from the EC2 and ELBv2 API references, messages as AWS
-returns them):
+What is refused, as AWS refuses it. The codes are those of the EC2 API's error code list
+(docs.aws.amazon.com/AWSEC2/latest/APIReference/errors-overview.html) and of the ELBv2 API
+reference's CreateLoadBalancer and CreateTargetGroup errors (docs.aws.amazon.com/elasticloadbalancing/
+latest/APIReference/API_CreateLoadBalancer.html, .../API_CreateTargetGroup.html); EC2's messages are
+the ones it returns, as quoted in public reports (e.g. github.com/4dn-dcic/tibanna/issues/267 for
+vCPUs, gist.github.com/rterbush/bc1855e4ad3c704b2d42 for addresses, github.com/hello-nrfcloud/
+backend/issues/17 for VPCs), and ELBv2's are its API reference's:
 
 - ``RunInstances`` past the On-Demand standard vCPUs: ``VcpuLimitExceeded``, "You have requested
   more vCPU capacity than your current vCPU limit of N allows for the instance bucket that the
   specified instance type belongs to. Please visit http://aws.amazon.com/contact-us/ec2-request to
-  request an adjustment to this limit." (the EC2 API's error codes page lists the code; the message
-  is the one EC2 returns, quoted in many public reports);
+  request an adjustment to this limit.";
 - an Auto Scaling launch past it launches what fits and records a failed scaling activity,
   "Launching a new EC2 instance.  Status Reason: <that message> Launching EC2 instance failed.",
-  as ``DescribeScalingActivities`` shows on AWS; the service retries every :data:`RETRY_S` while
-  the group is below its desired capacity (:func:`retry_launches`), as Auto Scaling does;
+  with the cause "... increasing the capacity from N to M." (the shape ``DescribeScalingActivities``
+  shows on AWS, e.g. github.com/kubernetes/autoscaler/issues/1263); the service retries every
+  :data:`RETRY_S` while the group is below its desired capacity (:func:`retry_launches`), as Auto
+  Scaling does;
 - ``AllocateAddress``: ``AddressLimitExceeded``, "The maximum number of addresses has been reached.";
 - ``CreateVpc``: ``VpcLimitExceeded``, "The maximum number of VPCs has been reached.";
-- ``CreateLoadBalancer`` (application): ``TooManyLoadBalancers``, and ``CreateTargetGroup``:
-  ``TooManyTargetGroups``, with the ELBv2 API reference's descriptions ("You've reached the limit on
-  the number of load balancers for your AWS account.", "... target groups ...").
+- ``CreateLoadBalancer`` (application): ``TooManyLoadBalancers``, "You've reached the limit on the
+  number of load balancers for your AWS account."; ``CreateTargetGroup``: ``TooManyTargetGroups``,
+  "You've reached the limit on the number of target groups for your AWS account.".
 
 How a value changes: ``RequestServiceQuotaIncrease`` is applied at once (status ``APPROVED``): on
 AWS the same request goes to a review that may take days, so the runbook files the real request
