@@ -73,7 +73,13 @@ class QuotaFinding:
         return next(row for row in self.table.to_dict("records") if row["code"] == quota.code)
 
     def __str__(self) -> str:
-        lines = [self.table.drop(columns=["service", "counts"]).to_string(index=False)]
+        """What needs attention, in words (the table itself is the cell's output)."""
+        full = [row for row in self.table.to_dict("records") if row["headroom"] <= 0]
+        lines = [
+            f"at its quota: {row['quota']} ({row['service']} {row['code']}), {row['usage']:g} of "
+            f"{row['value']:g} {row['counts']}: the next one is refused"
+            for row in full
+        ] or [f"every quota has headroom ({len(self.table)} read)"]
         lines += [f"held back: {fleet.describe()}" for fleet in self.held_back] or ["no fleet is held back"]
         lines += [
             f"open request: {r['QuotaCode']} to {r['DesiredValue']:g} ({r['Status']})"

@@ -63,7 +63,8 @@ def test_the_catalogue_names_each_quota_by_its_service_quotas_code() -> None:
 
 
 def finding(value: float, usage: float, held: list[HeldBack], *, open_requests: int = 0) -> QuotaFinding:
-    table = pd.DataFrame([{"quota": VCPUS.name, "code": VCPUS.code, "value": value, "usage": usage}])
+    row = {"quota": VCPUS.name, "code": VCPUS.code, "service": "ec2", "value": value, "usage": usage}
+    table = pd.DataFrame([{**row, "headroom": headroom(value, usage), "counts": VCPUS.counts}])
     pending = {"QuotaCode": VCPUS.code, "DesiredValue": 99.0, "Status": "PENDING"}
     requests = tuple(dict(pending) for _ in range(open_requests))
     return QuotaFinding(table, tuple(held), deploy_room_vcpus=6, open_requests=requests)
@@ -80,6 +81,11 @@ def test_a_held_back_fleet_asks_for_what_runs_what_it_lacks_and_a_deploys_room()
     assert "L-1216C47A" in action.description and "= 12 vCPUs (now 4" in action.description
     (asked,) = actions(TARGET, finding(4, 4, [BLUE]), vcpus=64)
     assert "= 64 vCPUs" in asked.description
+    said = str(finding(4, 4, [BLUE]))
+    assert "at its quota: Running On-Demand Standard" in said and "(ec2 L-1216C47A), 4 of 4 vCPUs" in said
+    assert "held back: bglab-staging-blue: 2 of 3 running (t3.micro)" in said
+    quiet = str(finding(64, 4, [])).splitlines()
+    assert quiet == ["every quota has headroom (1 read)", "no fleet is held back"]
 
 
 def test_nothing_is_requested_without_a_held_back_fleet_a_need_or_while_a_request_is_open() -> None:
