@@ -1,13 +1,19 @@
-"""`labkit doctor`: is this machine ready for the lab? Each problem comes with its fix."""
+"""`labkit doctor`: is this machine ready for the lab? Each problem comes with its fix.
+
+For ``--target aws`` it also reads usage against each service quota the lab's stacks use
+(:func:`check_quotas`, read-only): one line per quota, failing where no headroom is left.
+"""
 
 from __future__ import annotations
 
 import sys
 from dataclasses import dataclass
+from typing import Any
 
 from labkit.errors import LabkitError
 from labkit.infra.terraform import INSTALL_HINT, mirrored_providers, terraform_binary, terraform_version
 from labkit.settings import plugin_mirror
+from labkit.target import Target
 
 MIN_PYTHON = (3, 11)
 MIN_TERRAFORM = (1, 6)
@@ -116,9 +122,45 @@ def check_aws_identity(profile: str | None = None) -> Check:
     return Check("aws identity", True, f"{ident['Arn']} (account {ident['Account']})")
 
 
+def check_quotas(target: Target) -> list[Check]:
+    """Usage against each service quota in the target's region (the quota-check runbook's table):
+    one check per quota, failing where no headroom is left (the next create is refused)."""
+    from labkit.infra.quotas import usage
+
+    try:
+        table = usage(target)
+    except Exception as exc:  # botocore raises many types for missing permissions
+        return [
+            Check(
+                "quotas",
+                False,
+                f"{type(exc).__name__}: {exc}",
+                "Reading quotas needs servicequotas:GetServiceQuota and the EC2/ELB Describe calls.",
+            )
+        ]
+    return [_quota_check(row) for row in table.to_dict("records")]
+
+
+def _quota_check(row: dict[Any, Any]) -> Check:
+    left, code, service = float(row["headroom"]), str(row["code"]), str(row["service"])
+    used = f"{float(row['usage']):g} of {float(row['value']):g} {row['counts']} used"
+    request = (
+        f"`aws service-quotas request-service-quota-increase --service-code {service} --quota-code {code} "
+        "--desired-value N` (the quota-check runbook files it)"
+    )
+    detail = f"{row['quota']}: {used}, {left:g} left (AWS default {float(row['aws_default']):g})"
+    return Check(f"quota {code}", left > 0, detail, "" if left > 0 else request)
+
+
 def run_checks(target: str = "sandbox", *, profile: str | None = None) -> list[Check]:
-    """Every check for ``target``; the aws identity is checked only for ``target="aws"``."""
+    """Every check for ``target``; the aws identity, and then usage against each service quota, are
+    checked only for ``target="aws"``."""
     checks = [check_python(), check_terraform(), check_provider_source(), check_kernel(), check_sandbox()]
     if target == "aws":
-        checks.append(check_aws_identity(profile))
+        identity = check_aws_identity(profile)
+        checks.append(identity)
+        if identity.ok:
+            from labkit.target import aws
+
+            checks += check_quotas(aws(profile=profile))
     return checks

@@ -11,6 +11,7 @@ One background service per LABKIT_HOME (``labkit sandbox up``), its files under
 - :func:`up`, :func:`down`, :func:`reset`, :func:`status`, :func:`describe_status`.
 - :func:`alb_url`: an ALB's DNS name to the loopback URL of its HTTP listener.
 - :func:`instances`: each instance's app process (port, pid, state), e.g. to crash one in a lesson.
+- :func:`set_quota`: a service quota's value, lowered or raised (drills; AWS has no such API).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from labkit.errors import TargetError
 from labkit.sandbox.client.control import (
     SandboxStatus,
     alb_url,
@@ -28,6 +30,7 @@ from labkit.sandbox.client.control import (
     up,
     warn_if_unsaved,
 )
+from labkit.sandbox.client.control import set_quota as _set_quota
 from labkit.target import Target, check_sandbox_region, sandbox
 
 
@@ -57,6 +60,17 @@ def describe_status() -> tuple[bool, str]:
     return current.running, "; ".join([current.summary(), *failing])
 
 
+def set_quota(target: Target, quota_code: str, value: float) -> float:
+    """Set the sandbox ``target``'s quota ``quota_code`` (labkit.infra.quotas) in its region to
+    ``value``; the value it had."""
+    if not target.is_sandbox or target.endpoint_url is None:
+        raise TargetError(
+            f"Only the sandbox's quotas can be set directly (asked for {quota_code} on {target.name}).",
+            hint="On AWS, request an increase through Service Quotas (the quota-check runbook does).",
+        )
+    return _set_quota(target.endpoint_url, target.region, quota_code, value)
+
+
 def instances() -> list[dict[str, Any]]:
     """The running sandbox's instance apps: instance_id, color, version, state, port, pid, folder."""
     return status().instances
@@ -71,6 +85,7 @@ __all__ = [
     "instances",
     "log_tail",
     "reset",
+    "set_quota",
     "status",
     "target",
     "up",

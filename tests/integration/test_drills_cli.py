@@ -30,6 +30,7 @@ def test_drill_list_names_every_drill_and_its_runbook() -> None:
         "corrupt-state": "restore-state",
         "lost-deploy": "deploy-recover",
         "orphans": "adopt-or-remove-orphans",
+        "quota": "quota-check",
         "stale-plan": None,
         "stuck-lock": "unlock-state",
     }

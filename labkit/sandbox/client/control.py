@@ -29,7 +29,7 @@ from typing import Any
 from labkit.errors import FinalSaveError, SandboxError
 from labkit.sandbox.client import statefile
 from labkit.sandbox.client.leftovers import kill_leftovers
-from labkit.sandbox.client.paths import STATUS_PATH, SandboxPaths, sandbox_paths
+from labkit.sandbox.client.paths import QUOTAS_PATH, STATUS_PATH, SandboxPaths, sandbox_paths
 from labkit.settings import PROJECT_ROOT
 
 Reporter = Callable[[str], None]
@@ -159,6 +159,31 @@ def _ask_status(endpoint: str, timeout: float = 3.0) -> dict[str, Any] | None:
     finally:
         conn.close()
     return data if isinstance(data, dict) else None
+
+
+def set_quota(endpoint: str, region: str, quota_code: str, value: float, timeout: float = 10.0) -> float:
+    """Set the sandbox's quota ``quota_code`` in ``region`` to ``value`` (lower or higher: the
+    sandbox's control path, for drills); the value it had."""
+    host, _, port = endpoint.removeprefix("http://").partition(":")
+    conn = http.client.HTTPConnection(host, int(port), timeout=timeout)
+    body = json.dumps({"region": region, "quota_code": quota_code, "value": value})
+    try:
+        conn.request("POST", QUOTAS_PATH, body=body, headers={"Content-Type": "application/json"})
+        response = conn.getresponse()
+        answer = json.loads(response.read() or b"{}")
+    except (OSError, ValueError, http.client.HTTPException) as exc:
+        raise SandboxError(
+            f"The sandbox at {endpoint} did not set quota {quota_code}: {exc}",
+            hint="Is it running? `labkit sandbox status`.",
+        ) from exc
+    finally:
+        conn.close()
+    if response.status != 200:
+        raise SandboxError(
+            f"The sandbox refused to set quota {quota_code} to {value:g}: {answer.get('error')}",
+            hint="Quota codes it tracks: labkit.infra.quotas.QUOTAS.",
+        )
+    return float(answer["previous"])
 
 
 def _running(paths: SandboxPaths) -> dict[str, Any] | None:

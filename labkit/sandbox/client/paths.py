@@ -27,6 +27,9 @@ from labkit.settings import labkit_home
 
 #: The service's status path (moto has no such path).
 STATUS_PATH = "/labkit-sandbox/status"
+#: The service's control path for quota values (POST JSON ``{"region", "quota_code", "value"}``):
+#: how a drill lowers a quota, which no AWS API can (raising one is ``RequestServiceQuotaIncrease``).
+QUOTAS_PATH = "/labkit-sandbox/quotas"
 
 
 @dataclass(frozen=True)

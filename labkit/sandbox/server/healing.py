@@ -14,6 +14,7 @@ they are saved and restored with the rest of moto's state.
 
 from __future__ import annotations
 
+import json
 import logging
 import uuid
 from collections.abc import Callable
@@ -107,23 +108,35 @@ def _replace(backend: Any, group: Any, instance_id: str, reason: str, moment: da
     return Replacement(group=group.name, terminated=instance_id, launched=launched, reason=reason)
 
 
-def record(backend: Any, group_name: str, description: str, cause: str, moment: datetime) -> None:
-    """Keep one successful scaling activity for ``group_name`` on ``backend``."""
+def record(
+    backend: Any,
+    group_name: str,
+    description: str,
+    cause: str,
+    moment: datetime,
+    *,
+    status_code: str = "Successful",
+    status_message: str | None = None,
+    details: dict[str, str] | None = None,
+) -> None:
+    """Keep one scaling activity for ``group_name`` on ``backend`` (successful unless told otherwise;
+    a failed one carries AWS's ``StatusMessage``)."""
     activities: dict[str, list[dict[str, Any]]] = getattr(backend, ACTIVITIES, None) or {}
     kept = activities.setdefault(group_name, [])
-    kept.append(
-        {
-            "ActivityId": str(uuid.uuid4()),
-            "AutoScalingGroupName": group_name,
-            "Description": description,
-            "Cause": cause,
-            "StartTime": moment,
-            "EndTime": moment,
-            "StatusCode": "Successful",
-            "Progress": 100,
-            "Details": "{}",
-        }
-    )
+    activity: dict[str, Any] = {
+        "ActivityId": str(uuid.uuid4()),
+        "AutoScalingGroupName": group_name,
+        "Description": description,
+        "Cause": cause,
+        "StartTime": moment,
+        "EndTime": moment,
+        "StatusCode": status_code,
+        "Progress": 100,
+        "Details": json.dumps(details or {}),
+    }
+    if status_message is not None:
+        activity["StatusMessage"] = status_message
+    kept.append(activity)
     del kept[:-KEEP]
     setattr(backend, ACTIVITIES, activities)
 

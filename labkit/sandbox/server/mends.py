@@ -22,6 +22,9 @@ service and a test's ``ThreadedMotoServer`` alike (call it before the first requ
   (``DescribeAlarmHistory``); a metric distribution (``Values``/``Counts``) is kept as one datum
   instead of one per count; percentile statistics (``p99``) are answered; ``GetMetricStatistics``
   matches dimensions exactly, as AWS does.
+- Service quotas (:mod:`.quotas`): vCPUs, Elastic IPs, VPCs, ALBs and target groups are enforced
+  with AWS's error codes, an Auto Scaling launch past the vCPU quota records a failed activity, and
+  the Service Quotas API answers (and raises) their values.
 - DynamoDB: a conditional write evaluates its condition and writes as one step, as DynamoDB does
   (stock moto reads, checks and stores separately, so two racing conditional writes could both
   succeed: the deployment lock's fencing depends on it).
@@ -38,6 +41,7 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from labkit.sandbox.server import quotas
 from labkit.sandbox.server.topology import TargetHealthReport
 
 #: What the data plane observed for (target group ARN, target id); None when it has no word yet.
@@ -64,6 +68,7 @@ def apply_mends(target_health: HealthSource | None) -> None:
         _mend_cloudwatch()
         _mend_autoscaling()
         _mend_dynamodb()
+        quotas.mend(_patch)  # last: it wraps what the mends above left
         _applied = True
 
 

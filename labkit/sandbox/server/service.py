@@ -16,6 +16,7 @@ One process on 127.0.0.1:
 The API answers only requests whose Host is a loopback name (no DNS rebinding from a browser), and
 without moto's global CORS headers. ``GET /labkit-sandbox/status`` answers with the service's
 status as JSON: what it serves, its saves, and the locks it restored from the saved state.
+``POST /labkit-sandbox/quotas`` sets a region's quota value (:mod:`.quotas`: how a drill lowers one).
 """
 
 from __future__ import annotations
@@ -37,7 +38,13 @@ from urllib.parse import parse_qs
 
 from labkit.errors import LabkitError
 from labkit.sandbox.client import statefile
-from labkit.sandbox.client.paths import STATUS_PATH, SandboxPaths, is_loopback_host, sandbox_paths
+from labkit.sandbox.client.paths import (
+    QUOTAS_PATH,
+    STATUS_PATH,
+    SandboxPaths,
+    is_loopback_host,
+    sandbox_paths,
+)
 
 log = logging.getLogger("labkit.sandbox")
 
@@ -68,6 +75,7 @@ class _Api:
 
     ``on_write(sync)`` is called after every request that may change state, under the lock;
     ``sync`` is True when Terraform released a state lock (the end of a Terraform run).
+    ``set_quota(request)`` answers the quotas control path (called under the lock).
     """
 
     def __init__(
@@ -76,11 +84,13 @@ class _Api:
         lock: threading.RLock,
         status: Callable[[], dict[str, Any]],
         on_write: Callable[[bool], None],
+        set_quota: Callable[[dict[str, Any]], dict[str, Any]],
     ) -> None:
         self._moto = moto_app
         self._lock = lock
         self._status = status
         self._on_write = on_write
+        self._set_quota = set_quota
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         host = str(environ.get("HTTP_HOST") or "")
@@ -96,6 +106,8 @@ class _Api:
             headers = [("Content-Type", "application/json"), ("Content-Length", str(len(body)))]
             start_response("200 OK", headers)
             return [body]
+        if environ.get("PATH_INFO") == QUOTAS_PATH and environ.get("REQUEST_METHOD") == "POST":
+            return self._control(environ, start_response)
         writes, sync = _classify(environ)
         with self._lock:
             result = self._moto(environ, start_response)
@@ -107,6 +119,19 @@ class _Api:
                     close()
                 if writes:
                     self._on_write(sync)
+
+    def _control(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        try:
+            request = json.loads(_peek_body(environ) or b"{}")
+            with self._lock:
+                answer = self._set_quota(request)
+                self._on_write(False)
+            status = "200 OK"
+        except (ValueError, KeyError, TypeError) as exc:
+            answer, status = {"error": f"{type(exc).__name__}: {exc}"}, "400 Bad Request"
+        body = json.dumps(answer).encode()
+        start_response(status, [("Content-Type", "application/json"), ("Content-Length", str(len(body)))])
+        return [body]
 
 
 def _classify(environ: dict[str, Any]) -> tuple[bool, bool]:
@@ -208,7 +233,7 @@ class SandboxService:
             draining=self._draining,
         )
         moto_app = DomainDispatcherApplication(create_backend_app)
-        self.api = _Api(moto_app, self.lock, self.status, self._written)
+        self.api = _Api(moto_app, self.lock, self.status, self._written, self._set_quota)
         self.server = self._bind(make_server, MotoRequestHandler)
         self.port = int(self.server.server_address[1])
         os.environ["MOTO_PORT"] = str(self.port)  # moto builds a few URLs (SQS queues) from it
@@ -346,13 +371,15 @@ class SandboxService:
                     last_error, last_error_at = repr(exc), now
 
     def _reconcile(self, last: Any, force: bool) -> tuple[Any, bool]:
-        from labkit.sandbox.server import cloudwatch, healing
+        from labkit.sandbox.server import cloudwatch, healing, quotas
         from labkit.sandbox.server.instance_view import running_instances
         from labkit.sandbox.server.lb.metrics import NAMESPACE
         from labkit.sandbox.server.lb.view import read_topology
 
         with self.lock:
             healing.heal(self._observed_health)  # before reading what runs: replacements start now
+            if quotas.retry_launches():  # groups held back by a quota try again, as Auto Scaling does
+                self._written(False)
             wanted = running_instances()
             topology = read_topology(self.fleet.ports())
             while self._points:
@@ -404,6 +431,17 @@ class SandboxService:
             self._write_json(self.paths.ports_file, self._ports)
 
     # --- callbacks ---
+
+    @staticmethod
+    def _set_quota(request: dict[str, Any]) -> dict[str, Any]:
+        """The quotas control path: set ``quota_code`` of ``region`` to ``value`` (under the lock)."""
+        from moto.core.models import DEFAULT_ACCOUNT_ID
+
+        from labkit.sandbox.server import quotas
+
+        region, code, value = str(request["region"]), str(request["quota_code"]), float(request["value"])
+        previous = quotas.set_applied(DEFAULT_ACCOUNT_ID, region, code, value)
+        return {"region": region, "quota_code": code, "value": value, "previous": previous}
 
     def _observed_health(self, group_arn: str, target_id: str) -> Any:
         return self.plane.health(group_arn, target_id)
