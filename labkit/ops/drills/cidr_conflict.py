@@ -28,7 +28,8 @@ def overlapping_range(cidr: str) -> str:
 
 def inject(target: Target, environment: str, *, other: str = "") -> dict[str, Any]:
     """Plan ``other`` (the other app environment by default) with ``environment``'s deployment and
-    a VPC range inside ``environment``'s; what Terraform said (raises DrillError unless the plan was refused)."""
+    a VPC range inside ``environment``'s; what Terraform said (raises DrillError unless the plan
+    was refused)."""
     other = other or next(env for env in APP_ENVIRONMENTS if env != environment)
     ours = Stack(environment, target, reporter=None)
     cidr = ours.outputs().get("vpc_cidr")
