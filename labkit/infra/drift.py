@@ -20,7 +20,8 @@ that holds whatever the resource; nothing is ignored by resource or by address:
 - **attributes owned by another resource**: a security group's ``ingress``/``egress`` lists the
   rules that ``aws_vpc_security_group_*_rule`` resources manage, a role's ``inline_policy`` its
   ``aws_iam_role_policy``, a route table's ``route`` its ``aws_route``, a topic's ``policy`` its
-  ``aws_sns_topic_policy``. What such a resource in the same state manages is taken out of both
+  ``aws_sns_topic_policy``, a bucket's versioning, encryption, lifecycle (...) its
+  ``aws_s3_bucket_*`` resources. What such a resource in the same state manages is taken out of both
   sides (:data:`OWNED_ELSEWHERE`); the rest (a rule added by hand) stays and is drift. A target
   group's ``load_balancer_arns`` is read-only, derived from the listeners that forward to it;
 - **``tags_all``** is ``tags`` plus the provider's default tags: a key that drifted in ``tags``
@@ -295,11 +296,30 @@ def _without_routes(table: Resource, others: list[Resource], entries: Any) -> An
     return [e for e in entries or [] if e.get("cidr_block") not in routes]
 
 
-def _without_topic_policy(topic: Resource, others: list[Resource], policy: Any) -> Any:
-    owned = any(
-        r.type == "aws_sns_topic_policy" and r.values.get("arn") == topic.values.get("arn") for r in others
-    )
-    return None if owned else policy
+def _whole(owner: str, key: str, mine: str) -> Owned:
+    """An attribute that a resource of type ``owner`` whose ``key`` is this one's ``mine`` sets whole."""
+
+    def strip(resource: Resource, others: list[Resource], value: Any) -> Any:
+        wanted = resource.values.get(mine)
+        return None if any(r.type == owner and r.values.get(key) == wanted for r in others) else value
+
+    return strip
+
+
+#: aws_s3_bucket's settings that separate aws_s3_bucket_* resources manage (provider v4 and later).
+_BUCKET_SETTINGS = {
+    "lifecycle_rule": "lifecycle_configuration",
+    "server_side_encryption_configuration": "server_side_encryption_configuration",
+    "versioning": "versioning",
+    "logging": "logging",
+    "policy": "policy",
+    "cors_rule": "cors_configuration",
+    "website": "website_configuration",
+    "replication_configuration": "replication_configuration",
+    "object_lock_configuration": "object_lock_configuration",
+    "acceleration_status": "accelerate_configuration",
+    "request_payer": "request_payment_configuration",
+}
 
 
 #: (resource type, attribute) -> what is left of the attribute once what other resources in the
@@ -309,7 +329,11 @@ OWNED_ELSEWHERE: dict[tuple[str, str], Owned] = {
     ("aws_security_group", "egress"): _without_rules("egress"),
     ("aws_iam_role", "inline_policy"): _without_role_policies,
     ("aws_route_table", "route"): _without_routes,
-    ("aws_sns_topic", "policy"): _without_topic_policy,
+    ("aws_sns_topic", "policy"): _whole("aws_sns_topic_policy", "arn", "arn"),
+    **{
+        ("aws_s3_bucket", attribute): _whole(f"aws_s3_bucket_{owner}", "bucket", "id")
+        for attribute, owner in _BUCKET_SETTINGS.items()
+    },
 }
 
 

@@ -16,7 +16,8 @@ import pytest
 
 from labkit.infra.drift import AttributeDrift, attribute_drift, drift_from_plan, is_unset, same
 
-FRESH = Path(__file__).parents[1] / "fixtures" / "drift" / "staging-fresh-refresh-only.json"
+FIXTURES = Path(__file__).parents[1] / "fixtures" / "drift"
+FRESH = FIXTURES / "staging-fresh-refresh-only.json"
 LISTENER = "module.environment.module.alb.aws_lb_listener.http"
 ALB_SG = "module.environment.module.alb.aws_security_group.alb"
 BLUE_TG = 'module.environment.module.alb.aws_lb_target_group.this["blue"]'
@@ -43,6 +44,15 @@ def test_a_fresh_stack_has_no_drift_though_terraform_lists_23_resources(fresh: d
     assert report.lines() == [
         "staging: no drift (23 more listed by Terraform only for read-back differences)"
     ]
+
+
+def test_a_fresh_global_has_no_drift_its_buckets_settings_are_separate_resources() -> None:
+    plan = json.loads((FIXTURES / "global-fresh-refresh-only.json").read_text())
+    listed = {e["address"] for e in plan["resource_drift"]}
+    assert "module.state_backend.aws_s3_bucket.state" in listed
+    report = drift_from_plan("global", plan)
+    assert not report.has_drift, report.lines()
+    assert report.read_back_only == len(listed)
 
 
 @pytest.mark.parametrize(
@@ -72,8 +82,10 @@ def test_same_setting(before: Any, after_value: Any, equal: bool) -> None:
 
 
 def test_unset_values() -> None:
-    assert all(is_unset(v) for v in (None, "", 0, False, [], {}))
-    assert not any(is_unset(v) for v in ("x", 1, True, [None], {"a": None}))
+    unset: tuple[Any, ...] = (None, "", 0, False, [], {})
+    settings: tuple[Any, ...] = ("x", 1, True, [None], {"a": None})
+    assert all(is_unset(v) for v in unset)
+    assert not any(is_unset(v) for v in settings)
 
 
 def test_blocks_with_an_identity_are_matched_by_it() -> None:
