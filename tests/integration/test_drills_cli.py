@@ -27,6 +27,7 @@ def test_drill_list_names_every_drill_and_its_runbook() -> None:
         "accidental-destroy": "restore-environment",
         "concurrent-applies": None,
         "corrupt-state": "restore-state",
+        "drift": "reconcile-drift",
         "lost-deploy": "deploy-recover",
         "stale-plan": None,
         "stuck-lock": "unlock-state",
