@@ -62,7 +62,10 @@ def same(before: Any, after: Any) -> bool:
     if is_unset(before) and is_unset(after):
         return True
     if isinstance(before, str) and isinstance(after, str):
-        return before == after or _as_document(before) == _as_document(after) is not None
+        if before == after:
+            return True
+        document = _as_document(before)
+        return document is not None and document == _as_document(after)
     if isinstance(before, Mapping) and isinstance(after, Mapping):
         return all(same(before.get(k), after.get(k)) for k in set(before) | set(after))
     if isinstance(before, list) and isinstance(after, list):
