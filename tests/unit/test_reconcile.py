@@ -7,10 +7,12 @@ from typing import Any, cast
 
 import pytest
 
-from labkit.errors import RunbookError
+from labkit.errors import DrillError, RunbookError
 from labkit.infra.drift import AttributeDrift, DriftReport, ResourceDrift
 from labkit.infra.stack import Stack
+from labkit.ops.drills import all_drills, drift
 from labkit.ops.reconcile import decide
+from labkit.target import Target
 
 SG = ResourceDrift(
     "module.environment.module.alb.aws_security_group.alb",
@@ -53,3 +55,11 @@ def test_adopting_code_is_refused_naming_what(decisions: dict[str, Any]) -> None
 def test_an_unknown_decision_is_refused() -> None:
     with pytest.raises(RunbookError, match="neither"):
         decide(NO_STACK, REPORT, "keep")
+
+
+def test_the_drift_drill_refuses_an_unknown_variant_before_touching_anything() -> None:
+    assert all_drills()["drift"].runbook == "reconcile-drift"
+    nowhere = Target("sandbox", "us-east-1", endpoint_url="http://127.0.0.1:9")  # nothing listens there
+    with pytest.raises(DrillError, match="no variant 'bitflip'") as raised:
+        drift.inject(nowhere, "staging", variant="bitflip")
+    assert "listener-weights" in str(raised.value.hint)
