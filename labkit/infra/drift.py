@@ -6,7 +6,7 @@ attribute by attribute, the value in state and the value read back.
 
 Terraform's JSON lists more than drift. Right after an apply of staging on the sandbox it names 23
 of its 44 resources (``tests/fixtures/drift``), because a refresh reads attributes back differently
-from how the apply recorded them; the AWS provider does the same on AWS. Those read-back
+from how the apply recorded them (the AWS provider's reads, not the sandbox's). Those read-back
 differences are normalised away here, each for a reason that holds whatever the resource; nothing
 is ignored by resource or by address:
 
