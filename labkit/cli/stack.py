@@ -19,6 +19,8 @@ stack_app = typer.Typer(
     no_args_is_help=True,
 )
 
+#: The exit status of `labkit stack drift` when something drifted (as `terraform plan -detailed-exitcode`).
+DRIFT_EXIT = 2
 #: How long `labkit stack apply` waits for the fleets to turn healthy by default.
 WAIT_TIMEOUT_S = 300.0
 
@@ -214,6 +216,24 @@ def output(ctx: typer.Context, env: Env, as_json: AsJson = False) -> None:
         echo_json(values)
     else:
         _print_outputs(values)
+
+
+@stack_app.command()
+def drift(ctx: typer.Context, env: Env, as_json: AsJson = False) -> None:
+    """Show what differs between ENV's state (its code as last applied) and the cloud, resource by
+    resource, attribute by attribute (a refresh-only plan: it changes nothing). Exit 0 when nothing
+    drifted, 2 when something did, 1 on an error. `labkit runbook run reconcile-drift` reverts or
+    adopts it."""
+    from labkit.infra.drift import detect
+
+    report = detect(_stack(ctx, env, quiet_stdout=True))
+    if as_json:
+        echo_json(report.to_json())
+    else:
+        for line in report.lines():
+            typer.echo(line)
+    if report.has_drift:
+        raise typer.Exit(DRIFT_EXIT)
 
 
 @stack_app.command("teardown-global")

@@ -7,7 +7,9 @@ applies the same weights with Terraform so the state, the ledger and the live li
 apply then finds the listener as configured and changes nothing on it).
 
 The action written is the one the ``alb`` module configures (a forward to both target groups,
-stickiness off with a 1 s duration), so Terraform's refresh reads back exactly its configuration.
+stickiness off with a 1 s duration, order 1 as the provider numbers a listener's one action), so
+Terraform's refresh reads back exactly its configuration: ``labkit stack drift`` then names only the
+weights.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ def forward_action(target_groups: Mapping[Color, str], weights: Mapping[Color, i
     """The listener's default action as the alb module writes it, with ``weights`` per color."""
     return {
         "Type": "forward",
+        "Order": 1,
         "ForwardConfig": {
             "TargetGroups": [
                 {"TargetGroupArn": target_groups[color], "Weight": int(weights[color])} for color in COLORS

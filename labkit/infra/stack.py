@@ -185,6 +185,13 @@ class Stack:
             generate_config_out=generate_config_out,
         )
 
+    def refresh_plan(self) -> PlanResult:
+        """A refresh-only plan of the environment as last applied: its ``drift`` lists what Terraform
+        read back differently from the state (:mod:`labkit.infra.drift` says which of it is drift).
+        It changes nothing, the state included."""
+        self._init()
+        return self.terraform.plan(variables=self.variables(None), refresh_only=True)
+
     def apply(
         self,
         variables: Mapping[str, Any] | None = None,

@@ -28,6 +28,7 @@ def test_drill_list_names_every_drill_and_its_runbook() -> None:
         "cidr-conflict": None,
         "concurrent-applies": None,
         "corrupt-state": "restore-state",
+        "drift": "reconcile-drift",
         "lost-deploy": "deploy-recover",
         "orphans": "adopt-or-remove-orphans",
         "quota": "quota-check",
