@@ -30,7 +30,9 @@ from labkit.settings import TERRAFORM_DIR_ENV, terraform_dir
 from labkit.target import Target
 from tests.conftest import DrillsStack
 
-pytestmark = pytest.mark.integration
+# On the worker of test_drills_deploy.py and test_drills_plans.py (their drills stack): the
+# drills group of test_drills_state.py, test_drills_cli.py and test_drills_drift.py is long enough.
+pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("drills-deploy")]
 
 KINDS = ("instance", "security-group", "elastic-ip", "targetgroup")
 RUNBOOK = "adopt-or-remove-orphans"
