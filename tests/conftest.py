@@ -30,10 +30,12 @@ def free_port() -> int:
 # --- parallel runs: pytest-xdist, `-n auto --dist loadgroup` (addopts in pyproject.toml) ---
 
 #: Workers for a run of more than one test file. Most integration time is waiting (Terraform's
-#: ALB sleeps, health checks, bakes), so three long chains overlap well on the 2-core CI machine.
-#: Four were tried: 24 min of pytest, but in that one run, under the heavier load, a staging apply
-#: failed on a 409 from the sandbox's IAM (AddRoleToInstanceProfile), never seen with three.
-WORKERS = 3
+#: ALB sleeps, health checks, bakes), so long chains overlap well on the 2-core CI machine. With
+#: three, a CI run used 65 % of the two cores (33 CPU-minutes in 25.5 minutes) once the sandbox's
+#: saves stopped hogging them, and lasted as long as its work over three: so four. (Four were tried
+#: before those saves got cheaper: under that load a staging apply once failed on a 409 from the
+#: sandbox's IAM, AddRoleToInstanceProfile.)
+WORKERS = 4
 #: The xdist group of every test that uses the session's staging stack.
 STAGING_GROUP = "staging"
 #: The xdist group of every drill test: they share the ``drills_stack`` (one build).
