@@ -68,6 +68,30 @@ def require(
     return found
 
 
+def require_not_past(stack: Stack, *, this: str, expect: Mapping[str, Any]) -> None:
+    """Refuse to re-run a building lesson on a stack that later lessons have moved on. ``expect``
+    holds the deployment values (``stack.deployment()``) that this lesson's apply sets: when the
+    stack has others, a later lesson changed them, and applying this lesson's would move traffic
+    back to a color that may have no instances (after 06, blue is scaled down and green serves).
+    A stack not built this far yet passes: :func:`require` checks what is missing."""
+    deployment = stack.deployment()
+    moved = {
+        name: (deployment[name], wanted)
+        for name, wanted in expect.items()
+        if name in deployment and deployment[name] != wanted
+    }
+    if moved:
+        changed = ", ".join(
+            f"{name} is {now!r} (this lesson sets {wanted!r})" for name, (now, wanted) in moved.items()
+        )
+        raise LessonOrderError(
+            f"{stack.env} on {stack.target.name} has moved past {this}: {changed}.",
+            hint="A later lesson changed it, and re-running this one would move traffic back to a color "
+            "that may have no instances. Continue from the lesson after the last one you ran, or start "
+            "over: run 09-teardown, then the lessons from 01.",
+        )
+
+
 @dataclass(frozen=True)
 class Answer:
     """One HTTP answer: its status and body (parsed when it is JSON)."""

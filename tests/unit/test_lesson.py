@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 
 from labkit.deploy import weights_from_marks
-from labkit.errors import ConfigError
+from labkit.errors import ConfigError, LessonOrderError
 from labkit.lab import lesson
+from labkit.target import sandbox
 
 
 @pytest.mark.parametrize("target", ["sandbx", "", None, 3])
@@ -68,3 +69,29 @@ def test_an_unknown_mark_is_refused() -> None:
         weights_from_marks([(0.0, "start"), (3.0, "warmup")])
     with pytest.raises(ConfigError, match="No marks"):
         weights_from_marks([])
+
+
+class _Deployed:
+    """A stand-in Stack whose state holds ``deployment``."""
+
+    env = "staging"
+    target = sandbox("http://127.0.0.1:1")  # never contacted
+
+    def __init__(self, deployment: dict[str, object]) -> None:
+        self._deployment = deployment
+
+    def deployment(self) -> dict[str, object]:
+        return self._deployment
+
+
+def test_a_building_lesson_refuses_a_stack_that_later_lessons_moved_on() -> None:
+    after_06 = _Deployed({"green_weight": 100, "green_capacity": 2, "blue_capacity": 0})
+    with pytest.raises(LessonOrderError) as raised:
+        expect = {"green_weight": 0, "green_capacity": 0}
+        lesson.require_not_past(after_06, this="04-blue-fleet", expect=expect)  # type: ignore[arg-type]
+    assert "moved past 04-blue-fleet: green_weight is 100 (this lesson sets 0)" in raised.value.message
+    assert "09-teardown" in str(raised.value.hint)
+    # The lesson's own layout, or a stack not built this far, passes.
+    as_built = _Deployed({"green_weight": 0, "green_capacity": 0})
+    lesson.require_not_past(as_built, this="04", expect={"green_weight": 0})  # type: ignore[arg-type]
+    lesson.require_not_past(_Deployed({}), this="03", expect={"green_weight": 0})  # type: ignore[arg-type]
