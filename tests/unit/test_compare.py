@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from labkit.errors import RunbookError, StackError
+from labkit.errors import DrillError, RunbookError, StackError
 from labkit.infra import compare, composition
 from labkit.infra.compare import Side
 from labkit.infra.terraform import Terraform
@@ -217,3 +217,17 @@ def test_the_promotion_releases_if_needed_moves_the_pin_plans_and_applies(tree: 
         promote.actions(stack, promotion(released=True, built=False), plan_only=False)
     same = promote.Promotion("1.0.0", "a" * 64, promotion(released=True, built=True).pin, True, True)
     assert not same.needed and promote.actions(stack, same, plan_only=False) == []
+
+
+def test_the_drill_writes_code_only_into_a_copy_and_to_staging(monkeypatch: pytest.MonkeyPatch) -> None:
+    from labkit.ops.drills import all_drills, out_of_sync
+
+    target = sandbox("http://127.0.0.1:9")
+    monkeypatch.delenv(TERRAFORM_DIR_ENV, raising=False)
+    with pytest.raises(DrillError, match="must not be the checkout"):
+        out_of_sync.inject(target, "staging")
+    with pytest.raises(DrillError, match="changes staging and leaves production behind"):
+        out_of_sync.inject(target, "production")
+    assert out_of_sync.next_minor("1.0.7") == "1.1.0"
+    registered = all_drills()["out-of-sync"]
+    assert (registered.runbook, registered.runbook_environment) == ("promote-composition", "production")
