@@ -87,12 +87,12 @@ class Pin:
     version: str
     digest: str
     working_tree: bool
-    #: For the working tree: whether its files are exactly those of the release it declares.
+    #: Whether its files are exactly those of the release it declares (vVERSION in releases/).
     released: bool
 
     def describe(self) -> str:
         where = "the working tree (terraform/modules)" if self.working_tree else f"release v{self.version}"
-        note = "" if self.released else f", edited since release {self.version} (digest {self.digest[:12]})"
+        note = "" if self.released else f", which no release holds as is (digest {self.digest[:12]})"
         if self.working_tree and self.released:
             note = f", identical to release v{self.version}"
         return f"{self.environment}: composition {self.version} from {where}{note}"
