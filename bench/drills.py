@@ -39,6 +39,13 @@ def main() -> None:
     os.environ["LABKIT_HOME"] = str(work / "home")
     os.environ["LABKIT_SANDBOX_HOME"] = str(work / "sandbox")
     os.environ.setdefault("LABKIT_TF_PLUGIN_MIRROR", "/opt/tf-plugins")
+    from labkit.settings import TERRAFORM_DIR_ENV, terraform_dir
+
+    # Drills that write code (out-of-sync releases a composition version) write into a copy of
+    # terraform/, links kept, never into the checkout.
+    ignore = shutil.ignore_patterns(".terraform*", "*.tfstate*")
+    shutil.copytree(terraform_dir(), work / "terraform", symlinks=True, ignore=ignore)
+    os.environ[TERRAFORM_DIR_ENV] = str(work / "terraform")
     from labkit import sandbox
     from labkit.lab.lesson import ensure_staging
     from labkit.ops.drill import DrillReport, run_drill

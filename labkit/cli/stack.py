@@ -21,6 +21,8 @@ stack_app = typer.Typer(
 
 #: The exit status of `labkit stack drift` when something drifted (as `terraform plan -detailed-exitcode`).
 DRIFT_EXIT = 2
+#: The exit status of `labkit stack compare` when two environments differ in a way no code declares.
+COMPARE_EXIT = 2
 #: How long `labkit stack apply` waits for the fleets to turn healthy by default.
 WAIT_TIMEOUT_S = 300.0
 
@@ -234,6 +236,38 @@ def drift(ctx: typer.Context, env: Env, as_json: AsJson = False) -> None:
             typer.echo(line)
     if report.has_drift:
         raise typer.Exit(DRIFT_EXIT)
+
+
+def _check_app_env(value: str) -> str:
+    if value not in APP_ENVIRONMENTS:
+        raise typer.BadParameter(f"{value!r} is not an app environment; use {' or '.join(APP_ENVIRONMENTS)}.")
+    return value
+
+
+AppEnv = Annotated[
+    str, typer.Argument(help=f"One of: {', '.join(APP_ENVIRONMENTS)}.", callback=_check_app_env)
+]
+
+
+@stack_app.command()
+def compare(ctx: typer.Context, left: AppEnv, right: AppEnv, as_json: AsJson = False) -> None:
+    """Show how two environments differ (LEFT RIGHT: staging production): the settings each passes to
+    the composition module and those applied, the deployment, the composition version each runs,
+    provider versions, and the resources one has and the other has not (from a plan of the code
+    where there is no state). Exit 0 when every difference is declared in an environment's
+    local.settings or follows from it, 2 when one is not, 1 on an error."""
+    from labkit.infra.compare import compare as compare_environments
+
+    if left == right:
+        raise ConfigError(f"Comparing {left} with itself.", hint="Name two environments: staging production.")
+    found = compare_environments(_stack(ctx, left, quiet_stdout=True), _stack(ctx, right, quiet_stdout=True))
+    if as_json:
+        echo_json(found.to_json())
+    else:
+        for line in found.lines():
+            typer.echo(line)
+    if found.has_unintended:
+        raise typer.Exit(COMPARE_EXIT)
 
 
 @stack_app.command("teardown-global")

@@ -616,6 +616,11 @@ class Stack:
                     hint=f"Build and publish it first: {fix}.",
                 )
 
+    def init(self) -> None:
+        """``terraform init`` of this environment, when its configuration changed (see :meth:`_init`):
+        what reads the dependency lock file or the installed modules' manifest needs it first."""
+        self._init()
+
     def _init(self) -> None:
         """``terraform init`` with this target's S3 backend, at most once per Stack, and only when
         the configuration or the backend settings changed since the last init in its data dir

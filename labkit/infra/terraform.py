@@ -545,6 +545,10 @@ class Terraform:
         for key, value in (backend_config or {}).items():
             args.append(f"-backend-config={key}={value}")
         stamp = self._tf_data_dir / INIT_STAMP
+        if self._stale_module_manifest():
+            # Terraform keeps a local module's folder as the last init resolved it, even through a
+            # re-init: without its manifest it resolves them all again.
+            (self._tf_data_dir / "modules" / "modules.json").unlink()
         if if_changed and not migrate_state and self._stamped(stamp, args):
             return False
         stamp.unlink(missing_ok=True)
@@ -561,6 +565,24 @@ class Terraform:
     @property
     def _tf_data_dir(self) -> Path:
         return self.data_dir if self.data_dir is not None else self.workdir / ".terraform"
+
+    def _stale_module_manifest(self) -> bool:
+        """Whether a local module's source now resolves to another folder than the last init
+        recorded: a link on its path was moved (an environment's composition pin, see
+        :mod:`labkit.infra.composition`), and Terraform would go on running the old folder."""
+        manifest = self._tf_data_dir / "modules" / "modules.json"
+        if not manifest.is_file():
+            return False
+        modules = {str(m.get("Key", "")): m for m in json.loads(manifest.read_text()).get("Modules") or []}
+        for key, module in modules.items():
+            source = str(module.get("Source", ""))
+            if not key or not source.startswith(("./", "../")):
+                continue
+            parent = modules.get(key.rpartition(".")[0], {})
+            wanted = (self.workdir / str(parent.get("Dir", ".")) / source).resolve()
+            if wanted != (self.workdir / str(module.get("Dir", ""))).resolve():
+                return True
+        return False
 
     def _stamped(self, stamp: Path, args: list[str]) -> bool:
         """Whether the last init left ``stamp`` with the key ``args`` would have now, and what it

@@ -165,23 +165,24 @@ def chaos_runbook(dry_run: bool, configuration: dict[str, Any] | None = None) ->
     """Chaos Toolkit action: the drill's runbook, headless; raises unless it ended as expected."""
     run = _running()
     assert run.drill.runbook is not None  # only planned for drills with a runbook
+    environment = run.drill.runbook_environment or run.environment
     parameters = {
-        "environment": run.environment,
+        "environment": environment,
         "dry_run": dry_run,
-        "confirm": "" if dry_run else run.environment,
+        "confirm": "" if dry_run else environment,
         **run.drill.runbook_parameters(run.facts),
     }
-    run.say(f"runbook {run.drill.runbook} ({'dry run' if dry_run else 'confirmed'}) ...")
-    before = state_fingerprint(run.target, run.environment)
+    run.say(f"runbook {run.drill.runbook} on {environment} ({'dry run' if dry_run else 'confirmed'}) ...")
+    before = state_fingerprint(run.target, environment)
     result = run_runbook(
         run.drill.runbook, run.target, parameters, out_root=run.folder, reporter=lambda _: None
     )
     run.runs.append(result)
     run.say(f"  {result.record.outcome}: {result.record.summary} ({result.executed})")
     wanted = "planned" if dry_run else "recovered"
-    if dry_run and (after := state_fingerprint(run.target, run.environment)) != before:
+    if dry_run and (after := state_fingerprint(run.target, environment)) != before:
         raise DrillError(
-            f"The dry run of {run.drill.runbook} changed the state of {run.environment}: "
+            f"The dry run of {run.drill.runbook} changed the state of {environment}: "
             f"{before} before, {after} after.",
             hint=f"A dry run must only list what it would do; read its executed copy {result.executed}",
         )

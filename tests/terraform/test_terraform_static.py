@@ -139,6 +139,20 @@ def test_staging_and_production_share_one_root_and_set_only_their_own() -> None:
         assert own == ["main.tf"], f"{env} has files of its own besides main.tf: {own}"
 
 
+def test_staging_runs_the_working_tree_and_production_a_release() -> None:
+    """Each root's composition pin is a link: staging's to terraform/modules, production's to a
+    release that declares its own folder's version (labkit.infra.composition)."""
+    staging = SOURCE / "environments" / "staging" / "composition"
+    production = SOURCE / "environments" / "production" / "composition"
+    assert staging.is_symlink() and production.is_symlink()
+    assert staging.resolve() == (SOURCE / "modules").resolve()
+    release = production.resolve()
+    assert release.parent == (SOURCE / "releases" / "bluegreen_environment").resolve(), release
+    for folder in release.parent.iterdir():
+        declared = (folder / "bluegreen_environment" / "VERSION").read_text().strip()
+        assert declared == folder.name.removeprefix("v"), folder
+
+
 def test_terraform_fmt_is_clean(tf_env: dict[str, str]) -> None:
     proc = terraform(["fmt", "-check", "-recursive", "-diff", str(SOURCE)], SOURCE, tf_env)
     assert proc.returncode == 0, f"Run `terraform fmt -recursive terraform/`:\n{proc.stdout}{proc.stderr}"

@@ -37,6 +37,9 @@ class Drill:
     checks: Mapping[str, CheckFn] = field(default_factory=dict)
     runbook_parameters: Callable[[dict[str, Any]], dict[str, Any]] = lambda facts: {}
     steady_state: tuple[str, ...] = tuple(STEADY_STATE)
+    #: The environment the runbook acts on (and ``confirm`` names), when it is not the one the drill
+    #: breaks: a change applied to staging alone is mended by promoting it to production.
+    runbook_environment: str | None = None
 
 
 def all_drills() -> dict[str, Drill]:

@@ -4,6 +4,20 @@
 # is always what serves traffic.
 
 locals {
+  # Which release of this composition this is: VERSION names it, and the digest covers every file
+  # it runs (this module and the modules it calls), so an edit after a release shows as a different
+  # digest under the same version. labkit computes the same digest over a release folder
+  # (labkit.infra.composition) to prove which release an environment's state was applied from.
+  release_files = sort(setunion(
+    fileset("${path.module}/..", "{bluegreen_environment,network,alb,fleet,monitoring}/*.tf"),
+    fileset("${path.module}/..", "{bluegreen_environment,network,alb,fleet,monitoring}/templates/*"),
+    fileset("${path.module}/..", "bluegreen_environment/VERSION"),
+  ))
+  release = {
+    version = trimspace(file("${path.module}/VERSION"))
+    digest  = sha256(join("\n", [for f in local.release_files : "${f} ${filesha256("${path.module}/../${f}")}"]))
+  }
+
   colors = {
     blue  = { version = var.blue_version, capacity = var.blue_capacity, weight = 100 - var.green_weight }
     green = { version = var.green_version, capacity = var.green_capacity, weight = var.green_weight }

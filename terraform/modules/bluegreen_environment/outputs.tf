@@ -111,3 +111,8 @@ output "settings" {
     budget_name                = module.monitoring.budget_name
   }
 }
+
+output "release" {
+  description = "The release of this composition the environment runs: version (its VERSION file) and digest (of every file it runs; an edit after the release changes it)."
+  value       = local.release
+}

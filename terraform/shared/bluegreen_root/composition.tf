@@ -26,8 +26,11 @@ locals {
   })
 }
 
+# ./composition is each root's pin, a link to a folder of modules: staging's to ../../modules (the
+# working tree), production's to a released copy, ../../releases/bluegreen_environment/vX.Y.Z, so an
+# experimental module change reaches production only when promote-composition moves the link.
 module "environment" {
-  source = "../../modules/bluegreen_environment"
+  source = "./composition/bluegreen_environment"
 
   name            = local.name
   artifact_bucket = var.artifact_bucket

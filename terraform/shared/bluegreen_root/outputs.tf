@@ -91,3 +91,8 @@ output "deployment" {
   description = "The deployment variables as applied: versions, capacities, green_weight and preview_color."
   value       = module.environment.deployment
 }
+
+output "composition" {
+  description = "The release of the composition module this environment was applied from (version and digest): promote-composition reads staging's to prove it ran a release before production gets it."
+  value       = module.environment.release
+}
