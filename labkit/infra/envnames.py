@@ -90,7 +90,8 @@ def dev_environment(name: str, project: str) -> str:
         return kept
     digest = hashlib.sha256(name.encode()).hexdigest()[:HASH_LEN]
     room = max_environment_length(project) - len(DEV_PREFIX) - HASH_LEN - 1
-    return f"{DEV_PREFIX}{slug[:room].rstrip('-')}-{digest}"
+    kept_part = slug[:room].rstrip("-") if room > 0 else ""  # a 15-character project leaves no room
+    return f"{DEV_PREFIX}{kept_part}-{digest}" if kept_part else f"{DEV_PREFIX}{digest}"
 
 
 @dataclass(frozen=True)
