@@ -46,7 +46,8 @@ def test_a_short_lowercase_name_is_kept_and_anything_else_gets_a_hash() -> None:
     assert branch != dev_environment("feature-login", PROJECT) == "dev-feature-login"
     long = dev_environment("feature-a-very-long-branch-name", PROJECT)
     assert len(long) == max_environment_length(PROJECT) == 20
-    assert long.startswith("dev-feature-") and long != dev_environment("feature-a-very-long-branch-nam", PROJECT)
+    assert long.startswith("dev-feature-")
+    assert long != dev_environment("feature-a-very-long-branch-nam", PROJECT)
     # A typed name that ends like a hash is hashed too, so it can never equal a hashed one.
     assert dev_environment("x-1a2b3c", PROJECT) != "dev-x-1a2b3c"
     assert re.fullmatch(r"dev-[0-9a-f]{6}", dev_environment("feature", "p" * 15))  # no room for more
@@ -100,7 +101,8 @@ def target(monkeypatch: pytest.MonkeyPatch) -> Iterator[Target]:
     with mock_aws():
         chosen = Target(name="aws", region="us-east-1")
         chosen.client("s3").create_bucket(Bucket=BUCKET)
-        chosen.client("s3").put_bucket_versioning(Bucket=BUCKET, VersioningConfiguration={"Status": "Enabled"})
+        versioning = {"Status": "Enabled"}
+        chosen.client("s3").put_bucket_versioning(Bucket=BUCKET, VersioningConfiguration=versioning)
         yield chosen
 
 
@@ -113,7 +115,8 @@ def test_claims_give_each_environment_its_own_range_and_refuse_another_owner(tar
     alice = claim_environment(target, BUCKET, "dev-alice", "alice", "alice@a", used)
     bob = claim_environment(target, BUCKET, "dev-bob", "bob", "bob@b", {**used, "dev-alice": alice.vpc_cidr})
     assert not overlaps(alice.vpc_cidr, bob.vpc_cidr)
-    assert claim_environment(target, BUCKET, "dev-alice", "alice", "alice@a", used) == alice  # again: the same
+    again = claim_environment(target, BUCKET, "dev-alice", "alice", "alice@a", used)
+    assert again == alice
     with pytest.raises(StackError, match="belongs to alice@a") as refused:
         claim_environment(target, BUCKET, "dev-alice", "dev-alice", "bob@b", used)
     assert "labkit env create" in refused.value.hint
