@@ -21,6 +21,7 @@ the claim whenever it is missing (another machine, a cleaned home).
 
 from __future__ import annotations
 
+import contextlib
 import getpass
 import hashlib
 import ipaddress
@@ -338,17 +339,21 @@ def write_root(claim: Claim) -> Path:
     for folder in ("modules", "shared"):
         link = tree / folder
         if link.is_symlink() and link.resolve() != (source / folder).resolve():
-            link.unlink()  # LABKIT_TERRAFORM_DIR changed: follow it
-        if not link.is_symlink():
-            link.symlink_to(source / folder, target_is_directory=True)
+            link.unlink(missing_ok=True)  # LABKIT_TERRAFORM_DIR changed: follow it
+        _link(link, source / folder)
     root = dev_root(claim.environment)
     root.mkdir(exist_ok=True)
     for name in SHARED_FILES:
-        link = root / name
-        if not link.is_symlink():
-            link.symlink_to(Path("..", "..", "shared", "bluegreen_root", name))
+        _link(root / name, Path("..", "..", "shared", "bluegreen_root", name))
     text = main_tf(claim)
     main = root / "main.tf"
     if not main.exists() or main.read_text() != text:
         main.write_text(text)
     return root
+
+
+def _link(link: Path, to: Path) -> None:
+    """``link`` -> ``to`` unless there is one: two creates in one home may write it at once."""
+    if not link.is_symlink():
+        with contextlib.suppress(FileExistsError):
+            link.symlink_to(to)
