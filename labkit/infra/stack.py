@@ -465,6 +465,18 @@ class Stack:
         self._init()
         self.terraform.force_unlock(lock_id)
 
+    def import_resource(self, address: str, ident: str) -> None:
+        """Import the existing resource ``ident`` into ``address`` (``terraform import``), with the
+        variables of the deployment as applied."""
+        self.target.require_spend(f"import {ident} into the {self.env} stack")
+        self._init()
+        self.terraform.import_resource(address, ident, variables=self.variables(None))
+
+    def forget(self, address: str) -> None:
+        """Remove ``address`` from the state (``terraform state rm``); the resource stays in the account."""
+        self._init()
+        self.terraform.state_rm(address)
+
     def outputs(self) -> dict[str, Any]:
         """Every output of the environment ({} before its first apply), as ``terraform output``
         gives them, read from the state object in the bucket (see :meth:`state`)."""
