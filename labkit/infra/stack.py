@@ -1,4 +1,5 @@
-"""The Terraform environments (``global``, ``staging``, ``production``) on a target.
+"""The Terraform environments (``global``, ``staging``, ``production``, and developers' ``dev-*``
+ones, :mod:`labkit.infra.devenv`) on a target.
 
 :class:`Stack` is what notebooks, the CLI and the deploy controller call::
 
@@ -166,7 +167,8 @@ def uses_lockfile(version: str) -> bool:
 
 
 class Stack:
-    """One Terraform environment (``global``, ``staging`` or ``production``) on one target."""
+    """One Terraform environment (``global``, ``staging``, ``production`` or a ``dev-*``) on one target.
+    A developer environment's root is generated (:mod:`labkit.infra.envnames`)."""
 
     def __init__(
         self,
