@@ -32,7 +32,7 @@ def create(
     version: Annotated[
         str | None, typer.Option(help="Release blue runs (default: the newest in the artifact bucket).")
     ] = None,
-    capacity: Annotated[int, typer.Option(min=0, help="Instances in the blue fleet.")] = 1,
+    capacity: Annotated[int, typer.Option(min=1, help="Instances of blue, which takes all traffic.")] = 1,
     vpc_cidr: Annotated[
         str | None, typer.Option(help="VPC range (default: a free /16 of 10.100-10.199.0.0/16).")
     ] = None,

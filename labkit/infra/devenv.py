@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from labkit.errors import StackError
+from labkit.errors import ConfigError, StackError
 from labkit.infra.envnames import (
     Claim,
     DerivedNames,
@@ -74,7 +74,7 @@ def newest_release(target: Target, bucket: str) -> str:
     if not releases:
         raise StackError(
             f"There is no release in {bucket} for the new environment to run.",
-            hint="Build one (`labkit release build 1.0.0`), or pass --capacity 0 --version 1.0.0.",
+            hint="Build and publish one first: `labkit release build 1.0.0`.",
         )
     return releases[-1]
 
@@ -92,6 +92,11 @@ def create(
     """Create (or bring up to date) the developer environment NAME derives: claim its name and a free
     VPC range, write its root, apply it with blue on ``version`` at ``capacity`` (first apply only;
     later ones keep its deployment)."""
+    if capacity < 1:
+        raise ConfigError(
+            f"capacity is {capacity}: blue takes all of a new environment's traffic and needs an instance.",
+            hint="Pass --capacity 1 or more.",
+        )
     target.require_spend(f"create developer environment {name}")
     names = StackNames.for_target(target)
     _require_global(target, names)

@@ -25,6 +25,7 @@ from labkit.errors import NameConflictError
 from labkit.infra.envnames import is_dev_environment
 from labkit.infra.inventory import held_ids
 from labkit.infra.stack import Stack, app_environments
+from labkit.infra.terraform import PlanResult
 from labkit.ops.runbook import Action
 from labkit.target import Target
 
@@ -93,7 +94,11 @@ class Conflict:
 
 def inspect(stack: Stack) -> list[Conflict]:
     """The Diagnose step: plan the environment, look up each name it would create."""
-    plan = stack.plan()
+    return conflicts_in(stack, stack.plan())
+
+
+def conflicts_in(stack: Stack, plan: PlanResult) -> list[Conflict]:
+    """The names ``plan`` would create that the account has already, with their owners."""
     wanted = []
     for change in plan.raw.get("resource_changes", []):
         actions = change.get("change", {}).get("actions", [])
@@ -155,6 +160,8 @@ def _importer(stack: Stack, conflict: Conflict) -> Callable[[], str]:
 
 
 def verify_none(stack: Stack) -> tuple[bool, str]:
-    """No name the code wants is taken (a fresh plan, names looked up again)."""
-    left = inspect(stack)
-    return not left, "; ".join(c.line() for c in left) or "no name conflicts"
+    """No name the code wants is taken, and a plan shows no changes (one fresh plan, its names
+    looked up again)."""
+    plan = stack.plan()
+    left = conflicts_in(stack, plan)
+    return not left and not plan.has_changes, "; ".join(c.line() for c in left) or plan.summary()

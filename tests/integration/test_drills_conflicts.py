@@ -41,6 +41,7 @@ def test_a_name_taken_by_what_the_state_lost_is_imported(staging: Stack, tmp_pat
     assert facts["name"] == "bglab-staging-green"
     # AWS's own refusal of the name, as the failed apply printed it.
     assert "already exists" in facts["error"], facts["error"]
+    print(facts["error"].splitlines()[0])
     ok, detail = name_conflict.target_groups_held(target, "staging")
     assert not ok and facts["arn"] in detail
 
