@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from botocore.exceptions import ClientError
 
 from labkit.infra.stack import Stack
 from labkit.ops.drill import state_fingerprint
@@ -40,8 +41,16 @@ def test_a_name_taken_by_what_the_state_lost_is_imported(staging: Stack, tmp_pat
     facts = name_conflict.inject(target, "staging")
     assert facts["name"] == "bglab-staging-green"
     # AWS's own refusal of the name, as the failed apply printed it.
-    assert "already exists" in facts["error"], facts["error"]
-    print(facts["error"].splitlines()[0])
+    # The AWS provider looks the name up before it creates and says so; the API itself answers with
+    # AWS's own error (a call with other settings: AWS returns the group for identical ones).
+    assert f"ELBv2 Target Group ({facts['name']}) already exists" in facts["error"], facts["error"]
+    vpc = str(staging.state_attributes(name_conflict.TARGET_GROUP.format(color="blue"))["vpc_id"])
+    with pytest.raises(ClientError) as refused:
+        target.client("elbv2").create_target_group(Name=facts["name"], Protocol="HTTP", Port=8081, VpcId=vpc)
+    error = refused.value.response["Error"]
+    assert (error["Code"], error["Message"]) == (
+        "DuplicateTargetGroupName", "A target group with the specified name already exists."
+    )
     ok, detail = name_conflict.target_groups_held(target, "staging")
     assert not ok and facts["arn"] in detail
 

@@ -1,9 +1,10 @@
 """Drill ``name-conflict``: the state no longer holds a resource that still exists, as after a
 ``terraform state rm`` typed into the wrong shell or a state restored from before the resource was
-made, so the next apply wants to create it again under the name it has: AWS refuses
-(``DuplicateTargetGroupName`` for the idle color's target group here; the same happens to a target
-group made by hand under a name an environment wants). The drill runs that apply and keeps its
-error. ``resolve-name-conflict`` finds the name taken and its owner (no state), and imports it."""
+made, so the next apply wants to create it again under the name it has, the idle color's target
+group's here (the same happens to a target group made by hand under a name an environment wants).
+The AWS provider looks the name up first and fails with ``ELBv2 Target Group (NAME) already
+exists``; the API itself answers ``DuplicateTargetGroupName``. The drill runs that apply and keeps
+its error. ``resolve-name-conflict`` finds the name taken and its owner (no state), and imports it."""
 
 from __future__ import annotations
 
