@@ -265,5 +265,10 @@ class OrphanError(RunbookError):
     kind labkit neither imports nor deletes, configuration Terraform could not generate)."""
 
 
+class NameConflictError(RunbookError):
+    """A resource Terraform wants to create exists already under its name, and cannot be resolved
+    as asked (it belongs to another environment's state, or the decision is unknown)."""
+
+
 class DrillError(LabkitError):
     """A drill cannot inject its fault, run its runbook or verify the recovery."""

@@ -19,6 +19,7 @@ from labkit.cli.context import EXIT_CODES_TEXT, ExitCode, TargetChoice, Where, e
 from labkit.cli.deploy import deploy_app, rollback
 from labkit.cli.doctor import doctor
 from labkit.cli.drill import drill_app
+from labkit.cli.env import env_app
 from labkit.cli.inventory import inventory_app
 from labkit.cli.ledger import ledger
 from labkit.cli.probe import probe
@@ -51,6 +52,7 @@ app.command(context_settings=RUN_CONTEXT)(run)
 app.command()(report)
 app.add_typer(sandbox_app, name="sandbox")
 app.add_typer(stack_app, name="stack")
+app.add_typer(env_app, name="env")
 app.add_typer(inventory_app, name="inventory")
 app.command()(probe)
 app.command()(ledger)

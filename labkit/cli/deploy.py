@@ -10,7 +10,7 @@ from typer.core import TyperGroup
 from labkit.cli.context import AsJson, ExitCode, echo_json, target
 from labkit.deploy.strategy import STRATEGY_NAMES, from_name
 from labkit.errors import ConfigError, ReleaseError
-from labkit.infra.stack import APP_ENVIRONMENTS
+from labkit.infra.stack import APP_ENVIRONMENTS, is_app_environment
 from labkit.release.build import check_version
 
 if TYPE_CHECKING:  # the controller, the ledger and the probe load pandas: only a command imports them
@@ -21,9 +21,9 @@ if TYPE_CHECKING:  # the controller, the ledger and the probe load pandas: only 
 
 def _check_env(value: str) -> str:
     """Refuse an unknown environment while parsing, before any target is built."""
-    if value not in APP_ENVIRONMENTS:
+    if not is_app_environment(value):
         raise typer.BadParameter(
-            f"{value!r} takes no deployments; use one of: {', '.join(APP_ENVIRONMENTS)}."
+            f"{value!r} takes no deployments; use one of: {', '.join(APP_ENVIRONMENTS)}, or dev-NAME."
         )
     return value
 
@@ -35,7 +35,9 @@ def _check_version(value: str) -> str:
         raise typer.BadParameter(exc.message) from None
 
 
-Env = Annotated[str, typer.Argument(help="The environment: staging or production.", callback=_check_env)]
+Env = Annotated[
+    str, typer.Argument(help="staging, production or a developer's dev-NAME.", callback=_check_env)
+]
 
 
 class _DeployGroup(TyperGroup):

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from labkit.cli.context import AsJson, echo_json, target
-from labkit.infra.stack import APP_ENVIRONMENTS
+from labkit.infra.stack import APP_ENVIRONMENTS, is_app_environment
 
 if TYPE_CHECKING:
     from labkit.deploy.ledger import Deployment, Ledger
@@ -19,7 +19,7 @@ DEFAULT_TABLE = "bglab-deployments"
 
 
 def _check_env(value: str | None) -> str | None:
-    if value is not None and value not in APP_ENVIRONMENTS:
+    if value is not None and not is_app_environment(value):
         raise typer.BadParameter(f"{value!r} has no deployments; use one of: {', '.join(APP_ENVIRONMENTS)}.")
     return value
 

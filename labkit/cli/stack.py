@@ -12,7 +12,7 @@ import typer
 
 from labkit.cli.context import AsJson, echo_json, target
 from labkit.errors import ConfigError
-from labkit.infra.stack import APP_ENVIRONMENTS, ENVIRONMENTS, Stack
+from labkit.infra.stack import ENVIRONMENTS, Stack, is_app_environment, is_environment
 
 stack_app = typer.Typer(
     help="The Terraform environments (global, staging, production) on the sandbox or AWS.",
@@ -29,12 +29,18 @@ WAIT_TIMEOUT_S = 300.0
 
 def _check_env(value: str) -> str:
     """Refuse an unknown environment while parsing, before any target is built."""
-    if value not in ENVIRONMENTS:
-        raise typer.BadParameter(f"{value!r} is not an environment; use one of: {', '.join(ENVIRONMENTS)}.")
+    if not is_environment(value):
+        raise typer.BadParameter(
+            f"{value!r} is not an environment; use one of: {', '.join(ENVIRONMENTS)}, or dev-NAME "
+            "(`labkit env list`)."
+        )
     return value
 
 
-Env = Annotated[str, typer.Argument(help=f"One of: {', '.join(ENVIRONMENTS)}.", callback=_check_env)]
+Env = Annotated[
+    str,
+    typer.Argument(help=f"One of: {', '.join(ENVIRONMENTS)}, or dev-NAME.", callback=_check_env),
+]
 Vars = Annotated[
     list[str] | None,
     typer.Option(
@@ -158,7 +164,7 @@ def apply(
     else:
         result = stack.apply(variables)
     _print_outputs(result.outputs)
-    if wait and env in APP_ENVIRONMENTS:
+    if wait and is_app_environment(env):
         from labkit.deploy.health import wait_for_fleets  # the deploy layer's one copy of the wait
 
         # After the apply, which released the state lock: waiting holds nothing.
@@ -167,7 +173,7 @@ def apply(
 
 def _refuse_while_deploying(stack: Stack, action: str) -> None:
     """A deployment in progress owns its environment: the controller applies under that lock."""
-    if stack.env in APP_ENVIRONMENTS:
+    if is_app_environment(stack.env):
         from labkit.deploy.ledger import refuse_while_deploying
 
         refuse_while_deploying(stack.target, stack.names.ledger_table, stack.env, action)

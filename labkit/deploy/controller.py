@@ -68,7 +68,7 @@ from labkit.errors import (
     LabkitError,
     StateLockedError,
 )
-from labkit.infra.stack import APP_ENVIRONMENTS, Stack
+from labkit.infra.stack import APP_ENVIRONMENTS, Stack, is_app_environment
 from labkit.release.build import check_version, release_exists, release_key
 from labkit.target import Target
 
@@ -160,7 +160,7 @@ class Controller:
         terraform_lines: bool = False,
         owner: str | None = None,
     ) -> None:
-        if env not in APP_ENVIRONMENTS:
+        if not is_app_environment(env):
             raise DeployError(
                 f"{env!r} is not an environment that takes deployments.",
                 hint=f"Deploy to one of: {', '.join(APP_ENVIRONMENTS)}.",

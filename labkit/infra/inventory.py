@@ -14,7 +14,7 @@ from typing import Any
 
 import pandas as pd
 
-from labkit.infra.stack import ENVIRONMENTS, PROJECT, Stack
+from labkit.infra.stack import PROJECT, Stack, app_environments
 from labkit.infra.tfjson import raw_state_resources
 from labkit.target import Target
 
@@ -187,7 +187,8 @@ def environment_vpcs(state: Mapping[str, Any]) -> list[str]:
 
 def find_orphans(target: Target, environment: str) -> OrphanReport:
     """Resources in ``environment``'s VPC or tagged with it that no environment's state holds."""
-    states = {env: Stack(env, target, reporter=None).state() for env in ENVIRONMENTS}
+    envs = dict.fromkeys(("global", *app_environments(target), environment))
+    states = {env: Stack(env, target, reporter=None).state() for env in envs}
     held = held_ids(states)
     vpcs = environment_vpcs(states[environment])
     found = scan(target, project=PROJECT, environment=environment, vpcs=vpcs)

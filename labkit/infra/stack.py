@@ -1,4 +1,5 @@
-"""The Terraform environments (``global``, ``staging``, ``production``) on a target.
+"""The Terraform environments (``global``, ``staging``, ``production``, and developers' ``dev-*``
+ones, :mod:`labkit.infra.devenv`) on a target.
 
 :class:`Stack` is what notebooks, the CLI and the deploy controller call::
 
@@ -46,6 +47,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from labkit.errors import ConfigError, DeletionProtectedError, StackError
+from labkit.infra.envnames import Claim, claims, dev_root, is_dev_environment, read_claim, write_root
 from labkit.infra.progress import print_reporter
 from labkit.infra.terraform import (
     ApplyResult,
@@ -62,7 +64,8 @@ from labkit.target import Target
 _VARIABLE = re.compile(r'^variable\s+"([A-Za-z_][A-Za-z0-9_-]*)"', re.MULTILINE)
 
 ENVIRONMENTS = ("global", "staging", "production")
-#: Environments whose state lives in the bucket that ``global`` owns.
+#: Environments whose state lives in the bucket that ``global`` owns. Developer environments
+#: (``dev-*``, :mod:`labkit.infra.envnames`) are app environments too: :func:`app_environments`.
 APP_ENVIRONMENTS = ("staging", "production")
 #: Project prefix of every name (the roots' ``project`` variable defaults to the same).
 PROJECT = "bglab"
@@ -108,6 +111,50 @@ class StackNames:
         return f"{self.project}-deployments"
 
 
+def is_environment(env: str) -> bool:
+    """A name a :class:`Stack` takes: ``global``, ``staging``, ``production`` or ``dev-*``."""
+    return env in ENVIRONMENTS or is_dev_environment(env)
+
+
+def is_app_environment(env: str) -> bool:
+    """An environment of the blue/green composition: staging, production or a developer's."""
+    return env in APP_ENVIRONMENTS or is_dev_environment(env)
+
+
+def app_environments(target: Target) -> tuple[str, ...]:
+    """staging, production and every developer environment claimed on ``target`` (none before
+    global exists)."""
+    return (*APP_ENVIRONMENTS, *(claim.environment for claim in dev_claims(target)))
+
+
+def dev_claims(target: Target) -> list[Claim]:
+    """The developer environments claimed in global's state bucket ([] before global exists)."""
+    try:
+        return claims(target, StackNames.for_target(target).state_bucket)
+    except ClientError as exc:
+        if str(exc.response.get("Error", {}).get("Code")) != "NoSuchBucket":
+            raise
+        return []
+
+
+def vpc_cidrs(target: Target) -> dict[str, str]:
+    """The VPC range of every app environment that has one: staging's and production's from their
+    states' ``vpc_cidr`` output, each developer environment's from its claim (taken before its first
+    apply ends, so two created at once never plan the same range). An environment whose state
+    cannot be read is left out rather than blocking another's plan (restoring it is that
+    environment's runbook's job)."""
+    cidrs: dict[str, str] = {}
+    for env in APP_ENVIRONMENTS:
+        try:
+            cidr = Stack(env, target, reporter=None).outputs().get("vpc_cidr")
+        except StackError:
+            continue
+        if isinstance(cidr, str) and cidr:
+            cidrs[env] = cidr
+    cidrs.update({claim.environment: claim.vpc_cidr for claim in dev_claims(target)})
+    return cidrs
+
+
 def state_key(env: str) -> str:
     """The S3 key of an environment's state."""
     return f"{env}/terraform.tfstate"
@@ -120,7 +167,8 @@ def uses_lockfile(version: str) -> bool:
 
 
 class Stack:
-    """One Terraform environment (``global``, ``staging`` or ``production``) on one target."""
+    """One Terraform environment (``global``, ``staging``, ``production`` or a ``dev-*``) on one target.
+    A developer environment's root is generated (:mod:`labkit.infra.envnames`)."""
 
     def __init__(
         self,
@@ -129,19 +177,37 @@ class Stack:
         *,
         reporter: Reporter | None = print_reporter,
     ) -> None:
-        if env not in ENVIRONMENTS:
-            raise StackError(f"Unknown environment {env!r}.", hint=f"Use one of: {', '.join(ENVIRONMENTS)}.")
+        if not is_environment(env):
+            raise StackError(
+                f"Unknown environment {env!r}.",
+                hint=f"Use one of: {', '.join(ENVIRONMENTS)}, or a developer environment's dev-NAME "
+                "(`labkit env list`).",
+            )
         self.env = env
         self.target = target
         self.reporter = reporter
-        self.root = terraform_dir() / "environments" / env
+        self._names: StackNames | None = None
+        self.root = self._dev_root() if is_dev_environment(env) else terraform_dir() / "environments" / env
         #: Per target and environment: Terraform's data dir, and global's bootstrap files.
         self.work_dir = labkit_home() / "terraform" / target.name / env
         self.terraform = Terraform(
             self.root, target=target, data_dir=self.work_dir / "tfdata", reporter=reporter
         )
-        self._names: StackNames | None = None
         self._initialised = False
+
+    def _dev_root(self) -> Path:
+        """A developer environment's generated root, rewritten from its claim when missing."""
+        root = dev_root(self.env)
+        if (root / "main.tf").exists():
+            return root
+        claim = read_claim(self.target, self.names.state_bucket, self.env)
+        if claim is None:
+            raise StackError(
+                f"There is no developer environment {self.env} on {self.target.name}.",
+                hint=f"Create it: `labkit env create {self.env.removeprefix('dev-')}` (`labkit env list` "
+                "shows those that exist).",
+            )
+        return write_root(claim)
 
     # -- what a caller uses -------------------------------------------------------------------
 
@@ -401,6 +467,18 @@ class Stack:
         self._init()
         self.terraform.force_unlock(lock_id)
 
+    def import_resource(self, address: str, ident: str) -> None:
+        """Import the existing resource ``ident`` into ``address`` (``terraform import``), with the
+        variables of the deployment as applied."""
+        self.target.require_spend(f"import {ident} into the {self.env} stack")
+        self._init()
+        self.terraform.import_resource(address, ident, variables=self.variables(None))
+
+    def forget(self, address: str) -> None:
+        """Remove ``address`` from the state (``terraform state rm``); the resource stays in the account."""
+        self._init()
+        self.terraform.state_rm(address)
+
     def outputs(self) -> dict[str, Any]:
         """Every output of the environment ({} before its first apply), as ``terraform output``
         gives them, read from the state object in the bucket (see :meth:`state`)."""
@@ -567,21 +645,9 @@ class Stack:
         return values
 
     def other_vpc_cidrs(self) -> dict[str, str]:
-        """The VPC range of every other app environment that has one, from its state's ``vpc_cidr``
-        output: the root's ``vpc_cidr`` output refuses, at plan time, a range that overlaps one.
-        An environment whose state cannot be read is left out rather than blocking this one's
-        plan (restoring it is that environment's runbook's job)."""
-        cidrs: dict[str, str] = {}
-        for env in APP_ENVIRONMENTS:
-            if env == self.env:
-                continue
-            try:
-                cidr = Stack(env, self.target, reporter=None).outputs().get("vpc_cidr")
-            except StackError:
-                continue
-            if isinstance(cidr, str) and cidr:
-                cidrs[env] = cidr
-        return cidrs
+        """The VPC range of every other app environment that has one (:func:`vpc_cidrs`): the
+        root's ``vpc_cidr`` output refuses, at plan time, a range that overlaps one."""
+        return {env: cidr for env, cidr in vpc_cidrs(self.target).items() if env != self.env}
 
     def declared_variables(self) -> frozenset[str]:
         """The input variables this environment's root declares (its ``*.tf`` files, linked ones too)."""
@@ -595,7 +661,7 @@ class Stack:
         from labkit.release.build import release_exists, release_key  # only applies that build fleets need it
 
         bucket = values.get("artifact_bucket")
-        if self.env not in APP_ENVIRONMENTS or not bucket:
+        if not is_app_environment(self.env) or not bucket:
             return
         for name in sorted(values):
             color = name.removesuffix("_version")
@@ -718,7 +784,7 @@ class Stack:
 
     def _refuse_while_environments_hold_resources(self, bucket: str) -> None:
         s3 = self.target.client("s3")
-        for env in APP_ENVIRONMENTS:
+        for env in app_environments(self.target):
             try:
                 body = s3.get_object(Bucket=bucket, Key=state_key(env))["Body"].read()
             except ClientError as exc:

@@ -764,6 +764,19 @@ class Terraform:
         proc = self._run(["state", "list"], what="state list", ok=(0, 1))
         return [line for line in proc.stdout.splitlines() if line.strip()]
 
+    def import_resource(
+        self, address: str, ident: str, *, variables: Mapping[str, Any] | None = None
+    ) -> None:
+        """``terraform import ADDRESS ID``: the state takes over a resource that exists, for an
+        address the code already declares (no configuration is written)."""
+        with tempfile.TemporaryDirectory(prefix="labkit-import-") as tmp:
+            args = ["import", "-input=false", *self._var_args(variables, Path(tmp)), address, ident]
+            self._run(args, what="import")
+
+    def state_rm(self, address: str) -> None:
+        """``terraform state rm ADDRESS``: the state forgets a resource, which stays in the account."""
+        self._run(["state", "rm", address], what="state rm")
+
     def drift(self, *, variables: Mapping[str, Any] | None = None) -> list[ResourceChange]:
         """Resources whose real settings differ from state (a refresh-only plan)."""
         return self.plan(variables=variables, refresh_only=True).drift

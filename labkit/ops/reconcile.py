@@ -33,7 +33,7 @@ from labkit.deploy.ledger import Ledger, default_owner, new_deployment_id, refus
 from labkit.deploy.strategy import all_at_once
 from labkit.errors import RunbookError
 from labkit.infra.drift import AttributeDrift, DriftReport, ResourceDrift, detect
-from labkit.infra.stack import APP_ENVIRONMENTS, Stack
+from labkit.infra.stack import Stack, is_app_environment
 from labkit.ops.probes import Check, ledger_consistent, live_green_weight
 from labkit.ops.runbook import Action
 
@@ -248,7 +248,7 @@ def no_changes(stack: Stack) -> Check:
 def weights_agree(stack: Stack) -> Check:
     """The listener's live weights are the state's (``deployment.green_weight``, no deployment
     running: :func:`labkit.ops.probes.ledger_consistent`) and the ledger's latest deployment's."""
-    if stack.env not in APP_ENVIRONMENTS:
+    if not is_app_environment(stack.env):
         return True, f"{stack.env} has no listener"
     ok, detail = ledger_consistent(stack.target, stack.env)
     if not ok:

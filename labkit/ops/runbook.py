@@ -29,7 +29,7 @@ from typing import Any, TypeVar
 
 from labkit.deploy.ledger import default_owner
 from labkit.errors import ConfigError, ConfirmationRequiredError, RunbookError, RunbookFailedError
-from labkit.infra.stack import ENVIRONMENTS, Stack, StackNames
+from labkit.infra.stack import ENVIRONMENTS, Stack, StackNames, is_environment
 from labkit.lab.lesson import check_flag, open_target
 from labkit.ops.audit import (
     AuditLog,
@@ -226,7 +226,7 @@ def open_runbook(
 ) -> Runbook:
     """The guard cell: check the standard parameters, open the target (starting the sandbox when it
     is the target) and the run's audit record; return the :class:`Runbook` the later cells use."""
-    if environment not in ENVIRONMENTS:
+    if not is_environment(environment):
         raise ConfigError(
             f"environment is {environment!r}.",
             hint=f"Set environment to one of: {', '.join(ENVIRONMENTS)} (papermill: -p environment staging).",

@@ -346,3 +346,25 @@ def test_a_rule_admitting_another_security_group_keeps_its_description(aws: Targ
     ingress = [r for r in rules["SecurityGroupRules"] if not r["IsEgress"]]
     assert [r.get("Description") for r in ingress] == ["App port from the load balancer"]
 
+
+
+def test_a_second_asg_of_the_same_name_fails_as_on_aws(aws: Target) -> None:
+    ec2, autoscaling = aws.client("ec2"), aws.client("autoscaling")
+    name = unique("asg-twice")
+    data = {"ImageId": "ami-12c6146b", "InstanceType": "t3.micro"}
+    ec2.create_launch_template(LaunchTemplateName=name, LaunchTemplateData=data)
+    def create() -> None:
+        autoscaling.create_auto_scaling_group(
+            AutoScalingGroupName=name, MinSize=0, MaxSize=1, DesiredCapacity=0,
+            AvailabilityZones=[f"{aws.region}a"], LaunchTemplate={"LaunchTemplateName": name},
+        )  # fmt: skip
+
+    create()
+    try:
+        with pytest.raises(autoscaling.exceptions.AlreadyExistsFault) as failed:
+            create()  # stock moto: replaces the group silently
+        error = failed.value.response["Error"]
+        assert error["Code"] == "AlreadyExists"
+        assert error["Message"].startswith("You already have an Auto Scaling group or launch configuration")
+    finally:
+        autoscaling.delete_auto_scaling_group(AutoScalingGroupName=name, ForceDelete=True)

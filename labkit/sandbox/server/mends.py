@@ -17,6 +17,8 @@ service and a test's ``ThreadedMotoServer`` alike (call it before the first requ
 - Load balancers are ``active`` as soon as they exist.
 - Auto Scaling: ``DescribeScalingActivities`` lists the activities that :mod:`.healing` recorded
   (stock moto answers an empty list); the service replaces ELB-unhealthy instances there.
+  ``CreateAutoScalingGroup`` with the name of a group that exists fails with AWS's
+  ``AlreadyExists`` (stock moto replaced the group silently): the naming-conflict drill's error.
 - CloudWatch: a new alarm starts ``INSUFFICIENT_DATA`` and an updated one keeps its state, as on
   AWS (moto set ``OK`` both times); state changes are kept as alarm history
   (``DescribeAlarmHistory``); a metric distribution (``Values``/``Counts``) is kept as one datum
@@ -170,7 +172,17 @@ def _mend_elbv2() -> None:
 
 
 def _mend_autoscaling() -> None:
+    from moto.autoscaling.exceptions import AutoscalingClientError
+    from moto.autoscaling.models import AutoScalingBackend
     from moto.autoscaling.responses import AutoScalingResponse
+
+    class AutoScalingGroupAlreadyExists(AutoscalingClientError):
+        # CreateAutoScalingGroup's documented error (API reference, "Errors").
+        code = "AlreadyExists"
+        message = (
+            "You already have an Auto Scaling group or launch configuration with this name that you are "
+            "attempting to create."
+        )
     from moto.core.responses import ActionResult
 
     from labkit.sandbox.server import healing
@@ -184,7 +196,15 @@ def _mend_autoscaling() -> None:
         limit = int(self._get_param("MaxRecords") or 100)
         return ActionResult({"Activities": found[:limit]})
 
+    stock_create_group = AutoScalingBackend.create_auto_scaling_group
+
+    def create_auto_scaling_group(self: Any, name: str, *args: Any, **kwargs: Any) -> Any:
+        if name in self.autoscaling_groups:
+            raise AutoScalingGroupAlreadyExists()
+        return stock_create_group(self, name, *args, **kwargs)
+
     _patch(AutoScalingResponse, "describe_scaling_activities", describe_scaling_activities)
+    _patch(AutoScalingBackend, "create_auto_scaling_group", create_auto_scaling_group)
 
 
 # --- EC2: terminated instances leave target groups; launch template tags stay off the data ---
