@@ -245,13 +245,19 @@ def drift(ctx: typer.Context, env: Env, as_json: AsJson = False) -> None:
 
 
 def _check_app_env(value: str) -> str:
-    if value not in APP_ENVIRONMENTS:
-        raise typer.BadParameter(f"{value!r} is not an app environment; use {' or '.join(APP_ENVIRONMENTS)}.")
+    if not is_app_environment(value):
+        raise typer.BadParameter(
+            f"{value!r} is not an app environment; use staging, production or a developer environment "
+            "(dev-NAME, `labkit env list`)."
+        )
     return value
 
 
 AppEnv = Annotated[
-    str, typer.Argument(help=f"One of: {', '.join(APP_ENVIRONMENTS)}.", callback=_check_app_env)
+    str,
+    typer.Argument(
+        help="staging, production or a developer environment (dev-NAME).", callback=_check_app_env
+    ),
 ]
 
 
