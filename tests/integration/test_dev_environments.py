@@ -20,7 +20,10 @@ from labkit.infra.stack import PROJECT, Stack, state_key
 from labkit.settings import terraform_dir
 from tests.conftest import DrillsStack, wait_for
 
-pytestmark = pytest.mark.integration
+# On the worker of test_drills_deploy.py and test_drills_plans.py (their drills stack): the
+# drills group of test_drills_state.py, test_drills_cli.py, test_drills_drift.py and
+# test_drills_compare.py is long enough.
+pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("drills-deploy")]
 
 #: What two developers type: one a handle, one a branch (hashed: it has a slash and capitals).
 NAMES = ("alice", "feature/Login")

@@ -18,7 +18,10 @@ from labkit.ops.execute import run_runbook
 from labkit.ops.probes import STEADY_STATE
 from tests.conftest import DrillsStack
 
-pytestmark = pytest.mark.integration
+# On the worker of test_drills_deploy.py and test_drills_plans.py (their drills stack): the
+# drills group of test_drills_state.py, test_drills_cli.py, test_drills_drift.py and
+# test_drills_compare.py is long enough.
+pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("drills-deploy")]
 
 RUNBOOK = "resolve-name-conflict"
 

@@ -31,7 +31,8 @@ from labkit.target import Target
 from tests.conftest import DrillsStack
 
 # On the worker of test_drills_deploy.py and test_drills_plans.py (their drills stack): the
-# drills group of test_drills_state.py, test_drills_cli.py and test_drills_drift.py is long enough.
+# drills group of test_drills_state.py, test_drills_cli.py, test_drills_drift.py and
+# test_drills_compare.py is long enough.
 pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("drills-deploy")]
 
 KINDS = ("instance", "security-group", "elastic-ip", "targetgroup")
