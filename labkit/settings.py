@@ -17,7 +17,9 @@ can change them with ``os.environ`` (or ``monkeypatch.setenv``) without reloadin
 
 from __future__ import annotations
 
+import getpass
 import os
+import socket
 from pathlib import Path
 
 from labkit.errors import ConfigError
@@ -71,3 +73,12 @@ def terraform_dir() -> Path:
             hint="Point it at a copy of the project's terraform/ folder, or unset it to use the checkout's.",
         )
     return path.resolve()
+
+
+def user_at_host() -> str:
+    """Who runs this process, as locks, claims and records name people: ``user@host``."""
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):  # no passwd entry in some containers
+        user = "unknown"
+    return f"{user}@{socket.gethostname()}"

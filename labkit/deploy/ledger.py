@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import builtins
 import contextlib
-import getpass
 import json
 import os
 import secrets
@@ -36,6 +35,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from labkit.deploy.strategy import Strategy, from_dict
 from labkit.errors import ConditionalWriteFailed, DeploymentLockedError, DeploymentLockLostError, LedgerError
+from labkit.settings import user_at_host
 from labkit.target import Target
 
 DeploymentStatus = Literal["in_progress", "succeeded", "rolled_back", "aborted"]
@@ -63,11 +63,7 @@ def new_deployment_id(now: datetime | None = None) -> str:
 
 def default_owner() -> str:
     """Who is deploying, as the lock and the record show it: ``user@host pid N``."""
-    try:
-        user = getpass.getuser()
-    except (KeyError, OSError):  # no passwd entry in some containers
-        user = "unknown"
-    return f"{user}@{socket.gethostname()} pid {os.getpid()}"
+    return f"{user_at_host()} pid {os.getpid()}"
 
 
 #: Seconds after its last heartbeat that a lock's holder counts as gone (the controller renews it

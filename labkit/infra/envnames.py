@@ -22,12 +22,10 @@ the claim whenever it is missing (another machine, a cleaned home).
 from __future__ import annotations
 
 import contextlib
-import getpass
 import hashlib
 import ipaddress
 import json
 import re
-import socket
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -37,7 +35,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from labkit.errors import ConfigError, StackError
-from labkit.settings import labkit_home, terraform_dir
+from labkit.settings import labkit_home, terraform_dir, user_at_host
 from labkit.target import Target
 
 DEV_PREFIX = "dev-"
@@ -153,11 +151,7 @@ def cidr_candidates(env: str, used: Iterable[str]) -> list[str]:
 
 def default_owner() -> str:
     """Who creates an environment: ``user@host``."""
-    try:
-        user = getpass.getuser()
-    except (KeyError, OSError):  # no passwd entry in some containers
-        user = "unknown"
-    return f"{user}@{socket.gethostname()}"
+    return user_at_host()
 
 
 @dataclass(frozen=True)

@@ -4,13 +4,11 @@ in-process mock) and the generated root (no Terraform)."""
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from moto import mock_aws
 
 from labkit.errors import ConfigError, StackError
 from labkit.infra.envnames import (
@@ -93,17 +91,12 @@ def test_vpc_ranges_come_from_a_pool_clear_of_staging_and_production() -> None:
 
 
 @pytest.fixture()
-def target(monkeypatch: pytest.MonkeyPatch) -> Iterator[Target]:
-    for name, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-                        "AWS_DEFAULT_REGION": "us-east-1"}.items():  # fmt: skip
-        monkeypatch.setenv(name, value)
-    monkeypatch.delenv("AWS_PROFILE", raising=False)
-    with mock_aws():
-        chosen = Target(name="aws", region="us-east-1")
-        chosen.client("s3").create_bucket(Bucket=BUCKET)
-        versioning = {"Status": "Enabled"}
-        chosen.client("s3").put_bucket_versioning(Bucket=BUCKET, VersioningConfiguration=versioning)
-        yield chosen
+def target(moto_target: Target) -> Target:
+    """moto, with global's state bucket (versioned, as global creates it)."""
+    moto_target.client("s3").create_bucket(Bucket=BUCKET)
+    versioning = {"Status": "Enabled"}
+    moto_target.client("s3").put_bucket_versioning(Bucket=BUCKET, VersioningConfiguration=versioning)
+    return moto_target
 
 
 #: global's state bucket in moto's account (labkit.infra.stack.StackNames).
@@ -125,7 +118,8 @@ def test_claims_give_each_environment_its_own_range_and_refuse_another_owner(tar
     assert [c.environment for c in claims(target, BUCKET)] == ["dev-bob"]
     left = target.client("s3").list_object_versions(Bucket=BUCKET, Prefix="labkit/dev-environments/")
     assert {v["Key"] for v in left.get("Versions", [])} == {
-        "labkit/dev-environments/environments/dev-bob.json", cidr_claim_key(bob.vpc_cidr)
+        "labkit/dev-environments/environments/dev-bob.json",
+        cidr_claim_key(bob.vpc_cidr),
     }
 
 

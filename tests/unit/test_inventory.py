@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
-from moto import mock_aws
 
 from labkit.infra.inventory import leftovers
 from labkit.target import Target
@@ -14,13 +11,8 @@ TAGS = [{"Key": "Project", "Value": "bglab"}, {"Key": "Environment", "Value": "s
 
 
 @pytest.fixture()
-def target(monkeypatch: pytest.MonkeyPatch) -> Iterator[Target]:
-    for name, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-                        "AWS_DEFAULT_REGION": "us-east-1"}.items():  # fmt: skip
-        monkeypatch.setenv(name, value)
-    monkeypatch.delenv("AWS_PROFILE", raising=False)
-    with mock_aws():
-        yield Target(name="aws", region="us-east-1")
+def target(moto_target: Target) -> Target:
+    return moto_target
 
 
 def _build(target: Target) -> str:

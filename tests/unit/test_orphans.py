@@ -3,12 +3,10 @@ adopted code (moto's in-process mock for the scan; no Terraform)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from moto import mock_aws
 
 from labkit.errors import ConfigError, OrphanError
 from labkit.infra.adopt import clean_generated, import_blocks, resource_name
@@ -77,13 +75,8 @@ def test_an_asg_owns_its_instances_and_a_vpc_its_default_group() -> None:
 
 
 @pytest.fixture()
-def target(monkeypatch: pytest.MonkeyPatch) -> Iterator[Target]:
-    for name, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-                        "AWS_DEFAULT_REGION": "us-east-1"}.items():  # fmt: skip
-        monkeypatch.setenv(name, value)
-    monkeypatch.delenv("AWS_PROFILE", raising=False)
-    with mock_aws():
-        yield Target(name="aws", region="us-east-1")
+def target(moto_target: Target) -> Target:
+    return moto_target
 
 
 def test_the_scan_finds_resources_in_the_vpc_or_tagged_and_says_how(target: Target) -> None:
