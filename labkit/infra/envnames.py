@@ -339,6 +339,9 @@ def write_root(claim: Claim) -> Path:
     root.mkdir(exist_ok=True)
     for name in SHARED_FILES:
         _link(root / name, Path("..", "..", "shared", "bluegreen_root", name))
+    # The composition the shared composition.tf calls: the working tree's modules, as staging's
+    # link has it (production's names a released copy; see labkit.infra.composition).
+    _link(root / "composition", Path("..", "..", "modules"))
     text = main_tf(claim)
     main = root / "main.tf"
     if not main.exists() or main.read_text() != text:

@@ -46,12 +46,15 @@ def test_two_developer_environments_side_by_side(drills_stack: DrillsStack) -> N
     envs = [dev_environment(name, PROJECT) for name in NAMES]
     source_before = sorted(p.name for p in (terraform_dir() / "environments").iterdir())
     started = time.monotonic()
+    creates: list[subprocess.Popen[str]] = []
     try:
         creates = [start("env", "create", name, "--version", "1.0.0", "--capacity", "1") for name in NAMES]
         printed = [finish(proc) for proc in creates]
         created_s = time.monotonic() - started
         check_side_by_side(drills_stack, envs, printed)
     except BaseException:
+        for proc in creates:  # the other create, when one failed: let it end before the destroys
+            proc.communicate(timeout=600)
         for name in NAMES:  # leave the session's sandbox clean for the tests after this one
             start("env", "destroy", name).communicate(timeout=600)
         raise

@@ -146,7 +146,9 @@ def test_the_root_links_the_shared_composition_and_sets_only_its_own(
     staging = terraform_dir() / "environments" / "staging"
     for name in ("composition.tf", "outputs.tf", "providers.tf", "variables.tf", "versions.tf"):
         assert (root / name).read_text() == (staging / name).read_text()
-    assert (root / "../../modules/bluegreen_environment/main.tf").is_file()  # the composition's source
+    # The composition's source: the working tree's, through the link staging has too.
+    assert (root / "composition/bluegreen_environment/main.tf").is_file()
+    assert (root / "composition").resolve() == (staging / "composition").resolve()
     main = (root / "main.tf").read_text()
     assert 'environment = "dev-alice"' in main and f'vpc_cidr                   = "{claim.vpc_cidr}"' in main
     assert Stack("dev-alice", target).declared_variables() == Stack("staging", target).declared_variables()
