@@ -20,7 +20,9 @@ import json
 import os
 import re
 import sys
+import tempfile
 import time
+import uuid
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -307,7 +309,11 @@ def run_notebooks(
             t0 = time.monotonic()
             failure = None
             try:
-                # ipc transport: the kernel talks over unix sockets in Jupyter's runtime folder, no TCP ports.
+                # ipc transport: the kernel talks over unix sockets, no TCP ports. Their path is
+                # set, unique per run: jupyter_client's default can be "kernel-ipc-N" in the cwd,
+                # which concurrent runs from one folder (the runbooks) then share, and a client
+                # reading another kernel's socket fails with "Invalid Signature" (seen in CI).
+                ipc = Path(tempfile.gettempdir()) / f"labkit-kernel-{uuid.uuid4().hex[:16]}"
                 papermill.execute_notebook(
                     str(notebook),
                     str(executed),
@@ -318,7 +324,7 @@ def run_notebooks(
                     progress_bar=False,
                     stdout_file=sys.stdout if stream_output else None,
                     stderr_file=sys.stderr if stream_output else None,
-                    config=Config({"KernelManager": {"transport": "ipc"}}),
+                    config=Config({"KernelManager": {"transport": "ipc", "ip": str(ipc)}}),
                 )
             except (PapermillExecutionError, TimeoutError, RuntimeError) as exc:
                 # TimeoutError: nbclient's CellTimeoutError; RuntimeError: DeadKernelError.
