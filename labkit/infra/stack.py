@@ -137,21 +137,23 @@ def dev_claims(target: Target) -> list[Claim]:
         return []
 
 
-def vpc_cidrs(target: Target) -> dict[str, str]:
+def vpc_cidrs(target: Target, *, excluding: str = "") -> dict[str, str]:
     """The VPC range of every app environment that has one: staging's and production's from their
     states' ``vpc_cidr`` output, each developer environment's from its claim (taken before its first
     apply ends, so two created at once never plan the same range). An environment whose state
     cannot be read is left out rather than blocking another's plan (restoring it is that
-    environment's runbook's job)."""
+    environment's runbook's job). ``excluding`` names one left out unread (the one planning)."""
     cidrs: dict[str, str] = {}
     for env in APP_ENVIRONMENTS:
+        if env == excluding:
+            continue
         try:
             cidr = Stack(env, target, reporter=None).outputs().get("vpc_cidr")
         except StackError:
             continue
         if isinstance(cidr, str) and cidr:
             cidrs[env] = cidr
-    cidrs.update({claim.environment: claim.vpc_cidr for claim in dev_claims(target)})
+    cidrs.update({c.environment: c.vpc_cidr for c in dev_claims(target) if c.environment != excluding})
     return cidrs
 
 
@@ -647,7 +649,7 @@ class Stack:
     def other_vpc_cidrs(self) -> dict[str, str]:
         """The VPC range of every other app environment that has one (:func:`vpc_cidrs`): the
         root's ``vpc_cidr`` output refuses, at plan time, a range that overlaps one."""
-        return {env: cidr for env, cidr in vpc_cidrs(self.target).items() if env != self.env}
+        return vpc_cidrs(self.target, excluding=self.env)
 
     def declared_variables(self) -> frozenset[str]:
         """The input variables this environment's root declares (its ``*.tf`` files, linked ones too)."""
