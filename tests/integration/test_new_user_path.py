@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from labkit.settings import PROJECT_ROOT
+from tests.workflow_commands import RELEASE_BUILD
 
 pytestmark = pytest.mark.integration
 
@@ -85,7 +86,7 @@ def test_build_apply_and_every_request_answers_200(labkit: Labkit) -> None:
     nothing = labkit("stack", "output", "staging", "--json")
     assert nothing.returncode == 0 and json.loads(nothing.stdout) == {}, "staging was applied anyway"
 
-    built = labkit("release", "build", "1.0.0")
+    built = labkit(*RELEASE_BUILD.args(version="1.0.0"))  # as deploy.yml builds its release
     assert built.returncode == 0, built.stderr
     assert "uploaded s3://" in built.stdout and "releases/1.0.0/release.tar.gz" in built.stdout
     listed = json.loads(labkit("release", "list", "--json").stdout)
