@@ -116,7 +116,7 @@ def plan_run(
 
 @github_app.command("plan-summary")
 def plan_summary(
-    plan: Annotated[Path, typer.Argument(help="A plan saved by `labkit stack plan ENV --out-file`.")],
+    plan: Annotated[Path, typer.Argument(help="A plan saved by `labkit stack plan ENV --out-file FILE`.")],
     output: Annotated[
         Path | None, typer.Option(help="What `labkit stack plan` printed, shown under the record.")
     ] = None,
