@@ -9,6 +9,7 @@ per job, and ``id-token: write`` is given exactly to the jobs that assume a role
 from __future__ import annotations
 
 import ast
+import functools
 import re
 import shlex
 from collections.abc import Iterator
@@ -168,6 +169,13 @@ def _imports(tree: ast.AST, constant: str) -> bool:
     )
 
 
+@functools.cache
+def _test_trees() -> list[tuple[Path, ast.AST]]:
+    """Every test module but those that only name the commands, parsed once."""
+    paths = sorted(p for p in TESTS.rglob("test_*.py") if p.resolve() not in NOT_RUNNERS)
+    return [(p.relative_to(PROJECT_ROOT), ast.parse(p.read_text())) for p in paths]
+
+
 @pytest.mark.parametrize("name", sorted(LABKIT))
 def test_each_labkit_command_is_run_by_a_test(name: str) -> None:
     """A test builds the command it runs from the list: a changed workflow command changes what the
@@ -175,13 +183,7 @@ def test_each_labkit_command_is_run_by_a_test(name: str) -> None:
     command = LABKIT[name]
     if command.tested_elsewhere and not _registered(command):
         pytest.skip(f"`labkit {command.words[1]}` comes from {command.tested_elsewhere}")
-    runners = []
-    for path in sorted(TESTS.rglob("test_*.py")):
-        if path.resolve() in NOT_RUNNERS:
-            continue
-        tree = ast.parse(path.read_text())
-        if _imports(tree, name) and _runs(tree, name):
-            runners.append(path.relative_to(PROJECT_ROOT))
+    runners = [path for path, tree in _test_trees() if _imports(tree, name) and _runs(tree, name)]
     assert runners, f"no test runs {command.template} ({name}.argv/args from tests/workflow_commands.py)"
 
 
