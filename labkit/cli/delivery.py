@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, cast
 
 import typer
 from botocore.exceptions import BotoCoreError, ClientError
@@ -31,7 +31,9 @@ github_app = typer.Typer(
     help="GitHub's REST API from a workflow: deployments, the drift issue, the plans of a merged commit.",
     no_args_is_help=True,
 )
-deployment_app = typer.Typer(help="GitHub's Deployments API: create a deployment, set its status.")
+deployment_app = typer.Typer(
+    help="GitHub's Deployments API: create a deployment, set its status.", no_args_is_help=True
+)
 github_app.add_typer(deployment_app, name="deployment")
 notify_app = typer.Typer(help="Notifications to a Slack-compatible incoming webhook.", no_args_is_help=True)
 
@@ -70,7 +72,7 @@ def deployment_status(
     description: Annotated[str | None, typer.Option(help="A line on the status (140 characters).")] = None,
 ) -> None:
     """Set deployment ID's STATE, linking the run's log."""
-    chosen: DeploymentState = state  # type: ignore[assignment]  # checked by _check_state
+    chosen = cast(DeploymentState, state)  # checked by _check_state
     GitHub.from_env().create_deployment_status(
         deployment_id, chosen, log_url=log_url, environment_url=environment_url, description=description
     )
