@@ -43,11 +43,13 @@ imports nothing from labkit, and every layer imports it.
     │   ├── RunbookFailedError       a runbook's step or Verify check failed
     │   ├── StateRecoveryError       a state object cannot be restored as asked (ops.state)
     │   └── LockHolderAliveError     the state lock's holder may still run: no force-unlock (ops.locks)
-    └── DrillError                   a drill cannot inject, run or verify (ops.drill)
+    ├── DrillError                   a drill cannot inject, run or verify (ops.drill)
+    └── DeliveryError                GitHub's REST API or a webhook refused or failed a call (delivery)
 
 The layers (``lint-imports`` checks them; see ``[tool.importlinter]`` in pyproject.toml), top
-first: ``cli``, ``ops`` (the runbook kit and the drills), ``lab``, ``deploy``, ``sandbox``,
-``infra``, ``release``, and the foundation: ``target``, ``settings``, ``errors``.
+first: ``cli``, ``ops`` (the runbook kit and the drills) beside ``delivery`` (GitHub and webhooks),
+``lab``, ``deploy``, ``sandbox``, ``infra``, ``release``, and the foundation: ``target``,
+``settings``, ``errors``.
 """
 
 from __future__ import annotations
@@ -272,3 +274,7 @@ class NameConflictError(RunbookError):
 
 class DrillError(LabkitError):
     """A drill cannot inject its fault, run its runbook or verify the recovery."""
+
+
+class DeliveryError(LabkitError):
+    """GitHub's REST API or a notification webhook refused a call, or could not be reached."""

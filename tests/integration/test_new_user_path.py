@@ -25,6 +25,7 @@ import pytest
 
 from labkit.settings import PROJECT_ROOT
 from tests.conftest import wait_for
+from tests.workflow_commands import DEPLOY, RELEASE_BUILD
 
 pytestmark = pytest.mark.integration
 
@@ -90,7 +91,7 @@ def test_build_apply_and_every_request_answers_200(labkit: Labkit) -> None:
     nothing = labkit("stack", "output", "staging", "--json")
     assert nothing.returncode == 0 and json.loads(nothing.stdout) == {}, "staging was applied anyway"
 
-    built = labkit("release", "build", "1.0.0")
+    built = labkit(*RELEASE_BUILD.args(version="1.0.0"))  # as deploy.yml builds its release
     assert built.returncode == 0, built.stderr
     assert "uploaded s3://" in built.stdout and "releases/1.0.0/release.tar.gz" in built.stdout
     listed = json.loads(labkit("release", "list", "--json").stdout)
@@ -126,10 +127,17 @@ def test_a_deploy_then_a_sandbox_restart_brings_everything_back(
 
     for name in ("LABKIT_HOME", "LABKIT_SANDBOX_HOME"):
         monkeypatch.setenv(name, labkit.env[name])
-    built = labkit("release", "build", "1.1.0")
+    built = labkit(*RELEASE_BUILD.args(version="1.1.0"))
     assert built.returncode == 0, built.stderr
+    # The deploy workflow's command, with a one-step canary that bakes a second
     deployed = labkit(
-        "deploy", "staging", "1.1.0", "--weights", "100", "--bake", "1", "--scale-down-delay", "1"
+        *DEPLOY.args(env="staging", version="1.1.0"),
+        "--weights",
+        "100",
+        "--bake",
+        "1",
+        "--scale-down-delay",
+        "1",
     )
     assert deployed.returncode == 0, deployed.stdout[-3000:] + deployed.stderr
     target = sandbox_target()
