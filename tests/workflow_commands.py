@@ -70,7 +70,9 @@ STACK_PLAN = Command("labkit stack plan {env} --out-file {plan}")
 STACK_APPLY_PLAN = Command("labkit stack apply {env} --plan {plan}")
 STACK_DRIFT = Command("labkit stack drift {env} --json")
 RELEASE_BUILD = Command("labkit release build {version}")
-DEPLOY = Command("labkit deploy {env} {version}")
+RUNBOOK_DEPLOY = Command(
+    "labkit runbook run deploy -p environment {env} -p version {version} -p dry_run false -p confirm {env}"
+)
 RUNBOOK_RUN = Command(
     "labkit runbook run {runbook} -p environment {env} -p dry_run {dry_run} -p confirm {confirm}"
 )

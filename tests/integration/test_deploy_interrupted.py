@@ -31,7 +31,6 @@ from labkit.deploy.stale import terraform_running_in
 from labkit.infra.stack import Stack, state_key
 from labkit.settings import PROJECT_ROOT
 from tests.conftest import BLUE_SERVES_1_0_0, StagingStack, target_states, wait_for
-from tests.workflow_commands import DEPLOY
 
 pytestmark = pytest.mark.integration
 
@@ -125,7 +124,7 @@ def test_1_sigint_mid_apply_stops_terraform_gracefully_then_rolls_back_and_exits
     stack = staging.stack()
     out = tmp_path / "deploy.log"
     # deploy.yml's command (faster): its exit 3 on a rollback is what fails the workflow's job.
-    proc = _labkit(*DEPLOY.args(env="staging", version="1.1.0"), *FAST, out=out)
+    proc = _labkit("deploy", "staging", "1.1.0", *FAST, out=out)
     try:
         _mid_apply(stack, proc, out, "shift: green to 10%")
         proc.send_signal(signal.SIGINT)

@@ -25,7 +25,7 @@ import pytest
 
 from labkit.settings import PROJECT_ROOT
 from tests.conftest import wait_for
-from tests.workflow_commands import DEPLOY, RELEASE_BUILD
+from tests.workflow_commands import RELEASE_BUILD, RUNBOOK_DEPLOY
 
 pytestmark = pytest.mark.integration
 
@@ -129,17 +129,12 @@ def test_a_deploy_then_a_sandbox_restart_brings_everything_back(
         monkeypatch.setenv(name, labkit.env[name])
     built = labkit(*RELEASE_BUILD.args(version="1.1.0"))
     assert built.returncode == 0, built.stderr
-    # The deploy workflow's command, with a one-step canary that bakes a second
+    # The deploy workflow's command (the deploy runbook), with a one-step canary that bakes a second.
     deployed = labkit(
-        *DEPLOY.args(env="staging", version="1.1.0"),
-        "--weights",
-        "100",
-        "--bake",
-        "1",
-        "--scale-down-delay",
-        "1",
+        *RUNBOOK_DEPLOY.args(env="staging", version="1.1.0"), "-p", "weights", "100", "-p", "bake_s", "1"
     )
     assert deployed.returncode == 0, deployed.stdout[-3000:] + deployed.stderr
+    assert "recovered" in deployed.stdout  # the runbook acted, and its checks held
     target = sandbox_target()
     assert not leftovers(target, project=PROJECT, environment="staging").empty  # a paged read, as 09's
     saved = wait_for("the deploy saved", lambda: sandbox.status().saves.get("unsaved_changes") is False)
