@@ -15,6 +15,7 @@ from typing import Annotated
 import typer
 
 from labkit.cli.app import app_cli
+from labkit.cli.ci import ci_app
 from labkit.cli.context import EXIT_CODES_TEXT, ExitCode, TargetChoice, Where, exit_code_for
 from labkit.cli.deploy import deploy_app, rollback
 from labkit.cli.doctor import doctor
@@ -60,6 +61,7 @@ app.add_typer(deploy_app, name="deploy")
 app.command()(rollback)
 app.add_typer(runbook_app, name="runbook")
 app.add_typer(drill_app, name="drill")
+app.add_typer(ci_app, name="ci")
 
 
 def labkit_version() -> str:

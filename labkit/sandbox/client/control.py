@@ -29,7 +29,7 @@ from typing import Any
 from labkit.errors import FinalSaveError, SandboxError
 from labkit.sandbox.client import statefile
 from labkit.sandbox.client.leftovers import kill_leftovers
-from labkit.sandbox.client.paths import QUOTAS_PATH, STATUS_PATH, SandboxPaths, sandbox_paths
+from labkit.sandbox.client.paths import IAM_PATH, QUOTAS_PATH, STATUS_PATH, SandboxPaths, sandbox_paths
 from labkit.settings import PROJECT_ROOT
 
 Reporter = Callable[[str], None]
@@ -164,26 +164,53 @@ def _ask_status(endpoint: str, timeout: float = 3.0) -> dict[str, Any] | None:
 def set_quota(endpoint: str, region: str, quota_code: str, value: float, timeout: float = 10.0) -> float:
     """Set the sandbox's quota ``quota_code`` in ``region`` to ``value`` (lower or higher: the
     sandbox's control path, for drills); the value it had."""
+    answer = _control(
+        endpoint,
+        QUOTAS_PATH,
+        {"region": region, "quota_code": quota_code, "value": value},
+        f"set quota {quota_code} to {value:g}",
+        "Quota codes it tracks: labkit.infra.quotas.QUOTAS.",
+        timeout,
+    )
+    return float(answer["previous"])
+
+
+def set_iam_enforced(endpoint: str, enforce: bool, timeout: float = 10.0) -> bool:
+    """Switch the running sandbox's IAM enforcement on or off; whether it was on."""
+    verb = "enforce IAM" if enforce else "stop enforcing IAM"
+    answer = _control(endpoint, IAM_PATH, {"enforce": enforce}, verb, "See the sandbox's log.", timeout)
+    return bool(answer["previous"])
+
+
+def oidc_issuer(endpoint: str) -> tuple[str, str]:
+    """(URL, thumbprint) of the running sandbox's OIDC issuer, from its status."""
+    data = _ask_status(endpoint)
+    oidc = (data or {}).get("oidc")
+    if not isinstance(oidc, dict):
+        raise SandboxError(
+            f"The sandbox at {endpoint} did not say where its OIDC issuer is.",
+            hint="Is it running, and from this checkout? `labkit sandbox status`; restart it if it is older.",
+        )
+    return str(oidc["issuer"]), str(oidc["thumbprint"])
+
+
+def _control(endpoint: str, path: str, request: dict[str, Any], what: str, hint: str, timeout: float) -> Any:
+    """POST ``request`` to one of the service's control paths; its JSON answer."""
     host, _, port = endpoint.removeprefix("http://").partition(":")
     conn = http.client.HTTPConnection(host, int(port), timeout=timeout)
-    body = json.dumps({"region": region, "quota_code": quota_code, "value": value})
     try:
-        conn.request("POST", QUOTAS_PATH, body=body, headers={"Content-Type": "application/json"})
+        conn.request("POST", path, body=json.dumps(request), headers={"Content-Type": "application/json"})
         response = conn.getresponse()
         answer = json.loads(response.read() or b"{}")
     except (OSError, ValueError, http.client.HTTPException) as exc:
         raise SandboxError(
-            f"The sandbox at {endpoint} did not set quota {quota_code}: {exc}",
-            hint="Is it running? `labkit sandbox status`.",
+            f"The sandbox at {endpoint} did not {what}: {exc}", hint="Is it running? `labkit sandbox status`."
         ) from exc
     finally:
         conn.close()
     if response.status != 200:
-        raise SandboxError(
-            f"The sandbox refused to set quota {quota_code} to {value:g}: {answer.get('error')}",
-            hint="Quota codes it tracks: labkit.infra.quotas.QUOTAS.",
-        )
-    return float(answer["previous"])
+        raise SandboxError(f"The sandbox refused to {what}: {answer.get('error')}", hint=hint)
+    return answer
 
 
 def _running(paths: SandboxPaths) -> dict[str, Any] | None:
