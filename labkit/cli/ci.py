@@ -92,7 +92,7 @@ def _id_token(
     else:
         event = "pull_request" if pull_request else "push"
         run = WorkflowRun(repository, ref=ref, environment=environment, event_name=event)
-    issuer, _ = sandbox.oidc_issuer(chosen)
+    issuer = sandbox.oidc_issuer(chosen)
     params = {
         "audience": audience,
         "repository": run.repository,
@@ -101,7 +101,7 @@ def _id_token(
     }
     if run.environment:
         params["environment"] = run.environment
-    return request_id_token(issuer + "/token", params)
+    return request_id_token(issuer.served_at + "/token", params)
 
 
 @ci_app.command("token")

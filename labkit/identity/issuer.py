@@ -32,17 +32,23 @@ DISCOVERY_PATH = "/.well-known/openid-configuration"
 
 @dataclass(frozen=True)
 class Issuer:
+    """``url`` is the issuer's identifier (tokens' ``iss``, the IAM provider's URL); ``served_at``
+    the base URL its documents are actually served from, when that differs (the sandbox serves
+    ``https://127.0.0.1:PORT/...`` as plain ``http://127.0.0.1:PORT/...``: IAM accepts only https
+    issuers, and loopback has no certificate)."""
+
     url: str
     key: jwt.SigningKey
     ca_certificate: x509.Certificate
+    served_at: str | None = None
 
     @classmethod
-    def load_or_create(cls, folder: Path, url: str) -> Issuer:
+    def load_or_create(cls, folder: Path, url: str, *, served_at: str | None = None) -> Issuer:
         """The issuer at ``url``, its key and CA certificate kept in ``folder`` (made on first use, 0600)."""
         key_file, ca_file = folder / KEY_FILE, folder / CA_FILE
         if key_file.exists() and ca_file.exists():
             key = jwt.SigningKey.from_pem(key_file.read_bytes())
-            return cls(url, key, x509.load_pem_x509_certificate(ca_file.read_bytes()))
+            return cls(url, key, x509.load_pem_x509_certificate(ca_file.read_bytes()), served_at)
         key = jwt.SigningKey.generate()
         certificate = _self_signed_ca(key)
         for path, data in (
@@ -52,7 +58,7 @@ class Issuer:
             descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
             with os.fdopen(descriptor, "wb") as out:
                 out.write(data)
-        return cls(url, key, certificate)
+        return cls(url, key, certificate, served_at)
 
     @property
     def thumbprint(self) -> str:
@@ -69,7 +75,7 @@ class Issuer:
         """The ``openid-configuration`` document, with the fields GitHub's issuer publishes."""
         return {
             "issuer": self.url,
-            "jwks_uri": self.url + JWKS_PATH,
+            "jwks_uri": (self.served_at or self.url) + JWKS_PATH,
             "subject_types_supported": ["public", "pairwise"],
             "response_types_supported": ["id_token"],
             "claims_supported": ["sub", "aud", "exp", "iat", "iss", "jti", "nbf", "ref", "repository",

@@ -23,6 +23,7 @@ from typing import Any
 
 from labkit.errors import TargetError
 from labkit.sandbox.client.control import (
+    OidcIssuer,
     SandboxStatus,
     alb_url,
     down,
@@ -80,9 +81,9 @@ def set_iam_enforced(target: Target, enforce: bool) -> bool:
     return _set_iam_enforced(_sandbox_endpoint(target, "IAM enforcement"), enforce)
 
 
-def oidc_issuer(target: Target) -> tuple[str, str]:
-    """(URL, thumbprint) of the OIDC issuer of the sandbox ``target``: what an IAM OIDC provider
-    for it holds (the URL also names the token endpoint, ``URL/token``)."""
+def oidc_issuer(target: Target) -> OidcIssuer:
+    """The OIDC issuer of the sandbox ``target``: its URL and thumbprint are what an IAM OIDC provider
+    for it holds; ``served_at + "/token"`` hands out its tokens (as Actions' token request URL)."""
     return _oidc_issuer(_sandbox_endpoint(target, "An OIDC issuer"))
 
 
@@ -98,6 +99,7 @@ def instances() -> list[dict[str, Any]]:
 
 
 __all__ = [
+    "OidcIssuer",
     "SandboxStatus",
     "alb_url",
     "describe_status",

@@ -156,7 +156,8 @@ def issuer(tmp_path: Path) -> Iterator[Issuer]:
             pass
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    holder.append(Issuer.load_or_create(tmp_path, f"http://127.0.0.1:{server.server_port}/oidc"))
+    base = f"127.0.0.1:{server.server_port}/oidc"
+    holder.append(Issuer.load_or_create(tmp_path, f"https://{base}", served_at=f"http://{base}"))
     threading.Thread(target=server.serve_forever, daemon=True).start()
     oidc.install(holder[0])
     try:
@@ -169,7 +170,7 @@ def issuer(tmp_path: Path) -> Iterator[Issuer]:
 def deploy_role(admin: boto3.session.Session, issuer: Issuer, subject: str) -> str:
     """The OIDC provider for ``issuer`` and a role that trusts ``subject``; may list tables, nothing else."""
     client = admin.client("iam")
-    host = issuer.url.removeprefix("http://")
+    host = issuer.url.removeprefix("https://")
     provider = client.create_open_id_connect_provider(
         Url=issuer.url, ClientIDList=["sts.amazonaws.com"], ThumbprintList=[issuer.thumbprint]
     )["OpenIDConnectProviderArn"]
@@ -231,10 +232,10 @@ def test_web_identity_refusals_come_as_awss(enforced: boto3.session.Session, iss
 
 def test_the_issuer_publishes_discovery_keys_and_tokens(issuer: Issuer) -> None:
     def get(path: str) -> Any:
-        with urllib.request.urlopen(issuer.url + path, timeout=5) as response:
+        with urllib.request.urlopen(f"{issuer.served_at}{path}", timeout=5) as response:
             return json.loads(response.read())
 
-    assert get("/.well-known/openid-configuration")["jwks_uri"] == issuer.url + "/.well-known/jwks"
+    assert get("/.well-known/openid-configuration")["jwks_uri"] == f"{issuer.served_at}/.well-known/jwks"
     assert get("/.well-known/jwks") == issuer.jwks()
     token = get(f"/token?audience=sts.amazonaws.com&repository={REPO}&environment=staging")["value"]
     assert oidc.keys_for(issuer.url) is not None
@@ -249,7 +250,7 @@ def test_ci_credentials_in_a_github_actions_job(
     whose query names the run), STS on the aws target (moto in process)."""
     role = deploy_role(enforced, issuer, f"repo:{REPO}:ref:refs/heads/develop")
     monkeypatch.setenv(
-        "ACTIONS_ID_TOKEN_REQUEST_URL", f"{issuer.url}/token?repository={REPO}&ref=refs/heads/develop"
+        "ACTIONS_ID_TOKEN_REQUEST_URL", f"{issuer.served_at}/token?repository={REPO}&ref=refs/heads/develop"
     )
     monkeypatch.setenv("ACTIONS_ID_TOKEN_REQUEST_TOKEN", "bearer-from-github")
     env_file = tmp_path / "github-env"
@@ -273,7 +274,7 @@ def test_ci_credentials_in_a_github_actions_job(
     assert [line.split("=")[0] for line in env_file.read_text().splitlines()] == [
         "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"]  # fmt: skip
     monkeypatch.setenv(
-        "ACTIONS_ID_TOKEN_REQUEST_URL", f"{issuer.url}/token?repository={REPO}&ref=refs/heads/main"
+        "ACTIONS_ID_TOKEN_REQUEST_URL", f"{issuer.served_at}/token?repository={REPO}&ref=refs/heads/main"
     )
     refused = ci()
     assert isinstance(refused.exception, WebIdentityRejected)  # labkit's main() prints it and exits 1

@@ -16,7 +16,7 @@ from labkit.identity import jwt, webidentity
 from labkit.identity.github import WorkflowRun, parse_subject
 from labkit.identity.issuer import Issuer
 
-URL = "http://127.0.0.1:4566/labkit-sandbox/oidc"
+URL = "https://127.0.0.1:4566/labkit-sandbox/oidc"
 HOST_PATH = "127.0.0.1:4566/labkit-sandbox/oidc"
 NOW = 1_800_000_000
 PROVIDER_ARN = f"arn:aws:iam::123456789012:oidc-provider/{HOST_PATH}"
@@ -160,8 +160,8 @@ def test_sts_refuses_with_awss_codes(issuer: Issuer, case: str, code: str, messa
         changes = {"thumbprints": ("0" * 40,)}
     elif case == "signature":
         token = signed_by_another_key(jwt.decode_unverified(token)[1], kid=issuer.key.kid)
-    elif case == "unreachable issuer":  # the provider's URL, but over https: no key from the sandbox
-        token = jwt.sign({**jwt.decode_unverified(token)[1], "iss": "https://" + HOST_PATH}, issuer.key)
+    elif case == "unreachable issuer":  # the provider's URL, but over http: no keys from there
+        token = jwt.sign({**jwt.decode_unverified(token)[1], "iss": "http://" + HOST_PATH}, issuer.key)
     elif case == "expired":
         token = issuer.token(DEVELOP, audience="sts.amazonaws.com", now=NOW - 600, ttl_s=300)
     elif case == "not yet valid":

@@ -24,7 +24,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from labkit.errors import FinalSaveError, SandboxError
 from labkit.sandbox.client import statefile
@@ -182,8 +182,17 @@ def set_iam_enforced(endpoint: str, enforce: bool, timeout: float = 10.0) -> boo
     return bool(answer["previous"])
 
 
-def oidc_issuer(endpoint: str) -> tuple[str, str]:
-    """(URL, thumbprint) of the running sandbox's OIDC issuer, from its status."""
+class OidcIssuer(NamedTuple):
+    """The sandbox's OIDC issuer: its URL (``iss``; the IAM provider's URL), the thumbprint the IAM
+    provider must list, and where it is served (``served_at + "/token"`` hands out tokens)."""
+
+    url: str
+    thumbprint: str
+    served_at: str
+
+
+def oidc_issuer(endpoint: str) -> OidcIssuer:
+    """The running sandbox's OIDC issuer, from its status."""
     data = _ask_status(endpoint)
     oidc = (data or {}).get("oidc")
     if not isinstance(oidc, dict):
@@ -191,7 +200,7 @@ def oidc_issuer(endpoint: str) -> tuple[str, str]:
             f"The sandbox at {endpoint} did not say where its OIDC issuer is.",
             hint="Is it running, and from this checkout? `labkit sandbox status`; restart it if it is older.",
         )
-    return str(oidc["issuer"]), str(oidc["thumbprint"])
+    return OidcIssuer(str(oidc["issuer"]), str(oidc["thumbprint"]), str(oidc["served_at"]))
 
 
 def _control(endpoint: str, path: str, request: dict[str, Any], what: str, hint: str, timeout: float) -> Any:

@@ -1,7 +1,9 @@
 """The sandbox's GitHub-style OIDC issuer, and STS's AssumeRoleWithWebIdentity checking its tokens.
 
-The issuer's URL is the API's endpoint plus :data:`~labkit.sandbox.client.paths.OIDC_PATH`
-(``http://127.0.0.1:PORT/labkit-sandbox/oidc``); below it, the service answers:
+The issuer's URL (its tokens' ``iss``, the IAM OIDC provider's URL) is
+``https://127.0.0.1:PORT/labkit-sandbox/oidc``, because IAM accepts only https issuers; the sandbox
+serves it as plain ``http://127.0.0.1:PORT/labkit-sandbox/oidc`` (its API's endpoint plus
+:data:`~labkit.sandbox.client.paths.OIDC_PATH`), and STS reads its keys in process. Below it:
 
 - ``GET .well-known/openid-configuration`` and ``GET .well-known/jwks``: discovery and keys, as
   GitHub's issuer publishes them;

@@ -263,8 +263,11 @@ class SandboxService:
         self.port = int(self.server.server_address[1])
         os.environ["MOTO_PORT"] = str(self.port)  # moto builds a few URLs (SQS queues) from it
         self.endpoint = f"http://127.0.0.1:{self.port}"
-        # The issuer's URL holds the API's port, which ports.json keeps across restarts.
-        self.issuer = Issuer.load_or_create(paths.root, self.endpoint + OIDC_PATH)
+        # The issuer's URL holds the API's port, which ports.json keeps across restarts. It is an
+        # https URL, as IAM requires of an OIDC provider, served as plain http (labkit.identity.issuer).
+        self.issuer = Issuer.load_or_create(
+            paths.root, f"https://127.0.0.1:{self.port}{OIDC_PATH}", served_at=self.endpoint + OIDC_PATH
+        )
         oidc.install(self.issuer)
         self.api.issuer = self.issuer
         iam.set_enforced(enforce_iam)
@@ -509,7 +512,11 @@ class SandboxService:
             "loaded": self.loaded,
             "restored_locks": self.restored_locks,
             "iam": {"enforced": _iam_enforced()},
-            "oidc": {"issuer": self.issuer.url, "thumbprint": self.issuer.thumbprint},
+            "oidc": {
+                "issuer": self.issuer.url,
+                "served_at": self.issuer.served_at,
+                "thumbprint": self.issuer.thumbprint,
+            },
         }
 
     # --- files ---
