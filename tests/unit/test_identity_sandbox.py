@@ -280,3 +280,24 @@ def test_ci_credentials_in_a_github_actions_job(
     assert isinstance(refused.exception, WebIdentityRejected)  # labkit's main() prints it and exits 1
     assert refused.exception.code == "AccessDenied"
     assert "Not authorized to perform sts:AssumeRoleWithWebIdentity" in refused.exception.message
+
+
+def test_a_dynamodb_transaction_needs_the_action_of_each_item(enforced: boto3.session.Session) -> None:
+    enforced.client("dynamodb").create_table(
+        TableName="ledger",
+        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+        AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
+        BillingMode="PAY_PER_REQUEST",
+    )
+    put_only = user_session(enforced, {"Effect": "Allow", "Action": "dynamodb:PutItem", "Resource": "*"})
+    client = put_only.client("dynamodb")
+    client.transact_write_items(TransactItems=[{"Put": {"TableName": "ledger", "Item": {"pk": {"S": "a"}}}}])
+    with pytest.raises(ClientError) as refused:
+        client.transact_write_items(
+            TransactItems=[
+                {"Put": {"TableName": "ledger", "Item": {"pk": {"S": "b"}}}},
+                {"Delete": {"TableName": "ledger", "Key": {"pk": {"S": "a"}}}},
+            ]
+        )
+    assert refused.value.response["Error"]["Code"] == "AccessDeniedException"
+    assert "dynamodb:DeleteItem" in refused.value.response["Error"]["Message"]
