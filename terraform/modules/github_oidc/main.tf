@@ -72,15 +72,12 @@ resource "aws_iam_role" "deploy" {
 # --- Terraform state and release artifacts -----------------------------------------------------
 
 data "aws_iam_policy_document" "state" {
+  # labkit checks the state bucket with HeadBucket, which needs s3:ListBucket and carries no
+  # s3:prefix, so the listing cannot be limited to a prefix; reading objects still is.
   statement {
-    sid       = "ListOwnStatePrefix"
+    sid       = "ListStateBucket"
     actions   = ["s3:ListBucket"]
     resources = [var.state_bucket_arn]
-    condition {
-      test     = "StringLike"
-      variable = "s3:prefix"
-      values   = [for p in var.state_key_prefixes : "${p}*"]
-    }
   }
 
   statement {
@@ -88,6 +85,15 @@ data "aws_iam_policy_document" "state" {
     # DeleteObject releases the S3-native lock file (use_lockfile).
     actions   = ["s3:GetObject", "s3:PutObject", "s3:DeleteObject"]
     resources = [for p in var.state_key_prefixes : "${var.state_bucket_arn}/${p}*"]
+  }
+
+  dynamic "statement" {
+    for_each = length(var.readable_state_keys) > 0 ? [1] : []
+    content {
+      sid       = "ReadOtherEnvironmentsRanges"
+      actions   = ["s3:GetObject"]
+      resources = [for k in var.readable_state_keys : "${var.state_bucket_arn}/${k}"]
+    }
   }
 
   statement {
@@ -349,15 +355,12 @@ resource "aws_iam_role" "plan" {
 }
 
 data "aws_iam_policy_document" "plan_state" {
+  # labkit checks the state bucket with HeadBucket, which needs s3:ListBucket and carries no
+  # s3:prefix, so the listing cannot be limited to a prefix; reading objects still is.
   statement {
-    sid       = "ListOwnStatePrefix"
+    sid       = "ListStateBucket"
     actions   = ["s3:ListBucket"]
     resources = [var.state_bucket_arn]
-    condition {
-      test     = "StringLike"
-      variable = "s3:prefix"
-      values   = [for p in var.state_key_prefixes : "${p}*"]
-    }
   }
 
   statement {

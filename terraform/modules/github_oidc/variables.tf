@@ -112,6 +112,12 @@ variable "state_key_prefixes" {
   }
 }
 
+variable "readable_state_keys" {
+  description = "Other objects of the state bucket the deploy role may read, not write: labkit refuses a VPC range that overlaps another environment's, which it reads from the other states' vpc_cidr output and the developer environments' claims."
+  type        = list(string)
+  default     = []
+}
+
 variable "lock_table_arn" {
   description = "ARN of the DynamoDB lock table (Terraform before 1.10)."
   type        = string
