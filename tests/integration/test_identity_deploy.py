@@ -1,6 +1,7 @@
 """Issue 14's must-show on the drills' staging stack: a blue/green deploy under the deploy role's
 OIDC credentials with IAM enforced fails no request, and a token for another branch is refused at
-assume-role.
+assume-role. Then the read-only plan role, assumed by a pull request's token, plans staging and may
+change nothing.
 
 ``global`` is applied with a repository, so it creates the OIDC provider (for the sandbox's issuer)
 and the deploy role, which trusts ``repo:OWNER/NAME:environment:staging``. The sandbox enforces IAM
@@ -14,6 +15,7 @@ import time
 from collections.abc import Iterator
 
 import pytest
+from botocore.exceptions import ClientError
 
 from labkit import sandbox
 from labkit.deploy import Controller
@@ -90,8 +92,9 @@ def test_a_deploy_as_the_oidc_role_fails_no_request_and_another_branch_is_refuse
         .endswith(":assumed-role/bglab-staging-deploy/deploy")
     )
     # The role is held to its policies: it may not touch IAM users, say.
-    with pytest.raises(Exception, match="AccessDenied"):
+    with pytest.raises(ClientError) as denied:
         as_role.client("iam").list_users()
+    assert denied.value.response["Error"]["Code"] == "AccessDenied"
 
     ctl = Controller("staging", as_role, say=print)
     with Probe(staging.url, rate=25) as probe:
@@ -101,3 +104,19 @@ def test_a_deploy_as_the_oidc_role_fails_no_request_and_another_branch_is_refuse
     assert record.status == "succeeded", record.reason
     assert int(summary.loc["all", "failed"]) == 0
     assert int(summary.loc["all", "requests"]) > 0
+
+
+def test_a_pull_request_plans_with_the_read_only_role(staging: DrillsStack) -> None:
+    target = staging.target
+    role = str(Stack("global", target).outputs()["github_plan_role_arn"])
+    pull_request = token(staging, event_name="pull_request", ref="refs/pull/7/merge")
+    found = assume_role_with_web_identity(target, role, pull_request, session_name="plan")
+    as_plan = target.as_identity(found.as_target_credentials())
+    assert Stack("staging", as_plan).plan().exit_code == 0  # refreshed and planned: it may read it all
+    asg = str(Stack("staging", target).outputs()["blue_asg_name"])
+    with pytest.raises(ClientError) as refused:
+        as_plan.client("autoscaling").update_auto_scaling_group(AutoScalingGroupName=asg, MinSize=0)
+    assert refused.value.response["Error"]["Code"] == "AccessDenied"
+    deploy_token = token(staging, environment="staging")
+    with pytest.raises(WebIdentityRejected, match="AccessDenied"):
+        assume_role_with_web_identity(target, role, deploy_token, session_name="plan")

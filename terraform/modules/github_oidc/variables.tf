@@ -37,7 +37,7 @@ variable "github_subject" {
 }
 
 variable "oidc_issuer_url" {
-  description = "URL of the OIDC issuer whose tokens the roles admit: GitHub's. labkit's sandbox passes its own issuer's (https://127.0.0.1:PORT/labkit-sandbox/oidc)."
+  description = "URL of the OIDC issuer whose tokens the roles admit: GitHub's. labkit's sandbox passes its own issuer's (https://localhost/labkit-sandbox/oidc)."
   type        = string
   default     = "https://token.actions.githubusercontent.com"
 
