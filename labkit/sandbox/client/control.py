@@ -30,7 +30,7 @@ from labkit.errors import FinalSaveError, SandboxError
 from labkit.sandbox.client import statefile
 from labkit.sandbox.client.leftovers import kill_leftovers
 from labkit.sandbox.client.paths import IAM_PATH, QUOTAS_PATH, STATUS_PATH, SandboxPaths, sandbox_paths
-from labkit.settings import PROJECT_ROOT
+from labkit.settings import PROJECT_ROOT, sandbox_iam_enforced
 
 Reporter = Callable[[str], None]
 
@@ -64,6 +64,9 @@ class SandboxStatus:
     saves: dict[str, Any] = field(default_factory=dict)
     #: The locks the saved state held when the service loaded it.
     restored_locks: list[dict[str, Any]] = field(default_factory=list)
+    #: IAM enforcement (``enforced``) and the OIDC issuer (``issuer``, ``served_at``, ``thumbprint``).
+    iam: dict[str, Any] = field(default_factory=dict)
+    oidc: dict[str, Any] = field(default_factory=dict)
 
     def summary(self) -> str:
         if not self.running:
@@ -101,6 +104,19 @@ class SandboxStatus:
 
     def lock_lines(self) -> list[str]:
         return [f"restored lock: {held['summary']}" for held in self.restored_locks]
+
+    def identity_lines(self) -> list[str]:
+        """Whether IAM is enforced, and where the OIDC issuer is (a running sandbox only)."""
+        lines = []
+        if self.iam:
+            on = self.iam.get("enforced")
+            lines.append("IAM: enforced (labkit's own credentials are the admin)" if on else "IAM: off")
+        if self.oidc:
+            lines.append(
+                f"OIDC issuer: {self.oidc.get('issuer')}, served at {self.oidc.get('served_at')}, "
+                f"thumbprint {self.oidc.get('thumbprint')}"
+            )
+        return lines
 
 
 # --- finding the service ---
@@ -315,6 +331,7 @@ def _prepare_state(paths: SandboxPaths, say: Reporter, *, reset_state: bool, res
 
 
 def _start(paths: SandboxPaths, timeout_s: float, report: Reporter) -> str:
+    sandbox_iam_enforced()  # a bad LABKIT_SANDBOX_IAM is refused here, not in the service's log
     if paths.log_file.exists() and paths.log_file.stat().st_size > LOG_ROTATE_BYTES:
         os.replace(paths.log_file, paths.log_file.with_suffix(".log.1"))
     env = dict(os.environ, LABKIT_SANDBOX_HOME=str(paths.root.resolve()), PYTHONUNBUFFERED="1")
@@ -497,6 +514,8 @@ def status() -> SandboxStatus:
         home=found.get("home"),
         saves=dict(found.get("saves") or {}),
         restored_locks=list(found.get("restored_locks") or []),
+        iam=dict(found.get("iam") or {}),
+        oidc=dict(found.get("oidc") or {}),
     )
 
 
