@@ -16,8 +16,9 @@ and knows nothing of the sandbox's admin. While enforcement is on (:func:`set_en
   keys ``aws:RequestedRegion``, ``aws:PrincipalArn``, ``aws:SecureTransport`` and S3's
   ``s3:prefix``. Other resources are unknown (an ``Allow`` applies whatever its ``Resource``), and
   other condition keys hold: the sandbox proves which *actions* a role needs, not its resource ARNs.
-- **Signatures are not verified**: the caller is known by its access key and session token. (No
-  lesson needs SigV4 checked, and Terraform's streaming S3 uploads would need more of it than moto has.)
+- **Signatures are not verified**: the caller is known by its access key and session token (no
+  lesson is about a wrong secret key, and recomputing SigV4 for every call of every client is not
+  needed to prove what an identity may do).
 - **Each service's own error**: ``AccessDenied`` (query services, CloudWatch), ``AccessDeniedException``
   (JSON services such as DynamoDB), ``UnauthorizedOperation`` (EC2), S3's XML ``AccessDenied``,
   serialized by moto in the protocol of the request.
