@@ -44,6 +44,8 @@ imports nothing from labkit, and every layer imports it.
     │   ├── StateRecoveryError       a state object cannot be restored as asked (ops.state)
     │   └── LockHolderAliveError     the state lock's holder may still run: no force-unlock (ops.locks)
     ├── DrillError                   a drill cannot inject, run or verify (ops.drill)
+    ├── IdentityError                an ID token or credentials cannot be made or used (identity, cli.ci)
+    │   └── WebIdentityRejected      STS refuses an ID token, with AWS's error code (identity.webidentity)
     └── DeliveryError                GitHub's REST API or a webhook refused or failed a call (delivery)
 
 The layers (``lint-imports`` checks them; see ``[tool.importlinter]`` in pyproject.toml), top
@@ -274,6 +276,19 @@ class NameConflictError(RunbookError):
 
 class DrillError(LabkitError):
     """A drill cannot inject its fault, run its runbook or verify the recovery."""
+
+
+class IdentityError(LabkitError):
+    """An ID token cannot be obtained, read or exchanged for credentials."""
+
+
+class WebIdentityRejected(IdentityError):
+    """AssumeRoleWithWebIdentity refuses a token: ``code`` is AWS's error code for the reason
+    (``InvalidIdentityToken``, ``ExpiredTokenException``, ``IDPRejectedClaim``, ``AccessDenied``)."""
+
+    def __init__(self, code: str, message: str, *, hint: str | None = None) -> None:
+        self.code = code
+        super().__init__(message, hint=hint)
 
 
 class DeliveryError(LabkitError):

@@ -13,6 +13,11 @@ can change them with ``os.environ`` (or ``monkeypatch.setenv``) without reloadin
   the checkout's. Code that labkit writes into an environment's root (the ``adopted.tf`` of the
   adopt-or-remove-orphans runbook) then lands in the copy: tests use it so that they never write
   into the folder that other test workers read.
+- ``LABKIT_SANDBOX_IAM`` (:data:`SANDBOX_IAM_ENV`): ``enforce`` (the default) or ``off``, read when
+  the sandbox starts. Enforced, every API call is authorized against the caller's IAM policies
+  (labkit's own credentials are the sandbox's admin: see :mod:`labkit.sandbox.server.iam`); ``off``
+  lets any credentials do anything, as stock moto does. A running sandbox can be switched either
+  way (``labkit.sandbox.set_iam_enforced``).
 """
 
 from __future__ import annotations
@@ -31,6 +36,8 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 RUN_DIR_ENV = "LABKIT_RUN_DIR"
 #: Names a copy of ``terraform/`` to use instead of the checkout's (see :func:`terraform_dir`).
 TERRAFORM_DIR_ENV = "LABKIT_TERRAFORM_DIR"
+#: Whether the sandbox enforces IAM (see :func:`sandbox_iam_enforced`).
+SANDBOX_IAM_ENV = "LABKIT_SANDBOX_IAM"
 
 
 def labkit_home() -> Path:
@@ -82,3 +89,16 @@ def user_at_host() -> str:
     except (KeyError, OSError):  # no passwd entry in some containers
         user = "unknown"
     return f"{user}@{socket.gethostname()}"
+
+
+def sandbox_iam_enforced() -> bool:
+    """Whether a sandbox that starts now enforces IAM (``LABKIT_SANDBOX_IAM``: enforce, the default,
+    or off)."""
+    value = os.environ.get(SANDBOX_IAM_ENV, "").strip().lower() or "enforce"
+    if value not in ("enforce", "off"):
+        raise ConfigError(
+            f"{SANDBOX_IAM_ENV} is set to {value!r}.",
+            hint="Set it to enforce (IAM policies decide every call) or off (any credentials may do "
+            "anything).",
+        )
+    return value == "enforce"

@@ -15,6 +15,7 @@ from typing import Annotated
 import typer
 
 from labkit.cli.app import app_cli
+from labkit.cli.ci import ci_app
 from labkit.cli.context import EXIT_CODES_TEXT, ExitCode, TargetChoice, Where, exit_code_for
 from labkit.cli.delivery import github_app, notify_app
 from labkit.cli.deploy import deploy_app, rollback
@@ -61,6 +62,7 @@ app.add_typer(deploy_app, name="deploy")
 app.command()(rollback)
 app.add_typer(runbook_app, name="runbook")
 app.add_typer(drill_app, name="drill")
+app.add_typer(ci_app, name="ci")
 app.add_typer(github_app, name="github")
 app.add_typer(notify_app, name="notify")
 

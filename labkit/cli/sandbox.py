@@ -54,7 +54,7 @@ def status(as_json: AsJson = False) -> None:
             raise typer.Exit(ExitCode.ERROR)
         return
     typer.echo(current.summary())
-    for line in current.save_lines() + current.lock_lines():
+    for line in current.save_lines() + current.lock_lines() + current.identity_lines():
         typer.echo(line)
     for instance in current.instances:
         port = instance.get("port") or "-"

@@ -12,6 +12,8 @@ One background service per LABKIT_HOME (``labkit sandbox up``), its files under
 - :func:`alb_url`: an ALB's DNS name to the loopback URL of its HTTP listener.
 - :func:`instances`: each instance's app process (port, pid, state), e.g. to crash one in a lesson.
 - :func:`set_quota`: a service quota's value, lowered or raised (drills; AWS has no such API).
+- :func:`set_iam_enforced`: IAM enforcement switched on or off in the running sandbox;
+  :func:`oidc_issuer`: the URL and thumbprint of its OIDC issuer.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from typing import Any
 
 from labkit.errors import TargetError
 from labkit.sandbox.client.control import (
+    OidcIssuer,
     SandboxStatus,
     alb_url,
     down,
@@ -30,6 +33,8 @@ from labkit.sandbox.client.control import (
     up,
     warn_if_unsaved,
 )
+from labkit.sandbox.client.control import oidc_issuer as _oidc_issuer
+from labkit.sandbox.client.control import set_iam_enforced as _set_iam_enforced
 from labkit.sandbox.client.control import set_quota as _set_quota
 from labkit.target import Target, check_sandbox_region, sandbox
 
@@ -71,12 +76,30 @@ def set_quota(target: Target, quota_code: str, value: float) -> float:
     return _set_quota(target.endpoint_url, target.region, quota_code, value)
 
 
+def set_iam_enforced(target: Target, enforce: bool) -> bool:
+    """Switch IAM enforcement of the sandbox ``target`` on or off; whether it was on."""
+    return _set_iam_enforced(_sandbox_endpoint(target, "IAM enforcement"), enforce)
+
+
+def oidc_issuer(target: Target) -> OidcIssuer:
+    """The OIDC issuer of the sandbox ``target``: its URL and thumbprint are what an IAM OIDC provider
+    for it holds; ``served_at + "/token"`` hands out its tokens (as Actions' token request URL)."""
+    return _oidc_issuer(_sandbox_endpoint(target, "An OIDC issuer"))
+
+
+def _sandbox_endpoint(target: Target, what: str) -> str:
+    if not target.is_sandbox or target.endpoint_url is None:
+        raise TargetError(f"{what} is the sandbox's own: {target.name} has none.", hint="Use the sandbox.")
+    return target.endpoint_url
+
+
 def instances() -> list[dict[str, Any]]:
     """The running sandbox's instance apps: instance_id, color, version, state, port, pid, folder."""
     return status().instances
 
 
 __all__ = [
+    "OidcIssuer",
     "SandboxStatus",
     "alb_url",
     "describe_status",
@@ -84,7 +107,9 @@ __all__ = [
     "ensure_up",
     "instances",
     "log_tail",
+    "oidc_issuer",
     "reset",
+    "set_iam_enforced",
     "set_quota",
     "status",
     "target",

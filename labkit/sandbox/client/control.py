@@ -24,13 +24,13 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from labkit.errors import FinalSaveError, SandboxError
 from labkit.sandbox.client import statefile
 from labkit.sandbox.client.leftovers import kill_leftovers
-from labkit.sandbox.client.paths import QUOTAS_PATH, STATUS_PATH, SandboxPaths, sandbox_paths
-from labkit.settings import PROJECT_ROOT
+from labkit.sandbox.client.paths import IAM_PATH, QUOTAS_PATH, STATUS_PATH, SandboxPaths, sandbox_paths
+from labkit.settings import PROJECT_ROOT, sandbox_iam_enforced
 
 Reporter = Callable[[str], None]
 
@@ -64,6 +64,9 @@ class SandboxStatus:
     saves: dict[str, Any] = field(default_factory=dict)
     #: The locks the saved state held when the service loaded it.
     restored_locks: list[dict[str, Any]] = field(default_factory=list)
+    #: IAM enforcement (``enforced``) and the OIDC issuer (``issuer``, ``served_at``, ``thumbprint``).
+    iam: dict[str, Any] = field(default_factory=dict)
+    oidc: dict[str, Any] = field(default_factory=dict)
 
     def summary(self) -> str:
         if not self.running:
@@ -101,6 +104,19 @@ class SandboxStatus:
 
     def lock_lines(self) -> list[str]:
         return [f"restored lock: {held['summary']}" for held in self.restored_locks]
+
+    def identity_lines(self) -> list[str]:
+        """Whether IAM is enforced, and where the OIDC issuer is (a running sandbox only)."""
+        lines = []
+        if self.iam:
+            on = self.iam.get("enforced")
+            lines.append("IAM: enforced (labkit's own credentials are the admin)" if on else "IAM: off")
+        if self.oidc:
+            lines.append(
+                f"OIDC issuer: {self.oidc.get('issuer')}, served at {self.oidc.get('served_at')}, "
+                f"thumbprint {self.oidc.get('thumbprint')}"
+            )
+        return lines
 
 
 # --- finding the service ---
@@ -164,26 +180,62 @@ def _ask_status(endpoint: str, timeout: float = 3.0) -> dict[str, Any] | None:
 def set_quota(endpoint: str, region: str, quota_code: str, value: float, timeout: float = 10.0) -> float:
     """Set the sandbox's quota ``quota_code`` in ``region`` to ``value`` (lower or higher: the
     sandbox's control path, for drills); the value it had."""
+    answer = _control(
+        endpoint,
+        QUOTAS_PATH,
+        {"region": region, "quota_code": quota_code, "value": value},
+        f"set quota {quota_code} to {value:g}",
+        "Quota codes it tracks: labkit.infra.quotas.QUOTAS.",
+        timeout,
+    )
+    return float(answer["previous"])
+
+
+def set_iam_enforced(endpoint: str, enforce: bool, timeout: float = 10.0) -> bool:
+    """Switch the running sandbox's IAM enforcement on or off; whether it was on."""
+    verb = "enforce IAM" if enforce else "stop enforcing IAM"
+    answer = _control(endpoint, IAM_PATH, {"enforce": enforce}, verb, "See the sandbox's log.", timeout)
+    return bool(answer["previous"])
+
+
+class OidcIssuer(NamedTuple):
+    """The sandbox's OIDC issuer: its URL (``iss``; the IAM provider's URL), the thumbprint the IAM
+    provider must list, and where it is served (``served_at + "/token"`` hands out tokens)."""
+
+    url: str
+    thumbprint: str
+    served_at: str
+
+
+def oidc_issuer(endpoint: str) -> OidcIssuer:
+    """The running sandbox's OIDC issuer, from its status."""
+    data = _ask_status(endpoint)
+    oidc = (data or {}).get("oidc")
+    if not isinstance(oidc, dict):
+        raise SandboxError(
+            f"The sandbox at {endpoint} did not say where its OIDC issuer is.",
+            hint="Is it running, and from this checkout? `labkit sandbox status`; restart it if it is older.",
+        )
+    return OidcIssuer(str(oidc["issuer"]), str(oidc["thumbprint"]), str(oidc["served_at"]))
+
+
+def _control(endpoint: str, path: str, request: dict[str, Any], what: str, hint: str, timeout: float) -> Any:
+    """POST ``request`` to one of the service's control paths; its JSON answer."""
     host, _, port = endpoint.removeprefix("http://").partition(":")
     conn = http.client.HTTPConnection(host, int(port), timeout=timeout)
-    body = json.dumps({"region": region, "quota_code": quota_code, "value": value})
     try:
-        conn.request("POST", QUOTAS_PATH, body=body, headers={"Content-Type": "application/json"})
+        conn.request("POST", path, body=json.dumps(request), headers={"Content-Type": "application/json"})
         response = conn.getresponse()
         answer = json.loads(response.read() or b"{}")
     except (OSError, ValueError, http.client.HTTPException) as exc:
         raise SandboxError(
-            f"The sandbox at {endpoint} did not set quota {quota_code}: {exc}",
-            hint="Is it running? `labkit sandbox status`.",
+            f"The sandbox at {endpoint} did not {what}: {exc}", hint="Is it running? `labkit sandbox status`."
         ) from exc
     finally:
         conn.close()
     if response.status != 200:
-        raise SandboxError(
-            f"The sandbox refused to set quota {quota_code} to {value:g}: {answer.get('error')}",
-            hint="Quota codes it tracks: labkit.infra.quotas.QUOTAS.",
-        )
-    return float(answer["previous"])
+        raise SandboxError(f"The sandbox refused to {what}: {answer.get('error')}", hint=hint)
+    return answer
 
 
 def _running(paths: SandboxPaths) -> dict[str, Any] | None:
@@ -279,6 +331,7 @@ def _prepare_state(paths: SandboxPaths, say: Reporter, *, reset_state: bool, res
 
 
 def _start(paths: SandboxPaths, timeout_s: float, report: Reporter) -> str:
+    sandbox_iam_enforced()  # a bad LABKIT_SANDBOX_IAM is refused here, not in the service's log
     if paths.log_file.exists() and paths.log_file.stat().st_size > LOG_ROTATE_BYTES:
         os.replace(paths.log_file, paths.log_file.with_suffix(".log.1"))
     env = dict(os.environ, LABKIT_SANDBOX_HOME=str(paths.root.resolve()), PYTHONUNBUFFERED="1")
@@ -461,6 +514,8 @@ def status() -> SandboxStatus:
         home=found.get("home"),
         saves=dict(found.get("saves") or {}),
         restored_locks=list(found.get("restored_locks") or []),
+        iam=dict(found.get("iam") or {}),
+        oidc=dict(found.get("oidc") or {}),
     )
 
 

@@ -30,6 +30,10 @@ STATUS_PATH = "/labkit-sandbox/status"
 #: The service's control path for quota values (POST JSON ``{"region", "quota_code", "value"}``):
 #: how a drill lowers a quota, which no AWS API can (raising one is ``RequestServiceQuotaIncrease``).
 QUOTAS_PATH = "/labkit-sandbox/quotas"
+#: The control path for IAM enforcement (POST JSON ``{"enforce": true|false}``).
+IAM_PATH = "/labkit-sandbox/iam"
+#: The sandbox's OIDC issuer lives below this path of the API's endpoint (labkit.sandbox.server.oidc).
+OIDC_PATH = "/labkit-sandbox/oidc"
 
 
 @dataclass(frozen=True)

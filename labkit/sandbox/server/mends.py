@@ -31,6 +31,10 @@ service and a test's ``ThreadedMotoServer`` alike (call it before the first requ
   (stock moto reads, checks and stores separately, so two racing conditional writes could both
   succeed: the deployment lock's fencing depends on it).
 
+- IAM (:mod:`.iam`): when enforced, every call is authorized against the caller's policies and
+  refused in the service's own error format; STS's AssumeRoleWithWebIdentity validates its token
+  against the sandbox's OIDC issuer, the IAM OIDC provider and the role's trust policy (:mod:`.oidc`).
+
 Metric alarms are evaluated by :mod:`labkit.sandbox.server.cloudwatch`, which the caller runs periodically.
 """
 
@@ -43,7 +47,7 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from labkit.sandbox.server import quotas
+from labkit.sandbox.server import iam, oidc, quotas
 from labkit.sandbox.server.topology import TargetHealthReport
 
 #: What the data plane observed for (target group ARN, target id); None when it has no word yet.
@@ -70,6 +74,8 @@ def apply_mends(target_health: HealthSource | None) -> None:
         _mend_cloudwatch()
         _mend_autoscaling()
         _mend_dynamodb()
+        iam.mend(_patch)  # inert until iam.set_enforced(True)
+        oidc.mend(_patch)
         quotas.mend(_patch)  # last: it wraps what the mends above left
         _applied = True
 

@@ -17,6 +17,9 @@ The API answers only requests whose Host is a loopback name (no DNS rebinding fr
 without moto's global CORS headers. ``GET /labkit-sandbox/status`` answers with the service's
 status as JSON: what it serves, its saves, and the locks it restored from the saved state.
 ``POST /labkit-sandbox/quotas`` sets a region's quota value (:mod:`.quotas`: how a drill lowers one).
+``POST /labkit-sandbox/iam`` switches IAM enforcement (:mod:`.iam`; ``LABKIT_SANDBOX_IAM`` sets it at
+start), and ``/labkit-sandbox/oidc/...`` is the sandbox's OIDC issuer (:mod:`.oidc`), whose key and
+CA certificate are kept in the sandbox's folder.
 """
 
 from __future__ import annotations
@@ -39,6 +42,8 @@ from urllib.parse import parse_qs
 from labkit.errors import LabkitError
 from labkit.sandbox.client import statefile
 from labkit.sandbox.client.paths import (
+    IAM_PATH,
+    OIDC_PATH,
     QUOTAS_PATH,
     STATUS_PATH,
     SandboxPaths,
@@ -75,7 +80,8 @@ class _Api:
 
     ``on_write(sync)`` is called after every request that may change state, under the lock;
     ``sync`` is True when Terraform released a state lock (the end of a Terraform run).
-    ``set_quota(request)`` answers the quotas control path (called under the lock).
+    ``set_quota(request)`` and ``set_iam(request)`` answer the quotas and IAM control paths (called
+    under the lock); ``issuer`` answers the OIDC issuer's paths (no lock: it reads no model).
     """
 
     def __init__(
@@ -85,12 +91,16 @@ class _Api:
         status: Callable[[], dict[str, Any]],
         on_write: Callable[[bool], None],
         set_quota: Callable[[dict[str, Any]], dict[str, Any]],
+        set_iam: Callable[[dict[str, Any]], dict[str, Any]],
     ) -> None:
         self._moto = moto_app
         self._lock = lock
         self._status = status
         self._on_write = on_write
         self._set_quota = set_quota
+        self._set_iam = set_iam
+        #: The OIDC issuer (labkit.identity.issuer.Issuer), set once the API's port is known.
+        self.issuer: Any = None
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         host = str(environ.get("HTTP_HOST") or "")
@@ -106,8 +116,15 @@ class _Api:
             headers = [("Content-Type", "application/json"), ("Content-Length", str(len(body)))]
             start_response("200 OK", headers)
             return [body]
-        if environ.get("PATH_INFO") == QUOTAS_PATH and environ.get("REQUEST_METHOD") == "POST":
-            return self._control(environ, start_response)
+        path = str(environ.get("PATH_INFO") or "")
+        if path == QUOTAS_PATH and environ.get("REQUEST_METHOD") == "POST":
+            return self._control(environ, start_response, self._set_quota)
+        if path == IAM_PATH and environ.get("REQUEST_METHOD") == "POST":
+            return self._control(environ, start_response, self._set_iam)
+        if path.startswith(OIDC_PATH + "/") and environ.get("REQUEST_METHOD") == "GET" and self.issuer:
+            from labkit.sandbox.server import oidc
+
+            return oidc.serve(self.issuer, path.removeprefix(OIDC_PATH), environ, start_response)
         writes, sync = _classify(environ)
         with self._lock:
             result = self._moto(environ, start_response)
@@ -120,11 +137,16 @@ class _Api:
                 if writes:
                     self._on_write(sync)
 
-    def _control(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+    def _control(
+        self,
+        environ: dict[str, Any],
+        start_response: StartResponse,
+        handler: Callable[[dict[str, Any]], dict[str, Any]],
+    ) -> Iterable[bytes]:
         try:
             request = json.loads(_peek_body(environ) or b"{}")
             with self._lock:
-                answer = self._set_quota(request)
+                answer = handler(request)
                 self._on_write(False)
             status = "200 OK"
         except (ValueError, KeyError, TypeError) as exc:
@@ -182,13 +204,16 @@ class SandboxService:
         )
         from werkzeug.serving import make_server
 
+        from labkit.identity.issuer import Issuer
         from labkit.sandbox.client.leftovers import kill_leftovers
-        from labkit.sandbox.server import mends, persistence
+        from labkit.sandbox.server import iam, mends, oidc, persistence
         from labkit.sandbox.server.instance_view import read_artifact
         from labkit.sandbox.server.instances import InstanceApps
         from labkit.sandbox.server.lb import LoadBalancerPlane
         from labkit.sandbox.server.locks import find_locks
+        from labkit.settings import sandbox_iam_enforced
 
+        enforce_iam = sandbox_iam_enforced()  # a bad setting stops the start before anything runs
         self.paths = paths
         self.lock = threading.RLock()
         self.stopping = threading.Event()
@@ -233,11 +258,16 @@ class SandboxService:
             draining=self._draining,
         )
         moto_app = DomainDispatcherApplication(create_backend_app)
-        self.api = _Api(moto_app, self.lock, self.status, self._written, self._set_quota)
+        self.api = _Api(moto_app, self.lock, self.status, self._written, self._set_quota, self._set_iam)
         self.server = self._bind(make_server, MotoRequestHandler)
         self.port = int(self.server.server_address[1])
         os.environ["MOTO_PORT"] = str(self.port)  # moto builds a few URLs (SQS queues) from it
         self.endpoint = f"http://127.0.0.1:{self.port}"
+        self.issuer = Issuer.load_or_create(paths.root, oidc.ISSUER_URL, served_at=self.endpoint + OIDC_PATH)
+        oidc.install(self.issuer)
+        self.api.issuer = self.issuer
+        iam.set_enforced(enforce_iam)
+        log.info("IAM %s; OIDC issuer %s", "enforced" if enforce_iam else "not enforced", self.issuer.url)
 
     # --- start and stop ---
 
@@ -443,6 +473,16 @@ class SandboxService:
         previous = quotas.set_applied(DEFAULT_ACCOUNT_ID, region, code, value)
         return {"region": region, "quota_code": code, "value": value, "previous": previous}
 
+    @staticmethod
+    def _set_iam(request: dict[str, Any]) -> dict[str, Any]:
+        """The IAM control path: ``{"enforce": bool}`` switches enforcement (under the lock)."""
+        from labkit.sandbox.server import iam
+
+        enforce = request["enforce"]
+        if not isinstance(enforce, bool):
+            raise TypeError("enforce must be true or false")
+        return {"enforce": enforce, "previous": iam.set_enforced(enforce)}
+
     def _observed_health(self, group_arn: str, target_id: str) -> Any:
         return self.plane.health(group_arn, target_id)
 
@@ -467,6 +507,12 @@ class SandboxService:
             "saves": dict(self.saves, unsaved_changes=self._dirty_since is not None),
             "loaded": self.loaded,
             "restored_locks": self.restored_locks,
+            "iam": {"enforced": _iam_enforced()},
+            "oidc": {
+                "issuer": self.issuer.url,
+                "served_at": self.issuer.served_at,
+                "thumbprint": self.issuer.thumbprint,
+            },
         }
 
     # --- files ---
@@ -483,6 +529,12 @@ class SandboxService:
         tmp = path.with_suffix(".tmp")
         tmp.write_text(json.dumps(data, indent=2, sort_keys=True))
         os.replace(tmp, path)
+
+
+def _iam_enforced() -> bool:
+    from labkit.sandbox.server import iam
+
+    return iam.enforced()
 
 
 def main() -> None:

@@ -81,11 +81,17 @@ module "github_oidc" {
   github_repository    = var.github_repository
   github_subject       = var.github_subject
   create_oidc_provider = var.create_oidc_provider
+  oidc_issuer_url      = var.github_oidc_issuer_url
+  oidc_thumbprints     = var.github_oidc_thumbprints
   managed_name_prefix  = "${var.project}-staging"
+  plan_role_name       = "${var.project}-staging-plan"
 
-  state_bucket_arn    = module.state_backend.bucket_arn
-  state_key_prefixes  = ["staging/"]
+  state_bucket_arn   = module.state_backend.bucket_arn
+  state_key_prefixes = ["staging/"]
+  # A staging plan reads production's VPC range and the developer environments' claims (labkit.infra.stack.vpc_cidrs).
+  readable_state_keys = ["production/terraform.tfstate", "labkit/dev-environments/environments/*"]
   lock_table_arn      = module.state_backend.lock_table_arn
   state_kms_key_arn   = module.state_backend.kms_key_arn
   artifact_bucket_arn = module.artifact_hardening.bucket_arn
+  ledger_table_arn    = aws_dynamodb_table.ledger.arn
 }

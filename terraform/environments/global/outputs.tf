@@ -38,6 +38,11 @@ output "github_deploy_role_arn" {
   value       = one(module.github_oidc[*].role_arn)
 }
 
+output "github_plan_role_arn" {
+  description = "ARN of the read-only role that pull request workflows assume to plan, or null."
+  value       = one(module.github_oidc[*].plan_role_arn)
+}
+
 output "github_trusted_subject" {
   description = "The one OIDC token subject the deploy role admits, or null."
   value       = one(module.github_oidc[*].trusted_subject)

@@ -70,6 +70,18 @@ variable "github_subject" {
   default = { environment = "staging" }
 }
 
+variable "github_oidc_issuer_url" {
+  description = "The OIDC issuer whose tokens the GitHub roles admit: GitHub's. In the sandbox, the sandbox's own issuer (labkit.sandbox.oidc_issuer: https://localhost/labkit-sandbox/oidc)."
+  type        = string
+  default     = "https://token.actions.githubusercontent.com"
+}
+
+variable "github_oidc_thumbprints" {
+  description = "Thumbprints of the issuer's top CA certificate for the OIDC provider (GitHub's by default; the sandbox's issuer has its own)."
+  type        = list(string)
+  default     = ["6938fd4d98bab03faadb97b34396831e3780aea1", "1c58a3a8518e8759bf075b76b750d4f2df264fcd"]
+}
+
 variable "create_oidc_provider" {
   description = "Create the account's GitHub OIDC provider; false when the account already has one (there can be only one per URL)."
   type        = bool

@@ -1,13 +1,15 @@
 # GitHub Actions deploys with short-lived credentials: the account trusts GitHub's OIDC issuer, and
 # one role admits tokens from one repository and one branch or environment only. Its policy covers
-# what a staging plan and apply need, and no more than the stack's resource types and names allow.
+# what a staging plan, apply and blue/green deploy need, and no more than the stack's resource types
+# and names allow. A second, read-only role plans pull requests.
 
 data "aws_caller_identity" "current" {}
 data "aws_partition" "current" {}
 data "aws_region" "current" {}
 
 locals {
-  issuer  = "token.actions.githubusercontent.com"
+  # IAM keys providers and condition keys by the issuer URL without its scheme.
+  issuer  = trimsuffix(replace(var.oidc_issuer_url, "/^https?:///", ""), "/")
   subject = var.github_subject.environment != null ? "repo:${var.github_repository}:environment:${var.github_subject.environment}" : "repo:${var.github_repository}:ref:refs/heads/${var.github_subject.branch}"
 
   partition = data.aws_partition.current.partition
@@ -21,17 +23,17 @@ locals {
 resource "aws_iam_openid_connect_provider" "github" {
   count = var.create_oidc_provider ? 1 : 0
 
-  url            = "https://${local.issuer}"
+  url            = var.oidc_issuer_url
   client_id_list = ["sts.amazonaws.com"]
   # AWS validates GitHub's certificate against its own CA library; IAM still requires a thumbprint.
-  thumbprint_list = ["6938fd4d98bab03faadb97b34396831e3780aea1", "1c58a3a8518e8759bf075b76b750d4f2df264fcd"]
+  thumbprint_list = var.oidc_thumbprints
 
   tags = var.tags
 }
 
 data "aws_iam_openid_connect_provider" "github" {
   count = var.create_oidc_provider ? 0 : 1
-  url   = "https://${local.issuer}"
+  url   = var.oidc_issuer_url
 }
 
 data "aws_iam_policy_document" "trust" {
@@ -70,15 +72,12 @@ resource "aws_iam_role" "deploy" {
 # --- Terraform state and release artifacts -----------------------------------------------------
 
 data "aws_iam_policy_document" "state" {
+  # labkit checks the state bucket with HeadBucket, which needs s3:ListBucket and carries no
+  # s3:prefix, so the listing cannot be limited to a prefix; reading objects still is.
   statement {
-    sid       = "ListOwnStatePrefix"
+    sid       = "ListStateBucket"
     actions   = ["s3:ListBucket"]
     resources = [var.state_bucket_arn]
-    condition {
-      test     = "StringLike"
-      variable = "s3:prefix"
-      values   = [for p in var.state_key_prefixes : "${p}*"]
-    }
   }
 
   statement {
@@ -86,6 +85,15 @@ data "aws_iam_policy_document" "state" {
     # DeleteObject releases the S3-native lock file (use_lockfile).
     actions   = ["s3:GetObject", "s3:PutObject", "s3:DeleteObject"]
     resources = [for p in var.state_key_prefixes : "${var.state_bucket_arn}/${p}*"]
+  }
+
+  dynamic "statement" {
+    for_each = length(var.readable_state_keys) > 0 ? [1] : []
+    content {
+      sid       = "ReadOtherEnvironmentsRanges"
+      actions   = ["s3:GetObject"]
+      resources = [for k in var.readable_state_keys : "${var.state_bucket_arn}/${k}"]
+    }
   }
 
   statement {
@@ -113,6 +121,24 @@ data "aws_iam_policy_document" "state" {
   }
 }
 
+# The deploy controller's ledger: deployments, their events and the environment's lock.
+data "aws_iam_policy_document" "ledger" {
+  statement {
+    sid = "DeploymentLedger"
+    actions = [
+      "dynamodb:DescribeTable", "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem",
+      "dynamodb:DeleteItem", "dynamodb:Query", "dynamodb:ConditionCheckItem",
+    ]
+    resources = [var.ledger_table_arn]
+  }
+}
+
+resource "aws_iam_role_policy" "ledger" {
+  name   = "deployment-ledger"
+  role   = aws_iam_role.deploy.id
+  policy = data.aws_iam_policy_document.ledger.json
+}
+
 resource "aws_iam_role_policy" "state" {
   name   = "terraform-state-and-releases"
   role   = aws_iam_role.deploy.id
@@ -130,6 +156,8 @@ data "aws_iam_policy_document" "read" {
       "elasticloadbalancing:Describe*",
       "autoscaling:Describe*",
       "cloudwatch:DescribeAlarms",
+      # The deploy's analysis gate reads the load balancer's metrics.
+      "cloudwatch:GetMetricStatistics",
       "cloudwatch:GetDashboard",
       "cloudwatch:ListDashboards",
       "cloudwatch:ListTagsForResource",
@@ -287,4 +315,151 @@ resource "aws_iam_role_policy" "write" {
   name   = "change-stack"
   role   = aws_iam_role.deploy.id
   policy = data.aws_iam_policy_document.write.json
+}
+
+# --- planning pull requests (read-only) --------------------------------------------------------
+
+data "aws_iam_policy_document" "plan_trust" {
+  statement {
+    sid     = "GitHubActionsPullRequestsOfOneRepo"
+    actions = ["sts:AssumeRoleWithWebIdentity"]
+
+    principals {
+      type        = "Federated"
+      identifiers = [local.oidc_provider_arn]
+    }
+
+    condition {
+      test     = "StringEquals"
+      variable = "${local.issuer}:aud"
+      values   = ["sts.amazonaws.com"]
+    }
+
+    condition {
+      test     = "StringEquals"
+      variable = "${local.issuer}:sub"
+      values   = ["repo:${var.github_repository}:pull_request"]
+    }
+  }
+}
+
+resource "aws_iam_role" "plan" {
+  count = var.plan_role_name != null ? 1 : 0
+
+  name                 = var.plan_role_name
+  description          = "GitHub Actions plans pull requests of ${var.github_repository} (read-only)"
+  assume_role_policy   = data.aws_iam_policy_document.plan_trust.json
+  max_session_duration = 3600
+
+  tags = var.tags
+}
+
+data "aws_iam_policy_document" "plan_state" {
+  # labkit checks the state bucket with HeadBucket, which needs s3:ListBucket and carries no
+  # s3:prefix, so the listing cannot be limited to a prefix; reading objects still is.
+  statement {
+    sid       = "ListStateBucket"
+    actions   = ["s3:ListBucket"]
+    resources = [var.state_bucket_arn]
+  }
+
+  statement {
+    sid     = "ReadStates"
+    actions = ["s3:GetObject"]
+    resources = concat(
+      [for p in var.state_key_prefixes : "${var.state_bucket_arn}/${p}*"],
+      [for k in var.readable_state_keys : "${var.state_bucket_arn}/${k}"],
+    )
+  }
+
+  # A plan takes the S3-native state lock: it writes and deletes the lock object, nothing else.
+  statement {
+    sid       = "StateLockFile"
+    actions   = ["s3:PutObject", "s3:DeleteObject"]
+    resources = [for p in var.state_key_prefixes : "${var.state_bucket_arn}/${p}*.tflock"]
+  }
+
+  statement {
+    sid       = "DecryptState"
+    actions   = ["kms:Decrypt", "kms:DescribeKey"]
+    resources = [var.state_kms_key_arn]
+  }
+
+  statement {
+    sid       = "ListReleases"
+    actions   = ["s3:ListBucket", "s3:GetObject"]
+    resources = [var.artifact_bucket_arn, "${var.artifact_bucket_arn}/releases/*"]
+  }
+}
+
+# What a plan reads of the stack's own named resources: the read actions of the deploy role's
+# write statements, with the same resource limits.
+data "aws_iam_policy_document" "plan_own_resources" {
+  statement {
+    sid = "ReadOwnRolesAndInstanceProfiles"
+    actions = [
+      "iam:GetRole", "iam:GetRolePolicy", "iam:ListRolePolicies", "iam:ListAttachedRolePolicies",
+      "iam:ListInstanceProfilesForRole", "iam:GetInstanceProfile",
+    ]
+    resources = [
+      "arn:${local.partition}:iam::${local.account}:role/${local.prefix}-*",
+      "arn:${local.partition}:iam::${local.account}:instance-profile/${local.prefix}-*",
+    ]
+  }
+
+  statement {
+    sid = "ReadOwnAlarmTopics"
+    actions = [
+      "sns:GetTopicAttributes", "sns:GetSubscriptionAttributes", "sns:ListSubscriptionsByTopic",
+      "sns:ListTagsForResource",
+    ]
+    resources = ["arn:${local.partition}:sns:${local.region}:${local.account}:${local.prefix}-*"]
+  }
+
+  statement {
+    sid       = "ReadOwnKeysThroughTheirAlias"
+    actions   = ["kms:DescribeKey", "kms:GetKeyPolicy", "kms:GetKeyRotationStatus", "kms:ListResourceTags"]
+    resources = ["arn:${local.partition}:kms:${local.region}:${local.account}:key/*"]
+    condition {
+      test     = "StringLike"
+      variable = "kms:ResourceAliases"
+      values   = ["alias/${local.prefix}-*"]
+    }
+  }
+
+  statement {
+    sid       = "ReadOwnLogGroups"
+    actions   = ["logs:ListTagsForResource"]
+    resources = ["arn:${local.partition}:logs:${local.region}:${local.account}:log-group:/vpc/${local.prefix}*"]
+  }
+
+  statement {
+    sid       = "ReadOwnBudget"
+    actions   = ["budgets:ViewBudget", "budgets:ListTagsForResource"]
+    resources = ["arn:${local.partition}:budgets::${local.account}:budget/${local.prefix}-*"]
+  }
+}
+
+resource "aws_iam_role_policy" "plan_own_resources" {
+  count = var.plan_role_name != null ? 1 : 0
+
+  name   = "read-own-resources"
+  role   = aws_iam_role.plan[0].id
+  policy = data.aws_iam_policy_document.plan_own_resources.json
+}
+
+resource "aws_iam_role_policy" "plan_state" {
+  count = var.plan_role_name != null ? 1 : 0
+
+  name   = "read-terraform-state"
+  role   = aws_iam_role.plan[0].id
+  policy = data.aws_iam_policy_document.plan_state.json
+}
+
+resource "aws_iam_role_policy" "plan_read" {
+  count = var.plan_role_name != null ? 1 : 0
+
+  name   = "read-stack"
+  role   = aws_iam_role.plan[0].id
+  policy = data.aws_iam_policy_document.read.json
 }

@@ -17,3 +17,8 @@ output "trusted_subject" {
   description = "The one token subject the role admits, e.g. repo:owner/name:environment:staging."
   value       = local.subject
 }
+
+output "plan_role_arn" {
+  description = "ARN of the read-only plan role for pull requests, or null without plan_role_name."
+  value       = one(aws_iam_role.plan[*].arn)
+}

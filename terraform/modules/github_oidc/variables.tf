@@ -36,6 +36,39 @@ variable "github_subject" {
   }
 }
 
+variable "oidc_issuer_url" {
+  description = "URL of the OIDC issuer whose tokens the roles admit: GitHub's. labkit's sandbox passes its own issuer's (https://localhost/labkit-sandbox/oidc)."
+  type        = string
+  default     = "https://token.actions.githubusercontent.com"
+
+  validation {
+    condition     = can(regex("^https://[A-Za-z0-9.-]+(:[0-9]+)?(/[A-Za-z0-9._~-]+)*$", var.oidc_issuer_url))
+    error_message = "oidc_issuer_url must be an https URL without a trailing slash, such as https://token.actions.githubusercontent.com: IAM accepts no other scheme, and a token's iss must match it exactly."
+  }
+}
+
+variable "oidc_thumbprints" {
+  description = "SHA-1 thumbprints of the issuer's top CA certificate, as IAM stores them. AWS checks GitHub's against its own CA library and ignores these; the sandbox checks its issuer's (labkit.sandbox.oidc_issuer)."
+  type        = list(string)
+  default     = ["6938fd4d98bab03faadb97b34396831e3780aea1", "1c58a3a8518e8759bf075b76b750d4f2df264fcd"]
+
+  validation {
+    condition     = length(var.oidc_thumbprints) >= 1 && length(var.oidc_thumbprints) <= 5 && alltrue([for t in var.oidc_thumbprints : can(regex("^[0-9a-fA-F]{40}$", t))])
+    error_message = "oidc_thumbprints must be 1-5 SHA-1 fingerprints of 40 hex digits each (IAM's limits)."
+  }
+}
+
+variable "ledger_table_arn" {
+  description = "ARN of the deployment ledger table, which the deploy controller reads and writes."
+  type        = string
+}
+
+variable "plan_role_name" {
+  description = "Name of a read-only role that pull request workflows of github_repository assume to plan (sub repo:OWNER/NAME:pull_request); null creates none."
+  type        = string
+  default     = null
+}
+
 variable "create_oidc_provider" {
   description = "Create the account's OIDC provider for token.actions.githubusercontent.com. An account can hold only one per URL: set false when it already exists, and the module looks it up."
   type        = bool
@@ -77,6 +110,12 @@ variable "state_key_prefixes" {
     condition     = length(var.state_key_prefixes) > 0 && alltrue([for p in var.state_key_prefixes : endswith(p, "/") && !startswith(p, "/")])
     error_message = "state_key_prefixes must be non-empty folder prefixes such as \"staging/\" (ending in /, not starting with /)."
   }
+}
+
+variable "readable_state_keys" {
+  description = "Other objects of the state bucket the deploy role may read, not write: labkit refuses a VPC range that overlaps another environment's, which it reads from the other states' vpc_cidr output and the developer environments' claims."
+  type        = list(string)
+  default     = []
 }
 
 variable "lock_table_arn" {

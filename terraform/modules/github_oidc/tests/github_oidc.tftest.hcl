@@ -36,6 +36,7 @@ variables {
   lock_table_arn      = "arn:aws:dynamodb:us-east-1:123456789012:table/bglab-tflock"
   state_kms_key_arn   = "arn:aws:kms:us-east-1:123456789012:key/11111111-2222-3333-4444-555555555555"
   artifact_bucket_arn = "arn:aws:s3:::bglab-artifacts-123456789012-us-east-1"
+  ledger_table_arn    = "arn:aws:dynamodb:us-east-1:123456789012:table/bglab-deployments"
 }
 
 run "trust_is_one_repository_and_one_branch" {
@@ -115,4 +116,57 @@ run "wildcard_branch_is_refused" {
   }
 
   expect_failures = [var.github_subject]
+}
+
+run "deploy_rights_and_a_read_only_plan_role" {
+  command = plan
+
+  variables {
+    plan_role_name = "bglab-staging-plan"
+  }
+
+  assert {
+    condition     = one(data.aws_iam_policy_document.ledger.statement).resources == toset([var.ledger_table_arn]) && contains(one(data.aws_iam_policy_document.ledger.statement).actions, "dynamodb:UpdateItem")
+    error_message = "The deploy role reads and writes the deployment ledger table, and no other table through that statement."
+  }
+  assert {
+    condition     = contains(one([for s in data.aws_iam_policy_document.read.statement : s if s.sid == "DescribeStack"]).actions, "cloudwatch:GetMetricStatistics")
+    error_message = "The deploy's analysis gate reads CloudWatch metrics."
+  }
+  assert {
+    condition = anytrue([for c in one(data.aws_iam_policy_document.plan_trust.statement).condition :
+    c.variable == "token.actions.githubusercontent.com:sub" && c.values == tolist(["repo:acme/bluegreen-lab:pull_request"])])
+    error_message = "The plan role trusts the repository's pull requests only."
+  }
+  assert {
+    condition = alltrue([for s in data.aws_iam_policy_document.plan_state.statement :
+    alltrue([for a in s.actions : a == "s3:ListBucket" || a == "s3:GetObject" || a == "kms:Decrypt" || a == "kms:DescribeKey" || alltrue([for r in s.resources : endswith(r, ".tflock")])])])
+    error_message = "The plan role writes nothing but the state lock file."
+  }
+}
+
+run "the_sandbox_issuer" {
+  command = plan
+
+  variables {
+    oidc_issuer_url  = "https://localhost/labkit-sandbox/oidc"
+    oidc_thumbprints = ["0123456789abcdef0123456789abcdef01234567"]
+  }
+
+  assert {
+    condition = anytrue([for c in one(data.aws_iam_policy_document.trust.statement).condition :
+    c.variable == "localhost/labkit-sandbox/oidc:sub"])
+    error_message = "Condition keys name the issuer without its scheme, as IAM does."
+  }
+}
+
+run "plain_http_and_bad_thumbprints_are_refused" {
+  command = plan
+
+  variables {
+    oidc_issuer_url  = "http://token.actions.githubusercontent.com"
+    oidc_thumbprints = ["not-a-thumbprint"]
+  }
+
+  expect_failures = [var.oidc_issuer_url, var.oidc_thumbprints]
 }

@@ -1,0 +1,318 @@
+"""The sandbox's IAM enforcement and OIDC issuer (labkit.sandbox.server.iam, .oidc), on moto in process,
+and `labkit ci credentials` against them."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+from botocore.exceptions import ClientError
+from moto import mock_aws
+from typer.testing import CliRunner
+
+from labkit.cli import app
+from labkit.errors import ConfigError, WebIdentityRejected
+from labkit.identity.github import WorkflowRun
+from labkit.identity.issuer import Issuer
+from labkit.identity.jwt import decode_unverified, signature_valid
+from labkit.sandbox.server import iam, oidc
+from labkit.sandbox.server.mends import apply_mends
+from labkit.settings import SANDBOX_IAM_ENV, sandbox_iam_enforced
+from labkit.target import SANDBOX_ACCESS_KEY, SANDBOX_SECRET_KEY
+
+REGION = "us-east-1"
+ACCOUNT = "123456789012"
+REPO = "octo/lab"
+
+
+@pytest.fixture()
+def enforced(monkeypatch: pytest.MonkeyPatch) -> Iterator[boto3.session.Session]:
+    """moto in process with the sandbox's mends, IAM enforced; the admin's session."""
+    for name in ("AWS_PROFILE", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"):
+        monkeypatch.delenv(name, raising=False)
+    apply_mends(None)
+    with mock_aws():
+        previous = iam.set_enforced(True)
+        try:
+            yield boto3.session.Session(SANDBOX_ACCESS_KEY, SANDBOX_SECRET_KEY, region_name=REGION)
+        finally:
+            iam.set_enforced(previous)
+
+
+def user_session(admin: boto3.session.Session, *statements: dict[str, Any]) -> boto3.session.Session:
+    """A session of a new IAM user whose one inline policy has ``statements``."""
+    client = admin.client("iam")
+    name = f"user{len(client.list_users()['Users'])}"
+    client.create_user(UserName=name)
+    if statements:
+        document = json.dumps({"Version": "2012-10-17", "Statement": list(statements)})
+        client.put_user_policy(UserName=name, PolicyName="p", PolicyDocument=document)
+    key = client.create_access_key(UserName=name)["AccessKey"]
+    return boto3.session.Session(key["AccessKeyId"], key["SecretAccessKey"], region_name=REGION)
+
+
+def error_code(call: Callable[[], object]) -> str:
+    with pytest.raises(ClientError) as refused:
+        call()
+    return str(refused.value.response["Error"]["Code"])
+
+
+#: One call per service the deploy uses, and AWS's code when identity policies do not allow it.
+DENIED = [
+    ("s3", lambda c: c.list_buckets(), "AccessDenied"),
+    ("dynamodb", lambda c: c.list_tables(), "AccessDeniedException"),
+    ("elbv2", lambda c: c.describe_load_balancers(), "AccessDenied"),
+    ("autoscaling", lambda c: c.describe_auto_scaling_groups(), "AccessDenied"),
+    ("ec2", lambda c: c.describe_vpcs(), "UnauthorizedOperation"),
+    ("cloudwatch", lambda c: c.describe_alarms(), "AccessDenied"),
+    ("sts", lambda c: c.get_session_token(), "AccessDenied"),
+    ("iam", lambda c: c.list_roles(), "AccessDenied"),
+]
+
+
+@pytest.mark.parametrize(("service", "call", "code"), DENIED, ids=[d[0] for d in DENIED])
+def test_each_service_refuses_in_its_own_format(
+    enforced: boto3.session.Session, service: str, call: Callable[[Any], object], code: str
+) -> None:
+    nobody = user_session(enforced)
+    assert error_code(lambda: call(nobody.client(service))) == code
+    call(enforced.client(service))  # the sandbox's admin (labkit's own credentials) may
+    anyone = user_session(enforced, {"Effect": "Allow", "Action": "*", "Resource": "*"})
+    call(anyone.client(service))
+
+
+def test_dynamodb_answers_json_as_aws_does(enforced: boto3.session.Session) -> None:
+    client = user_session(enforced).client("dynamodb")
+    bodies: list[bytes] = []
+    client.meta.events.register("after-call", lambda http_response, **_: bodies.append(http_response.content))
+    with pytest.raises(ClientError):
+        client.list_tables()
+    answer = json.loads(bodies[0])
+    assert answer["__type"] == "com.amazonaws.dynamodb.v20120810#AccessDeniedException"
+    assert "is not authorized to perform: dynamodb:ListTables" in answer["message"]
+
+
+def test_conditions_and_s3_resources_are_enforced(enforced: boto3.session.Session) -> None:
+    enforced.client("s3").create_bucket(Bucket="mine")
+    enforced.client("s3").create_bucket(Bucket="theirs")
+    region_only = {"StringEquals": {"aws:RequestedRegion": REGION}}
+    session = user_session(
+        enforced,
+        {"Effect": "Allow", "Action": "ec2:Describe*", "Resource": "*", "Condition": region_only},
+        {"Effect": "Allow", "Action": "s3:ListBucket", "Resource": "arn:aws:s3:::mine"},
+        {"Effect": "Deny", "Action": "ec2:DescribeSubnets", "Resource": "*"},
+    )
+    session.client("ec2").describe_vpcs()
+    assert (
+        error_code(lambda: session.client("ec2", region_name="eu-west-1").describe_vpcs())
+        == "UnauthorizedOperation"
+    )
+    assert error_code(lambda: session.client("ec2").describe_subnets()) == "UnauthorizedOperation"
+    session.client("s3").list_objects_v2(Bucket="mine")
+    assert error_code(lambda: session.client("s3").list_objects_v2(Bucket="theirs")) == "AccessDenied"
+
+
+def test_unknown_inactive_and_missing_credentials_are_refused(enforced: boto3.session.Session) -> None:
+    stranger = boto3.session.Session("AKIAIOSFODNN7EXAMPLE", "x", region_name=REGION)
+    assert error_code(lambda: stranger.client("iam").list_roles()) == "InvalidClientTokenId"
+    assert error_code(lambda: stranger.client("dynamodb").list_tables()) == "UnrecognizedClientException"
+    session = user_session(enforced, {"Effect": "Allow", "Action": "*", "Resource": "*"})
+    key_id = session.get_credentials().access_key
+    user = enforced.client("iam").list_users()["Users"][-1]["UserName"]
+    enforced.client("iam").update_access_key(UserName=user, AccessKeyId=key_id, Status="Inactive")
+    assert error_code(lambda: session.client("iam").list_roles()) == "InvalidClientTokenId"
+    iam.set_enforced(False)
+    session.client("iam").list_roles()  # not enforced: anything goes, as in stock moto
+
+
+# --- the OIDC flow ---
+
+
+@pytest.fixture()
+def issuer(tmp_path: Path) -> Iterator[Issuer]:
+    """The sandbox's issuer, its URL served by a local HTTP server (the token endpoint, as Actions')."""
+    holder: list[Issuer] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            path, _, query = self.path.partition("?")
+            environ = {"QUERY_STRING": query}
+            status: list[str] = []
+            body = b"".join(
+                oidc.serve(holder[0], path.removeprefix("/oidc"), environ, lambda s, h: status.append(s))
+            )
+            self.send_response(int(status[0].split()[0]))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *_: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    base = f"127.0.0.1:{server.server_port}/oidc"
+    holder.append(Issuer.load_or_create(tmp_path, f"https://{base}", served_at=f"http://{base}"))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    oidc.install(holder[0])
+    try:
+        yield holder[0]
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def deploy_role(admin: boto3.session.Session, issuer: Issuer, subject: str) -> str:
+    """The OIDC provider for ``issuer`` and a role that trusts ``subject``; may list tables, nothing else."""
+    client = admin.client("iam")
+    host = issuer.url.removeprefix("https://")
+    provider = client.create_open_id_connect_provider(
+        Url=issuer.url, ClientIDList=["sts.amazonaws.com"], ThumbprintList=[issuer.thumbprint]
+    )["OpenIDConnectProviderArn"]
+    trust = {"Version": "2012-10-17", "Statement": [{
+        "Effect": "Allow", "Action": "sts:AssumeRoleWithWebIdentity", "Principal": {"Federated": provider},
+        "Condition": {"StringEquals": {f"{host}:aud": "sts.amazonaws.com", f"{host}:sub": subject}},
+    }]}  # fmt: skip
+    role = client.create_role(RoleName="deploy", AssumeRolePolicyDocument=json.dumps(trust))["Role"]["Arn"]
+    allowed = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "dynamodb:ListTables",
+                                                       "Resource": "*"}]}  # fmt: skip
+    client.put_role_policy(RoleName="deploy", PolicyName="p", PolicyDocument=json.dumps(allowed))
+    return str(role)
+
+
+def assume(admin: boto3.session.Session, role: str, token: str) -> dict[str, Any]:
+    answer = admin.client("sts").assume_role_with_web_identity(
+        RoleArn=role, RoleSessionName="ci", WebIdentityToken=token
+    )
+    return dict(answer)
+
+
+def test_web_identity_credentials_act_as_the_role(enforced: boto3.session.Session, issuer: Issuer) -> None:
+    role = deploy_role(enforced, issuer, f"repo:{REPO}:ref:refs/heads/develop")
+    token = issuer.token(
+        WorkflowRun(REPO, ref="refs/heads/develop"), audience="sts.amazonaws.com", now=int(time.time())
+    )
+    answer = assume(enforced, role, token)
+    assert answer["AssumedRoleUser"]["Arn"] == f"arn:aws:sts::{ACCOUNT}:assumed-role/deploy/ci"
+    found = answer["Credentials"]
+    as_role = boto3.session.Session(
+        found["AccessKeyId"], found["SecretAccessKey"], found["SessionToken"], REGION
+    )
+    as_role.client("dynamodb").list_tables()
+    assert error_code(lambda: as_role.client("ec2").describe_vpcs()) == "UnauthorizedOperation"
+    caller = as_role.client("sts").get_caller_identity()["Arn"]
+    assert caller == f"arn:aws:sts::{ACCOUNT}:assumed-role/deploy/ci"
+    wrong = boto3.session.Session(found["AccessKeyId"], found["SecretAccessKey"], "not-the-token", REGION)
+    assert error_code(lambda: wrong.client("dynamodb").list_tables()) == "UnrecognizedClientException"
+
+
+def test_web_identity_refusals_come_as_awss(enforced: boto3.session.Session, issuer: Issuer) -> None:
+    now = int(time.time())
+    role = deploy_role(enforced, issuer, f"repo:{REPO}:ref:refs/heads/develop")
+    feature = issuer.token(WorkflowRun(REPO, ref="refs/heads/feature"), audience="sts.amazonaws.com", now=now)
+    with pytest.raises(ClientError) as refused:
+        assume(enforced, role, feature)
+    error = refused.value.response["Error"]
+    assert (error["Code"], error["Message"]) == (
+        "AccessDenied",
+        "Not authorized to perform sts:AssumeRoleWithWebIdentity",
+    )
+    assert refused.value.response["ResponseMetadata"]["HTTPStatusCode"] == 403
+    develop = WorkflowRun(REPO, ref="refs/heads/develop")
+    expired = issuer.token(develop, audience="sts.amazonaws.com", now=now - 900)
+    assert error_code(lambda: assume(enforced, role, expired)) == "ExpiredTokenException"
+    other_audience = issuer.token(develop, audience="https://github.com/octo", now=now)
+    assert error_code(lambda: assume(enforced, role, other_audience)) == "InvalidIdentityToken"
+
+
+def test_the_issuer_publishes_discovery_keys_and_tokens(issuer: Issuer) -> None:
+    def get(path: str) -> Any:
+        with urllib.request.urlopen(f"{issuer.served_at}{path}", timeout=5) as response:
+            return json.loads(response.read())
+
+    assert get("/.well-known/openid-configuration")["jwks_uri"] == f"{issuer.served_at}/.well-known/jwks"
+    assert get("/.well-known/jwks") == issuer.jwks()
+    token = get(f"/token?audience=sts.amazonaws.com&repository={REPO}&environment=staging")["value"]
+    assert oidc.keys_for(issuer.url) is not None
+    assert decode_unverified(token)[1]["sub"] == f"repo:{REPO}:environment:staging"
+    assert signature_valid(token, issuer.jwks()["keys"])
+
+
+def test_ci_credentials_in_a_github_actions_job(
+    enforced: boto3.session.Session, issuer: Issuer, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """As in a job: the token from ACTIONS_ID_TOKEN_REQUEST_URL (here the issuer's token endpoint,
+    whose query names the run), STS on the aws target (moto in process)."""
+    role = deploy_role(enforced, issuer, f"repo:{REPO}:ref:refs/heads/develop")
+    monkeypatch.setenv(
+        "ACTIONS_ID_TOKEN_REQUEST_URL", f"{issuer.served_at}/token?repository={REPO}&ref=refs/heads/develop"
+    )
+    monkeypatch.setenv("ACTIONS_ID_TOKEN_REQUEST_TOKEN", "bearer-from-github")
+    env_file = tmp_path / "github-env"
+    monkeypatch.setenv("GITHUB_ENV", str(env_file))
+    runner = CliRunner()
+
+    def ci(*args: str) -> Any:
+        return runner.invoke(
+            app, ["--target", "aws", "--region", REGION, "ci", "credentials", "--role", role, *args]
+        )
+
+    as_json = ci("--format", "json")
+    assert as_json.exit_code == 0, as_json.output
+    document = json.loads(as_json.output)
+    assert document["Version"] == 1 and document["AccessKeyId"].startswith("ASIA")
+    shell = ci()
+    assert "export AWS_SESSION_TOKEN=" in shell.output
+    github = ci("--format", "github-env")
+    assert github.exit_code == 0, github.output
+    assert github.output.count("::add-mask::") == 3
+    assert [line.split("=")[0] for line in env_file.read_text().splitlines()] == [
+        "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"]  # fmt: skip
+    monkeypatch.setenv(
+        "ACTIONS_ID_TOKEN_REQUEST_URL", f"{issuer.served_at}/token?repository={REPO}&ref=refs/heads/main"
+    )
+    refused = ci()
+    assert isinstance(refused.exception, WebIdentityRejected)  # labkit's main() prints it and exits 1
+    assert refused.exception.code == "AccessDenied"
+    assert "Not authorized to perform sts:AssumeRoleWithWebIdentity" in refused.exception.message
+
+
+def test_a_dynamodb_transaction_needs_the_action_of_each_item(enforced: boto3.session.Session) -> None:
+    enforced.client("dynamodb").create_table(
+        TableName="ledger",
+        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+        AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
+        BillingMode="PAY_PER_REQUEST",
+    )
+    put_only = user_session(enforced, {"Effect": "Allow", "Action": "dynamodb:PutItem", "Resource": "*"})
+    client = put_only.client("dynamodb")
+    client.transact_write_items(TransactItems=[{"Put": {"TableName": "ledger", "Item": {"pk": {"S": "a"}}}}])
+    with pytest.raises(ClientError) as refused:
+        client.transact_write_items(
+            TransactItems=[
+                {"Put": {"TableName": "ledger", "Item": {"pk": {"S": "b"}}}},
+                {"Delete": {"TableName": "ledger", "Key": {"pk": {"S": "a"}}}},
+            ]
+        )
+    assert refused.value.response["Error"]["Code"] == "AccessDeniedException"
+    assert "dynamodb:DeleteItem" in refused.value.response["Error"]["Message"]
+
+
+@pytest.mark.parametrize(("value", "enforced"), [("", True), ("enforce", True), ("OFF", False)])
+def test_the_setting_that_switches_enforcement(
+    monkeypatch: pytest.MonkeyPatch, value: str, enforced: bool
+) -> None:
+    monkeypatch.setenv(SANDBOX_IAM_ENV, value)
+    assert sandbox_iam_enforced() is enforced
+
+
+def test_a_bad_setting_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(SANDBOX_IAM_ENV, "yes")
+    with pytest.raises(ConfigError, match="LABKIT_SANDBOX_IAM"):
+        sandbox_iam_enforced()
