@@ -23,8 +23,6 @@ class Command:
     """A command as a workflow writes it, with ``{name}`` placeholders."""
 
     template: str
-    #: Where its test lives when it is not on this branch (None: a test here must run it).
-    tested_elsewhere: str | None = None
 
     @property
     def words(self) -> list[str]:
@@ -62,10 +60,8 @@ MAKE_TEST = Command("make test")
 MAKE_SETUP = Command("make setup")
 MAKE_CHECK_TERRAFORM = Command("make check-terraform")
 
-CI_CREDENTIALS = Command(
-    "labkit ci credentials --role {role} --format github-env",
-    tested_elsewhere="the OIDC branch of issue 14 (labkit/cli/ci.py and its tests)",
-)
+#: It appends the credentials to the file $GITHUB_ENV names itself, and prints ::add-mask:: lines.
+CI_CREDENTIALS = Command("labkit ci credentials --role {role} --format github-env")
 STACK_PLAN = Command("labkit stack plan {env} --out-file {plan}")
 STACK_APPLY_PLAN = Command("labkit stack apply {env} --plan {plan}")
 STACK_DRIFT = Command("labkit stack drift {env} --json")

@@ -27,6 +27,7 @@ from labkit.sandbox.server import iam, oidc
 from labkit.sandbox.server.mends import apply_mends
 from labkit.settings import SANDBOX_IAM_ENV, sandbox_iam_enforced
 from labkit.target import SANDBOX_ACCESS_KEY, SANDBOX_SECRET_KEY
+from tests.workflow_commands import CI_CREDENTIALS
 
 REGION = "us-east-1"
 ACCOUNT = "123456789012"
@@ -269,7 +270,7 @@ def test_ci_credentials_in_a_github_actions_job(
     assert document["Version"] == 1 and document["AccessKeyId"].startswith("ASIA")
     shell = ci()
     assert "export AWS_SESSION_TOKEN=" in shell.output
-    github = ci("--format", "github-env")
+    github = runner.invoke(app, ["--target", "aws", "--region", REGION, *CI_CREDENTIALS.args(role=role)])
     assert github.exit_code == 0, github.output
     assert github.output.count("::add-mask::") == 3
     assert [line.split("=")[0] for line in env_file.read_text().splitlines()] == [

@@ -24,7 +24,7 @@ from labkit.cli import app
 from labkit.cli.run import parse_parameter_args
 from labkit.settings import PROJECT_ROOT
 from tests import workflow_commands
-from tests.workflow_commands import ALL, CI_CREDENTIALS, Command
+from tests.workflow_commands import ALL, CI_CREDENTIALS
 
 WORKFLOWS = sorted((PROJECT_ROOT / ".github" / "workflows").glob("*.yml"))
 TESTS = PROJECT_ROOT / "tests"
@@ -111,18 +111,12 @@ def _subcommands(command: Any) -> dict[str, Any]:
     return found if isinstance(found, dict) else {}
 
 
-def _registered(command: Command) -> bool:
-    return command.words[1] in _subcommands(typer.main.get_command(app))
-
-
 @pytest.mark.parametrize("name", sorted(LABKIT))
 def test_each_labkit_command_parses(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """The command with sample values parses as labkit's CLI would: every subcommand, option and
     argument exists, values pass their checks. The workflows set LABKIT_RUN_URL for the commands
     that read it."""
     command = LABKIT[name]
-    if command.tested_elsewhere and not _registered(command):
-        pytest.skip(f"`labkit {command.words[1]}` comes from {command.tested_elsewhere}")
     monkeypatch.setenv("LABKIT_RUN_URL", "https://github.com/o/r/actions/runs/1")
     current: Any = typer.main.get_command(app)
     rest = command.args(**{p: SAMPLES[p] for p in command.placeholders})
@@ -181,8 +175,6 @@ def test_each_labkit_command_is_run_by_a_test(name: str) -> None:
     """A test builds the command it runs from the list: a changed workflow command changes what the
     test runs (and fails it, if the command no longer works)."""
     command = LABKIT[name]
-    if command.tested_elsewhere and not _registered(command):
-        pytest.skip(f"`labkit {command.words[1]}` comes from {command.tested_elsewhere}")
     runners = [path for path, tree in _test_trees() if _imports(tree, name) and _runs(tree, name)]
     assert runners, f"no test runs {command.template} ({name}.argv/args from tests/workflow_commands.py)"
 
