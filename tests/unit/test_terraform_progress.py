@@ -144,7 +144,9 @@ def test_under_labkit_run_the_log_goes_to_the_run_folder(
     monkeypatch.setenv("FAKE_REPLAY", str(RECORDED / "plan.jsonl"))
     replay.plan(variables={"name": "rec"})
     (summary,) = capsys.readouterr().out.splitlines()
-    assert re.fullmatch(r"planned small: no changes in \d+ s; full log: \S+", summary)  # `show` said none
+    # The recorded plan's stream plans two resources: the summary counts them without `show`.
+    planned = r"planned small: 2 to add, 0 to change, 0 to destroy in \d+ s; full log: \S+"
+    assert re.fullmatch(planned, summary)
     assert Path(summary.split("full log: ")[1]).parent == tmp_path / "run" / "logs"
 
 
