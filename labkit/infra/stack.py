@@ -11,6 +11,8 @@ It fills in what depends on the target, so the Terraform roots never branch on i
 
 - the S3 backend (state bucket, ``<env>/terraform.tfstate``, locking; path-style addressing and no
   credential or metadata checks in the sandbox, whose endpoint comes from ``Target.env()``);
+- what the sandbox turns off (the TLS-only bucket policy, the budget, those backend checks), read
+  from its one list, :mod:`labkit.infra.sandbox_off`;
 - a Terraform data dir per target and environment under ``labkit_home()``, so the sandbox and
   AWS never share ``.terraform``;
 - the names that must be the same everywhere (buckets and tables, see :class:`StackNames`) and the
@@ -47,6 +49,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from labkit.errors import ConfigError, DeletionProtectedError, StackError
+from labkit.infra import sandbox_off
 from labkit.infra.envnames import Claim, claims, dev_root, is_dev_environment, read_claim, write_root
 from labkit.infra.progress import print_reporter
 from labkit.infra.terraform import (
@@ -212,6 +215,11 @@ class Stack:
         return write_root(claim)
 
     # -- what a caller uses -------------------------------------------------------------------
+
+    @property
+    def root_kind(self) -> sandbox_off.RootKind:
+        """``global``, or ``app`` for a blue/green root (staging, production, ``dev-*``)."""
+        return "global" if self.env == "global" else "app"
 
     @property
     def names(self) -> StackNames:
@@ -554,13 +562,7 @@ class Stack:
             config["use_lockfile"] = "true"
         elif locking:
             config["dynamodb_table"] = self.names.lock_table
-        if self.target.is_sandbox:
-            config.update(
-                use_path_style="true",
-                skip_credentials_validation="true",
-                skip_requesting_account_id="true",
-                skip_metadata_api_check="true",
-            )
+        config.update(sandbox_off.backend_settings(self.root_kind, self.target))
         return config
 
     def teardown(self, *, confirm: str, account_id: str | None = None) -> None:
@@ -638,15 +640,13 @@ class Stack:
                 lock_table_name=names.lock_table,
                 artifact_bucket_name=names.artifact_bucket,
                 ledger_table_name=names.ledger_table,
-                # The sandbox's endpoint is plain HTTP, which a TLS-only bucket policy refuses.
-                require_tls=not self.target.is_sandbox,
             )
         else:
-            # The sandbox has no billing, so no budget; everything else is the same on both targets.
-            values.update(artifact_bucket=names.artifact_bucket, enable_budget=not self.target.is_sandbox)
-            values["other_vpc_cidrs"] = self.other_vpc_cidrs()
-            if carry_over:
-                values.update(self.outputs().get("deployment") or {})
+            values.update(artifact_bucket=names.artifact_bucket, other_vpc_cidrs=self.other_vpc_cidrs())
+        # What the sandbox turns off (require_tls, enable_budget): the one list of it is sandbox_off.
+        values.update(sandbox_off.variables(self.root_kind, self.target))
+        if self.env != "global" and carry_over:
+            values.update(self.outputs().get("deployment") or {})
         values.update(overrides or {})
         return values
 
