@@ -5,7 +5,8 @@ so it neither sees nor disturbs the other tests' sandbox. Every notebook asserts
 checkpoints; this test checks that the run passed all of them, left the executed copies and the
 figures, and that the parameters given on the command line reached the notebooks that declare them.
 10-disaster-drills starts from nothing, as 09 leaves the sandbox, so it runs in a test of its own
-(test_disaster_drills_lesson.py) on another worker: `make lab` runs the same eleven notebooks.
+(test_disaster_drills_lesson.py) on another worker, as 11 does (test_ci_identity_lesson.py): `make lab`
+runs the same twelve notebooks.
 
 Then the sandbox the lessons built and tore down restarts with nothing brought back (issue 19).
 """
