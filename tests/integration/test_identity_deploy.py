@@ -27,9 +27,10 @@ from labkit.identity.github import STS_AUDIENCE
 from labkit.infra.stack import Stack
 from tests.conftest import BLUE_SERVES_1_0_0, DrillsStack, target_states, wait_for
 
-# On the drills' worker, last of its group (files run in name order): it leaves staging serving
-# 1.1.0 on green and global with the OIDC provider and roles, which no drill before it expects.
-pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("drills")]
+# In the drills group (it uses drills_stack; tests/conftest.py groups them), after the drills: files
+# run in name order. It leaves staging serving 1.1.0 on green and global with the OIDC provider and
+# roles, which no drill expects.
+pytestmark = pytest.mark.integration
 
 REPOSITORY = "acme/bluegreen-lab"
 #: One step to all traffic: the gate still analyses, and the module stays short.
