@@ -36,9 +36,16 @@ data "aws_iam_openid_connect_provider" "github" {
   url   = var.oidc_issuer_url
 }
 
+# Each role admits one subject of the repository's tokens: the deploy role its branch or
+# environment, the plan role its pull requests.
 data "aws_iam_policy_document" "trust" {
+  for_each = {
+    deploy = { sid = "GitHubActionsOneRepoOneSubject", subject = local.subject }
+    plan   = { sid = "GitHubActionsPullRequestsOfOneRepo", subject = "repo:${var.github_repository}:pull_request" }
+  }
+
   statement {
-    sid     = "GitHubActionsOneRepoOneSubject"
+    sid     = each.value.sid
     actions = ["sts:AssumeRoleWithWebIdentity"]
 
     principals {
@@ -55,7 +62,7 @@ data "aws_iam_policy_document" "trust" {
     condition {
       test     = "StringEquals"
       variable = "${local.issuer}:sub"
-      values   = [local.subject]
+      values   = [each.value.subject]
     }
   }
 }
@@ -63,7 +70,7 @@ data "aws_iam_policy_document" "trust" {
 resource "aws_iam_role" "deploy" {
   name                 = var.role_name
   description          = "GitHub Actions deploys from ${local.subject}"
-  assume_role_policy   = data.aws_iam_policy_document.trust.json
+  assume_role_policy   = data.aws_iam_policy_document.trust["deploy"].json
   max_session_duration = var.max_session_duration
 
   tags = var.tags
@@ -319,36 +326,12 @@ resource "aws_iam_role_policy" "write" {
 
 # --- planning pull requests (read-only) --------------------------------------------------------
 
-data "aws_iam_policy_document" "plan_trust" {
-  statement {
-    sid     = "GitHubActionsPullRequestsOfOneRepo"
-    actions = ["sts:AssumeRoleWithWebIdentity"]
-
-    principals {
-      type        = "Federated"
-      identifiers = [local.oidc_provider_arn]
-    }
-
-    condition {
-      test     = "StringEquals"
-      variable = "${local.issuer}:aud"
-      values   = ["sts.amazonaws.com"]
-    }
-
-    condition {
-      test     = "StringEquals"
-      variable = "${local.issuer}:sub"
-      values   = ["repo:${var.github_repository}:pull_request"]
-    }
-  }
-}
-
 resource "aws_iam_role" "plan" {
   count = var.plan_role_name != null ? 1 : 0
 
   name                 = var.plan_role_name
   description          = "GitHub Actions plans pull requests of ${var.github_repository} (read-only)"
-  assume_role_policy   = data.aws_iam_policy_document.plan_trust.json
+  assume_role_policy   = data.aws_iam_policy_document.trust["plan"].json
   max_session_duration = 3600
 
   tags = var.tags

@@ -48,10 +48,10 @@ run "trust_is_one_repository_and_one_branch" {
   }
   assert {
     condition = alltrue([
-      one(data.aws_iam_policy_document.trust.statement).actions == toset(["sts:AssumeRoleWithWebIdentity"]),
-      anytrue([for c in one(data.aws_iam_policy_document.trust.statement).condition :
+      one(data.aws_iam_policy_document.trust["deploy"].statement).actions == toset(["sts:AssumeRoleWithWebIdentity"]),
+      anytrue([for c in one(data.aws_iam_policy_document.trust["deploy"].statement).condition :
       c.test == "StringEquals" && c.variable == "token.actions.githubusercontent.com:sub" && c.values == tolist(["repo:acme/bluegreen-lab:ref:refs/heads/main"])]),
-      anytrue([for c in one(data.aws_iam_policy_document.trust.statement).condition :
+      anytrue([for c in one(data.aws_iam_policy_document.trust["deploy"].statement).condition :
       c.test == "StringEquals" && c.variable == "token.actions.githubusercontent.com:aud" && c.values == tolist(["sts.amazonaws.com"])]),
     ])
     error_message = "The trust policy must match the token's sub exactly (StringEquals, no wildcard) and its audience."
@@ -134,7 +134,7 @@ run "deploy_rights_and_a_read_only_plan_role" {
     error_message = "The deploy's analysis gate reads CloudWatch metrics."
   }
   assert {
-    condition = anytrue([for c in one(data.aws_iam_policy_document.plan_trust.statement).condition :
+    condition = anytrue([for c in one(data.aws_iam_policy_document.trust["plan"].statement).condition :
     c.variable == "token.actions.githubusercontent.com:sub" && c.values == tolist(["repo:acme/bluegreen-lab:pull_request"])])
     error_message = "The plan role trusts the repository's pull requests only."
   }
@@ -154,7 +154,7 @@ run "the_sandbox_issuer" {
   }
 
   assert {
-    condition = anytrue([for c in one(data.aws_iam_policy_document.trust.statement).condition :
+    condition = anytrue([for c in one(data.aws_iam_policy_document.trust["deploy"].statement).condition :
     c.variable == "localhost/labkit-sandbox/oidc:sub"])
     error_message = "Condition keys name the issuer without its scheme, as IAM does."
   }
