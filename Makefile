@@ -13,7 +13,7 @@ ifneq ($(wildcard $(TF_PLUGIN_MIRROR)/.),)
 export LABKIT_TF_PLUGIN_MIRROR ?= $(TF_PLUGIN_MIRROR)
 endif
 
-.PHONY: help jupyter lab test nbval setup lint deptry typecheck clean tools
+.PHONY: help jupyter lab test nbval setup lint deptry typecheck clean tools check-terraform
 
 help:
 	@echo "make jupyter  open JupyterLab on notebooks/ (the lessons), on loopback, with the lab's kernel"
@@ -36,10 +36,15 @@ $(BIN)/.installed: pyproject.toml
 
 setup: $(BIN)/.installed
 
+# The workflows too: actionlint (syntax, expressions, and shellcheck on run: steps when it is on PATH)
+# and zizmor (security: pinning, permissions, injection); both must report nothing. zizmor's online
+# audits need a GitHub token: --offline runs the others.
 lint: setup
 	$(BIN)/ruff check labkit app tests bench notebooks
 	$(BIN)/lint-imports
 	$(MAKE) --no-print-directory deptry
+	$(BIN)/actionlint
+	$(BIN)/zizmor --offline --no-progress .github/workflows
 
 # Every import declared, every dependency used ([tool.deptry] in pyproject.toml). Twice: the shipped
 # code (labkit/, app/, the notebooks) against [project] dependencies alone, then the dev code (tests/,
@@ -60,6 +65,11 @@ $(TOOLS)/.installed:
 	@touch $@
 
 tools: $(TOOLS)/.installed
+
+# fmt -check, validate, `terraform test` and checkov over terraform/: the suite's own tests of it
+# (tests/terraform), which terraform.yml runs on a pull request without the rest of `make test`.
+check-terraform: setup tools
+	$(BIN)/pytest tests/terraform
 
 test: lint typecheck tools
 	$(BIN)/pytest

@@ -46,10 +46,12 @@ imports nothing from labkit, and every layer imports it.
     ├── DrillError                   a drill cannot inject, run or verify (ops.drill)
     └── IdentityError                an ID token or credentials cannot be made or used (identity, cli.ci)
         └── WebIdentityRejected      STS refuses an ID token, with AWS's error code (identity.webidentity)
+    └── DeliveryError                GitHub's REST API or a webhook refused or failed a call (delivery)
 
 The layers (``lint-imports`` checks them; see ``[tool.importlinter]`` in pyproject.toml), top
-first: ``cli``, ``ops`` (the runbook kit and the drills), ``lab``, ``deploy``, ``sandbox``,
-``infra``, ``release``, and the foundation: ``target``, ``settings``, ``errors``.
+first: ``cli``, ``ops`` (the runbook kit and the drills) beside ``delivery`` (GitHub and webhooks),
+``lab``, ``deploy``, ``sandbox``, ``infra``, ``release``, and the foundation: ``target``,
+``settings``, ``errors``.
 """
 
 from __future__ import annotations
@@ -287,3 +289,5 @@ class WebIdentityRejected(IdentityError):
     def __init__(self, code: str, message: str, *, hint: str | None = None) -> None:
         self.code = code
         super().__init__(message, hint=hint)
+class DeliveryError(LabkitError):
+    """GitHub's REST API or a notification webhook refused a call, or could not be reached."""

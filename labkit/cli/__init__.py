@@ -17,6 +17,7 @@ import typer
 from labkit.cli.app import app_cli
 from labkit.cli.ci import ci_app
 from labkit.cli.context import EXIT_CODES_TEXT, ExitCode, TargetChoice, Where, exit_code_for
+from labkit.cli.delivery import github_app, notify_app
 from labkit.cli.deploy import deploy_app, rollback
 from labkit.cli.doctor import doctor
 from labkit.cli.drill import drill_app
@@ -62,6 +63,8 @@ app.command()(rollback)
 app.add_typer(runbook_app, name="runbook")
 app.add_typer(drill_app, name="drill")
 app.add_typer(ci_app, name="ci")
+app.add_typer(github_app, name="github")
+app.add_typer(notify_app, name="notify")
 
 
 def labkit_version() -> str:

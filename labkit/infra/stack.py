@@ -243,7 +243,9 @@ class Stack:
                     hint="Apply global whole: `labkit stack apply global`.",
                 )
             with self._bootstrap_root() as terraform:
-                return terraform.plan(variables=self.variables(variables), targets=targets, refresh=refresh)
+                result = terraform.plan(variables=self.variables(variables), targets=targets, refresh=refresh)
+                result.raw  # noqa: B018 -- read now: the temporary root it needs goes with the block
+                return result
         self._init()
         return self.terraform.plan(
             variables=self.variables(variables),
@@ -410,7 +412,9 @@ class Stack:
         with tempfile.TemporaryDirectory(prefix="labkit-scratch-") as tmp:
             why = "a plan from scratch, on empty local state"
             with self._local_root(Path(tmp) / "scratch.tfstate", why) as terraform:
-                return terraform.plan(variables=self.variables(variables, carry_over=False))
+                result = terraform.plan(variables=self.variables(variables, carry_over=False))
+                result.raw  # noqa: B018 -- read now: the temporary root it needs goes with the block
+                return result
 
     def state_lock(self) -> dict[str, Any] | None:
         """Who holds this environment's state lock (Terraform's lock info: ``ID``, ``Who``,

@@ -33,6 +33,7 @@ import subprocess
 import tempfile
 import threading
 import time
+import weakref
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
@@ -150,15 +151,27 @@ class ResourceChange:
 
 @dataclass
 class PlanResult:
-    """A parsed plan: ``exit_code`` 0 means no changes, 2 means changes."""
+    """A parsed plan: ``exit_code`` 0 means no changes, 2 means changes. ``changes`` and ``drift``
+    come from the plan's ``-json`` stream; :attr:`raw` is the whole plan, read on first use."""
 
     exit_code: int
     changes: list[ResourceChange]
     drift: list[ResourceChange]
     plan_file: Path | None
-    raw: dict[str, Any] = field(repr=False, default_factory=dict)
     #: A ``-refresh-only`` plan, whose point is the drift.
     refresh_only: bool = False
+    #: Reads the whole plan (``terraform show -json``); None when there is nothing more to read.
+    read_raw: Callable[[], dict[str, Any]] | None = field(default=None, repr=False, compare=False)
+    _raw: dict[str, Any] | None = field(default=None, init=False, repr=False, compare=False)
+
+    @property
+    def raw(self) -> dict[str, Any]:
+        """``terraform show -json`` of the plan: attribute values, variables, outputs, drift in
+        full. Read when first asked for, because ``show`` starts the provider to load its schema,
+        a few seconds of CPU that most plans (a steady-state check, "any changes?") never need."""
+        if self._raw is None:
+            self._raw = self.read_raw() if self.read_raw is not None else {}
+        return self._raw
 
     @property
     def has_changes(self) -> bool:
@@ -219,12 +232,41 @@ def _outputs_event(events: Iterable[Mapping[str, Any]]) -> dict[str, Any] | None
 
 
 def _changes(entries: Iterable[Mapping[str, Any]]) -> list[ResourceChange]:
+    """The changes among ``terraform show -json``'s ``resource_changes`` (or ``resource_drift``)."""
     out = []
     for rc in entries:
         actions = tuple(rc.get("change", {}).get("actions", ()))
         if actions and actions != ("no-op",):
             out.append(ResourceChange(str(rc["address"]), actions, str(rc.get("type", ""))))
     return out
+
+
+#: A plan's ``-json`` stream names one action per change; ``show -json`` lists them as above.
+#: "noop", "move" and "import" are changes to neither: no-ops that were moved or are imported.
+_STREAM_ACTIONS: dict[str, tuple[str, ...]] = {
+    "create": ("create",),
+    "read": ("read",),
+    "update": ("update",),
+    "replace": ("delete", "create"),
+    "delete": ("delete",),
+    "remove": ("forget",),
+}
+
+
+def _streamed_changes(events: Iterable[Mapping[str, Any]], kind: str) -> list[ResourceChange]:
+    """The changes a plan's ``-json`` stream announced as ``kind`` events (``planned_change`` or
+    ``resource_drift``), the same as :func:`_changes` finds in ``show -json``, in its order."""
+    found: dict[str, ResourceChange] = {}
+    for event in events:
+        if event.get("type") != kind:
+            continue
+        change = event.get("change") or {}
+        resource = change.get("resource") or {}
+        actions = _STREAM_ACTIONS.get(str(change.get("action")))
+        if actions and resource.get("addr"):
+            address = str(resource["addr"])
+            found[address] = ResourceChange(address, actions, str(resource.get("resource_type", "")))
+    return [found[address] for address in sorted(found)]
 
 
 def _diagnostic_line(diag: Mapping[str, Any]) -> str:
@@ -635,8 +677,11 @@ class Terraform:
         ``refresh=False`` passes ``-refresh=false`` (see :meth:`apply` for what that skips).
         ``generate_config_out`` writes configuration for ``import`` blocks that have none there
         (``-generate-config-out``; the file must not exist yet)."""
+        # The plan file outlives this call so that PlanResult.raw can read it when asked; a
+        # temporary one goes with the result.
+        plan_file = out if out is not None else Path(tempfile.mkdtemp(prefix="labkit-plan-")) / "plan.tfplan"
+        keep = plan_file.parent if out is None else None
         with tempfile.TemporaryDirectory(prefix="labkit-plan-") as tmp:
-            plan_file = out or Path(tmp) / "plan.tfplan"
             args = ["plan", "-json", "-input=false", "-detailed-exitcode", f"-out={plan_file}"]
             args += self._var_args(variables, Path(tmp))
             args += [f"-target={t}" for t in targets]
@@ -648,16 +693,22 @@ class Terraform:
                 args.append("-refresh=false")
             if generate_config_out is not None:
                 args.append(f"-generate-config-out={generate_config_out}")
-            streamed = self._stream(args, what="plan", ok=(0, 2), show_drift=refresh_only)
-            raw = self.show(plan_file)
+            try:
+                streamed = self._stream(args, what="plan", ok=(0, 2), show_drift=refresh_only)
+            except BaseException:
+                if keep is not None:
+                    shutil.rmtree(keep, ignore_errors=True)
+                raise
         result = PlanResult(
             exit_code=streamed.code,
-            changes=_changes(raw.get("resource_changes", [])),
-            drift=_changes(raw.get("resource_drift", [])),
+            changes=_streamed_changes(streamed.events, "planned_change"),
+            drift=_streamed_changes(streamed.events, "resource_drift"),
             plan_file=out,
-            raw=raw,
             refresh_only=refresh_only,
+            read_raw=functools.partial(self.show, plan_file),
         )
+        if keep is not None:
+            weakref.finalize(result, shutil.rmtree, keep, ignore_errors=True)
         summary = result.summary().rstrip(".")
         self._closing(
             streamed,

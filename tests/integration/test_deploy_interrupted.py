@@ -123,6 +123,7 @@ def test_1_sigint_mid_apply_stops_terraform_gracefully_then_rolls_back_and_exits
 ) -> None:
     stack = staging.stack()
     out = tmp_path / "deploy.log"
+    # deploy.yml's command (faster): its exit 3 on a rollback is what fails the workflow's job.
     proc = _labkit("deploy", "staging", "1.1.0", *FAST, out=out)
     try:
         _mid_apply(stack, proc, out, "shift: green to 10%")

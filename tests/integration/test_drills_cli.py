@@ -11,6 +11,7 @@ import pytest
 
 from labkit.ops.drill import state_identity
 from tests.conftest import DrillsStack
+from tests.workflow_commands import RUNBOOK_RUN
 
 pytestmark = pytest.mark.integration
 
@@ -72,7 +73,9 @@ def test_inject_then_recover_by_hand_refused_confirmed_then_nothing_to_do(drills
     assert refused.returncode == 2, refused.stdout + refused.stderr
     assert "refused" in refused.stdout and "confirm" in refused.stderr
 
-    done = labkit(*base, "-p", "dry_run", "false", "-p", "confirm", "staging")
+    acting = {"dry_run": "false", "confirm": "staging"}
+    # As runbook.yml runs it.
+    done = labkit(*RUNBOOK_RUN.args(runbook="restore-state", env="staging", **acting))
     assert done.returncode == 0, done.stdout + done.stderr
     assert "recovered" in done.stdout
     assert state_identity(drills_stack.target, "staging") == good

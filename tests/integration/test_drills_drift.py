@@ -28,6 +28,7 @@ from labkit.ops.drills import drift
 from labkit.ops.execute import RunbookRun, run_runbook
 from labkit.ops.probes import live_green_weight
 from tests.conftest import DrillsStack
+from tests.workflow_commands import STACK_DRIFT
 
 pytestmark = pytest.mark.integration
 
@@ -47,9 +48,9 @@ def staging(drills_stack: DrillsStack, request: pytest.FixtureRequest) -> Iterat
         stack.apply(found)
 
 
-def labkit_drift(*options: str) -> subprocess.CompletedProcess[str]:
+def labkit_drift(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "labkit", "stack", "drift", "staging", *options],
+        [sys.executable, "-m", "labkit", *args],
         capture_output=True,
         text=True,
         timeout=600,
@@ -64,13 +65,13 @@ def run(stack: Stack, tmp_path: Path, **parameters: Any) -> RunbookRun:
 
 
 def test_drift_reports_each_change_exactly_and_reconcile_reverts_them(staging: Stack, tmp_path: Path) -> None:
-    fresh = labkit_drift()
+    fresh = labkit_drift("stack", "drift", "staging")
     assert fresh.returncode == 0, fresh.stdout + fresh.stderr
     assert fresh.stdout.splitlines()[-1].startswith("staging: no drift")
 
     target = staging.target
     facts = [drift.inject(target, "staging", variant=v) for v in ("sg-rule", "asg-capacity", "tag-removed")]
-    found = labkit_drift("--json")
+    found = labkit_drift(*STACK_DRIFT.args(env="staging"))  # as drift.yml runs it
     assert found.returncode == 2, found.stdout + found.stderr
     report = json.loads(found.stdout)
     assert {(r["address"], tuple(a["attribute"] for a in r["attributes"])) for r in report["resources"]} == {

@@ -31,11 +31,13 @@ from labkit.infra.planfile import (
     current_state,
     read_record,
     run_saved_plan,
+    sidecar_path,
 )
 from labkit.infra.stack import Stack
 from labkit.ops import drill, probes
 from labkit.ops.drills import stale_plan
 from tests.conftest import BLUE_SERVES_1_0_0, DrillsStack, target_states, wait_for
+from tests.workflow_commands import STACK_APPLY_PLAN, STACK_PLAN
 
 # A drills stack of its own, on another worker than test_drills_cli.py and test_drills_state.py:
 # the drills are several minutes each, and one stack for all of them would be the suite's longest chain.
@@ -75,15 +77,20 @@ def cli(*args: str) -> tuple[int, str, BaseException | None]:
     return result.exit_code, result.output, result.exception
 
 
-def test_1_stale_plans_are_refused_the_older_of_two_commits_and_the_cli_s_own(staging: Staging) -> None:
-    """A plan saved through the CLI, then the stale-plan drill (plans from two real commits in a
-    clone, the newer applied): the drill's older plan and the CLI's are both refused, by labkit's
-    check and by Terraform's own, and a plan file overwritten by another fails its checksum."""
+def test_1_stale_plans_are_refused_the_older_of_two_commits_and_the_cli_s_own(
+    staging: Staging, tmp_path: Path
+) -> None:
+    """A plan saved through the CLI (as terraform.yml saves its plans), then the stale-plan drill
+    (plans from two real commits in a clone, the newer applied): the drill's older plan and the
+    CLI's are both refused, by labkit's check and by Terraform's own, and a plan file overwritten by
+    another fails its checksum."""
     target, stack = staging.fixture.target, staging.stack
-    code, out, exc = cli("stack", "plan", "staging", "--var", "preview_header=X-Old", "--out")
+    plan_file = tmp_path / "plans" / "staging.tfplan"
+    planned = STACK_PLAN.args(env="staging", plan=str(plan_file))
+    code, out, exc = cli(*planned, "--var", "preview_header=X-Old")
     assert code == 0, (out, exc)
     (saved,) = [Path(line.split()[2]) for line in out.splitlines() if line.startswith("Saved plan:")]
-    assert saved.parent == PLANS_DIR and saved.name.startswith("staging-")
+    assert saved == plan_file.resolve() and sidecar_path(saved).is_file()
     record = read_record(saved)
     serial, lineage = current_state(stack)
     assert (record.state_serial, record.state_lineage, record.environment) == (serial, lineage, "staging")
@@ -100,7 +107,7 @@ def test_1_stale_plans_are_refused_the_older_of_two_commits_and_the_cli_s_own(st
     moved = facts["serial_after_newer_apply"]
     assert f"serial {serial} -> {moved}" in refusal
 
-    code, out, exc = cli("stack", "apply", "staging", "--plan", str(saved), "--no-wait")
+    code, out, exc = cli(*STACK_APPLY_PLAN.args(env="staging", plan=str(saved)), "--no-wait")
     assert code != 0 and isinstance(exc, StalePlanError), (out, exc)
     assert f"serial {serial} -> {moved}" in exc.message and "labkit stack plan staging --out" in str(exc.hint)
     # Were the state to move between labkit's check and the apply, Terraform's own check refuses.

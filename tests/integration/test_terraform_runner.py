@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from labkit.errors import StateLockedError
-from labkit.infra.terraform import Terraform
+from labkit.infra.terraform import PlanResult, Terraform, _changes
 from labkit.target import Target, sandbox
 
 pytestmark = pytest.mark.integration
@@ -71,6 +71,11 @@ def test_full_lifecycle_in_an_s3_backend(tf: Terraform, target: Target) -> None:
         ("aws_sns_topic.this", "create"),
         ("aws_ssm_parameter.release", "create"),
     ]
+    # ... read from the plan's -json stream; `terraform show` runs only when the whole plan is asked
+    # for, and finds the same changes
+    assert "show" not in [args[0] for args in tf.commands]
+    assert same_changes(plan)
+    assert [args[0] for args in tf.commands].count("show") == 1
 
     # apply: live progress resource by resource, and the outputs it left, from its own JSON: the
     # apply was the one command it took
@@ -106,12 +111,24 @@ def test_full_lifecycle_in_an_s3_backend(tf: Terraform, target: Target) -> None:
         ("aws_sns_topic.this", "update"),
         ("aws_ssm_parameter.release", "update"),
     ]
+    assert same_changes(changed)
+    # a new name replaces both (the stream says "replace"; show lists delete and create)
+    renamed = tf.plan(variables={**VARS, "name": "runner-renamed"})
+    assert {c.action for c in renamed.changes} == {"replace"} and same_changes(renamed)
 
     # destroy removes everything it created
     gone = tf.destroy(variables=VARS)
     assert gone.removed == 2
     assert target.client("sns").list_topics()["Topics"] == []
     assert tf.state_list() == []
+
+
+def same_changes(plan: PlanResult) -> bool:
+    """The plan's changes (from its -json stream) are those `terraform show -json` lists."""
+    shown = _changes(plan.raw["resource_changes"])
+    return [(c.address, c.action, c.resource_type) for c in plan.changes] == sorted(
+        (c.address, c.action, c.resource_type) for c in shown
+    )
 
 
 def test_a_held_lock_raises_state_locked_with_terraforms_message(tf: Terraform, target: Target) -> None:

@@ -18,6 +18,7 @@ from labkit.infra.terraform import (
     _changes,
     _diagnostic_line,
     _progress_line,
+    _streamed_changes,
     cli_config_file,
     mirrored_providers,
     terraform_binary,
@@ -106,6 +107,33 @@ def test_resource_changes_are_parsed() -> None:
     assert PlanResult(0, [], drifted, None).summary() == "No changes."
     assert PlanResult(0, [], drifted, None, refresh_only=True).summary() == "1 resource(s) drifted."
     assert PlanResult(0, [], [], None, refresh_only=True).summary() == "No drift."
+
+
+def test_a_plans_stream_gives_its_changes_without_show() -> None:
+    def event(kind: str, addr: str, action: str) -> dict[str, object]:
+        resource = {"addr": addr, "resource_type": addr.split(".")[-2]}
+        return {"type": kind, "change": {"resource": resource, "action": action}}
+
+    events = [
+        event("planned_change", "module.a.aws_lb.this", "replace"),
+        event("planned_change", "aws_vpc.this", "create"),
+        event("planned_change", "aws_s3_bucket.moved", "move"),  # moved, else unchanged
+        event("planned_change", "aws_s3_bucket.imported", "import"),  # imported, else unchanged
+        event("planned_change", "data.aws_ami.x", "read"),
+        event("planned_change", "aws_iam_role.old", "remove"),  # a removed block: forgotten
+        event("resource_drift", "aws_lb_listener.http", "update"),
+        {"type": "change_summary", "changes": {"add": 2}},
+    ]
+    changes = _streamed_changes(events, "planned_change")
+    assert [(c.address, c.action, c.resource_type) for c in changes] == [
+        ("aws_iam_role.old", "forget", "aws_iam_role"),
+        ("aws_vpc.this", "create", "aws_vpc"),
+        ("data.aws_ami.x", "read", "aws_ami"),
+        ("module.a.aws_lb.this", "replace", "aws_lb"),
+    ]
+    assert [c.address for c in _streamed_changes(events, "resource_drift")] == ["aws_lb_listener.http"]
+    # No plan file to read: the whole plan is empty rather than an error.
+    assert PlanResult(2, changes, [], None).raw == {}
 
 
 def test_diagnostics_and_progress_lines_are_readable() -> None:
