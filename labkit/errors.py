@@ -289,5 +289,7 @@ class WebIdentityRejected(IdentityError):
     def __init__(self, code: str, message: str, *, hint: str | None = None) -> None:
         self.code = code
         super().__init__(message, hint=hint)
+
+
 class DeliveryError(LabkitError):
     """GitHub's REST API or a notification webhook refused a call, or could not be reached."""
