@@ -7,7 +7,9 @@ A Target is a plain value: building one starts nothing and reaches nothing. Whoe
 sandbox starts it first, with ``labkit.sandbox.ensure_up()``; ``labkit.sandbox.target()`` does that
 and returns the sandbox's Target.
 
-- sandbox: every call goes to a loopback endpoint with fixed test credentials. An endpoint that
+- sandbox: every call goes to a loopback endpoint with fixed test credentials (the sandbox's admin),
+  or with the ``credentials`` of an IAM identity in the sandbox (:meth:`Target.as_identity`: a role's
+  temporary credentials, to prove what the role may do where IAM is enforced). An endpoint that
   is not on loopback is refused, so nothing reaches a real account by mistake.
 - aws: the standard credential chain (profile, SSO, environment, OIDC role), nothing
   overridden; creating anything billable needs ``allow_spend=True``.
@@ -19,7 +21,7 @@ import ipaddress
 import os
 import threading
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Literal, cast
 from urllib.parse import urlsplit
 
@@ -69,6 +71,15 @@ def is_loopback_url(url: str) -> bool:
 
 
 @dataclass(frozen=True)
+class Credentials:
+    """Access key, secret and (for temporary credentials) session token of one IAM identity."""
+
+    access_key_id: str
+    secret_access_key: str = field(repr=False)
+    session_token: str | None = field(default=None, repr=False)
+
+
+@dataclass(frozen=True)
 class Target:
     """A place the lab runs. Build one with :func:`get_target`, :func:`sandbox` or :func:`aws`.
 
@@ -83,6 +94,8 @@ class Target:
     profile: str | None = None
     allow_spend: bool = False
     alb_urls: Callable[[str], str] | None = field(default=None, compare=False, repr=False)
+    #: Sandbox only: call as this identity instead of the sandbox's admin.
+    credentials: Credentials | None = None
 
     def __post_init__(self) -> None:
         if self.name not in TARGET_NAMES:
@@ -96,6 +109,11 @@ class Target:
                     hint="The sandbox only talks to http://127.0.0.1:PORT; start it with "
                     "`labkit sandbox up` and let labkit find the endpoint.",
                 )
+        elif self.credentials is not None:
+            raise TargetError(
+                "The aws target takes its credentials from the standard chain, not from the Target.",
+                hint="Export them (`eval \"$(labkit ci credentials ...)\"`) or use a profile.",
+            )
         elif self.endpoint_url is not None:
             raise TargetError(
                 "The aws target takes no endpoint_url: it uses AWS's own endpoints.",
@@ -106,14 +124,23 @@ class Target:
     def is_sandbox(self) -> bool:
         return self.name == "sandbox"
 
+    def as_identity(self, credentials: Credentials | None) -> Target:
+        """This sandbox target calling as the identity that holds ``credentials`` (None: the admin)."""
+        return replace(self, credentials=credentials)
+
+    def _keys(self) -> Credentials:
+        return self.credentials or Credentials(SANDBOX_ACCESS_KEY, SANDBOX_SECRET_KEY)
+
     def session(self) -> boto3.session.Session:
         """A new boto3 session for this target."""
         import boto3  # here, not at the top: `labkit --help` need not load boto3
 
         if self.is_sandbox:
+            keys = self._keys()
             return boto3.session.Session(
-                aws_access_key_id=SANDBOX_ACCESS_KEY,
-                aws_secret_access_key=SANDBOX_SECRET_KEY,
+                aws_access_key_id=keys.access_key_id,
+                aws_secret_access_key=keys.secret_access_key,
+                aws_session_token=keys.session_token,
                 region_name=self.region,
             )
         return boto3.session.Session(profile_name=self.profile, region_name=self.region)
@@ -157,10 +184,13 @@ class Target:
         # A per-service endpoint (AWS_ENDPOINT_URL_S3, ...) would win over the global one.
         for var in [v for v in env if v.startswith("AWS_ENDPOINT_URL_")]:
             env.pop(var)
+        keys = self._keys()
+        if keys.session_token:
+            env["AWS_SESSION_TOKEN"] = keys.session_token
         env.update(
             AWS_ENDPOINT_URL=cast(str, self.endpoint_url),
-            AWS_ACCESS_KEY_ID=SANDBOX_ACCESS_KEY,
-            AWS_SECRET_ACCESS_KEY=SANDBOX_SECRET_KEY,
+            AWS_ACCESS_KEY_ID=keys.access_key_id,
+            AWS_SECRET_ACCESS_KEY=keys.secret_access_key,
             AWS_REGION=self.region,
             AWS_DEFAULT_REGION=self.region,
             AWS_EC2_METADATA_DISABLED="true",

@@ -21,7 +21,7 @@ from urllib.parse import urlencode
 from labkit.errors import IdentityError, WebIdentityRejected
 
 if TYPE_CHECKING:
-    from labkit.target import Target
+    from labkit.target import Credentials, Target
 
 REQUEST_URL_ENV = "ACTIONS_ID_TOKEN_REQUEST_URL"
 REQUEST_TOKEN_ENV = "ACTIONS_ID_TOKEN_REQUEST_TOKEN"
@@ -35,6 +35,12 @@ class TemporaryCredentials:
     session_token: str
     expiration: datetime
     assumed_role_arn: str
+
+    def as_target_credentials(self) -> Credentials:
+        """For :meth:`labkit.target.Target.as_identity`: call the sandbox as the assumed role."""
+        from labkit.target import Credentials
+
+        return Credentials(self.access_key_id, self.secret_access_key, self.session_token)
 
     def variables(self) -> dict[str, str]:
         """The standard AWS environment variables that every SDK and the AWS CLI read."""

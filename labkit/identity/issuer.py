@@ -33,9 +33,9 @@ DISCOVERY_PATH = "/.well-known/openid-configuration"
 @dataclass(frozen=True)
 class Issuer:
     """``url`` is the issuer's identifier (tokens' ``iss``, the IAM provider's URL); ``served_at``
-    the base URL its documents are actually served from, when that differs (the sandbox serves
-    ``https://127.0.0.1:PORT/...`` as plain ``http://127.0.0.1:PORT/...``: IAM accepts only https
-    issuers, and loopback has no certificate)."""
+    the base URL its documents are actually served from, when that differs (the sandbox's issuer is
+    ``https://localhost/labkit-sandbox/oidc``, served as plain ``http://127.0.0.1:PORT/...``: IAM
+    accepts only https issuers, and loopback has no certificate)."""
 
     url: str
     key: jwt.SigningKey

@@ -66,7 +66,8 @@ def statements(document: str | Mapping[str, Any]) -> list[Mapping[str, Any]]:
     return [found] if isinstance(found, Mapping) else list(found)
 
 
-def _as_list(value: Any) -> list[str]:
+def as_list(value: Any) -> list[str]:
+    """A policy element or claim that may be one value or a list, as a list of strings."""
     if value is None:
         return []
     return [str(v) for v in value] if isinstance(value, list | tuple) else [str(value)]
@@ -82,11 +83,11 @@ def wildcard_match(pattern: str, value: str, *, case_sensitive: bool = True) -> 
 def _applies(statement: Mapping[str, Any], request: Request) -> bool:
     if "NotAction" in statement:
         if any(
-            wildcard_match(p, request.action, case_sensitive=False) for p in _as_list(statement["NotAction"])
+            wildcard_match(p, request.action, case_sensitive=False) for p in as_list(statement["NotAction"])
         ):
             return False
     elif not any(
-        wildcard_match(p, request.action, case_sensitive=False) for p in _as_list(statement.get("Action"))
+        wildcard_match(p, request.action, case_sensitive=False) for p in as_list(statement.get("Action"))
     ):
         return False
     if not _resource_applies(statement, request.resource):
@@ -94,7 +95,7 @@ def _applies(statement: Mapping[str, Any], request: Request) -> bool:
     if request.principal is not None and not _principal_applies(statement, request.principal):
         return False
     return all(
-        condition_holds(operator, key, _as_list(values), request)
+        condition_holds(operator, key, as_list(values), request)
         for operator, block in (statement.get("Condition") or {}).items()
         for key, values in block.items()
     )
@@ -106,10 +107,10 @@ def _resource_applies(statement: Mapping[str, Any], resource: str | None) -> boo
     if resource is None:  # the caller cannot tell the resource
         if statement.get("Effect") == "Allow":
             return True
-        return "*" in _as_list(statement.get("Resource"))
+        return "*" in as_list(statement.get("Resource"))
     if "NotResource" in statement:
-        return not any(wildcard_match(p, resource) for p in _as_list(statement["NotResource"]))
-    return any(wildcard_match(p, resource) for p in _as_list(statement["Resource"]))
+        return not any(wildcard_match(p, resource) for p in as_list(statement["NotResource"]))
+    return any(wildcard_match(p, resource) for p in as_list(statement["Resource"]))
 
 
 def _principal_applies(statement: Mapping[str, Any], principal: Mapping[str, Sequence[str]]) -> bool:
@@ -119,7 +120,7 @@ def _principal_applies(statement: Mapping[str, Any], principal: Mapping[str, Seq
     if named == "*":
         return True
     return any(
-        kind in named and any(p == "*" or p in values for p in _as_list(named[kind]))
+        kind in named and any(p == "*" or p in values for p in as_list(named[kind]))
         for kind, values in principal.items()
     )
 

@@ -22,7 +22,7 @@ from typing import Any
 
 from labkit.errors import IdentityError, WebIdentityRejected
 from labkit.identity import jwt
-from labkit.identity.policy import Decision, Request, evaluate
+from labkit.identity.policy import Decision, Request, as_list, evaluate
 
 ACTION = "sts:AssumeRoleWithWebIdentity"
 #: AWS's documented description of InvalidIdentityToken, used where no more specific message is known.
@@ -80,7 +80,7 @@ def check(
     provider = next((p for p in providers if p.url == issuer_host_path(issuer)), None)
     if provider is None:
         raise _invalid(f"No OpenIDConnect provider found in your account for {issuer}")
-    audiences = _as_list(claims.get("aud"))
+    audiences = as_list(claims.get("aud"))
     if not set(audiences) & set(provider.client_ids):
         raise _invalid("Incorrect token audience")
     keys = keys_for(issuer)
@@ -121,8 +121,8 @@ def check(
 def trusts(trust_policy: str, provider: OidcProvider, claims: dict[str, Any]) -> bool:
     """Whether the trust policy admits a token with ``claims`` from ``provider``."""
     context = {
-        f"{provider.url}:aud".lower(): _as_list(claims.get("aud")),
-        f"{provider.url}:sub".lower(): _as_list(claims.get("sub")),
+        f"{provider.url}:aud".lower(): as_list(claims.get("aud")),
+        f"{provider.url}:sub".lower(): as_list(claims.get("sub")),
     }
     request = Request(action=ACTION, resource=None, context=context, principal={"Federated": [provider.arn]})
     return evaluate([trust_policy], request) is Decision.ALLOWED
@@ -135,12 +135,6 @@ def _invalid(message: str) -> WebIdentityRejected:
         hint="Check the IAM OIDC provider (URL, client ids, thumbprints) against the token's issuer "
         "and audience.",
     )
-
-
-def _as_list(value: Any) -> list[str]:
-    if value is None:
-        return []
-    return [str(v) for v in value] if isinstance(value, list) else [str(value)]
 
 
 def _epoch(value: Any) -> int | None:

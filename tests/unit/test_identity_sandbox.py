@@ -19,12 +19,13 @@ from moto import mock_aws
 from typer.testing import CliRunner
 
 from labkit.cli import app
-from labkit.errors import WebIdentityRejected
+from labkit.errors import ConfigError, WebIdentityRejected
 from labkit.identity.github import WorkflowRun
 from labkit.identity.issuer import Issuer
 from labkit.identity.jwt import decode_unverified, signature_valid
 from labkit.sandbox.server import iam, oidc
 from labkit.sandbox.server.mends import apply_mends
+from labkit.settings import SANDBOX_IAM_ENV, sandbox_iam_enforced
 from labkit.target import SANDBOX_ACCESS_KEY, SANDBOX_SECRET_KEY
 
 REGION = "us-east-1"
@@ -280,3 +281,38 @@ def test_ci_credentials_in_a_github_actions_job(
     assert isinstance(refused.exception, WebIdentityRejected)  # labkit's main() prints it and exits 1
     assert refused.exception.code == "AccessDenied"
     assert "Not authorized to perform sts:AssumeRoleWithWebIdentity" in refused.exception.message
+
+
+def test_a_dynamodb_transaction_needs_the_action_of_each_item(enforced: boto3.session.Session) -> None:
+    enforced.client("dynamodb").create_table(
+        TableName="ledger",
+        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+        AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
+        BillingMode="PAY_PER_REQUEST",
+    )
+    put_only = user_session(enforced, {"Effect": "Allow", "Action": "dynamodb:PutItem", "Resource": "*"})
+    client = put_only.client("dynamodb")
+    client.transact_write_items(TransactItems=[{"Put": {"TableName": "ledger", "Item": {"pk": {"S": "a"}}}}])
+    with pytest.raises(ClientError) as refused:
+        client.transact_write_items(
+            TransactItems=[
+                {"Put": {"TableName": "ledger", "Item": {"pk": {"S": "b"}}}},
+                {"Delete": {"TableName": "ledger", "Key": {"pk": {"S": "a"}}}},
+            ]
+        )
+    assert refused.value.response["Error"]["Code"] == "AccessDeniedException"
+    assert "dynamodb:DeleteItem" in refused.value.response["Error"]["Message"]
+
+
+@pytest.mark.parametrize(("value", "enforced"), [("", True), ("enforce", True), ("OFF", False)])
+def test_the_setting_that_switches_enforcement(
+    monkeypatch: pytest.MonkeyPatch, value: str, enforced: bool
+) -> None:
+    monkeypatch.setenv(SANDBOX_IAM_ENV, value)
+    assert sandbox_iam_enforced() is enforced
+
+
+def test_a_bad_setting_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(SANDBOX_IAM_ENV, "yes")
+    with pytest.raises(ConfigError, match="LABKIT_SANDBOX_IAM"):
+        sandbox_iam_enforced()

@@ -16,8 +16,8 @@ from labkit.identity import jwt, webidentity
 from labkit.identity.github import WorkflowRun, parse_subject
 from labkit.identity.issuer import Issuer
 
-URL = "https://127.0.0.1:4566/labkit-sandbox/oidc"
-HOST_PATH = "127.0.0.1:4566/labkit-sandbox/oidc"
+URL = "https://localhost/labkit-sandbox/oidc"
+HOST_PATH = "localhost/labkit-sandbox/oidc"
 NOW = 1_800_000_000
 PROVIDER_ARN = f"arn:aws:iam::123456789012:oidc-provider/{HOST_PATH}"
 DEVELOP = WorkflowRun("octo/lab", ref="refs/heads/develop")

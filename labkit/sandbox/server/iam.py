@@ -131,12 +131,11 @@ def _check(request: Any, s3: bool, resource: str) -> Refusal | None:
     prefix = _IAM_PREFIX.get(credential.service, credential.service)
     if s3:
         operation = _S3_ACTIONS.get(operation, operation)
-    action = f"{prefix}:{operation}"
     caller = _caller(request, credential)
     if isinstance(caller, Refusal):
         return caller
     arn, documents = caller
-    if action == "sts:GetCallerIdentity":  # always allowed, even under an explicit Deny, as on AWS
+    if (prefix, operation) == ("sts", "GetCallerIdentity"):  # always allowed, even under a Deny, as on AWS
         return None
     context: dict[str, list[str]] = {
         "aws:requestedregion": [credential.region],
@@ -146,11 +145,35 @@ def _check(request: Any, s3: bool, resource: str) -> Refusal | None:
     if s3 and "prefix" in request.querystring:
         context["s3:prefix"] = [str(request.querystring["prefix"][0])]
     known = resource if (s3 or resource.startswith("arn:")) else None
-    decision = evaluate(documents, Request(action, known, context, knows=KNOWN_KEYS.__contains__))
-    if decision is Decision.ALLOWED and action == "sts:AssumeRole":
-        decision = _trust_decision(request, resource, arn)
-    if decision is Decision.ALLOWED:
-        return None
+    for action in iam_actions(prefix, operation, request.raw_body if prefix == "dynamodb" else b""):
+        decision = evaluate(documents, Request(action, known, context, knows=KNOWN_KEYS.__contains__))
+        if decision is Decision.ALLOWED and action == "sts:AssumeRole":
+            decision = _trust_decision(request, resource, arn)
+        if decision is not Decision.ALLOWED:
+            return _denied(arn, action, known, decision)
+    return None
+
+
+def iam_actions(prefix: str, operation: str, body: bytes = b"") -> list[str]:
+    """The IAM actions a call needs: its own, except DynamoDB's transactions, which need the action
+    of each item they hold (``Put`` needs ``dynamodb:PutItem``, and so on), as on AWS."""
+    if prefix == "dynamodb" and operation in ("TransactWriteItems", "TransactGetItems"):
+        try:
+            items = json.loads(body or b"{}").get("TransactItems") or []
+        except (ValueError, AttributeError):
+            items = []
+        kinds = dict.fromkeys(kind for item in items for kind in item)
+        needed = [f"dynamodb:{_TRANSACT_ACTIONS.get(kind, kind)}" for kind in kinds]
+        return needed or [f"dynamodb:{operation}"]
+    return [f"{prefix}:{operation}"]
+
+
+#: The IAM action of each kind of item in a DynamoDB transaction.
+_TRANSACT_ACTIONS = {"Put": "PutItem", "Update": "UpdateItem", "Delete": "DeleteItem",
+                     "ConditionCheck": "ConditionCheckItem", "Get": "GetItem"}  # fmt: skip
+
+
+def _denied(arn: str, action: str, known: str | None, decision: Decision) -> Refusal:
     why = (
         "with an explicit deny in an identity-based policy"
         if decision is Decision.EXPLICIT_DENY

@@ -1,8 +1,10 @@
 """The sandbox's GitHub-style OIDC issuer, and STS's AssumeRoleWithWebIdentity checking its tokens.
 
-The issuer's URL (its tokens' ``iss``, the IAM OIDC provider's URL) is
-``https://127.0.0.1:PORT/labkit-sandbox/oidc``, because IAM accepts only https issuers; the sandbox
-serves it as plain ``http://127.0.0.1:PORT/labkit-sandbox/oidc`` (its API's endpoint plus
+The issuer's URL (its tokens' ``iss``, the IAM OIDC provider's URL) is :data:`ISSUER_URL`, an https
+URL because IAM accepts no other, without a port so that it stays the same when the API's port
+changes (and because the AWS provider for Terraform cannot compare a provider URL that has a port
+with the one IAM returns: it would replace the provider on every apply). The sandbox serves the
+issuer as plain ``http://127.0.0.1:PORT/labkit-sandbox/oidc`` (its API's endpoint plus
 :data:`~labkit.sandbox.client.paths.OIDC_PATH`), and STS reads its keys in process. Below it:
 
 - ``GET .well-known/openid-configuration`` and ``GET .well-known/jwks``: discovery and keys, as
@@ -36,6 +38,8 @@ from labkit.identity.issuer import DISCOVERY_PATH, JWKS_PATH, Issuer
 from labkit.sandbox.server.iam import answer_error
 
 StartResponse = Callable[..., Any]
+#: The sandbox issuer's identifier: what its tokens' ``iss`` and the IAM OIDC provider's URL hold.
+ISSUER_URL = "https://localhost/labkit-sandbox/oidc"
 #: AWS's HTTP status for each refusal of AssumeRoleWithWebIdentity.
 _STATUS = {"AccessDenied": 403, "IDPRejectedClaim": 403}
 

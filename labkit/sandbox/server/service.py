@@ -267,11 +267,7 @@ class SandboxService:
         self.port = int(self.server.server_address[1])
         os.environ["MOTO_PORT"] = str(self.port)  # moto builds a few URLs (SQS queues) from it
         self.endpoint = f"http://127.0.0.1:{self.port}"
-        # The issuer's URL holds the API's port, which ports.json keeps across restarts. It is an
-        # https URL, as IAM requires of an OIDC provider, served as plain http (labkit.identity.issuer).
-        self.issuer = Issuer.load_or_create(
-            paths.root, f"https://127.0.0.1:{self.port}{OIDC_PATH}", served_at=self.endpoint + OIDC_PATH
-        )
+        self.issuer = Issuer.load_or_create(paths.root, oidc.ISSUER_URL, served_at=self.endpoint + OIDC_PATH)
         oidc.install(self.issuer)
         self.api.issuer = self.issuer
         iam.set_enforced(enforce_iam)

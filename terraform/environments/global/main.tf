@@ -86,8 +86,10 @@ module "github_oidc" {
   managed_name_prefix  = "${var.project}-staging"
   plan_role_name       = "${var.project}-staging-plan"
 
-  state_bucket_arn    = module.state_backend.bucket_arn
-  state_key_prefixes  = ["staging/"]
+  state_bucket_arn   = module.state_backend.bucket_arn
+  state_key_prefixes = ["staging/"]
+  # A staging plan reads production's VPC range and the developer environments' claims (labkit.infra.stack.vpc_cidrs).
+  readable_state_keys = ["production/terraform.tfstate", "labkit/dev-environments/environments/*"]
   lock_table_arn      = module.state_backend.lock_table_arn
   state_kms_key_arn   = module.state_backend.kms_key_arn
   artifact_bucket_arn = module.artifact_hardening.bucket_arn

@@ -71,7 +71,7 @@ variable "github_subject" {
 }
 
 variable "github_oidc_issuer_url" {
-  description = "The OIDC issuer whose tokens the GitHub roles admit: GitHub's. In the sandbox, the sandbox's own issuer (labkit.sandbox.oidc_issuer: https://127.0.0.1:PORT/labkit-sandbox/oidc)."
+  description = "The OIDC issuer whose tokens the GitHub roles admit: GitHub's. In the sandbox, the sandbox's own issuer (labkit.sandbox.oidc_issuer: https://localhost/labkit-sandbox/oidc)."
   type        = string
   default     = "https://token.actions.githubusercontent.com"
 }

@@ -72,15 +72,12 @@ resource "aws_iam_role" "deploy" {
 # --- Terraform state and release artifacts -----------------------------------------------------
 
 data "aws_iam_policy_document" "state" {
+  # labkit checks the state bucket with HeadBucket, which needs s3:ListBucket and carries no
+  # s3:prefix, so the listing cannot be limited to a prefix; reading objects still is.
   statement {
-    sid       = "ListOwnStatePrefix"
+    sid       = "ListStateBucket"
     actions   = ["s3:ListBucket"]
     resources = [var.state_bucket_arn]
-    condition {
-      test     = "StringLike"
-      variable = "s3:prefix"
-      values   = [for p in var.state_key_prefixes : "${p}*"]
-    }
   }
 
   statement {
@@ -88,6 +85,15 @@ data "aws_iam_policy_document" "state" {
     # DeleteObject releases the S3-native lock file (use_lockfile).
     actions   = ["s3:GetObject", "s3:PutObject", "s3:DeleteObject"]
     resources = [for p in var.state_key_prefixes : "${var.state_bucket_arn}/${p}*"]
+  }
+
+  dynamic "statement" {
+    for_each = length(var.readable_state_keys) > 0 ? [1] : []
+    content {
+      sid       = "ReadOtherEnvironmentsRanges"
+      actions   = ["s3:GetObject"]
+      resources = [for k in var.readable_state_keys : "${var.state_bucket_arn}/${k}"]
+    }
   }
 
   statement {
@@ -349,21 +355,21 @@ resource "aws_iam_role" "plan" {
 }
 
 data "aws_iam_policy_document" "plan_state" {
+  # labkit checks the state bucket with HeadBucket, which needs s3:ListBucket and carries no
+  # s3:prefix, so the listing cannot be limited to a prefix; reading objects still is.
   statement {
-    sid       = "ListOwnStatePrefix"
+    sid       = "ListStateBucket"
     actions   = ["s3:ListBucket"]
     resources = [var.state_bucket_arn]
-    condition {
-      test     = "StringLike"
-      variable = "s3:prefix"
-      values   = [for p in var.state_key_prefixes : "${p}*"]
-    }
   }
 
   statement {
-    sid       = "ReadOwnState"
-    actions   = ["s3:GetObject"]
-    resources = [for p in var.state_key_prefixes : "${var.state_bucket_arn}/${p}*"]
+    sid     = "ReadStates"
+    actions = ["s3:GetObject"]
+    resources = concat(
+      [for p in var.state_key_prefixes : "${var.state_bucket_arn}/${p}*"],
+      [for k in var.readable_state_keys : "${var.state_bucket_arn}/${k}"],
+    )
   }
 
   # A plan takes the S3-native state lock: it writes and deletes the lock object, nothing else.
@@ -384,6 +390,62 @@ data "aws_iam_policy_document" "plan_state" {
     actions   = ["s3:ListBucket", "s3:GetObject"]
     resources = [var.artifact_bucket_arn, "${var.artifact_bucket_arn}/releases/*"]
   }
+}
+
+# What a plan reads of the stack's own named resources: the read actions of the deploy role's
+# write statements, with the same resource limits.
+data "aws_iam_policy_document" "plan_own_resources" {
+  statement {
+    sid = "ReadOwnRolesAndInstanceProfiles"
+    actions = [
+      "iam:GetRole", "iam:GetRolePolicy", "iam:ListRolePolicies", "iam:ListAttachedRolePolicies",
+      "iam:ListInstanceProfilesForRole", "iam:GetInstanceProfile",
+    ]
+    resources = [
+      "arn:${local.partition}:iam::${local.account}:role/${local.prefix}-*",
+      "arn:${local.partition}:iam::${local.account}:instance-profile/${local.prefix}-*",
+    ]
+  }
+
+  statement {
+    sid = "ReadOwnAlarmTopics"
+    actions = [
+      "sns:GetTopicAttributes", "sns:GetSubscriptionAttributes", "sns:ListSubscriptionsByTopic",
+      "sns:ListTagsForResource",
+    ]
+    resources = ["arn:${local.partition}:sns:${local.region}:${local.account}:${local.prefix}-*"]
+  }
+
+  statement {
+    sid       = "ReadOwnKeysThroughTheirAlias"
+    actions   = ["kms:DescribeKey", "kms:GetKeyPolicy", "kms:GetKeyRotationStatus", "kms:ListResourceTags"]
+    resources = ["arn:${local.partition}:kms:${local.region}:${local.account}:key/*"]
+    condition {
+      test     = "StringLike"
+      variable = "kms:ResourceAliases"
+      values   = ["alias/${local.prefix}-*"]
+    }
+  }
+
+  statement {
+    sid       = "ReadOwnLogGroups"
+    actions   = ["logs:ListTagsForResource"]
+    resources = ["arn:${local.partition}:logs:${local.region}:${local.account}:log-group:/vpc/${local.prefix}*"]
+  }
+
+  statement {
+    sid       = "ReadOwnBudget"
+    actions   = ["budgets:ViewBudget", "budgets:ListTagsForResource"]
+    resources = ["arn:${local.partition}:budgets::${local.account}:budget/${local.prefix}-*"]
+  }
+}
+
+resource "aws_iam_role_policy" "plan_own_resources" {
+  count = var.plan_role_name != null ? 1 : 0
+
+  name   = "read-own-resources"
+  role   = aws_iam_role.plan[0].id
+  policy = data.aws_iam_policy_document.plan_own_resources.json
 }
 
 resource "aws_iam_role_policy" "plan_state" {

@@ -37,7 +37,7 @@ variable "github_subject" {
 }
 
 variable "oidc_issuer_url" {
-  description = "URL of the OIDC issuer whose tokens the roles admit: GitHub's. labkit's sandbox passes its own issuer's (https://127.0.0.1:PORT/labkit-sandbox/oidc)."
+  description = "URL of the OIDC issuer whose tokens the roles admit: GitHub's. labkit's sandbox passes its own issuer's (https://localhost/labkit-sandbox/oidc)."
   type        = string
   default     = "https://token.actions.githubusercontent.com"
 
@@ -110,6 +110,12 @@ variable "state_key_prefixes" {
     condition     = length(var.state_key_prefixes) > 0 && alltrue([for p in var.state_key_prefixes : endswith(p, "/") && !startswith(p, "/")])
     error_message = "state_key_prefixes must be non-empty folder prefixes such as \"staging/\" (ending in /, not starting with /)."
   }
+}
+
+variable "readable_state_keys" {
+  description = "Other objects of the state bucket the deploy role may read, not write: labkit refuses a VPC range that overlaps another environment's, which it reads from the other states' vpc_cidr output and the developer environments' claims."
+  type        = list(string)
+  default     = []
 }
 
 variable "lock_table_arn" {

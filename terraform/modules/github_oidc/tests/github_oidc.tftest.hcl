@@ -149,13 +149,13 @@ run "the_sandbox_issuer" {
   command = plan
 
   variables {
-    oidc_issuer_url  = "https://127.0.0.1:4566/labkit-sandbox/oidc"
+    oidc_issuer_url  = "https://localhost/labkit-sandbox/oidc"
     oidc_thumbprints = ["0123456789abcdef0123456789abcdef01234567"]
   }
 
   assert {
     condition = anytrue([for c in one(data.aws_iam_policy_document.trust.statement).condition :
-    c.variable == "127.0.0.1:4566/labkit-sandbox/oidc:sub"])
+    c.variable == "localhost/labkit-sandbox/oidc:sub"])
     error_message = "Condition keys name the issuer without its scheme, as IAM does."
   }
 }

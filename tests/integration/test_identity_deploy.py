@@ -1,0 +1,122 @@
+"""Issue 14's must-show on the drills' staging stack: a blue/green deploy under the deploy role's
+OIDC credentials with IAM enforced fails no request, and a token for another branch is refused at
+assume-role. Then the read-only plan role, assumed by a pull request's token, plans staging and may
+change nothing.
+
+``global`` is applied with a repository, so it creates the OIDC provider (for the sandbox's issuer)
+and the deploy role, which trusts ``repo:OWNER/NAME:environment:staging``. The sandbox enforces IAM
+(its default; the test makes sure and puts back what it found). The deploy runs as the role: every
+call of the controller and of its Terraform runs is authorized against the role's policies.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+
+import pytest
+from botocore.exceptions import ClientError
+
+from labkit import sandbox
+from labkit.deploy import Controller
+from labkit.deploy.probe import Probe, summarize
+from labkit.deploy.strategy import canary
+from labkit.errors import WebIdentityRejected
+from labkit.identity.credentials import assume_role_with_web_identity, request_id_token
+from labkit.identity.github import STS_AUDIENCE
+from labkit.infra.stack import Stack
+from tests.conftest import BLUE_SERVES_1_0_0, DrillsStack, target_states, wait_for
+
+pytestmark = pytest.mark.integration
+
+REPOSITORY = "acme/bluegreen-lab"
+#: One step to all traffic: the gate still analyses, and the module stays short.
+ONE_STEP = canary([100], bake_s=3, health_timeout_s=60, scale_down_delay_s=2)
+
+
+@pytest.fixture(scope="module")
+def staging(drills_stack: DrillsStack) -> Iterator[DrillsStack]:
+    """The drills' staging with blue serving 1.0.0, global with the GitHub OIDC provider and roles,
+    IAM enforced; enforcement put back as it was at the end."""
+    target = drills_stack.target
+    issuer = sandbox.oidc_issuer(target)
+    Stack("global", target).apply(
+        {
+            "github_repository": REPOSITORY,
+            "github_oidc_issuer_url": issuer.url,
+            "github_oidc_thumbprints": [issuer.thumbprint],
+        }
+    )
+    drills_stack.stack().apply(BLUE_SERVES_1_0_0)
+    arn = str(drills_stack.outputs["blue_target_group_arn"])
+    wait_for(
+        "blue healthy",
+        lambda: [s for s, _ in target_states(target, arn).values()] == ["healthy", "healthy"],
+        timeout_s=90,
+    )
+    previous = sandbox.set_iam_enforced(target, True)
+    try:
+        yield drills_stack
+    finally:
+        sandbox.set_iam_enforced(target, previous)
+
+
+def token(staging: DrillsStack, **claims: str) -> str:
+    """An ID token of the sandbox's issuer for a run of REPOSITORY with ``claims``."""
+    served_at = sandbox.oidc_issuer(staging.target).served_at
+    return request_id_token(
+        served_at + "/token", {"audience": STS_AUDIENCE, "repository": REPOSITORY, **claims}
+    )
+
+
+def test_a_deploy_as_the_oidc_role_fails_no_request_and_another_branch_is_refused(
+    staging: DrillsStack,
+) -> None:
+    target = staging.target
+    role = str(Stack("global", target).outputs()["github_deploy_role_arn"])
+
+    with pytest.raises(WebIdentityRejected) as refused:
+        assume_role_with_web_identity(
+            target, role, token(staging, ref="refs/heads/feature"), session_name="deploy"
+        )
+    assert refused.value.code == "AccessDenied"
+    assert "Not authorized to perform sts:AssumeRoleWithWebIdentity" in refused.value.message
+
+    found = assume_role_with_web_identity(
+        target, role, token(staging, environment="staging"), session_name="deploy"
+    )
+    as_role = target.as_identity(found.as_target_credentials())
+    assert (
+        as_role.client("sts")
+        .get_caller_identity()["Arn"]
+        .endswith(":assumed-role/bglab-staging-deploy/deploy")
+    )
+    # The role is held to its policies: it may not touch IAM users, say.
+    with pytest.raises(ClientError) as denied:
+        as_role.client("iam").list_users()
+    assert denied.value.response["Error"]["Code"] == "AccessDenied"
+
+    ctl = Controller("staging", as_role, say=print)
+    with Probe(staging.url, rate=25) as probe:
+        record = ctl.deploy("1.1.0", strategy=ONE_STEP, preview_requests=10, probe=probe)
+        time.sleep(1)
+    summary = summarize(probe.results())
+    assert record.status == "succeeded", record.reason
+    assert int(summary.loc["all", "failed"]) == 0
+    assert int(summary.loc["all", "requests"]) > 0
+
+
+def test_a_pull_request_plans_with_the_read_only_role(staging: DrillsStack) -> None:
+    target = staging.target
+    role = str(Stack("global", target).outputs()["github_plan_role_arn"])
+    pull_request = token(staging, event_name="pull_request", ref="refs/pull/7/merge")
+    found = assume_role_with_web_identity(target, role, pull_request, session_name="plan")
+    as_plan = target.as_identity(found.as_target_credentials())
+    assert Stack("staging", as_plan).plan().exit_code == 0  # refreshed and planned: it may read it all
+    asg = str(Stack("staging", target).outputs()["blue_asg_name"])
+    with pytest.raises(ClientError) as refused:
+        as_plan.client("autoscaling").update_auto_scaling_group(AutoScalingGroupName=asg, MinSize=0)
+    assert refused.value.response["Error"]["Code"] == "AccessDenied"
+    deploy_token = token(staging, environment="staging")
+    with pytest.raises(WebIdentityRejected, match="AccessDenied"):
+        assume_role_with_web_identity(target, role, deploy_token, session_name="plan")
