@@ -37,6 +37,7 @@ from labkit.identity.credentials import (
     request_id_token,
 )
 from labkit.identity.github import STS_AUDIENCE, WorkflowRun, parse_subject
+from labkit.identity.policy import as_list, statements
 from labkit.infra.stack import Stack
 from labkit.ops.runbook import Action
 from labkit.target import Target
@@ -152,7 +153,7 @@ def compare(
     its own CA library and ignores the thumbprints)."""
     found: list[str] = []
     issuer = webidentity.issuer_host_path(str(claims.get("iss") or ""))
-    audiences = _as_list(claims.get("aud"))
+    audiences = as_list(claims.get("aud"))
     if provider is None:
         found.append(f"the OIDC provider {trust.provider_arn} does not exist")
     else:
@@ -182,12 +183,10 @@ def _trust_mismatches(policy: str, provider: webidentity.OidcProvider, claims: d
     evaluation stays :func:`labkit.identity.webidentity.trusts`'s."""
     if webidentity.trusts(policy, provider, claims):
         return []
-    statements = json.loads(policy).get("Statement", [])
-    statements = [statements] if isinstance(statements, dict) else statements
     allowing = [
         s
-        for s in statements
-        if s.get("Effect") == "Allow" and webidentity.ACTION in _as_list(s.get("Action"))
+        for s in statements(policy)
+        if s.get("Effect") == "Allow" and webidentity.ACTION in as_list(s.get("Action"))
     ]
     if not allowing:
         return [f"no statement of the trust policy allows {webidentity.ACTION}"]
@@ -195,7 +194,7 @@ def _trust_mismatches(policy: str, provider: webidentity.OidcProvider, claims: d
     for statement in allowing:
         bare = {k: v for k, v in statement.items() if k != "Condition"}
         if not _admits(bare, provider, claims):
-            federated = _as_list((statement.get("Principal") or {}).get("Federated"))
+            federated = as_list((statement.get("Principal") or {}).get("Federated"))
             found.append(f"the trust policy's Federated principal is {federated}, not {provider.arn}")
             continue
         for operator, keys in (statement.get("Condition") or {}).items():
@@ -203,7 +202,7 @@ def _trust_mismatches(policy: str, provider: webidentity.OidcProvider, claims: d
                 if not _admits({**bare, "Condition": {operator: {key: values}}}, provider, claims):
                     claim = key.rsplit(":", 1)[-1]
                     found.append(
-                        f"the trust policy's {operator} on {key} admits {_as_list(values)}; "
+                        f"the trust policy's {operator} on {key} admits {as_list(values)}; "
                         f"the token's {claim} is {claims.get(claim)!r}"
                     )
     return found
@@ -307,9 +306,3 @@ def verify_matches_code(global_stack: Stack) -> tuple[bool, str]:
     """A plan of global targeted at the GitHub module shows no changes."""
     plan = global_stack.plan(github_variables(global_stack, deploy_trust(global_stack)), targets=[MODULE])
     return (not plan.has_changes), plan.summary()
-
-
-def _as_list(value: Any) -> list[str]:
-    if value is None:
-        return []
-    return [str(v) for v in value] if isinstance(value, list) else [str(value)]
