@@ -240,20 +240,21 @@ def _trust_policy(target: Target, role_name: str) -> str | None:
 # --- Plan, Act, Verify ---
 
 
-def github_variables(global_stack: Stack, trust: DeployTrust) -> dict[str, Any]:
-    """global's GitHub variables as it was applied: the repository and subject from its
-    ``github_trusted_subject`` output, and on the sandbox the sandbox issuer's URL and thumbprint
-    (on AWS the root's defaults, GitHub's, apply). global keeps no record of its variables, so an
-    apply without these would remove the role."""
-    run = parse_subject(trust.subject)
-    subject = (
+def github_variables(target: Target, subject: str) -> dict[str, Any]:
+    """global's GitHub variables for a deploy role that trusts ``subject`` (``repo:O/R:environment:E``
+    or ``repo:O/R:ref:refs/heads/B``): the repository and subject, and on the sandbox its issuer's
+    URL and thumbprint (on AWS the root's defaults, GitHub's, apply). global keeps no record of its
+    variables, so the runbook rebuilds them from its ``github_trusted_subject`` output: an apply
+    without them would remove the role."""
+    run = parse_subject(subject)
+    trusted = (
         {"environment": run.environment}
         if run.environment
         else {"branch": run.ref.removeprefix("refs/heads/")}
     )
-    values: dict[str, Any] = {"github_repository": run.repository, "github_subject": subject}
-    if global_stack.target.is_sandbox:
-        issuer = sandbox.oidc_issuer(global_stack.target)
+    values: dict[str, Any] = {"github_repository": run.repository, "github_subject": trusted}
+    if target.is_sandbox:
+        issuer = sandbox.oidc_issuer(target)
         values.update(github_oidc_issuer_url=issuer.url, github_oidc_thumbprints=[issuer.thumbprint])
     return values
 
@@ -263,7 +264,7 @@ def actions(global_stack: Stack, finding: TrustFinding) -> list[Action]:
     accepted. RunbookError when the code's plan changes nothing but the token is refused."""
     if finding.ok:
         return []
-    variables = github_variables(global_stack, finding.trust)
+    variables = github_variables(global_stack.target, finding.trust.subject)
     plan = global_stack.plan(variables, targets=[MODULE])
     if not plan.has_changes:
         raise RunbookError(
@@ -304,5 +305,6 @@ def verify_exchange(global_stack: Stack) -> tuple[bool, str]:
 
 def verify_matches_code(global_stack: Stack) -> tuple[bool, str]:
     """A plan of global targeted at the GitHub module shows no changes."""
-    plan = global_stack.plan(github_variables(global_stack, deploy_trust(global_stack)), targets=[MODULE])
+    variables = github_variables(global_stack.target, deploy_trust(global_stack).subject)
+    plan = global_stack.plan(variables, targets=[MODULE])
     return (not plan.has_changes), plan.summary()

@@ -3,7 +3,9 @@
 :mod:`.iam`'s authorization path calls :func:`record` for every request while IAM is enforced; the
 calls of an access key that AWS issues (``AKIA``/``ASIA``) are kept, allowed or refused, with the
 fields of a CloudTrail event that a leak investigation reads (``eventTime``, ``eventSource``,
-``eventName``, ``awsRegion``, ``accessKeyId``, ``errorCode``). The sandbox's admin (labkit's own
+``eventName``, ``awsRegion``, ``accessKeyId``, ``errorCode``); ``eventName`` is the operation as
+moto's authorization names it, which for S3 is the IAM action (``ListAllMyBuckets`` where
+CloudTrail says ``ListBuckets``). The sandbox's admin (labkit's own
 key, Terraform's) is not recorded: it makes most calls and no lesson asks what it did.
 ``GET /labkit-sandbox/trail?access_key_id=...&since=...`` answers them (:func:`events`); the
 credential-leak runbook reads them through :func:`labkit.sandbox.recorded_calls`, and through
