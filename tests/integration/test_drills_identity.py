@@ -195,7 +195,8 @@ def test_a_leaked_key_is_disabled_its_calls_listed_and_rotated(
         )
         assert fixed.ok and fixed.record.outcome == "recovered", fixed.error
         old = target.as_identity(Credentials(leaked["AWS_ACCESS_KEY_ID"], leaked["AWS_SECRET_ACCESS_KEY"]))
-        with pytest.raises(ClientError, match="InvalidClientTokenId"):
+        # The call it made before, refused as S3 refuses an inactive key (the runbook asked STS).
+        with pytest.raises(ClientError, match="InvalidAccessKeyId"):
             old.client("s3").list_buckets()
         new = read_env_file(env_file)
         assert new["AWS_ACCESS_KEY_ID"] != leaked["AWS_ACCESS_KEY_ID"]
