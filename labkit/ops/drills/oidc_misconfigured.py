@@ -66,7 +66,7 @@ def deploy_job_assumes(target: Target) -> Check:
     try:
         found = assume_role_with_web_identity(target, role, token, session_name="deploy")
     except WebIdentityRejected as refused:
-        return False, f"{refused.code}: {refused.message}"
+        return False, refused.message  # "... was refused: CODE: AWS's message"
     return True, f"{subject} assumed {found.assumed_role_arn}"
 
 
