@@ -26,6 +26,10 @@ from pathlib import Path
 
 #: Drills that rebuild the environment run after the rest.
 LAST = ("accidental-destroy",)
+#: Drills that need global's GitHub OIDC provider and deploy role, which global creates for a repository.
+NEED_DEPLOY_ROLE = ("oidc-misconfigured", "deploy-role-deleted")
+#: The repository (and its staging environment) whose deploy role those drills break.
+DEPLOY_SUBJECT = "repo:acme/bluegreen-lab:environment:staging"
 
 
 def main() -> None:
@@ -58,6 +62,11 @@ def main() -> None:
         target = sandbox.target()
         started = time.monotonic()
         ensure_staging(target, say=lambda line: None)  # what lesson 10 builds
+        if set(names) & set(NEED_DEPLOY_ROLE):
+            from labkit.infra.stack import Stack
+            from labkit.ops.oidc_trust import github_variables
+
+            Stack("global", target, reporter=None).apply(github_variables(target, DEPLOY_SUBJECT))
         print(f"staging built in {time.monotonic() - started:.0f} s; drills: {', '.join(names)}", flush=True)
         for name in names:
             print(f"\n=== {name}", flush=True)

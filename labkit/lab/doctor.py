@@ -1,7 +1,8 @@
 """`labkit doctor`: is this machine ready for the lab? Each problem comes with its fix.
 
 For ``--target aws`` it also reads usage against each service quota the lab's stacks use
-(:func:`check_quotas`, read-only): one line per quota, failing where no headroom is left.
+(:func:`check_quotas`, read-only): one line per quota, failing where no headroom is left. Where
+global is applied, the GitHub deploy role that its state holds must exist (:func:`check_deploy_role`).
 """
 
 from __future__ import annotations
@@ -152,15 +153,49 @@ def _quota_check(row: dict[Any, Any]) -> Check:
     return Check(f"quota {code}", left > 0, detail, "" if left > 0 else request)
 
 
+def check_deploy_role(target: Target) -> Check | None:
+    """The deploy role that global's state names still exists in IAM; None where global is not
+    applied or has no deploy role (nothing to check)."""
+    from botocore.exceptions import ClientError
+
+    from labkit.infra.stack import Stack
+
+    try:
+        role = Stack("global", target, reporter=None).outputs().get("github_deploy_role_arn")
+    except LabkitError:  # no state bucket or state: global is not applied
+        return None
+    if not role:
+        return None
+    name = str(role).rsplit("/", 1)[-1]
+    try:
+        target.client("iam").get_role(RoleName=name)
+    except ClientError as exc:
+        code = str(exc.response.get("Error", {}).get("Code"))
+        fix = (
+            "Apply global's code for it: `labkit runbook run fix-oidc-trust -p environment global` "
+            "(a dry run shows the plan; then -p dry_run false -p confirm global)."
+        )
+        return Check("deploy role", False, f"{name}, in global's state, is missing from IAM ({code})", fix)
+    return Check("deploy role", True, f"{name} exists, as global's state says")
+
+
 def run_checks(target: str = "sandbox", *, profile: str | None = None) -> list[Check]:
     """Every check for ``target``; the aws identity, and then usage against each service quota, are
     checked only for ``target="aws"``."""
     checks = [check_python(), check_terraform(), check_provider_source(), check_kernel(), check_sandbox()]
+    chosen: Target | None = None
     if target == "aws":
         identity = check_aws_identity(profile)
         checks.append(identity)
         if identity.ok:
             from labkit.target import aws
 
-            checks += check_quotas(aws(profile=profile))
+            chosen = aws(profile=profile)
+            checks += check_quotas(chosen)
+    elif checks[-1].ok:  # the sandbox runs
+        from labkit.sandbox import target as sandbox_target
+
+        chosen = sandbox_target()
+    if chosen is not None and (role := check_deploy_role(chosen)) is not None:
+        checks.append(role)
     return checks

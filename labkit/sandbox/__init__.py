@@ -13,7 +13,8 @@ One background service per LABKIT_HOME (``labkit sandbox up``), its files under
 - :func:`instances`: each instance's app process (port, pid, state), e.g. to crash one in a lesson.
 - :func:`set_quota`: a service quota's value, lowered or raised (drills; AWS has no such API).
 - :func:`set_iam_enforced`: IAM enforcement switched on or off in the running sandbox;
-  :func:`oidc_issuer`: the URL and thumbprint of its OIDC issuer.
+  :func:`oidc_issuer`: the URL and thumbprint of its OIDC issuer; :func:`recorded_calls`: the calls
+  made with one access key (the sandbox's stand-in for CloudTrail).
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from labkit.sandbox.client.control import (
     warn_if_unsaved,
 )
 from labkit.sandbox.client.control import oidc_issuer as _oidc_issuer
+from labkit.sandbox.client.control import recorded_calls as _recorded_calls
 from labkit.sandbox.client.control import set_iam_enforced as _set_iam_enforced
 from labkit.sandbox.client.control import set_quota as _set_quota
 from labkit.target import Target, check_sandbox_region, sandbox
@@ -87,6 +89,13 @@ def oidc_issuer(target: Target) -> OidcIssuer:
     return _oidc_issuer(_sandbox_endpoint(target, "An OIDC issuer"))
 
 
+def recorded_calls(target: Target, access_key_id: str, since: str | None = None) -> list[dict[str, Any]]:
+    """The calls made with ``access_key_id`` on the sandbox ``target`` while IAM was enforced, as
+    CloudTrail events (``eventTime``, ``eventSource``, ``eventName``, ``awsRegion``, ``errorCode``),
+    oldest first, from ``since`` (ISO 8601) on. The sandbox's stand-in for CloudTrail's LookupEvents."""
+    return _recorded_calls(_sandbox_endpoint(target, "A trail of API calls"), access_key_id, since)
+
+
 def _sandbox_endpoint(target: Target, what: str) -> str:
     if not target.is_sandbox or target.endpoint_url is None:
         raise TargetError(f"{what} is the sandbox's own: {target.name} has none.", hint="Use the sandbox.")
@@ -108,6 +117,7 @@ __all__ = [
     "instances",
     "log_tail",
     "oidc_issuer",
+    "recorded_calls",
     "reset",
     "set_iam_enforced",
     "set_quota",

@@ -25,11 +25,19 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
+from urllib.parse import urlencode
 
 from labkit.errors import FinalSaveError, SandboxError
 from labkit.sandbox.client import statefile
 from labkit.sandbox.client.leftovers import kill_leftovers
-from labkit.sandbox.client.paths import IAM_PATH, QUOTAS_PATH, STATUS_PATH, SandboxPaths, sandbox_paths
+from labkit.sandbox.client.paths import (
+    IAM_PATH,
+    QUOTAS_PATH,
+    STATUS_PATH,
+    TRAIL_PATH,
+    SandboxPaths,
+    sandbox_paths,
+)
 from labkit.settings import PROJECT_ROOT, sandbox_iam_enforced
 
 Reporter = Callable[[str], None]
@@ -217,6 +225,33 @@ def oidc_issuer(endpoint: str) -> OidcIssuer:
             hint="Is it running, and from this checkout? `labkit sandbox status`; restart it if it is older.",
         )
     return OidcIssuer(str(oidc["issuer"]), str(oidc["thumbprint"]), str(oidc["served_at"]))
+
+
+def recorded_calls(
+    endpoint: str, access_key_id: str, since: str | None = None, timeout: float = 10.0
+) -> list[dict[str, Any]]:
+    """The calls the running sandbox recorded for ``access_key_id`` (CloudTrail-shaped events, oldest
+    first), from ``since`` (ISO 8601) on when given."""
+    query = urlencode({"access_key_id": access_key_id, **({"since": since} if since else {})})
+    host, _, port = endpoint.removeprefix("http://").partition(":")
+    conn = http.client.HTTPConnection(host, int(port), timeout=timeout)
+    try:
+        conn.request("GET", f"{TRAIL_PATH}?{query}")
+        response = conn.getresponse()
+        answer = json.loads(response.read() or b"{}")
+    except (OSError, ValueError, http.client.HTTPException) as exc:
+        raise SandboxError(
+            f"The sandbox at {endpoint} did not answer its trail: {exc}",
+            hint="Is it running? `labkit sandbox status`.",
+        ) from exc
+    finally:
+        conn.close()
+    if response.status != 200 or not isinstance(answer.get("events"), list):
+        raise SandboxError(
+            f"The sandbox's trail answered HTTP {response.status}: {answer.get('error')}",
+            hint="Is the sandbox from this checkout? If older, restart it: `labkit sandbox down`, `up`.",
+        )
+    return list(answer["events"])
 
 
 def _control(endpoint: str, path: str, request: dict[str, Any], what: str, hint: str, timeout: float) -> Any:

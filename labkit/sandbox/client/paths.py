@@ -34,6 +34,8 @@ QUOTAS_PATH = "/labkit-sandbox/quotas"
 IAM_PATH = "/labkit-sandbox/iam"
 #: The sandbox's OIDC issuer lives below this path of the API's endpoint (labkit.sandbox.server.oidc).
 OIDC_PATH = "/labkit-sandbox/oidc"
+#: The recorded calls of one access key (GET ``?access_key_id=...&since=...``; labkit.sandbox.server.trail).
+TRAIL_PATH = "/labkit-sandbox/trail"
 
 
 @dataclass(frozen=True)

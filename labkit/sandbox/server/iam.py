@@ -39,6 +39,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from labkit.identity.policy import Decision, Request, evaluate
+from labkit.sandbox.server import trail
 
 #: Access key ids that AWS issues (users: AKIA, temporary: ASIA). Any other id is the sandbox's admin.
 AWS_KEY_ID = re.compile(r"^(AKIA|ASIA)[A-Z0-9]{16}$")
@@ -89,6 +90,7 @@ def mend(patch: Callable[[type, str, object], None]) -> None:
         if not _enforced:
             return
         refusal = _check(self, iam_request_cls.__name__ == "S3IAMRequest", resource)
+        trail.record(self, _credential(self), refusal)  # the sandbox's CloudTrail (.trail)
         if refusal is not None:
             _raise(self, iam_request_cls.__name__ == "S3IAMRequest", refusal)
 

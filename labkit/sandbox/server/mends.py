@@ -34,6 +34,8 @@ service and a test's ``ThreadedMotoServer`` alike (call it before the first requ
 - IAM (:mod:`.iam`): when enforced, every call is authorized against the caller's policies and
   refused in the service's own error format; STS's AssumeRoleWithWebIdentity validates its token
   against the sandbox's OIDC issuer, the IAM OIDC provider and the role's trust policy (:mod:`.oidc`).
+  ``AddClientIDToOpenIDConnectProvider`` and ``RemoveClientIDFromOpenIDConnectProvider`` answer (stock
+  moto has neither): Terraform changes a provider's audiences with them, and the OIDC drill breaks one.
 
 Metric alarms are evaluated by :mod:`labkit.sandbox.server.cloudwatch`, which the caller runs periodically.
 """
@@ -74,6 +76,7 @@ def apply_mends(target_health: HealthSource | None) -> None:
         _mend_cloudwatch()
         _mend_autoscaling()
         _mend_dynamodb()
+        _mend_oidc_client_ids()
         iam.mend(_patch)  # inert until iam.set_enforced(True)
         oidc.mend(_patch)
         quotas.mend(_patch)  # last: it wraps what the mends above left
@@ -466,6 +469,30 @@ def _mend_dynamodb() -> None:
                 return _stock(self, *args, **kwargs)
 
         _patch(DynamoDBBackend, name, serialized)
+
+
+# --- IAM: an OIDC provider's client ids (its audiences) changed in place ---
+
+
+def _mend_oidc_client_ids() -> None:
+    from moto.core.responses import EmptyResult
+    from moto.iam.responses import IamResponse
+
+    def change(add: bool) -> Callable[[Any], Any]:
+        def handler(self: Any) -> Any:
+            provider = self.backend.get_open_id_connect_provider(self._get_param("OpenIDConnectProviderArn"))
+            client_id = str(self._get_param("ClientID"))
+            # Both are idempotent on AWS: adding a listed id or removing an absent one succeeds.
+            if add and client_id not in provider.client_id_list:
+                provider.client_id_list.append(client_id)
+            elif not add and client_id in provider.client_id_list:
+                provider.client_id_list.remove(client_id)
+            return EmptyResult()
+
+        return handler
+
+    _patch(IamResponse, "add_client_id_to_open_id_connect_provider", change(True))
+    _patch(IamResponse, "remove_client_id_from_open_id_connect_provider", change(False))
 
 
 def _patch(cls: type, name: str, replacement: object) -> None:

@@ -19,7 +19,8 @@ status as JSON: what it serves, its saves, and the locks it restored from the sa
 ``POST /labkit-sandbox/quotas`` sets a region's quota value (:mod:`.quotas`: how a drill lowers one).
 ``POST /labkit-sandbox/iam`` switches IAM enforcement (:mod:`.iam`; ``LABKIT_SANDBOX_IAM`` sets it at
 start), and ``/labkit-sandbox/oidc/...`` is the sandbox's OIDC issuer (:mod:`.oidc`), whose key and
-CA certificate are kept in the sandbox's folder.
+CA certificate are kept in the sandbox's folder. ``GET /labkit-sandbox/trail?access_key_id=...&since=...``
+answers the calls made with an IAM user's or role's key (:mod:`.trail`, the sandbox's CloudTrail).
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ from labkit.sandbox.client.paths import (
     OIDC_PATH,
     QUOTAS_PATH,
     STATUS_PATH,
+    TRAIL_PATH,
     SandboxPaths,
     is_loopback_host,
     sandbox_paths,
@@ -121,6 +123,8 @@ class _Api:
             return self._control(environ, start_response, self._set_quota)
         if path == IAM_PATH and environ.get("REQUEST_METHOD") == "POST":
             return self._control(environ, start_response, self._set_iam)
+        if path == TRAIL_PATH and environ.get("REQUEST_METHOD") == "GET":
+            return _trail(environ, start_response)
         if path.startswith(OIDC_PATH + "/") and environ.get("REQUEST_METHOD") == "GET" and self.issuer:
             from labkit.sandbox.server import oidc
 
@@ -529,6 +533,21 @@ class SandboxService:
         tmp = path.with_suffix(".tmp")
         tmp.write_text(json.dumps(data, indent=2, sort_keys=True))
         os.replace(tmp, path)
+
+
+def _trail(environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+    """The trail path: ``{"events": [...]}`` of one access key (no model lock: the trail has its own)."""
+    from labkit.sandbox.server import trail
+
+    query = {k: v[0] for k, v in parse_qs(str(environ.get("QUERY_STRING") or "")).items()}
+    answer: dict[str, Any]
+    try:
+        answer, status = {"events": trail.events(query["access_key_id"], query.get("since"))}, "200 OK"
+    except (KeyError, ValueError) as exc:
+        answer, status = {"error": f"{type(exc).__name__}: {exc}"}, "400 Bad Request"
+    body = json.dumps(answer).encode()
+    start_response(status, [("Content-Type", "application/json"), ("Content-Length", str(len(body)))])
+    return [body]
 
 
 def _iam_enforced() -> bool:
