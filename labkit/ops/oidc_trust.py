@@ -68,7 +68,7 @@ def deploy_trust(global_stack: Stack) -> DeployTrust:
         raise RunbookError(
             "global's state has no GitHub deploy role: it was applied without github_repository.",
             hint="Apply global with the repository whose workflows deploy: "
-            "`labkit stack apply global -var github_repository=OWNER/NAME` (see its variables.tf).",
+            "`labkit stack apply global --var github_repository=OWNER/NAME` (see its variables.tf).",
         )
     provider = global_stack.state_attributes(PROVIDER_ADDRESS)["arn"]
     return DeployTrust(role_arn=str(role), provider_arn=str(provider), subject=str(subject))
