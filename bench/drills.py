@@ -64,7 +64,7 @@ def main() -> None:
         ensure_staging(target, say=lambda line: None)  # what lesson 10 builds
         if set(names) & set(NEED_DEPLOY_ROLE):
             from labkit.infra.stack import Stack
-            from labkit.ops.oidc_trust import github_variables
+            from labkit.lab.ci_identity import github_variables
 
             Stack("global", target, reporter=None).apply(github_variables(target, DEPLOY_SUBJECT))
         print(f"staging built in {time.monotonic() - started:.0f} s; drills: {', '.join(names)}", flush=True)

@@ -622,7 +622,8 @@ class Stack:
         self, overrides: Mapping[str, Any] | None = None, *, carry_over: bool = True
     ) -> dict[str, Any]:
         """The variables an apply of ``overrides`` uses: what the target fills in, then (with
-        ``carry_over``) the deployment as last applied (staging, production), then ``overrides``.
+        ``carry_over``) the deployment as last applied (staging, production) or global's GitHub
+        settings as last applied, then ``overrides``.
         The deployment part is read from the state (:meth:`outputs`). A variable the root does not
         declare is refused (Terraform would only warn and apply without it)."""
         unknown = sorted(set(overrides or {}) - self.declared_variables())
@@ -645,8 +646,11 @@ class Stack:
             values.update(artifact_bucket=names.artifact_bucket, other_vpc_cidrs=self.other_vpc_cidrs())
         # What the sandbox turns off (require_tls, enable_budget): the one list of it is sandbox_off.
         values.update(sandbox_off.variables(self.root_kind, self.target))
-        if self.env != "global" and carry_over:
-            values.update(self.outputs().get("deployment") or {})
+        if carry_over:
+            # An app environment's deployment as last applied; global's GitHub OIDC settings, which
+            # an apply without them would otherwise remove (the deploy role with them).
+            applied = "github_settings" if self.env == "global" else "deployment"
+            values.update(self.outputs().get(applied) or {})
         values.update(overrides or {})
         return values
 

@@ -18,7 +18,7 @@ import pandas as pd
 from labkit.errors import IdentityError
 from labkit.identity import policy
 from labkit.identity.credentials import TemporaryCredentials, assume_role_with_web_identity, request_id_token
-from labkit.identity.github import STS_AUDIENCE
+from labkit.identity.github import STS_AUDIENCE, parse_subject
 from labkit.identity.jwt import decode_unverified
 from labkit.infra.stack import Stack
 from labkit.settings import PROJECT_ROOT
@@ -38,17 +38,31 @@ CLAIMS = {
 }
 
 
-def apply_global_with_oidc(target: Target, repository: str) -> dict[str, Any]:
-    """Apply ``global`` with the IAM OIDC provider for the target's issuer, the deploy role (trusting
-    ``repo:REPOSITORY:environment:staging``) and the read-only plan role (pull requests); its outputs."""
-    variables: dict[str, Any] = {"github_repository": repository}
+def github_variables(target: Target, subject: str) -> dict[str, Any]:
+    """global's GitHub variables for a deploy role that trusts ``subject`` (``repo:O/R:environment:E``
+    or ``repo:O/R:ref:refs/heads/B``): the repository and subject, and on the sandbox its issuer's
+    URL and thumbprint (on AWS the root's defaults, GitHub's, apply). Needed once: later applies of
+    global carry them over (its ``github_settings`` output)."""
+    run = parse_subject(subject)
+    trusted = (
+        {"environment": run.environment}
+        if run.environment
+        else {"branch": run.ref.removeprefix("refs/heads/")}
+    )
+    values: dict[str, Any] = {"github_repository": run.repository, "github_subject": trusted}
     if target.is_sandbox:
         from labkit import sandbox
 
         issuer = sandbox.oidc_issuer(target)
-        variables |= {"github_oidc_issuer_url": issuer.url, "github_oidc_thumbprints": [issuer.thumbprint]}
+        values.update(github_oidc_issuer_url=issuer.url, github_oidc_thumbprints=[issuer.thumbprint])
+    return values
+
+
+def apply_global_with_oidc(target: Target, repository: str) -> dict[str, Any]:
+    """Apply ``global`` with the IAM OIDC provider for the target's issuer, the deploy role (trusting
+    ``repo:REPOSITORY:environment:staging``) and the read-only plan role (pull requests); its outputs."""
     stack = Stack("global", target)
-    stack.apply(variables)
+    stack.apply(github_variables(target, f"repo:{repository}:environment:staging"))
     return stack.outputs()
 
 

@@ -240,32 +240,13 @@ def _trust_policy(target: Target, role_name: str) -> str | None:
 # --- Plan, Act, Verify ---
 
 
-def github_variables(target: Target, subject: str) -> dict[str, Any]:
-    """global's GitHub variables for a deploy role that trusts ``subject`` (``repo:O/R:environment:E``
-    or ``repo:O/R:ref:refs/heads/B``): the repository and subject, and on the sandbox its issuer's
-    URL and thumbprint (on AWS the root's defaults, GitHub's, apply). global keeps no record of its
-    variables, so the runbook rebuilds them from its ``github_trusted_subject`` output: an apply
-    without them would remove the role."""
-    run = parse_subject(subject)
-    trusted = (
-        {"environment": run.environment}
-        if run.environment
-        else {"branch": run.ref.removeprefix("refs/heads/")}
-    )
-    values: dict[str, Any] = {"github_repository": run.repository, "github_subject": trusted}
-    if target.is_sandbox:
-        issuer = sandbox.oidc_issuer(target)
-        values.update(github_oidc_issuer_url=issuer.url, github_oidc_thumbprints=[issuer.thumbprint])
-    return values
-
-
 def actions(global_stack: Stack, finding: TrustFinding) -> list[Action]:
     """The targeted apply of global that restores the provider and the trust; none when the token is
     accepted. RunbookError when the code's plan changes nothing but the token is refused."""
     if finding.ok:
         return []
-    variables = github_variables(global_stack.target, finding.trust.subject)
-    plan = global_stack.plan(variables, targets=[MODULE])
+    # global's GitHub settings as last applied (Stack.variables carries them over), on its code.
+    plan = global_stack.plan(targets=[MODULE])
     if not plan.has_changes:
         raise RunbookError(
             f"The deploy job's token is refused ({finding.refusal}), yet global's code, planned for "
@@ -277,14 +258,14 @@ def actions(global_stack: Stack, finding: TrustFinding) -> list[Action]:
     return [
         Action(
             f"terraform apply -target={MODULE} on global ({changed})",
-            _apply(global_stack, variables),
+            _apply(global_stack),
         )
     ]
 
 
-def _apply(global_stack: Stack, variables: dict[str, Any]) -> Callable[[], object]:
+def _apply(global_stack: Stack) -> Callable[[], object]:
     def run() -> str:
-        done = global_stack.apply(variables, targets=[MODULE])
+        done = global_stack.apply(targets=[MODULE])
         return f"{done.added} added, {done.changed} changed, {done.removed} destroyed in {done.seconds:.0f} s"
 
     return run
@@ -305,6 +286,5 @@ def verify_exchange(global_stack: Stack) -> tuple[bool, str]:
 
 def verify_matches_code(global_stack: Stack) -> tuple[bool, str]:
     """A plan of global targeted at the GitHub module shows no changes."""
-    variables = github_variables(global_stack.target, deploy_trust(global_stack).subject)
-    plan = global_stack.plan(variables, targets=[MODULE])
+    plan = global_stack.plan(targets=[MODULE])
     return (not plan.has_changes), plan.summary()

@@ -25,6 +25,7 @@ from labkit.cli import app
 from labkit.errors import WebIdentityRejected
 from labkit.identity.github import STS_AUDIENCE
 from labkit.infra.stack import Stack
+from labkit.lab.ci_identity import github_variables
 from labkit.ops import oidc_trust
 from labkit.ops.drills import credential_leak, deploy_role_deleted, oidc_misconfigured
 from labkit.ops.execute import RunbookRun, run_runbook
@@ -43,13 +44,13 @@ SUBJECT = f"repo:{REPOSITORY}:environment:staging"
 def global_stack(drills_stack: DrillsStack) -> Iterator[Stack]:
     """global with the GitHub OIDC provider and deploy role; afterwards as its code says."""
     target = drills_stack.target
-    variables = oidc_trust.github_variables(target, SUBJECT)
+    variables = github_variables(target, SUBJECT)
     stack = Stack("global", target)
     stack.apply(variables)
     yield stack
     # Only when a test failed halfway: put the provider and the trust back for the tests after this.
     if not oidc_misconfigured.deploy_job_assumes(target)[0]:
-        stack.apply(variables, targets=["module.github_oidc"])
+        stack.apply(targets=["module.github_oidc"])  # the GitHub settings as applied above
 
 
 def run(target: Target, tmp_path: Path, **parameters: Any) -> RunbookRun:

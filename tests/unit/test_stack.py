@@ -121,3 +121,30 @@ def test_a_variable_the_root_does_not_declare_is_refused_not_ignored(labkit_home
         staging.variables({"deregistraton_delay": 7}, carry_over=False)
     assert "deregistration_delay" in str(raised.value.hint)
     assert "lock_table_name" in Stack("global", sandbox(SANDBOX)).declared_variables()
+
+
+def test_global_keeps_its_github_settings_as_an_app_environment_keeps_its_deployment(
+    labkit_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A plain `labkit stack apply global` must not remove the OIDC provider and the deploy role:
+    global's next apply takes the GitHub variables it was last applied with (its github_settings
+    output), and an override still wins."""
+    applied = {
+        "github_repository": "acme/bluegreen-lab",
+        "github_subject": {"environment": "staging", "branch": None},
+        "github_oidc_issuer_url": "https://localhost/labkit-sandbox/oidc",
+        "github_oidc_thumbprints": ["ab" * 20],
+        "create_oidc_provider": True,
+    }
+    global_stack = Stack("global", sandbox(SANDBOX))
+    names = StackNames("bglab", "123456789012", "us-east-1")  # no STS call for the account id
+    monkeypatch.setattr(Stack, "names", property(lambda self: names))
+    monkeypatch.setattr(Stack, "outputs", lambda self: {"github_settings": applied, "deployment": {"x": 1}})
+    values = global_stack.variables()
+    assert {name: values[name] for name in applied} == applied and "x" not in values
+    assert global_stack.variables({"github_repository": "acme/other"})["github_repository"] == "acme/other"
+    assert "github_repository" not in global_stack.variables(carry_over=False)
+    # Every carried name is a variable global declares (the output and the variables agree).
+    assert set(applied) <= global_stack.declared_variables()
+    monkeypatch.setattr(Stack, "outputs", lambda self: {"github_settings": {}})
+    assert "github_repository" not in global_stack.variables()  # never set: no OIDC resources

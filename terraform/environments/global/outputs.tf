@@ -52,3 +52,14 @@ output "backend_config" {
   description = "S3 backend settings of the state bucket (labkit adds the key and the locking mode)."
   value       = module.state_backend.backend_config
 }
+
+output "github_settings" {
+  description = "The GitHub OIDC variables as applied, for the next apply to keep (labkit carries them over, as it carries an app environment's deployment); {} without github_repository."
+  value = var.github_repository == null ? {} : {
+    github_repository       = var.github_repository
+    github_subject          = var.github_subject
+    github_oidc_issuer_url  = var.github_oidc_issuer_url
+    github_oidc_thumbprints = var.github_oidc_thumbprints
+    create_oidc_provider    = var.create_oidc_provider
+  }
+}
