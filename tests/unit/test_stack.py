@@ -146,5 +146,5 @@ def test_global_keeps_its_github_settings_as_an_app_environment_keeps_its_deploy
     assert "github_repository" not in global_stack.variables(carry_over=False)
     # Every carried name is a variable global declares (the output and the variables agree).
     assert set(applied) <= global_stack.declared_variables()
-    monkeypatch.setattr(Stack, "outputs", lambda self: {"github_settings": {}})
+    monkeypatch.setattr(Stack, "outputs", lambda self: {"github_settings": None})
     assert "github_repository" not in global_stack.variables()  # never set: no OIDC resources

@@ -54,8 +54,8 @@ output "backend_config" {
 }
 
 output "github_settings" {
-  description = "The GitHub OIDC variables as applied, for the next apply to keep (labkit carries them over, as it carries an app environment's deployment); {} without github_repository."
-  value = var.github_repository == null ? {} : {
+  description = "The GitHub OIDC variables as applied, for the next apply to keep (labkit carries them over, as it carries an app environment's deployment); null without github_repository."
+  value = var.github_repository == null ? null : {
     github_repository       = var.github_repository
     github_subject          = var.github_subject
     github_oidc_issuer_url  = var.github_oidc_issuer_url
