@@ -78,10 +78,18 @@ def test_locks_in_the_saved_state_are_reported_after_a_restart(home: Path) -> No
     assert "last good save: 20" in shown.stdout
 
 
+SIGNED = "SignedHeaders=host, Signature=0"
+
+
 def request(host: str, method: str = "GET", **headers: str) -> http.client.HTTPResponse:
     endpoint = sandbox_service.status().endpoint or ""
     conn = http.client.HTTPConnection(*endpoint.removeprefix("http://").split(":"), timeout=10)
-    conn.request(method, "/durable-state?list-type=2", headers={"Host": host, **headers})
+    # As the sandbox's admin (its signatures are not checked): an anonymous S3 call is refused 403,
+    # like a refused Host, with IAM enforced.
+    signed = {
+        "Authorization": f"AWS4-HMAC-SHA256 Credential=test/20260101/us-east-1/s3/aws4_request, {SIGNED}"
+    }
+    conn.request(method, "/durable-state?list-type=2", headers={"Host": host, **signed, **headers})
     response = conn.getresponse()
     response.read()
     conn.close()

@@ -14,6 +14,8 @@ from typing import Any
 
 import boto3
 import pytest
+from botocore import UNSIGNED
+from botocore.config import Config
 from botocore.exceptions import ClientError
 from moto import mock_aws
 from typer.testing import CliRunner
@@ -130,6 +132,9 @@ def test_unknown_inactive_and_missing_credentials_are_refused(enforced: boto3.se
     user = enforced.client("iam").list_users()["Users"][-1]["UserName"]
     enforced.client("iam").update_access_key(UserName=user, AccessKeyId=key_id, Status="Inactive")
     assert error_code(lambda: session.client("iam").list_roles()) == "InvalidClientTokenId"
+    # An anonymous S3 call: 403 AccessDenied, as S3 answers one to a bucket that grants the public nothing.
+    anonymous = enforced.client("s3", config=Config(signature_version=UNSIGNED))
+    assert error_code(lambda: anonymous.list_buckets()) == "AccessDenied"
     iam.set_enforced(False)
     session.client("iam").list_roles()  # not enforced: anything goes, as in stock moto
 

@@ -329,7 +329,9 @@ def _raise_s3(request: Any, refusal: Refusal) -> None:
     from moto.s3 import exceptions
 
     bucket = request.data.get("BucketName") if isinstance(request.data, dict) else None
-    if refusal.kind == "denied":
+    # S3 answers an anonymous request to a bucket that grants the public nothing as it answers a
+    # denied one: 403 AccessDenied.
+    if refusal.kind in ("denied", "missing"):
         raise (
             exceptions.BucketAccessDeniedError(bucket=bucket) if bucket else exceptions.S3AccessDeniedError()
         )
