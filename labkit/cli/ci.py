@@ -68,40 +68,16 @@ def _id_token(
     subject: str | None,
 ) -> str:
     from labkit import sandbox
-    from labkit.identity.credentials import actions_token_request, request_id_token
     from labkit.identity.github import WorkflowRun, parse_subject
 
-    in_actions = actions_token_request()
-    if in_actions is not None:
-        url, bearer = in_actions
-        return request_id_token(url, {"audience": audience}, bearer=bearer)
-    chosen = target(ctx)
-    if not chosen.is_sandbox:
-        raise IdentityError(
-            "No ID token: this is not a GitHub Actions job (ACTIONS_ID_TOKEN_REQUEST_URL is unset) and only "
-            "the sandbox has an issuer of its own.",
-            hint="Run it in a workflow job with `permissions: id-token: write`, or on the sandbox.",
-        )
     if subject is not None:
-        run = parse_subject(subject)
-    elif repository is None:
-        raise IdentityError(
-            "The sandbox's token needs the repository it describes.",
-            hint="Pass --repository OWNER/NAME (or set GITHUB_REPOSITORY), or --subject.",
-        )
-    else:
+        run: WorkflowRun | None = parse_subject(subject)
+    elif repository is not None:
         event = "pull_request" if pull_request else "push"
         run = WorkflowRun(repository, ref=ref, environment=environment, event_name=event)
-    issuer = sandbox.oidc_issuer(chosen)
-    params = {
-        "audience": audience,
-        "repository": run.repository,
-        "ref": run.ref,
-        "event_name": run.event_name,
-    }
-    if run.environment:
-        params["environment"] = run.environment
-    return request_id_token(issuer.served_at + "/token", params)
+    else:
+        run = None  # in an Actions job the token describes the job's own run
+    return sandbox.id_token(target(ctx), run, audience=audience)
 
 
 @ci_app.command("token")

@@ -15,10 +15,9 @@ from typing import Any
 
 import pandas as pd
 
-from labkit.errors import IdentityError
 from labkit.identity import policy
-from labkit.identity.credentials import TemporaryCredentials, assume_role_with_web_identity, request_id_token
-from labkit.identity.github import STS_AUDIENCE, parse_subject
+from labkit.identity.credentials import TemporaryCredentials, assume_role_with_web_identity
+from labkit.identity.github import WorkflowRun, parse_subject
 from labkit.identity.jwt import decode_unverified
 from labkit.infra.stack import Stack
 from labkit.settings import PROJECT_ROOT
@@ -70,22 +69,13 @@ def sandbox_token(
     target: Target, repository: str, *, environment: str | None = None, ref: str = "refs/heads/main",
     pull_request: bool = False,
 ) -> str:  # fmt: skip
-    """An ID token from the sandbox's issuer, as a job of ``repository`` would get it."""
-    if not target.is_sandbox:
-        raise IdentityError(
-            "Only a GitHub Actions job gets an ID token from GitHub's issuer; this target has no issuer "
-            "of its own.",
-            hint="Run this lesson on the sandbox, or see the token of a real job with `labkit ci token` in a "
-            "workflow step.",
-        )
+    """An ID token from the sandbox's issuer, as a job of ``repository`` would get it (never GitHub's,
+    even inside an Actions job: the sandbox's STS trusts only its own issuer)."""
     from labkit import sandbox
 
-    params = {"audience": STS_AUDIENCE, "repository": repository, "ref": ref}
-    if environment:
-        params["environment"] = environment
-    if pull_request:
-        params["event_name"] = "pull_request"
-    return request_id_token(sandbox.oidc_issuer(target).served_at + "/token", params)
+    event = "pull_request" if pull_request else "push"
+    run = WorkflowRun(repository, ref=ref, environment=environment, event_name=event)
+    return sandbox.id_token(target, run, from_actions=False)
 
 
 def claims_table(token: str) -> pd.DataFrame:

@@ -32,11 +32,9 @@ from labkit import sandbox
 from labkit.errors import RunbookError, WebIdentityRejected
 from labkit.identity import jwt, webidentity
 from labkit.identity.credentials import (
-    actions_token_request,
     assume_role_with_web_identity,
-    request_id_token,
 )
-from labkit.identity.github import STS_AUDIENCE, WorkflowRun, parse_subject
+from labkit.identity.github import STS_AUDIENCE, parse_subject
 from labkit.identity.policy import as_list, statements
 from labkit.infra.stack import Stack
 from labkit.ops.runbook import Action
@@ -77,24 +75,7 @@ def deploy_trust(global_stack: Stack) -> DeployTrust:
 def job_token(target: Target, subject: str, audience: str = STS_AUDIENCE) -> str:
     """An ID token as the deploy job gets it: from GitHub inside Actions, else from the sandbox's
     issuer for a run whose ``sub`` is ``subject``."""
-    in_actions = actions_token_request()
-    if in_actions is not None:
-        url, bearer = in_actions
-        return request_id_token(url, {"audience": audience}, bearer=bearer)
-    run = parse_subject(subject)
-    return request_id_token(sandbox.oidc_issuer(target).served_at + "/token", _token_params(run, audience))
-
-
-def _token_params(run: WorkflowRun, audience: str) -> dict[str, str]:
-    params = {
-        "audience": audience,
-        "repository": run.repository,
-        "ref": run.ref,
-        "event_name": run.event_name,
-    }
-    if run.environment:
-        params["environment"] = run.environment
-    return params
+    return sandbox.id_token(target, parse_subject(subject), audience=audience)
 
 
 @dataclass(frozen=True)

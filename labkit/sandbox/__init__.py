@@ -13,7 +13,8 @@ One background service per LABKIT_HOME (``labkit sandbox up``), its files under
 - :func:`instances`: each instance's app process (port, pid, state), e.g. to crash one in a lesson.
 - :func:`set_quota`: a service quota's value, lowered or raised (drills; AWS has no such API).
 - :func:`set_iam_enforced`: IAM enforcement switched on or off in the running sandbox;
-  :func:`oidc_issuer`: the URL and thumbprint of its OIDC issuer; :func:`recorded_calls`: the calls
+  :func:`oidc_issuer`: the URL and thumbprint of its OIDC issuer; :func:`id_token`: a workflow
+  job's ID token (GitHub's in Actions, else the sandbox issuer's); :func:`recorded_calls`: the calls
   made with one access key (the sandbox's stand-in for CloudTrail).
 """
 
@@ -22,7 +23,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from labkit.errors import TargetError
+from labkit.errors import IdentityError, TargetError
+from labkit.identity.github import STS_AUDIENCE, WorkflowRun
 from labkit.sandbox.client.control import (
     OidcIssuer,
     SandboxStatus,
@@ -87,6 +89,40 @@ def oidc_issuer(target: Target) -> OidcIssuer:
     """The OIDC issuer of the sandbox ``target``: its URL and thumbprint are what an IAM OIDC provider
     for it holds; ``served_at + "/token"`` hands out its tokens (as Actions' token request URL)."""
     return _oidc_issuer(_sandbox_endpoint(target, "An OIDC issuer"))
+
+
+def id_token(
+    target: Target, run: WorkflowRun | None, *, audience: str = STS_AUDIENCE, from_actions: bool = True
+) -> str:
+    """An ID token as a workflow job gets one: GitHub's, inside an Actions job allowed to request
+    it (``from_actions``; it describes that job's own run), else the sandbox ``target``'s issuer's
+    with the claims of ``run``. IdentityError anywhere else: only those two issue tokens."""
+    from labkit.identity.credentials import actions_token_request, request_id_token
+
+    in_actions = actions_token_request() if from_actions else None
+    if in_actions is not None:
+        url, bearer = in_actions
+        return request_id_token(url, {"audience": audience}, bearer=bearer)
+    if not target.is_sandbox:
+        raise IdentityError(
+            "No ID token: this is not a GitHub Actions job (ACTIONS_ID_TOKEN_REQUEST_URL is unset) and only "
+            "the sandbox has an issuer of its own.",
+            hint="Run it in a workflow job with `permissions: id-token: write`, or on the sandbox.",
+        )
+    if run is None:
+        raise IdentityError(
+            "The sandbox's token needs the workflow run it describes.",
+            hint="Pass the repository (--repository OWNER/NAME, or GITHUB_REPOSITORY) or the whole subject.",
+        )
+    params = {
+        "audience": audience,
+        "repository": run.repository,
+        "ref": run.ref,
+        "event_name": run.event_name,
+    }
+    if run.environment:
+        params["environment"] = run.environment
+    return request_id_token(oidc_issuer(target).served_at + "/token", params)
 
 
 def recorded_calls(target: Target, access_key_id: str, since: str | None = None) -> list[dict[str, Any]]:
