@@ -43,7 +43,9 @@ def test_doctor_exits_non_zero_when_a_check_fails(tmp_path: Path) -> None:
 
 def test_doctor_lists_every_check_for_the_sandbox() -> None:
     names = [c.name for c in run_checks("sandbox")]
-    assert names == ["python", "terraform", "aws provider", "jupyter kernel", "sandbox"]
+    assert names[:5] == ["python", "terraform", "aws provider", "jupyter kernel", "sandbox"]
+    # "deploy role" follows only where the sandbox runs global with a deploy role (another test's).
+    assert names[5:] in ([], ["deploy role"])
 
 
 def test_the_kernel_check_finds_the_labs_kernel_or_says_how_to_register_it(
