@@ -24,10 +24,11 @@ import json
 from typing import Any
 
 from labkit import sandbox
-from labkit.errors import DrillError, WebIdentityRejected
-from labkit.identity.credentials import assume_role_with_web_identity, request_id_token
+from labkit.errors import DrillError, RunbookError, WebIdentityRejected
+from labkit.identity.credentials import assume_role_with_web_identity
 from labkit.identity.github import STS_AUDIENCE, parse_subject
 from labkit.infra.stack import Stack
+from labkit.ops import oidc_trust
 from labkit.ops.drills import Drill
 from labkit.ops.probes import Check
 from labkit.target import Target
@@ -38,31 +39,23 @@ GITHUB_THUMBPRINT = "6938fd4d98bab03faadb97b34396831e3780aea1"
 
 
 def _deploy_role(target: Target) -> tuple[str, str, str]:
-    """(role ARN, provider ARN, trusted subject) from global's state."""
-    global_stack = Stack("global", target, reporter=None)
-    outputs = global_stack.outputs()
-    role, subject = outputs.get("github_deploy_role_arn"), outputs.get("github_trusted_subject")
-    if not role or not subject:
+    """(role ARN, provider ARN, trusted subject) from global's state (the runbook's reading of it)."""
+    try:
+        trust = oidc_trust.deploy_trust(Stack("global", target, reporter=None))
+    except RunbookError:
         raise DrillError(
             "global has no GitHub deploy role to misconfigure.",
             hint="Apply global with github_repository set (and, on the sandbox, github_oidc_issuer_url and "
             "github_oidc_thumbprints from labkit.sandbox.oidc_issuer).",
-        )
-    provider = global_stack.state_attributes(
-        "module.github_oidc[0].aws_iam_openid_connect_provider.github[0]"
-    )["arn"]
-    return str(role), str(provider), str(subject)
+        ) from None
+    return trust.role_arn, trust.provider_arn, trust.subject
 
 
 def deploy_job_assumes(target: Target) -> Check:
     """The deploy job's assume-role: a sandbox token for global's trusted subject exchanged for the
     role's credentials; (False, STS's code and message) when refused."""
     role, _, subject = _deploy_role(target)
-    run = parse_subject(subject)
-    params = {"audience": STS_AUDIENCE, "repository": run.repository, "ref": run.ref}
-    if run.environment:
-        params["environment"] = run.environment
-    token = request_id_token(sandbox.oidc_issuer(target).served_at + "/token", params)
+    token = sandbox.id_token(target, parse_subject(subject), from_actions=False)  # the sandbox's own
     try:
         found = assume_role_with_web_identity(target, role, token, session_name="deploy")
     except WebIdentityRejected as refused:
