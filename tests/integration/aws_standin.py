@@ -20,7 +20,8 @@ The aws path needs three corrections the sandbox does not:
   ``DescribeSubscribersForNotification``, and ``ListTagsForResource`` (tags as ``CreateBudget`` gave them).
 
 Requests are served one at a time, as in the sandbox (moto's models are not thread-safe), and a
-client's retry of a request whose answer it lost is given that answer again (see :func:`_app`).
+client's retry of a request whose answer it lost is given that answer again
+(:mod:`labkit.sandbox.server.replay`).
 """
 
 from __future__ import annotations
@@ -32,7 +33,6 @@ import logging
 import sys
 import threading
 import time
-from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
@@ -146,30 +146,22 @@ def _complete_budgets() -> None:
 def _app() -> Callable[[dict[str, Any], Any], Iterable[bytes]]:
     from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
 
+    from labkit.sandbox.server.replay import Answers
+
     moto_app = DomainDispatcherApplication(create_backend_app)
     # One request at a time, as the sandbox serves them: moto's models are not thread-safe.
     lock = threading.Lock()
-    answered: OrderedDict[str, tuple[str, list[tuple[str, str]], bytes]] = OrderedDict()
+    answers = Answers()  # as in the sandbox: a retry of a write whose answer was lost gets it again
 
     def app(environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
         _request.secure = environ.get("wsgi.url_scheme") == "https"
-        invocation = environ.get("HTTP_AMZ_SDK_INVOCATION_ID", "")
-        retried = not environ.get("HTTP_AMZ_SDK_REQUEST", "attempt=1;").startswith("attempt=1;")
+        writes = environ.get("REQUEST_METHOD") not in ("GET", "HEAD")
         with lock:
-            if retried and invocation in answered:
-                # Now and then a response that moto made never reaches the client (seen under load:
-                # a GetCallerIdentity answered 200, then the same invocation's attempt 2), and a
-                # create retried after its lost answer fails as a duplicate of itself. The client
-                # gets the answer it lost, as it would have from AWS.
-                _drain(environ)
-                status, headers, body = answered[invocation]
-                print(
-                    f"{time.strftime('%H:%M:%S')} replayed a lost answer: {invocation}",
-                    file=sys.stderr,
-                    flush=True,
-                )
-                start_response(status, headers)
-                return [body]
+            lost = answers.lost(environ) if writes else None
+            if lost is not None:
+                print(f"{time.strftime('%H:%M:%S')} replayed a lost answer", file=sys.stderr, flush=True)
+                start_response(lost.status, lost.headers)
+                return [lost.body]
             got: list[Any] = []
 
             def keep(status: str, headers: list[tuple[str, str]], *exc_info: Any) -> Any:
@@ -177,22 +169,11 @@ def _app() -> Callable[[dict[str, Any], Any], Iterable[bytes]]:
                 return start_response(status, headers, *exc_info)
 
             body = b"".join(moto_app(environ, keep))
-            if invocation and environ.get("REQUEST_METHOD") not in ("GET", "HEAD") and got[0][:1] == "2":
-                answered[invocation] = (got[0], list(got[1]), body)
-                while len(answered) > 2000:
-                    answered.popitem(last=False)
+            if writes and got:
+                answers.keep(environ, got[0], got[1], body)
         return [body]
 
     return app
-
-
-def _drain(environ: dict[str, Any]) -> None:
-    """Read the request body a replayed answer does not need, so the connection stays in step."""
-    length = environ.get("CONTENT_LENGTH")
-    if length:
-        environ["wsgi.input"].read(int(length))
-    elif environ.get("wsgi.input_terminated"):
-        environ["wsgi.input"].read()
 
 
 def main(folder: Path) -> None:

@@ -333,3 +333,43 @@ def test_writes_are_told_from_reads_and_terraform_unlocks_save_at_once() -> None
         body_before = env["wsgi.input"].getvalue()
         assert _classify(env) == expected, name
         assert env["wsgi.input"].read() == body_before, f"{name}: the body must reach moto whole"
+
+
+def test_a_retried_write_gets_the_answer_it_lost_and_runs_once() -> None:
+    """The SDK retries an invocation whose answer it lost (``attempt=2``, same invocation id): the
+    sandbox gives the first answer again rather than running a call that is not idempotent twice."""
+    from labkit.sandbox.server.service import _Api
+
+    runs: list[bytes] = []
+
+    def moto_app(env: dict[str, Any], start_response: Any) -> list[bytes]:
+        body = env["wsgi.input"].read()
+        runs.append(body)
+        failed = b"Fail" in body
+        start_response("400 Bad Request" if failed else "200 OK", [("Content-Type", "text/xml")])
+        return [b"answer %d" % len(runs)]
+
+    writes: list[bool] = []
+    api = _Api(moto_app, threading.RLock(), dict, writes.append, lambda _: {}, lambda _: {})
+    form = "application/x-www-form-urlencoded"
+
+    def call(body: bytes, invocation: str, attempt: int) -> tuple[str, bytes]:
+        got: list[str] = []
+        sdk = {"amz_sdk_invocation_id": invocation, "amz_sdk_request": f"attempt={attempt}; max=25"}
+        env = environ("POST", body=body, content_type=form, host="127.0.0.1:4566", **sdk)
+        answer = b"".join(api(env, lambda status, _headers: got.append(status)))
+        return got[0], answer
+
+    revoke = b"Action=RevokeSecurityGroupEgress&GroupId=sg-1"
+    assert call(revoke, "inv-1", 1) == ("200 OK", b"answer 1")
+    assert call(revoke, "inv-1", 2) == ("200 OK", b"answer 1")  # the lost answer, not a second run
+    assert runs == [revoke] and writes == [False]
+    # A new invocation of the same call runs; so do reads and a retry of a call that failed.
+    assert call(revoke, "inv-2", 1) == ("200 OK", b"answer 2")
+    describe = b"Action=DescribeSecurityGroups"
+    assert call(describe, "inv-3", 1)[1] == b"answer 3"
+    assert call(describe, "inv-3", 2)[1] == b"answer 4"
+    fail = b"Action=CreateFailingThing"
+    assert call(fail, "inv-4", 1) == ("400 Bad Request", b"answer 5")
+    assert call(fail, "inv-4", 2) == ("400 Bad Request", b"answer 6")
+    assert len(runs) == 6

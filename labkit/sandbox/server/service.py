@@ -52,6 +52,7 @@ from labkit.sandbox.client.paths import (
     is_loopback_host,
     sandbox_paths,
 )
+from labkit.sandbox.server.replay import Answers
 
 log = logging.getLogger("labkit.sandbox")
 
@@ -97,6 +98,7 @@ class _Api:
     ) -> None:
         self._moto = moto_app
         self._lock = lock
+        self._answers = Answers()
         self._status = status
         self._on_write = on_write
         self._set_quota = set_quota
@@ -131,9 +133,24 @@ class _Api:
             return oidc.serve(self.issuer, path.removeprefix(OIDC_PATH), environ, start_response)
         writes, sync = _classify(environ)
         with self._lock:
-            result = self._moto(environ, start_response)
+            lost = self._answers.lost(environ) if writes else None
+            if lost is not None:
+                called = _operation(environ) or f"{environ.get('REQUEST_METHOD')} {environ.get('PATH_INFO')}"
+                log.info("gave a retried call the answer it lost: %s", called)
+                start_response(lost.status, lost.headers)
+                return [lost.body]
+            answered: list[Any] = []
+
+            def keep(status: str, headers: list[tuple[str, str]], *exc_info: Any) -> Any:
+                answered[:] = [status, headers]
+                return start_response(status, headers, *exc_info)
+
+            result = self._moto(environ, keep)
             try:
-                return [b"".join(result)]  # built under the lock: moto's models are not thread-safe
+                body = b"".join(result)  # built under the lock: moto's models are not thread-safe
+                if writes and answered:
+                    self._answers.keep(environ, answered[0], answered[1], body)
+                return [body]
             finally:
                 close = getattr(result, "close", None)
                 if close is not None:
@@ -168,19 +185,27 @@ def _classify(environ: dict[str, Any]) -> tuple[bool, bool]:
     When in doubt it counts as a write: a needless save costs little, a missed one loses state.
     """
     method = environ.get("REQUEST_METHOD", "")
-    target = str(environ.get("HTTP_X_AMZ_TARGET") or "")
-    if target:
-        operation = target.rpartition(".")[2]
+    operation = _operation(environ)
+    if environ.get("HTTP_X_AMZ_TARGET"):
         body = _peek_body(environ) if operation == "DeleteItem" else b""
         return not operation.startswith(_READ_PREFIXES), b'"LockID"' in body and b"-md5" not in body
-    action = (parse_qs(environ.get("QUERY_STRING", "")).get("Action") or [""])[0]
-    if not action and "x-www-form-urlencoded" in str(environ.get("CONTENT_TYPE") or ""):
-        action = (parse_qs(_peek_body(environ).decode("utf-8", "replace")).get("Action") or [""])[0]
-    if action:
-        return not action.startswith(_READ_PREFIXES), False
+    if operation:
+        return not operation.startswith(_READ_PREFIXES), False
     if method in ("GET", "HEAD", "OPTIONS"):
         return False, False
     return True, method == "DELETE" and str(environ.get("PATH_INFO", "")).endswith(".tflock")
+
+
+def _operation(environ: dict[str, Any]) -> str:
+    """The operation a request names: X-Amz-Target's (JSON protocols) or Action (query protocols, in
+    the query string or a form body, which is read here and put back); "" for S3's REST calls."""
+    target = str(environ.get("HTTP_X_AMZ_TARGET") or "")
+    if target:
+        return target.rpartition(".")[2]
+    action = (parse_qs(environ.get("QUERY_STRING", "")).get("Action") or [""])[0]
+    if not action and "x-www-form-urlencoded" in str(environ.get("CONTENT_TYPE") or ""):
+        action = (parse_qs(_peek_body(environ).decode("utf-8", "replace")).get("Action") or [""])[0]
+    return str(action)
 
 
 def _peek_body(environ: dict[str, Any]) -> bytes:
