@@ -60,6 +60,29 @@ def evaluate(documents: Iterable[str | Mapping[str, Any]], request: Request) -> 
     return Decision.ALLOWED if allowed else Decision.IMPLICIT_DENY
 
 
+def needed_statements(
+    documents: Sequence[str | Mapping[str, Any]], requests: Iterable[Request]
+) -> dict[str, list[Request]]:
+    """For each ``Allow`` statement of ``documents`` (named by its ``Sid``, else ``#document.index``),
+    the ``requests`` that the documents allow and would not allow without it: an empty list names a
+    statement that none of the requests needed."""
+    distinct = list({(r.action, r.resource, repr(sorted(r.context.items()))): r for r in requests}.values())
+    allowed = [r for r in distinct if evaluate(documents, r) is Decision.ALLOWED]
+    parsed = [statements(document) for document in documents]
+    needed: dict[str, list[Request]] = {}
+    for d, found in enumerate(parsed):
+        for i, statement in enumerate(found):
+            if statement.get("Effect") != "Allow":
+                continue
+            without = [
+                {"Statement": [s for j, s in enumerate(other) if (e, j) != (d, i)]}
+                for e, other in enumerate(parsed)
+            ]
+            name = str(statement.get("Sid") or f"#{d}.{i}")
+            needed[name] = [r for r in allowed if evaluate(without, r) is not Decision.ALLOWED]
+    return needed
+
+
 def statements(document: str | Mapping[str, Any]) -> list[Mapping[str, Any]]:
     parsed = json.loads(document) if isinstance(document, str) else document
     found = parsed.get("Statement", [])

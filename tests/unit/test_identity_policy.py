@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from labkit.identity.policy import Decision, Request, evaluate
+from labkit.identity.policy import Decision, Request, evaluate, needed_statements
 
 
 def policy(*statements: dict[str, Any]) -> dict[str, Any]:
@@ -121,3 +121,32 @@ def test_trust_policy_principals() -> None:
 def test_policy_text_and_a_single_statement_object() -> None:
     text = '{"Version": "2012-10-17", "Statement": {"Effect": "Allow", "Action": "sts:*", "Resource": "*"}}'
     assert evaluate([text], Request("sts:GetSessionToken")) is Decision.ALLOWED
+
+
+def test_a_statement_is_needed_by_the_requests_that_only_it_allows() -> None:
+    state = {"Sid": "State", "Effect": "Allow", "Action": ["s3:GetObject", "s3:PutObject"],
+             "Resource": "arn:aws:s3:::states/*"}  # fmt: skip
+    releases = {
+        "Sid": "Releases",
+        "Effect": "Allow",
+        "Action": "s3:GetObject",
+        "Resource": "arn:aws:s3:::rel/*",
+    }
+    broad = {"Sid": "Broad", "Effect": "Allow", "Action": "s3:Get*", "Resource": "*"}
+    guard = {"Sid": "Guard", "Effect": "Deny", "Action": "s3:DeleteObject", "Resource": "*"}
+    put_state = Request("s3:PutObject", "arn:aws:s3:::states/a")
+    get_state = Request("s3:GetObject", "arn:aws:s3:::states/a")
+    get_release = Request("s3:GetObject", "arn:aws:s3:::rel/1.0.0.zip")
+    denied = Request("s3:ListBucket", "arn:aws:s3:::states")
+
+    needed = needed_statements(
+        [policy(state, releases)], [put_state, get_state, get_release, denied, get_state]
+    )
+    assert needed == {"State": [put_state, get_state], "Releases": [get_release]}
+
+    # A broader statement covers the narrower ones: removing either alone breaks nothing it reads.
+    # A Deny is never "needed"; statements without a Sid are named by their place.
+    unnamed = {k: v for k, v in broad.items() if k != "Sid"}
+    needed = needed_statements([policy(state, releases), policy(unnamed, guard)], [get_state, get_release])
+    assert needed == {"State": [], "Releases": [], "#1.0": []}
+    assert needed_statements([policy(state)], []) == {"State": []}

@@ -89,8 +89,9 @@ def mend(patch: Callable[[type, str, object], None]) -> None:
     def authorize(self: Any, iam_request_cls: type, resource: str = "*") -> None:
         if not _enforced:
             return
-        refusal = _check(self, iam_request_cls.__name__ == "S3IAMRequest", resource)
-        trail.record(self, _credential(self), refusal)  # the sandbox's CloudTrail (.trail)
+        asked: list[Request] = []
+        refusal = _check(self, iam_request_cls.__name__ == "S3IAMRequest", resource, asked)
+        trail.record(self, _credential(self), refusal, asked)  # the sandbox's CloudTrail (.trail)
         if refusal is not None:
             _raise(self, iam_request_cls.__name__ == "S3IAMRequest", refusal)
 
@@ -120,7 +121,9 @@ def _credential(request: Any) -> _Credential | None:
     return _Credential(key_id=parts[0], region=parts[2], service=parts[3])
 
 
-def _check(request: Any, s3: bool, resource: str) -> Refusal | None:
+def _check(request: Any, s3: bool, resource: str, asked: list[Request]) -> Refusal | None:
+    """Why ``request`` is refused, or None; the questions put to the caller's policies are added
+    to ``asked``."""
     operation = str(request._get_action())
     credential = _credential(request)
     if credential is None:
@@ -147,7 +150,9 @@ def _check(request: Any, s3: bool, resource: str) -> Refusal | None:
         context["s3:prefix"] = [str(request.querystring["prefix"][0])]
     known = resource if (s3 or resource.startswith("arn:")) else None
     for action in iam_actions(prefix, operation, request.raw_body if prefix == "dynamodb" else b""):
-        decision = evaluate(documents, Request(action, known, context, knows=KNOWN_KEYS.__contains__))
+        question = Request(action, known, context, knows=KNOWN_KEYS.__contains__)
+        asked.append(question)
+        decision = evaluate(documents, question)
         if decision is Decision.ALLOWED and action == "sts:AssumeRole":
             decision = _trust_decision(request, resource, arn)
         if decision is not Decision.ALLOWED:

@@ -19,11 +19,14 @@ from __future__ import annotations
 
 import threading
 from collections import deque
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+from labkit.identity.policy import Request
+
 #: Events kept per access key (the oldest go first).
-PER_KEY = 2000
+PER_KEY = 10_000
 #: What the service's refusal kinds are called in CloudTrail's ``errorCode``.
 _ERROR_CODES = {"denied": "AccessDenied", "invalid": "InvalidClientTokenId", "expired": "ExpiredToken"}
 
@@ -31,9 +34,10 @@ _lock = threading.Lock()
 _events: dict[str, deque[dict[str, Any]]] = {}
 
 
-def record(request: Any, credential: Any, refusal: Any) -> None:
+def record(request: Any, credential: Any, refusal: Any, asked: Sequence[Request] = ()) -> None:
     """Keep one call of ``request``, made with ``credential`` (iam's: ``key_id``, ``region``,
-    ``service``; None when unsigned), refused with ``refusal`` (iam's, with a ``kind``) or allowed."""
+    ``service``; None when unsigned), refused with ``refusal`` (iam's, with a ``kind``) or allowed;
+    ``asked`` are the questions put to the caller's policies (one per IAM action the call needs)."""
     if credential is None or not credential.key_id.startswith(("AKIA", "ASIA")):
         return
     event = {
@@ -43,9 +47,18 @@ def record(request: Any, credential: Any, refusal: Any) -> None:
         "awsRegion": credential.region,
         "accessKeyId": credential.key_id,
         "errorCode": None if refusal is None else _ERROR_CODES.get(refusal.kind, refusal.kind),
+        # Not in CloudTrail: what the sandbox evaluated, so a test can ask which statements a run
+        # of calls needed (labkit.identity.policy.needed_statements).
+        "authorization": [
+            {"action": q.action, "resource": q.resource, "context": _plain(q.context)} for q in asked
+        ],
     }
     with _lock:
         _events.setdefault(credential.key_id, deque(maxlen=PER_KEY)).append(event)
+
+
+def _plain(context: Any) -> dict[str, list[str]]:
+    return {key: list(values) for key, values in context.items()}
 
 
 def events(access_key_id: str, since: str | None = None) -> list[dict[str, Any]]:
