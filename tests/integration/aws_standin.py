@@ -146,7 +146,7 @@ def _complete_budgets() -> None:
 def _app() -> Callable[[dict[str, Any], Any], Iterable[bytes]]:
     from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
 
-    from labkit.sandbox.server.replay import Answers
+    from labkit.sandbox.server.replay import Answers, replay
 
     moto_app = DomainDispatcherApplication(create_backend_app)
     # One request at a time, as the sandbox serves them: moto's models are not thread-safe.
@@ -160,8 +160,7 @@ def _app() -> Callable[[dict[str, Any], Any], Iterable[bytes]]:
             lost = answers.lost(environ) if writes else None
             if lost is not None:
                 print(f"{time.strftime('%H:%M:%S')} replayed a lost answer", file=sys.stderr, flush=True)
-                start_response(lost.status, lost.headers)
-                return [lost.body]
+                return replay(lost, environ, start_response)
             got: list[Any] = []
 
             def keep(status: str, headers: list[tuple[str, str]], *exc_info: Any) -> Any:

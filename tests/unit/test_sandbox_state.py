@@ -335,11 +335,12 @@ def test_writes_are_told_from_reads_and_terraform_unlocks_save_at_once() -> None
         assert env["wsgi.input"].read() == body_before, f"{name}: the body must reach moto whole"
 
 
-def test_a_retried_write_gets_the_answer_it_lost_and_runs_once() -> None:
+def test_a_retried_write_gets_the_answer_it_lost_and_runs_once(caplog: pytest.LogCaptureFixture) -> None:
     """The SDK retries an invocation whose answer it lost (``attempt=2``, same invocation id): the
     sandbox gives the first answer again rather than running a call that is not idempotent twice."""
     from labkit.sandbox.server.service import _Api
 
+    caplog.set_level("INFO", logger="labkit.sandbox")
     runs: list[bytes] = []
 
     def moto_app(env: dict[str, Any], start_response: Any) -> list[bytes]:
@@ -364,6 +365,7 @@ def test_a_retried_write_gets_the_answer_it_lost_and_runs_once() -> None:
     assert call(revoke, "inv-1", 1) == ("200 OK", b"answer 1")
     assert call(revoke, "inv-1", 2) == ("200 OK", b"answer 1")  # the lost answer, not a second run
     assert runs == [revoke] and writes == [False]
+    assert "the answer it lost: RevokeSecurityGroupEgress" in caplog.text  # the log names the call
     # A new invocation of the same call runs; so do reads and a retry of a call that failed.
     assert call(revoke, "inv-2", 1) == ("200 OK", b"answer 2")
     describe = b"Action=DescribeSecurityGroups"

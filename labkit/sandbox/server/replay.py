@@ -40,17 +40,13 @@ class Answers:
 
     def lost(self, environ: dict[str, Any]) -> Answer | None:
         """The answer already given to the invocation that ``environ`` retries, or None (a first
-        attempt, a request without an invocation id, or one whose first answer was not kept).
-        When found, the request's body is read, so the connection stays in step."""
+        attempt, a request without an invocation id, or one whose first answer was not kept)."""
         invocation = str(environ.get("HTTP_AMZ_SDK_INVOCATION_ID") or "")
         attempt = str(environ.get("HTTP_AMZ_SDK_REQUEST") or "attempt=1;")
         if not invocation or attempt.startswith("attempt=1;"):
             return None
         with self._lock:
-            answer = self._answers.get(invocation)
-        if answer is not None:
-            _drain(environ)
-        return answer
+            return self._answers.get(invocation)
 
     def keep(self, environ: dict[str, Any], status: str, headers: list[tuple[str, str]], body: bytes) -> None:
         """Keep the answer to a write, if it succeeded and the request names its invocation."""
@@ -63,9 +59,12 @@ class Answers:
                 self._answers.popitem(last=False)
 
 
-def _drain(environ: dict[str, Any]) -> None:
+def replay(answer: Answer, environ: dict[str, Any], start_response: Any) -> list[bytes]:
+    """Answer ``environ`` with ``answer``, reading its body first so the connection stays in step."""
     length = environ.get("CONTENT_LENGTH")
     if length:
         environ["wsgi.input"].read(int(length))
     elif environ.get("wsgi.input_terminated"):
         environ["wsgi.input"].read()
+    start_response(answer.status, answer.headers)
+    return [answer.body]

@@ -52,7 +52,7 @@ from labkit.sandbox.client.paths import (
     is_loopback_host,
     sandbox_paths,
 )
-from labkit.sandbox.server.replay import Answers
+from labkit.sandbox.server.replay import Answers, replay
 
 log = logging.getLogger("labkit.sandbox")
 
@@ -137,8 +137,7 @@ class _Api:
             if lost is not None:
                 called = _operation(environ) or f"{environ.get('REQUEST_METHOD')} {environ.get('PATH_INFO')}"
                 log.info("gave a retried call the answer it lost: %s", called)
-                start_response(lost.status, lost.headers)
-                return [lost.body]
+                return replay(lost, environ, start_response)
             answered: list[Any] = []
 
             def keep(status: str, headers: list[tuple[str, str]], *exc_info: Any) -> Any:
