@@ -515,7 +515,12 @@ class Controller:
         with self._phase(record, f"shift-{step.weight}") as event:
             variables = colors.shift(to, step.weight)
             event.detail = f"{to} {step.weight}% (green_weight={variables['green_weight']})"
-            self.say(f"shift: {to} to {step.weight}% (step {index + 1}/{len(record.strategy.steps)})")
+            # The stack has one weight variable, green's: say it, or "blue to 10%" then an apply of
+            # green_weight=90 reads as a contradiction.
+            self.say(
+                f"shift: {to} to {step.weight}% (step {index + 1}/{len(record.strategy.steps)}):"
+                f" green_weight={variables['green_weight']}, green's share of the listener"
+            )
             # Without Terraform's refresh of every resource (most of this apply's time), which is safe
             # here: the state is what Terraform itself wrote moments ago, as this run's previous apply
             # (provision, or a resumed run's first step) refreshed everything; the deployment lock

@@ -156,9 +156,17 @@ def _show_in_notebook(fig: Figure) -> None:
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=DPI)
     png = base64.b64encode(buffer.getvalue()).decode("ascii")  # as notebooks store images
-    display(
-        {"image/png": png, "text/plain": f"<{fig.axes[0].get_title() if fig.axes else 'figure'}>"}, raw=True
-    )  # type: ignore[no-untyped-call]  # IPython ships no annotations here
+    display({"image/png": png, "text/plain": f"<{figure_title(fig)}>"}, raw=True)  # type: ignore[no-untyped-call]
+
+
+def figure_title(fig: Figure) -> str:
+    """The figure's title, its text alternative: the figure's own (``suptitle``) when it has one,
+    else its first axes' title, else "figure"."""
+    own = fig.get_suptitle()
+    if own:
+        return own
+    titled = [ax.get_title() for ax in fig.axes if ax.get_title()]
+    return titled[0] if titled else "figure"
 
 
 #: Colors for phases and components: tab10 without its blue, green and red, which mean the two colors and

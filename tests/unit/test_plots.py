@@ -425,3 +425,7 @@ def test_in_a_notebook_kernel_each_figure_goes_to_the_cell_output(monkeypatch: p
     (bundle,) = shown
     assert base64.b64decode(bundle["image/png"]).startswith(b"\x89PNG")
     assert bundle["text/plain"].startswith("<Deployment timeline: ")
+    # A figure titled as a whole (several panels) is named by that title, not its first panel's.
+    shown.clear()
+    plots.cost_by_component(estimate_cost(COST_PLAN, deploys=DeployPattern()))
+    assert shown[0]["text/plain"].startswith("<Monthly cost: ")
