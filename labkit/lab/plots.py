@@ -193,6 +193,15 @@ def _phase_colors(phases: Sequence[str]) -> dict[str, str]:
     return {p: PALETTE[i % len(PALETTE)] for i, p in enumerate(phases)}
 
 
+def _component_colors(components: Sequence[str]) -> dict[str, str]:
+    """A component of one color (its name says "(blue)" or "(green)") in that color; the others in
+    the palette's order, which leaves blue, green and red out."""
+    others = iter(PALETTE * (len(components) // len(PALETTE) + 1))
+    return {
+        c: next((COLOR_OF[k] for k in COLOR_OF if f"({k})" in c), None) or next(others) for c in components
+    }
+
+
 def _usd(value: float) -> str:
     """A dollar amount for a matplotlib text ("$" alone would start mathtext)."""
     return f"\\${value:,.2f}"
@@ -231,7 +240,10 @@ def deploy_timeline(
     origin = frame.groupby(key)["started_at"].transform("min") if key else frame["started_at"].min()
     frame["start_s"] = (frame["started_at"] - origin).dt.total_seconds()
     frame["width_s"] = (frame["ended_at"] - frame["started_at"]).dt.total_seconds().clip(lower=0)
-    fig = _figure(10, max(3.0, 0.45 * (frame[key].nunique() if key else frame["phase"].nunique()) + 1.6))
+    rows = frame[key].nunique() if key else frame["phase"].nunique()
+    # Several deployments: the legend lists every phase beside the bars, and must fit the figure.
+    legend_rows = frame["phase"].nunique() if key else 0
+    fig = _figure(10, max(3.0, 0.45 * rows + 1.6, 0.27 * legend_rows + 1.2))
     ax = fig.add_subplot()
     if key is None:
         phases = _ordered_unique(frame.sort_values("started_at")["phase"])
@@ -505,7 +517,7 @@ def cost_by_component(
     grid = fig.add_gridspec(1, 2, width_ratios=[3.2, 1])
     ax = fig.add_subplot(grid[0])
     ax_total = fig.add_subplot(grid[1])
-    colors = _phase_colors(list(by.index[::-1]))
+    colors = _component_colors(list(by.index[::-1]))
     bars = ax.barh(by.index, by.to_numpy(), color=[colors[c] for c in by.index])
     ax.bar_label(bars, labels=[_usd(v) for v in by.to_numpy()], padding=3, fontsize=8)
     ax.set_xlim(0, float(by.max()) * 1.2 if by.max() > 0 else 1)
@@ -520,14 +532,25 @@ def cost_by_component(
     ax_total.axhline(
         goal_usd, color="#d62728", linestyle="--", linewidth=1.5, label=f"goal {_usd(goal_usd)}/month"
     )
+    over = total - goal_usd
+    if over > 0:  # the part above the goal, marked on the bar and named
+        ax_total.bar(0, over, bottom=goal_usd, width=0.6, fill=False, hatch="///", edgecolor="#d62728",
+                     label=f"over by {_usd(over)}")  # fmt: skip
+        ax_total.annotate(f"+{_usd(over)}", (0.3, total), xytext=(4, 0), textcoords="offset points",
+                          va="center", color="#d62728", fontsize=8)  # fmt: skip
     ax_total.set_xticks([0], [f"total\n{_usd(total)}"])
     ax_total.set_xlim(-0.6, 0.6)
     ax_total.set_ylim(0, max(total, goal_usd) * 1.18)
     ax_total.set_ylabel("USD per month")
     ax_total.set_title("Total vs goal")
     ax_total.legend(loc="upper center", bbox_to_anchor=(0.5, -0.08), fontsize=8, frameon=False)
-    verdict = "within" if total <= goal_usd else "OVER"
-    fig.suptitle(title or f"Monthly cost: {_usd(total)}, {verdict} the {_usd(goal_usd)} goal")
+    verdict = (
+        f"within the {_usd(goal_usd)} goal"
+        if over <= 0
+        else f"OVER the {_usd(goal_usd)} goal by {_usd(over)}"
+    )
+    # A lesson's own title keeps the verdict: a figure over the goal must say so whatever its title.
+    fig.suptitle(f"{title}\n{_usd(total)}, {verdict}" if title else f"Monthly cost: {_usd(total)}, {verdict}")
     return _finish(fig, path)
 
 

@@ -13,6 +13,7 @@ import pandas as pd
 import pytest
 from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.colors import to_hex
 from matplotlib.figure import Figure
 
 from labkit.errors import PlotInputError
@@ -241,6 +242,24 @@ def test_cost_by_component(tmp_path: Path) -> None:
     # a plain DataFrame of line items works too, and the goal can move
     fig = plots.cost_by_component(estimate.items, goal_usd=40)
     assert "OVER" in fig.get_suptitle()
+    # Over the goal, a lesson's own title keeps the verdict and the bar marks the part above it.
+    over = estimate.total_usd - 40
+    fig = plots.cost_by_component(estimate.items, goal_usd=40, title="Staging per month")
+    assert fig.get_suptitle().startswith("Staging per month\n")
+    assert fig.get_suptitle().endswith(f"OVER the \\$40.00 goal by \\${over:,.2f}")
+    hatched = [p for p in fig.axes[1].patches if p.get_hatch()]
+    assert len(hatched) == 1 and hatched[0].get_y() == 40 and hatched[0].get_height() == pytest.approx(over)
+    # A component of one color is drawn in that color, whatever its rank.
+    colors = {
+        t.get_text(): b.get_facecolor()
+        for t, b in zip(fig.axes[0].get_yticklabels(), fig.axes[0].patches, strict=True)
+    }
+    blue_or_green = {k: v for k, v in colors.items() if "(blue)" in k or "(green)" in k}
+    assert blue_or_green and all(
+        to_hex(v) == plots.COLOR_OF["blue" if "(blue)" in k else "green"] for k, v in blue_or_green.items()
+    )
+    others = {to_hex(v) for k, v in colors.items() if k not in blue_or_green}
+    assert not others & {plots.COLOR_OF["blue"], plots.COLOR_OF["green"], "#d62728"}
 
 
 def test_deploy_durations(tmp_path: Path) -> None:
@@ -429,3 +448,24 @@ def test_in_a_notebook_kernel_each_figure_goes_to_the_cell_output(monkeypatch: p
     shown.clear()
     plots.cost_by_component(estimate_cost(COST_PLAN, deploys=DeployPattern()))
     assert shown[0]["text/plain"].startswith("<Monthly cost: ")
+
+
+def test_the_legend_of_many_phases_fits_a_timeline_of_two_deployments() -> None:
+    """Lesson 08's figure: two deployments, one rolled back, with 14 phases in the legend beside them;
+    the legend was cut off at the bottom when the figure's height followed the two bars alone."""
+    phases = [f"phase-{i}" for i in range(14)]
+    rows = [
+        {
+            "deployment_id": f"d{d}",
+            "phase": p,
+            "started_at": T0 + pd.Timedelta(seconds=10 * i),
+            "ended_at": T0 + pd.Timedelta(seconds=10 * i + 9),
+        }
+        for d in range(2)
+        for i, p in enumerate(phases[d * 7 : d * 7 + 7])
+    ]
+    fig = plots.deploy_timeline(pd.DataFrame(rows))
+    fig.canvas.draw()
+    legend = fig.axes[0].get_legend().get_window_extent()
+    page = fig.bbox
+    assert legend.y0 >= page.y0 and legend.y1 <= page.y1, (legend, page)
