@@ -56,6 +56,7 @@ if TYPE_CHECKING:
     from labkit.infra.terraform import ApplyResult, PlanResult, ResourceChange, Terraform
     from labkit.lab import doctor, lesson
     from labkit.lab.check import check_folders, check_notebook
+    from labkit.lab.hcl import terraform_block
     from labkit.lab.plots import (
         cost_by_component,
         deploy_durations,
@@ -132,6 +133,7 @@ _LAZY: dict[str, str] = {
     "release_exists": "labkit.release.build",
     "release_key": "labkit.release.build",
     "render_report": "labkit.lab.report",
+    "terraform_block": "labkit.lab.hcl",
     "run_notebooks": "labkit.lab.run",
     "traffic_over_time": "labkit.lab.plots",
     "unpack_release": "labkit.release.appserver",
@@ -226,6 +228,7 @@ __all__ = [
     "release_exists",
     "release_key",
     "render_report",
+    "terraform_block",
     "run_notebooks",
     "traffic_over_time",
     "unpack_release",
