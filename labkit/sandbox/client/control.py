@@ -67,6 +67,9 @@ class SandboxStatus:
     listeners: int = 0
     target_groups: int = 0
     instances: list[dict[str, Any]] = field(default_factory=list)
+    #: The RDS instances' PostgreSQL servers: identifier, port, state (starting, running, stopped,
+    #: failed) and what failed.
+    databases: list[dict[str, Any]] = field(default_factory=list)
     home: str | None = None
     #: How the saves went (``save-status.json``; also read when the service is down).
     saves: dict[str, Any] = field(default_factory=dict)
@@ -84,6 +87,7 @@ class SandboxStatus:
             f"running at {self.endpoint} (pid {self.pid}): {self.load_balancers} load balancer(s), "
             f"{self.listeners} listener(s), {self.target_groups} target group(s), "
             f"{len(self.instances)} instance app(s), {serving} serving"
+            + (f", {len(self.databases)} database(s)" if self.databases else "")
         )
 
     @property
@@ -511,7 +515,8 @@ def _stop_pid(pid: int, timeout_s: float) -> bool:
 
 
 def reset(*, report: Reporter | None = None) -> bool:
-    """Stop the sandbox, wipe its saved AWS state, ports and instance folders; start it again if it ran.
+    """Stop the sandbox, wipe its saved AWS state, ports, instance folders and databases' data; start
+    it again if it ran.
 
     True when it was running (and so runs again, empty).
     """
@@ -524,6 +529,7 @@ def reset(*, report: Reporter | None = None) -> bool:
     for path in (paths.state_file, paths.albs_file, paths.ports_file, paths.save_status_file, *generations):
         path.unlink(missing_ok=True)
     shutil.rmtree(paths.instances_dir, ignore_errors=True)
+    shutil.rmtree(paths.databases_dir, ignore_errors=True)
     if was_running:
         up(report=report)
     return was_running
@@ -546,6 +552,7 @@ def status() -> SandboxStatus:
         listeners=int(found.get("listeners", 0)),
         target_groups=int(found.get("target_groups", 0)),
         instances=list(found.get("instances", [])),
+        databases=list(found.get("databases", [])),
         home=found.get("home"),
         saves=dict(found.get("saves") or {}),
         restored_locks=list(found.get("restored_locks") or []),

@@ -19,6 +19,7 @@ The folder is 0700 and the service writes its files 0600: they hold the user's A
 
 from __future__ import annotations
 
+import hashlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,6 +37,8 @@ IAM_PATH = "/labkit-sandbox/iam"
 OIDC_PATH = "/labkit-sandbox/oidc"
 #: The recorded calls of one access key (GET ``?access_key_id=...&since=...``; labkit.sandbox.server.trail).
 TRAIL_PATH = "/labkit-sandbox/trail"
+#: Where the RDS instances' data folders live when the sandbox runs as root (a folder per sandbox).
+ROOT_DATABASES = Path("/var/lib/labkit/postgres")
 
 
 @dataclass(frozen=True)
@@ -73,6 +76,16 @@ class SandboxPaths:
     @property
     def instances_dir(self) -> Path:
         return self.root / "instances"
+
+    @property
+    def databases_dir(self) -> Path:
+        """The RDS instances' data folders (:mod:`labkit.sandbox.server.databases`): in this folder,
+        unless the sandbox runs as root. PostgreSQL refuses to run as root, and the user it runs as
+        then cannot traverse a root-only home, so they live under :data:`ROOT_DATABASES`, in a
+        folder named for this sandbox's path."""
+        if os.geteuid() != 0:
+            return self.root / "databases"
+        return ROOT_DATABASES / hashlib.sha256(str(self.root.resolve()).encode()).hexdigest()[:16]
 
 
 def sandbox_paths() -> SandboxPaths:

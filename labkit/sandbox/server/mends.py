@@ -31,6 +31,12 @@ service and a test's ``ThreadedMotoServer`` alike (call it before the first requ
   (stock moto reads, checks and stores separately, so two racing conditional writes could both
   succeed: the deployment lock's fencing depends on it).
 
+- RDS: a PostgreSQL instance's endpoint is ``127.0.0.1`` at a free loopback port chosen when it is
+  created (or restored), where :mod:`.databases` serves it; an RDS-managed master secret holds the
+  instance's master user and a random password (stock moto wrote ``admin`` and a fixed password),
+  and rotating it makes a new random password current at once, as RDS's own rotation does.
+  The port is the sandbox's, not the one asked for: a module that sets ``port`` would see it differ.
+
 - IAM (:mod:`.iam`): when enforced, every call is authorized against the caller's policies and
   refused in the service's own error format; STS's AssumeRoleWithWebIdentity validates its token
   against the sandbox's OIDC issuer, the IAM OIDC provider and the role's trust policy (:mod:`.oidc`).
@@ -44,6 +50,8 @@ from __future__ import annotations
 
 import json
 import math
+import secrets
+import socket
 import threading
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
@@ -77,6 +85,7 @@ def apply_mends(target_health: HealthSource | None) -> None:
         _mend_autoscaling()
         _mend_dynamodb()
         _mend_oidc_client_ids()
+        _mend_rds()
         iam.mend(_patch)  # inert until iam.set_enforced(True)
         oidc.mend(_patch)
         quotas.mend(_patch)  # last: it wraps what the mends above left
@@ -493,6 +502,53 @@ def _mend_oidc_client_ids() -> None:
 
     _patch(IamResponse, "add_client_id_to_open_id_connect_provider", change(True))
     _patch(IamResponse, "remove_client_id_from_open_id_connect_provider", change(False))
+
+
+def _mend_rds() -> None:
+    from moto.rds.models import DBInstance, MasterUserSecret, RDSBackend
+    from moto.secretsmanager.models import SecretsManagerBackend
+
+    from labkit.sandbox.server.databases import ENGINE
+
+    stock_address = DBInstance.address
+    stock_create = RDSBackend.create_db_instance
+
+    def address(self: Any) -> str:
+        return "127.0.0.1" if str(self.engine) == ENGINE else str(stock_address.fget(self))  # type: ignore[attr-defined]
+
+    def create_db_instance(self: Any, db_kwargs: dict[str, Any]) -> Any:
+        database = stock_create(self, db_kwargs)
+        if str(database.engine) == ENGINE:
+            database.port = _free_loopback_port()
+        return database
+
+    def secret_string(self: Any) -> str:
+        password = secrets.token_urlsafe(24)
+        return json.dumps({"username": str(self.resource.master_username), "password": password})
+
+    stock_rotate = SecretsManagerBackend.rotate_secret
+
+    def rotate_secret(self: Any, secret_id: str, *args: Any, **kwargs: Any) -> Any:
+        """A secret that RDS manages is rotated by RDS itself (no Lambda): a new password becomes
+        current at once, and :mod:`.databases` sets it on the server, as RDS does."""
+        secret = self.secrets[secret_id] if self._is_valid_identifier(secret_id) else None
+        owner = {t.get("Key"): t.get("Value") for t in (getattr(secret, "tags", None) or [])}
+        if secret is None or owner.get("aws:secretsmanager:owningService") != "rds":
+            return stock_rotate(self, secret_id, *args, **kwargs)
+        current = json.loads(self.get_secret_value(secret_id, None, "AWSCURRENT")["SecretString"])
+        current["password"] = secrets.token_urlsafe(24)
+        return self.put_secret_value(secret_id, json.dumps(current), None, None, ["AWSCURRENT"])
+
+    _patch(DBInstance, "address", property(address))
+    _patch(RDSBackend, "create_db_instance", create_db_instance)
+    _patch(MasterUserSecret, "_generate_secret_string", secret_string)
+    _patch(SecretsManagerBackend, "rotate_secret", rotate_secret)
+
+
+def _free_loopback_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
 
 
 def _patch(cls: type, name: str, replacement: object) -> None:

@@ -235,6 +235,7 @@ class SandboxService:
         from labkit.identity.issuer import Issuer
         from labkit.sandbox.client.leftovers import kill_leftovers
         from labkit.sandbox.server import iam, mends, oidc, persistence
+        from labkit.sandbox.server.databases import DatabaseServers
         from labkit.sandbox.server.instance_view import read_artifact
         from labkit.sandbox.server.instances import InstanceApps
         from labkit.sandbox.server.lb import LoadBalancerPlane
@@ -285,6 +286,7 @@ class SandboxService:
             read_artifact=self._read_artifact_locked(read_artifact),
             draining=self._draining,
         )
+        self.databases = DatabaseServers(paths.databases_dir)
         moto_app = DomainDispatcherApplication(create_backend_app)
         self.api = _Api(moto_app, self.lock, self.status, self._written, self._set_quota, self._set_iam)
         self.server = self._bind(make_server, MotoRequestHandler)
@@ -333,6 +335,7 @@ class SandboxService:
         self.server.shutdown()
         self.final_save()
         self.fleet.close()
+        self.databases.close()
         self.plane.close()
         self.paths.service_file.unlink(missing_ok=True)
         log.info("stopped")
@@ -430,6 +433,7 @@ class SandboxService:
 
     def _reconcile(self, last: Any, force: bool) -> tuple[Any, bool]:
         from labkit.sandbox.server import cloudwatch, healing, quotas
+        from labkit.sandbox.server.databases import wanted_databases
         from labkit.sandbox.server.instance_view import running_instances
         from labkit.sandbox.server.lb.metrics import NAMESPACE
         from labkit.sandbox.server.lb.view import read_topology
@@ -439,6 +443,7 @@ class SandboxService:
             if quotas.retry_launches():  # groups held back by a quota try again, as Auto Scaling does
                 self._written(False)
             wanted = running_instances()
+            databases = wanted_databases()
             topology = read_topology(self.fleet.ports())
             while self._points:
                 points = self._points.popleft()
@@ -459,6 +464,7 @@ class SandboxService:
             applied = True
             self._publish_albs(topology)
         self.fleet.reconcile(wanted)
+        self.databases.reconcile(databases)
         self._counts = {
             "load_balancers": len(topology.metric_homes),
             "listeners": len(topology.listeners),
@@ -532,6 +538,7 @@ class SandboxService:
             "started_at": self.started_at,
             **self._counts,
             "instances": [asdict(info) for info in self.fleet.describe()],
+            "databases": [asdict(info) for info in self.databases.describe()],
             "saves": dict(self.saves, unsaved_changes=self._dirty_since is not None),
             "loaded": self.loaded,
             "restored_locks": self.restored_locks,

@@ -1,0 +1,157 @@
+"""Issue 15 item 2: the sandbox serves each RDS PostgreSQL instance as a real PostgreSQL 16.
+
+Created, stopped, started and deleted through the RDS API as a client (Terraform, the console)
+would; connected to with the endpoint the RDS API gives and the credentials in the instance's
+RDS-managed secret, as the app will; its data kept across a stop and across a restart of the
+sandbox. The sandbox here is the module's own, in its own folder (it is restarted).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+
+from labkit import sandbox as sandbox_service
+from labkit.sandbox import target as sandbox_target
+from labkit.sandbox.client.paths import sandbox_paths
+from tests.conftest import wait_for
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    root = tmp_path_factory.mktemp("db-sandbox")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("LABKIT_SANDBOX_HOME", str(root))
+        sandbox_service.up()
+        try:
+            yield root
+        finally:
+            sandbox_service.down()
+
+
+def endpoint_and_secret(rds: Any, identifier: str) -> tuple[str, int, dict[str, str]]:
+    db = rds.describe_db_instances(DBInstanceIdentifier=identifier)["DBInstances"][0]
+    secret = (
+        sandbox_target()
+        .client("secretsmanager")
+        .get_secret_value(SecretId=db["MasterUserSecret"]["SecretArn"])
+    )
+    return db["Endpoint"]["Address"], int(db["Endpoint"]["Port"]), json.loads(secret["SecretString"])
+
+
+def connect(
+    host: str, port: int, user: str, password: str, dbname: str = "orders"
+) -> psycopg.Connection[Any]:
+    return psycopg.connect(
+        host=host, port=port, user=user, password=password, dbname=dbname, connect_timeout=3
+    )
+
+
+def connects(host: str, port: int, credentials: dict[str, str]) -> bool:
+    try:
+        connect(host, port, credentials["username"], credentials["password"]).close()
+    except psycopg.OperationalError:
+        return False
+    return True
+
+
+def database_state(identifier: str) -> str:
+    found = [d for d in sandbox_service.status().databases if d["identifier"] == identifier]
+    return str(found[0]["state"]) if found else "absent"
+
+
+def test_an_rds_instance_is_a_postgresql_that_keeps_its_data_through_stop_and_restart(home: Path) -> None:
+    rds = sandbox_target().client("rds")
+    rds.create_db_instance(
+        DBInstanceIdentifier="orders-db",
+        Engine="postgres",
+        EngineVersion="16.4",
+        DBInstanceClass="db.t4g.micro",
+        AllocatedStorage=20,
+        MasterUsername="app_admin",
+        ManageMasterUserPassword=True,
+        DBName="orders",
+    )
+    host, port, credentials = endpoint_and_secret(rds, "orders-db")
+    assert host == "127.0.0.1" and port != 5432
+    assert credentials["username"] == "app_admin" and len(credentials["password"]) >= 24
+    wait_for(
+        "the server accepts the secret's credentials", lambda: connects(host, port, credentials), timeout_s=60
+    )
+    assert database_state("orders-db") == "running"
+
+    with connect(host, port, credentials["username"], credentials["password"]) as db:
+        version = db.execute("SHOW server_version").fetchone()
+        assert version is not None and str(version[0]).startswith("16.")
+        db.execute("CREATE TABLE orders (id serial PRIMARY KEY, item text NOT NULL)")
+        db.execute("INSERT INTO orders (item) VALUES ('kettle'), ('teapot')")
+    with pytest.raises(psycopg.OperationalError, match="password authentication failed"):
+        connect(host, port, credentials["username"], "not-the-password")
+
+    # Stopped through the API: no server; started again: the same data.
+    rds.stop_db_instance(DBInstanceIdentifier="orders-db")
+    wait_for("the server stopped", lambda: not connects(host, port, credentials), timeout_s=30)
+    assert database_state("orders-db") == "stopped"
+    rds.start_db_instance(DBInstanceIdentifier="orders-db")
+    wait_for("the server is back", lambda: connects(host, port, credentials), timeout_s=60)
+    assert rows(host, port, credentials) == ["kettle", "teapot"]
+
+    # The whole sandbox restarted: the instance comes back from the saved state, on its port.
+    sandbox_service.down()
+    assert not connects(host, port, credentials)
+    sandbox_service.up()
+    assert endpoint_and_secret(sandbox_target().client("rds"), "orders-db") == (host, port, credentials)
+    wait_for("the server is back after the restart", lambda: connects(host, port, credentials), timeout_s=60)
+    assert rows(host, port, credentials) == ["kettle", "teapot"]
+
+    # Rotating the RDS-managed secret: a new password, which the server takes at once; the old one
+    # is refused from then on.
+    arn = rds.describe_db_instances(DBInstanceIdentifier="orders-db")["DBInstances"][0]["MasterUserSecret"][
+        "SecretArn"
+    ]
+    sandbox_target().client("secretsmanager").rotate_secret(SecretId=arn)
+    _, _, rotated = endpoint_and_secret(sandbox_target().client("rds"), "orders-db")
+    assert rotated["username"] == "app_admin" and rotated["password"] != credentials["password"]
+    wait_for("the old password refused", lambda: not connects(host, port, credentials), timeout_s=30)
+    assert rows(host, port, rotated) == ["kettle", "teapot"]
+
+
+def test_a_deleted_instance_takes_its_server_and_its_data_with_it(home: Path) -> None:
+    rds = sandbox_target().client("rds")
+    rds.create_db_instance(
+        DBInstanceIdentifier="scratch-db",
+        Engine="postgres",
+        DBInstanceClass="db.t4g.micro",
+        AllocatedStorage=20,
+        MasterUsername="scratch",
+        MasterUserPassword="a-password-given-by-hand",
+        DBName="orders",
+    )
+    host, port, _ = endpoint_and_secret_or_given(rds, "scratch-db")
+    credentials = {"username": "scratch", "password": "a-password-given-by-hand"}
+    wait_for("the server accepts the given password", lambda: connects(host, port, credentials), timeout_s=60)
+    folder = sandbox_paths().databases_dir / "scratch-db"
+    assert (folder / "data" / "PG_VERSION").exists()
+
+    rds.delete_db_instance(DBInstanceIdentifier="scratch-db", SkipFinalSnapshot=True)
+    wait_for("the server and its data are gone", lambda: not folder.exists(), timeout_s=30)
+    assert not connects(host, port, credentials)
+    assert database_state("scratch-db") == "absent"
+
+
+def endpoint_and_secret_or_given(rds: Any, identifier: str) -> tuple[str, int, None]:
+    db = rds.describe_db_instances(DBInstanceIdentifier=identifier)["DBInstances"][0]
+    assert "MasterUserSecret" not in db
+    return db["Endpoint"]["Address"], int(db["Endpoint"]["Port"]), None
+
+
+def rows(host: str, port: int, credentials: dict[str, str]) -> list[str]:
+    with connect(host, port, credentials["username"], credentials["password"]) as db:
+        return [str(r[0]) for r in db.execute("SELECT item FROM orders ORDER BY id").fetchall()]
