@@ -11,9 +11,11 @@ from typing import Any, cast
 import pytest
 from botocore.stub import Stubber
 
+from labkit.deploy.ledger import Ledger, ensure_table
+from labkit.deploy.strategy import canary
 from labkit.errors import RunbookError
 from labkit.identity.policy import Decision
-from labkit.infra.stack import Stack
+from labkit.infra.stack import Stack, StackNames
 from labkit.infra.terraform import PlanResult, ResourceChange
 from labkit.ops import access_denied
 from labkit.ops.access_denied import AccessFinding, Verdict
@@ -93,6 +95,21 @@ def test_a_refused_web_identity_token_is_sent_to_fix_oidc_trust() -> None:
     with pytest.raises(RunbookError) as refused:
         access_denied.parse("AccessDenied: Not authorized to perform sts:AssumeRoleWithWebIdentity")
     assert "fix-oidc-trust" in str(refused.value.hint)
+
+
+def test_without_an_error_the_newest_failed_deployment_s_reason_is_read(moto_target: Target) -> None:
+    table = StackNames.for_target(moto_target).ledger_table
+    ensure_table(Target(name="aws", region=moto_target.region, allow_spend=True), table)
+    with pytest.raises(RunbookError, match="no rolled-back or aborted deployment of staging"):
+        access_denied.find_denial(moto_target, "", "staging")
+    book = Ledger(moto_target, table)
+    for reason in (sandbox_message(), "the analysis failed: 5xx rate 31 % > 1 %"):  # newest last
+        record = book.start("staging", "1.1.0", from_color="blue", to_color="green", strategy=canary())
+        book.finish(record.id, "rolled_back", reason)
+    with pytest.raises(RunbookError, match=f"No AccessDenied message in deployment {record.id} of staging"):
+        access_denied.find_denial(moto_target, "", "staging")
+    given = access_denied.find_denial(moto_target, sandbox_message(), "staging")
+    assert (given.action, given.source) == (ACTION, "the error given")
 
 
 # --- the role's policies ----------------------------------------------------------------------
