@@ -27,7 +27,7 @@ from pathlib import Path
 #: Drills that rebuild the environment run after the rest.
 LAST = ("accidental-destroy",)
 #: Drills that need global's GitHub OIDC provider and deploy role, which global creates for a repository.
-NEED_DEPLOY_ROLE = ("oidc-misconfigured", "deploy-role-deleted")
+NEED_DEPLOY_ROLE = ("oidc-misconfigured", "deploy-role-deleted", "deploy-permission-lost")
 #: The repository (and its staging environment) whose deploy role those drills break.
 DEPLOY_SUBJECT = "repo:acme/bluegreen-lab:environment:staging"
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shlex
 from typing import Annotated
 
 import typer
@@ -54,9 +55,13 @@ def inject(
         echo_json(facts)
         return
     typer.echo(json.dumps(facts, indent=2, default=str))
-    runbook = get(name).runbook
-    if runbook:
-        typer.echo(f"recover it with: labkit runbook run {runbook} -p environment {env}  (a dry run first)")
+    drill = get(name)
+    if drill.runbook:
+        # The runbook's own environment (global's roles for the identity drills) and the parameters
+        # the drill's run would give it, quoted for a shell.
+        parameters = {"environment": drill.runbook_environment or env, **drill.runbook_parameters(facts)}
+        given = " ".join(f"-p {key} {shlex.quote(str(value))}" for key, value in parameters.items())
+        typer.echo(f"recover it with: labkit runbook run {drill.runbook} {given}  (a dry run first)")
 
 
 @drill_app.command(context_settings=RUN_CONTEXT)

@@ -37,6 +37,7 @@ from labkit.identity.credentials import (
 from labkit.identity.github import STS_AUDIENCE, parse_subject
 from labkit.identity.policy import as_list, statements
 from labkit.infra.stack import Stack
+from labkit.infra.terraform import PlanResult
 from labkit.ops.runbook import Action
 from labkit.target import Target
 
@@ -226,8 +227,7 @@ def actions(global_stack: Stack, finding: TrustFinding) -> list[Action]:
     accepted. RunbookError when the code's plan changes nothing but the token is refused."""
     if finding.ok:
         return []
-    # global's GitHub settings as last applied (Stack.variables carries them over), on its code.
-    plan = global_stack.plan(targets=[MODULE])
+    plan = plan_module(global_stack)
     if not plan.has_changes:
         raise RunbookError(
             f"The deploy job's token is refused ({finding.refusal}), yet global's code, planned for "
@@ -235,13 +235,20 @@ def actions(global_stack: Stack, finding: TrustFinding) -> list[Action]:
             hint="Read the mismatches above and fix terraform/modules/github_oidc or global's variables "
             "(github_repository, github_subject); then plan global.",
         )
+    return [targeted_apply(global_stack, plan)]
+
+
+def plan_module(global_stack: Stack) -> PlanResult:
+    """A plan of global targeted at :data:`MODULE`: global's GitHub settings as last applied
+    (Stack.variables carries them over), on its code."""
+    return global_stack.plan(targets=[MODULE])
+
+
+def targeted_apply(global_stack: Stack, plan: PlanResult) -> Action:
+    """The apply of global's code for :data:`MODULE`, described by ``plan`` (:func:`plan_module`'s);
+    the apply plans again, so it applies what the code says at that moment."""
     changed = ", ".join(f"{c.action} {c.address}" for c in plan.changes)
-    return [
-        Action(
-            f"terraform apply -target={MODULE} on global ({changed})",
-            _apply(global_stack),
-        )
-    ]
+    return Action(f"terraform apply -target={MODULE} on global ({changed})", _apply(global_stack))
 
 
 def _apply(global_stack: Stack) -> Callable[[], object]:
@@ -267,5 +274,5 @@ def verify_exchange(global_stack: Stack) -> tuple[bool, str]:
 
 def verify_matches_code(global_stack: Stack) -> tuple[bool, str]:
     """A plan of global targeted at the GitHub module shows no changes."""
-    plan = global_stack.plan(targets=[MODULE])
+    plan = plan_module(global_stack)
     return (not plan.has_changes), plan.summary()

@@ -25,7 +25,7 @@ from typing import Any
 
 from labkit import sandbox
 from labkit.errors import DrillError, RunbookError, WebIdentityRejected
-from labkit.identity.credentials import assume_role_with_web_identity
+from labkit.identity.credentials import TemporaryCredentials, assume_role_with_web_identity
 from labkit.identity.github import STS_AUDIENCE, parse_subject
 from labkit.infra.stack import Stack
 from labkit.ops import oidc_trust
@@ -38,7 +38,7 @@ VARIANTS = ("wrong-audience", "wrong-thumbprint", "wrong-branch")
 GITHUB_THUMBPRINT = "6938fd4d98bab03faadb97b34396831e3780aea1"
 
 
-def _deploy_role(target: Target) -> tuple[str, str, str]:
+def deploy_role(target: Target) -> tuple[str, str, str]:
     """(role ARN, provider ARN, trusted subject) from global's state (the runbook's reading of it)."""
     try:
         trust = oidc_trust.deploy_trust(Stack("global", target, reporter=None))
@@ -51,23 +51,33 @@ def _deploy_role(target: Target) -> tuple[str, str, str]:
     return trust.role_arn, trust.provider_arn, trust.subject
 
 
-def deploy_job_assumes(target: Target) -> Check:
+def deploy_job_credentials(target: Target) -> TemporaryCredentials:
     """The deploy job's assume-role: a sandbox token for global's trusted subject exchanged for the
-    role's credentials; (False, STS's code and message) when refused."""
-    role, _, subject = _deploy_role(target)
-    token = sandbox.id_token(target, parse_subject(subject), from_actions=False)  # the sandbox's own
+    role's credentials; WebIdentityRejected when STS refuses it."""
+    role, _, subject = deploy_role(target)
+    return _exchange(target, role, subject)
+
+
+def deploy_job_assumes(target: Target) -> Check:
+    """:func:`deploy_job_credentials` as a check: (False, STS's code and message) when refused."""
+    role, _, subject = deploy_role(target)
     try:
-        found = assume_role_with_web_identity(target, role, token, session_name="deploy")
+        found = _exchange(target, role, subject)
     except WebIdentityRejected as refused:
         return False, refused.message  # "... was refused: CODE: AWS's message"
     return True, f"{subject} assumed {found.assumed_role_arn}"
+
+
+def _exchange(target: Target, role: str, subject: str) -> TemporaryCredentials:
+    token = sandbox.id_token(target, parse_subject(subject), from_actions=False)  # the sandbox's own
+    return assume_role_with_web_identity(target, role, token, session_name="deploy")
 
 
 def inject(target: Target, environment: str, *, variant: str = "wrong-branch") -> dict[str, Any]:
     """Change the provider or the trust policy as ``variant`` says; what changed and STS's refusal."""
     if variant not in VARIANTS:
         raise DrillError(f"There is no variant {variant!r}.", hint=f"Variants: {', '.join(VARIANTS)}.")
-    role, provider, subject = _deploy_role(target)
+    role, provider, subject = deploy_role(target)
     iam = target.client("iam")
     repository = parse_subject(subject).repository
     facts: dict[str, Any] = {"variant": variant, "role_arn": role, "provider_arn": provider}
