@@ -155,3 +155,69 @@ def endpoint_and_secret_or_given(rds: Any, identifier: str) -> tuple[str, int, N
 def rows(host: str, port: int, credentials: dict[str, str]) -> list[str]:
     with connect(host, port, credentials["username"], credentials["password"]) as db:
         return [str(r[0]) for r in db.execute("SELECT item FROM orders ORDER BY id").fetchall()]
+
+
+def create(rds: Any, identifier: str) -> None:
+    rds.create_db_instance(
+        DBInstanceIdentifier=identifier,
+        Engine="postgres",
+        DBInstanceClass="db.t4g.micro",
+        AllocatedStorage=20,
+        MasterUsername="app_admin",
+        ManageMasterUserPassword=True,
+        DBName="orders",
+    )
+
+
+def serving(rds: Any, identifier: str) -> tuple[str, int, dict[str, str]]:
+    """The instance's endpoint and credentials, once its server accepts them."""
+    host, port, credentials = endpoint_and_secret(rds, identifier)
+    wait_for(f"{identifier} serving", lambda: connects(host, port, credentials), timeout_s=60)
+    return host, port, credentials
+
+
+def add(where: tuple[str, int, dict[str, str]], *items: str) -> None:
+    host, port, credentials = where
+    with connect(host, port, credentials["username"], credentials["password"]) as db:
+        db.execute("CREATE TABLE IF NOT EXISTS orders (id serial PRIMARY KEY, item text NOT NULL)")
+        for item in items:
+            db.execute("INSERT INTO orders (item) VALUES (%s)", (item,))
+
+
+def test_snapshots_and_restores_bring_back_the_data_as_it_was(home: Path) -> None:
+    rds = sandbox_target().client("rds")
+    create(rds, "ledger-db")
+    source = serving(rds, "ledger-db")
+    add(source, "a", "b")
+    rds.create_db_snapshot(DBInstanceIdentifier="ledger-db", DBSnapshotIdentifier="ledger-snap-1")
+    snapshot_data = sandbox_paths().databases_dir / "snapshots" / "ledger-snap-1"
+    wait_for("the snapshot's data kept", lambda: (snapshot_data / "complete").exists(), timeout_s=60)
+    add(source, "c")
+
+    # From the snapshot: the rows written before it, under the restored instance's own endpoint
+    # and secret.
+    rds.restore_db_instance_from_db_snapshot(
+        DBInstanceIdentifier="ledger-restored", DBSnapshotIdentifier="ledger-snap-1"
+    )
+    restored = serving(rds, "ledger-restored")
+    assert restored[1] != source[1]
+    assert rows(*restored) == ["a", "b"]
+    # To the latest restorable time: every row.
+    rds.restore_db_instance_to_point_in_time(
+        SourceDBInstanceIdentifier="ledger-db",
+        TargetDBInstanceIdentifier="ledger-pitr",
+        UseLatestRestorableTime=True,
+    )
+    assert rows(*serving(rds, "ledger-pitr")) == ["a", "b", "c"]
+    # Deleted with a final snapshot, which brings it all back.
+    rds.delete_db_instance(DBInstanceIdentifier="ledger-db", FinalDBSnapshotIdentifier="ledger-final")
+    wait_for("ledger-db gone", lambda: database_state("ledger-db") == "absent", timeout_s=30)
+    rds.restore_db_instance_from_db_snapshot(
+        DBInstanceIdentifier="ledger-back", DBSnapshotIdentifier="ledger-final"
+    )
+    assert rows(*serving(rds, "ledger-back")) == ["a", "b", "c"]
+    # A deleted snapshot's data goes with it.
+    rds.delete_db_snapshot(DBSnapshotIdentifier="ledger-snap-1")
+    wait_for("the snapshot's data removed", lambda: not snapshot_data.exists(), timeout_s=30)
+    for identifier in ("ledger-restored", "ledger-pitr", "ledger-back"):
+        rds.delete_db_instance(DBInstanceIdentifier=identifier, SkipFinalSnapshot=True)

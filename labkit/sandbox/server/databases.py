@@ -27,13 +27,16 @@ made for them (:data:`SYSTEM_USER`) and their data lives outside the sandbox's p
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import os
+import queue
 import shutil
 import signal
 import subprocess
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -47,6 +50,10 @@ ENGINE = "postgres"
 SYSTEM_USER = "labkit-postgres"
 #: How long a new or restarted server may take to accept connections.
 START_TIMEOUT_S = 30.0
+#: The folder (in the databases' folder) that keeps each snapshot's data, and the file that marks
+#: a snapshot's data complete.
+SNAPSHOTS = "snapshots"
+COMPLETE = "complete"
 
 ServerState = Literal["starting", "running", "stopped", "failed"]
 
@@ -63,6 +70,9 @@ class DatabaseSpec:
     password: str
     db_name: str | None
     port: int
+    #: Where a restored instance's data comes from: ("snapshot", SNAPSHOT_ID) or ("instance",
+    #: SOURCE_ID) for a point-in-time restore; None for a new, empty instance.
+    source: tuple[str, str] | None = None
 
 
 @dataclass(frozen=True)
@@ -99,7 +109,24 @@ def _spec(db: Any, account_id: str, region: str) -> DatabaseSpec:
         password=master_password(db),
         db_name=db.db_name,
         port=int(db.port or 0),
+        source=getattr(db, "labkit_restored_from", None),
     )
+
+
+def wanted_snapshots() -> dict[str, str]:
+    """Every snapshot of a PostgreSQL instance in moto's RDS: snapshot id -> the instance it was
+    taken of. Call with the model lock held."""
+    from moto.rds.models import rds_backends
+
+    found: dict[str, str] = {}
+    for regions in rds_backends.values():
+        for backend in regions.values():
+            for snapshot in list(backend.database_snapshots.values()):
+                if str(snapshot.database.engine) == ENGINE:
+                    found[str(snapshot.db_snapshot_identifier)] = str(
+                        snapshot.database.db_instance_identifier
+                    )
+    return found
 
 
 def master_password(db: Any) -> str:
@@ -129,6 +156,8 @@ def bin_dir() -> Path:
 
 
 class _Server:
+    """One instance's server and the queue of work on it, done one job at a time in order."""
+
     def __init__(self, spec: DatabaseSpec, folder: Path) -> None:
         self.spec = spec
         self.folder = folder
@@ -136,6 +165,9 @@ class _Server:
         self.state: ServerState = "starting"
         self.detail = ""
         self.password_set = ""
+        self._jobs: queue.Queue[Callable[[], None] | None] = queue.Queue()
+        self._worker = threading.Thread(target=self._work, name=f"db-{spec.identifier}", daemon=True)
+        self._worker.start()
 
     @property
     def data(self) -> Path:
@@ -145,9 +177,29 @@ class _Server:
     def socket_dir(self) -> Path:
         return self.folder / "run"
 
+    def submit(self, job: Callable[[], None]) -> None:
+        self._jobs.put(job)
+
+    def retire(self) -> None:
+        """No more jobs: the worker ends after the ones queued."""
+        self._jobs.put(None)
+
+    def join(self, timeout_s: float) -> None:
+        self._worker.join(timeout_s)
+
+    def _work(self) -> None:
+        while (job := self._jobs.get()) is not None:
+            try:
+                job()
+            except Exception as exc:  # one failed job must not stop the queue; the status says it
+                self.state, self.detail = "failed", f"{type(exc).__name__}: {exc}"
+                log.exception(
+                    "database %s: %s failed", self.spec.identifier, getattr(job, "__name__", "a job")
+                )
+
 
 class DatabaseServers:
-    """The PostgreSQL servers of the sandbox's RDS instances."""
+    """The PostgreSQL servers of the sandbox's RDS instances, and their snapshots' data."""
 
     def __init__(self, root: Path) -> None:
         self.root = root
@@ -159,15 +211,28 @@ class DatabaseServers:
             for folder, mode in ((ROOT_DATABASES.parent, 0o755), (ROOT_DATABASES, 0o711)):
                 folder.mkdir(parents=True, exist_ok=True)
                 folder.chmod(mode)
-        root.mkdir(mode=0o700, parents=True, exist_ok=True)
-        self._own(root)
+        for folder in (root, root / SNAPSHOTS):
+            folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+            self._own(folder)
+        #: Snapshots whose data is kept (or being captured), by id; those on disk from a last run.
+        self._snapshots = {p.name for p in (root / SNAPSHOTS).iterdir() if (p / COMPLETE).exists()}
 
-    def reconcile(self, wanted: dict[str, DatabaseSpec]) -> None:
-        """Start, stop, delete and re-credential servers so they match ``wanted``."""
+    def reconcile(self, wanted: dict[str, DatabaseSpec], snapshots: dict[str, str] | None = None) -> None:
+        """Start, stop, delete and re-credential servers so they match ``wanted``, and capture the
+        data of each new snapshot in ``snapshots`` (id -> instance) before its instance goes."""
         with self._lock:
+            for snapshot_id, instance in (snapshots or {}).items():
+                if snapshot_id not in self._snapshots and instance in self._servers:
+                    self._snapshots.add(snapshot_id)
+                    server = self._servers[instance]
+                    server.submit(functools.partial(self._capture, server, snapshot_id))
+            for snapshot_id in [i for i in self._snapshots if snapshots is not None and i not in snapshots]:
+                self._snapshots.discard(snapshot_id)
+                shutil.rmtree(self.root / SNAPSHOTS / snapshot_id, ignore_errors=True)
             for identifier in [i for i in self._servers if i not in wanted]:
                 server = self._servers.pop(identifier)
-                self._spawn(self._delete, server)
+                server.submit(functools.partial(self._delete, server))
+                server.retire()
             for identifier, spec in wanted.items():
                 found = self._servers.get(identifier)
                 if found is None:
@@ -175,18 +240,18 @@ class DatabaseServers:
                     if spec.status == "stopped":
                         server.state = "stopped"
                     else:
-                        self._spawn(self._start, server)
+                        server.submit(functools.partial(self._start, server))
                     continue
                 server = found
                 previous, server.spec = server.spec, spec
                 if spec.status == "stopped" and server.state == "running":
                     server.state = "stopped"
-                    self._spawn(self._stop, server)
+                    server.submit(functools.partial(self._stop, server))
                 elif spec.status != "stopped" and server.state == "stopped":
                     server.state = "starting"
-                    self._spawn(self._start, server)
+                    server.submit(functools.partial(self._start, server))
                 elif server.state == "running" and spec.password != previous.password:
-                    self._spawn(self._set_password, server)
+                    server.submit(functools.partial(self._set_password, server))
 
     def ports(self) -> dict[str, int]:
         with self._lock:
@@ -197,47 +262,43 @@ class DatabaseServers:
             return [DatabaseInfo(i, s.spec.port, s.state, s.detail) for i, s in sorted(self._servers.items())]
 
     def close(self, timeout_s: float = 20.0) -> None:
-        """Stop every server (their data stays, for the next start)."""
+        """Stop every server once its queued work is done (their data stays, for the next start)."""
         with self._lock:
             servers = list(self._servers.values())
             self._servers.clear()
         for server in servers:
-            self._stop(server, timeout_s=timeout_s)
+            server.submit(functools.partial(self._stop, server, timeout_s))
+            server.retire()
+        for server in servers:
+            server.join(timeout_s + START_TIMEOUT_S)
 
-    # --- one server ---
-
-    def _spawn(self, work: Any, server: _Server) -> None:
-        threading.Thread(
-            target=work, args=(server,), name=f"db-{server.spec.identifier}", daemon=True
-        ).start()
+    # --- one server's jobs ---
 
     def _start(self, server: _Server) -> None:
         spec = server.spec
-        try:
-            server.folder.mkdir(parents=True, exist_ok=True)
-            self._own(server.folder)
-            if not (server.data / "PG_VERSION").exists():
+        server.folder.mkdir(parents=True, exist_ok=True)
+        self._own(server.folder)
+        if not (server.data / "PG_VERSION").exists():
+            if spec.source is None:
                 self._initdb(server)
-            server.socket_dir.mkdir(exist_ok=True)
-            self._own(server.socket_dir)
-            stale = server.data / "postmaster.pid"
-            _stop_leftover(stale)
-            with (server.folder / "postgres.log").open("ab") as log_file:
-                server.process = subprocess.Popen(
-                    [str(self._bin / "postgres"), "-D", str(server.data), "-p", str(spec.port),
-                     "-c", "listen_addresses=127.0.0.1",
-                     "-c", f"unix_socket_directories={server.socket_dir}"],
-                    stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True, **self._as_user(),
-                )  # fmt: skip
-            self._wait_ready(server)
-            self._set_password(server)
-            if spec.db_name:
-                self._create_database(server, spec.db_name)
-            server.state, server.detail = "running", ""
-            log.info("database %s: PostgreSQL serving on 127.0.0.1:%d", spec.identifier, spec.port)
-        except Exception as exc:  # the reconcile loop must go on; the status says what failed
-            server.state, server.detail = "failed", f"{type(exc).__name__}: {exc}"
-            log.exception("database %s: could not start PostgreSQL", spec.identifier)
+            else:
+                self._restore(server, *spec.source)
+        server.socket_dir.mkdir(exist_ok=True)
+        self._own(server.socket_dir)
+        _stop_leftover(server.data / "postmaster.pid")
+        with (server.folder / "postgres.log").open("ab") as log_file:
+            server.process = subprocess.Popen(
+                [str(self._bin / "postgres"), "-D", str(server.data), "-p", str(spec.port),
+                 "-c", "listen_addresses=127.0.0.1",
+                 "-c", f"unix_socket_directories={server.socket_dir}"],
+                stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True, **self._as_user(),
+            )  # fmt: skip
+        self._wait_ready(server)
+        self._set_password(server)
+        if spec.db_name:
+            self._create_database(server, spec.db_name)
+        server.state, server.detail = "running", ""
+        log.info("database %s: PostgreSQL serving on 127.0.0.1:%d", spec.identifier, spec.port)
 
     def _initdb(self, server: _Server) -> None:
         password_file = server.folder / "initial-password"
@@ -252,24 +313,54 @@ class DatabaseServers:
         finally:
             password_file.unlink(missing_ok=True)
 
+    def _capture(self, server: _Server, snapshot_id: str) -> None:
+        """Keep the instance's data as it is now under the snapshot's id: an online backup of a
+        running server (``pg_basebackup``, consistent), a copy of a stopped one's folder."""
+        folder = self.root / SNAPSHOTS / snapshot_id
+        shutil.rmtree(folder, ignore_errors=True)
+        folder.mkdir(mode=0o700)
+        self._own(folder)
+        self._copy_data(server, folder / "data")
+        (folder / COMPLETE).write_text(server.spec.identifier)
+        log.info("database %s: snapshot %s taken", server.spec.identifier, snapshot_id)
+
+    def _restore(self, server: _Server, kind: str, source: str) -> None:
+        """A restored instance's data: its snapshot's, or (point in time) its source instance's as
+        it is now: the sandbox keeps no write-ahead log to replay to an earlier time."""
+        if kind == "snapshot":
+            folder = self.root / SNAPSHOTS / source
+            deadline = time.monotonic() + START_TIMEOUT_S
+            while not (folder / COMPLETE).exists():  # a snapshot taken moments ago may be copying
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"snapshot {source} has no data in the sandbox")
+                time.sleep(0.2)
+            self._run(["cp", "-a", str(folder / "data"), str(server.data)])
+        else:
+            with self._lock:
+                origin = self._servers.get(source)
+            if origin is None:
+                raise RuntimeError(f"instance {source} has no data in the sandbox")
+            self._copy_data(origin, server.data)
+        log.info("database %s: restored from %s %s", server.spec.identifier, kind, source)
+
+    def _copy_data(self, server: _Server, target: Path) -> None:
+        if server.process is not None and server.process.poll() is None:
+            self._run(
+                [str(self._bin / "pg_basebackup"), "-D", str(target), "-h", str(server.socket_dir),
+                 "-p", str(server.spec.port), "-U", server.spec.username, "-X", "stream", "-c", "fast"],
+            )  # fmt: skip
+        else:
+            self._run(["cp", "-a", str(server.data), str(target)])
+            (target / "postmaster.pid").unlink(missing_ok=True)
+
     def _wait_ready(self, server: _Server) -> None:
         deadline = time.monotonic() + START_TIMEOUT_S
         while True:
             if server.process is not None and server.process.poll() is not None:
-                raise RuntimeError(
-                    f"postgres exited with {server.process.returncode}; see {server.folder}/postgres.log"
-                )
-            ready = subprocess.run(
-                [
-                    str(self._bin / "pg_isready"),
-                    "-h",
-                    str(server.socket_dir),
-                    "-p",
-                    str(server.spec.port),
-                    "-q",
-                ],
-                check=False,
-            )
+                code = server.process.returncode
+                raise RuntimeError(f"postgres exited with {code}; see {server.folder}/postgres.log")
+            where = ["-h", str(server.socket_dir), "-p", str(server.spec.port)]
+            ready = subprocess.run([str(self._bin / "pg_isready"), *where, "-q"], check=False)
             if ready.returncode == 0:
                 return
             if time.monotonic() > deadline:

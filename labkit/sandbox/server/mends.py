@@ -36,6 +36,7 @@ service and a test's ``ThreadedMotoServer`` alike (call it before the first requ
   instance's master user and a random password (stock moto wrote ``admin`` and a fixed password),
   and rotating it makes a new random password current at once, as RDS's own rotation does.
   The port is the sandbox's, not the one asked for: a module that sets ``port`` would see it differ.
+  A restored instance (from a snapshot, or to a point in time) records where its data comes from.
 
 - IAM (:mod:`.iam`): when enforced, every call is authorized against the caller's policies and
   refused in the service's own error format; STS's AssumeRoleWithWebIdentity validates its token
@@ -539,6 +540,21 @@ def _mend_rds() -> None:
         current["password"] = secrets.token_urlsafe(24)
         return self.put_secret_value(secret_id, json.dumps(current), None, None, ["AWSCURRENT"])
 
+    stock_from_snapshot = RDSBackend.restore_db_instance_from_db_snapshot
+    stock_to_time = RDSBackend.restore_db_instance_to_point_in_time
+
+    def from_snapshot(self: Any, from_snapshot_id: str, overrides: dict[str, Any]) -> Any:
+        database: Any = stock_from_snapshot(self, from_snapshot_id, overrides)
+        database.labkit_restored_from = ("snapshot", from_snapshot_id.rsplit(":", 1)[-1])
+        return database
+
+    def to_point_in_time(self: Any, source: str, target: str, overrides: dict[str, Any]) -> Any:
+        database: Any = stock_to_time(self, source, target, overrides)
+        database.labkit_restored_from = ("instance", source)
+        return database
+
+    _patch(RDSBackend, "restore_db_instance_from_db_snapshot", from_snapshot)
+    _patch(RDSBackend, "restore_db_instance_to_point_in_time", to_point_in_time)
     _patch(DBInstance, "address", property(address))
     _patch(RDSBackend, "create_db_instance", create_db_instance)
     _patch(MasterUserSecret, "_generate_secret_string", secret_string)

@@ -433,7 +433,7 @@ class SandboxService:
 
     def _reconcile(self, last: Any, force: bool) -> tuple[Any, bool]:
         from labkit.sandbox.server import cloudwatch, healing, quotas
-        from labkit.sandbox.server.databases import wanted_databases
+        from labkit.sandbox.server.databases import wanted_databases, wanted_snapshots
         from labkit.sandbox.server.instance_view import running_instances
         from labkit.sandbox.server.lb.metrics import NAMESPACE
         from labkit.sandbox.server.lb.view import read_topology
@@ -443,7 +443,7 @@ class SandboxService:
             if quotas.retry_launches():  # groups held back by a quota try again, as Auto Scaling does
                 self._written(False)
             wanted = running_instances()
-            databases = wanted_databases()
+            databases, snapshots = wanted_databases(), wanted_snapshots()
             topology = read_topology(self.fleet.ports())
             while self._points:
                 points = self._points.popleft()
@@ -464,7 +464,7 @@ class SandboxService:
             applied = True
             self._publish_albs(topology)
         self.fleet.reconcile(wanted)
-        self.databases.reconcile(databases)
+        self.databases.reconcile(databases, snapshots)
         self._counts = {
             "load_balancers": len(topology.metric_homes),
             "listeners": len(topology.listeners),
