@@ -256,11 +256,60 @@ def _failure(source_nb: Path, executed_nb: Path, error: BaseException) -> CellFa
     if cell.get("id") and cell.get("id") in ids:
         index = ids.index(cell.get("id"))
     else:  # notebooks without cell ids (nbformat < 4.5): skip the cells papermill added
-        added = {"injected-parameters", "papermill-error-cell-tag"}
-        index = sum(
-            1 for c in executed_cells[:failing] if not added & set(c.get("metadata", {}).get("tags", []))
-        )
+        before = executed_cells[:failing]
+        index = sum(1 for c in before if not _ADDED_TAGS & set(c["metadata"].get("tags", [])))
     return CellFailure(index, _first_line(cell_source(cell)), ename, evalue, traceback)
+
+
+#: Cells papermill adds to the executed copy.
+_ADDED_TAGS = {"injected-parameters", "papermill-error-cell-tag"}
+
+
+def lesson_result(result: NotebookResult, out_dir: Path) -> dict[str, Any]:
+    """What one notebook's run proved and drew, as ``labkit run`` writes it beside the executed copy
+    (``NAME.result.json``) for the report and CI to read.
+
+    Its status, wall time and parameters; each **checkpoint** (a code cell whose first statement is
+    an ``assert``, the lessons' way of checking a step) with its place in the source notebook and whether
+    it ``passed``, ``failed`` or was ``not run``; each **figure** it showed (the title it carries as
+    text) and the PNGs in the run folder named with the notebook's number (``07-*.png``).
+    """
+    cells = _cells(result.executed) if result.executed.exists() else []
+    own = [c for c in cells if not _ADDED_TAGS & set(c.get("metadata", {}).get("tags", []))]
+    checkpoints, figures = [], []
+    for index, cell in enumerate(own):
+        if cell.get("cell_type") != "code":
+            continue
+        source = cell_source(cell)
+        status = cell.get("metadata", {}).get("papermill", {}).get("status")
+        check = _checkpoint(source)
+        if check is not None:
+            state = {"completed": "passed", "failed": "failed"}.get(str(status), "not run")
+            checkpoints.append({"cell": index, "check": check, "status": state})
+        for output in cell.get("outputs", []):
+            data = output.get("data", {})
+            if "image/png" in data:
+                title = "".join(data.get("text/plain", "")).strip().strip("<>")
+                figures.append({"cell": index, "title": title})
+    number = result.source.stem.split("-", 1)[0]
+    pngs = sorted(p.name for p in out_dir.glob(f"{number}-*.png")) if number.isdigit() else []
+    return {
+        "notebook": result.source.name,
+        "executed": result.executed.name,
+        "ok": result.ok,
+        "seconds": round(result.seconds, 1),
+        "parameters": result.parameters,
+        "failure": None if result.failure is None else str(result.failure),
+        "checkpoints": checkpoints,
+        "figures": figures,
+        "pngs": pngs,
+    }
+
+
+def _checkpoint(source: str) -> str | None:
+    """The cell's check (its first statement, cut at 80 characters) when that is an ``assert``."""
+    code = [line.strip() for line in source.splitlines() if line.strip() and not line.strip().startswith("#")]
+    return code[0][:80] if code and code[0].startswith("assert") else None
 
 
 @contextmanager
@@ -330,7 +379,10 @@ def run_notebooks(
                 # TimeoutError: nbclient's CellTimeoutError; RuntimeError: DeadKernelError.
                 failure = _failure(notebook, executed, exc)
             seconds = time.monotonic() - t0
-            report.results.append(NotebookResult(notebook, executed, seconds, shares[notebook], failure))
+            result = NotebookResult(notebook, executed, seconds, shares[notebook], failure)
+            report.results.append(result)
+            written = json.dumps(lesson_result(result, folder), indent=1, default=str) + "\n"
+            executed.with_name(f"{notebook.stem}.result.json").write_text(written, encoding="utf-8")
             reporter(f"      {'ok' if failure is None else 'FAILED'} in {seconds:.1f} s -> {executed}")
             if failure is not None:
                 report.not_run = notebooks[n:]

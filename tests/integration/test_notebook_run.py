@@ -85,6 +85,12 @@ def test_folder_runs_in_order_with_parameters(path_run: Run) -> None:
     # the sources stay stripped
     assert all(c.get("outputs", []) == [] for c in cells(FIXTURES / "path" / "01-greet.ipynb"))
 
+    # beside each executed copy, what it proved: every checkpoint (assert cell) passed
+    result = json.loads((out / "01-greet.result.json").read_text())
+    assert result["ok"] is True and result["parameters"] == {"greeting": "hello there", "repeat": 3}
+    assert [(c["cell"], c["status"]) for c in result["checkpoints"]] == [(2, "passed"), (4, "passed")]
+    assert result["checkpoints"][0]["check"].startswith("assert isinstance(greeting, str)")
+
 
 def test_report_renders_the_run(path_run: Run) -> None:
     out, _ = path_run
@@ -118,6 +124,16 @@ def test_failing_notebook_names_the_cell_and_exits_1(tmp_path: Path) -> None:
     executed = cells(out / "01-fails.ipynb")
     failed = [c for c in executed if c["metadata"].get("papermill", {}).get("exception")]
     assert [text(c).splitlines()[0] for c in failed] == ["# checkpoint: the answer is what we expect"]
+    # its result names the failed checkpoint, as numbered in the source
+    result = json.loads((out / "01-fails.result.json").read_text())
+    assert result["ok"] is False and result["failure"].startswith("cell 3 ")
+    assert [c for c in result["checkpoints"] if c["status"] != "passed"] == [
+        {
+            "cell": 3,
+            "check": 'assert answer == expected, f"answer is {answer}, expected {expected}"',
+            "status": "failed",
+        }
+    ]
 
 
 def test_cell_timeout_stops_the_notebook(tmp_path: Path) -> None:
