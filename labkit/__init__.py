@@ -66,6 +66,7 @@ if TYPE_CHECKING:
         latency_percentiles,
         traffic_over_time,
     )
+    from labkit.lab.readback import ListenerWatch, steps_table
     from labkit.lab.report import render_report
     from labkit.lab.run import RunReport, artifacts_dir, ensure_kernel, run_notebooks
     from labkit.release.appserver import AppProcess, unpack_release
@@ -93,6 +94,7 @@ _LAZY: dict[str, str] = {
     "Deployment": "labkit.deploy.ledger",
     "Evidence": "labkit.deploy.analysis",
     "Ledger": "labkit.deploy.ledger",
+    "ListenerWatch": "labkit.lab.readback",
     "LockHolder": "labkit.deploy.ledger",
     "PlanResult": "labkit.infra.terraform",
     "PriceTable": "labkit.infra.cost",
@@ -133,6 +135,7 @@ _LAZY: dict[str, str] = {
     "release_exists": "labkit.release.build",
     "release_key": "labkit.release.build",
     "render_report": "labkit.lab.report",
+    "steps_table": "labkit.lab.readback",
     "terraform_block": "labkit.lab.hcl",
     "run_notebooks": "labkit.lab.run",
     "traffic_over_time": "labkit.lab.plots",
@@ -177,6 +180,7 @@ __all__ = [
     "Ledger",
     "LedgerError",
     "LessonOrderError",
+    "ListenerWatch",
     "LockHolder",
     "NotebookRunError",
     "PlanResult",
@@ -229,6 +233,7 @@ __all__ = [
     "release_key",
     "render_report",
     "run_notebooks",
+    "steps_table",
     "terraform_block",
     "traffic_over_time",
     "unpack_release",

@@ -18,7 +18,8 @@ import pandas as pd
 
 from labkit.errors import ConfigError
 
-_ANALYSIS = re.compile(r"^analysis-(\d{1,3})$")
+#: The bake after a shift: ``analysis-W`` where W is the new color's weight (percent).
+ANALYSIS_PHASE = re.compile(r"^analysis-(\d{1,3})$")
 _SHIFT = re.compile(r"^shift-\d{1,3}$")
 #: Marks that leave the weight where it was.
 _HOLD = ("start", "health", "scale-down", "preview", "rollback")
@@ -29,7 +30,7 @@ def weights_from_marks(marks: Iterable[tuple[float, str]]) -> pd.DataFrame:
     rows: list[tuple[float, float]] = []
     weight = 0.0
     for time_s, phase in marks:
-        listener = _ANALYSIS.match(phase)
+        listener = ANALYSIS_PHASE.match(phase)
         if listener:
             weight = float(listener.group(1))
         elif phase in ("provision", "restored"):
