@@ -62,6 +62,19 @@ def connects(host: str, port: int, credentials: dict[str, str]) -> bool:
     return True
 
 
+def create(rds: Any, identifier: str, **credentials: Any) -> None:
+    """A PostgreSQL instance with database ``orders``; its master password managed by RDS unless
+    ``credentials`` give it."""
+    rds.create_db_instance(
+        DBInstanceIdentifier=identifier,
+        Engine="postgres",
+        DBInstanceClass="db.t4g.micro",
+        AllocatedStorage=20,
+        DBName="orders",
+        **(credentials or {"MasterUsername": "app_admin", "ManageMasterUserPassword": True}),
+    )
+
+
 def database_state(identifier: str) -> str:
     found = [d for d in sandbox_service.status().databases if d["identifier"] == identifier]
     return str(found[0]["state"]) if found else "absent"
@@ -69,16 +82,7 @@ def database_state(identifier: str) -> str:
 
 def test_an_rds_instance_is_a_postgresql_that_keeps_its_data_through_stop_and_restart(home: Path) -> None:
     rds = sandbox_target().client("rds")
-    rds.create_db_instance(
-        DBInstanceIdentifier="orders-db",
-        Engine="postgres",
-        EngineVersion="16.4",
-        DBInstanceClass="db.t4g.micro",
-        AllocatedStorage=20,
-        MasterUsername="app_admin",
-        ManageMasterUserPassword=True,
-        DBName="orders",
-    )
+    create(rds, "orders-db")
     host, port, credentials = endpoint_and_secret(rds, "orders-db")
     assert host == "127.0.0.1" and port != 5432
     assert credentials["username"] == "app_admin" and len(credentials["password"]) >= 24
@@ -125,15 +129,7 @@ def test_an_rds_instance_is_a_postgresql_that_keeps_its_data_through_stop_and_re
 
 def test_a_deleted_instance_takes_its_server_and_its_data_with_it(home: Path) -> None:
     rds = sandbox_target().client("rds")
-    rds.create_db_instance(
-        DBInstanceIdentifier="scratch-db",
-        Engine="postgres",
-        DBInstanceClass="db.t4g.micro",
-        AllocatedStorage=20,
-        MasterUsername="scratch",
-        MasterUserPassword="a-password-given-by-hand",
-        DBName="orders",
-    )
+    create(rds, "scratch-db", MasterUsername="scratch", MasterUserPassword="a-password-given-by-hand")
     host, port, _ = endpoint_and_secret_or_given(rds, "scratch-db")
     credentials = {"username": "scratch", "password": "a-password-given-by-hand"}
     wait_for("the server accepts the given password", lambda: connects(host, port, credentials), timeout_s=60)
@@ -155,18 +151,6 @@ def endpoint_and_secret_or_given(rds: Any, identifier: str) -> tuple[str, int, N
 def rows(host: str, port: int, credentials: dict[str, str]) -> list[str]:
     with connect(host, port, credentials["username"], credentials["password"]) as db:
         return [str(r[0]) for r in db.execute("SELECT item FROM orders ORDER BY id").fetchall()]
-
-
-def create(rds: Any, identifier: str) -> None:
-    rds.create_db_instance(
-        DBInstanceIdentifier=identifier,
-        Engine="postgres",
-        DBInstanceClass="db.t4g.micro",
-        AllocatedStorage=20,
-        MasterUsername="app_admin",
-        ManageMasterUserPassword=True,
-        DBName="orders",
-    )
 
 
 def serving(rds: Any, identifier: str) -> tuple[str, int, dict[str, str]]:
