@@ -3,6 +3,7 @@ and `labkit ci credentials` against them."""
 
 from __future__ import annotations
 
+import functools
 import json
 import threading
 import time
@@ -400,12 +401,20 @@ def test_objects_under_a_customer_managed_key_need_that_key(enforced: boto3.sess
 
 
 def test_a_missing_object_is_404_only_to_who_may_list_the_bucket(enforced: boto3.session.Session) -> None:
-    enforced.client("s3").create_bucket(Bucket="releases")
+    s3 = enforced.client("s3")
+    s3.create_bucket(Bucket="releases")
+    s3.put_bucket_versioning(Bucket="releases", VersioningConfiguration={"Status": "Enabled"})
+    s3.put_object(Bucket="releases", Key="gone", Body=b"x")
+    s3.delete_object(Bucket="releases", Key="gone")  # its newest version is a delete marker
     read = {"Effect": "Allow", "Action": "s3:GetObject", "Resource": "arn:aws:s3:::releases/*"}
     listing = {"Effect": "Allow", "Action": "s3:ListBucket", "Resource": "arn:aws:s3:::releases"}
-    reader, lister = user_session(enforced, read), user_session(enforced, read, listing)
-    assert error_code(lambda: reader.client("s3").get_object(Bucket="releases", Key="nope")) == "AccessDenied"
-    assert error_code(lambda: lister.client("s3").get_object(Bucket="releases", Key="nope")) == "NoSuchKey"
+    reader, lister = (
+        user_session(enforced, read).client("s3"),
+        user_session(enforced, read, listing).client("s3"),
+    )
+    for key in ("nope", "gone"):
+        assert error_code(functools.partial(reader.get_object, Bucket="releases", Key=key)) == "AccessDenied"
+        assert error_code(functools.partial(lister.get_object, Bucket="releases", Key=key)) == "NoSuchKey"
 
 
 def test_the_first_load_balancer_of_an_account_needs_its_service_linked_role(

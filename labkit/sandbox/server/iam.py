@@ -319,8 +319,11 @@ def _s3_object_checks(request: Any, operation: str, resource: str) -> list[Impli
             "KMSMasterKeyID"
         )
         return _kms_check(request, "kms:GenerateDataKey", key_id if algorithm == "aws:kms" else None)
+    if "versionId" in request.querystring:
+        return []  # reads of one version: not modelled
     stored = bucket.keys.get(key_name)
-    if stored is None:  # AWS answers 404 only to a caller who may list the bucket
+    if stored is None or not hasattr(stored, "encryption"):  # missing, or deleted (a delete marker):
+        # AWS answers 404 only to a caller who may list the bucket
         return [("s3:ListBucket", f"arn:{partition}:s3:::{bucket_name}", {})]
     if operation == "GetObject" and stored.encryption == "aws:kms":
         return _kms_check(request, "kms:Decrypt", stored.kms_key_id)
