@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import os
 import socket
 import time
@@ -483,14 +484,22 @@ def drills_stack(sandbox: RunningSandbox, tmp_path_factory: pytest.TempPathFacto
 
     As CI builds it: global by an admin, with the GitHub OIDC provider and roles (trusting
     DRILLS_SUBJECT; later applies carry them over); the releases and staging by the deploy role,
-    with IAM enforced, so a missing right fails the build (test_identity_least_privilege.py reads
+    with IAM enforced, so a missing right fails the build (test_identity_deploy.py reads
     the calls). Enforcement is put back as it was."""
     from labkit import sandbox as sandbox_service
     from labkit.lab.ci_identity import github_variables
     from labkit.lab.lesson import ensure_staging
+    from labkit.sandbox.server.iam import SERVICE_LINKED_ROLES
 
     target = sandbox.target
     sessions: list[Target] = []
+    # The account as new to load balancers and Auto Scaling, as a first build of staging finds it:
+    # the role's build then creates their service-linked roles (iam:CreateServiceLinkedRole), which
+    # an earlier test's stack in this session's sandbox may have made already.
+    iam = target.client("iam")
+    for _, name in SERVICE_LINKED_ROLES.values():
+        with contextlib.suppress(iam.exceptions.NoSuchEntityException):
+            iam.delete_service_linked_role(RoleName=name)
 
     def as_deploy_role(admin: Target) -> Target:
         sessions.append(deploy_role_session(admin, "build-staging"))
