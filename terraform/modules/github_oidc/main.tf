@@ -402,11 +402,14 @@ data "aws_iam_policy_document" "plan_state" {
   }
 
   # A plan takes the state lock: with use_lockfile it writes and deletes the lock object, nothing
-  # else; before Terraform 1.10 it takes a lock item in the table instead.
-  statement {
-    sid       = "StateLockFile"
-    actions   = ["s3:PutObject", "s3:DeleteObject"]
-    resources = [for p in var.state_key_prefixes : "${var.state_bucket_arn}/${p}*.tflock"]
+  # else; with a lock table (before Terraform 1.10) it takes a lock item in the table instead.
+  dynamic "statement" {
+    for_each = var.lock_table_arn == null ? [1] : []
+    content {
+      sid       = "StateLockFile"
+      actions   = ["s3:PutObject", "s3:DeleteObject"]
+      resources = [for p in var.state_key_prefixes : "${var.state_bucket_arn}/${p}*.tflock"]
+    }
   }
 
   dynamic "statement" {

@@ -170,6 +170,10 @@ run "rights_follow_what_the_stack_builds" {
     error_message = "Without flow logs and without a lock table, no statement for either."
   }
   assert {
+    condition     = contains([for s in data.aws_iam_policy_document.plan_state.statement : s.sid], "StateLockFile")
+    error_message = "With use_lockfile the plan role writes the lock object."
+  }
+  assert {
     condition     = alltrue([for s in data.aws_iam_policy_document.write.statement : !contains(s.actions, "ec2:CreateFlowLogs") && !contains(s.actions, "logs:CreateLogGroup")])
     error_message = "No flow log or log group rights without flow logs."
   }
@@ -188,10 +192,11 @@ run "the_lock_table_and_flow_logs_without_a_budget" {
     condition = alltrue([
       contains([for s in data.aws_iam_policy_document.state.statement : s.sid], "LockTable"),
       contains([for s in data.aws_iam_policy_document.plan_state.statement : s.sid], "LockTable"),
+      !contains([for s in data.aws_iam_policy_document.plan_state.statement : s.sid], "StateLockFile"),
       length(setintersection([for s in data.aws_iam_policy_document.write.statement : s.sid], ["OwnLogGroups", "FlowLogs", "PassFlowLogsRole"])) == 3,
       contains([for s in data.aws_iam_policy_document.plan_own_resources.statement : s.sid], "ReadOwnLogGroups"),
     ])
-    error_message = "With a lock table both roles take locks in it; with flow logs the deploy role manages them."
+    error_message = "With a lock table both roles take locks in it (the plan role no lock file); with flow logs the deploy role manages them."
   }
   assert {
     condition = alltrue([for s in data.aws_iam_policy_document.write.statement :
