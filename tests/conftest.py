@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import os
 import socket
 import time
@@ -433,14 +434,21 @@ BLUE_SERVES_1_0_0 = {
 
 #: Releases the drills' stack holds besides 1.0.0 (which ``lesson.ensure_staging`` uploads).
 DRILL_RELEASES = ("1.1.0",)
+#: The repository whose staging environment the drills' deploy role trusts (global's GitHub settings).
+DRILLS_REPOSITORY = "acme/bluegreen-lab"
+DRILLS_SUBJECT = f"repo:{DRILLS_REPOSITORY}:environment:staging"
 
 
 @dataclass(frozen=True)
 class DrillsStack:
-    """global + staging built as lesson 10 builds them (blue serves 1.0.0 on two instances)."""
+    """global + staging built as lesson 10 builds them (blue serves 1.0.0 on two instances), staging
+    and its releases by CI's deploy role."""
 
     target: Target
     artifact_bucket: str
+    #: The access key ids of the deploy role's sessions that uploaded the releases and built
+    #: staging, with IAM enforced: the sandbox's trail holds their calls (``sandbox.recorded_calls``).
+    built_by: tuple[str, ...]
 
     def stack(self, env: str = "staging") -> Stack:
         return Stack(env, self.target)
@@ -456,17 +464,60 @@ class DrillsStack:
         return self.target.alb_url(str(self.outputs["alb_dns_name"]))
 
 
+def deploy_role_session(target: Target, session_name: str) -> Target:
+    """``target`` calling as global's GitHub deploy role, its credentials obtained as a deploy job of
+    DRILLS_REPOSITORY's staging environment gets them: a token of the sandbox's issuer, then STS."""
+    from labkit.identity.credentials import assume_role_with_web_identity
+    from labkit.lab.ci_identity import sandbox_token
+
+    role = str(Stack("global", target).outputs()["github_deploy_role_arn"])
+    token = sandbox_token(target, DRILLS_REPOSITORY, environment="staging")
+    found = assume_role_with_web_identity(target, role, token, session_name=session_name)
+    return target.as_identity(found.as_target_credentials())
+
+
 @pytest.fixture(scope="session")
 def drills_stack(sandbox: RunningSandbox, tmp_path_factory: pytest.TempPathFactory) -> DrillsStack:
     """The stack every drill test breaks and recovers in turn, built once per session with
     :func:`labkit.lab.lesson.ensure_staging`. A drill test leaves it serving as it found it (its
-    runbook's Verify and the drill's steady state prove that), or restores it itself."""
+    runbook's Verify and the drill's steady state prove that), or restores it itself.
+
+    As CI builds it: global by an admin, with the GitHub OIDC provider and roles (trusting
+    DRILLS_SUBJECT; later applies carry them over); the releases and staging by the deploy role,
+    with IAM enforced, so a missing right fails the build (test_identity_deploy.py reads
+    the calls). Enforcement is put back as it was."""
+    from labkit import sandbox as sandbox_service
+    from labkit.lab.ci_identity import github_variables
     from labkit.lab.lesson import ensure_staging
+    from labkit.sandbox.server.iam import SERVICE_LINKED_ROLES
 
     target = sandbox.target
-    ensure_staging(target, say=lambda _: None)
-    bucket = Stack("global", target).names.artifact_bucket
-    out = tmp_path_factory.mktemp("drill-releases")
-    for version in DRILL_RELEASES:
-        upload_artifact(target, bucket, version, out)
-    return DrillsStack(target=target, artifact_bucket=bucket)
+    sessions: list[Target] = []
+    # The account as new to load balancers and Auto Scaling, as a first build of staging finds it:
+    # the role's build then creates their service-linked roles (iam:CreateServiceLinkedRole), which
+    # an earlier test's stack in this session's sandbox may have made already.
+    iam = target.client("iam")
+    for _, name in SERVICE_LINKED_ROLES.values():
+        with contextlib.suppress(iam.exceptions.NoSuchEntityException):
+            iam.delete_service_linked_role(RoleName=name)
+
+    def as_deploy_role(admin: Target) -> Target:
+        sessions.append(deploy_role_session(admin, "build-staging"))
+        return sessions[-1]
+
+    previous = sandbox_service.set_iam_enforced(target, True)
+    try:
+        ensure_staging(
+            target,
+            say=lambda _: None,
+            global_variables=github_variables(target, DRILLS_SUBJECT),
+            builder=as_deploy_role,
+        )
+        bucket = Stack("global", target).names.artifact_bucket
+        out = tmp_path_factory.mktemp("drill-releases")
+        for version in DRILL_RELEASES:
+            upload_artifact(sessions[-1], bucket, version, out)
+    finally:
+        sandbox_service.set_iam_enforced(target, previous)
+    keys = tuple(s.credentials.access_key_id for s in sessions if s.credentials is not None)
+    return DrillsStack(target=target, artifact_bucket=bucket, built_by=keys)

@@ -60,10 +60,11 @@ SANDBOX_OFF: Mapping[str, SandboxOff] = _listed(
     SandboxOff(
         "enable_budget",
         "variable",
-        "app",
+        "every",
         aws=True,
         sandbox=False,
-        reason="The sandbox has no billing, so a cost budget would never notify.",
+        reason="The sandbox has no billing, so a cost budget would never notify. global takes it too: "
+        "the GitHub roles get rights on budgets only where the app roots have one.",
     ),
     SandboxOff(
         "use_path_style",

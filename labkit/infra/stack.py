@@ -641,6 +641,8 @@ class Stack:
                 lock_table_name=names.lock_table,
                 artifact_bucket_name=names.artifact_bucket,
                 ledger_table_name=names.ledger_table,
+                # The GitHub roles get rights on the lock table only when Terraform locks with it.
+                lock_with_table=not uses_lockfile(terraform_version()),
             )
         else:
             values.update(artifact_bucket=names.artifact_bucket, other_vpc_cidrs=self.other_vpc_cidrs())

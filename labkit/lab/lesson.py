@@ -152,17 +152,28 @@ SERVING_STAGING = {
 }
 
 
-def ensure_staging(target: Target, *, say: Callable[[str], None] = print) -> dict[str, Any]:
-    """Build what a self-contained lesson needs, or keep what is there: ``global``, release 1.0.0
-    in the artifact bucket, and staging with blue serving it (:data:`SERVING_STAGING`) once it is
-    healthy. On a stack that already serves, every apply is a no-change apply. Returns staging's
-    outputs."""
+def ensure_staging(
+    target: Target,
+    *,
+    say: Callable[[str], None] = print,
+    global_variables: Mapping[str, Any] | None = None,
+    builder: Callable[[Target], Target] | None = None,
+) -> dict[str, Any]:
+    """Build what a self-contained lesson needs, or keep what is there: ``global`` (applied with
+    ``global_variables``), release 1.0.0 in the artifact bucket, and staging with blue serving it
+    (:data:`SERVING_STAGING`) once it is healthy. On a stack that already serves, every apply is a
+    no-change apply. Returns staging's outputs.
+
+    ``builder``, given ``target`` once global is applied, returns the identity that uploads the
+    release and builds staging, as CI's deploy role does (global stays an admin's: the role may not
+    change it); by default ``target`` does it all."""
     from labkit.deploy.health import wait_healthy
     from labkit.release.build import build_release, release_exists, upload_release
 
     glob = Stack("global", target)
     say("applying global ...")
-    glob.apply()
+    glob.apply(global_variables)
+    target = builder(target) if builder is not None else target
     bucket = glob.names.artifact_bucket
     if not release_exists(target, bucket, "1.0.0"):
         say("building and uploading release 1.0.0 ...")

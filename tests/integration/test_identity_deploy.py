@@ -1,7 +1,10 @@
 """Issue 14's must-show on the drills' staging stack: a blue/green deploy under the deploy role's
 OIDC credentials with IAM enforced fails no request, and a token for another branch is refused at
 assume-role. Then the read-only plan role, assumed by a pull request's token, plans staging and may
-change nothing.
+change nothing. Last, least privilege: every statement of each role's policies allowed a call that no
+other statement allows, in the sandbox's record of the roles' calls (the deploy role's build of
+staging in ``drills_stack``, its deploy; the plan role's plan), so removing any statement breaks one
+of those runs.
 
 ``global`` is applied with a repository, so it creates the OIDC provider (for the sandbox's issuer)
 and the deploy role, which trusts ``repo:OWNER/NAME:environment:staging``. The sandbox enforces IAM
@@ -24,7 +27,10 @@ from labkit.deploy.strategy import canary
 from labkit.errors import WebIdentityRejected
 from labkit.identity.credentials import assume_role_with_web_identity, request_id_token
 from labkit.identity.github import STS_AUDIENCE
+from labkit.identity.policy import Request, needed_statements
 from labkit.infra.stack import Stack
+from labkit.sandbox.server.iam import KNOWN_KEYS
+from labkit.target import Target
 from tests.conftest import BLUE_SERVES_1_0_0, DrillsStack, target_states, wait_for
 
 # In the drills group (it uses drills_stack; tests/conftest.py groups them), after the drills: files
@@ -33,6 +39,8 @@ from tests.conftest import BLUE_SERVES_1_0_0, DrillsStack, target_states, wait_f
 pytestmark = pytest.mark.integration
 
 REPOSITORY = "acme/bluegreen-lab"
+#: What each role's session did here: role ("deploy", "plan") -> its access key ids.
+SESSIONS: dict[str, list[str]] = {"deploy": [], "plan": []}
 #: One step to all traffic: the gate still analyses, and the module stays short.
 ONE_STEP = canary([100], bake_s=3, health_timeout_s=60, scale_down_delay_s=2)
 
@@ -89,6 +97,7 @@ def test_a_deploy_as_the_oidc_role_fails_no_request_and_another_branch_is_refuse
         target, role, token(staging, environment="staging"), session_name="deploy"
     )
     as_role = target.as_identity(found.as_target_credentials())
+    SESSIONS["deploy"].append(found.access_key_id)
     assert (
         as_role.client("sts")
         .get_caller_identity()["Arn"]
@@ -115,6 +124,7 @@ def test_a_pull_request_plans_with_the_read_only_role(staging: DrillsStack) -> N
     pull_request = token(staging, event_name="pull_request", ref="refs/pull/7/merge")
     found = assume_role_with_web_identity(target, role, pull_request, session_name="plan")
     as_plan = target.as_identity(found.as_target_credentials())
+    SESSIONS["plan"].append(found.access_key_id)
     assert Stack("staging", as_plan).plan().exit_code == 0  # refreshed and planned: it may read it all
     asg = str(Stack("staging", target).outputs()["blue_asg_name"])
     with pytest.raises(ClientError) as refused:
@@ -123,3 +133,41 @@ def test_a_pull_request_plans_with_the_read_only_role(staging: DrillsStack) -> N
     deploy_token = token(staging, environment="staging")
     with pytest.raises(WebIdentityRejected, match="AccessDenied"):
         assume_role_with_web_identity(target, role, deploy_token, session_name="plan")
+
+
+def asked(target: Target, access_key_ids: list[str]) -> list[Request]:
+    """The questions the sandbox put to the policies for the allowed calls of ``access_key_ids``."""
+    return [
+        Request(a["action"], a["resource"], a["context"], knows=KNOWN_KEYS.__contains__)
+        for key in access_key_ids
+        for call in sandbox.recorded_calls(target, key)
+        if call["errorCode"] is None
+        for a in call["authorization"]
+    ]
+
+
+def role_policies(target: Target, role_arn: str) -> list[dict[str, object]]:
+    """The role's inline policy documents; it has no other policies."""
+    iam, name = target.client("iam"), role_arn.rsplit("/", 1)[-1]
+    assert iam.list_attached_role_policies(RoleName=name)["AttachedPolicies"] == []
+    return [
+        iam.get_role_policy(RoleName=name, PolicyName=policy)["PolicyDocument"]
+        for policy in iam.list_role_policies(RoleName=name)["PolicyNames"]
+    ]
+
+
+@pytest.mark.parametrize("role", ["deploy", "plan"])
+def test_every_statement_of_the_roles_is_needed(staging: DrillsStack, role: str) -> None:
+    """Runs after the two tests above (it reads their sessions' calls): the deploy role's build of
+    staging and its deploy, the plan role's plan."""
+    target = staging.target
+    keys = [*staging.built_by, *SESSIONS["deploy"]] if role == "deploy" else SESSIONS["plan"]
+    assert keys and all(SESSIONS.values()), "run the whole module: the tests above make the calls"
+    arn = str(Stack("global", target).outputs()[f"github_{role}_role_arn"])
+    questions = asked(target, keys)
+    needed = needed_statements(role_policies(target, arn), questions)
+    unneeded = sorted(sid for sid, only in needed.items() if not only)
+    assert needed and not unneeded, (
+        f"{arn}: no call of its runs here ({len(questions)} questions) needed the statements {unneeded}: "
+        "remove them from terraform/modules/github_oidc, or make them conditional on what needs them"
+    )

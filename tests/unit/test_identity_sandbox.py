@@ -3,6 +3,7 @@ and `labkit ci credentials` against them."""
 
 from __future__ import annotations
 
+import functools
 import json
 import threading
 import time
@@ -322,3 +323,125 @@ def test_a_bad_setting_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(SANDBOX_IAM_ENV, "yes")
     with pytest.raises(ConfigError, match="LABKIT_SANDBOX_IAM"):
         sandbox_iam_enforced()
+
+
+# --- what AWS checks besides the call's own action ---
+
+
+def test_a_launch_template_s_instance_profile_needs_pass_role_to_ec2(enforced: boto3.session.Session) -> None:
+    iam_client, ec2 = enforced.client("iam"), enforced.client("ec2")
+    trust = {"Effect": "Allow", "Principal": {"Service": "ec2.amazonaws.com"}, "Action": "sts:AssumeRole"}
+    role = iam_client.create_role(
+        RoleName="app", AssumeRolePolicyDocument=json.dumps({"Version": "2012-10-17", "Statement": [trust]})
+    )["Role"]["Arn"]
+    profile = iam_client.create_instance_profile(InstanceProfileName="app")["InstanceProfile"]["Arn"]
+    iam_client.add_role_to_instance_profile(InstanceProfileName="app", RoleName="app")
+    vpc = ec2.create_vpc(CidrBlock="10.0.0.0/16")["Vpc"]["VpcId"]
+    subnet = ec2.create_subnet(VpcId=vpc, CidrBlock="10.0.1.0/24")["Subnet"]["SubnetId"]
+    template = ec2.create_launch_template(
+        LaunchTemplateName="app",
+        LaunchTemplateData={"ImageId": "ami-12c6146b", "IamInstanceProfile": {"Arn": profile}},
+    )["LaunchTemplate"]["LaunchTemplateId"]
+    fleet = {
+        "Effect": "Allow",
+        "Action": ["autoscaling:CreateAutoScalingGroup", "ec2:RunInstances"],
+        "Resource": "*",
+    }
+
+    def create(session: boto3.session.Session, name: str) -> None:
+        session.client("autoscaling").create_auto_scaling_group(
+            AutoScalingGroupName=name, MinSize=0, MaxSize=0, VPCZoneIdentifier=subnet,
+            LaunchTemplate={"LaunchTemplateId": template, "Version": "$Latest"},
+        )  # fmt: skip
+
+    def pass_role(service: str) -> dict[str, Any]:
+        passed = {"StringEquals": {"iam:PassedToService": service}}
+        return {"Effect": "Allow", "Action": "iam:PassRole", "Resource": role, "Condition": passed}
+
+    create(enforced, "first")  # the admin's: AWS creates the service-linked role at the first group
+    with pytest.raises(ClientError) as refused:
+        create(user_session(enforced, fleet), "a")
+    assert f"iam:PassRole on resource: {role}" in refused.value.response["Error"]["Message"]
+    assert error_code(lambda: create(user_session(enforced, fleet, pass_role("lambda.amazonaws.com")), "b"))
+    create(user_session(enforced, fleet, pass_role("ec2.amazonaws.com")), "c")
+    without_run = {**fleet, "Action": "autoscaling:CreateAutoScalingGroup"}
+    with pytest.raises(ClientError) as refused:
+        create(user_session(enforced, without_run, pass_role("ec2.amazonaws.com")), "d")
+    assert "ec2:RunInstances" in refused.value.response["Error"]["Message"]
+
+
+def test_objects_under_a_customer_managed_key_need_that_key(enforced: boto3.session.Session) -> None:
+    s3 = enforced.client("s3")
+    key = enforced.client("kms").create_key()["KeyMetadata"]["Arn"]
+    for bucket, default in (("cmk-bucket", {"SSEAlgorithm": "aws:kms", "KMSMasterKeyID": key}),
+                            ("managed-bucket", {"SSEAlgorithm": "aws:kms"})):  # fmt: skip
+        s3.create_bucket(Bucket=bucket)
+        s3.put_bucket_encryption(
+            Bucket=bucket,
+            ServerSideEncryptionConfiguration={"Rules": [{"ApplyServerSideEncryptionByDefault": default}]},
+        )
+    objects = {"Effect": "Allow", "Action": ["s3:GetObject", "s3:PutObject"], "Resource": "arn:aws:s3:::*/*"}
+    use_key = {"Effect": "Allow", "Action": ["kms:GenerateDataKey"], "Resource": key}
+    decrypt = {"Effect": "Allow", "Action": ["kms:Decrypt"], "Resource": key}
+
+    def put(session: boto3.session.Session, bucket: str) -> object:
+        return session.client("s3").put_object(Bucket=bucket, Key="k", Body=b"x")
+
+    def get(session: boto3.session.Session, bucket: str) -> object:
+        return session.client("s3").get_object(Bucket=bucket, Key="k")["Body"].read()
+
+    objects_only = user_session(enforced, objects)
+    put(objects_only, "managed-bucket")  # AWS's managed aws/s3 key: no KMS permission needed
+    assert get(objects_only, "managed-bucket") == b"x"
+    assert error_code(lambda: put(objects_only, "cmk-bucket")) == "AccessDenied"
+    writer = user_session(enforced, objects, use_key)
+    put(writer, "cmk-bucket")
+    assert error_code(lambda: get(writer, "cmk-bucket")) == "AccessDenied"
+    assert get(user_session(enforced, objects, decrypt), "cmk-bucket") == b"x"
+
+
+def test_a_missing_object_is_404_only_to_who_may_list_the_bucket(enforced: boto3.session.Session) -> None:
+    s3 = enforced.client("s3")
+    s3.create_bucket(Bucket="releases")
+    s3.put_bucket_versioning(Bucket="releases", VersioningConfiguration={"Status": "Enabled"})
+    s3.put_object(Bucket="releases", Key="gone", Body=b"x")
+    s3.delete_object(Bucket="releases", Key="gone")  # its newest version is a delete marker
+    read = {"Effect": "Allow", "Action": "s3:GetObject", "Resource": "arn:aws:s3:::releases/*"}
+    listing = {"Effect": "Allow", "Action": "s3:ListBucket", "Resource": "arn:aws:s3:::releases"}
+    reader, lister = (
+        user_session(enforced, read).client("s3"),
+        user_session(enforced, read, listing).client("s3"),
+    )
+    for key in ("nope", "gone"):
+        assert error_code(functools.partial(reader.get_object, Bucket="releases", Key=key)) == "AccessDenied"
+        assert error_code(functools.partial(lister.get_object, Bucket="releases", Key=key)) == "NoSuchKey"
+
+
+def test_the_first_load_balancer_of_an_account_needs_its_service_linked_role(
+    enforced: boto3.session.Session,
+) -> None:
+    ec2 = enforced.client("ec2")
+    vpc = ec2.create_vpc(CidrBlock="10.0.0.0/16")["Vpc"]["VpcId"]
+    subnets = [
+        ec2.create_subnet(VpcId=vpc, CidrBlock=f"10.0.{i}.0/24", AvailabilityZone=zone)["Subnet"]["SubnetId"]
+        for i, zone in enumerate((f"{REGION}a", f"{REGION}b"))
+    ]
+    balancer = {"Effect": "Allow", "Action": "elasticloadbalancing:CreateLoadBalancer", "Resource": "*"}
+    service = {"StringEquals": {"iam:AWSServiceName": "elasticloadbalancing.amazonaws.com"}}
+    linked = {
+        "Effect": "Allow",
+        "Action": "iam:CreateServiceLinkedRole",
+        "Resource": "*",
+        "Condition": service,
+    }
+
+    def create(session: boto3.session.Session, name: str) -> object:
+        return session.client("elbv2").create_load_balancer(Name=name, Subnets=subnets)
+
+    with pytest.raises(ClientError) as refused:
+        create(user_session(enforced, balancer), "a")
+    assert "iam:CreateServiceLinkedRole" in refused.value.response["Error"]["Message"]
+    create(user_session(enforced, balancer, linked), "b")
+    role = enforced.client("iam").get_role(RoleName="AWSServiceRoleForElasticLoadBalancing")["Role"]
+    assert role["Path"] == "/aws-service-role/elasticloadbalancing.amazonaws.com/"
+    create(user_session(enforced, balancer), "c")  # the role exists now: not asked again

@@ -13,9 +13,24 @@ and knows nothing of the sandbox's admin. While enforcement is on (:func:`set_en
   wrong session token or an expired session is refused as AWS refuses them; an unknown key too.
 - **What the sandbox can tell**: the action (the service's IAM prefix and the operation), S3's
   bucket and key ARNs, an assumed role's trust policy for ``sts:AssumeRole``, and the condition
-  keys ``aws:RequestedRegion``, ``aws:PrincipalArn``, ``aws:SecureTransport`` and S3's
-  ``s3:prefix``. Other resources are unknown (an ``Allow`` applies whatever its ``Resource``), and
-  other condition keys hold: the sandbox proves which *actions* a role needs, not its resource ARNs.
+  keys ``aws:RequestedRegion``, ``aws:PrincipalArn``, ``aws:SecureTransport``, S3's ``s3:prefix``
+  and ``iam:PassedToService``/``iam:AWSServiceName`` (of the implied ``iam:PassRole`` and
+  ``iam:CreateServiceLinkedRole`` below). Other resources are unknown
+  (an ``Allow`` applies whatever its ``Resource``), and other condition keys hold: the sandbox
+  proves which *actions* a role needs, not its resource ARNs.
+- **What AWS checks besides the call's own action** (:func:`implied`), asked of the caller after it:
+  ``CreateAutoScalingGroup``/``UpdateAutoScalingGroup`` naming a launch template need
+  ``ec2:RunInstances`` and, when the template's version names an instance profile,
+  ``iam:PassRole`` on the profile's role (passed to ``ec2.amazonaws.com``); an S3 object write
+  (``PutObject``, ``CreateMultipartUpload``) that SSE-KMS encrypts with a customer managed key (the
+  request's or the bucket's default) needs ``kms:GenerateDataKey`` on that key, and ``GetObject`` of
+  an object so encrypted ``kms:Decrypt`` (AWS's managed ``aws/s3`` key needs neither: its key policy
+  admits the account's callers through S3); ``GetObject``/``HeadObject`` of a key that does not
+  exist needs ``s3:ListBucket`` on the bucket, without which AWS answers 403 instead of 404; the
+  first load balancer (``CreateLoadBalancer``) and Auto Scaling group of an account need
+  ``iam:CreateServiceLinkedRole`` (condition key ``iam:AWSServiceName``) for the service-linked
+  role that AWS then creates, as the sandbox does (:data:`SERVICE_LINKED_ROLES`) for any caller
+  while enforcement is on.
 - **Signatures are not verified**: the caller is known by its access key and session token (no
   lesson is about a wrong secret key, and recomputing SigV4 for every call of every client is not
   needed to prove what an identity may do).
@@ -51,7 +66,25 @@ _IAM_PREFIX = {"monitoring": "cloudwatch", "elasticloadbalancingv2": "elasticloa
 _S3_ACTIONS = {"HeadBucket": "ListBucket", "HeadObject": "GetObject", "ListObjects": "ListBucket",
                "ListObjectsV2": "ListBucket"}  # fmt: skip
 #: Condition keys the sandbox fills in; any other key holds (see the module docstring).
-KNOWN_KEYS = frozenset({"aws:requestedregion", "aws:principalarn", "aws:securetransport", "s3:prefix"})
+KNOWN_KEYS = frozenset(
+    {
+        "aws:requestedregion",
+        "aws:principalarn",
+        "aws:securetransport",
+        "s3:prefix",
+        "iam:passedtoservice",
+        "iam:awsservicename",
+    }
+)
+#: The service-linked role AWS creates at an operation's first call in an account: (IAM prefix,
+#: operation) -> (service, role name).
+SERVICE_LINKED_ROLES = {
+    ("elasticloadbalancing", "CreateLoadBalancer"): (
+        "elasticloadbalancing.amazonaws.com",
+        "AWSServiceRoleForElasticLoadBalancing",
+    ),
+    ("autoscaling", "CreateAutoScalingGroup"): ("autoscaling.amazonaws.com", "AWSServiceRoleForAutoScaling"),
+}
 
 _lock = threading.Lock()
 _enforced = False
@@ -94,6 +127,8 @@ def mend(patch: Callable[[type, str, object], None]) -> None:
         trail.record(self, _credential(self), refusal, asked)  # the sandbox's CloudTrail (.trail)
         if refusal is not None:
             _raise(self, iam_request_cls.__name__ == "S3IAMRequest", refusal)
+        if (linked := _service_linked_role(self)) is not None and not _role_exists(self, linked[1]):
+            _create_service_linked_role(self, *linked)
 
     patch(ActionAuthenticatorMixin, "_authenticate_and_authorize_action", authorize)
 
@@ -124,7 +159,7 @@ def _credential(request: Any) -> _Credential | None:
 def _check(request: Any, s3: bool, resource: str, asked: list[Request]) -> Refusal | None:
     """Why ``request`` is refused, or None; the questions put to the caller's policies are added
     to ``asked``."""
-    operation = str(request._get_action())
+    operation = called = str(request._get_action())
     credential = _credential(request)
     if credential is None:
         if operation in UNSIGNED_OPERATIONS:
@@ -149,15 +184,167 @@ def _check(request: Any, s3: bool, resource: str, asked: list[Request]) -> Refus
     if s3 and "prefix" in request.querystring:
         context["s3:prefix"] = [str(request.querystring["prefix"][0])]
     known = resource if (s3 or resource.startswith("arn:")) else None
-    for action in iam_actions(prefix, operation, request.raw_body if prefix == "dynamodb" else b""):
-        question = Request(action, known, context, knows=KNOWN_KEYS.__contains__)
+    own = iam_actions(prefix, operation, request.raw_body if prefix == "dynamodb" else b"")
+    for action, on, extra in [*((a, known, {}) for a in own), *implied(request, prefix, called, known)]:
+        question = Request(action, on, {**context, **extra}, knows=KNOWN_KEYS.__contains__)
         asked.append(question)
         decision = evaluate(documents, question)
         if decision is Decision.ALLOWED and action == "sts:AssumeRole":
             decision = _trust_decision(request, resource, arn)
         if decision is not Decision.ALLOWED:
-            return _denied(arn, action, known, decision)
+            return _denied(arn, action, on, decision)
     return None
+
+
+#: One more question AWS puts to the caller's policies: (action, resource ARN or None, context).
+Implied = tuple[str, str | None, dict[str, list[str]]]
+
+
+def implied(request: Any, prefix: str, operation: str, resource: str | None) -> list[Implied]:
+    """What AWS checks for the caller of ``operation`` besides its own action (see the module
+    docstring); ``resource`` is the call's own (S3's object or bucket ARN)."""
+    checks: list[Implied] = []
+    if (linked := SERVICE_LINKED_ROLES.get((prefix, operation))) is not None and not _role_exists(
+        request, linked[1]
+    ):
+        service, name = linked
+        role = (
+            f"arn:{_partition(request)}:iam::{request.current_account}:role/aws-service-role/{service}/{name}"
+        )
+        checks.append(("iam:CreateServiceLinkedRole", role, {"iam:awsservicename": [service]}))
+    if prefix == "autoscaling" and operation in ("CreateAutoScalingGroup", "UpdateAutoScalingGroup"):
+        return checks + _launch_template_checks(request)
+    if prefix == "s3" and resource is not None:
+        return checks + _s3_object_checks(request, operation, resource)
+    return checks
+
+
+def _partition(request: Any) -> str:
+    from moto.utilities.utils import get_partition
+
+    return str(get_partition(request.region))
+
+
+def _service_linked_role(request: Any) -> tuple[str, str] | None:
+    """(service, role name) of the service-linked role a call of ``request`` would create."""
+    credential = _credential(request)
+    if credential is None:
+        return None
+    prefix = _IAM_PREFIX.get(credential.service, credential.service)
+    return SERVICE_LINKED_ROLES.get((prefix, str(request._get_action())))
+
+
+def _role_exists(request: Any, name: str) -> bool:
+    from moto.iam.models import iam_backends
+
+    return any(r.name == name for r in iam_backends[request.current_account][_partition(request)].get_roles())
+
+
+def _create_service_linked_role(request: Any, service: str, name: str) -> None:
+    """Create the service-linked role as AWS does at the service's first use in the account."""
+    from moto.iam.models import iam_backends
+
+    trust = {"Effect": "Allow", "Principal": {"Service": [service]}, "Action": ["sts:AssumeRole"]}
+    iam_backends[request.current_account][_partition(request)].create_role(
+        name,
+        json.dumps({"Version": "2012-10-17", "Statement": [trust]}),
+        f"/aws-service-role/{service}/",
+        permissions_boundary=None,
+        description=f"Service-linked role of {service}",
+        tags=[],
+        max_session_duration="3600",
+        linked_service=service,
+    )
+
+
+def _launch_template_checks(request: Any) -> list[Implied]:
+    from moto.ec2.models import ec2_backends
+
+    named = request._get_param("LaunchTemplate") or (
+        (request._get_params().get("MixedInstancesPolicy") or {}).get("LaunchTemplate", {})
+    ).get("LaunchTemplateSpecification")
+    if not named:
+        return []  # no launch template in the call: AWS checks nothing more
+    checks: list[Implied] = [("ec2:RunInstances", None, {})]
+    ec2 = ec2_backends[request.current_account][request.region]
+    try:
+        template = (
+            ec2.get_launch_template(named["LaunchTemplateId"])
+            if named.get("LaunchTemplateId")
+            else ec2.get_launch_template_by_name(named.get("LaunchTemplateName", ""))
+        )
+        version = template.get_version(named.get("Version") or "$Default")
+    except Exception:  # no such template or version: the call itself fails, as on AWS
+        return checks
+    profile = version.data.get("IamInstanceProfile") or {}
+    passed = {"iam:passedtoservice": ["ec2.amazonaws.com"]}
+    return checks + [("iam:PassRole", role, passed) for role in _profile_roles(request, profile)]
+
+
+def _profile_roles(request: Any, profile: dict[str, Any]) -> list[str]:
+    """The ARNs of the roles of the instance profile a launch template names (by ARN or name)."""
+    from moto.iam.models import iam_backends
+
+    iam = iam_backends[request.current_account][_partition(request)]
+    try:
+        if profile.get("Arn"):
+            found = iam.get_instance_profile_by_arn(profile["Arn"])
+        elif profile.get("Name"):
+            found = iam.get_instance_profile(profile["Name"])
+        else:
+            return []
+    except Exception:  # a profile that does not exist: the call fails on its own
+        return []
+    return [role.arn for role in found.roles]
+
+
+def _s3_object_checks(request: Any, operation: str, resource: str) -> list[Implied]:
+    from moto.s3.models import s3_backends
+
+    bucket_name, _, key_name = resource.split(":::", 1)[-1].partition("/")
+    if not key_name or operation not in ("PutObject", "CreateMultipartUpload", "GetObject", "HeadObject"):
+        return []
+    partition = _partition(request)
+    try:
+        bucket = s3_backends[request.current_account][partition].get_bucket(bucket_name)
+    except Exception:  # no such bucket: the call fails on its own
+        return []
+    if operation in ("PutObject", "CreateMultipartUpload"):
+        if "x-amz-copy-source" in request.headers or "partNumber" in request.querystring:
+            return []  # copies and parts: not modelled
+        rule = (bucket.encryption or {}).get("Rule") or {}
+        default = rule.get("ApplyServerSideEncryptionByDefault") or {}
+        algorithm = request.headers.get("x-amz-server-side-encryption") or default.get("SSEAlgorithm")
+        key_id = request.headers.get("x-amz-server-side-encryption-aws-kms-key-id") or default.get(
+            "KMSMasterKeyID"
+        )
+        return _kms_check(request, "kms:GenerateDataKey", key_id if algorithm == "aws:kms" else None)
+    if "versionId" in request.querystring:
+        return []  # reads of one version: not modelled
+    stored = bucket.keys.get(key_name)
+    if stored is None or not hasattr(stored, "encryption"):  # missing, or deleted (a delete marker):
+        # AWS answers 404 only to a caller who may list the bucket
+        return [("s3:ListBucket", f"arn:{partition}:s3:::{bucket_name}", {})]
+    if operation == "GetObject" and stored.encryption == "aws:kms":
+        return _kms_check(request, "kms:Decrypt", stored.kms_key_id)
+    return []
+
+
+def _kms_check(request: Any, action: str, key_id: str | None) -> list[Implied]:
+    """``action`` on the KMS key ``key_id`` (an id, ARN or alias) as its key ARN; none for AWS's
+    managed ``aws/s3`` key (no ``key_id``)."""
+    from moto.kms.models import kms_backends
+
+    if not key_id:
+        return []
+    if key_id.startswith("arn:") and ":key/" in key_id:
+        return [(action, key_id, {})]
+    kms = kms_backends[request.current_account][request.region]
+    try:
+        key = kms.keys[kms.any_id_to_key_id(key_id)]
+    except Exception:  # a key that does not exist: S3 refuses the call on its own
+        return []
+    return [(action, str(key.arn), {})]
 
 
 def iam_actions(prefix: str, operation: str, body: bytes = b"") -> list[str]:

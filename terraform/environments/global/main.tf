@@ -90,8 +90,12 @@ module "github_oidc" {
   state_key_prefixes = ["staging/"]
   # A staging plan reads production's VPC range and the developer environments' claims (labkit.infra.stack.vpc_cidrs).
   readable_state_keys = ["production/terraform.tfstate", "labkit/dev-environments/environments/*"]
-  lock_table_arn      = module.state_backend.lock_table_arn
+  lock_table_arn      = var.lock_with_table ? module.state_backend.lock_table_arn : null
   state_kms_key_arn   = module.state_backend.kms_key_arn
   artifact_bucket_arn = module.artifact_hardening.bucket_arn
   ledger_table_arn    = aws_dynamodb_table.ledger.arn
+  # Rights only for what the app roots build: a budget where they have one; never flow logs, which
+  # bluegreen_environment does not turn on.
+  manage_budget    = var.enable_budget
+  manage_flow_logs = false
 }

@@ -94,6 +94,18 @@ variable "require_tls" {
   default     = true
 }
 
+variable "lock_with_table" {
+  description = "Whether Terraform locks state with the DynamoDB lock table (before 1.10) rather than a lock file in S3 (use_lockfile): only then do the GitHub roles get rights on the table. labkit sets it from the Terraform it runs (labkit.infra.stack.uses_lockfile)."
+  type        = bool
+  default     = false
+}
+
+variable "enable_budget" {
+  description = "Whether the app environments have a cost budget (their own enable_budget): only then may the GitHub deploy role manage, and the plan role read, their budgets. labkit sets both from one setting (labkit.infra.sandbox_off)."
+  type        = bool
+  default     = true
+}
+
 variable "tags" {
   description = "Extra tags on every resource, on top of Project, Environment and ManagedBy."
   type        = map(string)

@@ -103,12 +103,19 @@ data "aws_iam_policy_document" "state" {
     }
   }
 
-  statement {
-    sid       = "LockTable"
-    actions   = ["dynamodb:DescribeTable", "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:DeleteItem"]
-    resources = [var.lock_table_arn]
+  # Only while Terraform locks with the table (before 1.10); with use_lockfile the lock is an object
+  # under the state prefix, written and deleted with the statement above.
+  dynamic "statement" {
+    for_each = var.lock_table_arn != null ? [1] : []
+    content {
+      sid       = "LockTable"
+      actions   = ["dynamodb:DescribeTable", "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:DeleteItem"]
+      resources = [var.lock_table_arn]
+    }
   }
 
+  # The state bucket encrypts every object with this key by default: S3 asks the caller for
+  # GenerateDataKey to write state and lock objects and for Decrypt to read state.
   statement {
     sid       = "StateKey"
     actions   = ["kms:Encrypt", "kms:Decrypt", "kms:GenerateDataKey", "kms:DescribeKey"]
@@ -121,6 +128,8 @@ data "aws_iam_policy_document" "state" {
     resources = ["${var.artifact_bucket_arn}/releases/*"]
   }
 
+  # `labkit release build` checks that the version is not there yet (HeadObject): without
+  # s3:ListBucket S3 answers a missing key with 403, not 404.
   statement {
     sid       = "ListReleases"
     actions   = ["s3:ListBucket"]
@@ -212,7 +221,6 @@ data "aws_iam_policy_document" "write" {
       "ec2:UpdateSecurityGroupRuleDescriptionsIngress", "ec2:UpdateSecurityGroupRuleDescriptionsEgress",
       "ec2:CreateLaunchTemplate", "ec2:CreateLaunchTemplateVersion", "ec2:ModifyLaunchTemplate", "ec2:DeleteLaunchTemplate",
       "ec2:RunInstances", "ec2:CreateTags", "ec2:DeleteTags",
-      "ec2:CreateFlowLogs", "ec2:DeleteFlowLogs",
       "elasticloadbalancing:CreateLoadBalancer", "elasticloadbalancing:DeleteLoadBalancer",
       "elasticloadbalancing:ModifyLoadBalancerAttributes", "elasticloadbalancing:SetSecurityGroups", "elasticloadbalancing:SetSubnets",
       "elasticloadbalancing:CreateTargetGroup", "elasticloadbalancing:DeleteTargetGroup",
@@ -250,6 +258,8 @@ data "aws_iam_policy_document" "write" {
     ]
   }
 
+  # Auto Scaling asks the caller of CreateAutoScalingGroup/UpdateAutoScalingGroup for PassRole on
+  # the role of the launch template's instance profile.
   statement {
     sid       = "PassOwnRolesToEc2Only"
     actions   = ["iam:PassRole"]
@@ -302,19 +312,55 @@ data "aws_iam_policy_document" "write" {
     resources = ["arn:${local.partition}:kms:${local.region}:${local.account}:alias/${local.prefix}-*", "arn:${local.partition}:kms:${local.region}:${local.account}:key/*"]
   }
 
-  statement {
-    sid = "OwnLogGroups"
-    actions = [
-      "logs:CreateLogGroup", "logs:DeleteLogGroup", "logs:PutRetentionPolicy", "logs:ListTagsForResource",
-      "logs:TagResource", "logs:UntagResource", "logs:AssociateKmsKey",
-    ]
-    resources = ["arn:${local.partition}:logs:${local.region}:${local.account}:log-group:/vpc/${local.prefix}*"]
+  # VPC flow logs (the network module's enable_flow_logs): their log group, the flow log, and
+  # the role that writes to the group, passed to the flow logs service.
+  dynamic "statement" {
+    for_each = var.manage_flow_logs ? [1] : []
+    content {
+      sid = "OwnLogGroups"
+      actions = [
+        "logs:CreateLogGroup", "logs:DeleteLogGroup", "logs:PutRetentionPolicy", "logs:ListTagsForResource",
+        "logs:TagResource", "logs:UntagResource", "logs:AssociateKmsKey",
+      ]
+      resources = ["arn:${local.partition}:logs:${local.region}:${local.account}:log-group:/vpc/${local.prefix}*"]
+    }
   }
 
-  statement {
-    sid       = "OwnBudget"
-    actions   = ["budgets:ViewBudget", "budgets:ModifyBudget", "budgets:ListTagsForResource", "budgets:TagResource"]
-    resources = ["arn:${local.partition}:budgets::${local.account}:budget/${local.prefix}-*"]
+  dynamic "statement" {
+    for_each = var.manage_flow_logs ? [1] : []
+    content {
+      sid       = "FlowLogs"
+      actions   = ["ec2:CreateFlowLogs", "ec2:DeleteFlowLogs"]
+      resources = ["*"]
+      condition {
+        test     = "StringEquals"
+        variable = "aws:RequestedRegion"
+        values   = [local.region]
+      }
+    }
+  }
+
+  dynamic "statement" {
+    for_each = var.manage_flow_logs ? [1] : []
+    content {
+      sid       = "PassFlowLogsRole"
+      actions   = ["iam:PassRole"]
+      resources = ["arn:${local.partition}:iam::${local.account}:role/${local.prefix}-*"]
+      condition {
+        test     = "StringEquals"
+        variable = "iam:PassedToService"
+        values   = ["vpc-flow-logs.amazonaws.com"]
+      }
+    }
+  }
+
+  dynamic "statement" {
+    for_each = var.manage_budget ? [1] : []
+    content {
+      sid       = "OwnBudget"
+      actions   = ["budgets:ViewBudget", "budgets:ModifyBudget", "budgets:ListTagsForResource", "budgets:TagResource"]
+      resources = ["arn:${local.partition}:budgets::${local.account}:budget/${local.prefix}-*"]
+    }
   }
 }
 
@@ -355,24 +401,33 @@ data "aws_iam_policy_document" "plan_state" {
     )
   }
 
-  # A plan takes the S3-native state lock: it writes and deletes the lock object, nothing else.
-  statement {
-    sid       = "StateLockFile"
-    actions   = ["s3:PutObject", "s3:DeleteObject"]
-    resources = [for p in var.state_key_prefixes : "${var.state_bucket_arn}/${p}*.tflock"]
+  # A plan takes the state lock: with use_lockfile it writes and deletes the lock object, nothing
+  # else; with a lock table (before Terraform 1.10) it takes a lock item in the table instead.
+  dynamic "statement" {
+    for_each = var.lock_table_arn == null ? [1] : []
+    content {
+      sid       = "StateLockFile"
+      actions   = ["s3:PutObject", "s3:DeleteObject"]
+      resources = [for p in var.state_key_prefixes : "${var.state_bucket_arn}/${p}*.tflock"]
+    }
   }
 
+  dynamic "statement" {
+    for_each = var.lock_table_arn != null ? [1] : []
+    content {
+      sid       = "LockTable"
+      actions   = ["dynamodb:DescribeTable", "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:DeleteItem"]
+      resources = [var.lock_table_arn]
+    }
+  }
+
+  # The bucket's default encryption: Decrypt reads state, GenerateDataKey writes the lock object.
   statement {
     sid       = "DecryptState"
-    actions   = ["kms:Decrypt", "kms:DescribeKey"]
+    actions   = ["kms:Decrypt", "kms:GenerateDataKey", "kms:DescribeKey"]
     resources = [var.state_kms_key_arn]
   }
 
-  statement {
-    sid       = "ListReleases"
-    actions   = ["s3:ListBucket", "s3:GetObject"]
-    resources = [var.artifact_bucket_arn, "${var.artifact_bucket_arn}/releases/*"]
-  }
 }
 
 # What a plan reads of the stack's own named resources: the read actions of the deploy role's
@@ -410,16 +465,22 @@ data "aws_iam_policy_document" "plan_own_resources" {
     }
   }
 
-  statement {
-    sid       = "ReadOwnLogGroups"
-    actions   = ["logs:ListTagsForResource"]
-    resources = ["arn:${local.partition}:logs:${local.region}:${local.account}:log-group:/vpc/${local.prefix}*"]
+  dynamic "statement" {
+    for_each = var.manage_flow_logs ? [1] : []
+    content {
+      sid       = "ReadOwnLogGroups"
+      actions   = ["logs:ListTagsForResource"]
+      resources = ["arn:${local.partition}:logs:${local.region}:${local.account}:log-group:/vpc/${local.prefix}*"]
+    }
   }
 
-  statement {
-    sid       = "ReadOwnBudget"
-    actions   = ["budgets:ViewBudget", "budgets:ListTagsForResource"]
-    resources = ["arn:${local.partition}:budgets::${local.account}:budget/${local.prefix}-*"]
+  dynamic "statement" {
+    for_each = var.manage_budget ? [1] : []
+    content {
+      sid       = "ReadOwnBudget"
+      actions   = ["budgets:ViewBudget", "budgets:ListTagsForResource"]
+      resources = ["arn:${local.partition}:budgets::${local.account}:budget/${local.prefix}-*"]
+    }
   }
 }
 

@@ -119,8 +119,21 @@ variable "readable_state_keys" {
 }
 
 variable "lock_table_arn" {
-  description = "ARN of the DynamoDB lock table (Terraform before 1.10)."
+  description = "ARN of the DynamoDB lock table when Terraform locks state with it (before 1.10); null when it locks with a lock file in S3 (use_lockfile, 1.10+), and the roles get no rights on the table."
   type        = string
+  default     = null
+}
+
+variable "manage_budget" {
+  description = "Whether the environment has a cost budget (bluegreen_environment's enable_budget): the deploy role may then manage, and the plan role read, the budgets under managed_name_prefix; false leaves budgets out of reach."
+  type        = bool
+  default     = true
+}
+
+variable "manage_flow_logs" {
+  description = "Whether the environment's VPC has flow logs (the network module's enable_flow_logs): the deploy role may then create the flow log, its log group under /vpc/managed_name_prefix and pass its role to the flow logs service."
+  type        = bool
+  default     = false
 }
 
 variable "state_kms_key_arn" {

@@ -140,8 +140,75 @@ run "deploy_rights_and_a_read_only_plan_role" {
   }
   assert {
     condition = alltrue([for s in data.aws_iam_policy_document.plan_state.statement :
-    alltrue([for a in s.actions : a == "s3:ListBucket" || a == "s3:GetObject" || a == "kms:Decrypt" || a == "kms:DescribeKey" || alltrue([for r in s.resources : endswith(r, ".tflock")])])])
-    error_message = "The plan role writes nothing but the state lock file."
+    s.resources == toset([var.lock_table_arn]) || alltrue([for a in s.actions : contains(["s3:ListBucket", "s3:GetObject", "kms:Decrypt", "kms:GenerateDataKey", "kms:DescribeKey"], a) || alltrue([for r in s.resources : endswith(r, ".tflock")])])])
+    error_message = "The plan role writes nothing but the state lock: the lock file, or with a lock table the table."
+  }
+}
+
+# Rights only for what the stack builds and how Terraform locks (the module's defaults: a budget, no
+# flow logs, the lock file in S3), then with the lock table, flow logs and no budget.
+run "rights_follow_what_the_stack_builds" {
+  command = plan
+
+  variables {
+    lock_table_arn = null
+    plan_role_name = "bglab-staging-plan"
+  }
+
+  assert {
+    condition = alltrue([
+      contains([for s in data.aws_iam_policy_document.write.statement : s.sid], "OwnBudget"),
+      contains([for s in data.aws_iam_policy_document.plan_own_resources.statement : s.sid], "ReadOwnBudget"),
+    ])
+    error_message = "With manage_budget (the default) the deploy role manages the budget and the plan role reads it."
+  }
+  assert {
+    condition = length(setintersection(
+      [for s in concat(data.aws_iam_policy_document.write.statement, data.aws_iam_policy_document.plan_own_resources.statement, data.aws_iam_policy_document.state.statement, data.aws_iam_policy_document.plan_state.statement) : s.sid],
+      ["OwnLogGroups", "FlowLogs", "PassFlowLogsRole", "ReadOwnLogGroups", "LockTable"],
+    )) == 0
+    error_message = "Without flow logs and without a lock table, no statement for either."
+  }
+  assert {
+    condition     = contains([for s in data.aws_iam_policy_document.plan_state.statement : s.sid], "StateLockFile")
+    error_message = "With use_lockfile the plan role writes the lock object."
+  }
+  assert {
+    condition     = alltrue([for s in data.aws_iam_policy_document.write.statement : !contains(s.actions, "ec2:CreateFlowLogs") && !contains(s.actions, "logs:CreateLogGroup")])
+    error_message = "No flow log or log group rights without flow logs."
+  }
+}
+
+run "the_lock_table_and_flow_logs_without_a_budget" {
+  command = plan
+
+  variables {
+    manage_budget    = false
+    manage_flow_logs = true
+    plan_role_name   = "bglab-staging-plan"
+  }
+
+  assert {
+    condition = alltrue([
+      contains([for s in data.aws_iam_policy_document.state.statement : s.sid], "LockTable"),
+      contains([for s in data.aws_iam_policy_document.plan_state.statement : s.sid], "LockTable"),
+      !contains([for s in data.aws_iam_policy_document.plan_state.statement : s.sid], "StateLockFile"),
+      length(setintersection([for s in data.aws_iam_policy_document.write.statement : s.sid], ["OwnLogGroups", "FlowLogs", "PassFlowLogsRole"])) == 3,
+      contains([for s in data.aws_iam_policy_document.plan_own_resources.statement : s.sid], "ReadOwnLogGroups"),
+    ])
+    error_message = "With a lock table both roles take locks in it (the plan role no lock file); with flow logs the deploy role manages them."
+  }
+  assert {
+    condition = alltrue([for s in data.aws_iam_policy_document.write.statement :
+    s.sid != "PassFlowLogsRole" || anytrue([for c in s.condition : c.variable == "iam:PassedToService" && c.values == tolist(["vpc-flow-logs.amazonaws.com"])])])
+    error_message = "The flow logs role is passed to the flow logs service only."
+  }
+  assert {
+    condition = length(setintersection(
+      [for s in concat(data.aws_iam_policy_document.write.statement, data.aws_iam_policy_document.plan_own_resources.statement) : s.sid],
+      ["OwnBudget", "ReadOwnBudget"],
+    )) == 0
+    error_message = "Without a budget, no budget rights."
   }
 }
 

@@ -11,7 +11,6 @@ module "github_oidc" {
   github_subject      = { environment = "staging" }
   managed_name_prefix = "example-staging"
   state_bucket_arn    = "arn:aws:s3:::example-tfstate-123456789012-us-east-1"
-  lock_table_arn      = "arn:aws:dynamodb:us-east-1:123456789012:table/example-tflock"
   state_kms_key_arn   = "arn:aws:kms:us-east-1:123456789012:key/11111111-2222-3333-4444-555555555555"
   artifact_bucket_arn = "arn:aws:s3:::example-artifacts-123456789012-us-east-1"
   ledger_table_arn    = "arn:aws:dynamodb:us-east-1:123456789012:table/example-deployments"
