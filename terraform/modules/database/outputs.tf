@@ -67,3 +67,8 @@ output "password_rotation_schedule" {
   description = "Schedule on which Secrets Manager rotates the master password."
   value       = var.password_rotation_schedule
 }
+
+output "allowed_security_group_ids" {
+  description = "The security groups admitted on the database port, by name."
+  value       = { for name, rule in aws_vpc_security_group_ingress_rule.clients : name => rule.referenced_security_group_id }
+}
