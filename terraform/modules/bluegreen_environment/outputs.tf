@@ -59,7 +59,7 @@ output "preview_color" {
 }
 
 output "database" {
-  description = "How to reach the database, or null without enable_database: address, port, database name, master user and the ARN of the secret holding its password, the IAM-auth connect resource, the security group, and the instance's identifier and ARN."
+  description = "How to reach the database, or null without enable_database: address, port, database name, master user and the ARN of the secret holding its password, the IAM-auth connect resource, the security group, the instance's identifier and ARN, and the snapshot a destroy takes (null: none, and no deletion protection)."
   value = var.enable_database ? {
     address                = module.database[0].address
     port                   = module.database[0].port
@@ -70,6 +70,8 @@ output "database" {
     security_group_id      = module.database[0].security_group_id
     identifier             = module.database[0].identifier
     arn                    = module.database[0].arn
+    # null: a destroy deletes the data (no deletion protection, no final snapshot).
+    final_snapshot_identifier = module.database[0].final_snapshot_identifier
   } : null
 }
 

@@ -97,3 +97,10 @@ mock_resource "aws_lb_listener" {
     arn = "arn:aws:elasticloadbalancing:us-east-1:123456789012:listener/app/bglab-staging/1111111111111111/3333333333333333"
   }
 }
+
+# The project's key, as the environment roots look it up by its alias.
+mock_data "aws_kms_alias" {
+  defaults = {
+    target_key_arn = "arn:aws:kms:us-east-1:123456789012:key/11111111-2222-3333-4444-555555555555"
+  }
+}
