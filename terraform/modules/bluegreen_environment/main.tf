@@ -90,6 +90,18 @@ module "database" {
   enable_deletion_protection = var.enable_deletion_protection
 }
 
+# The fleets' groups let out HTTPS only (module fleet): add the database's port, to its group alone.
+resource "aws_vpc_security_group_egress_rule" "to_database" {
+  for_each = var.enable_database ? local.colors : {}
+
+  security_group_id            = module.fleet[each.key].security_group_id
+  description                  = "PostgreSQL to the environment's database"
+  referenced_security_group_id = module.database[0].security_group_id
+  ip_protocol                  = "tcp"
+  from_port                    = module.database[0].port
+  to_port                      = module.database[0].port
+}
+
 resource "aws_iam_role_policy" "database_client" {
   for_each = var.enable_database ? local.colors : {}
 

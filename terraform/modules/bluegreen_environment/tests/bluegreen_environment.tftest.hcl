@@ -141,7 +141,7 @@ run "no_database_by_default" {
     error_message = "The database is opt-in (enable_database): every lab builds staging, and the app uses none yet."
   }
   assert {
-    condition     = length(module.network.database_subnet_ids) == 0 && length(aws_iam_role_policy.database_client) == 0
+    condition     = length(module.network.database_subnet_ids) == 0 && length(aws_iam_role_policy.database_client) == 0 && length(aws_vpc_security_group_egress_rule.to_database) == 0
     error_message = "Without the database, no database subnets and no secret access for the fleets."
   }
 }
@@ -165,6 +165,15 @@ run "the_database_admits_the_fleets_and_they_read_its_secret_only" {
       green = module.fleet["green"].security_group_id
     }
     error_message = "The database admits both fleets' security groups, and nothing else."
+  }
+  assert {
+    condition = alltrue([
+      for color in ["blue", "green"] :
+      aws_vpc_security_group_egress_rule.to_database[color].security_group_id == module.fleet[color].security_group_id &&
+      aws_vpc_security_group_egress_rule.to_database[color].referenced_security_group_id == module.database[0].security_group_id &&
+      aws_vpc_security_group_egress_rule.to_database[color].from_port == 5432 && aws_vpc_security_group_egress_rule.to_database[color].to_port == 5432
+    ])
+    error_message = "Each fleet may open connections to the database's port, to the database's group only (its other egress is HTTPS)."
   }
   assert {
     condition = alltrue([
