@@ -34,7 +34,7 @@ from labkit.errors import StackError
 from labkit.settings import terraform_dir
 
 #: The composition module and the modules it calls: what a release copies.
-MODULES = ("bluegreen_environment", "network", "alb", "fleet", "monitoring")
+MODULES = ("bluegreen_environment", "network", "alb", "fleet", "monitoring", "database")
 #: The name of each root's pin, a link to a folder holding :data:`MODULES`.
 PIN = "composition"
 _VERSION = re.compile(r"^\d+\.\d+\.\d+$")

@@ -26,6 +26,7 @@ import pytest
 from labkit.infra import composition
 from labkit.infra.stack import Stack
 from labkit.ops.drills import out_of_sync as drill
+from labkit.ops.drills.out_of_sync import next_minor
 from labkit.ops.execute import run_runbook
 from labkit.settings import PROJECT_ROOT, TERRAFORM_DIR_ENV, terraform_dir
 from tests.conftest import DrillsStack
@@ -46,7 +47,8 @@ def copy(drills_stack: DrillsStack, tmp_path: Path, monkeypatch: pytest.MonkeyPa
         patch.setenv(TERRAFORM_DIR_ENV, str(folder))
         yield folder
     staging = drills_stack.stack()
-    checkout = {"version": "1.0.0", "digest": composition.digest(terraform_dir() / "modules")}
+    modules = terraform_dir() / "modules"
+    checkout = {"version": composition.version_of(modules), "digest": composition.digest(modules)}
     if staging.outputs().get("composition") != checkout:
         staging.apply()
     assert not staging.plan(refresh=False).has_changes
@@ -71,10 +73,11 @@ def test_a_composition_applied_to_staging_only_is_named_then_promoted(
     assert "production has no state: its resources are those a plan of its code would create" in steady.stdout
     assert "follows from enable_private_subnets" in steady.stdout  # the NAT gateway, from the plan
 
+    pinned = composition.pin("production").version  # the checkout's version, released
     facts = drill.inject(target, "staging")
     staging = Stack("staging", target, reporter=None)
     # Terraform's digest of what staging ran is labkit's of the files.
-    ran = {"version": "1.1.0", "digest": composition.digest(copy / "modules")}
+    ran = {"version": next_minor(pinned), "digest": composition.digest(copy / "modules")}
     assert staging.outputs()["composition"] == ran
     found = labkit_compare("--json")
     assert found.returncode == 2, found.stdout + found.stderr
@@ -89,15 +92,16 @@ def test_a_composition_applied_to_staging_only_is_named_then_promoted(
     parameters = {"environment": "production", "plan_only": True}
     dry = run_runbook(RUNBOOK, target, parameters, out_root=tmp_path)
     assert dry.ok and dry.record.outcome == "planned", dry.error
-    assert composition.pin("production").version == "1.0.0"
-    assert not (copy / "releases" / "bluegreen_environment" / "v1.1.0").exists()
+    assert composition.pin("production").version == pinned
+    assert not (copy / "releases" / "bluegreen_environment" / f"v{ran['version']}").exists()
 
     confirmed = {**parameters, "dry_run": False, "confirm": "production"}
     promoted = run_runbook(RUNBOOK, target, confirmed, out_root=tmp_path)
     assert promoted.ok and promoted.record.outcome == "recovered", promoted.error
     pin = composition.pin("production")
-    assert (pin.version, pin.digest) == ("1.1.0", ran["digest"])
-    assert not (PROJECT_ROOT / "terraform" / "releases" / "bluegreen_environment" / "v1.1.0").exists()
+    assert (pin.version, pin.digest) == (ran["version"], ran["digest"])
+    checkout_releases = PROJECT_ROOT / "terraform" / "releases" / "bluegreen_environment"
+    assert not (checkout_releases / f"v{ran['version']}").exists()
 
     ok, detail = drill.in_sync(target, "staging")
     assert ok, detail

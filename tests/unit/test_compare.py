@@ -5,6 +5,7 @@ provider reading, the intended/unintended split, releases and pins, and the prom
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from dataclasses import replace
 from pathlib import Path
@@ -146,23 +147,26 @@ def test_versions_deployments_values_and_resources_no_setting_explains_are_unint
 
 def test_a_release_is_a_copy_whose_digest_the_pin_reports(tree: Path) -> None:
     modules = tree / "modules"
+    current = composition.version_of(modules)
     assert composition.pin("staging").working_tree and composition.pin("staging").released
-    assert composition.pin("production").link == "../../releases/bluegreen_environment/v1.0.0"
+    assert composition.pin("production").link == f"../../releases/bluegreen_environment/v{current}"
     with pytest.raises(StackError, match="exists already"):
         composition.cut_release()
     (modules / "monitoring" / "main.tf").write_text((modules / "monitoring" / "main.tf").read_text() + "\n")
     edited = composition.pin("staging")
     assert not edited.released and "which no release holds as is" in edited.describe()
-    with pytest.raises(StackError, match=r"VERSION says '1\.0\.0'"):
-        composition.cut_release("1.1.0")
-    (modules / "bluegreen_environment" / "VERSION").write_text("1.1.0\n")
+    with pytest.raises(StackError, match=f"VERSION says '{re.escape(current)}'"):
+        composition.cut_release("9.0.0")
+    (modules / "bluegreen_environment" / "VERSION").write_text("9.0.0\n")
     release = composition.cut_release()
     assert composition.digest(release) == composition.digest(modules) == composition.pin("staging").digest
     assert sorted(p.name for p in release.iterdir()) == sorted(composition.MODULES)
     assert not (release / "fleet" / "tests").exists() and (release / "fleet" / "templates").is_dir()
-    moved = composition.move_pin("production", "1.1.0")
-    assert (moved.version, moved.digest, moved.working_tree) == ("1.1.0", composition.digest(release), False)
-    assert composition.released_versions() == ["1.0.0", "1.1.0"]
+    assert not (release / "database" / "examples").exists()
+    moved = composition.move_pin("production", "9.0.0")
+    assert (moved.version, moved.digest, moved.working_tree) == ("9.0.0", composition.digest(release), False)
+    assert composition.released_versions()[-2:] == [current, "9.0.0"]
+    assert composition.released_versions()[0] == "1.0.0"
     with pytest.raises(StackError, match=r"no release v9\.9\.9"):
         composition.move_pin("production", "9.9.9")
 
@@ -171,26 +175,27 @@ def test_init_forgets_a_module_folder_whose_link_was_moved(tree: Path, tmp_path:
     """Terraform keeps the folder a local module resolved to, re-init or not: labkit drops the
     manifest when a link on the way now leads elsewhere."""
     root, data = tree / "environments" / "production", tmp_path / "tfdata"
+    pinned = composition.pin("production").version
     (data / "modules").mkdir(parents=True)
     manifest = [
         {"Key": "", "Source": "", "Dir": "."},
         {
             "Key": "environment",
             "Source": "./composition/bluegreen_environment",
-            "Dir": "../../releases/bluegreen_environment/v1.0.0/bluegreen_environment",
+            "Dir": f"../../releases/bluegreen_environment/v{pinned}/bluegreen_environment",
         },
         {
             "Key": "environment.network",
             "Source": "../network",
-            "Dir": "../../releases/bluegreen_environment/v1.0.0/network",
+            "Dir": f"../../releases/bluegreen_environment/v{pinned}/network",
         },
     ]
     (data / "modules" / "modules.json").write_text(json.dumps({"Modules": manifest}))
     terraform = Terraform(root, target=sandbox("http://127.0.0.1:9"), data_dir=data)
     assert not terraform._stale_module_manifest()
-    (tree / "modules" / "bluegreen_environment" / "VERSION").write_text("1.1.0\n")
+    (tree / "modules" / "bluegreen_environment" / "VERSION").write_text("9.0.0\n")
     composition.cut_release()
-    composition.move_pin("production", "1.1.0")
+    composition.move_pin("production", "9.0.0")
     assert terraform._stale_module_manifest()
 
 

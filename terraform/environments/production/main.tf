@@ -1,7 +1,8 @@
 # Production: the same blue/green environment as staging (the files linked from
 # terraform/shared/bluegreen_root), with what production sets differently: private subnets behind a
-# NAT gateway, slower health checks, longer draining, a larger budget. The ALB keeps the module's
-# deletion protection, so deleting it takes turning that off first, on purpose.
+# NAT gateway, slower health checks, longer draining, a larger budget. The ALB and the database keep
+# the module's deletion protection (and the database its final snapshot on destroy), so deleting
+# either takes turning that off first, on purpose.
 
 locals {
   environment = "production"

@@ -8,7 +8,8 @@ locals {
 
   settings = {
     vpc_cidr = "10.20.0.0/16"
-    # Staging is torn down at the end of every lab.
+    # Staging is torn down at the end of every lab: no deletion protection on the ALB or the
+    # database, and no final snapshot of the database.
     enable_deletion_protection = false
   }
 }

@@ -9,8 +9,8 @@ locals {
   # digest under the same version. labkit computes the same digest over a release folder
   # (labkit.infra.composition) to prove which release an environment's state was applied from.
   release_files = sort(setunion(
-    fileset("${path.module}/..", "{bluegreen_environment,network,alb,fleet,monitoring}/*.tf"),
-    fileset("${path.module}/..", "{bluegreen_environment,network,alb,fleet,monitoring}/templates/*"),
+    fileset("${path.module}/..", "{bluegreen_environment,network,alb,fleet,monitoring,database}/*.tf"),
+    fileset("${path.module}/..", "{bluegreen_environment,network,alb,fleet,monitoring,database}/templates/*"),
     fileset("${path.module}/..", "bluegreen_environment/VERSION"),
   ))
   release = {
@@ -27,9 +27,10 @@ locals {
 module "network" {
   source = "../network"
 
-  name                   = var.name
-  cidr_block             = var.vpc_cidr
-  enable_private_subnets = var.enable_private_subnets
+  name                    = var.name
+  cidr_block              = var.vpc_cidr
+  enable_private_subnets  = var.enable_private_subnets
+  enable_database_subnets = var.enable_database
 }
 
 module "alb" {
@@ -71,6 +72,42 @@ module "fleet" {
   instance_tags = var.instance_tags
 
   wait_for_capacity_timeout = var.wait_for_capacity_timeout
+}
+
+# The database both colors share: it outlives every deploy, so it is no part of a fleet. Only the
+# fleets' security groups reach it, and each fleet's instance role may read its secret and nothing
+# else of Secrets Manager.
+module "database" {
+  source = "../database"
+  count  = var.enable_database ? 1 : 0
+
+  name                       = "${var.name}-db"
+  vpc_id                     = module.network.vpc_id
+  subnet_ids                 = module.network.database_subnet_ids
+  allowed_security_group_ids = { for color, fleet in module.fleet : color => fleet.security_group_id }
+  kms_key_arn                = var.database_kms_key_arn
+  instance_class             = var.database_instance_class
+  enable_deletion_protection = var.enable_deletion_protection
+}
+
+# The fleets' groups let out HTTPS only (module fleet): add the database's port, to its group alone.
+resource "aws_vpc_security_group_egress_rule" "to_database" {
+  for_each = var.enable_database ? local.colors : {}
+
+  security_group_id            = module.fleet[each.key].security_group_id
+  description                  = "PostgreSQL to the environment's database"
+  referenced_security_group_id = module.database[0].security_group_id
+  ip_protocol                  = "tcp"
+  from_port                    = module.database[0].port
+  to_port                      = module.database[0].port
+}
+
+resource "aws_iam_role_policy" "database_client" {
+  for_each = var.enable_database ? local.colors : {}
+
+  name   = "database-client"
+  role   = module.fleet[each.key].iam_role_name
+  policy = module.database[0].client_policy_json
 }
 
 module "monitoring" {

@@ -58,6 +58,23 @@ output "preview_color" {
   value       = module.alb.preview_color
 }
 
+output "database" {
+  description = "How to reach the database, or null without enable_database: address, port, database name, master user and the ARN of the secret holding its password, the IAM-auth connect resource, the security group, the instance's identifier and ARN, and the snapshot a destroy takes (null: none, and no deletion protection)."
+  value = var.enable_database ? {
+    address                = module.database[0].address
+    port                   = module.database[0].port
+    database_name          = module.database[0].database_name
+    master_username        = module.database[0].master_username
+    master_user_secret_arn = module.database[0].master_user_secret_arn
+    iam_connect_arn        = module.database[0].iam_connect_arn
+    security_group_id      = module.database[0].security_group_id
+    identifier             = module.database[0].identifier
+    arn                    = module.database[0].arn
+    # null: a destroy deletes the data (no deletion protection, no final snapshot).
+    final_snapshot_identifier = module.database[0].final_snapshot_identifier
+  } : null
+}
+
 output "alarm_topic_arn" {
   description = "SNS topic the alarms notify."
   value       = module.monitoring.sns_topic_arn

@@ -40,6 +40,28 @@ variable "enable_private_subnets" {
   nullable    = false
 }
 
+# --- the database --------------------------------------------------------------------------------
+
+variable "enable_database" {
+  description = "Build the PostgreSQL database both colors share (module database) in isolated subnets, and let each fleet's instance role read its secret. Off by default while the app uses no database: every lab builds staging, and an RDS instance takes minutes to create and costs by the hour."
+  type        = bool
+  default     = false
+  nullable    = false
+}
+
+variable "database_kms_key_arn" {
+  description = "KMS key (ARN) of the database's storage, backups and master user secret: the project's key (the global environment's kms_key_arn output). Needed with enable_database; the database module refuses anything but a key ARN."
+  type        = string
+  default     = null
+}
+
+variable "database_instance_class" {
+  description = "RDS instance class of the database (db.t4g.micro: Graviton, the cheapest class that runs PostgreSQL 16)."
+  type        = string
+  default     = "db.t4g.micro"
+  nullable    = false
+}
+
 # --- the fleets ----------------------------------------------------------------------------------
 
 variable "image_id" {
@@ -104,7 +126,7 @@ variable "deregistration_delay" {
 }
 
 variable "enable_deletion_protection" {
-  description = "Refuse to delete the load balancer through the API. On by default, as an environment that serves users wants; a lab's staging turns it off so its teardown can finish."
+  description = "Refuse to delete the load balancer and the database through the API, and take a final snapshot of the database when it is destroyed. On by default, as an environment that serves users wants; a lab's staging turns it off so its teardown can finish and leave nothing that costs."
   type        = bool
   default     = true
   nullable    = false

@@ -1,5 +1,6 @@
 # A VPC over two availability zones: public subnets for the ALB (and, by default, the instances),
-# optional private subnets behind one NAT gateway, and the default security group locked down.
+# optional private subnets behind one NAT gateway, optional isolated database subnets, and the
+# default security group locked down.
 
 data "aws_availability_zones" "available" {
   count = var.availability_zones == null ? 1 : 0
@@ -9,13 +10,17 @@ data "aws_availability_zones" "available" {
 locals {
   azs = var.availability_zones != null ? var.availability_zones : slice(data.aws_availability_zones.available[0].names, 0, 2)
 
-  # /24s carved from the VPC CIDR: 0-1 public, 10-11 private, so adding zones later keeps addresses.
+  # /24s carved from the VPC CIDR: 0-1 public, 10-11 private, 4-5 database, so adding zones later
+  # keeps addresses (public may grow to 0-3) and a /20, the smallest VPC taken, holds them all.
   subnet_bits = 24 - tonumber(split("/", var.cidr_block)[1])
   public_cidrs = [
     for i, _ in local.azs : cidrsubnet(var.cidr_block, local.subnet_bits, i)
   ]
   private_cidrs = [
     for i, _ in local.azs : cidrsubnet(var.cidr_block, local.subnet_bits, 10 + i)
+  ]
+  database_cidrs = [
+    for i, _ in local.azs : cidrsubnet(var.cidr_block, local.subnet_bits, 4 + i)
   ]
 }
 
@@ -125,6 +130,36 @@ resource "aws_route_table_association" "private" {
 
   subnet_id      = aws_subnet.private[count.index].id
   route_table_id = aws_route_table.private[0].id
+}
+
+# --- isolated database subnets (optional) ---------------------------------------------------
+
+resource "aws_subnet" "database" {
+  count = var.enable_database_subnets ? length(local.azs) : 0
+
+  vpc_id            = aws_vpc.this.id
+  availability_zone = local.azs[count.index]
+  cidr_block        = local.database_cidrs[count.index]
+  # Nothing in these subnets has any use for a public address.
+  map_public_ip_on_launch = false
+
+  tags = merge(var.tags, { Name = "${var.name}-database-${local.azs[count.index]}", Tier = "database" })
+}
+
+# A table of their own with no route besides the VPC's local one: even a route later added to the
+# main table (which unassociated subnets use) cannot give the database a way out.
+resource "aws_route_table" "database" {
+  count  = var.enable_database_subnets ? 1 : 0
+  vpc_id = aws_vpc.this.id
+
+  tags = merge(var.tags, { Name = "${var.name}-database" })
+}
+
+resource "aws_route_table_association" "database" {
+  count = var.enable_database_subnets ? length(local.azs) : 0
+
+  subnet_id      = aws_subnet.database[count.index].id
+  route_table_id = aws_route_table.database[0].id
 }
 
 # --- flow logs (optional) --------------------------------------------------------------------

@@ -23,6 +23,16 @@ output "private_subnet_ids" {
   value       = aws_subnet.private[*].id
 }
 
+output "database_subnet_ids" {
+  description = "IDs of the isolated database subnets (no route out of the VPC), one per availability zone; empty unless enable_database_subnets."
+  value       = aws_subnet.database[*].id
+}
+
+output "database_route_table_id" {
+  description = "ID of the database subnets' route table (the VPC's local route only), or null when they are off."
+  value       = one(aws_route_table.database[*].id)
+}
+
 output "app_subnet_ids" {
   description = "Where the instances go: the private subnets when they exist, else the public ones."
   value       = var.enable_private_subnets ? aws_subnet.private[*].id : aws_subnet.public[*].id

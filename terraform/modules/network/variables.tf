@@ -41,6 +41,16 @@ variable "enable_private_subnets" {
   default     = false
 }
 
+variable "enable_database_subnets" {
+  description = <<-EOT
+    Create isolated database subnets (one per zone) with a route table of their own that holds no
+    route out of the VPC: no internet gateway, no NAT. A database needs no internet, and these cost
+    nothing. Off by default; the bluegreen_environment composition turns it on with its database.
+  EOT
+  type        = bool
+  default     = false
+}
+
 variable "enable_flow_logs" {
   description = "Send VPC flow logs (rejected traffic only) to a KMS-encrypted CloudWatch log group. Off by default to keep the lab free of log ingestion charges; turn it on where you need an audit trail of network access."
   type        = bool

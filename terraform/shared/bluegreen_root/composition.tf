@@ -19,11 +19,27 @@ locals {
     )
   }
 
+  enable_database = var.enable_database != null ? var.enable_database : try(local.settings.enable_database, false)
+  # The project's key unless one is given: global's state_backend names it after the state bucket.
+  lookup_project_key   = local.enable_database && var.database_kms_key_arn == null
+  database_kms_key_arn = local.lookup_project_key ? data.aws_kms_alias.project[0].target_key_arn : var.database_kms_key_arn
+
   tags = merge(var.tags, {
     Project     = var.project
     Environment = local.environment
     ManagedBy   = "terraform"
   })
+}
+
+data "aws_caller_identity" "current" {
+  count = local.lookup_project_key ? 1 : 0
+}
+
+# The state bucket's name is labkit's (labkit.infra.stack.Names.state_bucket); its key's alias is
+# alias/<bucket> (modules/state_backend).
+data "aws_kms_alias" "project" {
+  count = local.lookup_project_key ? 1 : 0
+  name  = "alias/${var.project}-tfstate-${data.aws_caller_identity.current[0].account_id}-${var.region}"
 }
 
 # ./composition is each root's pin, a link to a folder of modules: staging's to ../../modules (the
@@ -48,6 +64,9 @@ module "environment" {
   enable_deletion_protection = try(local.settings.enable_deletion_protection, null)
   monthly_budget_usd         = var.monthly_budget_usd != null ? var.monthly_budget_usd : try(local.settings.monthly_budget_usd, null)
   wait_for_capacity_timeout  = var.wait_for_capacity_timeout
+
+  enable_database      = local.enable_database
+  database_kms_key_arn = local.database_kms_key_arn
 
   blue_version   = var.blue_version
   green_version  = var.green_version

@@ -87,6 +87,11 @@ output "dashboard_name" {
   value       = module.environment.dashboard_name
 }
 
+output "database" {
+  description = "How to reach the database (address, port, database name, master user, the ARN of the secret holding its password, the IAM-auth connect resource, security group, identifier and ARN, and the snapshot a destroy takes), or null without enable_database."
+  value       = module.environment.database
+}
+
 output "deployment" {
   description = "The deployment variables as applied: versions, capacities, green_weight and preview_color."
   value       = module.environment.deployment

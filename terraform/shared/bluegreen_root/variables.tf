@@ -110,6 +110,18 @@ variable "enable_private_subnets" {
   default     = null
 }
 
+variable "enable_database" {
+  description = "Build the PostgreSQL database both colors share, in isolated subnets; null keeps the environment's own setting (off in both for now: the app uses no database yet)."
+  type        = bool
+  default     = null
+}
+
+variable "database_kms_key_arn" {
+  description = "KMS key (ARN) of the database's storage and secret; null uses the project's key, the global environment's (found by its alias, alias/<project>-tfstate-<account>-<region>)."
+  type        = string
+  default     = null
+}
+
 variable "health_check" {
   description = "Target group health checks; null keeps the environment's own (local.settings.health_check, else the module's: /health/ready every 5 s, 2 s timeout, thresholds 2, expecting 200)."
   type = object({

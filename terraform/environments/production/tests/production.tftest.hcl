@@ -47,3 +47,25 @@ run "a_setting_on_the_command_line_wins_over_productions_own" {
     error_message = "--var deregistration_delay overrides production's 30 s; its own health checks stay."
   }
 }
+
+run "a_production_database_is_protected_and_snapshotted_on_destroy" {
+  command = plan
+
+  variables {
+    region               = "us-east-1"
+    artifact_bucket      = "bglab-artifacts-123456789012-us-east-1"
+    blue_version         = "2.0.0"
+    green_version        = "2.0.0"
+    enable_database      = true
+    database_kms_key_arn = "arn:aws:kms:us-east-1:123456789012:key/99999999-8888-7777-6666-555555555555"
+  }
+
+  assert {
+    condition     = output.database.final_snapshot_identifier == "bglab-production-db-final"
+    error_message = "Production's database keeps deletion protection and takes a final snapshot when destroyed."
+  }
+  assert {
+    condition     = length(data.aws_kms_alias.project) == 0
+    error_message = "A key given with database_kms_key_arn is used as is, without looking up the project's."
+  }
+}

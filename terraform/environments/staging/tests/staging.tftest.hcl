@@ -24,6 +24,27 @@ run "staging_is_a_lab_that_tears_down" {
     ])
     error_message = "Staging: 10.20.0.0/16, public subnets, no deletion protection, a budget, blue serving."
   }
+  assert {
+    condition     = output.database == null && length(data.aws_kms_alias.project) == 0
+    error_message = "No database (and no key lookup) unless enable_database: every lab builds staging."
+  }
+}
+
+run "the_database_uses_the_projects_key_and_tears_down_with_staging" {
+  command = plan
+
+  variables {
+    enable_database = true
+  }
+
+  assert {
+    condition     = data.aws_kms_alias.project[0].name == "alias/bglab-tfstate-123456789012-us-east-1"
+    error_message = "Without database_kms_key_arn, the root finds the project's key by the alias global's state_backend gives it."
+  }
+  assert {
+    condition     = output.database.final_snapshot_identifier == null
+    error_message = "Staging's database is built unprotected and without a final snapshot: a lab's teardown leaves nothing that costs."
+  }
 }
 
 run "a_lesson_may_try_another_range_and_private_subnets" {

@@ -133,6 +133,85 @@ run "traffic_to_blue_without_instances_is_refused" {
   expect_failures = [output.deployment]
 }
 
+run "no_database_by_default" {
+  command = plan
+
+  assert {
+    condition     = length(module.database) == 0 && output.database == null
+    error_message = "The database is opt-in (enable_database): every lab builds staging, and the app uses none yet."
+  }
+  assert {
+    condition     = length(module.network.database_subnet_ids) == 0 && length(aws_iam_role_policy.database_client) == 0 && length(aws_vpc_security_group_egress_rule.to_database) == 0
+    error_message = "Without the database, no database subnets and no secret access for the fleets."
+  }
+}
+
+# apply (against the mock) so that what RDS computes (the secret, the ARN) is known.
+run "the_database_admits_the_fleets_and_they_read_its_secret_only" {
+  command = apply
+
+  variables {
+    enable_database      = true
+    database_kms_key_arn = "arn:aws:kms:us-east-1:123456789012:key/11111111-2222-3333-4444-555555555555"
+  }
+
+  assert {
+    condition     = length(module.network.database_subnet_ids) == 2
+    error_message = "enable_database brings the network's isolated database subnets, one per zone."
+  }
+  assert {
+    condition = module.database[0].allowed_security_group_ids == {
+      blue  = module.fleet["blue"].security_group_id
+      green = module.fleet["green"].security_group_id
+    }
+    error_message = "The database admits both fleets' security groups, and nothing else."
+  }
+  assert {
+    condition = alltrue([
+      for color in ["blue", "green"] :
+      aws_vpc_security_group_egress_rule.to_database[color].security_group_id == module.fleet[color].security_group_id &&
+      aws_vpc_security_group_egress_rule.to_database[color].referenced_security_group_id == module.database[0].security_group_id &&
+      aws_vpc_security_group_egress_rule.to_database[color].from_port == 5432 && aws_vpc_security_group_egress_rule.to_database[color].to_port == 5432
+    ])
+    error_message = "Each fleet may open connections to the database's port, to the database's group only (its other egress is HTTPS)."
+  }
+  assert {
+    condition = alltrue([
+      for color in ["blue", "green"] :
+      aws_iam_role_policy.database_client[color].role == module.fleet[color].iam_role_name &&
+      aws_iam_role_policy.database_client[color].policy == module.database[0].client_policy_json
+    ])
+    error_message = "Each fleet's instance role gets the database's client policy (its secret only, and rds-db:connect)."
+  }
+  assert {
+    condition = alltrue([
+      output.database.identifier == "bglab-staging-db", output.database.port == 5432,
+      output.database.database_name == "app",
+      output.database.master_user_secret_arn == "arn:aws:secretsmanager:us-east-1:123456789012:secret:rds!db-1234-AbCdEf",
+    ])
+    error_message = "The database output says how to reach it and where its credentials are."
+  }
+  assert {
+    condition     = module.database[0].final_snapshot_identifier == "bglab-staging-db-final"
+    error_message = "With the environment's deletion protection (the default), a destroy of the database takes a final snapshot."
+  }
+}
+
+run "a_lab_staging_database_is_torn_down_with_it" {
+  command = plan
+
+  variables {
+    enable_database            = true
+    database_kms_key_arn       = "arn:aws:kms:us-east-1:123456789012:key/11111111-2222-3333-4444-555555555555"
+    enable_deletion_protection = false
+  }
+
+  assert {
+    condition     = module.database[0].final_snapshot_identifier == null
+    error_message = "enable_deletion_protection = false (staging) leaves the database unprotected and without a final snapshot."
+  }
+}
+
 # Bad inputs in one run: each listed variable must fail its own validation.
 run "weight_above_100_runaway_capacity_and_bad_names_are_refused" {
   command = plan

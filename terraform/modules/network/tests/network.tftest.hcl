@@ -53,6 +53,52 @@ run "two_public_subnets_and_no_nat_by_default" {
     condition     = length(aws_flow_log.this) == 0
     error_message = "Flow logs are opt-in."
   }
+  assert {
+    condition     = length(aws_subnet.database) == 0 && output.database_subnet_ids == [] && output.database_route_table_id == null
+    error_message = "Database subnets are opt-in."
+  }
+}
+
+# apply (against the mock) so that the route tables' computed route sets are known.
+run "isolated_database_subnets_have_no_way_out" {
+  command = apply
+
+  variables {
+    enable_database_subnets = true
+    enable_private_subnets  = true
+  }
+
+  assert {
+    condition     = [for s in aws_subnet.database : s.cidr_block] == ["10.20.4.0/24", "10.20.5.0/24"]
+    error_message = "Database subnets are the VPC's fifth and sixth /24s, one per zone."
+  }
+  assert {
+    condition     = tolist([for s in aws_subnet.database : s.availability_zone]) == tolist(output.availability_zones)
+    error_message = "One database subnet in each of the two zones (an RDS subnet group needs two)."
+  }
+  assert {
+    condition     = alltrue([for s in aws_subnet.database : s.map_public_ip_on_launch == false])
+    error_message = "Database subnets hand out no public IPs."
+  }
+  assert {
+    condition     = alltrue([for a in aws_route_table_association.database : a.route_table_id == output.database_route_table_id])
+    error_message = "Every database subnet uses the database route table."
+  }
+  assert {
+    condition     = length(aws_route_table.database[0].route) == 0
+    error_message = "The database route table holds no route (only the VPC's implicit local one)."
+  }
+  assert {
+    condition = alltrue([
+      aws_route.public_internet.route_table_id != output.database_route_table_id,
+      aws_route.private_nat[0].route_table_id != output.database_route_table_id,
+    ])
+    error_message = "Neither the internet gateway route nor the NAT route is on the database route table."
+  }
+  assert {
+    condition     = output.database_subnet_ids == aws_subnet.database[*].id && length(output.database_subnet_ids) == 2
+    error_message = "database_subnet_ids lists the database subnets."
+  }
 }
 
 run "private_subnets_behind_one_nat" {
