@@ -75,9 +75,11 @@ resource "aws_db_instance" "this" {
   engine         = "postgres"
   engine_version = var.engine_version
   instance_class = var.instance_class
-  port           = local.port
-  db_name        = var.database_name
-  username       = var.master_username
+  # No `port`: RDS gives PostgreSQL its default, local.port (5432), which the security group opens;
+  # left to RDS, the sandbox can serve each instance on a loopback port of its own (setting it here
+  # would make every plan there try to move the instance back to 5432).
+  db_name  = var.database_name
+  username = var.master_username
 
   # The password never passes through Terraform: RDS makes it and keeps it in Secrets Manager,
   # encrypted with the project's key (aws_secretsmanager_secret_rotation below sets the schedule).

@@ -34,10 +34,10 @@ run "postgres_16_private_encrypted_with_a_managed_password" {
   assert {
     condition = alltrue([
       aws_db_instance.this.engine == "postgres", aws_db_instance.this.engine_version == "16",
-      aws_db_instance.this.instance_class == "db.t4g.micro", aws_db_instance.this.port == 5432,
+      aws_db_instance.this.instance_class == "db.t4g.micro",
       aws_db_instance.this.db_name == "app",
     ])
-    error_message = "PostgreSQL 16 on a db.t4g.micro, port 5432, database \"app\" by default."
+    error_message = "PostgreSQL 16 on a db.t4g.micro, database \"app\" by default."
   }
   assert {
     condition     = aws_db_instance.this.storage_encrypted && aws_db_instance.this.kms_key_id == var.kms_key_arn
