@@ -463,6 +463,19 @@ class DrillsStack:
     def url(self) -> str:
         return self.target.alb_url(str(self.outputs["alb_dns_name"]))
 
+    def blue_serves_1_0_0(self) -> None:
+        """Staging as most drills start from: blue serving 1.0.0 on two healthy instances (applied
+        only when the deployment differs), green parked."""
+        stack = self.stack()
+        if any(stack.deployment().get(name) != value for name, value in BLUE_SERVES_1_0_0.items()):
+            stack.apply(BLUE_SERVES_1_0_0)
+        arn = str(self.outputs["blue_target_group_arn"])
+        wait_for(
+            "blue healthy",
+            lambda: [s for s, _ in target_states(self.target, arn).values()] == ["healthy", "healthy"],
+            timeout_s=90,
+        )
+
 
 def deploy_role_session(target: Target, session_name: str) -> Target:
     """``target`` calling as global's GitHub deploy role, its credentials obtained as a deploy job of

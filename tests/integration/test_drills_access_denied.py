@@ -31,7 +31,7 @@ from labkit.ops.drills import deploy_permission_lost
 from labkit.ops.drills.oidc_misconfigured import deploy_job_assumes, deploy_job_credentials
 from labkit.ops.execute import run_runbook
 from labkit.target import Target
-from tests.conftest import BLUE_SERVES_1_0_0, DrillsStack, target_states, wait_for
+from tests.conftest import DrillsStack
 from tests.integration.test_drills_deploy import listener_weights
 
 pytestmark = pytest.mark.integration
@@ -49,15 +49,7 @@ def staging(drills_stack: DrillsStack) -> Iterator[DrillsStack]:
     target = drills_stack.target
     global_stack = Stack("global", target)
     global_stack.apply(github_variables(target, SUBJECT))
-    stack = drills_stack.stack()
-    if any(stack.deployment().get(name) != value for name, value in BLUE_SERVES_1_0_0.items()):
-        stack.apply(BLUE_SERVES_1_0_0)
-    arn = str(drills_stack.outputs["blue_target_group_arn"])
-    wait_for(
-        "blue healthy",
-        lambda: [s for s, _ in target_states(target, arn).values()] == ["healthy", "healthy"],
-        timeout_s=90,
-    )
+    drills_stack.blue_serves_1_0_0()
     previous = sandbox.set_iam_enforced(target, True)
     try:
         yield drills_stack

@@ -31,7 +31,7 @@ from labkit.infra.stack import Stack
 from labkit.ops import probes
 from labkit.ops.drills.lost_deploy import DRILL
 from labkit.ops.execute import RunbookRun, run_runbook
-from tests.conftest import BLUE_SERVES_1_0_0, DrillsStack, target_states, wait_for
+from tests.conftest import DrillsStack
 
 # A drills stack of its own, on another worker than test_drills_cli.py and test_drills_state.py:
 # the drills are several minutes each, and one stack for all of them would be the suite's longest chain.
@@ -41,13 +41,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("drills-deploy")]
 @pytest.fixture(scope="module")
 def staging(drills_stack: DrillsStack) -> Iterator[DrillsStack]:
     """The drills' staging stack with blue serving 1.0.0 on two healthy instances."""
-    drills_stack.stack().apply(BLUE_SERVES_1_0_0)
-    arn = str(drills_stack.outputs["blue_target_group_arn"])
-    wait_for(
-        "blue healthy",
-        lambda: [s for s, _ in target_states(drills_stack.target, arn).values()] == ["healthy", "healthy"],
-        timeout_s=90,
-    )
+    drills_stack.blue_serves_1_0_0()
     yield drills_stack
 
 

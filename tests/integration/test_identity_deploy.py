@@ -31,7 +31,7 @@ from labkit.identity.policy import Request, needed_statements
 from labkit.infra.stack import Stack
 from labkit.sandbox.server.iam import KNOWN_KEYS
 from labkit.target import Target
-from tests.conftest import BLUE_SERVES_1_0_0, DrillsStack, target_states, wait_for
+from tests.conftest import DrillsStack
 
 # In the drills group (it uses drills_stack; tests/conftest.py groups them), after the drills: files
 # run in name order. It leaves staging serving 1.1.0 on green and global with the OIDC provider and
@@ -58,13 +58,7 @@ def staging(drills_stack: DrillsStack) -> Iterator[DrillsStack]:
             "github_oidc_thumbprints": [issuer.thumbprint],
         }
     )
-    drills_stack.stack().apply(BLUE_SERVES_1_0_0)
-    arn = str(drills_stack.outputs["blue_target_group_arn"])
-    wait_for(
-        "blue healthy",
-        lambda: [s for s, _ in target_states(target, arn).values()] == ["healthy", "healthy"],
-        timeout_s=90,
-    )
+    drills_stack.blue_serves_1_0_0()
     previous = sandbox.set_iam_enforced(target, True)
     try:
         yield drills_stack
