@@ -98,8 +98,8 @@ resource "aws_vpc_security_group_egress_rule" "to_database" {
   description                  = "PostgreSQL to the environment's database"
   referenced_security_group_id = module.database[0].security_group_id
   ip_protocol                  = "tcp"
-  from_port                    = module.database[0].port
-  to_port                      = module.database[0].port
+  from_port                    = module.database[0].security_group_port
+  to_port                      = module.database[0].security_group_port
 }
 
 resource "aws_iam_role_policy" "database_client" {

@@ -19,8 +19,13 @@ output "address" {
 }
 
 output "port" {
-  description = "Port clients connect to."
+  description = "Port clients connect to, as RDS reports it (5432 on AWS; the sandbox serves each instance on a loopback port of its own)."
   value       = aws_db_instance.this.port
+}
+
+output "security_group_port" {
+  description = "The port the database's security group opens (5432, PostgreSQL's default, which RDS gives the instance): for clients' egress rules."
+  value       = local.port
 }
 
 output "database_name" {

@@ -185,7 +185,7 @@ run "the_database_admits_the_fleets_and_they_read_its_secret_only" {
   }
   assert {
     condition = alltrue([
-      output.database.identifier == "bglab-staging-db", output.database.port == 5432,
+      output.database.identifier == "bglab-staging-db",
       output.database.database_name == "app",
       output.database.master_user_secret_arn == "arn:aws:secretsmanager:us-east-1:123456789012:secret:rds!db-1234-AbCdEf",
     ])
