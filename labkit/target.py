@@ -18,6 +18,7 @@ and returns the sandbox's Target.
 from __future__ import annotations
 
 import ipaddress
+import json
 import os
 import threading
 from collections.abc import Callable, Mapping
@@ -77,6 +78,39 @@ class Credentials:
     access_key_id: str
     secret_access_key: str = field(repr=False)
     session_token: str | None = field(default=None, repr=False)
+
+
+#: Set for a runbook's kernel when its sandbox target calls as an IAM identity (labkit.ops.execute):
+#: that identity's :class:`Credentials` as JSON, which ``labkit.sandbox.target()`` then calls as.
+SANDBOX_IDENTITY_ENV = "LABKIT_SANDBOX_IDENTITY"
+
+
+def credentials_to_env(credentials: Credentials) -> str:
+    """``credentials`` as :data:`SANDBOX_IDENTITY_ENV` holds them."""
+    return json.dumps(
+        {
+            "access_key_id": credentials.access_key_id,
+            "secret_access_key": credentials.secret_access_key,
+            "session_token": credentials.session_token,
+        }
+    )
+
+
+def credentials_from_env() -> Credentials | None:
+    """The identity :data:`SANDBOX_IDENTITY_ENV` names, or None (the sandbox's admin)."""
+    value = os.environ.get(SANDBOX_IDENTITY_ENV, "").strip()
+    if not value:
+        return None
+    try:
+        found = json.loads(value)
+        return Credentials(
+            str(found["access_key_id"]), str(found["secret_access_key"]), found.get("session_token")
+        )
+    except (ValueError, KeyError, TypeError, AttributeError):
+        raise TargetError(
+            f"{SANDBOX_IDENTITY_ENV} holds no credentials labkit can read.",
+            hint="labkit sets it for a runbook's kernel; unset it to call the sandbox as its admin.",
+        ) from None
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,7 @@ from labkit.infra.stack import StackNames
 from labkit.lab.run import DEFAULT_CELL_TIMEOUT_S, declared_parameters, runs_root
 from labkit.ops.audit import AuditLog, RunRecord, new_run_id
 from labkit.ops.runbook import EXECUTED_COPY_ENV, RUN_ID_ENV, runbooks_dir
-from labkit.target import Target
+from labkit.target import SANDBOX_IDENTITY_ENV, Target, credentials_to_env
 
 #: The parameters every runbook declares (see :func:`labkit.ops.runbook.open_runbook`).
 STANDARD_PARAMETERS = ("target", "environment", "dry_run", "confirm")
@@ -89,8 +89,10 @@ def run_runbook(
     """Run runbook ``name`` on ``target`` with papermill; the run's record says how it ended.
 
     ``parameters`` are the runbook's (``environment``, ``dry_run``, ``confirm`` and its own);
-    ``target`` is passed as the ``target`` parameter. A parameter the runbook does not declare is
-    refused before anything runs. ``folder`` holds the runbooks (default: ``runbooks/``).
+    ``target`` is passed as the ``target`` parameter, and a sandbox target's identity (a role's
+    credentials, :meth:`~labkit.target.Target.as_identity`) goes with it: the runbook calls as it.
+    A parameter the runbook does not declare is refused before anything runs. ``folder`` holds the
+    runbooks (default: ``runbooks/``).
     """
     from labkit.lab.run import run_notebooks
 
@@ -106,7 +108,10 @@ def run_runbook(
     out_dir = (out_root or runs_root() / "runbooks") / run_id
     executed = out_dir / info.path.name
     error: NotebookRunError | None = None
-    with _environ({RUN_ID_ENV: run_id, EXECUTED_COPY_ENV: str(executed)}):
+    run_env = {RUN_ID_ENV: run_id, EXECUTED_COPY_ENV: str(executed)}
+    if target.is_sandbox and target.credentials is not None:  # the kernel calls as that identity too
+        run_env[SANDBOX_IDENTITY_ENV] = credentials_to_env(target.credentials)
+    with _environ(run_env):
         try:
             run_notebooks(
                 info.path,

@@ -40,7 +40,7 @@ from labkit.sandbox.client.control import oidc_issuer as _oidc_issuer
 from labkit.sandbox.client.control import recorded_calls as _recorded_calls
 from labkit.sandbox.client.control import set_iam_enforced as _set_iam_enforced
 from labkit.sandbox.client.control import set_quota as _set_quota
-from labkit.target import Target, check_sandbox_region, sandbox
+from labkit.target import Target, check_sandbox_region, credentials_from_env, sandbox
 
 
 def ensure_up(*, reset_state: bool = False, restore: Path | None = None) -> str:
@@ -57,9 +57,10 @@ def ensure_up(*, reset_state: bool = False, restore: Path | None = None) -> str:
 def target(*, region: str | None = None) -> Target:
     """The sandbox's :class:`~labkit.target.Target`, with the sandbox started first (:func:`ensure_up`)
     and its ALB DNS names mapped to loopback URLs (:func:`alb_url`). A ``region`` other than the
-    sandbox's is refused before anything starts."""
+    sandbox's is refused before anything starts. It calls as the sandbox's admin, or as the identity
+    ``LABKIT_SANDBOX_IDENTITY`` names (a runbook run as a role: :func:`labkit.ops.execute.run_runbook`)."""
     check_sandbox_region(region)
-    return sandbox(ensure_up(), alb_urls=alb_url)
+    return sandbox(ensure_up(), alb_urls=alb_url).as_identity(credentials_from_env())
 
 
 def describe_status() -> tuple[bool, str]:

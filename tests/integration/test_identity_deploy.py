@@ -1,10 +1,11 @@
 """Issue 14's must-show on the drills' staging stack: a blue/green deploy under the deploy role's
 OIDC credentials with IAM enforced fails no request, and a token for another branch is refused at
-assume-role. Then the read-only plan role, assumed by a pull request's token, plans staging and may
-change nothing. Last, least privilege: every statement of each role's policies allowed a call that no
-other statement allows, in the sandbox's record of the roles' calls (the deploy role's build of
-staging in ``drills_stack``, its deploy; the plan role's plan), so removing any statement breaks one
-of those runs.
+assume-role. Then each runbook the runbook workflow offers dry-runs as the deploy role, and the
+read-only plan role, assumed by a pull request's token, plans staging and may change nothing. Last,
+least privilege: every statement of each role's policies allowed a call that no other statement
+allows, in the sandbox's record of the roles' calls (the deploy role's build of staging in
+``drills_stack``, its deploy and its runbook runs; the plan role's plan), so removing any statement
+breaks one of those runs.
 
 ``global`` is applied with a repository, so it creates the OIDC provider (for the sandbox's issuer)
 and the deploy role, which trusts ``repo:OWNER/NAME:environment:staging``. The sandbox enforces IAM
@@ -16,8 +17,11 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
 
 import pytest
+import yaml
 from botocore.exceptions import ClientError
 
 from labkit import sandbox
@@ -29,9 +33,11 @@ from labkit.identity.credentials import assume_role_with_web_identity, request_i
 from labkit.identity.github import STS_AUDIENCE
 from labkit.identity.policy import Request, needed_statements
 from labkit.infra.stack import Stack
+from labkit.ops.execute import run_runbook
 from labkit.sandbox.server.iam import KNOWN_KEYS
+from labkit.settings import PROJECT_ROOT
 from labkit.target import Target
-from tests.conftest import DrillsStack
+from tests.conftest import DrillsStack, deploy_role_session
 
 # In the drills group (it uses drills_stack; tests/conftest.py groups them), after the drills: files
 # run in name order. It leaves staging serving 1.1.0 on green and global with the OIDC provider and
@@ -110,6 +116,37 @@ def test_a_deploy_as_the_oidc_role_fails_no_request_and_another_branch_is_refuse
     assert record.status == "succeeded", record.reason
     assert int(summary.loc["all", "failed"]) == 0
     assert int(summary.loc["all", "requests"]) > 0
+
+
+def offered_runbooks() -> list[str]:
+    """The runbooks runbook.yml's dispatcher may choose, but promote-composition, which moves
+    production's pin and refuses staging (the drills' sandbox has no production)."""
+    workflow: dict[Any, Any] = yaml.safe_load(
+        (PROJECT_ROOT / ".github" / "workflows" / "runbook.yml").read_text()
+    )
+    inputs = (workflow.get("on") or workflow[True])["workflow_dispatch"][
+        "inputs"
+    ]  # PyYAML reads `on` as True
+    return [str(name) for name in inputs["runbook"]["options"] if name != "promote-composition"]
+
+
+@pytest.mark.parametrize("runbook", offered_runbooks())
+def test_each_runbook_the_workflow_offers_dry_runs_as_the_deploy_role(
+    staging: DrillsStack, runbook: str, tmp_path: Path
+) -> None:
+    """runbook.yml runs the runbook it was given as the deploy role, a dry run by default, on
+    staging: each ends as a dry run does, the role's calls are in the sandbox's record (the run did
+    not fall back to the sandbox's admin), and none was refused."""
+    as_role = deploy_role_session(staging.target, "runbook")
+    assert as_role.credentials is not None
+    key = as_role.credentials.access_key_id
+    SESSIONS["deploy"].append(key)
+    run = run_runbook(runbook, as_role, {"environment": "staging"}, out_root=tmp_path)
+    assert run.ok, f"{runbook}: {run.record.outcome}: {run.error or run.record.summary}"
+    calls = sandbox.recorded_calls(as_role, key)
+    assert calls, f"{runbook} made no call as the deploy role"
+    refused = [(c["eventName"], c["errorCode"]) for c in calls if c["errorCode"]]
+    assert not refused, f"{runbook} was refused {refused}"
 
 
 def test_a_pull_request_plans_with_the_read_only_role(staging: DrillsStack) -> None:

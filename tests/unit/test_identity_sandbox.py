@@ -445,3 +445,18 @@ def test_the_first_load_balancer_of_an_account_needs_its_service_linked_role(
     role = enforced.client("iam").get_role(RoleName="AWSServiceRoleForElasticLoadBalancing")["Role"]
     assert role["Path"] == "/aws-service-role/elasticloadbalancing.amazonaws.com/"
     create(user_session(enforced, balancer), "c")  # the role exists now: not asked again
+
+
+def test_actions_are_named_by_their_iam_prefix_not_the_signing_name(enforced: boto3.session.Session) -> None:
+    """The Resource Groups Tagging API signs as "tagging" and its actions are "tag:...", as
+    CloudWatch signs as "monitoring": a policy names the IAM action."""
+    tagger = user_session(enforced, {"Effect": "Allow", "Action": "tag:GetResources", "Resource": "*"})
+    tagger.client("resourcegroupstaggingapi").get_resources()
+    watcher = user_session(
+        enforced, {"Effect": "Allow", "Action": "cloudwatch:DescribeAlarms", "Resource": "*"}
+    )
+    watcher.client("cloudwatch").describe_alarms()
+    assert (
+        error_code(lambda: watcher.client("resourcegroupstaggingapi").get_resources())
+        == "AccessDeniedException"
+    )

@@ -109,7 +109,10 @@ def test_alb_urls_map_dns_names_and_take_no_part_in_equality() -> None:
     mapped = sandbox("http://127.0.0.1:1", alb_urls=lambda dns: f"http://127.0.0.1:9/{dns}")
     assert mapped.alb_url("web-1") == "http://127.0.0.1:9/web-1"
     assert mapped == sandbox("http://127.0.0.1:1") and hash(mapped) == hash(sandbox("http://127.0.0.1:1"))
-    assert aws("eu-west-1").alb_url("web-1.eu-west-1.elb.amazonaws.com") == "http://web-1.eu-west-1.elb.amazonaws.com"
+    assert (
+        aws("eu-west-1").alb_url("web-1.eu-west-1.elb.amazonaws.com")
+        == "http://web-1.eu-west-1.elb.amazonaws.com"
+    )
 
 
 def test_the_sandbox_target_refuses_another_region_before_starting_anything(
@@ -135,3 +138,23 @@ def test_sandbox_clients_and_subprocesses_bypass_a_configured_proxy(
     assert "Buckets" in target.client("s3", config=Config(connect_timeout=5)).list_buckets()
     assert target.env()["NO_PROXY"].split(",") == ["127.0.0.1", "localhost", "::1"]
     assert target.env({"no_proxy": "corp.example"})["no_proxy"].startswith("corp.example,127.0.0.1")
+
+
+def test_a_runbooks_kernel_gets_its_sandbox_identity_through_the_environment(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """run_runbook hands a role's credentials to the kernel in LABKIT_SANDBOX_IDENTITY; the sandbox
+    target there calls as that role, and without it as the sandbox's admin."""
+    from labkit.target import SANDBOX_IDENTITY_ENV, Credentials, credentials_from_env, credentials_to_env
+
+    monkeypatch.delenv(SANDBOX_IDENTITY_ENV, raising=False)
+    assert credentials_from_env() is None
+    role = Credentials("ASIAEXAMPLEEXAMPLE12", "secret", "token")
+    monkeypatch.setenv(SANDBOX_IDENTITY_ENV, credentials_to_env(role))
+    assert credentials_from_env() == role
+    assert sandbox("http://127.0.0.1:4566").as_identity(
+        credentials_from_env()
+    ).session().get_credentials().token == ("token")
+    monkeypatch.setenv(SANDBOX_IDENTITY_ENV, "not json")
+    with pytest.raises(TargetError, match="LABKIT_SANDBOX_IDENTITY holds no credentials"):
+        credentials_from_env()

@@ -61,7 +61,7 @@ AWS_KEY_ID = re.compile(r"^(AKIA|ASIA)[A-Z0-9]{16}$")
 #: Operations that AWS serves without credentials.
 UNSIGNED_OPERATIONS = frozenset({"AssumeRoleWithWebIdentity", "AssumeRoleWithSAML"})
 #: Signing names whose IAM action prefix differs.
-_IAM_PREFIX = {"monitoring": "cloudwatch", "elasticloadbalancingv2": "elasticloadbalancing"}
+_IAM_PREFIX = {"monitoring": "cloudwatch", "elasticloadbalancingv2": "elasticloadbalancing", "tagging": "tag"}
 #: S3 operations whose IAM action has another name.
 _S3_ACTIONS = {"HeadBucket": "ListBucket", "HeadObject": "GetObject", "ListObjects": "ListBucket",
                "ListObjectsV2": "ListBucket"}  # fmt: skip

@@ -88,8 +88,12 @@ module "github_oidc" {
 
   state_bucket_arn   = module.state_backend.bucket_arn
   state_key_prefixes = ["staging/"]
-  # A staging plan reads production's VPC range and the developer environments' claims (labkit.infra.stack.vpc_cidrs).
-  readable_state_keys = ["production/terraform.tfstate", "labkit/dev-environments/environments/*"]
+  # A staging plan reads production's VPC range and the developer environments' claims (labkit.infra.stack.vpc_cidrs);
+  # adopt-or-remove-orphans reads what every environment's state holds (labkit.infra.inventory.find_orphans).
+  readable_state_keys = [
+    "production/terraform.tfstate", "global/terraform.tfstate", "dev-*/terraform.tfstate",
+    "labkit/dev-environments/environments/*",
+  ]
   lock_table_arn      = var.lock_with_table ? module.state_backend.lock_table_arn : null
   state_kms_key_arn   = module.state_backend.kms_key_arn
   artifact_bucket_arn = module.artifact_hardening.bucket_arn

@@ -82,15 +82,17 @@ data "aws_iam_policy_document" "state" {
   # labkit checks the state bucket with HeadBucket, which needs s3:ListBucket and carries no
   # s3:prefix, so the listing cannot be limited to a prefix; reading objects still is.
   statement {
-    sid       = "ListStateBucket"
-    actions   = ["s3:ListBucket"]
+    sid = "ListStateBucket"
+    # Versions: restore-state and restore-environment list the state's history to choose from.
+    actions   = ["s3:ListBucket", "s3:ListBucketVersions"]
     resources = [var.state_bucket_arn]
   }
 
   statement {
     sid = "ReadWriteOwnState"
-    # DeleteObject releases the S3-native lock file (use_lockfile).
-    actions   = ["s3:GetObject", "s3:PutObject", "s3:DeleteObject"]
+    # DeleteObject releases the S3-native lock file (use_lockfile); GetObjectVersion reads an
+    # earlier state (restore-state, restore-environment).
+    actions   = ["s3:GetObject", "s3:GetObjectVersion", "s3:PutObject", "s3:DeleteObject"]
     resources = [for p in var.state_key_prefixes : "${var.state_bucket_arn}/${p}*"]
   }
 
@@ -180,6 +182,12 @@ data "aws_iam_policy_document" "read" {
       "sns:ListTopics",
       "logs:DescribeLogGroups",
       "kms:ListAliases",
+      # The quota-check runbook reads each quota the stacks use and the increases asked for.
+      "servicequotas:GetServiceQuota",
+      "servicequotas:GetAWSDefaultServiceQuota",
+      "servicequotas:ListRequestedServiceQuotaChangeHistory",
+      # adopt-or-remove-orphans finds what is tagged with the environment.
+      "tag:GetResources",
     ]
     resources = ["*"]
     condition {

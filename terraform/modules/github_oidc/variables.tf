@@ -113,7 +113,7 @@ variable "state_key_prefixes" {
 }
 
 variable "readable_state_keys" {
-  description = "Other objects of the state bucket the deploy role may read, not write: labkit refuses a VPC range that overlaps another environment's, which it reads from the other states' vpc_cidr output and the developer environments' claims."
+  description = "Other objects of the state bucket the deploy role may read, not write: labkit refuses a VPC range that overlaps another environment's, which it reads from the other states' vpc_cidr output and the developer environments' claims, and the orphans runbook reads what every state holds."
   type        = list(string)
   default     = []
 }
