@@ -256,13 +256,16 @@ def _failure(source_nb: Path, executed_nb: Path, error: BaseException) -> CellFa
     if cell.get("id") and cell.get("id") in ids:
         index = ids.index(cell.get("id"))
     else:  # notebooks without cell ids (nbformat < 4.5): skip the cells papermill added
-        before = executed_cells[:failing]
-        index = sum(1 for c in before if not _ADDED_TAGS & set(c["metadata"].get("tags", [])))
+        index = sum(1 for c in executed_cells[:failing] if not _added_by_papermill(c))
     return CellFailure(index, _first_line(cell_source(cell)), ename, evalue, traceback)
 
 
 #: Cells papermill adds to the executed copy.
 _ADDED_TAGS = {"injected-parameters", "papermill-error-cell-tag"}
+
+
+def _added_by_papermill(cell: dict[str, Any]) -> bool:
+    return bool(_ADDED_TAGS & set(cell.get("metadata", {}).get("tags", [])))
 
 
 def lesson_result(result: NotebookResult, out_dir: Path) -> dict[str, Any]:
@@ -275,7 +278,7 @@ def lesson_result(result: NotebookResult, out_dir: Path) -> dict[str, Any]:
     text) and the PNGs in the run folder named with the notebook's number (``07-*.png``).
     """
     cells = _cells(result.executed) if result.executed.exists() else []
-    own = [c for c in cells if not _ADDED_TAGS & set(c.get("metadata", {}).get("tags", []))]
+    own = [c for c in cells if not _added_by_papermill(c)]
     checkpoints, figures = [], []
     for index, cell in enumerate(own):
         if cell.get("cell_type") != "code":
