@@ -161,15 +161,7 @@ def _app() -> Callable[[dict[str, Any], Any], Iterable[bytes]]:
             if lost is not None:
                 print(f"{time.strftime('%H:%M:%S')} replayed a lost answer", file=sys.stderr, flush=True)
                 return replay(lost, environ, start_response)
-            got: list[Any] = []
-
-            def keep(status: str, headers: list[tuple[str, str]], *exc_info: Any) -> Any:
-                got[:] = [status, headers]
-                return start_response(status, headers, *exc_info)
-
-            body = b"".join(moto_app(environ, keep))
-            if writes and got:
-                answers.keep(environ, got[0], got[1], body)
+            body = answers.call(moto_app, environ, start_response, writes=writes)
         return [body]
 
     return app

@@ -48,6 +48,25 @@ class Answers:
         with self._lock:
             return self._answers.get(invocation)
 
+    def call(self, app: Any, environ: dict[str, Any], start_response: Any, *, writes: bool) -> bytes:
+        """``app``'s whole answer to ``environ`` (its iterable closed), kept when ``writes``."""
+        answered: list[Any] = []
+
+        def capture(status: str, headers: list[tuple[str, str]], *exc_info: Any) -> Any:
+            answered[:] = [status, headers]
+            return start_response(status, headers, *exc_info)
+
+        result = app(environ, capture)
+        try:
+            body = b"".join(result)
+        finally:
+            close = getattr(result, "close", None)
+            if close is not None:
+                close()
+        if writes and answered:
+            self.keep(environ, answered[0], answered[1], body)
+        return body
+
     def keep(self, environ: dict[str, Any], status: str, headers: list[tuple[str, str]], body: bytes) -> None:
         """Keep the answer to a write, if it succeeded and the request names its invocation."""
         invocation = str(environ.get("HTTP_AMZ_SDK_INVOCATION_ID") or "")

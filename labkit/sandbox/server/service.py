@@ -138,22 +138,10 @@ class _Api:
                 called = _operation(environ) or f"{environ.get('REQUEST_METHOD')} {environ.get('PATH_INFO')}"
                 log.info("gave a retried call the answer it lost: %s", called)
                 return replay(lost, environ, start_response)
-            answered: list[Any] = []
-
-            def keep(status: str, headers: list[tuple[str, str]], *exc_info: Any) -> Any:
-                answered[:] = [status, headers]
-                return start_response(status, headers, *exc_info)
-
-            result = self._moto(environ, keep)
             try:
-                body = b"".join(result)  # built under the lock: moto's models are not thread-safe
-                if writes and answered:
-                    self._answers.keep(environ, answered[0], answered[1], body)
-                return [body]
+                # Built under the lock: moto's models are not thread-safe.
+                return [self._answers.call(self._moto, environ, start_response, writes=writes)]
             finally:
-                close = getattr(result, "close", None)
-                if close is not None:
-                    close()
                 if writes:
                     self._on_write(sync)
 
