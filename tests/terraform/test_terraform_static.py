@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from labkit.infra.terraform import cli_config_file, terraform_binary
+from labkit.infra.terraform import cli_config_file, go_runtime_env, terraform_binary
 from labkit.settings import terraform_dir
 
 pytestmark = pytest.mark.integration
@@ -55,7 +55,7 @@ def ok(proc: subprocess.CompletedProcess[str]) -> str:
 def tf_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("LABKIT_HOME", str(tmp_path_factory.mktemp("labkit-home")))
-        env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+        env = go_runtime_env({k: v for k, v in os.environ.items() if not k.startswith("AWS_")})
         env.update(
             TF_IN_AUTOMATION="1", TF_INPUT="0", CHECKPOINT_DISABLE="1", AWS_EC2_METADATA_DISABLED="true"
         )

@@ -12,6 +12,7 @@ import pytest
 
 from labkit.errors import ConfigError, DeploymentLockLostError, TerraformError, TerraformNotFoundError
 from labkit.infra.terraform import (
+    GO_GC_PERCENT,
     PlanResult,
     ResourceChange,
     Terraform,
@@ -88,6 +89,16 @@ def test_terraform_env_carries_target_mirror_and_data_dir(
     assert env["TF_CLI_CONFIG_FILE"] == str(labkit_home / "terraform.rc")
     assert env["TF_DATA_DIR"] == str(tmp_path / "data")
     assert env["TF_IN_AUTOMATION"] == "1"
+
+
+def test_terraform_runs_with_labkit_s_gc_target_unless_the_user_set_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("GOGC", raising=False)
+    tf = Terraform(tmp_path, target=sandbox("http://127.0.0.1:4566"))
+    assert tf._env()["GOGC"] == GO_GC_PERCENT != "100"
+    monkeypatch.setenv("GOGC", "150")
+    assert tf._env()["GOGC"] == "150"
 
 
 def test_resource_changes_are_parsed() -> None:
