@@ -112,9 +112,11 @@ def test_a_deploy_as_the_oidc_role_fails_no_request_and_another_branch_is_refuse
     with Probe(staging.url, rate=25) as probe:
         record = ctl.deploy("1.1.0", strategy=ONE_STEP, preview_requests=10, probe=probe)
         time.sleep(1)
-    summary = summarize(probe.results())
+    frame = probe.results()
+    summary = summarize(frame)
     assert record.status == "succeeded", record.reason
-    assert int(summary.loc["all", "failed"]) == 0
+    failed = frame.loc[~frame["ok"], ["elapsed_s", "phase", "status", "error"]]  # when and why
+    assert int(summary.loc["all", "failed"]) == 0, failed.to_string()
     assert int(summary.loc["all", "requests"]) > 0
 
 
