@@ -39,6 +39,8 @@ POOL_TIMEOUT_S = 5.0
 DEFAULT_SSLMODE = "prefer"
 SSLMODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
 MAX_ITEM_CHARS = 200
+#: gunicorn.conf.py's default for APP_THREADS, so that the pool matches the threads when unset.
+DEFAULT_THREADS = 4
 
 
 @dataclass(frozen=True)
@@ -51,7 +53,7 @@ class DatabaseSettings:
     name: str
     sslmode: str = DEFAULT_SSLMODE
     #: Connections per gunicorn worker: one per thread, so a request never waits for one.
-    pool_size: int = 4
+    pool_size: int = DEFAULT_THREADS
 
     @property
     def region(self) -> str | None:
@@ -93,7 +95,7 @@ def database_settings(get: Callable[[str], str | None]) -> DatabaseSettings | No
         port=_whole("DATABASE_PORT", get("DATABASE_PORT") or "5432", 1, 65535),
         name=name,
         sslmode=sslmode,
-        pool_size=_whole("APP_THREADS", get("APP_THREADS") or "4", 1, 256),
+        pool_size=_whole("APP_THREADS", get("APP_THREADS") or str(DEFAULT_THREADS), 1, 256),
     )
 
 

@@ -5,6 +5,7 @@ test_app_database.py runs it on a real PostgreSQL)."""
 from __future__ import annotations
 
 import json
+import runpy
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -13,7 +14,7 @@ import pytest
 from packaging.requirements import Requirement
 
 from app import AppConfigError, create_app
-from app.database import SHAPES, DatabaseSettings, check_item, database_settings
+from app.database import DEFAULT_THREADS, SHAPES, DatabaseSettings, check_item, database_settings
 from app.migrations import history
 from app.release import FIRST_SCHEMA, ONE_STEP_SCHEMA, SCHEMAS, ReleaseFileError, load_release
 from labkit.release.build import build_release, read_artifact_manifest
@@ -72,6 +73,13 @@ def test_the_instances_install_what_pyproject_declares_for_the_app() -> None:
 
 def settings_from(values: dict[str, str]) -> DatabaseSettings | None:
     return database_settings(values.get)
+
+
+def test_the_pool_has_as_many_connections_as_gunicorn_has_threads(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("APP_THREADS", raising=False)
+    threads = runpy.run_path(str(app_dir() / "gunicorn.conf.py"))["threads"]
+    settings = settings_from({"DATABASE_SECRET_ARN": ARN, **ENDPOINT})
+    assert settings is not None and settings.pool_size == threads == DEFAULT_THREADS
 
 
 def test_no_secret_means_no_database() -> None:
