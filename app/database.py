@@ -9,8 +9,8 @@ per gunicorn thread.
 Rotation: a running connection keeps working when the password changes; a new one is refused with
 the old password. Then :class:`SecretCredentials` reads the secret again (``AWSCURRENT``, and
 ``AWSPENDING``: during an RDS rotation the database has the new password before the secret's
-current version moves to it) and connects with what it holds, so the request that needed the
-connection never sees the change.
+current version moves to it; ``AWSPREVIOUS`` for the opposite order) and connects with what it
+holds, so the request that needed the connection never sees the change.
 """
 
 from __future__ import annotations
@@ -146,7 +146,8 @@ class SecretCredentials:
 
     def connect(self, open_: Callable[[Credentials], psycopg.Connection[Any]]) -> psycopg.Connection[Any]:
         """``open_(credentials)``; when the database refuses them, read the secret again and open
-        with what it holds now (current, then pending)."""
+        with what it holds now: current, then pending, then previous (a secret that changed before
+        the database's password did, as the sandbox applies a rotation)."""
         used = self.current
         try:
             return open_(used)
@@ -175,7 +176,7 @@ class SecretCredentials:
 
     def _fresh(self) -> list[Credentials]:
         with self._lock:  # one thread reads at a time; the others then find the new value set
-            found = [self._read("AWSCURRENT"), self._read("AWSPENDING")]
+            found = [self._read(stage) for stage in ("AWSCURRENT", "AWSPENDING", "AWSPREVIOUS")]
         return [c for c in found if c is not None]
 
 

@@ -67,7 +67,11 @@ def history() -> list[Revision]:
     """Every revision, each after the one it revises."""
     script = ScriptDirectory.from_config(_config())
     found = [
-        Revision(str(r.revision), None if r.down_revision is None else str(r.down_revision), r.doc or "")
+        Revision(
+            str(r.revision),
+            None if r.down_revision is None else str(r.down_revision),
+            " ".join((r.doc or "").split()),
+        )
         for r in script.walk_revisions()
     ]
     return found[::-1]
