@@ -2,14 +2,16 @@
 
 One server for the module, run by the sandbox's own machinery (:class:`DatabaseServers`, the
 ``pgserver`` binaries) in a temporary folder; the secret in moto's in-process Secrets Manager.
-The apps are built in this process (the secret is read through the mock), through Flask's test
-client or, for the probe, served over HTTP on loopback. No Terraform and no sandbox service.
+The apps are built in this process (the secret is read through the mock) and tried through
+Flask's test client; the probe's app is a built release under gunicorn, which reads the secret
+from a moto server on loopback. No Terraform and no sandbox service.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
+import os
 import shutil
 import socket
 import threading
@@ -25,9 +27,9 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 from moto import mock_aws
+from moto.server import ThreadedMotoServer
 from sqlalchemy import Engine
 from typer.testing import CliRunner
-from werkzeug.serving import make_server
 
 from app import create_app
 from app.database import SecretCredentials, database_settings, make_engine
@@ -35,6 +37,8 @@ from app.migrations import current, downgrade, upgrade
 from app.migrations.__main__ import main as migrations_cli
 from labkit.cli import app as cli
 from labkit.deploy.writeprobe import WriteProbe
+from labkit.release.appserver import AppProcess, unpack_release
+from labkit.release.build import build_release
 from labkit.sandbox.client.paths import SandboxPaths
 from labkit.sandbox.server.databases import DatabaseServers, DatabaseSpec
 from tests.conftest import wait_for
@@ -407,18 +411,28 @@ def test_a_password_rotation_during_traffic_fails_no_request(fresh: Database) ->
             psycopg.connect(host="127.0.0.1", port=fresh.spec.port, user=USER, password=old, dbname="orders")
 
 
-@pytest.fixture()
-def served(fresh: Database) -> Iterator[tuple[str, Database]]:
-    """The app on 0001, served over HTTP on loopback (threaded), as the probe reaches an instance."""
-    upgrade(fresh.migrator(), "0001")
-    server = make_server("127.0.0.1", 0, fresh.app(), threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
+@pytest.fixture(scope="module")
+def served(database: Database, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Database]]:
+    """A built release on 0001 under gunicorn (2 workers, 2 threads), as an instance runs it: its
+    settings in the environment, the secret read over HTTP from a moto server on loopback (it
+    serves this process's mocked backends). One for the module's probe tests, which come last."""
+    migrator = database.migrator()
+    downgrade(migrator, "base")
+    upgrade(migrator, "0001")
+    folder = tmp_path_factory.mktemp("served")
+    release = unpack_release(build_release("1.0.0", out_dir=folder), folder / "release")
+    moto_port = free_port()
+    aws = ThreadedMotoServer(ip_address="127.0.0.1", port=moto_port, verbose=False)
+    aws.start()
+    env = {**os.environ, **database.env, "AWS_ENDPOINT_URL": f"http://127.0.0.1:{moto_port}"}
     try:
-        yield f"http://127.0.0.1:{server.server_port}", fresh
+        with AppProcess.start(
+            release, color="green", instance_id="i-0probe", log_path=folder / "app.log", workers=2,
+            threads=2, drain_s=0, env=env,
+        ) as app:  # fmt: skip
+            yield app.url, database
     finally:
-        server.shutdown()
-        thread.join(10)
+        aws.stop()
 
 
 def test_the_write_probe_counts_exactly_the_writes_lost_behind_its_back(
