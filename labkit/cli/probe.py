@@ -17,7 +17,13 @@ PROGRESS_EVERY_S = 5.0
 
 
 def probe(
-    url: Annotated[str, typer.Argument(help="What to GET, e.g. the sandbox ALB's loopback URL.")],
+    url: Annotated[
+        str,
+        typer.Argument(
+            help="What to GET, e.g. the sandbox ALB's loopback URL (with --write: the app whose /orders "
+            "to POST to)."
+        ),
+    ],
     rate: Annotated[
         float | None, typer.Option(help="Requests per second (open loop); default 100, with --write 20.")
     ] = None,
