@@ -6,6 +6,9 @@ A release is the ``app`` package plus ``release.json`` at the artifact root::
      "faults": {"error_rate": 0.3}}
 
 ``faults`` is optional; it breaks the release on purpose for lessons (see :data:`FAULTS`).
+``schema`` is optional: the database schema revision the release's code is written for and
+migrates to (see :data:`SCHEMAS`; default :data:`FIRST_SCHEMA`). It matters only when the app
+runs with a database.
 
 This module ships inside the release (the app runs on EC2 without labkit) and uses only the
 standard library; labkit loads this same file by path, so the schema is defined once, here.
@@ -31,7 +34,24 @@ MAX_LATENCY_MS = 10_000
 MAX_START_DELAY_S = 300.0
 READY_VALUES = ("ok", "fail")
 
-MANIFEST_KEYS = ("version", "build_time", "git_commit", "faults")
+MANIFEST_KEYS = ("version", "build_time", "git_commit", "faults", "schema")
+
+#: The schema revisions (app/migrations/versions/), one per release that changes the schema, named
+#: by a four-digit step number; each release names in ``schema`` the one its code runs on. Steps
+#: 0002 and 0003 rename ``orders.item`` to ``orders.product`` as expand then contract, so the
+#: releases on either side of each step can run against the same database at once.
+SCHEMAS = {
+    "0001": "orders(id, item, release_version, created_at)",
+    "0002": "expand: adds orders.product, copies item into it and keeps the two in step; the code "
+    "writes both",
+    "0003": "contract: drops orders.item; the code writes product only (deploy it once no release "
+    "on 0001 runs)",
+}
+FIRST_SCHEMA = "0001"
+#: The revision the ``migration=one_step`` fault runs instead of step 0002: ``orders.item`` renamed
+#: to ``product`` in one ALTER, which the previous release's code cannot write to.
+ONE_STEP_SCHEMA = "0002_onestep"
+MIGRATION_VALUES = ("none", "one_step")
 
 
 class ReleaseFileError(ValueError):
@@ -65,10 +85,14 @@ def _number(value: object, low: float, high: float, *, integer: bool = False) ->
     return value
 
 
-def _ready(value: object) -> str:
-    if value not in READY_VALUES:
-        raise ValueError("not a ready value")
+def _choice(value: object, choices: tuple[str, ...]) -> str:
+    if value not in choices:
+        raise ValueError("not one of the choices")
     return str(value)
+
+
+def _ready(value: object) -> str:
+    return _choice(value, READY_VALUES)
 
 
 #: The fault profile keys, for lessons that break a release on purpose.
@@ -89,6 +113,13 @@ FAULTS: dict[str, FaultSpec] = {
         f"one of {', '.join(READY_VALUES)}",
         "fail makes GET /health/ready answer 503",
         _ready,
+        str,
+    ),
+    "migration": FaultSpec(
+        f"one of {', '.join(MIGRATION_VALUES)}",
+        f"one_step (with schema 0002) migrates by renaming orders.item in one step ({ONE_STEP_SCHEMA}), "
+        "which breaks the previous release",
+        lambda v: _choice(v, MIGRATION_VALUES),
         str,
     ),
     "start_delay_s": FaultSpec(
@@ -113,6 +144,7 @@ class Faults:
     latency_ms: int = 0
     ready: str = "ok"
     start_delay_s: float = 0.0
+    migration: str = "none"
 
     def as_dict(self) -> dict[str, FaultValue]:
         """Only the faults that differ from a healthy release."""
@@ -132,6 +164,12 @@ class Release:
     build_time: str
     git_commit: str
     faults: Faults = Faults()  # frozen, so one shared default is safe
+    schema: str = FIRST_SCHEMA
+
+    @property
+    def revision(self) -> str:
+        """The schema revision this release migrates to and its code runs on."""
+        return ONE_STEP_SCHEMA if self.faults.migration == "one_step" else self.schema
 
     def as_dict(self) -> dict[str, Any]:
         data: dict[str, Any] = {
@@ -142,6 +180,8 @@ class Release:
         faults = self.faults.as_dict()
         if faults:
             data["faults"] = faults
+        if self.schema != FIRST_SCHEMA:
+            data["schema"] = self.schema
         return data
 
 
@@ -153,6 +193,13 @@ def check_version(version: object) -> str:
             f"(for example 1.4.0 or 2.0.0-rc.1), got {version!r}"
         )
     return version
+
+
+def check_schema(schema: object) -> str:
+    """``schema`` when it is one of :data:`SCHEMAS`; ValueError otherwise."""
+    if schema not in SCHEMAS:
+        raise ValueError(f"schema must be one of {', '.join(SCHEMAS)}, got {schema!r}")
+    return str(schema)
 
 
 def check_fault(key: str, value: object) -> FaultValue:
@@ -209,11 +256,19 @@ def release_from_dict(data: object) -> Release:
     faults_data = data.get("faults", {})
     if not isinstance(faults_data, dict):
         raise ValueError(f"faults must be a JSON object of fault keys, got {faults_data!r}")
+    faults = faults_from_mapping(faults_data)
+    schema = check_schema(data.get("schema", FIRST_SCHEMA))
+    if faults.migration == "one_step" and schema != "0002":
+        raise ValueError(
+            f"the migration=one_step fault replaces schema step 0002, so the release's schema must be "
+            f"0002, got {schema!r}"
+        )
     return Release(
         version=version,
         build_time=data["build_time"],
         git_commit=data["git_commit"],
-        faults=faults_from_mapping(faults_data),
+        faults=faults,
+        schema=schema,
     )
 
 

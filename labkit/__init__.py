@@ -43,6 +43,7 @@ if TYPE_CHECKING:
     from labkit.deploy.ledger import Deployment, Ledger, LockHolder
     from labkit.deploy.probe import Probe
     from labkit.deploy.strategy import Step, Strategy, Thresholds, all_at_once, canary, linear
+    from labkit.deploy.writeprobe import WriteProbe
     from labkit.infra.cost import (
         Assumptions,
         CostEstimate,
@@ -110,6 +111,7 @@ _LAZY: dict[str, str] = {
     "Terraform": "labkit.infra.terraform",
     "Thresholds": "labkit.deploy.strategy",
     "Verdict": "labkit.deploy.analysis",
+    "WriteProbe": "labkit.deploy.writeprobe",
     "all_at_once": "labkit.deploy.strategy",
     "artifacts_dir": "labkit.lab.run",
     "ensure_kernel": "labkit.lab.run",
@@ -207,6 +209,7 @@ __all__ = [
     "TerraformNotFoundError",
     "Thresholds",
     "Verdict",
+    "WriteProbe",
     "all_at_once",
     "artifacts_dir",
     "blue_green_overhead",

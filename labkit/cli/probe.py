@@ -1,4 +1,4 @@
-"""`labkit probe URL`: a fixed-rate load probe that prints a summary of what it saw."""
+"""`labkit probe URL [--write]`: a fixed-rate load probe that prints a summary of what it saw."""
 
 from __future__ import annotations
 
@@ -17,8 +17,16 @@ PROGRESS_EVERY_S = 5.0
 
 
 def probe(
-    url: Annotated[str, typer.Argument(help="What to GET, e.g. the sandbox ALB's loopback URL.")],
-    rate: Annotated[float, typer.Option(help="Requests per second (open loop).")] = 100.0,
+    url: Annotated[
+        str,
+        typer.Argument(
+            help="What to GET, e.g. the sandbox ALB's loopback URL (with --write: the app whose /orders "
+            "to POST to)."
+        ),
+    ],
+    rate: Annotated[
+        float | None, typer.Option(help="Requests per second (open loop); default 100, with --write 20.")
+    ] = None,
     duration: Annotated[float, typer.Option(help="Seconds to run.")] = 10.0,
     timeout: Annotated[
         float, typer.Option(help="Seconds a request may take before it counts as failed.")
@@ -31,18 +39,31 @@ def probe(
     allow_remote: Annotated[
         bool, typer.Option(help="Allow a URL that is not on loopback (a load balancer on AWS).")
     ] = False,
+    write: Annotated[
+        bool,
+        typer.Option(
+            help="POST orders to URL's /orders instead, then read every acknowledged one back and count "
+            "the lost writes."
+        ),
+    ] = False,
 ) -> None:
     """Send GET URL at --rate for --duration and print failures and latency per phase.
 
-    Exits 1 when any request failed, so a script can tell.
+    With --write: POST /orders under URL instead (the app with a database), keep the id of every
+    acknowledged write, and afterwards read each one back; a write is lost when it is gone.
+
+    Exits 1 when any request failed or any acknowledged write is lost, so a script can tell.
     """
     from labkit.deploy.probe import Probe, summarize  # pandas: only when the command runs
+    from labkit.deploy.writeprobe import DEFAULT_WRITE_RATE, WriteProbe
 
     headers = dict(_header(h) for h in header or [])
-    runner = Probe(
+    kind = WriteProbe if write else Probe
+    rate = rate if rate is not None else (DEFAULT_WRITE_RATE if write else 100.0)
+    runner = kind(
         url, rate=rate, duration=duration, timeout=timeout, headers=headers, allow_remote=allow_remote
     )
-    typer.echo(f"probing {url} at {rate:g}/s for {duration:g} s ({runner.workers} connections)")
+    typer.echo(f"probing {runner.url} at {rate:g}/s for {duration:g} s ({runner.workers} connections)")
     runner.start()
     try:
         while not runner.wait(timeout=PROGRESS_EVERY_S):
@@ -60,7 +81,15 @@ def probe(
     errors = frame["error"].dropna().value_counts()
     for error, count in errors.items():
         typer.echo(f"  {count:6d} x {error}")
-    if len(errors):
+    intact = True
+    if isinstance(runner, WriteProbe):
+        check = runner.verify()
+        typer.echo(check.summary())
+        if check.lost:
+            shown = ", ".join(str(i) for i in check.lost[:20])
+            typer.echo(f"  lost ids: {shown}{' ...' if len(check.lost) > 20 else ''}")
+        intact = check.ok
+    if len(errors) or not intact:
         raise typer.Exit(1)
 
 

@@ -56,7 +56,10 @@ def build(
     version: Annotated[str, typer.Argument(help="MAJOR.MINOR.PATCH[-suffix], e.g. 1.4.0 or 2.0.0-rc.1.")],
     fault: Annotated[
         list[str] | None,
-        typer.Option(help="KEY=VALUE, repeatable: error_rate=0.3 latency_ms=200 ready=fail start_delay_s=5"),
+        typer.Option(
+            help="KEY=VALUE, repeatable: error_rate=0.3 latency_ms=200 ready=fail start_delay_s=5 "
+            "migration=one_step (with --schema 0002)"
+        ),
     ] = None,
     upload: Annotated[
         bool, typer.Option(help="Publish to the artifact bucket as releases/VERSION/release.tar.gz.")
@@ -66,13 +69,17 @@ def build(
         Path | None, typer.Option(help="Folder for release.tar.gz (default: .labkit/releases/VERSION).")
     ] = None,
     overwrite: Annotated[bool, typer.Option(help="Replace a published release of the same version.")] = False,
+    schema: Annotated[
+        str | None,
+        typer.Option(help="The database schema revision the release runs on: 0001 (default), 0002, 0003."),
+    ] = None,
 ) -> None:
     """Build the release artifact for VERSION and publish it to the artifact bucket (--no-upload:
     build only). On --target aws publishing needs --allow-spend."""
     faults = parse_faults(fault or [])  # checked before anything is built
     if upload and not where(ctx).is_sandbox and not where(ctx).allow_spend:
         target(ctx).require_spend("upload a release artifact")  # refused before the build
-    artifact = build_release(version, faults, out)
+    artifact = build_release(version, faults, out, schema=schema)
     typer.echo(f"built {artifact}")
     typer.echo(f"  {json.dumps(read_artifact_manifest(artifact))}")
     if not upload:

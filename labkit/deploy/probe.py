@@ -71,7 +71,9 @@ COLUMNS = [
 
 
 @dataclass(frozen=True)
-class _Job:
+class Job:
+    """One request the dispatcher hands to a worker: its number, when it is due, its phase."""
+
     index: int
     due: float  # time.monotonic() when it should leave
     phase: str
@@ -145,7 +147,7 @@ class Probe:
         self._marks: list[tuple[float, str]] = [(0.0, phase)]
         self._rows: list[tuple[Any, ...]] = []
         self._lock = threading.Lock()
-        self._jobs: queue.Queue[_Job | None] = queue.Queue()
+        self._jobs: queue.Queue[Job | None] = queue.Queue()
         self._stopping = threading.Event()
         self._threads: list[threading.Thread] = []
         self._started_mono: float | None = None
@@ -248,7 +250,7 @@ class Probe:
                     return
                 with self._lock:
                     phase = self._phase
-                self._jobs.put(_Job(index, due, phase))
+                self._jobs.put(Job(index, due, phase))
         finally:
             for _ in self._threads:
                 self._jobs.put(None)  # one "no more work" per worker, after every due job
@@ -267,7 +269,7 @@ class Probe:
                     connection = None
                 if connection is None:
                     connection = self._connect()
-                status, body, error = self._get(connection)
+                status, body, error = self._send(connection, job)
                 if status == 0:  # the connection is in an unknown state: start afresh
                     connection.close()
                     connection = None
@@ -277,24 +279,37 @@ class Probe:
             if connection is not None:
                 connection.close()
 
-    def _get(self, connection: http.client.HTTPConnection) -> tuple[int, bytes, str | None]:
-        """(status, body, error) of one GET; status 0 when no complete answer came."""
+    def _send(self, connection: http.client.HTTPConnection, job: Job) -> tuple[int, bytes, str | None]:
+        """(status, body, error) of the request for ``job``: a GET of the URL (a subclass may send
+        something else, as :class:`~labkit.deploy.writeprobe.WriteProbe` does)."""
+        return self._exchange(connection, "GET", self._path)
+
+    def _exchange(
+        self,
+        connection: http.client.HTTPConnection,
+        method: str,
+        path: str,
+        body: bytes | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> tuple[int, bytes, str | None]:
+        """(status, body, error) of one request; status 0 when no complete answer came."""
         try:
-            connection.request("GET", self._path, headers=self.headers)
+            connection.request(method, path, body=body, headers={**self.headers, **(headers or {})})
             response = connection.getresponse()
-            body = response.read()
+            answer = response.read()
         except (OSError, http.client.HTTPException) as exc:
             return 0, b"", _error_text(exc, self.timeout)
         status = response.status
-        return status, body, None if 200 <= status < 400 else f"HTTP {status}"
+        return status, answer, None if 200 <= status < 400 else f"HTTP {status}"
 
     def _connect(self) -> http.client.HTTPConnection:
+        """A new connection to the URL's host (not yet open: the first request opens it)."""
         if self._scheme == "https":
             return http.client.HTTPSConnection(self._host, self._port, timeout=self.timeout)
         return http.client.HTTPConnection(self._host, self._port, timeout=self.timeout)
 
     def _record(
-        self, job: _Job, sent: float, status: int, body: bytes | None, done: float | None, error: str | None
+        self, job: Job, sent: float, status: int, body: bytes | None, done: float | None, error: str | None
     ) -> None:
         assert self._started_mono is not None
         identity = _identity(body)
@@ -422,8 +437,7 @@ def _checked_headers(headers: Mapping[str, str]) -> dict[str, str]:
             )
         if _CONTROL.search(value) or not _is_latin1(value):
             raise ProbeError(
-                f"Header {name}'s value {value!r} holds a control character or a character "
-                "outside Latin-1.",
+                f"Header {name}'s value {value!r} holds a control character or a character outside Latin-1.",
                 hint="Use printable text; percent-encode anything else.",
             )
         checked[name] = value

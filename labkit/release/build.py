@@ -1,8 +1,10 @@
 """Release artifacts: build one (the app plus its ``release.json``) and upload it to the artifact bucket.
 
-The artifact is ``release.tar.gz`` with ``app/`` and ``release.json`` at its root, stored at
-``s3://BUCKET/releases/<version>/release.tar.gz``: the same file the fleet's user data installs
-on EC2 and the sandbox serves for each instance.
+The artifact is ``release.tar.gz`` with ``app/``, ``release.json`` and ``requirements.txt`` at its
+root, stored at ``s3://BUCKET/releases/<version>/release.tar.gz``: the same file the fleet's user
+data installs on EC2 (it pip-installs the root's ``requirements.txt``, a copy of
+``app/requirements.txt``: the database client the app loads when it has a database) and the
+sandbox serves for each instance.
 
 The manifest's schema (version format, fault keys and their ranges) lives in the app itself,
 ``app/release.py``, because the app ships without labkit; this module loads that file by path
@@ -35,6 +37,8 @@ if TYPE_CHECKING:
 
 ARTIFACT_NAME = "release.tar.gz"
 MANIFEST_NAME = "release.json"
+#: At the artifact root, where the fleet's user data looks for it; its source is in app/.
+REQUIREMENTS_NAME = "requirements.txt"
 
 FaultValue = float | int | str
 
@@ -125,7 +129,8 @@ def parse_manifest(text: str, source: str) -> dict[str, Any]:
         release = _schema().parse_release_json(text, source)
     except ValueError as exc:
         raise ReleaseError(
-            f"Malformed release manifest: {exc}", hint="Rebuild the release with `labkit release build`."
+            f"Malformed release manifest: {exc}",
+            hint="Rebuild the release with `labkit release build` (see --fault and --schema there).",
         ) from None
     return dict(release.as_dict())
 
@@ -143,19 +148,24 @@ def build_release(
     version: str,
     faults: Mapping[str, str | float] | None = None,
     out_dir: Path | str | None = None,
+    schema: str | None = None,
 ) -> Path:
-    """Build ``release.tar.gz`` (``app/`` + ``release.json``) in ``out_dir`` and return its path.
+    """Build ``release.tar.gz`` (``app/``, ``release.json``, ``requirements.txt``) in ``out_dir``
+    and return its path.
 
     ``faults`` values may be text (``{"error_rate": "0.3"}``, as from a command line) or typed
-    (``{"error_rate": 0.3}``). ``out_dir`` defaults to ``.labkit/releases/<version>/``.
+    (``{"error_rate": 0.3}``). ``schema`` is the database schema revision the release runs on
+    (default: the first). ``out_dir`` defaults to ``.labkit/releases/<version>/``.
     """
     check_version(version)
-    manifest = {
+    manifest: dict[str, Any] = {
         "version": version,
         "build_time": datetime.now(UTC).isoformat(timespec="seconds"),
         "git_commit": git_commit(),
         "faults": _check_faults(faults or {}),
     }
+    if schema is not None:
+        manifest["schema"] = schema
     # Written through the app's own validator, so a build can never produce a manifest the app refuses.
     manifest = parse_manifest(json.dumps(manifest), "the manifest being built")
     manifest_bytes = (json.dumps(manifest, indent=2) + "\n").encode()
@@ -166,6 +176,7 @@ def build_release(
     partial = artifact.with_name(ARTIFACT_NAME + ".partial")
     with tarfile.open(partial, "w:gz") as tar:
         tar.add(app_dir(), arcname="app", filter=_skip_cache)
+        tar.add(app_dir() / REQUIREMENTS_NAME, arcname=REQUIREMENTS_NAME, filter=_skip_cache)
         info = tarfile.TarInfo(MANIFEST_NAME)
         info.size = len(manifest_bytes)
         info.mtime = int(datetime.now(UTC).timestamp())

@@ -98,7 +98,11 @@ def test_build_release_packs_the_app_and_its_manifest(labkit_home: Path, tmp_pat
         assert required in names
     assert "app/gunicorn.conf.py" in names
     assert not [n for n in names if "__pycache__" in n or n.endswith(".pyc")]
-    assert all(n == "release.json" or n == "app" or n.startswith("app/") for n in names)
+    assert all(n in ("release.json", "requirements.txt", "app") or n.startswith("app/") for n in names)
+    # The fleet's user data pip-installs the root's requirements.txt: the app's own, copied.
+    with tarfile.open(artifact, "r:gz") as tar:
+        packed = tar.extractfile("requirements.txt")
+        assert packed is not None and packed.read() == (app_dir() / "requirements.txt").read_bytes()
 
     manifest = read_artifact_manifest(artifact)
     head = subprocess.run(
