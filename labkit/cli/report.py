@@ -19,6 +19,6 @@ def report(
     out: Annotated[Path | None, typer.Option(help="Folder for the site (default: RUN_DIR/site).")] = None,
 ) -> None:
     """Build a run's static site: headline figures, architecture, lessons, ledger, drills, runbooks."""
-    runbooks = [RunbookPage(r.name, r.fixes, r.path) for r in catalog()]
+    runbooks = [RunbookPage(r.name, r.fixes, r.path) for r in catalog(parameters=False)]
     index = build_site(run_dir, out, runbooks=runbooks, roadmap=PROJECT_ROOT / "ROADMAP.md")
     typer.echo(f"report: {index}")
