@@ -81,6 +81,7 @@ def build_site(
             f"{run} holds no executed notebooks.", hint="Give a folder that `labkit run` wrote."
         )
     site = Path(out_dir) if out_dir else run / "site"
+    _check_out_dir(site, run)
     with tempfile.TemporaryDirectory(prefix="labkit-site-") as tmp:
         docs = Path(tmp) / "docs"
         (docs / "figures").mkdir(parents=True)
@@ -118,10 +119,24 @@ def build_site(
         if svg:
             (docs / "architecture.svg").write_text(svg, encoding="utf-8")
         (docs / "index.md").write_text(_landing(facts, bool(svg), statuses), encoding="utf-8")
-        config = Path(tmp) / "mkdocs.yml"
+        config = Path(tmp) / "mkdocs.yml"  # JSON is YAML: no YAML writer needed
         config.write_text(json.dumps(_mkdocs_config(run, docs, site, nav), indent=1), encoding="utf-8")
         _mkdocs_build(config)
     return site / "index.html"
+
+
+def _check_out_dir(site: Path, run: Path) -> None:
+    """MkDocs empties the site folder before it builds: refuse one that holds the run or other files."""
+    if site.resolve() == run.resolve() or site.resolve() in run.resolve().parents:
+        raise SiteError(
+            f"The site folder {site} holds the run folder {run}, which building would empty.",
+            hint="Give another --out, or none (the site then goes to RUN_DIR/site).",
+        )
+    if site.is_dir() and any(site.iterdir()) and not (site / "sitemap.xml").is_file():
+        raise SiteError(
+            f"{site} already holds files that are not a site labkit built; building would delete them.",
+            hint="Give an empty or new folder as --out.",
+        )
 
 
 #: The old name, which ``labkit.render_report`` exports.

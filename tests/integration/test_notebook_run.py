@@ -105,7 +105,7 @@ def test_report_renders_the_run(path_run: Run) -> None:
     assert proc.stdout.strip() == f"report: {out / 'site' / 'index.html'}"
     index = (out / "site" / "index.html").read_text()
     assert '<a href="01-greet.html">01 Greet</a></td>\n<td>ok</td>' in index
-    assert "greeting=&#x27;hello there&#x27;, repeat=3" in index
+    assert "<code>greeting='hello there', repeat=3</code>" in index
     assert "hello there hello there hello there" in (out / "site" / "01-greet.html").read_text()
 
 

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from labkit.errors import ConfigError
+from labkit.errors import ConfigError, SiteError
 from labkit.lab.diagram import architecture_svg, boxes, edges
 from labkit.lab.report import RunbookPage, build_site, latest_run, roadmap_statuses
 from labkit.lab.runfacts import RunFacts, parse_tables
@@ -180,9 +180,7 @@ def test_the_site_shows_what_the_run_measured_and_what_it_did_not(run: Path) -> 
     assert "1.1.0 serves | all" in ledger and 'src="figures/08-timeline.png"' in ledger
     assert not (site / "drills.html").exists()
     assert "a corrupt state | or none" in (site / "runbooks.html").read_text()
-    assert (site / "search" / "search_index.js").is_file() or (
-        site / "search" / "search_index.json"
-    ).is_file()
+    assert (site / "search" / "search_index.json").is_file()
     assert "fonts.googleapis.com" not in landing
 
 
@@ -244,3 +242,10 @@ def test_latest_run_and_errors(tmp_path: Path) -> None:
     assert latest_run(root) == root / "20261126-130000"
     with pytest.raises(ConfigError, match="holds no executed notebooks"):
         build_site(root / "20261126-140000")
+    newest = root / "20261126-130000"
+    with pytest.raises(SiteError, match="holds the run folder"):
+        build_site(newest, root)  # building would empty the run
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "elsewhere" / "notes.txt").write_text("mine")
+    with pytest.raises(SiteError, match="not a site labkit built"):
+        build_site(newest, tmp_path / "elsewhere")
