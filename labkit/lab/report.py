@@ -94,11 +94,13 @@ def build_site(
         nav.append({"Lessons": chapters})
         ledger = facts.ledger()
         if ledger is not None:
-            (docs / "ledger.md").write_text(_ledger_page(ledger, run, docs), encoding="utf-8")
+            page = _ledger_page(ledger, run, docs, chapter=str(facts.name_of("08")))
+            (docs / "ledger.md").write_text(page, encoding="utf-8")
             nav.append({"Ledger": "ledger.md"})
         drills = facts.drills()
         if drills is not None:
-            (docs / "drills.md").write_text(_drills_page(drills, run, docs), encoding="utf-8")
+            page = _drills_page(drills, run, docs, chapter=str(facts.name_of("10")))
+            (docs / "drills.md").write_text(page, encoding="utf-8")
             nav.append({"Drills": "drills.md"})
         if runbooks:
             pages = [{"All runbooks": "runbooks.md"}]
@@ -311,12 +313,12 @@ def _figure(src: str, alt: str, caption: bool = True) -> str:
     return f'<figure><img src="{src}" alt="{text}">{below}</figure>\n'
 
 
-def _ledger_page(ledger: Table, run: Path, docs: Path) -> str:
+def _ledger_page(ledger: Table, run: Path, docs: Path, *, chapter: str) -> str:
     return "\n".join(
         [
             "# The deployment ledger\n",
             "Every deployment of staging in this run, as lesson 08 read it back from the ledger table "
-            "([08 · Timing and cost](08-timing-and-cost.md)); reasons are cut where the lesson's table "
+            f"([{chapter}]({chapter}.md)); reasons are cut where the lesson's table "
             "cut them.\n",
             markdown_table(ledger),
             "## Timeline\n",
@@ -326,11 +328,11 @@ def _ledger_page(ledger: Table, run: Path, docs: Path) -> str:
     )
 
 
-def _drills_page(drills: Table, run: Path, docs: Path) -> str:
+def _drills_page(drills: Table, run: Path, docs: Path, *, chapter: str) -> str:
     return "\n".join(
         [
             "# Drill scoreboard\n",
-            "Each disaster drill of lesson 10 ([10 · Disaster drills](10-disaster-drills.md)): whether its "
+            f"Each disaster drill of lesson 10 ([{chapter}]({chapter}.md)): whether its "
             "recovery was verified, seconds to detect, recover and verify, the probe's requests and failures "
             "from injection to recovery, and state versions lost.\n",
             markdown_table(drills),

@@ -188,6 +188,11 @@ class RunFacts:
         """The run's lesson numbered ``number`` (``"08"``), when it ran and did not fail."""
         return next((n for n in self.lessons if n.number == number and n.ok is not False), None)
 
+    def name_of(self, number: str) -> str | None:
+        """The name (stem) of the run's lesson ``number``, or None."""
+        lesson = self.lesson(number)
+        return lesson.name if lesson else None
+
     def ledger(self) -> Table | None:
         """The deployments table 08 displayed (the ledger read back), or None."""
         lesson = self.lesson("08")
@@ -223,7 +228,7 @@ class RunFacts:
             return Figure(label, None, goal)
         slowest = max(times)
         return Figure(
-            label, f"{slowest:.1f} s", goal, slowest < DEPLOY_GOAL_S, "08-timing-and-cost",
+            label, f"{slowest:.1f} s", goal, slowest < DEPLOY_GOAL_S, self.name_of("08"),
             f"the ledger's duration of the {len(times)} succeeded deployment(s)", slowest,
         )  # fmt: skip
 
@@ -313,7 +318,7 @@ class RunFacts:
                     None if seconds is None else f"{seconds:.1f} s",
                     "verified recovery",
                     row.get("verified") == "True",
-                    "10-disaster-drills",
+                    self.name_of("10"),
                     f"{row.get('failed', '?')} of {row.get('requests', '?')} requests failed meanwhile",
                     seconds,
                 )
