@@ -13,11 +13,12 @@ ifneq ($(wildcard $(TF_PLUGIN_MIRROR)/.),)
 export LABKIT_TF_PLUGIN_MIRROR ?= $(TF_PLUGIN_MIRROR)
 endif
 
-.PHONY: help jupyter lab test nbval setup lint deptry typecheck clean tools check-terraform
+.PHONY: help jupyter lab report test nbval setup lint deptry typecheck clean tools check-terraform browser
 
 help:
 	@echo "make jupyter  open JupyterLab on notebooks/ (the lessons), on loopback, with the lab's kernel"
-	@echo "make lab      run the lessons headless on the offline sandbox"
+	@echo "make lab      run the lessons headless on the offline sandbox, then build their site"
+	@echo "make report   rebuild the site of the newest run (runs/<time>/site/)"
 	@echo "make test     lint, type-check and run every test (integration included)"
 	@echo "make nbval    run the notebooks under nbval (pytest --nbval-lax notebooks/)"
 
@@ -71,7 +72,23 @@ tools: $(TOOLS)/.installed
 check-terraform: setup tools
 	$(BIN)/pytest tests/terraform
 
-test: lint typecheck tools
+# The suite checks the lessons' site in a headless browser (tests/notebooks/test_learning_path.py):
+# Debian's chromium (Google Chrome also does), driven by Playwright through its path; Playwright's own
+# browser download is never used. Installed with apt when missing and running as root (CI), else named.
+BROWSERS := chromium chromium-browser google-chrome google-chrome-stable
+browser:
+	@if ! command -v $(BROWSERS) >/dev/null 2>&1; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "installing chromium (apt) for the site test"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	  else \
+	    echo "make test needs a headless browser for the site test: none of $(BROWSERS) is on PATH." >&2; \
+	    echo "Install one, e.g. sudo apt-get install chromium (Debian) or sudo apt-get install chromium-browser." >&2; \
+	    exit 1; \
+	  fi; \
+	fi
+
+test: lint typecheck tools browser
 	$(BIN)/pytest
 
 # JupyterLab on the lessons, from the project's environment, listening on loopback only. JupyterLab
@@ -81,10 +98,16 @@ jupyter: setup
 	$(BIN)/jupyter lab --ServerApp.ip=127.0.0.1 --ServerApp.root_dir=notebooks \
 	  $(if $(filter 0,$(shell id -u)),--allow-root) $(JUPYTER_ARGS)
 
-# The learning path, 00 to 09, headless on the sandbox: executed copies and figures go to runs/<time>/.
+# The learning path headless on the sandbox: executed copies and figures go to runs/<time>/, then
+# their site to runs/<time>/site/ (labkit report prints where).
 lab: setup
 	$(BIN)/labkit doctor
 	$(BIN)/labkit run notebooks
+	$(BIN)/labkit report
+
+# The site of the newest run under runs/, built again (after a change to labkit/lab/report.py, say).
+report: setup
+	$(BIN)/labkit report
 
 # The learning path under nbval (each cell a test, in one kernel per notebook), on .labkit's sandbox.
 nbval: setup

@@ -37,6 +37,7 @@ imports nothing from labkit, and every layer imports it.
     ├── AnalysisError                the analysis gate cannot gather its inputs (deploy.analysis)
     ├── RestoreError                 an environment cannot be rebuilt as asked (ops.restore)
     ├── NotebookRunError             a notebook failed under `labkit run` (lab.run)
+    ├── SiteError                    a run folder cannot be built into its site (lab.report)
     ├── LessonOrderError             a notebook needs what an earlier lesson builds (lab.lesson)
     ├── RunbookError                 a runbook cannot run as asked (ops.runbook)
     │   ├── ConfirmationRequiredError  acting needs ``confirm`` equal to the environment's name
@@ -197,6 +198,10 @@ class NotebookRunError(LabkitError):
         # Typed Any: this module imports nothing from labkit, so the errors sit below every layer.
         self.report = report
         super().__init__(message, hint=hint)
+
+
+class SiteError(LabkitError):
+    """A run folder cannot be built into its static site (``labkit report``)."""
 
 
 class StackError(LabkitError):

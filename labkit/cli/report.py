@@ -7,7 +7,9 @@ from typing import Annotated
 
 import typer
 
-from labkit.lab.report import render_report
+from labkit.lab.report import RunbookPage, build_site
+from labkit.ops.execute import catalog
+from labkit.settings import PROJECT_ROOT
 
 
 def report(
@@ -16,6 +18,7 @@ def report(
     ] = None,
     out: Annotated[Path | None, typer.Option(help="Folder for the site (default: RUN_DIR/site).")] = None,
 ) -> None:
-    """Render a run's executed notebooks and figures to a static site (index.html + one page each)."""
-    index = render_report(run_dir, out)
+    """Build a run's static site: headline figures, architecture, lessons, ledger, drills, runbooks."""
+    runbooks = [RunbookPage(r.name, r.fixes, r.path) for r in catalog(parameters=False)]
+    index = build_site(run_dir, out, runbooks=runbooks, roadmap=PROJECT_ROOT / "ROADMAP.md")
     typer.echo(f"report: {index}")

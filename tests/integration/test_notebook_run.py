@@ -104,8 +104,8 @@ def test_report_renders_the_run(path_run: Run) -> None:
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == f"report: {out / 'site' / 'index.html'}"
     index = (out / "site" / "index.html").read_text()
-    assert "<a href='01-greet.html'>01-greet.ipynb</a></td><td class='ok'>ok</td>" in index
-    assert "greeting=&#x27;hello there&#x27;, repeat=3" in index
+    assert '<a href="01-greet.html">01 Greet</a></td>\n<td>ok</td>' in index
+    assert "<code>greeting='hello there', repeat=3</code>" in index
     assert "hello there hello there hello there" in (out / "site" / "01-greet.html").read_text()
 
 

@@ -13,9 +13,11 @@ Then the sandbox the lessons built and tore down restarts with nothing brought b
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -202,3 +204,65 @@ def labkit_cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[s
         [sys.executable, "-m", "labkit", *args], env=env, cwd=PROJECT_ROOT, capture_output=True, text=True,
         timeout=300,
     )  # fmt: skip
+
+
+#: Where CI keeps the site for .github/workflows/pages.yml to publish (ci.yml sets it; unset elsewhere).
+SITE_EXPORT_ENV = "LABKIT_SITE_EXPORT"
+
+
+def test_the_runs_site_reads_in_a_browser_and_leads_with_its_figures(path_run: Run) -> None:
+    """Issue 16: `labkit report` builds the run's site; every page loads in headless Chromium without
+    a console error or a request off the site, every internal link and image resolves, every image
+    has alt text, headings go in order, search answers, the dark palette switches on, and the landing
+    page shows this run's own figures, read here from the run's files."""
+    from tests.site_browser import check_site
+
+    out, proc = path_run
+    assert proc.returncode == 0
+    built = labkit_cli({**os.environ}, "report", str(out))
+    assert built.returncode == 0 and built.stdout.strip() == f"report: {out / 'site' / 'index.html'}", (
+        built.stderr
+    )
+    shots = {
+        "index.html": out / "site-landing.png",
+        "06-traffic-shifting.html": out / "site-06-traffic-shifting.png",
+    }
+    seen = check_site(out / "site", shots)
+
+    assert len(seen.pages) >= len(PATH) + 4, seen.pages  # the lessons, home, ledger, runbooks, roadmap
+    assert not seen.console_errors and not seen.outside_requests, seen.console_errors + seen.outside_requests
+    assert not seen.broken_links and not seen.broken_images, seen.broken_links + seen.broken_images
+    assert not seen.images_without_alt, seen.images_without_alt
+    for page, levels in seen.headings.items():
+        assert levels[:1] == [1] and all(b - a <= 1 for a, b in itertools.pairwise(levels)), (page, levels)
+    assert seen.search_results > 0 and seen.dark_scheme == "slate"
+    assert all(path.stat().st_size > 10_000 for path in shots.values())
+
+    # The landing page's figures are this run's: each read here from where the lesson left it.
+    rows = {line.split("\t")[0]: line for line in seen.landing_text.splitlines() if "\t" in line}
+    six, seven = "\n".join(_text(out / PATH[6].name)), "\n".join(_text(out / PATH[7].name))
+    deployed = re.search(r"\] succeeded: .* \((\d+\.\d) s\); lock released", six)
+    assert deployed and f"\t{deployed[1]} s " in rows["Deploy time (slowest succeeded deploy)"]
+    assert "\t0 " in rows["Failed requests, healthy canary deploy"]
+    failed = re.search(r"^(\d+ of \d+) requests failed", seven, re.MULTILINE)
+    assert failed and f"\t{failed[1]} " in rows["Failed requests, rolled-back bad deploy"]
+    rolled_back = re.search(r"\] rolled_back: .* \((\d+\.\d) s\); lock released", seven)
+    exposure = re.search(r"\t(\d+\.\d) s ", rows["Rollback exposure (bad release's canary step to rollback)"])
+    assert rolled_back and exposure and 0 < float(exposure[1]) < float(rolled_back[1])
+    cost_figure = json.loads((out / "08-timing-and-cost.result.json").read_text())["figures"][-1]["title"]
+    cost = re.search(r"\\\$([\d,]+\.\d\d), (OVER|within)", cost_figure)
+    assert cost and f"\t${cost[1]} " in rows["Staging cost per month"]
+    assert "not measured in this run" in rows["Drills: time to recover"]  # 10 is not in this run
+    if os.environ.get(SITE_EXPORT_ENV):
+        shutil.copytree(out / "site", os.environ[SITE_EXPORT_ENV], dirs_exist_ok=True)
+
+
+def _text(executed: Path) -> list[str]:
+    """The text a notebook's cells printed."""
+    return [
+        line
+        for cell in _cells(executed)
+        for o in cell.get("outputs", [])
+        if o["output_type"] == "stream"
+        for line in "".join(o["text"]).splitlines()
+    ]

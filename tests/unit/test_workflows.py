@@ -78,7 +78,7 @@ def words_of(run: str) -> list[str]:
 
 def test_the_workflows_are_there() -> None:
     names = {path.name for path in WORKFLOWS}
-    assert {"ci.yml", "terraform.yml", "deploy.yml", "drift.yml", "runbook.yml"} <= names
+    assert {"ci.yml", "terraform.yml", "deploy.yml", "drift.yml", "runbook.yml", "pages.yml"} <= names
     assert len(run_steps()) >= 20
 
 
@@ -257,7 +257,10 @@ def test_permissions_are_per_job_and_id_token_only_where_a_role_is_assumed() -> 
         permissions = job.get("permissions")
         assert isinstance(permissions, dict) and permissions.get("contents") == "read", (workflow, job_id)
         assumes = any(CI_CREDENTIALS.matches(words_of(s["run"])) for s in job["steps"] if "run" in s)
-        assert (permissions.get("id-token") == "write") == assumes, (workflow, job_id, permissions)
+        # GitHub Pages' deploy action also proves its origin with the job's OIDC token (pages.yml).
+        publishes = any(s.get("uses", "").startswith("actions/deploy-pages@") for s in job["steps"])
+        oidc = permissions.get("id-token") == "write"
+        assert oidc == (assumes or publishes), (workflow, job_id, permissions)
         assert set(permissions.values()) <= {"read", "write"}, (workflow, job_id)
 
 
