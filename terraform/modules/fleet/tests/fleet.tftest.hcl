@@ -158,7 +158,7 @@ run "the_app_gets_its_database_and_the_role_reads_its_secret_only" {
       "DATABASE_HOST=\"bglab-staging-db.abcdefghijkl.us-east-1.rds.amazonaws.com\"",
       "DATABASE_PORT=\"5432\"",
       "DATABASE_NAME=\"app\"",
-    ] : contains(slice(split("\n", base64decode(aws_launch_template.this.user_data)), 0, 12), line)])
+    ] : contains(slice(split("\n", base64decode(aws_launch_template.this.user_data)), 0, 14), line)])
     error_message = "The user data's first lines assign the database's settings (the sandbox reads them; the port defaults to 5432)."
   }
   assert {
