@@ -23,7 +23,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Union
 
 #: MAJOR.MINOR.PATCH with an optional -suffix; the version also names the S3 key of the artifact,
 #: so the suffix keeps to characters that are safe there and in Terraform variables.
@@ -58,7 +58,9 @@ class ReleaseFileError(ValueError):
     """``release.json`` cannot be used; the message names the file and the problem."""
 
 
-FaultValue = float | int | str
+# Union, not float | int | str: this alias is evaluated at run time, and the instances' Python is
+# Amazon Linux 2023's 3.9, which has no | between types.
+FaultValue = Union[float, int, str]  # noqa: UP007
 
 
 @dataclass(frozen=True)
@@ -76,7 +78,7 @@ class FaultSpec:
 
 
 def _number(value: object, low: float, high: float, *, integer: bool = False) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float):
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise ValueError("not a number")
     if integer and not isinstance(value, int):
         raise ValueError("not an integer")

@@ -3,6 +3,7 @@ and `labkit ci credentials` against them."""
 
 from __future__ import annotations
 
+import base64
 import functools
 import json
 import threading
@@ -460,3 +461,81 @@ def test_actions_are_named_by_their_iam_prefix_not_the_signing_name(enforced: bo
         error_code(lambda: watcher.client("resourcegroupstaggingapi").get_resources())
         == "AccessDeniedException"
     )
+
+
+def test_an_instance_with_a_database_gets_its_role_s_credentials(enforced: boto3.session.Session) -> None:
+    """An ASG's instance carries no instance profile in moto: the role comes from its launch template,
+    and the app's credentials are a session of that role, authorized by its policies."""
+    from moto.ec2.models import ec2_backends
+
+    from labkit.sandbox.server.instance_view import app_environment, running_instances
+
+    iam_client, ec2 = enforced.client("iam"), enforced.client("ec2")
+    trust = {"Effect": "Allow", "Principal": {"Service": "ec2.amazonaws.com"}, "Action": "sts:AssumeRole"}
+    for name in ("app", "bare"):
+        iam_client.create_role(
+            RoleName=name,
+            AssumeRolePolicyDocument=json.dumps({"Version": "2012-10-17", "Statement": [trust]}),
+        )
+        iam_client.create_instance_profile(InstanceProfileName=name)
+        iam_client.add_role_to_instance_profile(InstanceProfileName=name, RoleName=name)
+    secret = enforced.client("secretsmanager").create_secret(Name="db", SecretString='{"username": "u"}')[
+        "ARN"
+    ]
+    read = {"Effect": "Allow", "Action": "secretsmanager:GetSecretValue", "Resource": secret}
+    iam_client.put_role_policy(
+        RoleName="app",
+        PolicyName="db",
+        PolicyDocument=json.dumps({"Version": "2012-10-17", "Statement": [read]}),
+    )
+    subnet = ec2.create_subnet(
+        VpcId=ec2.create_vpc(CidrBlock="10.0.0.0/16")["Vpc"]["VpcId"], CidrBlock="10.0.1.0/24"
+    )["Subnet"]["SubnetId"]
+    release = (
+        'ARTIFACT_URI="s3://artifacts/releases/1.0.0/release.tar.gz"\nAPP_COLOR="blue"\nAPP_VERSION="1.0.0"\n'
+    )
+    database = f'DATABASE_SECRET_ARN="{secret}"\nDATABASE_HOST="127.0.0.1"\n'
+    database += 'DATABASE_PORT="5433"\nDATABASE_NAME="app"\n'
+    for name, profile, user_data in [("withdb", "app", release + database), ("nodb", "app", release),
+                                     ("denied", "bare", release + database)]:  # fmt: skip
+        ec2.create_launch_template(
+            LaunchTemplateName=name,
+            LaunchTemplateData={"ImageId": "ami-12c6146b", "IamInstanceProfile": {"Name": profile},
+                                "UserData": base64.b64encode(user_data.encode()).decode()},
+        )  # fmt: skip
+        enforced.client("autoscaling").create_auto_scaling_group(
+            AutoScalingGroupName=name, MinSize=1, MaxSize=1, VPCZoneIdentifier=subnet,
+            LaunchTemplate={"LaunchTemplateName": name, "Version": "$Latest"},
+        )  # fmt: skip
+    groups = enforced.client("autoscaling").describe_auto_scaling_groups()["AutoScalingGroups"]
+    instance_of = {g["AutoScalingGroupName"]: g["Instances"][0]["InstanceId"] for g in groups}
+    assert all(i.iam_instance_profile is None for i in ec2_backends[ACCOUNT][REGION].all_instances())
+
+    specs = running_instances()
+    db, nodb, denied = (specs[instance_of[name]] for name in ("withdb", "nodb", "denied"))
+    assert dict(db.settings) == {"DATABASE_SECRET_ARN": secret, "DATABASE_HOST": "127.0.0.1",
+                                 "DATABASE_PORT": "5433", "DATABASE_NAME": "app"}  # fmt: skip
+    assert db.role_arn == f"arn:aws:iam::{ACCOUNT}:role/app"
+    assert app_environment(nodb, "http://127.0.0.1:1") == {}  # no database: the app starts as before
+
+    env = app_environment(db, "http://127.0.0.1:1")
+    assert {k: env[k] for k in ("DATABASE_NAME", "AWS_ENDPOINT_URL", "AWS_REGION")} == {
+        "DATABASE_NAME": "app", "AWS_ENDPOINT_URL": "http://127.0.0.1:1", "AWS_REGION": REGION}  # fmt: skip
+    assert env["AWS_ACCESS_KEY_ID"].startswith("ASIA")
+
+    def as_instance(environment: dict[str, str]) -> boto3.session.Session:
+        return boto3.session.Session(
+            environment["AWS_ACCESS_KEY_ID"], environment["AWS_SECRET_ACCESS_KEY"],
+            environment["AWS_SESSION_TOKEN"], region_name=REGION,
+        )  # fmt: skip
+
+    instance = as_instance(env)
+    caller = instance.client("sts").get_caller_identity()["Arn"]
+    assert caller == f"arn:aws:sts::{ACCOUNT}:assumed-role/app/{db.instance_id}"
+    assert (
+        instance.client("secretsmanager").get_secret_value(SecretId=secret)["SecretString"]
+        == '{"username": "u"}'
+    )
+    assert error_code(lambda: instance.client("s3").list_buckets()) == "AccessDenied"
+    refused = as_instance(app_environment(denied, "http://127.0.0.1:1")).client("secretsmanager")
+    assert error_code(lambda: refused.get_secret_value(SecretId=secret)) == "AccessDeniedException"

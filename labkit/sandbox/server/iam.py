@@ -278,14 +278,17 @@ def _launch_template_checks(request: Any) -> list[Implied]:
         return checks
     profile = version.data.get("IamInstanceProfile") or {}
     passed = {"iam:passedtoservice": ["ec2.amazonaws.com"]}
-    return checks + [("iam:PassRole", role, passed) for role in _profile_roles(request, profile)]
+    return checks + [
+        ("iam:PassRole", role, passed)
+        for role in profile_roles(request.current_account, _partition(request), profile)
+    ]
 
 
-def _profile_roles(request: Any, profile: dict[str, Any]) -> list[str]:
+def profile_roles(account_id: str, partition: str, profile: dict[str, Any]) -> list[str]:
     """The ARNs of the roles of the instance profile a launch template names (by ARN or name)."""
     from moto.iam.models import iam_backends
 
-    iam = iam_backends[request.current_account][_partition(request)]
+    iam = iam_backends[account_id][partition]
     try:
         if profile.get("Arn"):
             found = iam.get_instance_profile_by_arn(profile["Arn"])

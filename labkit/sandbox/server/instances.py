@@ -10,7 +10,9 @@ unpacked, and started with :class:`labkit.release.appserver.AppProcess` on a fre
 - A terminated (or stopped) instance's app gets SIGTERM once no target group is draining it any
   more, then in-flight requests finish and it exits; its folder is removed.
 - An app starts from :func:`instance_env`, not from the environment of whoever started the
-  sandbox: nothing of the user's (AWS keys, tokens, profile) reaches code run as an instance.
+  sandbox: nothing of the user's (AWS keys, tokens, profile) reaches code run as an instance. What
+  the instance itself has on EC2 is added by ``app_env`` (an instance with a database: its settings
+  from the user data and its role's credentials, :func:`.instance_view.app_environment`).
 - ``app.pid`` in each folder lets a later start (or ``labkit sandbox down`` after a hard kill)
   find apps a dead service left behind.
 """
@@ -93,7 +95,8 @@ class InstanceApps:
     """The app processes of the sandbox's instances.
 
     ``read_artifact`` returns an instance's artifact bytes (None while there is none);
-    ``draining`` says whether any target group is still draining an instance.
+    ``draining`` says whether any target group is still draining an instance; ``app_env`` gives
+    what an instance's app gets on top of :func:`instance_env`.
     """
 
     def __init__(
@@ -102,9 +105,11 @@ class InstanceApps:
         *,
         read_artifact: Callable[[InstanceSpec], bytes | None],
         draining: Callable[[str], bool],
+        app_env: Callable[[InstanceSpec], dict[str, str]] = lambda _spec: {},
     ) -> None:
         self.root = root
         self._read_artifact = read_artifact
+        self._app_env = app_env
         self._draining = draining
         self._slots: dict[str, _Slot] = {}
         self._lock = threading.Lock()
@@ -179,7 +184,7 @@ class InstanceApps:
                 color=spec.color,
                 instance_id=spec.instance_id,
                 log_path=slot.folder / "app.log",
-                env=instance_env(slot.folder),
+                env={**instance_env(slot.folder), **self._app_env(spec)},
             )
         except LabkitError as exc:
             slot.state, slot.error = "failed", exc.message

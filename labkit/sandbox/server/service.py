@@ -37,7 +37,7 @@ from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import asdict
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import parse_qs
 
 from labkit.errors import LabkitError
@@ -55,6 +55,7 @@ from labkit.sandbox.client.paths import (
 from labkit.sandbox.server.replay import Answers, replay
 
 log = logging.getLogger("labkit.sandbox")
+_T = TypeVar("_T")
 
 LOOP_INTERVAL_S = 0.4
 ALARM_INTERVAL_S = 5.0
@@ -224,7 +225,7 @@ class SandboxService:
         from labkit.sandbox.client.leftovers import kill_leftovers
         from labkit.sandbox.server import iam, mends, oidc, persistence
         from labkit.sandbox.server.databases import DatabaseServers
-        from labkit.sandbox.server.instance_view import read_artifact
+        from labkit.sandbox.server.instance_view import app_environment, read_artifact
         from labkit.sandbox.server.instances import InstanceApps
         from labkit.sandbox.server.lb import LoadBalancerPlane
         from labkit.sandbox.server.locks import find_locks
@@ -271,8 +272,10 @@ class SandboxService:
             log.warning("restored a lock: %s", held["summary"])
         self.fleet = InstanceApps(
             paths.instances_dir,
-            read_artifact=self._read_artifact_locked(read_artifact),
+            read_artifact=self._locked(read_artifact),
             draining=self._draining,
+            # self.endpoint is known once the API is bound, below; an app starts only after that.
+            app_env=self._locked(lambda spec: app_environment(spec, self.api_endpoint())),
         )
         self.databases = DatabaseServers(paths.databases_dir)
         moto_app = DomainDispatcherApplication(create_backend_app)
@@ -511,8 +514,13 @@ class SandboxService:
     def _draining(self, instance_id: str) -> bool:
         return any(self.plane.health(arn, instance_id).state == "draining" for arn in self._group_arns)
 
-    def _read_artifact_locked(self, read: Callable[[Any], bytes | None]) -> Callable[[Any], bytes | None]:
-        def locked(spec: Any) -> bytes | None:
+    def api_endpoint(self) -> str:
+        return str(self.endpoint)
+
+    def _locked(self, read: Callable[[Any], _T]) -> Callable[[Any], _T]:
+        """``read`` run with the model lock held (the instances' threads read moto's models)."""
+
+        def locked(spec: Any) -> _T:
             with self.lock:
                 return read(spec)
 

@@ -72,11 +72,20 @@ module "fleet" {
   instance_tags = var.instance_tags
 
   wait_for_capacity_timeout = var.wait_for_capacity_timeout
+
+  # The app's database: its settings reach app.service, and the role may read its secret.
+  database = var.enable_database ? {
+    secret_arn  = module.database[0].master_user_secret_arn
+    kms_key_arn = var.database_kms_key_arn
+    host        = module.database[0].address
+    port        = module.database[0].port
+    name        = module.database[0].database_name
+  } : null
 }
 
 # The database both colors share: it outlives every deploy, so it is no part of a fleet. Only the
 # fleets' security groups reach it, and each fleet's instance role may read its secret and nothing
-# else of Secrets Manager.
+# else of Secrets Manager (module fleet's database input).
 module "database" {
   source = "../database"
   count  = var.enable_database ? 1 : 0
@@ -100,14 +109,6 @@ resource "aws_vpc_security_group_egress_rule" "to_database" {
   ip_protocol                  = "tcp"
   from_port                    = module.database[0].security_group_port
   to_port                      = module.database[0].security_group_port
-}
-
-resource "aws_iam_role_policy" "database_client" {
-  for_each = var.enable_database ? local.colors : {}
-
-  name   = "database-client"
-  role   = module.fleet[each.key].iam_role_name
-  policy = module.database[0].client_policy_json
 }
 
 module "monitoring" {

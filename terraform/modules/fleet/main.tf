@@ -22,6 +22,7 @@ locals {
     color           = var.color
     app_port        = var.app_port
     python_packages = join(" ", [for p in var.python_packages : "'${p}'"])
+    database        = var.database
   })
 }
 
@@ -61,7 +62,7 @@ resource "aws_vpc_security_group_egress_rule" "https" {
   tags = var.tags
 }
 
-# --- identity: read this project's releases, nothing else --------------------------------------
+# --- identity: read this project's releases and the database's secret, nothing else --------------------------------------
 
 data "aws_iam_policy_document" "assume" {
   statement {
@@ -75,7 +76,7 @@ data "aws_iam_policy_document" "assume" {
 
 resource "aws_iam_role" "instance" {
   name               = local.fullname
-  description        = "Instances of ${local.fullname}: read release artifacts"
+  description        = "Instances of ${local.fullname}: read release artifacts (and the database's secret)"
   assume_role_policy = data.aws_iam_policy_document.assume.json
 
   tags = var.tags
@@ -93,6 +94,46 @@ resource "aws_iam_role_policy" "read_releases" {
   name   = "read-releases"
   role   = aws_iam_role.instance.id
   policy = data.aws_iam_policy_document.read_releases.json
+}
+
+# The database's secret, and nothing else of Secrets Manager: the app reads its credentials at start.
+data "aws_iam_policy_document" "read_database_secret" {
+  count = var.database != null ? 1 : 0
+
+  statement {
+    sid       = "ReadTheDatabaseSecret"
+    actions   = ["secretsmanager:GetSecretValue"]
+    resources = [var.database.secret_arn]
+  }
+
+  # A customer managed key must let the role decrypt, and only through Secrets Manager, this secret.
+  dynamic "statement" {
+    for_each = var.database.kms_key_arn != null ? [var.database.kms_key_arn] : []
+    content {
+      sid       = "DecryptTheSecretThroughSecretsManager"
+      actions   = ["kms:Decrypt"]
+      resources = [statement.value]
+
+      condition {
+        test     = "StringEquals"
+        variable = "kms:ViaService"
+        values   = ["secretsmanager.${split(":", var.database.secret_arn)[3]}.amazonaws.com"]
+      }
+      condition {
+        test     = "StringEquals"
+        variable = "kms:EncryptionContext:SecretARN"
+        values   = [var.database.secret_arn]
+      }
+    }
+  }
+}
+
+resource "aws_iam_role_policy" "read_database_secret" {
+  count = var.database != null ? 1 : 0
+
+  name   = "read-database-secret"
+  role   = aws_iam_role.instance.id
+  policy = data.aws_iam_policy_document.read_database_secret[0].json
 }
 
 resource "aws_iam_role_policy_attachment" "ssm" {
@@ -149,6 +190,9 @@ resource "aws_launch_template" "this" {
   }
 
   tags = merge(var.tags, { Color = var.color })
+
+  # An app with a database reads its secret as it starts: no instance before the role may read it.
+  depends_on = [aws_iam_role_policy.read_database_secret]
 }
 
 resource "aws_autoscaling_group" "this" {

@@ -47,3 +47,8 @@ output "capacity" {
   description = "Number of instances."
   value       = var.capacity
 }
+
+output "database" {
+  description = "The database the app runs on (its DATABASE_* settings in app.service; the role may read its secret), or null."
+  value       = var.database
+}

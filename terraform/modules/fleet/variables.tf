@@ -90,6 +90,39 @@ variable "app_port" {
   }
 }
 
+variable "database" {
+  description = "The database the app uses, or null for none (the app then runs without one). secret_arn: the RDS-managed secret of its master user (JSON username and password), the only secret the instance role may read; kms_key_arn: the customer managed key that encrypts the secret (null: AWS's aws/secretsmanager key, which needs no grant); host, port and name: the instance's endpoint address, port and database (the database module's address, port and database_name). They reach the app as DATABASE_* in app.service's environment."
+  type = object({
+    secret_arn  = string
+    kms_key_arn = optional(string)
+    host        = string
+    port        = optional(number, 5432)
+    name        = string
+  })
+  default = null
+
+  validation {
+    condition     = var.database == null ? true : can(regex("^arn:aws[a-z-]*:secretsmanager:[a-z0-9-]+:[0-9]{12}:secret:[A-Za-z0-9/_+=.@!-]+$", var.database.secret_arn))
+    error_message = "database.secret_arn must be a Secrets Manager secret ARN (arn:aws:secretsmanager:REGION:ACCOUNT:secret:NAME): the instance role's policy names it, and the app takes its region from it."
+  }
+  validation {
+    condition     = var.database == null ? true : (var.database.kms_key_arn == null ? true : can(regex("^arn:aws[a-z-]*:kms:[a-z0-9-]+:[0-9]{12}:key/[A-Za-z0-9-]+$", var.database.kms_key_arn)))
+    error_message = "database.kms_key_arn must be a KMS key ARN (arn:aws:kms:REGION:ACCOUNT:key/ID), not an alias, or null for AWS's managed aws/secretsmanager key."
+  }
+  validation {
+    condition     = var.database == null ? true : can(regex("^[A-Za-z0-9][A-Za-z0-9.-]{0,252}$", var.database.host))
+    error_message = "database.host must be a host name or IPv4 address (letters, digits, dots and hyphens): it is written into the user data's shell assignments."
+  }
+  validation {
+    condition     = var.database == null ? true : (var.database.port >= 1 && var.database.port <= 65535 && floor(var.database.port) == var.database.port)
+    error_message = "database.port must be a whole number from 1 to 65535."
+  }
+  validation {
+    condition     = var.database == null ? true : can(regex("^[A-Za-z_][A-Za-z0-9_]{0,62}$", var.database.name))
+    error_message = "database.name must be a PostgreSQL database name RDS accepts: 1-63 letters, digits and underscores, not starting with a digit."
+  }
+}
+
 variable "image_id" {
   description = "AMI for the instances. null reads the latest Amazon Linux 2023 AMI from the public SSM parameter image_ssm_parameter (on AWS); the sandbox accepts any id."
   type        = string

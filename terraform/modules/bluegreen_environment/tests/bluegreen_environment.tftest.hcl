@@ -141,7 +141,7 @@ run "no_database_by_default" {
     error_message = "The database is opt-in (enable_database): every lab builds staging, and the app uses none yet."
   }
   assert {
-    condition     = length(module.network.database_subnet_ids) == 0 && length(aws_iam_role_policy.database_client) == 0 && length(aws_vpc_security_group_egress_rule.to_database) == 0
+    condition     = length(module.network.database_subnet_ids) == 0 && length(aws_vpc_security_group_egress_rule.to_database) == 0 && module.fleet["blue"].database == null && module.fleet["green"].database == null
     error_message = "Without the database, no database subnets and no secret access for the fleets."
   }
 }
@@ -177,11 +177,15 @@ run "the_database_admits_the_fleets_and_they_read_its_secret_only" {
   }
   assert {
     condition = alltrue([
-      for color in ["blue", "green"] :
-      aws_iam_role_policy.database_client[color].role == module.fleet[color].iam_role_name &&
-      aws_iam_role_policy.database_client[color].policy == module.database[0].client_policy_json
+      for color in ["blue", "green"] : module.fleet[color].database == {
+        secret_arn  = "arn:aws:secretsmanager:us-east-1:123456789012:secret:rds!db-1234-AbCdEf"
+        kms_key_arn = "arn:aws:kms:us-east-1:123456789012:key/11111111-2222-3333-4444-555555555555"
+        host        = "bglab-staging-db.abcdefghijkl.us-east-1.rds.amazonaws.com"
+        port        = 5432
+        name        = "app"
+      }
     ])
-    error_message = "Each fleet's instance role gets the database's client policy (its secret only, and rds-db:connect)."
+    error_message = "Each fleet's app runs on the database (its endpoint, name and secret), and its role may read that secret with that key (module fleet)."
   }
   assert {
     condition = alltrue([

@@ -21,6 +21,11 @@ mock_provider "aws" {
       arn = "arn:aws:iam::123456789012:instance-profile/test-stack-blue"
     }
   }
+  mock_resource "aws_launch_template" {
+    defaults = {
+      id = "lt-0123456789abcdef0"
+    }
+  }
 }
 
 variables {
@@ -123,6 +128,92 @@ run "security_defaults_user_data_and_asg" {
     ])
     error_message = "Color and Version tags must propagate to the instances."
   }
+}
+
+run "no_database_by_default" {
+  command = plan
+
+  assert {
+    condition     = length(aws_iam_role_policy.read_database_secret) == 0 && !strcontains(base64decode(aws_launch_template.this.user_data), "DATABASE_")
+    error_message = "Without a database the role reads no secret and the app gets no DATABASE_* settings."
+  }
+}
+
+# apply (against the mock) so that the role's id, which the policy names, is known.
+run "the_app_gets_its_database_and_the_role_reads_its_secret_only" {
+  command = apply
+
+  variables {
+    database = {
+      secret_arn  = "arn:aws:secretsmanager:us-east-1:123456789012:secret:rds!db-1234-AbCdEf"
+      kms_key_arn = "arn:aws:kms:us-east-1:123456789012:key/11111111-2222-3333-4444-555555555555"
+      host        = "bglab-staging-db.abcdefghijkl.us-east-1.rds.amazonaws.com"
+      name        = "app"
+    }
+  }
+
+  assert {
+    condition = alltrue([for line in [
+      "DATABASE_SECRET_ARN=\"arn:aws:secretsmanager:us-east-1:123456789012:secret:rds!db-1234-AbCdEf\"",
+      "DATABASE_HOST=\"bglab-staging-db.abcdefghijkl.us-east-1.rds.amazonaws.com\"",
+      "DATABASE_PORT=\"5432\"",
+      "DATABASE_NAME=\"app\"",
+    ] : contains(slice(split("\n", base64decode(aws_launch_template.this.user_data)), 0, 14), line)])
+    error_message = "The user data's first lines assign the database's settings (the sandbox reads them; the port defaults to 5432)."
+  }
+  assert {
+    condition = alltrue([for name in ["DATABASE_SECRET_ARN", "DATABASE_HOST", "DATABASE_PORT", "DATABASE_NAME"] :
+      strcontains(base64decode(aws_launch_template.this.user_data), format("Environment=%s=$%s\n", name, name))
+    ])
+    error_message = "app.service passes each DATABASE_* setting to the app."
+  }
+  assert {
+    condition = alltrue([
+      data.aws_iam_policy_document.read_database_secret[0].statement[0].actions == toset(["secretsmanager:GetSecretValue"]),
+      data.aws_iam_policy_document.read_database_secret[0].statement[0].resources == toset([var.database.secret_arn]),
+      data.aws_iam_policy_document.read_database_secret[0].statement[1].actions == toset(["kms:Decrypt"]),
+      data.aws_iam_policy_document.read_database_secret[0].statement[1].resources == toset([var.database.kms_key_arn]),
+      anytrue([for c in data.aws_iam_policy_document.read_database_secret[0].statement[1].condition :
+      c.variable == "kms:ViaService" && toset(c.values) == toset(["secretsmanager.us-east-1.amazonaws.com"])]),
+      length(data.aws_iam_policy_document.read_database_secret[0].statement) == 2,
+      aws_iam_role_policy.read_database_secret[0].role == aws_iam_role.instance.id,
+    ])
+    error_message = "The instance role may read the database's secret only, and decrypt it with its key only through Secrets Manager."
+  }
+}
+
+run "an_aws_managed_secret_key_needs_no_kms_grant" {
+  command = plan
+
+  variables {
+    database = {
+      secret_arn = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:app-db-AbCdEf"
+      host       = "10.0.3.7"
+      port       = 5433
+      name       = "app"
+    }
+  }
+
+  assert {
+    condition     = length(data.aws_iam_policy_document.read_database_secret[0].statement) == 1 && strcontains(base64decode(aws_launch_template.this.user_data), "DATABASE_PORT=\"5433\"")
+    error_message = "Without kms_key_arn the policy has no kms:Decrypt (aws/secretsmanager's key policy covers it); the port is the one given."
+  }
+}
+
+run "bad_database_settings_are_refused" {
+  command = plan
+
+  variables {
+    database = {
+      secret_arn  = "app-db"
+      kms_key_arn = "alias/project"
+      host        = "db; rm -rf /"
+      port        = 70000
+      name        = "1app"
+    }
+  }
+
+  expect_failures = [var.database]
 }
 
 run "parked_color_has_no_instances" {

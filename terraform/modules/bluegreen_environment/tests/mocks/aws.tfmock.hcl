@@ -39,11 +39,13 @@ mock_data "aws_region" {
 }
 
 # What RDS computes for the database (module database): the ARN's parts make the rds-db:connect
-# resource, and the secret is the one RDS manages.
+# resource, the secret is the one RDS manages, and the endpoint is what the fleets' apps get.
 mock_resource "aws_db_instance" {
   defaults = {
     arn         = "arn:aws:rds:us-east-1:123456789012:db:bglab-staging-db"
     resource_id = "db-ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+    address     = "bglab-staging-db.abcdefghijkl.us-east-1.rds.amazonaws.com"
+    port        = 5432
     master_user_secret = [{
       secret_arn    = "arn:aws:secretsmanager:us-east-1:123456789012:secret:rds!db-1234-AbCdEf"
       kms_key_id    = "arn:aws:kms:us-east-1:123456789012:key/11111111-2222-3333-4444-555555555555"
