@@ -8,25 +8,18 @@ sandbox. The sandbox here is the module's own, in its own folder (it is restarte
 
 from __future__ import annotations
 
-import http.client
 import json
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import psycopg
 import pytest
-from sqlalchemy import create_engine, text
 
-from app.migrations import upgrade
 from labkit import sandbox as sandbox_service
-from labkit.infra.terraform import Terraform
 from labkit.sandbox import target as sandbox_target
 from labkit.sandbox.client.paths import sandbox_paths
-from labkit.settings import terraform_dir
-from tests.conftest import target_states, upload_artifact, wait_for
+from tests.conftest import wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -212,87 +205,3 @@ def test_snapshots_and_restores_bring_back_the_data_as_it_was(home: Path) -> Non
     wait_for("the snapshot's data removed", lambda: not snapshot_data.exists(), timeout_s=30)
     for identifier in ("ledger-restored", "ledger-pitr", "ledger-back"):
         rds.delete_db_instance(DBInstanceIdentifier=identifier, SkipFinalSnapshot=True)
-
-
-# --- the fleets' apps on the database, wired by Terraform (issue 15 item 3) ---
-
-DBFLEET_ROOT = Path(__file__).parent / "tf_dbfleet"
-
-
-def test_the_composition_runs_the_fleets_app_on_its_database(
-    home: Path, tmp_path_factory: pytest.TempPathFactory
-) -> None:
-    """The composition applied with enable_database by real Terraform: the blue instance's app gets
-    the database's settings from its user data and its role's credentials, reads the secret as that
-    role (IAM enforced), and behind the load balancer writes and reads orders in the PostgreSQL."""
-    target = sandbox_target()
-    bucket = "dbwire-artifacts"
-    target.client("s3").create_bucket(Bucket=bucket)
-    upload_artifact(target, bucket, "1.0.0", tmp_path_factory.mktemp("dbwire-releases"))
-    work = tmp_path_factory.mktemp("dbwire")
-    shutil.copytree(DBFLEET_ROOT, work, dirs_exist_ok=True)
-    shutil.copytree(terraform_dir() / "modules", work / "modules")
-    tf = Terraform(work, target=target, data_dir=work / ".tfdata", reporter=lambda _line: None)
-    tf.init()
-    tf.apply(variables={"artifact_bucket": bucket})
-    outputs = tf.output()
-    database = outputs["database"]
-    group = str(outputs["blue_target_group_arn"])
-
-    def instance_logs() -> str:
-        return "\n".join(p.read_text()[-2000:] for p in (home / "instances").glob("*/app.log"))
-
-    try:
-        wait_for(
-            "blue's app ready on the database",
-            lambda: [s for s, _ in target_states(target, group).values()] == ["healthy"],
-            timeout_s=90,
-        )
-    except AssertionError as exc:
-        raise AssertionError(f"{exc}\n{instance_logs()}") from exc
-
-    # The app's environment: the database's settings and the sandbox's API as the instance's role,
-    # nothing of this process's (LABKIT_SANDBOX_HOME is set here); the role read the secret.
-    (app,) = [i for i in sandbox_service.instances() if i["state"] == "running"]
-    raw = Path(f"/proc/{app['pid']}/environ").read_bytes().decode().split("\0")
-    environ = dict(entry.split("=", 1) for entry in raw if "=" in entry)
-    assert "LABKIT_SANDBOX_HOME" not in environ
-    assert {k: v for k, v in environ.items() if k.startswith(("AWS_", "DATABASE_"))}.keys() == {
-        "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL", "AWS_REGION",
-        "DATABASE_SECRET_ARN", "DATABASE_HOST", "DATABASE_PORT", "DATABASE_NAME",
-    }  # fmt: skip
-    assert environ["DATABASE_SECRET_ARN"] == database["master_user_secret_arn"]
-    calls = sandbox_service.recorded_calls(target, environ["AWS_ACCESS_KEY_ID"])
-    assert {(c["eventName"], c.get("errorCode")) for c in calls} == {("GetSecretValue", None)}, calls
-
-    # The schema, as the deploy will migrate it before a release takes traffic (item 4).
-    _, _, credentials = endpoint_and_secret(target.client("rds"), str(database["identifier"]))
-    url = "postgresql+psycopg://{username}:{password}@{host}:{port}/{name}".format(
-        **credentials, host=database["address"], port=database["port"], name=database["database_name"]
-    )
-    engine = create_engine(url)
-    try:
-        upgrade(engine, "0001")
-        alb = urlsplit(target.alb_url(str(outputs["alb_dns_name"])))
-        conn = http.client.HTTPConnection(alb.hostname, alb.port, timeout=10)
-        conn.request("GET", "/health/ready")
-        ready = conn.getresponse()
-        assert ready.status == 200, ready.read()
-        ready.read()
-        conn.request("POST", "/orders", body=json.dumps({"item": "kettle"}),
-                     headers={"Content-Type": "application/json"})  # fmt: skip
-        created = conn.getresponse()
-        order = json.loads(created.read())
-        assert created.status == 201, order
-        assert (order["item"], order["written_by"], order["color"]) == ("kettle", "1.0.0", "blue")
-        conn.request("GET", f"/orders/{order['id']}")
-        read = conn.getresponse()
-        assert (read.status, json.loads(read.read())["item"]) == (200, "kettle")
-        conn.close()
-        with engine.connect() as db:
-            row = db.execute(
-                text("SELECT item, release_version FROM orders WHERE id = :id"), {"id": order["id"]}
-            ).one()
-        assert tuple(row) == ("kettle", "1.0.0")  # the row itself, in the real PostgreSQL
-    finally:
-        engine.dispose()
