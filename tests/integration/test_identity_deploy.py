@@ -26,7 +26,7 @@ from botocore.exceptions import ClientError
 
 from labkit import sandbox
 from labkit.deploy import Controller
-from labkit.deploy.probe import Probe, summarize
+from labkit.deploy.probe import BACKLOG_ERROR, Probe, summarize
 from labkit.deploy.strategy import canary
 from labkit.errors import WebIdentityRejected
 from labkit.identity.credentials import assume_role_with_web_identity, request_id_token
@@ -115,8 +115,12 @@ def test_a_deploy_as_the_oidc_role_fails_no_request_and_another_branch_is_refuse
     frame = probe.results()
     summary = summarize(frame)
     assert record.status == "succeeded", record.reason
-    failed = frame.loc[~frame["ok"], ["elapsed_s", "phase", "status", "error"]]  # when and why
-    assert int(summary.loc["all", "failed"]) == 0, failed.to_string()
+    # A request the probe never sent (its own backlog on a starved machine: CI15 had 10 at once)
+    # is a gap in the evidence, not a request the stack failed; every request sent must succeed.
+    sent = frame[frame["error"] != BACKLOG_ERROR]
+    failed = sent.loc[~sent["ok"], ["elapsed_s", "phase", "status", "error"]]  # when and why
+    assert failed.empty, failed.to_string()
+    assert len(sent) > 0.9 * len(frame), f"{len(frame) - len(sent)} of {len(frame)} never sent"
     assert int(summary.loc["all", "requests"]) > 0
 
 
