@@ -27,7 +27,9 @@ $(BIN)/.installed: pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11+ is needed; set PYTHON=python3.11")'
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e ".[dev,lab]"
+	@# --no-compile: Python compiles what is imported, when it is first imported; compiling every
+	@# installed module up front costs about as much CPU as the rest of the install.
+	$(BIN)/python -m pip install --quiet --no-compile -e ".[dev,lab]"
 	$(BIN)/python -c 'import labkit; print("Jupyter kernel:", labkit.ensure_kernel())'
 	@# Notebooks are committed without outputs: git runs nbstripout on every notebook it stages.
 	@if git rev-parse --git-dir >/dev/null 2>&1; then \
@@ -62,7 +64,7 @@ TOOLS ?= .venv-tools
 $(TOOLS)/.installed:
 	@test -x $(TOOLS)/bin/python || $(PYTHON) -m venv $(TOOLS)
 	$(TOOLS)/bin/python -m pip install --quiet --upgrade pip
-	$(TOOLS)/bin/python -m pip install --quiet "checkov>=3.2,<4"
+	$(TOOLS)/bin/python -m pip install --quiet --no-compile "checkov>=3.2,<4"
 	@touch $@
 
 tools: $(TOOLS)/.installed
@@ -88,7 +90,11 @@ browser:
 	  fi; \
 	fi
 
-test: lint typecheck tools browser
+# The set-up, the checks and the other installs before pytest run side by side (the browser's apt
+# install and checkov's venv wait on disk and network while pip, ruff and mypy use the CPU); each
+# one's output is printed together when it ends.
+test:
+	$(MAKE) --no-print-directory --jobs=4 --output-sync=target lint typecheck tools browser
 	$(BIN)/pytest
 
 # JupyterLab on the lessons, from the project's environment, listening on loopback only. JupyterLab
