@@ -141,8 +141,7 @@ def prior_state(plan_file: Path) -> tuple[int, str]:
 
 def current_state(stack: Stack) -> tuple[int, str]:
     """The serial and lineage of the environment's state as stored now (0 and "" when empty)."""
-    stack.resources()  # initialises the backend once per Stack (Stack._init)
-    state = stack.terraform.state_pull()
+    state = stack.state()
     return int(state.get("serial") or 0), str(state.get("lineage") or "")
 
 

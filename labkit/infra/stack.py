@@ -374,7 +374,7 @@ class Stack:
             )
         self.confirm_destroy(confirm)
         self._init()
-        if not self.terraform.state_list():
+        if not self.resources():
             self._say(f"{self.env}: nothing to destroy")
             return ApplyResult(added=0, changed=0, removed=0, seconds=0.0, outputs={})
         self.refuse_while_deletion_protected()
@@ -385,10 +385,9 @@ class Stack:
         protection on (production's does: the module's default). Read from the API, before anything
         is destroyed: Terraform would otherwise destroy the fleets and much else, then fail on the
         load balancer, leaving the environment half gone."""
-        self._init()
         arns = [
             str(resource.values["arn"])
-            for resource in raw_state_resources(self.terraform.state_pull())
+            for resource in raw_state_resources(self.state())
             if resource.type == "aws_lb" and resource.values.get("arn")
         ]
         elbv2 = self.target.client("elbv2")
@@ -529,9 +528,9 @@ class Stack:
             ) from exc
 
     def resources(self) -> list[str]:
-        """The address of every resource in the environment's state (``terraform state list``)."""
-        self._init()
-        return self.terraform.state_list()
+        """The address of every resource in the environment's state, data sources included, as
+        ``terraform state list`` prints them, read from the state object (see :meth:`state`)."""
+        return sorted(r.address for r in raw_state_resources(self.state(), data_sources=True))
 
     def state_attributes(self, address: str) -> dict[str, Any]:
         """What Terraform recorded about one resource, as ``terraform state show`` prints it:
