@@ -40,9 +40,11 @@ SANDBOX_REGION = "us-east-1"
 SANDBOX_ACCESS_KEY = "test"
 SANDBOX_SECRET_KEY = "test"  # a fixed placeholder that only moto accepts
 
-# Shared clients, keyed by (target, service); creating sessions is not thread-safe, hence the lock.
+# Shared clients, keyed by (target, service), and under (target, _SESSION) the one boto3 session
+# each target's clients come from. Sessions are not thread-safe, hence the lock around every use.
 _CLIENTS: dict[tuple[Target, str], Any] = {}
 _CLIENTS_LOCK = threading.Lock()
+_SESSION = "(session)"
 
 # Variables that would send a subprocess somewhere other than the sandbox endpoint, or make it
 # sign as a real identity. They are removed from the sandbox's subprocess environment.
@@ -182,18 +184,21 @@ class Target:
     def client(self, service: str, **kwargs: Any) -> Any:
         """A boto3 client for ``service`` on this target (path-style S3 in the sandbox).
 
-        Clients without extra options are made once per target and service and shared: making a
-        session costs up to a second, and boto3 clients are safe to share between threads.
+        Clients without extra options are made once per target and service and shared (boto3
+        clients are safe to share between threads), all from one session per target: each new
+        session loads botocore's endpoint and partition data again, which made a client cost
+        about four times as much CPU (a lesson's kernel or a command makes eight or so).
         """
-        if kwargs:
-            return self._new_client(service, **kwargs)
         with _CLIENTS_LOCK:
+            if kwargs:
+                return self._new_client(service, **kwargs)
             key = (self, service)
             if key not in _CLIENTS:
                 _CLIENTS[key] = self._new_client(service)
             return _CLIENTS[key]
 
     def _new_client(self, service: str, **kwargs: Any) -> Any:
+        """A new client from the target's shared session (call with ``_CLIENTS_LOCK`` held)."""
         if self.is_sandbox:
             from botocore.config import Config
 
@@ -202,7 +207,10 @@ class Target:
             # sandbox's traffic (and its fixed credentials) to a machine that is not this one.
             base = Config(s3={"addressing_style": "path"}, retries={"max_attempts": 3}, proxies={})
             kwargs["config"] = base.merge(kwargs["config"]) if kwargs.get("config") else base
-        return self.session().client(service, **kwargs)  # type: ignore[call-overload]
+        session = _CLIENTS.get((self, _SESSION))
+        if session is None:
+            session = _CLIENTS[(self, _SESSION)] = self.session()
+        return session.client(service, **kwargs)  # type: ignore[call-overload]
 
     def env(self, base: Mapping[str, str] | None = None) -> dict[str, str]:
         """The environment for a subprocess (Terraform, the AWS CLI) that must reach this target."""
