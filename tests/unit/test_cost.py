@@ -525,6 +525,9 @@ def test_database_backups_within_the_allowance_cost_nothing() -> None:
     backups = estimate.items.set_index("price_key").loc["rds.backup.gb-month"]
     assert backups["quantity"] == max(0.0, Assumptions().rds_backup_gb - 40) == 0
     assert "less 40 GB free" in backups["basis"]
+    # unknown in a plan: RDS keeps a day by default, so backups are priced, not left out
+    unknown = estimate_cost(database_plan(backup_retention_period=None)).items.set_index("price_key")
+    assert "RDS's default retention" in unknown.loc["rds.backup.gb-month", "basis"]
 
 
 def test_database_multi_az_no_backups_no_managed_secret() -> None:

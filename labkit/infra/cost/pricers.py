@@ -399,14 +399,14 @@ def _db_instance(ctx: Pricing, res: Resource) -> None:
     # Unset, RDS keeps a day of backups: only an explicit 0 turns them off.
     retention = v.get("backup_retention_period")
     if retention != 0:
-        billable = max(0.0, a.rds_backup_gb - size)
+        kept = "RDS's default retention" if retention is None else f"{retention} days kept"
         ctx.line(
             "RDS database",
             res,
             "rds.backup.gb-month",
-            billable,
-            f"assumed {a.rds_backup_gb:g} GB of backups ({retention if retention is not None else 'default'} "
-            f"days kept), less {size:g} GB free (100% of the allocated storage)",
+            max(0.0, a.rds_backup_gb - size),
+            f"assumed {a.rds_backup_gb:g} GB of backups ({kept}), less {size:g} GB free (100% of the "
+            "allocated storage)",
         )
     if int(v.get("monitoring_interval") or 0) > 0:
         ctx.skip(res, "enhanced monitoring's CloudWatch Logs charges are not in the price table")
