@@ -64,6 +64,11 @@ class Assumptions:
         "KMS API requests a month per key (S3 and DynamoDB encryption).",
     )
     secrets_api_calls_per_month: float = _assume(10_000.0, "Secrets Manager API calls a month per secret.")
+    rds_backup_gb: float = _assume(
+        5.0,
+        "GB of automated backups per DB instance (incremental daily snapshots plus the transaction logs kept "
+        "for point-in-time restore); RDS bills only what exceeds the instance's allocated storage.",
+    )
     log_gb_ingested_per_month: float = _assume(1.0, "GB of logs ingested a month per log group.")
     log_gb_stored: float = _assume(1.0, "GB of logs kept per log group (compressed).")
 

@@ -365,12 +365,53 @@ def _kms_key(ctx: Pricing, res: Resource) -> None:
     ctx.line("KMS", res, "kms.requests-10k", n / 10_000, f"assumed {n:,.0f} requests a month")
 
 
-def _secret(ctx: Pricing, res: Resource) -> None:
+def _secret(ctx: Pricing, res: Resource, what: str = "1 secret") -> None:
     n = ctx.assume.secrets_api_calls_per_month
-    ctx.line("Secrets Manager", res, "secretsmanager.secret-month", 1, "1 secret")
+    ctx.line("Secrets Manager", res, "secretsmanager.secret-month", 1, what)
     ctx.line(
         "Secrets Manager", res, "secretsmanager.api-10k", n / 10_000, f"assumed {n:,.0f} API calls a month"
     )
+
+
+def _db_instance(ctx: Pricing, res: Resource) -> None:
+    """Instance-hours, allocated storage and backups beyond the free allowance, and the master user's
+    secret when RDS manages it (it lives in Secrets Manager and is billed there). Only allocated storage
+    is billed: storage autoscaling's ceiling costs nothing until used. The project's KMS key is priced
+    where it is created (global)."""
+    v, a, hours = res.values, ctx.assume, ctx.assume.hours_per_month
+    engine, dbclass = str(v.get("engine") or "unknown"), str(v.get("instance_class") or "unknown")
+    deployment = "multi-az" if _truthy(v.get("multi_az")) else "single-az"
+    key = f"rds.{engine}.{deployment}.{dbclass}"
+    if key not in ctx.prices:
+        ctx.skip(
+            res,
+            f"DB instance class {dbclass} ({engine}, {deployment}) is not in the price table; add {key} to "
+            "labkit/infra/cost/data/prices.json",
+        )
+        return
+    ctx.line("RDS database", res, key, hours, f"1 {dbclass} ({deployment}) x {hours:g} h")
+    size, stype = float(v.get("allocated_storage") or 0), v.get("storage_type")
+    skey = f"rds.storage.{stype}.{deployment}.gb-month"
+    if skey in ctx.prices:
+        ctx.line("RDS database", res, skey, size, f"{size:g} GB {stype} allocated ({deployment})")
+    else:
+        ctx.skip(res, f"RDS storage type {stype or 'unknown'} is not in the price table")
+    # Unset, RDS keeps a day of backups: only an explicit 0 turns them off.
+    retention = v.get("backup_retention_period")
+    if retention != 0:
+        kept = "RDS's default retention" if retention is None else f"{retention} days kept"
+        ctx.line(
+            "RDS database",
+            res,
+            "rds.backup.gb-month",
+            max(0.0, a.rds_backup_gb - size),
+            f"assumed {a.rds_backup_gb:g} GB of backups ({kept}), less {size:g} GB free (100% of the "
+            "allocated storage)",
+        )
+    if int(v.get("monitoring_interval") or 0) > 0:
+        ctx.skip(res, "enhanced monitoring's CloudWatch Logs charges are not in the price table")
+    if _truthy(v.get("manage_master_user_password")):
+        _secret(ctx, res, "1 secret: the master user's, managed by RDS")
 
 
 def _alarm(ctx: Pricing, res: Resource) -> None:
@@ -422,6 +463,7 @@ PRICERS: dict[str, Callable[[Pricing, Resource], None]] = {
     "aws_dynamodb_table": _dynamodb,
     "aws_kms_key": _kms_key,
     "aws_secretsmanager_secret": _secret,
+    "aws_db_instance": _db_instance,
     "aws_cloudwatch_metric_alarm": _alarm,
     "aws_cloudwatch_composite_alarm": _composite_alarm,
     "aws_cloudwatch_dashboard": _dashboard,
@@ -507,6 +549,13 @@ FREE: dict[str, str] = {
     ),
     "aws_kms_alias": "aliases have no charge",
     "aws_secretsmanager_secret_version": "billed through its secret",
+    "aws_secretsmanager_secret_rotation": "rotation has no charge of its own (a rotation Lambda, where one "
+    "is set, is billed by Lambda; RDS-managed rotation needs none)",
+    "aws_db_subnet_group": _NETWORK,
+    **dict.fromkeys(
+        ["aws_db_parameter_group", "aws_db_option_group"],
+        "database configuration; billed through the DB instance",
+    ),
     "aws_dynamodb_table_item": "billed through its table's storage and requests",
     "aws_sns_topic": "topics have no charge; the first million publishes a month are free",
     "aws_sns_topic_subscription": "subscriptions have no charge",

@@ -7,14 +7,18 @@
 
 data "aws_ssm_parameter" "ami" {
   count = var.image_id == null ? 1 : 0
-  name  = var.image_ssm_parameter
+  name  = local.image_ssm_parameter
 }
 
 data "aws_partition" "current" {}
 
 locals {
   fullname = "${var.name}-${var.color}"
-  image_id = var.image_id != null ? var.image_id : nonsensitive(data.aws_ssm_parameter.ami[0].value)
+  # Graviton types (a "g" after the generation: t4g, m7g, c7gn) boot only arm64 images, so they
+  # read Amazon Linux 2023's arm64 parameter; every other type reads the x86_64 one.
+  graviton            = can(regex("^[a-z]+[0-9]+g[a-z]*\\.", var.instance_type))
+  image_ssm_parameter = coalesce(var.image_ssm_parameter, "/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-default-${local.graviton ? "arm64" : "x86_64"}")
+  image_id            = var.image_id != null ? var.image_id : nonsensitive(data.aws_ssm_parameter.ami[0].value)
 
   user_data = templatefile("${path.module}/templates/user_data.sh.tftpl", {
     artifact_bucket = var.artifact_bucket

@@ -244,3 +244,29 @@ run "bad_color_version_capacity_packages_and_image_are_refused" {
 
   expect_failures = [var.color, var.release_version, var.capacity, var.python_packages, var.image_id]
 }
+
+run "the_image_follows_the_instance_types_architecture" {
+  command = plan
+
+  assert {
+    condition     = data.aws_ssm_parameter.ami[0].name == "/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-default-x86_64"
+    error_message = "An x86 type (t3.micro, the default) must read Amazon Linux 2023's x86_64 image."
+  }
+}
+
+run "a_graviton_type_gets_the_arm64_image" {
+  command = plan
+
+  variables {
+    instance_type = "t4g.micro"
+  }
+
+  assert {
+    condition     = data.aws_ssm_parameter.ami[0].name == "/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-default-arm64"
+    error_message = "A Graviton type (t4g) boots only arm64 images: it must read Amazon Linux 2023's arm64 parameter."
+  }
+  assert {
+    condition     = aws_launch_template.this.instance_type == "t4g.micro"
+    error_message = "The launch template must run the type asked for."
+  }
+}
