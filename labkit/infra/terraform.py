@@ -27,6 +27,7 @@ import functools
 import hashlib
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -114,6 +115,46 @@ def mirrored_providers(mirror: Path) -> list[str]:
         for p in mirror.glob("*/*/*")
         if p.is_dir() and not p.name.startswith(".")
     )
+
+
+#: The dependency lock file ``terraform init`` writes beside a root's configuration.
+LOCK_FILE = ".terraform.lock.hcl"
+_LOCKED_PROVIDER = re.compile(
+    r'^provider "(?P<address>[^"]+)" \{\n(?P<body>.*?)^\}\n', re.MULTILINE | re.DOTALL
+)
+_HASHES = re.compile(r"^\s*hashes\s*=\s*\[\n(?:.*\n)*?\s*\]\n", re.MULTILINE)
+
+
+def drop_mirrored_hashes(lock_file: Path, providers: Iterable[str]) -> bool:
+    """Remove the recorded hashes of ``providers`` from a dependency lock file (whether it changed).
+
+    Terraform checks each provider against the lock file's hashes at the start of every command
+    that loads it, and for a provider in an unpacked filesystem mirror that means hashing the whole
+    binary each time: the AWS provider 5.100 is 707 MB, about 1.2 of the 3.7 CPU-s that a
+    ``terraform validate`` costs here, and the suite runs hundreds of commands. Those hashes are
+    the ones ``terraform init`` computed from the same mirror (lock files are not committed in this
+    project), so all they can tell is that the mirror's file did not change since; labkit trusts
+    the mirror its user pointed LABKIT_TF_PLUGIN_MIRROR at as it trusts the Terraform on PATH.
+    Providers installed from a registry keep their hashes. The file is replaced whole (another
+    Terraform may be reading it).
+    """
+    if not lock_file.is_file():
+        return False
+    wanted = set(providers)
+    text = lock_file.read_text()
+
+    def without_hashes(block: re.Match[str]) -> str:
+        if block["address"] not in wanted:
+            return block[0]
+        return block[0].replace(block["body"], _HASHES.sub("", block["body"]))
+
+    changed = _LOCKED_PROVIDER.sub(without_hashes, text)
+    if changed == text:
+        return False
+    partial = lock_file.with_name(f"{lock_file.name}.{os.getpid()}.{threading.get_ident()}")
+    partial.write_text(changed)
+    partial.replace(lock_file)
+    return True
 
 
 def cli_config_file() -> Path | None:
@@ -609,6 +650,8 @@ class Terraform:
             self._say(f"terraform init in {self.workdir.name}")
         streamed = self._stream(args, what="init", timeout_s=COMMAND_TIMEOUT_S, line_events=False)
         self._closing(streamed, f"initialised {self.workdir.name}", "", streamed.seconds)
+        if (mirror := plugin_mirror()) is not None:  # before the stamp: its key reads the lock file
+            drop_mirrored_hashes(self.workdir / LOCK_FILE, mirrored_providers(mirror))
         stamp.parent.mkdir(parents=True, exist_ok=True)
         partial = stamp.with_name(f"{stamp.name}.{os.getpid()}.{threading.get_ident()}")
         partial.write_text(self.init_key(args))
@@ -956,7 +999,7 @@ def _sigterm_as_interrupt() -> Iterator[None]:
 def _config_files(folder: Path) -> Iterator[Path]:
     """The files of a module folder that ``terraform init`` reads: configuration, the dependency
     lock file, and test files (their ``run`` blocks may name modules to install)."""
-    for pattern in ("*.tf", "*.tf.json", ".terraform.lock.hcl", "tests/*.tftest.hcl", "tests/*.tftest.json"):
+    for pattern in ("*.tf", "*.tf.json", LOCK_FILE, "tests/*.tftest.hcl", "tests/*.tftest.json"):
         yield from (path for path in folder.glob(pattern) if path.is_file())
 
 

@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from labkit.errors import StateLockedError
-from labkit.infra.terraform import PlanResult, Terraform, _changes
+from labkit.infra.terraform import LOCK_FILE, PlanResult, Terraform, _changes
+from labkit.settings import plugin_mirror
 from labkit.target import Target, sandbox
 
 pytestmark = pytest.mark.integration
@@ -179,4 +180,9 @@ def test_init_runs_again_only_when_the_configuration_or_the_backend_changed(
     assert again.init(backend_config=settings, if_changed=True) is True
     assert again.init(backend_config=settings, if_changed=True) is False
     assert [args[0] for args in again.commands] == ["init"] * 4
+    # Each init left the lock file without the mirrored provider's hashes (which every later
+    # command would check by hashing the 700 MB provider), and the stamp matched it as left.
+    lock = (tf.workdir / LOCK_FILE).read_text()
+    assert 'provider "registry.terraform.io/hashicorp/aws"' in lock
+    assert ("hashes" in lock) is (plugin_mirror() is None)
     assert again.init(backend_config=settings) is True  # without if_changed, init always runs

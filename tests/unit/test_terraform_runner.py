@@ -21,6 +21,7 @@ from labkit.infra.terraform import (
     _progress_line,
     _streamed_changes,
     cli_config_file,
+    drop_mirrored_hashes,
     mirrored_providers,
     terraform_binary,
 )
@@ -55,6 +56,39 @@ def test_mirror_setting_writes_a_cli_config(
     both = '["registry.terraform.io/hashicorp/aws", "registry.terraform.io/hashicorp/random"]'
     assert f"include = {both}" in text
     assert f"exclude = {both}" in text
+
+
+LOCK = """# This file is maintained automatically by "terraform init".
+# Manual edits may be lost in future updates.
+
+provider "registry.terraform.io/hashicorp/aws" {
+  version     = "5.100.0"
+  constraints = ">= 5.40.0, < 6.0.0"
+  hashes = [
+    "h1:edXOJWE4ORX8Fm+dpVpICzMZJat4AX0VRCAy/xkcOc0=",
+  ]
+}
+
+provider "registry.terraform.io/hashicorp/tls" {
+  version = "4.0.6"
+  hashes = [
+    "h1:dYSb3V94K5dDMtrBRLPzBpkMTPn+3cXZ/kIJdtFL+2M=",
+    "zh:10de0d8af02f2e578101688fd334da3849f56ea91b0d9bd5b1f7a243417fdda8",
+  ]
+}
+"""
+
+
+def test_a_mirrored_provider_loses_its_hashes_and_a_registry_provider_keeps_them(tmp_path: Path) -> None:
+    lock = tmp_path / ".terraform.lock.hcl"
+    lock.write_text(LOCK)
+    assert drop_mirrored_hashes(lock, ["registry.terraform.io/hashicorp/aws"])
+    text = lock.read_text()
+    aws, tls = text.split('provider "registry.terraform.io/hashicorp/tls"')
+    assert "hashes" not in aws and 'version     = "5.100.0"' in aws and "constraints" in aws
+    assert '"h1:dYSb3V94K5dDMtrBRLPzBpkMTPn+3cXZ/kIJdtFL+2M=",\n    "zh:10de' in tls
+    assert not drop_mirrored_hashes(lock, ["registry.terraform.io/hashicorp/aws"])  # nothing left
+    assert not drop_mirrored_hashes(tmp_path / "missing.hcl", ["registry.terraform.io/hashicorp/aws"])
 
 
 def test_mirror_setting_that_is_not_a_folder_is_refused(
