@@ -28,7 +28,8 @@ imports nothing from labkit, and every layer imports it.
     │   ├── SaveError                the AWS state cannot be pickled (sandbox.server.persistence)
     │   └── FinalSaveError           the sandbox stopped without saving its last state (sandbox.client)
     ├── DeployError                  a deployment cannot start, continue or roll back (deploy)
-    │   └── DeploymentFailed         the release failed a check: the deployment rolls back
+    │   ├── DeploymentFailed         the release failed a check: the deployment rolls back
+    │   └── MigrationError           a release's migrations cannot run on a database (deploy.migrations)
     ├── LedgerError                  the deployment ledger cannot be read or written (deploy.ledger)
     │   ├── DeploymentLockedError    another deployment holds the environment's lock
     │   │   └── DeploymentLockLostError  another process took this controller's lock over
@@ -237,6 +238,11 @@ class DeployError(LabkitError):
 
 class DeploymentFailed(DeployError):
     """The release failed a check; the message is the reason the rollback records."""
+
+
+class MigrationError(DeployError):
+    """A release's schema migrations cannot run against an environment's database: it has none, the
+    release is not published, or the migration command failed."""
 
 
 class RestoreError(LabkitError):

@@ -17,6 +17,7 @@ import typer
 from labkit.cli.app import app_cli
 from labkit.cli.ci import ci_app
 from labkit.cli.context import EXIT_CODES_TEXT, ExitCode, TargetChoice, Where, exit_code_for
+from labkit.cli.db import db_app
 from labkit.cli.delivery import github_app, notify_app
 from labkit.cli.deploy import deploy_app, rollback
 from labkit.cli.doctor import doctor
@@ -59,6 +60,7 @@ app.add_typer(inventory_app, name="inventory")
 app.command()(probe)
 app.command()(ledger)
 app.add_typer(deploy_app, name="deploy")
+app.add_typer(db_app, name="db")
 app.command()(rollback)
 app.add_typer(runbook_app, name="runbook")
 app.add_typer(drill_app, name="drill")

@@ -3,23 +3,35 @@
 Created, stopped, started and deleted through the RDS API as a client (Terraform, the console)
 would; connected to with the endpoint the RDS API gives and the credentials in the instance's
 RDS-managed secret, as the app will; its data kept across a stop and across a restart of the
-sandbox. The sandbox here is the module's own, in its own folder (it is restarted).
+sandbox. Then a release's migrations on an instance (item 4, `labkit db`), and the composition's
+fleet on its database (item 3). The sandbox here is the module's own, in its own folder (it is
+restarted).
 """
 
 from __future__ import annotations
 
+import http.client
 import json
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import psycopg
 import pytest
+from sqlalchemy import create_engine, text
 
+from app.migrations import history
+from app.release import FIRST_SCHEMA
 from labkit import sandbox as sandbox_service
+from labkit.deploy.migrations import EnvironmentDatabase, run_migrations
+from labkit.errors import MigrationError
+from labkit.infra.terraform import Terraform
 from labkit.sandbox import target as sandbox_target
 from labkit.sandbox.client.paths import sandbox_paths
-from tests.conftest import wait_for
+from labkit.settings import terraform_dir
+from tests.conftest import target_states, upload_artifact, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -205,3 +217,131 @@ def test_snapshots_and_restores_bring_back_the_data_as_it_was(home: Path) -> Non
     wait_for("the snapshot's data removed", lambda: not snapshot_data.exists(), timeout_s=30)
     for identifier in ("ledger-restored", "ledger-pitr", "ledger-back"):
         rds.delete_db_instance(DBInstanceIdentifier=identifier, SkipFinalSnapshot=True)
+
+
+# --- a release's migrations on an instance's database (issue 15 item 4, `labkit db`) ---
+
+
+def test_a_releases_own_migrations_run_on_the_database_its_secret_opens(
+    home: Path, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """What `labkit db history|current|migrate ENV` runs, on an instance as an environment's
+    ``database`` output describes it: the published release's code, its credentials from the secret."""
+    target = sandbox_target()
+    rds = target.client("rds")
+    create(rds, "migrate-db")
+    host, port, _ = serving(rds, "migrate-db")
+    (described,) = rds.describe_db_instances(DBInstanceIdentifier="migrate-db")["DBInstances"]
+    database = EnvironmentDatabase.from_output("staging", {
+        "identifier": "migrate-db", "address": host, "port": port, "database_name": described["DBName"],
+        "master_user_secret_arn": described["MasterUserSecret"]["SecretArn"],
+    })  # fmt: skip
+    bucket = "migrate-artifacts"
+    target.client("s3").create_bucket(Bucket=bucket)
+    upload_artifact(target, bucket, "1.0.0", tmp_path_factory.mktemp("migrate-releases"))
+
+    listed = run_migrations(target, bucket, "1.0.0", "history", None)
+    assert [line.split()[0] for line in listed.splitlines()] == [r.revision for r in history()]
+    assert run_migrations(target, bucket, "1.0.0", "current", database).split() == ["none"]
+    # No revision: the release's own (release.json's schema), as before it takes traffic.
+    upgraded = run_migrations(target, bucket, "1.0.0", "upgrade", database)
+    assert upgraded.split() == ["upgraded", "to", FIRST_SCHEMA]
+    assert run_migrations(target, bucket, "1.0.0", "current", database).split() == [FIRST_SCHEMA]
+
+    with pytest.raises(MigrationError, match="9999") as unknown:
+        run_migrations(target, bucket, "1.0.0", "upgrade", database, "9999")
+    assert "migrate-db" in str(unknown.value)
+    with pytest.raises(MigrationError, match=r"Release 9\.9\.9 is not published"):
+        run_migrations(target, bucket, "9.9.9", "current", database)
+    rds.delete_db_instance(DBInstanceIdentifier="migrate-db", SkipFinalSnapshot=True)
+
+
+# --- the fleets' apps on the database, wired by Terraform (issue 15 item 3) ---
+
+DBFLEET_ROOT = Path(__file__).parent / "tf_dbfleet"
+
+
+def test_the_composition_runs_the_fleets_app_on_its_database(
+    home: Path, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """The composition applied with enable_database by real Terraform: the blue instance's app gets
+    the database's settings from its user data and its role's credentials, reads the secret as that
+    role (IAM enforced), and behind the load balancer writes and reads orders in the PostgreSQL.
+
+    The module's earlier instances (orders-db) are still in the region, as other databases are in
+    an account: the provider reads its new instance back by resource id, which must be its own (CI15
+    failed here with "couldn't find resource" while moto gave every instance the same one)."""
+    target = sandbox_target()
+    bucket = "dbwire-artifacts"
+    target.client("s3").create_bucket(Bucket=bucket)
+    upload_artifact(target, bucket, "1.0.0", tmp_path_factory.mktemp("dbwire-releases"))
+    work = tmp_path_factory.mktemp("dbwire")
+    shutil.copytree(DBFLEET_ROOT, work, dirs_exist_ok=True)
+    shutil.copytree(terraform_dir() / "modules", work / "modules")
+    tf = Terraform(work, target=target, data_dir=work / ".tfdata", reporter=lambda _line: None)
+    tf.init()
+    tf.apply(variables={"artifact_bucket": bucket})
+    outputs = tf.output()
+    database = outputs["database"]
+    group = str(outputs["blue_target_group_arn"])
+
+    def instance_logs() -> str:
+        return "\n".join(p.read_text()[-2000:] for p in (home / "instances").glob("*/app.log"))
+
+    try:
+        wait_for(
+            "blue's app ready on the database",
+            lambda: [s for s, _ in target_states(target, group).values()] == ["healthy"],
+            timeout_s=90,
+        )
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}\n{instance_logs()}") from exc
+
+    # The app's environment: the database's settings and the sandbox's API as the instance's role,
+    # nothing of this process's (LABKIT_SANDBOX_HOME is set here); the role read the secret.
+    (app,) = [i for i in sandbox_service.instances() if i["state"] == "running"]
+    raw = Path(f"/proc/{app['pid']}/environ").read_bytes().decode().split("\0")
+    environ = dict(entry.split("=", 1) for entry in raw if "=" in entry)
+    assert "LABKIT_SANDBOX_HOME" not in environ
+    assert {k: v for k, v in environ.items() if k.startswith(("AWS_", "DATABASE_"))}.keys() == {
+        "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL", "AWS_REGION",
+        "DATABASE_SECRET_ARN", "DATABASE_HOST", "DATABASE_PORT", "DATABASE_NAME",
+    }  # fmt: skip
+    assert environ["DATABASE_SECRET_ARN"] == database["master_user_secret_arn"]
+    calls = sandbox_service.recorded_calls(target, environ["AWS_ACCESS_KEY_ID"])
+    assert {(c["eventName"], c.get("errorCode")) for c in calls} == {("GetSecretValue", None)}, calls
+
+    # The schema, as `labkit db migrate` puts it (the deploy will, before a release takes traffic):
+    # release 1.0.0's own migrations, on the database that the composition's output names.
+    environment_database = EnvironmentDatabase.from_output("dbwire", database)
+    migrated = run_migrations(target, bucket, "1.0.0", "upgrade", environment_database)
+    assert migrated.split()[-1] == FIRST_SCHEMA
+    _, _, credentials = endpoint_and_secret(target.client("rds"), str(database["identifier"]))
+    url = "postgresql+psycopg://{username}:{password}@{host}:{port}/{name}".format(
+        **credentials, host=database["address"], port=database["port"], name=database["database_name"]
+    )
+    engine = create_engine(url)
+    try:
+        alb = urlsplit(target.alb_url(str(outputs["alb_dns_name"])))
+        conn = http.client.HTTPConnection(alb.hostname, alb.port, timeout=10)
+        conn.request("GET", "/health/ready")
+        ready = conn.getresponse()
+        assert ready.status == 200, ready.read()
+        ready.read()
+        conn.request("POST", "/orders", body=json.dumps({"item": "kettle"}),
+                     headers={"Content-Type": "application/json"})  # fmt: skip
+        created = conn.getresponse()
+        order = json.loads(created.read())
+        assert created.status == 201, order
+        assert (order["item"], order["written_by"], order["color"]) == ("kettle", "1.0.0", "blue")
+        conn.request("GET", f"/orders/{order['id']}")
+        read = conn.getresponse()
+        assert (read.status, json.loads(read.read())["item"]) == (200, "kettle")
+        conn.close()
+        with engine.connect() as db:
+            row = db.execute(
+                text("SELECT item, release_version FROM orders WHERE id = :id"), {"id": order["id"]}
+            ).one()
+        assert tuple(row) == ("kettle", "1.0.0")  # the row itself, in the real PostgreSQL
+    finally:
+        engine.dispose()

@@ -9,6 +9,7 @@ classes process-wide.
 from __future__ import annotations
 
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -368,3 +369,26 @@ def test_a_second_asg_of_the_same_name_fails_as_on_aws(aws: Target) -> None:
         assert error["Message"].startswith("You already have an Auto Scaling group or launch configuration")
     finally:
         autoscaling.delete_auto_scaling_group(AutoScalingGroupName=name, ForceDelete=True)
+
+
+def test_each_rds_instance_is_found_by_its_own_resource_id(aws: Target) -> None:
+    """The AWS provider reads an instance back by its DbiResourceId (the ``dbi-resource-id`` filter);
+    with one id shared by every instance (stock moto), a second instance in the region made the
+    create of the first fail with "couldn't find resource". MySQL: no server for the sandbox to run."""
+    rds = aws.client("rds")
+    names = [unique("resid"), unique("resid")]
+    for name in names:
+        rds.create_db_instance(
+            DBInstanceIdentifier=name, Engine="mysql", DBInstanceClass="db.t4g.micro", AllocatedStorage=20,
+            MasterUsername="admin", MasterUserPassword="a-password-1234",
+        )  # fmt: skip
+    try:
+        for name in names:
+            (described,) = rds.describe_db_instances(DBInstanceIdentifier=name)["DBInstances"]
+            resource_id = described["DbiResourceId"]
+            assert re.fullmatch(r"db-[A-Z2-7]{26}", resource_id), resource_id
+            found = rds.describe_db_instances(Filters=[{"Name": "dbi-resource-id", "Values": [resource_id]}])
+            assert [d["DBInstanceIdentifier"] for d in found["DBInstances"]] == [name]
+    finally:
+        for name in names:
+            rds.delete_db_instance(DBInstanceIdentifier=name, SkipFinalSnapshot=True)

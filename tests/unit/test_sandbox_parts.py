@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 from collections import defaultdict
@@ -337,3 +338,65 @@ def test_alb_url_picks_the_listener(empty_sandbox_home: Path, stand_in_service: 
     with pytest.raises(SandboxError, match="No load balancer") as raised:
         sandbox.alb_url("nope-1.us-east-1.elb.amazonaws.com", wait_s=0)
     assert "web-1.us-east-1.elb.amazonaws.com" in (raised.value.hint or "")
+
+
+def _service_json(home: Path, pid: int, port: int) -> str:
+    endpoint = f"http://127.0.0.1:{port}"
+    home.mkdir(parents=True)
+    (home / "service.json").write_text(json.dumps({"pid": pid, "endpoint": endpoint}))
+    return endpoint
+
+
+def test_a_running_service_slow_to_answer_is_waited_for(
+    empty_sandbox_home: Path, stand_in_service: int
+) -> None:
+    """A service busy on a loaded machine (a save, a database starting) missed the status probe,
+    and `up` called it broken (seen in a test under load): it waits for the API instead."""
+    import http.server
+    import threading
+
+    from labkit.sandbox.client.paths import STATUS_PATH
+
+    class Status(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            body = json.dumps({"pid": stand_in_service, "endpoint": endpoint}).encode()
+            self.send_response(200 if self.path == STATUS_PATH else 404)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    # Silent at first (its port refuses, as while the service is too busy to accept), then answering.
+    reserved = socket.socket()
+    reserved.bind(("127.0.0.1", 0))
+    port = reserved.getsockname()[1]
+    endpoint = _service_json(empty_sandbox_home, stand_in_service, port)
+    servers: list[http.server.HTTPServer] = []
+
+    def serve() -> None:
+        reserved.close()
+        servers.append(http.server.HTTPServer(("127.0.0.1", port), Status))
+        servers[0].serve_forever()
+
+    late = threading.Timer(1.5, serve)
+    late.start()
+    try:
+        assert sandbox.up(timeout_s=20) == endpoint
+    finally:
+        late.cancel()
+        for server in servers:
+            server.shutdown()
+            server.server_close()
+        reserved.close()
+
+
+def test_a_running_service_that_never_answers_is_reported(
+    empty_sandbox_home: Path, stand_in_service: int
+) -> None:
+    with socket.socket() as silent:  # bound, not listening: every probe is refused
+        silent.bind(("127.0.0.1", 0))
+        _service_json(empty_sandbox_home, stand_in_service, silent.getsockname()[1])
+        with pytest.raises(SandboxError, match=f"pid {stand_in_service}.*has not answered for 1 s"):
+            sandbox.up(timeout_s=1)

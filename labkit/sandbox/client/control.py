@@ -288,6 +288,21 @@ def _running(paths: SandboxPaths) -> dict[str, Any] | None:
     return status
 
 
+def _wait_answering(paths: SandboxPaths, timeout_s: float) -> dict[str, Any] | None:
+    """The running service's status once its API answers, within ``timeout_s``; None when its
+    process ends first or it stays silent. A service busy saving its state or starting a database on
+    a loaded machine can miss one status probe and be well: that is no reason to call it broken."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        info = _read_service_file(paths)
+        if info is None or not _is_service(int(info["pid"])):
+            return None
+        status = _running(paths)
+        if status is not None or time.monotonic() > deadline:
+            return status
+        time.sleep(0.5)
+
+
 @contextlib.contextmanager
 def _service_lock(paths: SandboxPaths, timeout_s: float) -> Iterator[None]:
     with paths.lock_file.open("a") as handle:
@@ -342,9 +357,13 @@ def up(
             return str(status["endpoint"])
         stale = _read_service_file(paths)
         if stale is not None and _is_service(int(stale["pid"])):
+            status = _wait_answering(paths, timeout_s)
+            if status is not None:
+                return str(status["endpoint"])
+        if stale is not None and _is_service(int(stale["pid"])):
             raise SandboxError(
                 f"A sandbox service (pid {stale['pid']}) runs, but its API at {stale['endpoint']} "
-                "does not answer.",
+                f"has not answered for {timeout_s:g} s.",
                 hint=f"Run `labkit sandbox down` to stop it, then `labkit sandbox up`; see {paths.log_file}.",
             )
         paths.service_file.unlink(missing_ok=True)

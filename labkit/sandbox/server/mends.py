@@ -37,6 +37,10 @@ service and a test's ``ThreadedMotoServer`` alike (call it before the first requ
   and rotating it makes a new random password current at once, as RDS's own rotation does.
   The port is the sandbox's, not the one asked for: a module that sets ``port`` would see it differ.
   A restored instance (from a snapshot, or to a point in time) records where its data comes from.
+  Every instance, of any engine, gets a resource id of its own (``DbiResourceId``): stock moto gave
+  all of them one constant, and the AWS provider reads an instance back by that id (the
+  ``dbi-resource-id`` filter), so with two instances in a region it found two, took the id for an
+  identifier and failed the create with "couldn't find resource".
 
 - IAM (:mod:`.iam`): when enforced, every call is authorized against the caller's policies and
   refused in the service's own error format; STS's AssumeRoleWithWebIdentity validates its token
@@ -49,6 +53,7 @@ Metric alarms are evaluated by :mod:`labkit.sandbox.server.cloudwatch`, which th
 
 from __future__ import annotations
 
+import base64
 import json
 import math
 import secrets
@@ -513,6 +518,11 @@ def _mend_rds() -> None:
 
     stock_address = DBInstance.address
     stock_create = RDSBackend.create_db_instance
+    stock_init = DBInstance.__init__
+
+    def init(self: Any, *args: Any, **kwargs: Any) -> None:
+        stock_init(self, *args, **kwargs)
+        self.dbi_resource_id = dbi_resource_id()
 
     def address(self: Any) -> str:
         return "127.0.0.1" if str(self.engine) == ENGINE else str(stock_address.fget(self))  # type: ignore[attr-defined]
@@ -555,10 +565,16 @@ def _mend_rds() -> None:
 
     _patch(RDSBackend, "restore_db_instance_from_db_snapshot", from_snapshot)
     _patch(RDSBackend, "restore_db_instance_to_point_in_time", to_point_in_time)
+    _patch(DBInstance, "__init__", init)
     _patch(DBInstance, "address", property(address))
     _patch(RDSBackend, "create_db_instance", create_db_instance)
     _patch(MasterUserSecret, "_generate_secret_string", secret_string)
     _patch(SecretsManagerBackend, "rotate_secret", rotate_secret)
+
+
+def dbi_resource_id() -> str:
+    """A new RDS instance's resource id, shaped as RDS makes them: ``db-`` and 26 base32 characters."""
+    return "db-" + base64.b32encode(secrets.token_bytes(20)).decode()[:26]
 
 
 def _free_loopback_port() -> int:
