@@ -200,10 +200,20 @@ def _makefile_rules() -> dict[str, tuple[list[str], list[str]]]:
 
 
 def _prerequisites(rules: dict[str, tuple[list[str], list[str]]], target: str) -> set[str]:
+    """What ``make target`` makes first: its prerequisites, and the targets a ``$(MAKE)`` line of
+    its recipe makes (``make test`` runs its checks side by side that way), recursively."""
     seen: set[str] = set()
     todo = [target]
     while todo:
-        for prerequisite in rules.get(todo.pop(), ([], []))[0]:
+        prerequisites, recipe = rules.get(todo.pop(), ([], []))
+        submade = [
+            word
+            for line in recipe
+            if line.startswith("$(MAKE) ")
+            for word in line.split()[1:]
+            if not word.startswith("-")
+        ]
+        for prerequisite in [*prerequisites, *submade]:
             if prerequisite not in seen:
                 seen.add(prerequisite)
                 todo.append(prerequisite)
