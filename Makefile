@@ -27,9 +27,7 @@ $(BIN)/.installed: pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11+ is needed; set PYTHON=python3.11")'
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	@# --no-compile: Python compiles what is imported, when it is first imported; compiling every
-	@# installed module up front costs about as much CPU as the rest of the install.
-	$(BIN)/python -m pip install --quiet --no-compile -e ".[dev,lab]"
+	$(BIN)/python -m pip install --quiet -e ".[dev,lab]"
 	$(BIN)/python -c 'import labkit; print("Jupyter kernel:", labkit.ensure_kernel())'
 	@# Notebooks are committed without outputs: git runs nbstripout on every notebook it stages.
 	@if git rev-parse --git-dir >/dev/null 2>&1; then \
@@ -64,7 +62,7 @@ TOOLS ?= .venv-tools
 $(TOOLS)/.installed:
 	@test -x $(TOOLS)/bin/python || $(PYTHON) -m venv $(TOOLS)
 	$(TOOLS)/bin/python -m pip install --quiet --upgrade pip
-	$(TOOLS)/bin/python -m pip install --quiet --no-compile "checkov>=3.2,<4"
+	$(TOOLS)/bin/python -m pip install --quiet "checkov>=3.2,<4"
 	@touch $@
 
 tools: $(TOOLS)/.installed
