@@ -157,6 +157,13 @@ def drop_mirrored_hashes(lock_file: Path, providers: Iterable[str]) -> bool:
     return True
 
 
+def drop_mirror_hashes_in(root: Path) -> bool:
+    """:func:`drop_mirrored_hashes` on ``root``'s lock file for the providers of the configured
+    mirror (nothing without LABKIT_TF_PLUGIN_MIRROR); run after each ``terraform init``."""
+    mirror = plugin_mirror()
+    return mirror is not None and drop_mirrored_hashes(root / LOCK_FILE, mirrored_providers(mirror))
+
+
 def cli_config_file() -> Path | None:
     """Write the Terraform CLI config for the configured provider mirror, if there is one.
 
@@ -650,8 +657,7 @@ class Terraform:
             self._say(f"terraform init in {self.workdir.name}")
         streamed = self._stream(args, what="init", timeout_s=COMMAND_TIMEOUT_S, line_events=False)
         self._closing(streamed, f"initialised {self.workdir.name}", "", streamed.seconds)
-        if (mirror := plugin_mirror()) is not None:  # before the stamp: its key reads the lock file
-            drop_mirrored_hashes(self.workdir / LOCK_FILE, mirrored_providers(mirror))
+        drop_mirror_hashes_in(self.workdir)  # before the stamp: its key reads the lock file
         stamp.parent.mkdir(parents=True, exist_ok=True)
         partial = stamp.with_name(f"{stamp.name}.{os.getpid()}.{threading.get_ident()}")
         partial.write_text(self.init_key(args))

@@ -22,15 +22,8 @@ from pathlib import Path
 
 import pytest
 
-from labkit.infra.terraform import (
-    LOCK_FILE,
-    cli_config_file,
-    drop_mirrored_hashes,
-    go_runtime_env,
-    mirrored_providers,
-    terraform_binary,
-)
-from labkit.settings import plugin_mirror, terraform_dir
+from labkit.infra.terraform import cli_config_file, drop_mirror_hashes_in, go_runtime_env, terraform_binary
+from labkit.settings import terraform_dir
 
 pytestmark = pytest.mark.integration
 
@@ -99,8 +92,7 @@ def results(tmp_path_factory: pytest.TempPathFactory, tf_env: dict[str, str]) ->
         init = terraform(["init", "-backend=false", "-input=false", "-no-color"], folder, env)
         if init.returncode != 0:
             return init
-        if (mirror := plugin_mirror()) is not None:  # as labkit's own init does (saves a hash per run)
-            drop_mirrored_hashes(folder / LOCK_FILE, mirrored_providers(mirror))
+        drop_mirror_hashes_in(folder)  # as labkit's own init does (saves a hash per run)
         args = ["validate", "-json", "-no-color"] if kind == "validate" else ["test", "-no-color"]
         return terraform(args, folder, env)
 
