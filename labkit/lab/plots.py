@@ -3,7 +3,9 @@
 Every function takes DataFrames in the shapes below, checks them (a missing column or a wrong type is a
 :class:`PlotInputError` saying which), draws on a new :class:`~matplotlib.figure.Figure` with constrained
 layout (no pyplot state, so it works headless under Agg and in papermill), saves a PNG when given ``path``
-and returns the Figure (a notebook displays it).
+and returns the Figure (a notebook displays it). The deploy timeline and the traffic figure are also
+interactive: :func:`figure_svg` gives them as SVG in which each bar or time bin shows its figures on hover,
+saved beside the PNG and put in the notebook's output beside it.
 
 Input shapes (extra columns are ignored):
 
@@ -25,6 +27,9 @@ from __future__ import annotations
 
 import base64
 import io
+import re
+import weakref
+import xml.etree.ElementTree as ET
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -35,6 +40,7 @@ import pandas as pd
 from labkit.errors import PlotInputError
 
 if TYPE_CHECKING:
+    from matplotlib.artist import Artist
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
 
@@ -128,21 +134,26 @@ def _figure(width: float = 10.0, height: float = 5.0) -> Figure:
 
 
 def _finish(fig: Figure, path: Path | str | None) -> Figure:
+    svg = figure_svg(fig)
     if path is not None:
         target = Path(path)
         target.parent.mkdir(parents=True, exist_ok=True)
         fig.savefig(target, dpi=DPI)
-    _show_in_notebook(fig)
+        if svg is not None:
+            target.with_suffix(".svg").write_text(svg, encoding="utf-8")
+    _show_in_notebook(fig, svg)
     return fig
 
 
-def _show_in_notebook(fig: Figure) -> None:
-    """In a Jupyter kernel, put the figure in the cell's output as a PNG now.
+def _show_in_notebook(fig: Figure, svg: str | None = None) -> None:
+    """In a Jupyter kernel, put the figure in the cell's output as a PNG now (and as ``svg`` too).
 
     The figures are bare :class:`~matplotlib.figure.Figure` objects (no pyplot state, so nothing
     leaks between cells), which no notebook shows by themselves unless ``%matplotlib inline`` has
     registered a formatter; and a lesson's plot cell ends in ``;``. Shown here, the figure is in the
-    executed notebook, in JupyterLab and on the portfolio pages alike.
+    executed notebook, in JupyterLab and on the portfolio pages alike. JupyterLab shows the SVG of a
+    notebook the reader ran (as a plain image: hover texts work on the site only) and the PNG of one
+    they did not (it trusts no other SVG).
     """
     try:
         from IPython import get_ipython
@@ -156,7 +167,81 @@ def _show_in_notebook(fig: Figure) -> None:
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=DPI)
     png = base64.b64encode(buffer.getvalue()).decode("ascii")  # as notebooks store images
-    display({"image/png": png, "text/plain": f"<{figure_title(fig)}>"}, raw=True)  # type: ignore[no-untyped-call]
+    bundle = {"image/png": png, "text/plain": f"<{figure_title(fig)}>"}
+    if svg is not None:
+        bundle["image/svg+xml"] = svg
+    display(bundle, raw=True)  # type: ignore[no-untyped-call]
+
+
+# -- hover text: the interactive SVG -------------------------------------------------------------------
+
+#: Each figure's hover texts by the gid of the artist they describe (:func:`_tip`).
+_TIPS: weakref.WeakKeyDictionary[Figure, dict[str, str]] = weakref.WeakKeyDictionary()
+_SVG = "http://www.w3.org/2000/svg"
+#: A hovered bar or bin is outlined; its ``<title>`` is the browser's tooltip.
+TIP_CLASS = "labkit-tip"
+#: The class of the figure's ``<svg>``: its styles apply inside it only, once it is inline in a page.
+FIGURE_CLASS = "labkit-figure"
+_TIP_STYLE = (
+    f"svg.{FIGURE_CLASS} g.{TIP_CLASS}:hover path {{ stroke: #222 !important; "
+    "stroke-width: 2px !important; stroke-opacity: 1 !important; }"
+)
+_REFERENCE = re.compile(r"url\(#([^)]+)\)|href=\"#([^\"]+)\"")
+
+
+def _tip(fig: Figure, artist: Artist, text: str) -> None:
+    """Give ``artist`` a hover text in the figure's SVG."""
+    tips = _TIPS.setdefault(fig, {})
+    gid = f"{TIP_CLASS}-{len(tips)}"
+    artist.set_gid(gid)
+    tips[gid] = text
+
+
+def figure_svg(fig: Figure) -> str | None:
+    """The figure as an SVG to put inline in a page, when it has hover texts (else None).
+
+    Each described bar or bin is a ``<g class="labkit-tip">`` with a ``<title>`` (what a browser shows
+    on hover and a screen reader reads) and an outline on hover. The SVG is an image with the figure's
+    title as its label; it scales to its container; text stays text; element ids are dropped unless a
+    reference needs them, so several such figures can share one page.
+    """
+    tips = _TIPS.get(fig)
+    if not tips:
+        return None
+    from matplotlib import rc_context
+
+    buffer = io.BytesIO()
+    with rc_context({"svg.fonttype": "none"}):
+        fig.savefig(buffer, format="svg")
+    ET.register_namespace("", _SVG)
+    ET.register_namespace("xlink", "http://www.w3.org/1999/xlink")
+    root = ET.fromstring(buffer.getvalue())
+    for metadata in root.findall(f"{{{_SVG}}}metadata"):
+        root.remove(metadata)
+    wanted = {a or b for a, b in _REFERENCE.findall(buffer.getvalue().decode("utf-8"))}
+    for element in root.iter():
+        if element.tag == f"{{{_SVG}}}style" and element.text:  # matplotlib's own: `*{...}`
+            element.text = element.text.replace("*{", f"svg.{FIGURE_CLASS} *{{")
+        text = tips.get(element.get("id", ""))
+        if text is not None:
+            element.set("class", TIP_CLASS)
+            title = ET.Element(f"{{{_SVG}}}title")
+            title.text = text
+            element.insert(0, title)
+        if element.get("id") not in wanted:
+            element.attrib.pop("id", None)
+    label = figure_title(fig)
+    root.attrib.pop("height", None)  # the viewBox keeps the shape; the width follows the page
+    root.set("width", "100%")
+    root.set("class", FIGURE_CLASS)
+    root.set("role", "img")
+    root.set("aria-label", label)
+    heading = ET.Element(f"{{{_SVG}}}title")
+    heading.text = label
+    style = ET.Element(f"{{{_SVG}}}style")
+    style.text = _TIP_STYLE
+    root[:0] = [heading, style]
+    return ET.tostring(root, encoding="unicode")
 
 
 def figure_title(fig: Figure) -> str:
@@ -251,7 +336,7 @@ def deploy_timeline(
         outcome = outcome.where(~running, "running").astype(str)
         for (_, row), state in zip(frame.iterrows(), outcome, strict=True):
             y = phases.index(str(row["phase"]))
-            ax.barh(
+            bars = ax.barh(
                 y,
                 row["width_s"],
                 left=row["start_s"],
@@ -259,6 +344,7 @@ def deploy_timeline(
                 color=OUTCOME_COLOR.get(state, "#4c72b0"),
                 edgecolor="white",
             )
+            _tip(fig, bars.patches[0], _phase_tip(str(row["phase"]), row["start_s"], row["width_s"], state))
             ax.annotate(
                 f"{row['width_s']:.1f} s" + (" so far" if state == "running" else ""),
                 (row["start_s"] + row["width_s"], y),
@@ -284,7 +370,7 @@ def deploy_timeline(
         colors = _phase_colors(_ordered_unique(frame.sort_values("started_at")["phase"]))
         for _, row in frame.iterrows():
             y = deployments.index(str(row[key]))
-            ax.barh(
+            bars = ax.barh(
                 y,
                 row["width_s"],
                 left=row["start_s"],
@@ -292,6 +378,9 @@ def deploy_timeline(
                 color=colors[str(row["phase"])],
                 edgecolor="white",
             )
+            state = str(row["outcome"]) if "outcome" in frame.columns else ""
+            phase = f"{row[key]}: {row['phase']}"
+            _tip(fig, bars.patches[0], _phase_tip(phase, row["start_s"], row["width_s"], state))
         ends = (frame["start_s"] + frame["width_s"]).groupby(frame[key].astype(str)).max()
         for y, deployment in enumerate(deployments):
             end_s = float(ends[deployment])
@@ -319,6 +408,11 @@ def deploy_timeline(
     ax.set_xlabel("time since the deployment started (s)")
     ax.grid(axis="x", alpha=0.3)
     return _finish(fig, path)
+
+
+def _phase_tip(phase: str, start_s: float, width_s: float, outcome: str) -> str:
+    ended = f", {outcome}" if outcome and outcome != "nan" else ""
+    return f"{phase}: {width_s:.1f} s, from {start_s:.1f} s to {start_s + width_s:.1f} s{ended}"
 
 
 # -- traffic, errors and latency over time -------------------------------------------------------
@@ -428,6 +522,23 @@ def traffic_over_time(
         label=f"responses served by {new_color}",
     )
     ax_weight.set_ylim(-5, 105)
+    # Each time bin, hovered, gives its figures: an invisible column over the weight panel.
+    configured = steps["weight"].to_numpy(dtype=float)
+    changed = steps["time_s"].to_numpy(dtype=float)
+    for center, row in zip(per_bin.index.astype(float), per_bin.itertuples(), strict=True):
+        at = max(int(np.searchsorted(changed, center, side="right")) - 1, 0)
+        # A face of almost no opacity: a browser sends hover only to painted shapes, and matplotlib
+        # leaves out a face that is wholly transparent.
+        column = ax_weight.axvspan(
+            center - width / 2, center + width / 2, facecolor=(0.0, 0.0, 0.0, 0.001), edgecolor="none"
+        )
+        _tip(
+            fig,
+            column,
+            f"{center - width / 2:.1f} to {center + width / 2:.1f} s: {row.requests} requests, "
+            f"{row.served_new_pct:.0f} % served by {new_color} (configured {configured[at]:g} %), "
+            f"{row.error_pct:.1f} % failed, p50 {row.p50:.1f} ms, p95 {row.p95:.1f} ms",
+        )
     ax_weight.set_ylabel(f"{new_color} share (%)")
     ax_weight.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8)
 

@@ -15,7 +15,9 @@ lesson gave it) and the theme renders it like every other page.
 The site (``RUN/site/`` unless told otherwise): a landing page with the architecture the run built
 (:mod:`labkit.lab.diagram`) and its headline figures (:mod:`labkit.lab.runfacts`), each linked to the
 lesson that measured it; the lessons as chapters; the ledger and, when the run has lesson 10, the drill
-scoreboard; the runbooks with what each fixes; the roadmap. Figures are PNG, not interactive.
+scoreboard; the runbooks with what each fixes; the roadmap. Figures are PNG with alt text, except the
+deploy timelines and traffic figures, which are inline SVG that show each bar's or time bin's figures on
+hover (:func:`labkit.lab.plots.figure_svg`).
 """
 
 from __future__ import annotations
@@ -267,6 +269,10 @@ def _output_markdown(output: dict[str, Any], figures: Path, name: str, chapter: 
         trace = _ANSI.sub("", "\n".join(output.get("traceback", [])))
         return _fence(trace or f"{output.get('ename')}: {output.get('evalue')}", "text")
     data = output.get("data", {})
+    if "image/svg+xml" in data:  # an interactive figure (labkit.plots.figure_svg): inline, to hover
+        svg = "".join(data["image/svg+xml"])
+        (figures / f"{name}.svg").write_text(svg, encoding="utf-8")
+        return _inline_figure(svg, figure_title(output) or f"A figure of {chapter}")
     if "image/png" in data:
         (figures / f"{name}.png").write_bytes(base64.b64decode("".join(data["image/png"])))
         alt = figure_title(output) or f"A figure of {chapter}"
@@ -300,6 +306,9 @@ def markdown_table(table: Table, *, drop_unnamed: bool = True) -> str:
 
 
 def _copy_figure(run: Path, docs: Path, name: str, alt: str) -> str:
+    """A figure the run saved, inline when the plot also saved it as an interactive SVG."""
+    if (run / name).with_suffix(".svg").is_file():
+        return _inline_figure((run / name).with_suffix(".svg").read_text(encoding="utf-8"), alt)
     if not (run / name).is_file():
         return ""
     shutil.copy2(run / name, docs / "figures" / name)
@@ -311,6 +320,15 @@ def _figure(src: str, alt: str, caption: bool = True) -> str:
     text = html.escape(alt)
     below = f"<figcaption>{text}</figcaption>" if caption else ""
     return f'<figure><img src="{src}" alt="{text}">{below}</figure>\n'
+
+
+def _inline_figure(svg: str, alt: str) -> str:
+    """An SVG figure in the page itself, where its hover texts work (an ``<img>`` would keep them
+    out), captioned. Its lines are joined: a blank line would end Markdown's raw HTML block."""
+    text = html.escape(alt)
+    body = " ".join(line.strip() for line in svg.splitlines() if line.strip())
+    caption = f"{text} (hover over a bar or a time bin to read its figures)"
+    return f'<figure class="interactive">{body}<figcaption>{caption}</figcaption></figure>\n'
 
 
 def _ledger_page(ledger: Table, run: Path, docs: Path, *, chapter: str) -> str:

@@ -249,3 +249,28 @@ def test_latest_run_and_errors(tmp_path: Path) -> None:
     (tmp_path / "elsewhere" / "notes.txt").write_text("mine")
     with pytest.raises(SiteError, match="not a site labkit built"):
         build_site(newest, tmp_path / "elsewhere")
+
+
+def test_the_deploy_figures_are_inline_svg_whose_bars_tell_their_figures(run: Path) -> None:
+    """Issue 16: the deploy timeline and the traffic figure are interactive on the site: inline SVG
+    (an <img> would keep its hover texts out) whose every bar has a title, labelled for screen readers."""
+    from labkit.lab import plots
+    from tests.unit.test_plots import events
+
+    plots.deploy_timeline(events(), path=run / "08-timeline.png")
+    svg = (run / "08-timeline.svg").read_text()
+    six = run / "06-traffic-shifting.ipynb"
+    doc = json.loads(six.read_text())
+    bundle = shown(image_png="", text_plain="<Deployment timeline>")
+    bundle["data"]["image/svg+xml"] = svg
+    doc["cells"].append(code("plots.deploy_timeline(...);", bundle))
+    six.write_text(json.dumps(doc))
+    site = build_site(run).parent
+
+    for page in ("06-traffic-shifting.html", "ledger.html"):
+        text = (site / page).read_text()
+        assert text.count('class="labkit-figure" role="img" aria-label="Deployment timeline: 8 phases') == 1
+        assert "<title>scale up green: 48.0 s, from 2.4 s to 50.4 s, ok</title>" in text
+        assert "hover over a bar" in text
+    assert (site / "figures" / "06-traffic-shifting-3-0.svg").read_text() == svg
+    assert not (site / "figures" / "08-timeline.png").exists()  # the ledger shows the SVG instead

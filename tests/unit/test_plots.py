@@ -469,3 +469,34 @@ def test_the_legend_of_many_phases_fits_a_timeline_of_two_deployments() -> None:
     legend = fig.axes[0].get_legend().get_window_extent()
     page = fig.bbox
     assert legend.y0 >= page.y0 and legend.y1 <= page.y1, (legend, page)
+
+
+def test_the_deploy_figures_are_also_svg_that_names_each_bar_on_hover(tmp_path: Path) -> None:
+    """Issue 16: the deploy timeline and the traffic figure are interactive: an SVG beside the PNG in
+    which each phase bar, or each time bin of traffic, is a group whose title gives its figures."""
+    import xml.etree.ElementTree as ET
+
+    svg_ns = "{http://www.w3.org/2000/svg}"
+    fig = plots.deploy_timeline(events(), path=tmp_path / "timeline.png")
+    root = ET.fromstring((tmp_path / "timeline.svg").read_text())
+    assert (root.get("role"), root.get("aria-label")) == ("img", plots.figure_title(fig))
+    tips = [g.find(f"{svg_ns}title") for g in root.iter(f"{svg_ns}g") if g.get("class") == plots.TIP_CLASS]
+    texts = [t.text or "" for t in tips if t is not None]
+    assert len(texts) == len(events())
+    assert any(t.startswith("scale up green: 48.0 s, from 2.4 s") for t in texts)
+    # No id but those a reference needs: two figures inline on one page share none.
+    ids = {e.get("id") for e in root.iter() if e.get("id")}
+    assert ids and all(f"#{i}" in (tmp_path / "timeline.svg").read_text() for i in ids)
+
+    frame, weights = probe()
+    plots.traffic_over_time(frame, weights, path=tmp_path / "traffic.png")
+    root = ET.fromstring((tmp_path / "traffic.svg").read_text())
+    bins = [g.find(f"{svg_ns}title") for g in root.iter(f"{svg_ns}g") if g.get("class") == plots.TIP_CLASS]
+    shape = r"[\d.]+ to [\d.]+ s: (\d+) requests, (\d+) % served by green"
+    counted = [re.match(shape, t.text or "") for t in bins if t is not None]
+    assert all(counted) and sum(int(m[1]) for m in counted if m) == len(frame)
+    assert {int(m[2]) for m in counted if m} >= {0, 100}  # the shift from blue to green, bin by bin
+    # A figure with no hover texts has no SVG.
+    cost = plots.cost_by_component(estimate_cost(COST_PLAN, deploys=DeployPattern()))
+    assert plots.figure_svg(cost) is None
+    assert not list(tmp_path.glob("cost*"))
