@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import os
 import shutil
+import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -35,10 +36,17 @@ class _Quiet(SimpleHTTPRequestHandler):
         pass
 
 
+class _Server(ThreadingHTTPServer):
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A browser that closes as a file is still being sent (at the end of a check) is no error."""
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
+
+
 @contextmanager
 def served(folder: Path) -> Iterator[str]:
     """``folder`` over HTTP on 127.0.0.1; yields its base URL."""
-    server = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(_Quiet, directory=str(folder)))
+    server = _Server(("127.0.0.1", 0), functools.partial(_Quiet, directory=str(folder)))
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
@@ -62,6 +70,11 @@ class SiteCheck:
     landing_text: str = ""
     search_results: int = 0
     dark_scheme: str = ""
+    # page -> (label, hover texts) of each inline interactive figure
+    interactive: dict[str, list[tuple[str, list[str]]]] = field(default_factory=dict)
+    hover_outline: tuple[str, str] = ("", "")  # a hovered bar's stroke width: before, while hovered
+    # scheme -> [how many text elements were measured, those under WCAG AA's contrast ratio]
+    contrast: dict[str, tuple[int, list[dict[str, Any]]]] = field(default_factory=dict)
 
 
 _LINKS_JS = """() => ({
@@ -70,7 +83,53 @@ _LINKS_JS = """() => ({
     ok: i.complete && i.naturalWidth > 0})),
   headings: [...document.querySelectorAll('article :is(h1, h2, h3, h4, h5, h6)')]
     .map(h => Number(h.tagName[1])),
+  figures: [...document.querySelectorAll('svg.labkit-figure')].map(f => [f.getAttribute('aria-label') || '',
+    [...f.querySelectorAll('g.labkit-tip > title')].map(t => t.textContent)]),
 })"""
+
+#: WCAG 2's contrast ratio of every visible piece of text on the page (not the figures' own text, which
+#: sits on the figure's white) against the background it is drawn on, the layers under it composed: the
+#: measured count, and those under 4.5:1 (3:1 for large text).
+_CONTRAST_JS = """() => {
+  const rgba = s => {
+    const m = /rgba?\\(([^)]+)\\)/.exec(s);
+    if (!m) return null;
+    const p = m[1].split(/[\\s,\\/]+/).filter(Boolean).map(Number);
+    return [p[0], p[1], p[2], p.length > 3 ? p[3] : 1];
+  };
+  const over = (top, under) => [0, 1, 2].map(i => top[i] * top[3] + under[i] * (1 - top[3])).concat([1]);
+  const background = el => {
+    const layers = [];
+    for (let e = el; e; e = e.parentElement) {
+      const c = rgba(getComputedStyle(e).backgroundColor);
+      if (c && c[3] > 0) { layers.push(c); if (c[3] >= 1) break; }
+    }
+    return layers.reverse().reduce((under, top) => over(top, under), [255, 255, 255, 1]);
+  };
+  const linear = v => { v /= 255; return v <= 0.03928 ? v / 12.92 : Math.pow((v + 0.055) / 1.055, 2.4); };
+  const lum = c => 0.2126 * linear(c[0]) + 0.7152 * linear(c[1]) + 0.0722 * linear(c[2]);
+  let measured = 0;
+  const low = [];
+  for (const el of document.body.querySelectorAll('*')) {
+    if (el.closest('svg') || !el.checkVisibility({opacityProperty: true, visibilityProperty: true})) continue;
+    if (![...el.childNodes].some(n => n.nodeType === 3 && n.textContent.trim())) continue;
+    const style = getComputedStyle(el);
+    const bg = background(el);
+    const color = rgba(style.color);
+    const text = el.textContent.trim().slice(0, 40);
+    if (!color) { low.push({tag: el.tagName, text, color: style.color}); continue; }
+    const [a, b] = [lum(over(color, bg)), lum(bg)].sort((x, y) => y - x);
+    const ratio = (a + 0.05) / (b + 0.05);
+    const size = parseFloat(style.fontSize);
+    const large = size >= 24 || (Number(style.fontWeight) >= 700 && size >= 18.66);
+    measured += 1;
+    if (ratio < (large ? 3 : 4.5)) {
+      const background = `rgb(${bg.slice(0, 3).map(Math.round)})`;
+      low.push({tag: el.tagName, text, ratio: Math.round(ratio * 100) / 100, color: style.color, background});
+    }
+  }
+  return [measured, low];
+}"""
 
 
 def check_site(site: Path, screenshots: dict[str, Path]) -> SiteCheck:
@@ -116,22 +175,45 @@ def check_site(site: Path, screenshots: dict[str, Path]) -> SiteCheck:
                     if not image["alt"].strip():
                         result.images_without_alt.append(f"{name}: {image['src']}")
                 result.headings[name] = found["headings"]
+                if found["figures"]:
+                    result.interactive[name] = [(label, tips) for label, tips in found["figures"]]
+                    if not result.hover_outline[0]:
+                        result.hover_outline = _hover(page)
                 if name in screenshots:
                     page.screenshot(path=str(screenshots[name]), full_page=True)
                 if name == "index.html":
                     result.landing_text = page.inner_text("article")
-                    result.search_results = _search(page, "rollback")
+                    result.contrast["light"] = page.evaluate(_CONTRAST_JS)
+                    result.search_results = _search(page, "rollback", result.contrast)
                     page.locator("label.md-header__button[for^='__palette']:visible").first.click()
                     result.dark_scheme = page.get_attribute("body", "data-md-color-scheme") or ""
+                    page.wait_for_timeout(500)  # the theme fades its colors over
+                    result.contrast["dark"] = page.evaluate(_CONTRAST_JS)
         finally:
             browser.close()
     return result
 
 
-def _search(page: Any, term: str) -> int:
-    """How many results the theme's search lists for ``term``."""
+def _hover(page: Any) -> tuple[str, str]:
+    """The stroke width of the widest described bar of the page's last interactive figure (a lesson
+    plots its traffic, then its timeline, whose bars no line crosses), then while the pointer is on it."""
+    bars = page.locator("svg.labkit-figure").last.locator("g.labkit-tip path")
+    widths = bars.evaluate_all("els => els.map(e => e.getBoundingClientRect().width)")
+    bar = bars.nth(max(range(len(widths)), key=widths.__getitem__))
+    bar.evaluate("el => el.scrollIntoView({block: 'center'})")  # clear of the theme's sticky header
+    width = "el => getComputedStyle(el).strokeWidth"
+    before = str(bar.evaluate(width))
+    bar.hover(timeout=10_000)  # Playwright waits until the bar itself is what the pointer reaches
+    return before, str(bar.evaluate(width))
+
+
+def _search(page: Any, term: str, contrast: dict[str, tuple[int, list[dict[str, Any]]]]) -> int:
+    """How many results the theme's search lists for ``term``; the contrast of the open search panel
+    before any keystroke goes to ``contrast``."""
     box = page.locator("input.md-search__input")
     box.click()
+    page.wait_for_selector(".md-search-result__meta", state="visible")
+    contrast["light, search open"] = page.evaluate(_CONTRAST_JS)
     box.press_sequentially(term, delay=20)  # keystrokes: the theme searches as the reader types
     page.wait_for_selector(".md-search-result__item", timeout=15_000)
     count = page.locator(".md-search-result__item").count()
