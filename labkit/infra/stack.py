@@ -598,12 +598,16 @@ class Stack:
         # release at the end would fail. The bucket's own lock file (1.10+) is gone with the bucket.
         self.terraform.init(backend_config=self.backend_config(locking=False))
         self._initialised = True
-        others = [
-            address
-            for address in self.terraform.state_list()
-            if not address.startswith(STATE_BUCKET_ADDRESSES) and not _is_data_source(address)
-        ]
-        self._say(f"global: destroying {len(others)} resources, all but the state bucket")
+        resources = [address for address in self.terraform.state_list() if not _is_data_source(address)]
+        others = [address for address in resources if not address.startswith(STATE_BUCKET_ADDRESSES)]
+        # Terraform also destroys what depends on a target: the bucket's encryption setting (it
+        # names the KMS key). Counted here, so this line and Terraform's own agree.
+        with_key = [a for a in resources if a.startswith(STATE_BUCKET_ADDRESSES) and "encryption" in a]
+        also = ", except its encryption setting, which goes with the KMS key" if with_key else ""
+        self._say(
+            f"global: destroying {len(others) + len(with_key)} resources: all but the state bucket and "
+            f"its settings{also}"
+        )
         self.terraform.destroy(variables=self.variables(None), targets=others)
         self._say(f"global: deleting every object version in {bucket}, then the bucket")
         _delete_bucket(self.target, bucket)
