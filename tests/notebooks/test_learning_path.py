@@ -1,7 +1,8 @@
 """The learning path, executed the way `make lab` runs it: `labkit run` on its own sandbox.
 
 One run of notebooks 00 to 09 in order (each builds on the one before), in a private LABKIT_HOME
-so it neither sees nor disturbs the other tests' sandbox. Every notebook asserts its own
+so it neither sees nor disturbs the other tests' sandbox; it pauses after 06 while 03 runs again
+on its own, as a learner going back would, and must refuse. Every notebook asserts its own
 checkpoints; this test checks that the run passed all of them, left the executed copies and the
 figures, and that the parameters given on the command line reached the notebooks that declare them.
 10-disaster-drills starts from nothing, as 09 leaves the sandbox, so it runs in a test of its own
@@ -21,6 +22,7 @@ import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -59,25 +61,57 @@ def _cells(path: Path) -> list[dict[str, Any]]:
     return cells
 
 
+#: Where the path stops for a learner's second run of earlier lessons (issue 16): 02 runs again (and
+#: finds its network built), 03 refuses (applied, it would move traffic back to a parked color).
+PAUSE_AFTER, AGAIN, RERUN = "06", "02-network.ipynb", "03-load-balancer.ipynb"
+
+
+@dataclass(frozen=True)
+class PathRun:
+    """The path's run (its two halves' output joined: the one command `make lab` runs gives the same
+    rows) and the second runs of earlier lessons made between them, each in a folder of its own."""
+
+    out: Path
+    proc: subprocess.CompletedProcess[str]
+    again: subprocess.CompletedProcess[str]
+    rerun: subprocess.CompletedProcess[str]
+    work: Path  # the second runs' executed copies are in its again/ and rerun/
+
+
 @pytest.fixture(scope="module")
-def path_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run]:
+def path_runs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PathRun]:
     work = tmp_path_factory.mktemp("learning-path")
     out = work / "run"
-    lessons = work / "notebooks"  # `labkit run` takes a folder: 00 to 09, linked
-    lessons.mkdir()
+    halves = [work / "first", work / "then"]  # `labkit run` takes a folder: 00 to 06, 07 to 09, linked
     for notebook in PATH:
-        (lessons / notebook.name).symlink_to(notebook)
+        half = halves[0] if notebook.name[:2] <= PAUSE_AFTER else halves[1]
+        half.mkdir(exist_ok=True)
+        (half / notebook.name).symlink_to(notebook)
     env = {**os.environ, "LABKIT_HOME": str(work / "home")}
     env.pop("LABKIT_SANDBOX_HOME", None)
-    command = [sys.executable, "-m", "labkit", "run", str(lessons), "--out", str(out), "--quiet",
-               "-p", "rate", "40"]  # fmt: skip
-    try:
-        proc = subprocess.run(
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        command = [sys.executable, "-m", "labkit", "run", *args, "--quiet"]
+        return subprocess.run(
             command, env=env, cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=RUN_TIMEOUT_S
         )
-        yield out, proc
+
+    try:
+        first = run(str(halves[0]), "--out", str(out), "-p", "rate", "40")
+        again = run(str(NOTEBOOKS / AGAIN), "--out", str(work / "again"))
+        rerun = run(str(NOTEBOOKS / RERUN), "--out", str(work / "rerun"))  # refused: see its test
+        then = run(str(halves[1]), "--out", str(out), "-p", "rate", "40") if first.returncode == 0 else first
+        joined = subprocess.CompletedProcess(
+            then.args, then.returncode, first.stdout + then.stdout, first.stderr + then.stderr
+        )
+        yield PathRun(out, joined if first.returncode == 0 else first, again, rerun, work)
     finally:
         subprocess.run([sys.executable, "-m", "labkit", "sandbox", "down"], env=env, capture_output=True)
+
+
+@pytest.fixture(scope="module")
+def path_run(path_runs: PathRun) -> Run:
+    return path_runs.out, path_runs.proc
 
 
 def test_every_notebook_runs_headless_on_the_sandbox(path_run: Run) -> None:
@@ -114,6 +148,38 @@ def test_the_figures_are_saved_next_to_the_executed_notebooks(path_run: Run) -> 
             images = [o for o in cell["outputs"] if "image/png" in o.get("data", {})]
             assert images, f"{executed.name} cell {index} saved a figure but shows none"
     assert plotted >= len(FIGURES)
+
+
+def test_earlier_lessons_run_again_after_06_pass_or_refuse_saying_what_to_do(path_runs: PathRun) -> None:
+    """Issue 16: 02 run again after later lessons failed on its empty plan; now it applies nothing and
+    passes. 03 run again after 06 failed its weight check; run again, 04 would send traffic to a color
+    with no instances. Now each refuses before it applies, naming what changed and what to do."""
+    assert path_runs.proc.returncode == 0
+    again = path_runs.again
+    assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
+    printed = "\n".join(_text(path_runs.work / "again" / AGAIN))
+    assert "No changes: staging's network is already built" in printed, printed
+    rerun = path_runs.rerun
+    said = rerun.stdout + rerun.stderr
+    assert rerun.returncode != 0, said
+    assert f"{RERUN} failed at cell " in said, said
+    assert "LessonOrderError: staging on sandbox has moved past 03-load-balancer" in said, said
+    assert "green_weight is 100 (this lesson sets 0)" in said, said
+    executed = _cells(path_runs.work / "rerun" / RERUN)
+    (error,) = [o for c in executed for o in c.get("outputs", []) if o["output_type"] == "error"]
+    assert "Continue from the lesson after the last one you ran" in error["evalue"], error["evalue"]
+    assert not any("applied staging" in line for line in _text(path_runs.work / "rerun" / RERUN))
+
+
+def test_the_teardown_counts_what_terraform_then_destroys(path_run: Run) -> None:
+    """Issue 16: 09 said "destroying 10 resources" and Terraform destroyed 11 (the state bucket's
+    encryption setting goes with the KMS key it names)."""
+    out, proc = path_run
+    assert proc.returncode == 0
+    said = "\n".join(_text(out / "09-teardown.ipynb"))
+    counted = re.search(r"^global: destroying (\d+) resources", said, re.MULTILINE)
+    destroyed = re.search(r"^destroyed global: 0 added, 0 changed, (\d+) destroyed", said, re.MULTILINE)
+    assert counted and destroyed and counted[1] == destroyed[1], said
 
 
 def test_a_command_line_parameter_reaches_the_notebooks_that_declare_it(path_run: Run) -> None:
@@ -213,8 +279,9 @@ SITE_EXPORT_ENV = "LABKIT_SITE_EXPORT"
 def test_the_runs_site_reads_in_a_browser_and_leads_with_its_figures(path_run: Run) -> None:
     """Issue 16: `labkit report` builds the run's site; every page loads in headless Chromium without
     a console error or a request off the site, every internal link and image resolves, every image
-    has alt text, headings go in order, search answers, the dark palette switches on, and the landing
-    page shows this run's own figures, read here from the run's files."""
+    has alt text, headings go in order, search answers, the dark palette switches on, the landing
+    page's text has WCAG AA contrast in both palettes, the deploys' figures answer a hover, and the
+    landing page shows this run's own figures, read here from the run's files."""
     from tests.site_browser import check_site
 
     out, proc = path_run
@@ -236,6 +303,18 @@ def test_the_runs_site_reads_in_a_browser_and_leads_with_its_figures(path_run: R
     for page, levels in seen.headings.items():
         assert levels[:1] == [1] and all(b - a <= 1 for a, b in itertools.pairwise(levels)), (page, levels)
     assert seen.search_results > 0 and seen.dark_scheme == "slate"
+    assert set(seen.contrast) == {"light", "light, search open", "dark"}
+    for scheme, (measured, low) in seen.contrast.items():  # WCAG AA: the landing page's every text
+        assert measured > 50 and not low, (scheme, low)
+    # The deploys' traffic and timelines are interactive: inline SVG, each bin or bar with its figures.
+    for page in ("06-traffic-shifting.html", "07-automated-rollback.html", "ledger.html"):
+        figures = seen.interactive.get(page, [])
+        assert figures and all(label and tips for label, tips in figures), (page, figures)
+    labels = [label for label, _ in seen.interactive["06-traffic-shifting.html"]]
+    assert labels[0].startswith("Canary deploy of") and labels[1].startswith("Phases of deployment")
+    bins = seen.interactive["06-traffic-shifting.html"][0][1]
+    assert all(re.match(r"[\d.]+ to [\d.]+ s: \d+ requests, \d+ % served by green", b) for b in bins), bins
+    assert seen.hover_outline[1] == "2px" != seen.hover_outline[0], seen.hover_outline
     assert all(path.stat().st_size > 10_000 for path in shots.values())
 
     # The landing page's figures are this run's: each read here from where the lesson left it.
