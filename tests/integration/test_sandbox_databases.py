@@ -3,9 +3,9 @@
 Created, stopped, started and deleted through the RDS API as a client (Terraform, the console)
 would; connected to with the endpoint the RDS API gives and the credentials in the instance's
 RDS-managed secret, as the app will; its data kept across a stop and across a restart of the
-sandbox. Then a release's migrations on an instance (item 4, `labkit db`), and the composition's
-fleet on its database (item 3). The sandbox here is the module's own, in its own folder (it is
-restarted).
+sandbox. Then the db-destroyed drill and the db-restore runbook, a release's migrations on an
+instance (item 4, `labkit db`), and the composition's fleet on its database (item 3). The sandbox
+here is the module's own, in its own folder (it is restarted).
 """
 
 from __future__ import annotations
@@ -22,12 +22,17 @@ import psycopg
 import pytest
 from sqlalchemy import create_engine, text
 
-from app.migrations import history
+from app.migrations import history, upgrade
 from app.release import FIRST_SCHEMA
 from labkit import sandbox as sandbox_service
+from labkit.deploy.ledger import ensure_table
 from labkit.deploy.migrations import EnvironmentDatabase, run_migrations
 from labkit.errors import MigrationError
+from labkit.infra.stack import Stack, StackNames
 from labkit.infra.terraform import Terraform
+from labkit.ops import db_restore
+from labkit.ops.drills import db_destroyed
+from labkit.ops.execute import run_runbook
 from labkit.sandbox import target as sandbox_target
 from labkit.sandbox.client.paths import sandbox_paths
 from labkit.settings import terraform_dir
@@ -185,9 +190,18 @@ def test_snapshots_and_restores_bring_back_the_data_as_it_was(home: Path) -> Non
     create(rds, "ledger-db")
     source = serving(rds, "ledger-db")
     add(source, "a", "b")
-    rds.create_db_snapshot(DBInstanceIdentifier="ledger-db", DBSnapshotIdentifier="ledger-snap-1")
+    taken = rds.create_db_snapshot(DBInstanceIdentifier="ledger-db", DBSnapshotIdentifier="ledger-snap-1")
+    assert taken["DBSnapshot"]["Status"] == "creating"  # as RDS reports it until its data is kept
     snapshot_data = sandbox_paths().databases_dir / "snapshots" / "ledger-snap-1"
-    wait_for("the snapshot's data kept", lambda: (snapshot_data / "complete").exists(), timeout_s=60)
+    wait_for(
+        "the snapshot available",
+        lambda: (
+            rds.describe_db_snapshots(DBSnapshotIdentifier="ledger-snap-1")["DBSnapshots"][0]["Status"]
+            == "available"
+        ),
+        timeout_s=60,
+    )
+    assert (snapshot_data / "complete").exists()
     add(source, "c")
 
     # From the snapshot: the rows written before it, under the restored instance's own endpoint
@@ -217,6 +231,82 @@ def test_snapshots_and_restores_bring_back_the_data_as_it_was(home: Path) -> Non
     wait_for("the snapshot's data removed", lambda: not snapshot_data.exists(), timeout_s=30)
     for identifier in ("ledger-restored", "ledger-pitr", "ledger-back"):
         rds.delete_db_instance(DBInstanceIdentifier=identifier, SkipFinalSnapshot=True)
+
+
+# --- the db-destroyed drill and the db-restore runbook (issue 15 item 4) ---
+
+
+def test_a_destroyed_database_is_restored_with_every_write_acknowledged_before_its_restore_point(
+    home: Path, tmp_path: Path
+) -> None:
+    """The drill's steps as `labkit drill run db-destroyed` takes them, on an instance made through the
+    RDS API (no Terraform): orders written, a restore point, more orders, the instance deleted; the
+    runbook headless (dry run, then confirmed); the drill's check. Then the checks shown failing:
+    the writes after the restore point are missing, exactly those, and a changed row count is named."""
+    target = sandbox_target()
+    rds = target.client("rds")
+    create(rds, "drill-db")
+    host, port, credentials = serving(rds, "drill-db")
+    url = "postgresql+psycopg://{username}:{password}@{host}:{port}/orders".format(
+        **credentials, host=host, port=port
+    )
+    engine = create_engine(url)
+    try:
+        upgrade(engine, FIRST_SCHEMA)  # the app's own orders table
+    finally:
+        engine.dispose()
+    ensure_table(target, StackNames.for_target(target).ledger_table)  # the runbooks' audit records
+
+    facts = db_destroyed.inject(target, "staging", instance="drill-db", writes=20, later_writes=5)
+    before, after = facts["written_before"], facts["written_after"]
+    assert len(before) == 20 and len(after) == 5 and max(before) < min(after)
+    wait_for("drill-db deleted", lambda: database_state("drill-db") == "absent", timeout_s=30)
+
+    parameters = {"environment": "staging", **db_destroyed.DRILL.runbook_parameters(facts)}
+    dry = run_runbook("db-restore", target, {**parameters, "dry_run": True}, out_root=tmp_path)
+    assert dry.ok and dry.record.outcome == "planned", dry.error
+    restored = str(facts["restored_instance"])
+    assert db_restore.describe_instance(target, restored) is None  # the dry run restored nothing
+    done = run_runbook(
+        "db-restore", target, {**parameters, "dry_run": False, "confirm": "staging"}, out_root=tmp_path
+    )
+    assert done.ok and done.record.outcome == "recovered", done.error
+    verified = {
+        step.name: (step.outcome, step.detail) for step in done.record.steps if step.section == "verify"
+    }
+    assert verified["Row counts and checksums equal the restore point's"][0] == "ok", verified
+    assert verified["Every acknowledged write is present"] == (
+        "ok",
+        "all 20 acknowledged writes present in orders",
+    )
+
+    ok, detail = db_destroyed.writes_restored(target, "staging")
+    assert ok, detail
+    assert detail.endswith("5 of 5 written after it are not (the restore point's loss)"), detail
+    where = db_restore.endpoint(target, restored)
+    with where.connect() as conn:
+        ids = [int(r[0]) for r in conn.execute("SELECT id FROM orders ORDER BY id").fetchall()]
+    assert ids == before  # exactly the acknowledged writes before the restore point
+
+    # A second run finds the restored instance and has nothing to do.
+    diagnosis = db_restore.diagnose(
+        Stack("staging", target, reporter=None), instance="drill-db", snapshot=str(facts["snapshot"])
+    )
+    assert diagnosis.instance_status is None and diagnosis.new_instance == restored
+    assert db_restore.actions(target, diagnosis) == []
+    # Held to every write acknowledged, the restore point misses exactly the later ones ...
+    check = db_restore.RestoredDatabase(target, diagnosis)
+    ok, detail = check.writes_present(before + after)
+    assert not ok and detail.startswith("5 of 25 acknowledged writes missing from orders: ")
+    assert detail.endswith(", ".join(map(str, after)))
+    check.close()
+    # ... and a row added since is a difference in the figures.
+    with where.connect() as conn:
+        conn.execute("INSERT INTO orders (item, release_version) VALUES ('late', 'test')")
+    check = db_restore.RestoredDatabase(target, diagnosis)
+    assert check.figures_match() == (False, "orders: 21 rows, 20 at the restore point")
+    check.close()
+    rds.delete_db_instance(DBInstanceIdentifier=restored, SkipFinalSnapshot=True)
 
 
 # --- a release's migrations on an instance's database (issue 15 item 4, `labkit db`) ---

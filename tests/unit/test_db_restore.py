@@ -83,8 +83,10 @@ def test_the_new_instance_is_named_for_its_restore_point_within_rds_rules(
 
 
 def create(target: Target, identifier: str) -> None:
+    """An instance in moto's RDS. MySQL: the sandbox's mends (applied in process by another unit test)
+    keep a PostgreSQL snapshot ``creating`` until a server captures its data, and none runs here."""
     target.client("rds").create_db_instance(
-        DBInstanceIdentifier=identifier, Engine="postgres", DBInstanceClass="db.t4g.micro",
+        DBInstanceIdentifier=identifier, Engine="mysql", DBInstanceClass="db.t4g.micro",
         AllocatedStorage=20, DBName="orders", MasterUsername="app_admin", ManageMasterUserPassword=True,
     )  # fmt: skip
 
