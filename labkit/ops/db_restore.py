@@ -21,8 +21,11 @@ The figures a snapshot is held to are recorded when :func:`take_restore_point` t
 table, ``labkit:figures:TABLE`` = ``ROWS:MD5``. A snapshot taken otherwise has none; then only the
 acknowledged writes are checked and the figures are printed.
 
-The restored data is read from where this runs: the sandbox's servers are on loopback; on AWS the
-instance is in the VPC's isolated subnets and the checks must run from inside the VPC.
+The new instance takes the instance's class, subnet group and security groups while it exists; once
+it is gone, RDS's defaults (on AWS the default VPC's subnet group, where the fleets cannot reach it:
+move it with ``modify-db-instance`` or restore again with the environment's groups). The restored
+data is read from where this runs: the sandbox's servers are on loopback; on AWS the instance is in
+the VPC's isolated subnets and the checks must run from inside the VPC.
 """
 
 from __future__ import annotations
@@ -51,8 +54,10 @@ FIGURES_TAG = "labkit:figures:"
 RESTORED_FROM_TAG = "labkit:restored-from"
 #: RDS allows 50 tags on a resource; the figures leave room for the ones the account adds.
 MAX_FIGURE_TAGS = 40
-#: How long a restore may take until the new instance serves (RDS takes minutes; the sandbox seconds).
+#: How long a restore may take until the new instance is available (RDS takes minutes; the sandbox seconds).
 RESTORE_TIMEOUT_S = {True: 120.0, False: 3600.0}
+#: How long an available instance may refuse connections (its server starting) before the check gives up.
+CONNECT_TIMEOUT_S = 60.0
 #: Session settings under which a row's text, and so the checksum, is the same on any server.
 _STABLE_TEXT = (
     "SET TimeZone = 'UTC'; SET DateStyle = 'ISO, YMD'; SET IntervalStyle = 'postgres'; "
@@ -266,6 +271,18 @@ def snapshots_of(target: Target, instance: str) -> list[dict[str, Any]]:
     return sorted(found, key=lambda s: s.get("SnapshotCreateTime") or never, reverse=True)
 
 
+def snapshots_named(target: Target, snapshot: str) -> list[dict[str, Any]]:
+    """The snapshot called ``snapshot`` (one, or none when there is no such snapshot)."""
+    try:
+        found = target.client("rds").describe_db_snapshots(DBSnapshotIdentifier=snapshot)
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") == "DBSnapshotNotFound":
+            return []
+        raise
+    snapshots: list[dict[str, Any]] = found["DBSnapshots"]
+    return snapshots
+
+
 def _point_from_snapshot(target: Target, snapshot: Mapping[str, Any]) -> RestorePoint:
     tags = snapshot.get("TagList")
     if tags is None:
@@ -441,25 +458,34 @@ def restore(target: Target, diagnosis: Diagnosis, *, timeout_s: float | None = N
 
 
 def wait_serving(target: Target, identifier: str, timeout_s: float | None = None) -> Endpoint:
-    """Wait until the instance is ``available`` and accepts its secret's credentials."""
+    """Wait until the instance is ``available``, then until it accepts its secret's credentials
+    (at most :data:`CONNECT_TIMEOUT_S` more: a database this machine cannot reach never will)."""
     limit = RESTORE_TIMEOUT_S[target.is_sandbox] if timeout_s is None else timeout_s
     deadline, pause = time.monotonic() + limit, 0.5 if target.is_sandbox else 15.0
-    last = ""
+    last, available_at = "", None
     while time.monotonic() < deadline:
         db = describe_instance(target, identifier)
         status = None if db is None else str(db.get("DBInstanceStatus"))
-        if status == "available":
+        if status != "available":
+            last = f"status {status}"
+        else:
+            available_at = available_at or time.monotonic()
             try:
                 found = endpoint(target, identifier)
                 found.connect().close()
                 return found
-            except psycopg.OperationalError as exc:  # the server still starting
+            except psycopg.OperationalError as exc:  # its server still starting, or out of reach
                 last = f"available, but: {str(exc).strip()[:200]}"
-        else:
-            last = f"status {status}"
-        time.sleep(pause)
+                if time.monotonic() - available_at > CONNECT_TIMEOUT_S:
+                    raise DatabaseRestoreError(
+                        f"{identifier} is available but refused or did not answer for "
+                        f"{CONNECT_TIMEOUT_S:g} s: {last}",
+                        hint="On AWS run the runbook from inside the VPC (the instance is in isolated "
+                        "subnets); run it again there: it finds the instance and only verifies.",
+                    ) from exc
+        time.sleep(min(pause, 2.0) if available_at else pause)
     raise DatabaseRestoreError(
-        f"{identifier} did not serve within {limit:g} s (last: {last}).",
+        f"{identifier} was not available within {limit:g} s (last: {last}).",
         hint="Look at the instance's events (`aws rds describe-events --source-identifier "
         f"{identifier}`; on the sandbox, `labkit sandbox status`), then run the runbook again: it "
         "finds the instance and only verifies.",

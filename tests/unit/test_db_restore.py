@@ -4,7 +4,9 @@ moto's RDS (in process). test_sandbox_databases.py runs the db-destroyed drill o
 
 from __future__ import annotations
 
+import json
 import re
+from pathlib import Path
 
 import pytest
 
@@ -20,7 +22,7 @@ from labkit.ops.db_restore import (
     missing_writes,
     restored_identifier,
 )
-from labkit.ops.drills import all_drills
+from labkit.ops.drills import all_drills, db_destroyed
 from labkit.target import Target
 
 ORDERS = TableFigures(20, "0cc175b9c0f1b6a831c399e269772661")
@@ -143,3 +145,26 @@ def test_the_drill_is_found_with_its_runbook() -> None:
         "snapshot": "orders-db-drill-1",
         "acknowledged_ids": [1, 2],
     }
+
+
+def test_the_drills_check_reads_its_record_only_on_the_target_that_holds_its_restore_point(
+    moto_target: Target, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(db_destroyed, "runs_root", lambda: tmp_path)
+    ok, detail = db_destroyed.writes_restored(moto_target, "staging")
+    assert ok and detail == "no db-destroyed injection recorded for staging: nothing to check"
+    record = db_destroyed.record_path("staging")
+    record.parent.mkdir(parents=True)
+    facts = {"snapshot": "orders-db-drill-1", "restored_instance": "orders-db-from-drill-1",
+             "written_before": [1, 2], "written_after": [3]}  # fmt: skip
+    record.write_text(json.dumps(facts))
+    ok, detail = db_destroyed.writes_restored(moto_target, "staging")  # another sandbox's record
+    assert ok and "was not on this target" in detail
+    create(moto_target, "orders-db")
+    moto_target.client("rds").create_db_snapshot(
+        DBInstanceIdentifier="orders-db", DBSnapshotIdentifier="orders-db-drill-1"
+    )
+    assert db_destroyed.writes_restored(moto_target, "staging") == (
+        False,
+        f"orders-db-from-drill-1, where the last injection's writes belong ({record}), does not exist",
+    )
