@@ -90,7 +90,7 @@ def figures_tags(figures: Mapping[str, TableFigures]) -> list[dict[str, str]]:
         raise DatabaseRestoreError(
             f"The database has {len(figures)} tables; a snapshot records the figures of {MAX_FIGURE_TAGS} "
             "at most.",
-            hint="Take the snapshot without figures (`create-db-snapshot`) and check the restore by "
+            hint="Take the snapshot without figures (`aws rds create-db-snapshot`) and check the restore by "
             "acknowledged write ids.",
         )
     return [{"Key": FIGURES_TAG + table, "Value": f.tag_value()} for table, f in sorted(figures.items())]

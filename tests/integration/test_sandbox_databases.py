@@ -300,7 +300,15 @@ def test_a_destroyed_database_is_restored_with_every_write_acknowledged_before_i
     assert not ok and detail.startswith("5 of 25 acknowledged writes missing from orders: ")
     assert detail.endswith(", ".join(map(str, after)))
     check.close()
-    # ... and a row added since is a difference in the figures.
+    # ... and a row changed since, then one added, are differences in the figures.
+    with where.connect() as conn:
+        conn.execute("UPDATE orders SET item = 'changed' WHERE id = %s", (before[0],))
+    check = db_restore.RestoredDatabase(target, diagnosis)
+    assert check.figures_match() == (
+        False,
+        "orders: 20 rows as at the restore point, but their checksum differs",
+    )
+    check.close()
     with where.connect() as conn:
         conn.execute("INSERT INTO orders (item, release_version) VALUES ('late', 'test')")
     check = db_restore.RestoredDatabase(target, diagnosis)
