@@ -14,12 +14,14 @@ import http.client
 import json
 import shutil
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 import psycopg
 import pytest
+from chaoslib.experiment import run_experiment
 from sqlalchemy import create_engine, text
 
 from app.migrations import history, upgrade
@@ -31,8 +33,8 @@ from labkit.errors import MigrationError
 from labkit.infra.stack import Stack, StackNames
 from labkit.infra.terraform import Terraform
 from labkit.ops import db_restore
+from labkit.ops import drill as drill_runner
 from labkit.ops.drills import db_destroyed
-from labkit.ops.execute import run_runbook
 from labkit.sandbox import target as sandbox_target
 from labkit.sandbox.client.paths import sandbox_paths
 from labkit.settings import terraform_dir
@@ -237,12 +239,14 @@ def test_snapshots_and_restores_bring_back_the_data_as_it_was(home: Path) -> Non
 
 
 def test_a_destroyed_database_is_restored_with_every_write_acknowledged_before_its_restore_point(
-    home: Path, tmp_path: Path
+    home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The drill's steps as `labkit drill run db-destroyed` takes them, on an instance made through the
-    RDS API (no Terraform): orders written, a restore point, more orders, the instance deleted; the
-    runbook headless (dry run, then confirmed); the drill's check. Then the checks shown failing:
-    the writes after the restore point are missing, exactly those, and a changed row count is named."""
+    """The db-destroyed drill as `labkit drill run` runs it (its Chaos Toolkit experiment: the
+    drill's check before and after, the injection, db-restore headless as a dry run then confirmed),
+    on an instance made through the RDS API: no Terraform, so no load balancer to probe and no
+    `alb-serves` check. Orders written, a restore point, more orders, the instance deleted; restored.
+    Then the checks shown failing: the writes after the restore point are missing, exactly those,
+    and a changed row is named by its checksum, an added one by the row count."""
     target = sandbox_target()
     rds = target.client("rds")
     create(rds, "drill-db")
@@ -255,22 +259,26 @@ def test_a_destroyed_database_is_restored_with_every_write_acknowledged_before_i
         upgrade(engine, FIRST_SCHEMA)  # the app's own orders table
     finally:
         engine.dispose()
-    ensure_table(target, StackNames.for_target(target).ledger_table)  # the runbooks' audit records
+    names = StackNames.for_target(target)
+    ensure_table(target, names.ledger_table)  # the runbooks' audit records
+    # The state bucket, empty: the runner proves from it that the dry run changed no Terraform state.
+    target.client("s3").create_bucket(Bucket=names.state_bucket)
 
-    facts = db_destroyed.inject(target, "staging", instance="drill-db", writes=20, later_writes=5)
+    drill = replace(db_destroyed.DRILL, steady_state=())
+    run = drill_runner._DrillRun(drill, target, "staging", tmp_path, say=lambda _line: None)
+    monkeypatch.setattr(drill_runner, "_current", run)
+    arguments = {"instance": "drill-db", "writes": 20, "later_writes": 5}
+    journal = run_experiment(drill_runner.experiment(drill, "staging", arguments))
+    assert journal["status"] == "completed" and not journal["deviated"], json.dumps(journal, default=str)[
+        -3000:
+    ]
+    facts = run.facts
     before, after = facts["written_before"], facts["written_after"]
     assert len(before) == 20 and len(after) == 5 and max(before) < min(after)
-    wait_for("drill-db deleted", lambda: database_state("drill-db") == "absent", timeout_s=30)
-
-    parameters = {"environment": "staging", **db_destroyed.DRILL.runbook_parameters(facts)}
-    dry = run_runbook("db-restore", target, {**parameters, "dry_run": True}, out_root=tmp_path)
-    assert dry.ok and dry.record.outcome == "planned", dry.error
-    restored = str(facts["restored_instance"])
-    assert db_restore.describe_instance(target, restored) is None  # the dry run restored nothing
-    done = run_runbook(
-        "db-restore", target, {**parameters, "dry_run": False, "confirm": "staging"}, out_root=tmp_path
-    )
-    assert done.ok and done.record.outcome == "recovered", done.error
+    assert database_state("drill-db") == "absent"
+    dry, done = run.runs
+    assert (dry.record.outcome, done.record.outcome) == ("planned", "recovered")
+    assert [step.outcome for step in dry.record.steps if step.section == "act"] == ["would"]
     verified = {
         step.name: (step.outcome, step.detail) for step in done.record.steps if step.section == "verify"
     }
@@ -279,6 +287,7 @@ def test_a_destroyed_database_is_restored_with_every_write_acknowledged_before_i
         "ok",
         "all 20 acknowledged writes present in orders",
     )
+    restored = str(facts["restored_instance"])
 
     ok, detail = db_destroyed.writes_restored(target, "staging")
     assert ok, detail
@@ -297,8 +306,10 @@ def test_a_destroyed_database_is_restored_with_every_write_acknowledged_before_i
     # Held to every write acknowledged, the restore point misses exactly the later ones ...
     check = db_restore.RestoredDatabase(target, diagnosis)
     ok, detail = check.writes_present(before + after)
-    assert not ok and detail.startswith("5 of 25 acknowledged writes missing from orders: ")
-    assert detail.endswith(", ".join(map(str, after)))
+    assert (ok, detail) == (
+        False,
+        f"5 of 25 acknowledged writes missing from orders: {', '.join(map(str, after))}",
+    )
     check.close()
     # ... and a row changed since, then one added, are differences in the figures.
     with where.connect() as conn:
