@@ -361,6 +361,9 @@ class Diagnosis:
     new_status: str | None
     snapshots: tuple[str, ...]
 
+    def __str__(self) -> str:  # what the runbook prints and records
+        return self.describe()
+
     def describe(self) -> str:
         state = self.instance_status or "gone (deleted)"
         new = f"exists ({self.new_status})" if self.new_status else "does not exist yet"

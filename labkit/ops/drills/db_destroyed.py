@@ -10,7 +10,8 @@ with ``SkipFinalSnapshot``, as a clean-up script or a person in the wrong accoun
 The drill's own record (``runs/drills/db-destroyed/ENV.json``: the ids written before and after the
 restore point, and the instance the runbook restores into) is what its check reads; the check reads
 the ids in the restored instance itself. Every write acknowledged before the restore point must be
-there; those after it are the restore point's loss, reported and not restored.
+there; those after it are the restore point's loss, reported and not restored. A record whose
+restore point is not on the target (another sandbox's, a test's) is not this target's and is ignored.
 """
 
 from __future__ import annotations
