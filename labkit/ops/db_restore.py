@@ -22,8 +22,8 @@ table, ``labkit:figures:TABLE`` = ``ROWS:MD5``. A snapshot taken otherwise has n
 acknowledged writes are checked and the figures are printed.
 
 The new instance takes the instance's class, subnet group and security groups while it exists; once
-it is gone, RDS's defaults (on AWS the default VPC's subnet group, where the fleets cannot reach it:
-move it with ``modify-db-instance`` or restore again with the environment's groups). The restored
+it is gone, RDS's defaults (on AWS the default VPC, where the fleets cannot reach it until it is
+moved: ``aws rds modify-db-instance --db-subnet-group-name ... --vpc-security-group-ids ...``). The restored
 data is read from where this runs: the sandbox's servers are on loopback; on AWS the instance is in
 the VPC's isolated subnets and the checks must run from inside the VPC.
 """
