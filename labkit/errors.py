@@ -250,6 +250,11 @@ class RestoreError(LabkitError):
     rebuild did not end serving it."""
 
 
+class DatabaseRestoreError(LabkitError):
+    """An RDS instance's data cannot be restored as asked: no restore point, a name taken, or the
+    restored instance never served."""
+
+
 class LessonOrderError(LabkitError):
     """A notebook needs what an earlier lesson builds, and it is not there."""
 

@@ -30,6 +30,7 @@ def test_drill_list_names_every_drill_and_its_runbook() -> None:
         "concurrent-applies": None,
         "corrupt-state": "restore-state",
         "credential-leak": "credential-leak",
+        "db-destroyed": "db-restore",
         "deploy-permission-lost": "diagnose-access-denied",
         "deploy-role-deleted": "fix-oidc-trust",
         "drift": "reconcile-drift",

@@ -3,9 +3,9 @@
 Created, stopped, started and deleted through the RDS API as a client (Terraform, the console)
 would; connected to with the endpoint the RDS API gives and the credentials in the instance's
 RDS-managed secret, as the app will; its data kept across a stop and across a restart of the
-sandbox. Then a release's migrations on an instance (item 4, `labkit db`), and the composition's
-fleet on its database (item 3). The sandbox here is the module's own, in its own folder (it is
-restarted).
+sandbox. Then the db-destroyed drill and the db-restore runbook, a release's migrations on an
+instance (item 4, `labkit db`), and the composition's fleet on its database (item 3). The sandbox
+here is the module's own, in its own folder (it is restarted).
 """
 
 from __future__ import annotations
@@ -14,20 +14,27 @@ import http.client
 import json
 import shutil
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 import psycopg
 import pytest
+from chaoslib.experiment import run_experiment
 from sqlalchemy import create_engine, text
 
-from app.migrations import history
+from app.migrations import history, upgrade
 from app.release import FIRST_SCHEMA
 from labkit import sandbox as sandbox_service
+from labkit.deploy.ledger import ensure_table
 from labkit.deploy.migrations import EnvironmentDatabase, run_migrations
 from labkit.errors import MigrationError
+from labkit.infra.stack import Stack, StackNames
 from labkit.infra.terraform import Terraform
+from labkit.ops import db_restore
+from labkit.ops import drill as drill_runner
+from labkit.ops.drills import db_destroyed
 from labkit.sandbox import target as sandbox_target
 from labkit.sandbox.client.paths import sandbox_paths
 from labkit.settings import terraform_dir
@@ -185,9 +192,18 @@ def test_snapshots_and_restores_bring_back_the_data_as_it_was(home: Path) -> Non
     create(rds, "ledger-db")
     source = serving(rds, "ledger-db")
     add(source, "a", "b")
-    rds.create_db_snapshot(DBInstanceIdentifier="ledger-db", DBSnapshotIdentifier="ledger-snap-1")
+    taken = rds.create_db_snapshot(DBInstanceIdentifier="ledger-db", DBSnapshotIdentifier="ledger-snap-1")
+    assert taken["DBSnapshot"]["Status"] == "creating"  # as RDS reports it until its data is kept
     snapshot_data = sandbox_paths().databases_dir / "snapshots" / "ledger-snap-1"
-    wait_for("the snapshot's data kept", lambda: (snapshot_data / "complete").exists(), timeout_s=60)
+    wait_for(
+        "the snapshot available",
+        lambda: (
+            rds.describe_db_snapshots(DBSnapshotIdentifier="ledger-snap-1")["DBSnapshots"][0]["Status"]
+            == "available"
+        ),
+        timeout_s=60,
+    )
+    assert (snapshot_data / "complete").exists()
     add(source, "c")
 
     # From the snapshot: the rows written before it, under the restored instance's own endpoint
@@ -217,6 +233,99 @@ def test_snapshots_and_restores_bring_back_the_data_as_it_was(home: Path) -> Non
     wait_for("the snapshot's data removed", lambda: not snapshot_data.exists(), timeout_s=30)
     for identifier in ("ledger-restored", "ledger-pitr", "ledger-back"):
         rds.delete_db_instance(DBInstanceIdentifier=identifier, SkipFinalSnapshot=True)
+
+
+# --- the db-destroyed drill and the db-restore runbook (issue 15 item 4) ---
+
+
+def test_a_destroyed_database_is_restored_with_every_write_acknowledged_before_its_restore_point(
+    home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The db-destroyed drill as `labkit drill run` runs it (its Chaos Toolkit experiment: the
+    drill's check before and after, the injection, db-restore headless as a dry run then confirmed),
+    on an instance made through the RDS API: no Terraform, so no load balancer to probe and no
+    `alb-serves` check. Orders written, a restore point, more orders, the instance deleted; restored.
+    Then the checks shown failing: the writes after the restore point are missing, exactly those,
+    and a changed row is named by its checksum, an added one by the row count."""
+    target = sandbox_target()
+    rds = target.client("rds")
+    create(rds, "drill-db")
+    host, port, credentials = serving(rds, "drill-db")
+    url = "postgresql+psycopg://{username}:{password}@{host}:{port}/orders".format(
+        **credentials, host=host, port=port
+    )
+    engine = create_engine(url)
+    try:
+        upgrade(engine, FIRST_SCHEMA)  # the app's own orders table
+    finally:
+        engine.dispose()
+    names = StackNames.for_target(target)
+    ensure_table(target, names.ledger_table)  # the runbooks' audit records
+    # The state bucket, empty: the runner proves from it that the dry run changed no Terraform state.
+    target.client("s3").create_bucket(Bucket=names.state_bucket)
+
+    drill = replace(db_destroyed.DRILL, steady_state=())
+    run = drill_runner._DrillRun(drill, target, "staging", tmp_path, say=lambda _line: None)
+    monkeypatch.setattr(drill_runner, "_current", run)
+    arguments = {"instance": "drill-db", "writes": 20, "later_writes": 5}
+    journal = run_experiment(drill_runner.experiment(drill, "staging", arguments))
+    assert journal["status"] == "completed" and not journal["deviated"], json.dumps(journal, default=str)[
+        -3000:
+    ]
+    facts = run.facts
+    before, after = facts["written_before"], facts["written_after"]
+    assert len(before) == 20 and len(after) == 5 and max(before) < min(after)
+    assert database_state("drill-db") == "absent"
+    dry, done = run.runs
+    assert (dry.record.outcome, done.record.outcome) == ("planned", "recovered")
+    assert [step.outcome for step in dry.record.steps if step.section == "act"] == ["would"]
+    verified = {
+        step.name: (step.outcome, step.detail) for step in done.record.steps if step.section == "verify"
+    }
+    assert verified["Row counts and checksums equal the restore point's"][0] == "ok", verified
+    assert verified["Every acknowledged write is present"] == (
+        "ok",
+        "all 20 acknowledged writes present in orders",
+    )
+    restored = str(facts["restored_instance"])
+
+    ok, detail = db_destroyed.writes_restored(target, "staging")
+    assert ok, detail
+    assert detail.endswith("5 of 5 written after it are not (the restore point's loss)"), detail
+    where = db_restore.endpoint(target, restored)
+    with where.connect() as conn:
+        ids = [int(r[0]) for r in conn.execute("SELECT id FROM orders ORDER BY id").fetchall()]
+    assert ids == before  # exactly the acknowledged writes before the restore point
+
+    # A second run finds the restored instance and has nothing to do.
+    diagnosis = db_restore.diagnose(
+        Stack("staging", target, reporter=None), instance="drill-db", snapshot=str(facts["snapshot"])
+    )
+    assert diagnosis.instance_status is None and diagnosis.new_instance == restored
+    assert db_restore.actions(target, diagnosis) == []
+    # Held to every write acknowledged, the restore point misses exactly the later ones ...
+    check = db_restore.RestoredDatabase(target, diagnosis)
+    ok, detail = check.writes_present(before + after)
+    assert (ok, detail) == (
+        False,
+        f"5 of 25 acknowledged writes missing from orders: {', '.join(map(str, after))}",
+    )
+    check.close()
+    # ... and a row changed since, then one added, are differences in the figures.
+    with where.connect() as conn:
+        conn.execute("UPDATE orders SET item = 'changed' WHERE id = %s", (before[0],))
+    check = db_restore.RestoredDatabase(target, diagnosis)
+    assert check.figures_match() == (
+        False,
+        "orders: 20 rows as at the restore point, but their checksum differs",
+    )
+    check.close()
+    with where.connect() as conn:
+        conn.execute("INSERT INTO orders (item, release_version) VALUES ('late', 'test')")
+    check = db_restore.RestoredDatabase(target, diagnosis)
+    assert check.figures_match() == (False, "orders: 21 rows, 20 at the restore point")
+    check.close()
+    rds.delete_db_instance(DBInstanceIdentifier=restored, SkipFinalSnapshot=True)
 
 
 # --- a release's migrations on an instance's database (issue 15 item 4, `labkit db`) ---

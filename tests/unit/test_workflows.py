@@ -281,8 +281,8 @@ def test_the_runbook_workflow_offers_every_runbook_and_dry_runs_by_default() -> 
     runbooks = catalog()
     # deploy needs the release deploy.yml builds (that workflow runs it); fix-oidc-trust,
     # credential-leak and diagnose-access-denied need an administrator, not the deploy role this
-    # workflow assumes.
-    elsewhere = {"deploy", "fix-oidc-trust", "credential-leak", "diagnose-access-denied"}
+    # workflow assumes; db-restore's checks must reach the database, inside the VPC on AWS.
+    elsewhere = {"deploy", "fix-oidc-trust", "credential-leak", "diagnose-access-denied", "db-restore"}
     assert inputs["runbook"]["options"] == sorted(r.name for r in runbooks if r.name not in elsewhere)
     assert elsewhere <= {r.name for r in runbooks}
     # The workflow passes these three to whichever runbook it runs.

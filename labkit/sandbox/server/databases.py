@@ -15,6 +15,10 @@ PostgreSQL 16; nothing is installed on the machine.
   role gets the new one, as RDS sets it.
 - **Stop/start and delete**: ``stopped`` stops the server and keeps its data; a deleted instance's
   server stops and its data folder goes.
+- **Snapshots**: a snapshot's data is captured in the reconcile pass after the call (within about a
+  second); until then RDS reports it ``creating`` (:func:`mark_snapshots`), then ``available``. Its
+  data is as of the capture, not of the call: a write in between is in it, where on AWS it is not,
+  so a restore point is taken while nothing writes, or waited for before writing on.
 - **Restarts**: data folders outlive the service; ``labkit sandbox up`` starts a server again for
   every instance in the restored state, on its port.
 
@@ -129,6 +133,19 @@ def wanted_snapshots() -> dict[str, str]:
     return found
 
 
+def mark_snapshots(captured: set[str]) -> None:
+    """Each PostgreSQL snapshot's status: ``creating`` until the sandbox holds its data (as RDS
+    reports a snapshot until it is done), ``available`` from then on. Call with the model lock held."""
+    from moto.rds.models import rds_backends
+
+    for regions in rds_backends.values():
+        for backend in regions.values():
+            for snapshot in list(backend.database_snapshots.values()):
+                if str(snapshot.database.engine) == ENGINE:
+                    done = str(snapshot.db_snapshot_identifier) in captured
+                    snapshot.status = "available" if done else "creating"
+
+
 def master_password(db: Any) -> str:
     """The instance's master password now: its RDS-managed secret's current value, else the one it
     was created or modified with."""
@@ -216,6 +233,8 @@ class DatabaseServers:
             self._own(folder)
         #: Snapshots whose data is kept (or being captured), by id; those on disk from a last run.
         self._snapshots = {p.name for p in (root / SNAPSHOTS).iterdir() if (p / COMPLETE).exists()}
+        #: Snapshots whose data is complete.
+        self._captured = set(self._snapshots)
 
     def reconcile(self, wanted: dict[str, DatabaseSpec], snapshots: dict[str, str] | None = None) -> None:
         """Start, stop, delete and re-credential servers so they match ``wanted``, and capture the
@@ -228,6 +247,7 @@ class DatabaseServers:
                     server.submit(functools.partial(self._capture, server, snapshot_id))
             for snapshot_id in [i for i in self._snapshots if snapshots is not None and i not in snapshots]:
                 self._snapshots.discard(snapshot_id)
+                self._captured.discard(snapshot_id)
                 shutil.rmtree(self.root / SNAPSHOTS / snapshot_id, ignore_errors=True)
             for identifier in [i for i in self._servers if i not in wanted]:
                 server = self._servers.pop(identifier)
@@ -252,6 +272,11 @@ class DatabaseServers:
                     server.submit(functools.partial(self._start, server))
                 elif server.state == "running" and spec.password != previous.password:
                     server.submit(functools.partial(self._set_password, server))
+
+    def captured(self) -> set[str]:
+        """The snapshots whose data is complete (see :func:`mark_snapshots`)."""
+        with self._lock:
+            return set(self._captured)
 
     def ports(self) -> dict[str, int]:
         with self._lock:
@@ -322,6 +347,8 @@ class DatabaseServers:
         self._own(folder)
         self._copy_data(server, folder / "data")
         (folder / COMPLETE).write_text(server.spec.identifier)
+        with self._lock:
+            self._captured.add(snapshot_id)
         log.info("database %s: snapshot %s taken", server.spec.identifier, snapshot_id)
 
     def _restore(self, server: _Server, kind: str, source: str) -> None:

@@ -37,6 +37,8 @@ service and a test's ``ThreadedMotoServer`` alike (call it before the first requ
   and rotating it makes a new random password current at once, as RDS's own rotation does.
   The port is the sandbox's, not the one asked for: a module that sets ``port`` would see it differ.
   A restored instance (from a snapshot, or to a point in time) records where its data comes from.
+  A PostgreSQL snapshot starts ``creating`` (stock moto: ``available`` at once) until
+  :mod:`.databases` holds its data, so a client that waits for ``available`` waits for the data.
   Every instance, of any engine, gets a resource id of its own (``DbiResourceId``): stock moto gave
   all of them one constant, and the AWS provider reads an instance back by that id (the
   ``dbi-resource-id`` filter), so with two instances in a region it found two, took the id for an
@@ -511,7 +513,7 @@ def _mend_oidc_client_ids() -> None:
 
 
 def _mend_rds() -> None:
-    from moto.rds.models import DBInstance, MasterUserSecret, RDSBackend
+    from moto.rds.models import DBInstance, DBSnapshot, MasterUserSecret, RDSBackend
     from moto.secretsmanager.models import SecretsManagerBackend
 
     from labkit.sandbox.server.databases import ENGINE
@@ -563,6 +565,15 @@ def _mend_rds() -> None:
         database.labkit_restored_from = ("instance", source)
         return database
 
+    stock_snapshot_init = DBSnapshot.__init__
+
+    def snapshot_init(self: Any, *args: Any, **kwargs: Any) -> None:
+        """A PostgreSQL snapshot is ``creating`` until :mod:`.databases` holds its data."""
+        stock_snapshot_init(self, *args, **kwargs)
+        if str(self.database.engine) == ENGINE:
+            self.status = "creating"
+
+    _patch(DBSnapshot, "__init__", snapshot_init)
     _patch(RDSBackend, "restore_db_instance_from_db_snapshot", from_snapshot)
     _patch(RDSBackend, "restore_db_instance_to_point_in_time", to_point_in_time)
     _patch(DBInstance, "__init__", init)

@@ -424,7 +424,7 @@ class SandboxService:
 
     def _reconcile(self, last: Any, force: bool) -> tuple[Any, bool]:
         from labkit.sandbox.server import cloudwatch, healing, quotas
-        from labkit.sandbox.server.databases import wanted_databases, wanted_snapshots
+        from labkit.sandbox.server.databases import mark_snapshots, wanted_databases, wanted_snapshots
         from labkit.sandbox.server.instance_view import running_instances
         from labkit.sandbox.server.lb.metrics import NAMESPACE
         from labkit.sandbox.server.lb.view import read_topology
@@ -435,6 +435,7 @@ class SandboxService:
                 self._written(False)
             wanted = running_instances()
             databases, snapshots = wanted_databases(), wanted_snapshots()
+            mark_snapshots(self.databases.captured())
             topology = read_topology(self.fleet.ports())
             while self._points:
                 points = self._points.popleft()

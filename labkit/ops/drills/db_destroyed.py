@@ -1,0 +1,160 @@
+"""Drill ``db-destroyed``: the environment's database instance deleted, without a final snapshot,
+after a restore point was taken and while orders were being written.
+
+The injection writes orders into the instance as the app does (one committed ``INSERT`` each, its
+id returned: an acknowledged write), takes a restore point (:func:`labkit.ops.db_restore.take_restore_point`:
+a snapshot with every table's row count and checksum), writes more orders, then deletes the instance
+with ``SkipFinalSnapshot``, as a clean-up script or a person in the wrong account would. The
+``db-restore`` runbook restores the snapshot into a new instance and verifies it.
+
+The drill's own record (``runs/drills/db-destroyed/ENV.json``: the ids written before and after the
+restore point, and the instance the runbook restores into) is what its check reads; the check reads
+the ids in the restored instance itself. Every write acknowledged before the restore point must be
+there; those after it are the restore point's loss, reported and not restored. A record whose
+restore point is not on the target (another sandbox's, a test's) is not this target's and is ignored.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+from labkit.deploy.migrations import environment_database
+from labkit.errors import DrillError
+from labkit.infra.stack import Stack
+from labkit.lab.run import runs_root
+from labkit.ops import db_restore
+from labkit.ops.drills import Drill
+from labkit.ops.probes import Check
+from labkit.target import Target
+
+#: The app's table and the release the drill's rows name.
+TABLE = "orders"
+WRITTEN_BY = "drill"
+
+
+def record_path(environment: str) -> Path:
+    return runs_root() / "drills" / "db-destroyed" / f"{environment}.json"
+
+
+def write_orders(where: db_restore.Endpoint, count: int, label: str) -> list[int]:
+    """Write ``count`` orders as the app does, one committed INSERT each; their ids, in order."""
+    with where.connect() as conn:
+        columns = {
+            str(row[0])
+            for row in conn.execute(
+                "SELECT column_name FROM information_schema.columns "
+                "WHERE table_schema = 'public' AND table_name = %s",
+                (TABLE,),
+            ).fetchall()
+        }
+        if not columns:
+            raise DrillError(
+                f"{where.identifier} has no {TABLE} table to write to.",
+                hint="Migrate its database first: `labkit db migrate ENV` (or the app's `python -m "
+                "app.migrations upgrade`).",
+            )
+        item = "item" if "item" in columns else "product"  # the contract step (0003) renames it
+        insert = sql.SQL("INSERT INTO {} ({}, release_version) VALUES (%s, %s) RETURNING id").format(
+            sql.Identifier("public", TABLE), sql.Identifier(item)
+        )
+        ids = []
+        for n in range(count):
+            row = conn.execute(insert, (f"{label}-{n}", WRITTEN_BY)).fetchone()  # autocommit: acknowledged
+            assert row is not None  # RETURNING gives the row
+            ids.append(int(row[0]))
+    return ids
+
+
+def inject(
+    target: Target, environment: str, *, instance: str = "", writes: int = 20, later_writes: int = 5
+) -> dict[str, Any]:
+    """Write, take the restore point, write more, delete the instance; what it wrote and did."""
+    source = instance or environment_database(Stack(environment, target, reporter=None)).identifier
+    described = db_restore.describe_instance(target, source)
+    if described is None:
+        raise DrillError(f"There is no RDS instance {source}.", hint="Name one: -p instance ID.")
+    if described.get("DeletionProtection"):
+        raise DrillError(
+            f"{source} has deletion protection on: the drill deletes only an unprotected instance.",
+            hint="Run the drill on staging's database, or on an instance of its own (-p instance ID).",
+        )
+    where = db_restore.endpoint(target, source)
+    stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
+    before = write_orders(where, writes, f"before-{stamp}")
+    point = db_restore.take_restore_point(target, source, f"{source}-drill-{stamp}")
+    after = write_orders(where, later_writes, f"after-{stamp}")
+    target.client("rds").delete_db_instance(
+        DBInstanceIdentifier=source, SkipFinalSnapshot=True, DeleteAutomatedBackups=True
+    )
+    facts: dict[str, Any] = {
+        "instance": source,
+        "snapshot": point.name,
+        "restored_instance": db_restore.restored_identifier(source, point.name),
+        "written_before": before,
+        "written_after": after,
+        "figures": {t: f.tag_value() for t, f in point.figures.items()},
+        "deleted": source,
+    }
+    path = record_path(environment)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(facts, indent=2) + "\n")
+    return {**facts, "record": str(path)}
+
+
+def writes_restored(target: Target, environment: str) -> Check:
+    """Every write the last injection acknowledged before its restore point is in the restored
+    instance (read there); the later ones are counted as the restore point's loss."""
+    path = record_path(environment)
+    if not path.exists():
+        return True, f"no db-destroyed injection recorded for {environment}: nothing to check"
+    facts = json.loads(path.read_text())
+    if not db_restore.snapshots_named(target, str(facts["snapshot"])):
+        # A record of another target (another sandbox's, a test's): its restore point is not here.
+        return True, f"the last recorded injection ({path}) was not on this target: nothing to check"
+    restored = str(facts["restored_instance"])
+    if db_restore.describe_instance(target, restored) is None:
+        return False, f"{restored}, where the last injection's writes belong ({path}), does not exist"
+    try:
+        with db_restore.endpoint(target, restored).connect() as conn:
+            query = sql.SQL("SELECT id FROM {}").format(sql.Identifier("public", TABLE))
+            present = {int(row[0]) for row in conn.execute(query).fetchall()}
+    except psycopg.Error as exc:
+        return False, f"{restored} cannot be read: {str(exc).strip()[:200]}"
+    before, after = facts["written_before"], facts["written_after"]
+    missing = db_restore.missing_writes(before, present)
+    lost = len(db_restore.missing_writes(after, present))
+    if missing:
+        return (
+            False,
+            f"{len(missing)} of {len(before)} writes before the restore point missing: {missing[:20]}",
+        )
+    return True, (
+        f"all {len(before)} writes acknowledged before the restore point are in {restored}; "
+        f"{lost} of {len(after)} written after it are not (the restore point's loss)"
+    )
+
+
+def _runbook_parameters(facts: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "instance": facts["instance"],
+        "snapshot": facts["snapshot"],
+        "acknowledged_ids": facts["written_before"],
+    }
+
+
+DRILL = Drill(
+    name="db-destroyed",
+    summary="the database instance deleted without a final snapshot, after a restore point",
+    inject=inject,
+    runbook="db-restore",
+    checks={"writes-restored": writes_restored},
+    runbook_parameters=_runbook_parameters,
+    # The deleted instance is drift until the environment's code points at the restored one.
+    steady_state=("alb-serves",),
+)
