@@ -57,7 +57,7 @@ if TYPE_CHECKING:
     from labkit.infra.terraform import ApplyResult, PlanResult, ResourceChange, Terraform
     from labkit.lab import doctor, lesson
     from labkit.lab.check import check_folders, check_notebook
-    from labkit.lab.hcl import terraform_block
+    from labkit.lab.hcl import changes_table, terraform_block
     from labkit.lab.plots import (
         cost_by_component,
         deploy_durations,
@@ -139,6 +139,7 @@ _LAZY: dict[str, str] = {
     "render_report": "labkit.lab.report",
     "steps_table": "labkit.lab.readback",
     "terraform_block": "labkit.lab.hcl",
+    "changes_table": "labkit.lab.hcl",
     "run_notebooks": "labkit.lab.run",
     "traffic_over_time": "labkit.lab.plots",
     "unpack_release": "labkit.release.appserver",
@@ -215,6 +216,7 @@ __all__ = [
     "blue_green_overhead",
     "build_release",
     "canary",
+    "changes_table",
     "check_folders",
     "check_notebook",
     "cost_by_component",

@@ -264,6 +264,8 @@ class ApplyResult:
     removed: int
     seconds: float
     outputs: dict[str, Any]
+    #: What the apply's own plan changed, resource by resource, as its ``-json`` stream announced it.
+    changes: list[ResourceChange] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -835,6 +837,7 @@ class Terraform:
             removed=int(summary.get("remove", 0)),
             seconds=seconds,
             outputs=self.output() if outputs is None else outputs,
+            changes=_streamed_changes(events, "planned_change"),
         )
         counts = f"{result.added} added, {result.changed} changed, {result.removed} destroyed"
         self._closing(

@@ -1,4 +1,5 @@
-"""A block of the project's Terraform, read from its module for a lesson to show.
+"""What a lesson shows of the Terraform it applies: a block of HCL read from its module, and the
+changes a plan makes as a compact table (:func:`changes_table`).
 
 A lesson shows the HCL it applies as it is in the checkout (or the copy ``LABKIT_TERRAFORM_DIR``
 names), so what the learner reads is what Terraform runs, never a pasted copy that drifts from it.
@@ -14,11 +15,18 @@ left out (they justify a rule to the scanner, not the design to the learner) and
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from labkit.errors import ConfigError
 from labkit.settings import terraform_dir
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from labkit.infra.terraform import ResourceChange
 
 #: The address forms a lesson names, and the block header each stands for.
 _KINDS = {"resource": 2, "data": 2, "module": 1, "variable": 1, "output": 1, "locals": 0}
@@ -109,3 +117,12 @@ def _until_closed(lines: list[str], start: int, path: Path) -> tuple[int, list[s
         f"The block at {path}:{start + 1} never closes.",
         hint="Run `terraform fmt` on the module; a heredoc with unbalanced braces would do this too.",
     )
+
+
+def changes_table(changes: Iterable[ResourceChange]) -> pd.DataFrame:
+    """A plan's changes (``plan.changes``, or an apply's own: ``result.changes``) as a table: one row
+    per resource with its address, type and action (``create``, ``update``, ``replace``, ...)."""
+    import pandas as pd
+
+    rows = [(c.address, c.resource_type, c.action) for c in changes]
+    return pd.DataFrame(rows, columns=["address", "type", "action"])

@@ -264,3 +264,21 @@ def test_data_sources_read_while_planning_do_not_count_once_the_plan_is_known() 
         {"type": "apply_complete", "hook": {"resource": {"addr": "aws_vpc.this"}, "action": "create"}}
     )
     assert (progress_.done, progress_.total) == (1, 1)
+
+
+def test_an_apply_lists_the_changes_its_own_plan_made_for_a_lesson_s_table(
+    replay: Terraform, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 16: a building lesson shows its plan's diff as a compact table; an apply that made its
+    own plan reports that plan's changes, read from its -json stream (no second plan)."""
+    from labkit.lab.hcl import changes_table
+
+    monkeypatch.setenv("FAKE_REPLAY", str(RECORDED / "apply-replace.jsonl"))
+    result = replay.apply(variables={"name": "rec"})
+    table = changes_table(result.changes)
+    assert table.to_dict("records") == [
+        {"address": "aws_sns_topic.this", "type": "aws_sns_topic", "action": "replace"},
+        {"address": "aws_ssm_parameter.release", "type": "aws_ssm_parameter", "action": "replace"},
+    ]
+    assert (result.added, result.removed) == (2, 2)
+    assert changes_table([]).columns.tolist() == ["address", "type", "action"]
