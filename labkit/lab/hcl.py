@@ -119,10 +119,22 @@ def _until_closed(lines: list[str], start: int, path: Path) -> tuple[int, list[s
     )
 
 
+#: One module call on the way to a resource: ``module.fleet["blue"].`` gives ``fleet["blue"]``.
+_MODULE_CALL = re.compile(r'module\.([\w-]+(?:\[[^\]]+\])?)\.')
+
+
 def changes_table(changes: Iterable[ResourceChange]) -> pd.DataFrame:
-    """A plan's changes (``plan.changes``, or an apply's own: ``result.changes``) as a table: one row
-    per resource with its address, type and action (``create``, ``update``, ``replace``, ...)."""
+    """A plan's changes (``plan.changes``, or an apply's own: ``result.changes``) as a compact table:
+    one row per resource with the module it is in (``environment.fleet["blue"]``; ``root`` for the
+    root module's own), its address there and the action (``create``, ``update``, ``replace``, ...).
+    Split so, no cell is long enough for pandas to cut."""
     import pandas as pd
 
-    rows = [(c.address, c.resource_type, c.action) for c in changes]
-    return pd.DataFrame(rows, columns=["address", "type", "action"])
+    rows = []
+    for change in changes:
+        modules, end = [], 0
+        while found := _MODULE_CALL.match(change.address, end):
+            modules.append(found[1])
+            end = found.end()
+        rows.append((".".join(modules) or "root", change.address[end:], change.action))
+    return pd.DataFrame(rows, columns=["module", "resource", "action"])

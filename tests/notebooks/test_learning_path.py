@@ -14,6 +14,7 @@ Then the sandbox the lessons built and tore down restarts with nothing brought b
 
 from __future__ import annotations
 
+import html
 import itertools
 import json
 import os
@@ -169,6 +170,30 @@ def test_earlier_lessons_run_again_after_06_pass_or_refuse_saying_what_to_do(pat
     (error,) = [o for c in executed for o in c.get("outputs", []) if o["output_type"] == "error"]
     assert "Continue from the lesson after the last one you ran" in error["evalue"], error["evalue"]
     assert not any("applied staging" in line for line in _text(path_runs.work / "rerun" / RERUN))
+
+
+def test_each_building_lesson_shows_its_plans_changes_as_a_table(path_run: Run) -> None:
+    """Issue 16: 02 shows the plan it then applies; 01, 03, 04 and 05 the plan their apply made and
+    carried out, one row per resource with its action, read from that apply's own output."""
+    out, proc = path_run
+    assert proc.returncode == 0
+    wanted = {
+        "01-state-backend.ipynb": ("state_backend", "aws_s3_bucket.state", "create"),
+        "02-network.ipynb": ("environment.network", "aws_vpc.this", "create"),
+        "03-load-balancer.ipynb": ("environment.alb", "aws_lb.this", "create"),
+        "04-blue-fleet.ipynb": ('environment.fleet["blue"]', "aws_autoscaling_group.this", "create"),
+        "05-green-release.ipynb": ('environment.fleet["green"]', "aws_autoscaling_group.this", "replace"),
+    }
+    for name, cells in wanted.items():
+        tables = [
+            html.unescape("".join(o["data"]["text/html"]))
+            for c in _cells(out / name)
+            if "changes_table(" in "".join(c["source"])
+            for o in c["outputs"]
+            if "text/html" in o.get("data", {})
+        ]
+        row = re.compile(r"\s*".join(f"<td>{re.escape(cell)}</td>" for cell in cells))
+        assert len(tables) == 1 and row.search(tables[0]), (name, tables)
 
 
 def test_the_teardown_counts_what_terraform_then_destroys(path_run: Run) -> None:

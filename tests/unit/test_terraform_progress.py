@@ -18,7 +18,7 @@ import pytest
 from labkit.errors import TerraformError
 from labkit.infra import progress
 from labkit.infra.progress import CommandProgress, PrintReporter
-from labkit.infra.terraform import Terraform
+from labkit.infra.terraform import ResourceChange, Terraform
 from labkit.settings import RUN_DIR_ENV
 from labkit.target import sandbox
 
@@ -277,8 +277,12 @@ def test_an_apply_lists_the_changes_its_own_plan_made_for_a_lesson_s_table(
     result = replay.apply(variables={"name": "rec"})
     table = changes_table(result.changes)
     assert table.to_dict("records") == [
-        {"address": "aws_sns_topic.this", "type": "aws_sns_topic", "action": "replace"},
-        {"address": "aws_ssm_parameter.release", "type": "aws_ssm_parameter", "action": "replace"},
+        {"module": "root", "resource": "aws_sns_topic.this", "action": "replace"},
+        {"module": "root", "resource": "aws_ssm_parameter.release", "action": "replace"},
     ]
     assert (result.added, result.removed) == (2, 2)
-    assert changes_table([]).columns.tolist() == ["address", "type", "action"]
+    # A module's resource: the calls that lead to it, then its address there (short enough to show).
+    deep = ResourceChange('module.environment.module.fleet["blue"].aws_autoscaling_group.this', ("create",))
+    assert changes_table([deep]).values.tolist() == [
+        ['environment.fleet["blue"]', "aws_autoscaling_group.this", "create"]
+    ]
