@@ -15,12 +15,14 @@ from __future__ import annotations
 
 import http.client
 import json
+import socket
 import stat
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -29,7 +31,7 @@ from labkit.deploy.ledger import Ledger, ensure_table
 from labkit.sandbox import target as sandbox_target
 from labkit.sandbox.client import statefile
 from labkit.settings import PROJECT_ROOT
-from tests.conftest import wait_for
+from tests.conftest import RunningSandbox, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -216,3 +218,23 @@ def test_a_failing_save_is_shown_warned_about_and_fails_down(home: Path) -> None
     topics = sandbox_target().client("sns").list_topics()["Topics"]
     assert [t["TopicArn"].rsplit(":", 1)[1] for t in topics] == ["made-while-saves-fail"]
     assert labkit("sandbox", "down").returncode == 0
+
+
+def test_a_client_stopped_mid_request_holds_up_no_other_request(sandbox: RunningSandbox) -> None:
+    """CI22: the fencing test SIGSTOPs a controller at a random moment; stopped between a request's
+    headers and its body, it held the sandbox's model lock, and every other client's calls timed out
+    (a read timeout of 60 s, four times). The body is now read before the lock is taken."""
+    from botocore.config import Config
+
+    host, port = urlsplit(sandbox.endpoint).hostname, urlsplit(sandbox.endpoint).port
+    assert host and port
+    with socket.create_connection((host, port), timeout=5) as stalled:
+        stalled.sendall(
+            b"POST / HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Amz-Target: DynamoDB_20120810.PutItem\r\n"
+            b"Content-Type: application/x-amz-json-1.0\r\nContent-Length: 64\r\n\r\n"
+        )  # and no body: the sender has stopped
+        time.sleep(0.5)  # its handler now waits for the body
+        quick = Config(read_timeout=10, connect_timeout=5, retries={"max_attempts": 1})
+        started = time.monotonic()
+        sandbox.target.client("dynamodb", config=quick).list_tables()
+        assert time.monotonic() - started < 10

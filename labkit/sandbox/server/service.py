@@ -132,6 +132,7 @@ class _Api:
             from labkit.sandbox.server import oidc
 
             return oidc.serve(self.issuer, path.removeprefix(OIDC_PATH), environ, start_response)
+        _buffer_body(environ)
         writes, sync = _classify(environ)
         with self._lock:
             lost = self._answers.lost(environ) if writes else None
@@ -194,6 +195,18 @@ def _operation(environ: dict[str, Any]) -> str:
     if not action and "x-www-form-urlencoded" in str(environ.get("CONTENT_TYPE") or ""):
         action = (parse_qs(_peek_body(environ).decode("utf-8", "replace")).get("Action") or [""])[0]
     return str(action)
+
+
+def _buffer_body(environ: dict[str, Any]) -> None:
+    """Read the whole request body now, before the model lock. Read under it (by moto), a client
+    that stops between its headers and its body (botocore sends them apart; a SIGSTOPped or dead
+    process) held the lock, and every other request of the sandbox waited on it for good."""
+    try:
+        length = int(environ.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        return
+    if length > 0:
+        environ["wsgi.input"] = io.BytesIO(environ["wsgi.input"].read(length))
 
 
 def _peek_body(environ: dict[str, Any]) -> bytes:
