@@ -12,9 +12,15 @@ or, from the artifact root with the app's DATABASE_* environment (the secret giv
 credentials, as to the app)::
 
     python -m app.migrations upgrade            # to this release's revision
+    python -m app.migrations expand             # the same, short of its contract revisions
     python -m app.migrations downgrade 0001
     python -m app.migrations current
     python -m app.migrations history
+    python -m app.migrations revision           # this release's revision (no database needed)
+
+A revision that removes what older code still uses (a contract step, such as ``0003``) says so
+with ``phase = "contract"`` at the top of its file. A deployment expands before the new release
+takes traffic and contracts only once no older color serves (labkit.deploy.controller).
 """
 
 from __future__ import annotations
@@ -29,6 +35,10 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, Engine
 
 FOLDER = Path(__file__).resolve().parent
+
+
+#: The ``phase`` of a revision that older code cannot run against; every other revision expands.
+CONTRACT = "contract"
 
 
 @dataclass(frozen=True)
@@ -75,3 +85,28 @@ def history() -> list[Revision]:
         for r in script.walk_revisions()
     ]
     return found[::-1]
+
+
+def expand_revision(revision: str) -> str | None:
+    """``revision``, or the newest revision below it that is not a contract step: what a deploy
+    migrates to before the release takes traffic. None when every revision up to it contracts."""
+    script = ScriptDirectory.from_config(_config())
+    found: str | None = revision
+    while found is not None:
+        step = script.get_revision(found)
+        if step is None:
+            return None
+        if getattr(step.module, "phase", "expand") != CONTRACT:
+            return found
+        below = step.down_revision
+        found = below if isinstance(below, str) or below is None else str(below[0])
+    return None
+
+
+def applied(engine: Engine) -> set[str]:
+    """The revisions the database has: its current one and every one below it."""
+    heads = current(engine)
+    if not heads:
+        return set()
+    script = ScriptDirectory.from_config(_config())
+    return {str(step.revision) for head in heads for step in script.iterate_revisions(head, "base")}

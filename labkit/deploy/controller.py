@@ -9,7 +9,9 @@ A deployment, phase by phase, each a timed event in the ledger (``labkit ledger 
 1. ``lock``: the environment's deployment lock (a conditional write); a second deploy is refused.
    The lock is fenced: its token guards every ledger write and every apply, a background thread
    renews its heartbeat, and a controller whose lock was taken over stops before its next apply.
-2. ``provision``: the idle color gets the release and the serving color's capacity (a Terraform
+2. ``migrate-expand`` (only with a database): the release's own migrations up to its revision,
+   short of any contract step (``python -m app.migrations expand``), before it takes traffic.
+   ``provision``: the idle color gets the release and the serving color's capacity (a Terraform
    apply; the preview header now reaches it).
 3. ``health``: every new instance healthy in the target group, within the strategy's health
    timeout; otherwise roll back before any weight moves.
@@ -23,10 +25,14 @@ A deployment, phase by phase, each a timed event in the ledger (``labkit ledger 
    that ends without enough evidence holds up to :data:`INCONCLUSIVE_HOLD_S`, then does what the
    strategy's ``on_inconclusive`` says: roll back (the default), pause, or promote.
 6. ``scale-down``: after the last step passes, the old color keeps its instances for the
-   strategy's delay (an instant rollback window), then is scaled to 0.
+   strategy's delay (an instant rollback window), then is scaled to 0. ``migrate-contract`` (only
+   with a database) then runs the release's contract steps: no color runs the old code any more.
 
-A failure at any point is a rollback: ``rollback-listener`` sets the old color's weight to 100
-through the ELBv2 API (sub-second: users stop reaching the new release at once), then
+A failure at any point is a rollback. With a database, ``rollback-migrate`` first takes the schema
+back to the old release's revision with the new release's migrations (the old color may fail
+against a schema it cannot use, as after a breaking migration); then ``rollback-listener`` sets
+the old color's weight to 100 through the ELBv2 API (sub-second: users stop reaching the new
+release at once), then
 ``rollback`` applies the same weights with Terraform so the state, the ledger and the listener
 agree, and ``rollback-park`` parks the new color; the reason is recorded. A paused deployment
 stays in progress with its lock released: ``labkit deploy resume`` judges the step again,
@@ -58,6 +64,7 @@ from labkit.deploy.ledger import (
     new_deployment_id,
 )
 from labkit.deploy.listener import set_weights
+from labkit.deploy.migrations import Action, EnvironmentDatabase, run_migrations
 from labkit.deploy.probe import Probe
 from labkit.deploy.stale import clear_stale_lock, controller_alive, holder_gone, take_over, wait_for_orphans
 from labkit.deploy.strategy import Strategy, all_at_once, canary
@@ -66,6 +73,7 @@ from labkit.errors import (
     DeploymentFailed,
     DeploymentLockLostError,
     LabkitError,
+    MigrationError,
     StateLockedError,
 )
 from labkit.infra.stack import APP_ENVIRONMENTS, Stack, is_app_environment
@@ -85,7 +93,9 @@ PAUSED = "paused"
 #: Requests with the preview header per second during the preview.
 PREVIEW_RATE = 20.0
 
-_EARLY_PHASES = ("started", "lock", "provision", "health", "preview")
+_EARLY_PHASES = ("started", "lock", "migrate-expand", "provision", "health", "preview")
+#: Phases after the last traffic step: a resumed deployment goes on from there, not from the steps.
+_AFTER_STEPS = ("scale-down", "migrate-contract")
 
 
 @dataclass(frozen=True)
@@ -370,6 +380,7 @@ class Controller:
     def _roll_back_to(
         self, record: Deployment, layout: Layout, back: Color, away: Color, version: str, last: Deployment
     ) -> Deployment:
+        self._restore_schema(record, code=layout.versions[away], back_to=version)
         if layout.versions[back] != version or layout.capacities[back] < 1:
             capacity = max(layout.capacities[away], 1)
             with self._phase(record, "provision") as event:
@@ -394,6 +405,8 @@ class Controller:
         try:
             try:
                 if record.phase in _EARLY_PHASES or record.step_index < 0:
+                    # Expand before the release takes any traffic (its preview included).
+                    self._migrate(record, "migrate-expand", record.version, "expand")
                     self._provision(record, to, capacity, probe)
                     if preview_requests:
                         self._preview(record, to, preview_requests)
@@ -401,7 +414,7 @@ class Controller:
                 else:
                     # Resumed: no apply of this run has refreshed the state yet.
                     first, refreshed = max(record.step_index, 0), False
-                if record.phase != "scale-down" and not record.phase.startswith("rollback"):
+                if record.phase not in _AFTER_STEPS and not record.phase.startswith("rollback"):
                     with self._check_traffic(record, to) as check:
                         for index in range(first, len(strategy.steps)):
                             self._step(record, index, probe, check, refresh=not refreshed)
@@ -413,6 +426,8 @@ class Controller:
             if record.phase.startswith("rollback"):
                 return self._rolled_back(record, record.reason or "rollback interrupted; finished", probe)
             self._scale_down(record, probe)
+            # Contract only now: no color runs the old release's code any more.
+            self._migrate(record, "migrate-contract", record.version, "upgrade")
             version = record.version
             return self._finish(
                 record, "succeeded", f"{version} serves all traffic on {to}; {record.from_color} scaled to 0"
@@ -619,6 +634,9 @@ class Controller:
         self._update(record, reason=reason)
         old = colors.as_color(record.from_color)
         new = colors.as_color(record.to_color)
+        if record.from_version:
+            # The schema first: after a breaking migration the old color fails until it is back.
+            self._restore_schema(record, code=record.version, back_to=record.from_version)
         layout = self.layout()
         if layout.capacities[old] < 1:
             capacity = max(layout.capacities[new], 1)
@@ -655,6 +673,42 @@ class Controller:
             event.detail = f"{new} to 0 instances"
             self._apply(colors.park(new))
         self.say(f"rollback: {new} scaled to 0 instances")
+
+    def _database(self) -> EnvironmentDatabase | None:
+        output = self._read_outputs().get("database")
+        return EnvironmentDatabase.from_output(self.env, output) if isinstance(output, Mapping) else None
+
+    def _migrate(
+        self, record: Deployment, phase: str, version: str, action: Action, revision: str | None = None
+    ) -> None:
+        """Release ``version``'s ``python -m app.migrations ACTION`` on the environment's database,
+        a ledger phase of its own (its duration recorded); nothing without a database."""
+        database = self._database()
+        if database is None:
+            return
+        with self._phase(record, phase) as event:
+            self._fence()
+            said = run_migrations(
+                self.target, self.stack.names.artifact_bucket, version, action, database, revision
+            ).strip()
+            event.detail = f"{version}: {said.splitlines()[-1] if said else action}"
+            self.say(f"{phase}: {event.detail}")
+
+    def _restore_schema(self, record: Deployment, *, code: str, back_to: str) -> None:
+        """The database back to release ``back_to``'s revision, by release ``code``'s migrations
+        (the newer release ships the downgrade). A failure is reported, not raised: the traffic
+        goes back all the same, since a rollback that stops here helps no one."""
+        if self._database() is None:
+            return
+        bucket = self.stack.names.artifact_bucket
+        try:
+            revision = run_migrations(self.target, bucket, back_to, "revision", None).strip()
+            self._migrate(record, "rollback-migrate", code, "downgrade", revision)
+        except MigrationError as exc:
+            self.say(
+                f"rollback-migrate: the schema stays where it is ({str(exc).splitlines()[0]}); "
+                f"`labkit db current {self.env}` shows it, and {back_to}'s code may fail on it"
+            )
 
     def _finish(self, record: Deployment, status: DeploymentStatus, reason: str) -> Deployment:
         finished = self.ledger.finish(record.id, status, reason, token=self._token())

@@ -28,7 +28,9 @@ from labkit.release.appserver import unpack_release
 from labkit.release.build import ARTIFACT_NAME, release_key
 from labkit.target import Target
 
-Action = Literal["upgrade", "current", "history"]
+Action = Literal["upgrade", "expand", "downgrade", "current", "history", "revision"]
+#: The actions that read no database: the release's own revisions.
+_NO_DATABASE = ("history", "revision")
 #: How long one migration command may run; a migration that takes longer holds its lock too long.
 TIMEOUT_S = 600.0
 #: Settings of the caller's environment that would point the release's code elsewhere.
@@ -108,10 +110,10 @@ def run_migrations(
     revision: str | None = None,
 ) -> str:
     """Run release ``version``'s ``python -m app.migrations ACTION [REVISION]`` against
-    ``database`` and return what it printed. ``history`` needs no database (None); ``upgrade``
-    without a revision goes to the release's own. MigrationError when the release is not in
-    ``bucket`` or the command fails (its error output in the message)."""
-    if database is None and action != "history":
+    ``database`` and return what it printed. ``history`` and ``revision`` need no database
+    (None); ``upgrade`` and ``expand`` without a revision go to the release's own. MigrationError
+    when the release is not in ``bucket`` or the command fails (its error output in the message)."""
+    if database is None and action not in _NO_DATABASE:
         raise ValueError(f"{action} needs a database")
     with tempfile.TemporaryDirectory(prefix=f"labkit-migrate-{version}-") as work:
         root = _fetch_release(target, bucket, version, Path(work))

@@ -33,7 +33,7 @@ from typer.testing import CliRunner
 
 from app import create_app
 from app.database import SecretCredentials, database_settings, make_engine
-from app.migrations import current, downgrade, upgrade
+from app.migrations import current, downgrade, expand_revision, upgrade
 from app.migrations.__main__ import main as migrations_cli
 from labkit.cli import app as cli
 from labkit.deploy.writeprobe import WriteProbe
@@ -230,9 +230,45 @@ def test_the_migrations_run_from_an_artifact_root_with_the_apps_settings(
     assert migrations_cli(["current"]) == 0
     assert migrations_cli(["downgrade"]) == 2
     assert migrations_cli(["downgrade", "0001"]) == 0
+    assert migrations_cli(["downgrade", "0001"]) == 0  # a rollback's downgrade, run again
+    assert migrations_cli(["revision"]) == 0
     out = capsys.readouterr()
-    assert out.out.splitlines() == ["upgraded to 0002", "0002", "downgraded to 0001"]
+    assert out.out.splitlines() == [
+        "upgraded from none to 0002",
+        "0002",
+        "downgraded from 0002 to 0001",
+        "at 0001: nothing to downgrade to 0001",
+        "0002",
+    ]
     assert "downgrade needs a revision" in out.err
+
+
+def test_expand_stops_short_of_the_contract_step_and_is_idempotent(
+    fresh: Database, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """What a deploy runs: ``expand`` before the release takes traffic (0003 contracts, so a
+    release on 0003 expands to 0002), ``upgrade`` once the old color is parked, and on rollback
+    ``downgrade`` to the old release's revision, each a no-op when run again."""
+    for name, value in fresh.env.items():
+        monkeypatch.setenv(name, value)
+    assert expand_revision("0003") == "0002"
+    assert expand_revision("0002") == "0002"
+    assert expand_revision("0002_onestep") == "0002_onestep"  # the fault is not marked: it breaks
+    monkeypatch.setenv("APP_RELEASE_FILE", str(fresh.release("1.0.0", "0001")))
+    assert migrations_cli(["upgrade"]) == 0
+    monkeypatch.setenv("APP_RELEASE_FILE", str(fresh.release("1.2.0", "0003")))
+    steps = [["expand"], ["expand"], ["upgrade"], ["expand"], ["downgrade", "0002"], ["downgrade", "0003"]]
+    assert [migrations_cli(step) for step in steps] == [0] * len(steps)
+    assert capsys.readouterr().out.splitlines() == [
+        "upgraded from none to 0001",
+        "expanded from 0001 to 0002",
+        "at 0002: nothing to expand for 0003",
+        "upgraded from 0002 to 0003",
+        "at 0003: nothing to expand for 0003",
+        "downgraded from 0003 to 0002",
+        "at 0002: nothing to downgrade to 0003",
+    ]
+    assert current(fresh.migrator()) == ("0002",)
 
 
 def test_the_one_step_rename_breaks_the_previous_release_until_rolled_back(fresh: Database) -> None:

@@ -354,7 +354,7 @@ def test_a_releases_own_migrations_run_on_the_database_its_secret_opens(
     assert run_migrations(target, bucket, "1.0.0", "current", database).split() == ["none"]
     # No revision: the release's own (release.json's schema), as before it takes traffic.
     upgraded = run_migrations(target, bucket, "1.0.0", "upgrade", database)
-    assert upgraded.split() == ["upgraded", "to", FIRST_SCHEMA]
+    assert upgraded.split() == ["upgraded", "from", "none", "to", FIRST_SCHEMA]
     assert run_migrations(target, bucket, "1.0.0", "current", database).split() == [FIRST_SCHEMA]
 
     with pytest.raises(MigrationError, match="9999") as unknown:

@@ -11,6 +11,8 @@ revision = "0003"
 down_revision = "0002"
 branch_labels = None
 depends_on = None
+#: Code on 0002 still writes item: a deploy runs this only once no older color serves.
+phase = "contract"
 
 
 def upgrade() -> None:
