@@ -15,7 +15,10 @@ The rules, in order:
 1. *fail* when the new color's target group has no registered target (no capacity), when any
    of its targets is not ``healthy``, or when a named alarm is in ALARM and counts (below).
 2. For each traffic source with at least ``min_requests`` requests: *fail* when its 5xx rate is
-   above ``max_5xx_rate`` or its p95 latency above ``max_p95_ms``.
+   above ``max_5xx_rate`` or its p95 latency above ``max_p95_ms``. Also *fail* when the user's
+   probe saw the color still serving (the old one, ``serving``) answer 5xx above ``max_5xx_rate``
+   in the window: the deployment broke something the colors share, such as a database migration
+   the old release's code cannot run against.
 3. *inconclusive* when no source has ``min_requests`` requests: too little traffic to judge,
    never a pass (the controller holds, then does what the strategy's ``on_inconclusive`` says).
 4. Otherwise *pass*.
@@ -88,6 +91,9 @@ class AnalysisInput:
     check: Evidence | None = None
     #: Alarms in ALARM that do not count, each with why (see the module docstring).
     stale_alarms: tuple[str, ...] = ()
+    #: The user's probe's requests answered by the color still serving (``serving_color``).
+    serving: Evidence | None = None
+    serving_color: str = ""
 
 
 @dataclass(frozen=True)
@@ -137,6 +143,15 @@ def decide(inputs: AnalysisInput, thresholds: Thresholds) -> Verdict:
         else:
             findings.append(f"{text}, p95 {evidence.p95_ms:.0f} ms <= {thresholds.max_p95_ms:.0f} ms")
 
+    serving = inputs.serving
+    judged = serving is not None and serving.requests >= thresholds.min_requests
+    if serving is not None and judged and serving.error_rate > thresholds.max_5xx_rate:
+        failures.append(
+            f"{inputs.serving_color}, still serving, answers 5xx too: {serving.source}: "
+            f"{serving.requests} requests, {serving.errors_5xx} 5xx ({serving.error_rate:.1%} > "
+            f"{thresholds.max_5xx_rate:.1%}); the deployment broke what the colors share "
+            "(its database migration?)"
+        )
     if inputs.stale_alarms:
         findings.append(f"stale ALARM not counted: {', '.join(inputs.stale_alarms)}")
     if failures:
@@ -154,12 +169,18 @@ def decide(inputs: AnalysisInput, thresholds: Thresholds) -> Verdict:
 
 
 def probe_evidence(
-    frame: pd.DataFrame, color: str, start: datetime | None = None, end: datetime | None = None
+    frame: pd.DataFrame,
+    color: str,
+    start: datetime | None = None,
+    end: datetime | None = None,
+    *,
+    unsigned: bool = True,
 ) -> Evidence:
     """The probe's requests in ``[start, end)`` that reached ``color``, as :class:`Evidence`.
 
     A failure that names no color (no response, a load balancer error page) is counted against
     ``color``: during a deployment the new release is the change, so the gate assumes the worst.
+    ``unsigned=False`` leaves those out (for the old color, judged on its own answers only).
     """
     window = frame
     if start is not None:
@@ -167,7 +188,7 @@ def probe_evidence(
     if end is not None:
         window = window[window["time"] < pd.Timestamp(_aware(end, "end"))]
     mine = window["color"] == color
-    unsigned_failure = window["color"].isna() & ~window["ok"].astype(bool)
+    unsigned_failure = window["color"].isna() & ~window["ok"].astype(bool) & unsigned
     counted = window[mine | unsigned_failure]
     errors = int(((counted["status"] >= 500) | (counted["status"] == 0)).sum())
     latency = window.loc[mine & (window["status"] > 0), "latency_ms"].dropna()
@@ -209,11 +230,13 @@ def gather(
     probe: pd.DataFrame | None = None,
     check: pd.DataFrame | None = None,
     since: datetime | None = None,
+    serving_color: str | None = None,
 ) -> AnalysisInput:
     """Read the gate's inputs for the new color's target group over ``[start, end)``.
 
     ``probe`` is the user's load probe, ``check`` the controller's own check traffic (both
-    :class:`~labkit.deploy.probe.Probe` results, cut to the window here). ``since`` is when the
+    :class:`~labkit.deploy.probe.Probe` results, cut to the window here); with ``serving_color``
+    the probe's answers from that color are judged too. ``since`` is when the
     deployment began: with it, alarms in ALARM are re-evaluated (module docstring); without it
     every ALARM counts.
 
@@ -301,6 +324,12 @@ def gather(
         probe=None if probe is None else probe_evidence(probe, color, start, end),
         check=None if check is None else replace(probe_evidence(check, color, start, end), source="check"),
         stale_alarms=stale_alarms,
+        serving=(
+            None
+            if probe is None or not serving_color
+            else probe_evidence(probe, serving_color, start, end, unsigned=False)
+        ),
+        serving_color=serving_color or "",
     )
 
 

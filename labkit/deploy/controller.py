@@ -578,6 +578,7 @@ class Controller:
                     probe=probe.results() if probe is not None else None,
                     check=check.results() if check is not None else None,
                     since=record.started_at,
+                    serving_color=record.from_color,
                 )
                 if verdict.outcome == "fail":
                     event.detail = f"fail: {verdict.reason}"

@@ -217,6 +217,26 @@ def test_probe_evidence_with_nothing_for_the_color() -> None:
     assert probe_evidence(_frame([(1, 200, "blue", 1.0)]), "green") == Evidence("probe", 0, 0, None)
 
 
+def test_the_old_color_breaking_during_a_step_fails_the_new_one() -> None:
+    """A one-step rename: the new release writes fine, the old one (still serving) cannot."""
+    verdict = judge(probe=pr(30), serving=pr(270, 270), serving_color="blue")
+    assert verdict.outcome == "fail"
+    assert verdict.reason == (
+        "blue, still serving, answers 5xx too: probe: 270 requests, 270 5xx (100.0% > 5.0%); "
+        "the deployment broke what the colors share (its database migration?)"
+    )
+    # Within the limit, or too few requests to judge, the old color does not count.
+    assert judge(probe=pr(30), serving=pr(270, 10), serving_color="blue").outcome == "pass"
+    assert judge(probe=pr(30), serving=pr(10, 10), serving_color="blue").outcome == "pass"
+
+
+def test_the_old_colors_evidence_is_its_own_answers_only() -> None:
+    """Unsigned failures (no answer, an LB page) go against the new color, never twice."""
+    frame = _frame([(1, 500, "blue", 1.0)] * 4 + [(1, 200, "blue", 1.0)] * 6 + [(2, 0, None, None)] * 5)
+    assert probe_evidence(frame, "blue", unsigned=False) == Evidence("probe", 10, 4, 1.0)
+    assert probe_evidence(frame, "green").errors_5xx == 5
+
+
 def test_probe_evidence_wants_aware_times() -> None:
     with pytest.raises(AnalysisError, match="has no time zone"):
         probe_evidence(_frame([]), "green", datetime(2030, 1, 1))
