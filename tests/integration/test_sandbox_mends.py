@@ -392,3 +392,32 @@ def test_each_rds_instance_is_found_by_its_own_resource_id(aws: Target) -> None:
     finally:
         for name in names:
             rds.delete_db_instance(DBInstanceIdentifier=name, SkipFinalSnapshot=True)
+
+
+def test_an_rds_managed_secret_keeps_its_schedule_and_rotates_only_when_told(aws: Target) -> None:
+    """The database module's aws_secretsmanager_secret_rotation sets a schedule without rotating
+    now (RotateImmediately false); the AWS provider reads the schedule back. Stock moto kept only
+    a number of days and rotated at once, so the provider planned the schedule again on every
+    apply, and that update failed (CancelRotateSecret). MySQL: no server for the sandbox to run."""
+    rds, manager = aws.client("rds"), aws.client("secretsmanager")
+    name = unique("rotate")
+    rds.create_db_instance(
+        DBInstanceIdentifier=name, Engine="mysql", DBInstanceClass="db.t4g.micro", AllocatedStorage=20,
+        MasterUsername="admin", ManageMasterUserPassword=True,
+    )  # fmt: skip
+    try:
+        (described,) = rds.describe_db_instances(DBInstanceIdentifier=name)["DBInstances"]
+        arn = described["MasterUserSecret"]["SecretArn"]
+        first = manager.get_secret_value(SecretId=arn)["SecretString"]
+        rules = {"ScheduleExpression": "rate(7 days)"}
+
+        manager.rotate_secret(SecretId=arn, RotationRules=rules, RotateImmediately=False)
+        secret = manager.describe_secret(SecretId=arn)
+        assert (secret["RotationEnabled"], secret["RotationRules"]) == (True, rules)
+        assert manager.get_secret_value(SecretId=arn)["SecretString"] == first  # not rotated yet
+
+        manager.rotate_secret(SecretId=arn)  # now, on the schedule it has
+        assert manager.describe_secret(SecretId=arn)["RotationRules"] == rules
+        assert manager.get_secret_value(SecretId=arn)["SecretString"] != first
+    finally:
+        rds.delete_db_instance(DBInstanceIdentifier=name, SkipFinalSnapshot=True)

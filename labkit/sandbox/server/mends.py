@@ -34,7 +34,11 @@ service and a test's ``ThreadedMotoServer`` alike (call it before the first requ
 - RDS: a PostgreSQL instance's endpoint is ``127.0.0.1`` at a free loopback port chosen when it is
   created (or restored), where :mod:`.databases` serves it; an RDS-managed master secret holds the
   instance's master user and a random password (stock moto wrote ``admin`` and a fixed password),
-  and rotating it makes a new random password current at once, as RDS's own rotation does.
+  and rotating it makes a new random password current at once, as RDS's own rotation does, unless
+  the call says ``RotateImmediately=false``. Its rotation schedule (``RotationRules``: a schedule
+  expression, a duration or a number of days) is kept and read back whole with
+  ``RotationEnabled`` (stock moto kept only a number of days and rotated at once: the AWS provider
+  then saw no schedule, and its update to set one again failed).
   The port is the sandbox's, not the one asked for: a module that sets ``port`` would see it differ.
   A restored instance (from a snapshot, or to a point in time) records where its data comes from.
   A PostgreSQL snapshot starts ``creating`` (stock moto: ``available`` at once) until
@@ -61,6 +65,7 @@ import math
 import secrets
 import socket
 import threading
+import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -514,7 +519,7 @@ def _mend_oidc_client_ids() -> None:
 
 def _mend_rds() -> None:
     from moto.rds.models import DBInstance, DBSnapshot, MasterUserSecret, RDSBackend
-    from moto.secretsmanager.models import SecretsManagerBackend
+    from moto.secretsmanager.models import FakeSecret, SecretsManagerBackend
 
     from labkit.sandbox.server.databases import ENGINE
 
@@ -541,16 +546,42 @@ def _mend_rds() -> None:
 
     stock_rotate = SecretsManagerBackend.rotate_secret
 
-    def rotate_secret(self: Any, secret_id: str, *args: Any, **kwargs: Any) -> Any:
-        """A secret that RDS manages is rotated by RDS itself (no Lambda): a new password becomes
-        current at once, and :mod:`.databases` sets it on the server, as RDS does."""
+    def rotate_secret(
+        self: Any,
+        secret_id: str,
+        client_request_token: str | None = None,
+        rotation_lambda_arn: str | None = None,
+        rotation_rules: dict[str, Any] | None = None,
+        rotate_immediately: bool = True,
+    ) -> Any:
+        """A secret that RDS manages is rotated by RDS itself (no Lambda): its schedule is kept, and
+        unless told to wait a new password becomes current at once, which :mod:`.databases` sets on
+        the server, as RDS does."""
         secret = self.secrets[secret_id] if self._is_valid_identifier(secret_id) else None
         owner = {t.get("Key"): t.get("Value") for t in (getattr(secret, "tags", None) or [])}
         if secret is None or owner.get("aws:secretsmanager:owningService") != "rds":
-            return stock_rotate(self, secret_id, *args, **kwargs)
+            return stock_rotate(
+                self, secret_id, client_request_token, rotation_lambda_arn, rotation_rules, rotate_immediately
+            )
+        secret.rotation_requested = secret.rotation_enabled = True
+        if rotation_rules:
+            secret.labkit_rotation_rules = dict(rotation_rules)
+        if not rotate_immediately:
+            return secret.to_short_dict()
         current = json.loads(self.get_secret_value(secret_id, None, "AWSCURRENT")["SecretString"])
         current["password"] = secrets.token_urlsafe(24)
-        return self.put_secret_value(secret_id, json.dumps(current), None, None, ["AWSCURRENT"])
+        answer = self.put_secret_value(secret_id, json.dumps(current), None, None, ["AWSCURRENT"])
+        secret.last_rotation_date = int(time.time())
+        return answer
+
+    stock_secret_dict = FakeSecret.to_dict
+
+    def secret_dict(self: Any) -> dict[str, Any]:
+        described: dict[str, Any] = stock_secret_dict(self)
+        rules = getattr(self, "labkit_rotation_rules", None)
+        if rules is not None and "RotationRules" in described:
+            described["RotationRules"] = dict(rules)
+        return described
 
     stock_from_snapshot = RDSBackend.restore_db_instance_from_db_snapshot
     stock_to_time = RDSBackend.restore_db_instance_to_point_in_time
@@ -581,6 +612,7 @@ def _mend_rds() -> None:
     _patch(RDSBackend, "create_db_instance", create_db_instance)
     _patch(MasterUserSecret, "_generate_secret_string", secret_string)
     _patch(SecretsManagerBackend, "rotate_secret", rotate_secret)
+    _patch(FakeSecret, "to_dict", secret_dict)
 
 
 def dbi_resource_id() -> str:
