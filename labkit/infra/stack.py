@@ -625,8 +625,9 @@ class Stack:
         self, overrides: Mapping[str, Any] | None = None, *, carry_over: bool = True
     ) -> dict[str, Any]:
         """The variables an apply of ``overrides`` uses: what the target fills in, then (with
-        ``carry_over``) the deployment as last applied (staging, production) or global's GitHub
-        settings as last applied, then ``overrides``.
+        ``carry_over``) the deployment and the settings given as variables (``enable_database``)
+        as last applied (staging, production) or global's GitHub settings as last applied, then
+        ``overrides``.
         The deployment part is read from the state (:meth:`outputs`). A variable the root does not
         declare is refused (Terraform would only warn and apply without it)."""
         unknown = sorted(set(overrides or {}) - self.declared_variables())
@@ -654,8 +655,10 @@ class Stack:
         if carry_over:
             # An app environment's deployment as last applied; global's GitHub OIDC settings, which
             # an apply without them would otherwise remove (the deploy role with them).
-            applied = "github_settings" if self.env == "global" else "deployment"
-            values.update(self.outputs().get(applied) or {})
+            applied = ("github_settings",) if self.env == "global" else ("deployment", "carried_variables")
+            outputs = self.outputs()
+            for name in applied:
+                values.update(outputs.get(name) or {})
         values.update(overrides or {})
         return values
 

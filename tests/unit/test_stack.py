@@ -148,3 +148,25 @@ def test_global_keeps_its_github_settings_as_an_app_environment_keeps_its_deploy
     assert set(applied) <= global_stack.declared_variables()
     monkeypatch.setattr(Stack, "outputs", lambda self: {"github_settings": None})
     assert "github_repository" not in global_stack.variables()  # never set: no OIDC resources
+
+
+def test_a_deploy_keeps_the_database_an_apply_was_given(
+    labkit_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`labkit stack apply staging --var enable_database=true`, then a deploy's apply of the
+    deployment variables alone: it must keep the database (bench/db_deploy.py saw the deploy's
+    apply plan to delete it), so the root's carried_variables output is carried over too; never
+    given, it carries nothing and the environment's own setting holds."""
+    staging = Stack("staging", sandbox(SANDBOX))
+    names = StackNames("bglab", "123456789012", "us-east-1")
+    monkeypatch.setattr(Stack, "names", property(lambda self: names))
+    monkeypatch.setattr(Stack, "other_vpc_cidrs", lambda self: {})
+    applied = {"blue_version": "1.0.0", "green_weight": 0}
+    outputs = {"deployment": applied, "carried_variables": {"enable_database": True}}
+    monkeypatch.setattr(Stack, "outputs", lambda self: outputs)
+    values = staging.variables({"green_weight": 10})
+    assert (values["enable_database"], values["blue_version"], values["green_weight"]) == (True, "1.0.0", 10)
+    assert staging.variables({"enable_database": False})["enable_database"] is False
+    assert "enable_database" in staging.declared_variables()
+    outputs["carried_variables"] = None
+    assert "enable_database" not in staging.variables()

@@ -101,3 +101,8 @@ output "composition" {
   description = "The release of the composition module this environment was applied from (version and digest): promote-composition reads staging's to prove it ran a release before production gets it."
   value       = module.environment.release
 }
+
+output "carried_variables" {
+  description = "Environment settings given as variables (enable_database), for the next apply to keep (labkit carries them over, as it carries the deployment: a deploy would otherwise remove the database); null where none was given."
+  value       = var.enable_database == null ? null : { enable_database = var.enable_database }
+}
