@@ -57,6 +57,9 @@ def main(argv: list[str]) -> int:
             upgrade(engine, wanted)
             print(f"expanded from {at} to {wanted}")
             return 0
+        if action == "upgrade" and revision in has:
+            print(f"at {at}: nothing to upgrade to {revision}")
+            return 0
         if action == "downgrade" and revision != "base" and (revision == at or revision not in has):
             # A rollback's downgrade run again, or one to a revision the database never passed.
             print(f"at {at}: nothing to downgrade to {revision}")

@@ -9,12 +9,12 @@ A deployment, phase by phase, each a timed event in the ledger (``labkit ledger 
 1. ``lock``: the environment's deployment lock (a conditional write); a second deploy is refused.
    The lock is fenced: its token guards every ledger write and every apply, a background thread
    renews its heartbeat, and a controller whose lock was taken over stops before its next apply.
-2. ``migrate-expand`` (only with a database): the release's own migrations up to its revision,
-   short of any contract step (``python -m app.migrations expand``), before it takes traffic.
-   ``provision``: the idle color gets the release and the serving color's capacity (a Terraform
+2. ``provision``: the idle color gets the release and the serving color's capacity (a Terraform
    apply; the preview header now reaches it).
 3. ``health``: every new instance healthy in the target group, within the strategy's health
-   timeout; otherwise roll back before any weight moves.
+   timeout; otherwise roll back before any weight moves. Then ``migrate-expand`` (only with a
+   database): the release's own migrations up to its revision, short of any contract step
+   (``python -m app.migrations expand``), right before the release takes traffic.
 4. ``preview`` (optional): requests with the preview header must all succeed on the new release.
 5. ``shift-W``: a Terraform apply of ``green_weight`` giving the new color W percent, then
    ``analysis-W``: the bake, with the gate (:mod:`labkit.deploy.analysis`) polled throughout so a bad
@@ -93,7 +93,7 @@ PAUSED = "paused"
 #: Requests with the preview header per second during the preview.
 PREVIEW_RATE = 20.0
 
-_EARLY_PHASES = ("started", "lock", "migrate-expand", "provision", "health", "preview")
+_EARLY_PHASES = ("started", "lock", "provision", "health", "migrate-expand", "preview")
 #: Phases after the last traffic step: a resumed deployment goes on from there, not from the steps.
 _AFTER_STEPS = ("scale-down", "migrate-contract")
 
@@ -405,9 +405,11 @@ class Controller:
         try:
             try:
                 if record.phase in _EARLY_PHASES or record.step_index < 0:
-                    # Expand before the release takes any traffic (its preview included).
-                    self._migrate(record, "migrate-expand", record.version, "expand")
                     self._provision(record, to, capacity, probe)
+                    # Expand once the new color is healthy, right before it takes any traffic (its
+                    # preview included): a migration the old color cannot run against then breaks
+                    # it for the least time before the first step's gate sees it.
+                    self._migrate(record, "migrate-expand", record.version, "expand")
                     if preview_requests:
                         self._preview(record, to, preview_requests)
                     first, refreshed = 0, True

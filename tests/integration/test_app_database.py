@@ -257,13 +257,15 @@ def test_expand_stops_short_of_the_contract_step_and_is_idempotent(
     monkeypatch.setenv("APP_RELEASE_FILE", str(fresh.release("1.0.0", "0001")))
     assert migrations_cli(["upgrade"]) == 0
     monkeypatch.setenv("APP_RELEASE_FILE", str(fresh.release("1.2.0", "0003")))
-    steps = [["expand"], ["expand"], ["upgrade"], ["expand"], ["downgrade", "0002"], ["downgrade", "0003"]]
+    steps = [["expand"], ["expand"], ["upgrade"], ["upgrade"], ["expand"], ["downgrade", "0002"],
+             ["downgrade", "0003"]]  # fmt: skip
     assert [migrations_cli(step) for step in steps] == [0] * len(steps)
     assert capsys.readouterr().out.splitlines() == [
         "upgraded from none to 0001",
         "expanded from 0001 to 0002",
         "at 0002: nothing to expand for 0003",
         "upgraded from 0002 to 0003",
+        "at 0003: nothing to upgrade to 0003",
         "at 0003: nothing to expand for 0003",
         "downgraded from 0003 to 0002",
         "at 0002: nothing to downgrade to 0003",

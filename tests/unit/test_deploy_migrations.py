@@ -104,13 +104,13 @@ class Recorder:
         return [c for c in self.calls if not c.startswith("phase ") or "migrate" in c]
 
 
-def test_a_deploy_expands_before_any_traffic_and_contracts_after_the_old_color_is_parked(
+def test_a_deploy_expands_right_before_any_traffic_and_contracts_after_the_old_color_is_parked(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     assert Recorder(monkeypatch).run() == [
+        "provision",
         "migrations 1.2.0 expand",
         "phase migrate-expand: 1.2.0: expanded",
-        "provision",
         "step 10",
         "step 100",
         "scale-down",
@@ -142,7 +142,7 @@ def test_a_failed_gate_takes_the_schema_back_to_the_old_release_before_the_traff
 ) -> None:
     """The new release's code downgrades (it ships the revision), to the old release's revision."""
     calls = Recorder(monkeypatch, fail=("gate",)).run()
-    assert calls[:3] == ["migrations 1.2.0 expand", "phase migrate-expand: 1.2.0: expanded", "provision"]
+    assert calls[:3] == ["provision", "migrations 1.2.0 expand", "phase migrate-expand: 1.2.0: expanded"]
     rollback = calls[calls.index("step 10") + 1 :]
     assert rollback[:3] == [
         "migrations 1.2.0 downgrade 0001",
@@ -157,9 +157,9 @@ def test_a_failed_expand_rolls_back_and_a_failed_downgrade_does_not_stop_the_rol
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """An expand that fails changes nothing (one transaction) and the deploy rolls back before
-    any instance starts; a downgrade that fails is said, and the traffic still goes back."""
+    any weight moves; a downgrade that fails is said, and the traffic still goes back."""
     calls = Recorder(monkeypatch, fail=("expand",)).run()
-    assert calls[0] == "migrations 1.2.0 expand" and "provision" not in calls
+    assert calls[:2] == ["provision", "migrations 1.2.0 expand"] and "step 10" not in calls
     assert calls[-1] == "finish rolled_back"
     calls = Recorder(monkeypatch, fail=("gate", "downgrade")).run()
     assert calls.index("migrations 1.2.0 downgrade 0001") < calls.index("listener")
