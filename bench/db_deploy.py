@@ -36,93 +36,32 @@ import time
 from pathlib import Path
 
 from labkit.deploy import Controller
-from labkit.deploy.migrations import EnvironmentDatabase, environment_database, run_migrations
-from labkit.deploy.probe import Probe
-from labkit.deploy.strategy import canary
-from labkit.deploy.writeprobe import WriteProbe
-from labkit.infra.stack import Stack
-from labkit.release.build import build_release, upload_release
-
-#: version -> (schema, faults)
-RELEASES: dict[str, tuple[str, dict[str, str]]] = {
-    "1.0.0": ("0001", {}),
-    "1.1.0-onestep": ("0002", {"migration": "one_step"}),
-    "1.1.0": ("0002", {}),
-    "1.2.0": ("0003", {}),
-}
+from labkit.lab.database import (
+    RELEASES,
+    DeployRun,
+    build_staging_with_database,
+    deploy_under_probes,
+    migration_phases,
+)
 
 
-def setup(work: Path) -> Controller:
-    from labkit import sandbox
-    from labkit.deploy import wait_healthy
-
-    target = sandbox.target()
-    started = time.monotonic()
-    Stack("global", target, reporter=None).apply()
-    bucket = Stack("global", target, reporter=None).names.artifact_bucket
-    for version, (schema, faults) in RELEASES.items():
-        artifact = build_release(version, faults, work / version, schema=schema)
-        upload_release(target, bucket, artifact, version)
-    controller = Controller("staging", target, say=lambda line: print("  " + line, flush=True))
-    controller.stack.apply(
-        {"blue_version": "1.0.0", "green_version": "1.0.0", "blue_capacity": 1, "green_capacity": 0,
-         "enable_database": True}
-    )  # fmt: skip
-    print(run_migrations(target, bucket, "1.0.0", "upgrade", database(controller)).strip(), flush=True)
-    outputs = controller.stack.outputs()
-    ok, report, _ = wait_healthy(
-        target,
-        asg_name=outputs["blue_asg_name"],
-        target_group_arn=outputs["blue_target_group_arn"],
-        wanted=1,
-        timeout_s=120,
-        say=print,
-    )
-    if not ok:
-        raise SystemExit(f"blue never turned healthy: {report.describe()}")
-    print(f"stack ready in {time.monotonic() - started:.0f} s: {controller.layout().describe()}", flush=True)
-    return controller
-
-
-def database(controller: Controller) -> EnvironmentDatabase:
-    return environment_database(controller.stack)
-
-
-def deploy(controller: Controller, version: str, rate: float, writes: float) -> bool:
-    """Deploy ``version`` under both probes; print what happened; True when its goals hold."""
-    url = controller.alb_url()
-    reads, written = Probe(url, rate=rate), WriteProbe(url, rate=writes)
-    reads.start()
-    written.start()
-    started = time.monotonic()
-    try:
-        record = controller.deploy(version, strategy=canary(), probe=written)
-        wall = time.monotonic() - started
-        time.sleep(2)  # answers due after the last move
-    finally:
-        reads.stop()
-        written.stop()
-    check = written.verify()
-    read_frame = reads.results()
-    failed_reads = int((~read_frame["ok"]).sum())
-    bucket = controller.stack.names.artifact_bucket
-    revision = run_migrations(controller.target, bucket, version, "current", database(controller)).strip()
+def report(controller: Controller, run: DeployRun) -> bool:
+    """Print what ``run`` did; True when its goals hold."""
     phases = ", ".join(
-        f"{e.phase} {e.duration_s:.1f} s ({e.detail})"
-        for e in controller.ledger.events(record.id)
-        if "migrate" in e.phase and e.duration_s is not None
+        f"{r.phase} {r.seconds:.1f} s ({r.what})" for r in migration_phases(controller, run).itertuples()
     )
     print(
-        f"   {record.status} in {wall:.1f} s: {record.reason}\n"
-        f"   reads: {len(read_frame)} sent, {failed_reads} failed\n"
-        f"   {check.summary()}\n"
+        f"   {run.record.status} in {run.wall_s:.1f} s: {run.record.reason}\n"
+        f"   reads: {len(run.reads)} sent, {run.failed_reads} failed\n"
+        f"   {run.check.summary()}\n"
         f"   migrations: {phases or 'none'}\n"
-        f"   database at {revision}",
+        f"   database at {run.revision}",
         flush=True,
     )
-    if version.endswith("onestep"):
-        return record.status == "rolled_back" and not check.lost and revision == "0001"
-    return record.status == "succeeded" and failed_reads == 0 and check.failed == 0 and check.ok
+    if run.version.endswith("onestep"):
+        return run.record.status == "rolled_back" and not run.check.lost and run.revision == "0001"
+    ok = run.record.status == "succeeded" and run.failed_reads == 0
+    return ok and run.check.failed == 0 and run.check.ok
 
 
 def main() -> None:
@@ -140,13 +79,20 @@ def main() -> None:
 
     results: dict[str, bool] = {}
     try:
-        controller = setup(work)
+        started = time.monotonic()
+        controller = build_staging_with_database(
+            sandbox.target(), say=lambda line: print("  " + line, flush=True)
+        )
+        print(
+            f"stack ready in {time.monotonic() - started:.0f} s: {controller.layout().describe()}", flush=True
+        )
         for number, version in enumerate(("1.1.0-onestep", "1.1.0", "1.2.0"), start=1):
             schema, faults = RELEASES[version]
             print(f"\n{number}. deploy {version} (schema {schema}{', ' if faults else ''}"
                   f"{', '.join(f'{k}={v}' for k, v in faults.items())}), reads {args.rate:g}/s, "
                   f"writes {args.writes:g}/s", flush=True)  # fmt: skip
-            results[version] = deploy(controller, version, args.rate, args.writes)
+            run = deploy_under_probes(controller, version, rate=args.rate, writes=args.writes)
+            results[version] = report(controller, run)
     finally:
         sandbox.down()
         if args.keep:

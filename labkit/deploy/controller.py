@@ -409,7 +409,7 @@ class Controller:
                     # Expand once the new color is healthy, right before it takes any traffic (its
                     # preview included): a migration the old color cannot run against then breaks
                     # it for the least time before the first step's gate sees it.
-                    self._migrate(record, "migrate-expand", record.version, "expand")
+                    self._migrate(record, "migrate-expand", record.version, "expand", probe=probe)
                     if preview_requests:
                         self._preview(record, to, preview_requests)
                     first, refreshed = 0, True
@@ -682,13 +682,22 @@ class Controller:
         return EnvironmentDatabase.from_output(self.env, output) if isinstance(output, Mapping) else None
 
     def _migrate(
-        self, record: Deployment, phase: str, version: str, action: Action, revision: str | None = None
+        self,
+        record: Deployment,
+        phase: str,
+        version: str,
+        action: Action,
+        revision: str | None = None,
+        *,
+        probe: Probe | None = None,
     ) -> None:
         """Release ``version``'s ``python -m app.migrations ACTION`` on the environment's database,
-        a ledger phase of its own (its duration recorded); nothing without a database."""
+        a ledger phase of its own (its duration recorded, and marked on ``probe``); nothing without
+        a database."""
         database = self._database()
         if database is None:
             return
+        self._mark(probe, phase)
         with self._phase(record, phase) as event:
             self._fence()
             said = run_migrations(

@@ -1,12 +1,13 @@
 """The new color's traffic weight over a deploy, from the phases the controller marks on the probe.
 
 The weight changes when the listener does, not when the controller decides to change it. The
-controller marks ``provision`` and ``health`` (weight 0), ``shift-N`` as the apply of N % begins
-(the weight holds), ``analysis-N`` once that apply changed the listener (N %), ``scale-down`` (still
-100 %), ``rollback`` when a gate failed (the weight holds) and ``restored`` once the listener was
-given back to the old color (0; the load balancer follows within moments: its 0.4 s loop in
-the sandbox, seconds on AWS); ``start`` is the probe's own first mark. The resulting table is what
-:func:`labkit.lab.plots.traffic_over_time` takes as ``weights``.
+controller marks ``provision``, ``health`` and ``migrate-expand`` (weight 0), ``shift-N`` as the
+apply of N % begins (the weight holds), ``analysis-N`` once that apply changed the listener
+(N %), ``scale-down`` (still 100 %), ``rollback`` when a gate failed (the weight holds) and
+``restored`` once the listener was given back to the old color (0; the load balancer follows
+within moments: its 0.4 s loop in the sandbox, seconds on AWS); ``start`` is the probe's own
+first mark. The resulting table is what :func:`labkit.lab.plots.traffic_over_time` takes as
+``weights``.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from labkit.errors import ConfigError
 ANALYSIS_PHASE = re.compile(r"^analysis-(\d{1,3})$")
 _SHIFT = re.compile(r"^shift-\d{1,3}$")
 #: Marks that leave the weight where it was.
-_HOLD = ("start", "health", "scale-down", "preview", "rollback")
+_HOLD = ("start", "health", "migrate-expand", "scale-down", "preview", "rollback")
 
 
 def weights_from_marks(marks: Iterable[tuple[float, str]]) -> pd.DataFrame:

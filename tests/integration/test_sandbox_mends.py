@@ -396,9 +396,10 @@ def test_each_rds_instance_is_found_by_its_own_resource_id(aws: Target) -> None:
 
 def test_an_rds_managed_secret_keeps_its_schedule_and_rotates_only_when_told(aws: Target) -> None:
     """The database module's aws_secretsmanager_secret_rotation sets a schedule without rotating
-    now (RotateImmediately false); the AWS provider reads the schedule back. Stock moto kept only
-    a number of days and rotated at once, so the provider planned the schedule again on every
-    apply, and that update failed (CancelRotateSecret). MySQL: no server for the sandbox to run."""
+    now (RotateImmediately false); the AWS provider reads the schedule back, and its destroy
+    cancels rotation. Stock moto kept only a number of days and rotated at once, so the provider
+    planned the schedule again on every apply, and refused the cancel of a rotation without a
+    Lambda, which failed that update and the destroy. MySQL: no server for the sandbox to run."""
     rds, manager = aws.client("rds"), aws.client("secretsmanager")
     name = unique("rotate")
     rds.create_db_instance(
@@ -419,5 +420,8 @@ def test_an_rds_managed_secret_keeps_its_schedule_and_rotates_only_when_told(aws
         manager.rotate_secret(SecretId=arn)  # now, on the schedule it has
         assert manager.describe_secret(SecretId=arn)["RotationRules"] == rules
         assert manager.get_secret_value(SecretId=arn)["SecretString"] != first
+
+        manager.cancel_rotate_secret(SecretId=arn)  # as the destroy of the schedule does
+        assert manager.describe_secret(SecretId=arn)["RotationEnabled"] is False
     finally:
         rds.delete_db_instance(DBInstanceIdentifier=name, SkipFinalSnapshot=True)

@@ -38,7 +38,9 @@ service and a test's ``ThreadedMotoServer`` alike (call it before the first requ
   the call says ``RotateImmediately=false``. Its rotation schedule (``RotationRules``: a schedule
   expression, a duration or a number of days) is kept and read back whole with
   ``RotationEnabled`` (stock moto kept only a number of days and rotated at once: the AWS provider
-  then saw no schedule, and its update to set one again failed).
+  then saw no schedule, and its update to set one again failed). ``CancelRotateSecret`` turns
+  that rotation off (stock moto refused a secret without a Lambda, which failed the destroy of
+  the schedule); whether AWS accepts it for a secret RDS manages is not verified here.
   The port is the sandbox's, not the one asked for: a module that sets ``port`` would see it differ.
   A restored instance (from a snapshot, or to a point in time) records where its data comes from.
   A PostgreSQL snapshot starts ``creating`` (stock moto: ``available`` at once) until
@@ -574,6 +576,18 @@ def _mend_rds() -> None:
         secret.last_rotation_date = int(time.time())
         return answer
 
+    stock_cancel = SecretsManagerBackend.cancel_rotate_secret
+
+    def cancel_rotate_secret(self: Any, secret_id: str) -> Any:
+        """Rotation that RDS manages (no Lambda) is turned off; stock moto refused any secret
+        without a Lambda, so the destroy of a database's rotation schedule failed."""
+        secret = self.secrets[secret_id] if self._is_valid_identifier(secret_id) else None
+        owner = {t.get("Key"): t.get("Value") for t in (getattr(secret, "tags", None) or [])}
+        if secret is None or owner.get("aws:secretsmanager:owningService") != "rds" or secret.is_deleted():
+            return stock_cancel(self, secret_id)
+        secret.rotation_enabled = False
+        return secret.to_short_dict()
+
     stock_secret_dict = FakeSecret.to_dict
 
     def secret_dict(self: Any) -> dict[str, Any]:
@@ -613,6 +627,7 @@ def _mend_rds() -> None:
     _patch(MasterUserSecret, "_generate_secret_string", secret_string)
     _patch(SecretsManagerBackend, "rotate_secret", rotate_secret)
     _patch(FakeSecret, "to_dict", secret_dict)
+    _patch(SecretsManagerBackend, "cancel_rotate_secret", cancel_rotate_secret)
 
 
 def dbi_resource_id() -> str:
