@@ -18,14 +18,13 @@ from dataclasses import dataclass
 import pandas as pd
 
 from labkit.deploy.controller import Controller
-from labkit.deploy.health import wait_healthy
 from labkit.deploy.ledger import Deployment
 from labkit.deploy.migrations import EnvironmentDatabase, environment_database, run_migrations
 from labkit.deploy.probe import Probe
 from labkit.deploy.strategy import canary
 from labkit.deploy.writeprobe import WriteCheck, WriteProbe
-from labkit.errors import StackError
 from labkit.infra.stack import Stack
+from labkit.lab.lesson import ensure_staging
 from labkit.release.build import build_release, release_exists, upload_release
 from labkit.target import Target
 
@@ -51,31 +50,14 @@ def build_staging_with_database(target: Target, *, say: Callable[[str], None] = 
     """global, the lesson's releases in the artifact bucket, and staging with its database and
     blue serving 1.0.0 on schema 0001 (release 1.0.0's own migrations, as `labkit db migrate
     staging` runs them); returns staging's deploy controller, which says its lines to ``say``."""
-    glob = Stack("global", target)
-    say("applying global ...")
-    glob.apply()
-    bucket = glob.names.artifact_bucket
+    ensure_staging(target, say=say, staging=STAGING_ON_DATABASE)
+    bucket = Stack("global", target).names.artifact_bucket
     for version, (schema, faults) in RELEASES.items():
         if not release_exists(target, bucket, version):
             say(f"building and uploading release {version} (schema {schema}) ...")
             upload_release(target, bucket, build_release(version, faults or None, schema=schema), version)
     controller = Controller("staging", target, say=say)
-    say("applying staging with its database (blue serves 1.0.0) ...")
-    outputs = controller.stack.apply(STAGING_ON_DATABASE).outputs
     say(run_migrations(target, bucket, "1.0.0", "upgrade", environment_database(controller.stack)).strip())
-    healthy, report, waited = wait_healthy(
-        target,
-        asg_name=str(outputs["blue_asg_name"]),
-        target_group_arn=str(outputs["blue_target_group_arn"]),
-        wanted=1,
-        timeout_s=180,
-        say=lambda _: None,
-    )
-    if not healthy:
-        raise StackError(
-            f"staging's blue fleet is not healthy after {waited:.0f} s: {report}",
-            hint="`labkit deploy status staging` shows the fleets, and `labkit sandbox logs` the instances.",
-        )
     return controller
 
 

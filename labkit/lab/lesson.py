@@ -158,11 +158,12 @@ def ensure_staging(
     say: Callable[[str], None] = print,
     global_variables: Mapping[str, Any] | None = None,
     builder: Callable[[Target], Target] | None = None,
+    staging: Mapping[str, Any] = SERVING_STAGING,
 ) -> dict[str, Any]:
     """Build what a self-contained lesson needs, or keep what is there: ``global`` (applied with
-    ``global_variables``), release 1.0.0 in the artifact bucket, and staging with blue serving it
-    (:data:`SERVING_STAGING`) once it is healthy. On a stack that already serves, every apply is a
-    no-change apply. Returns staging's outputs.
+    ``global_variables``), release 1.0.0 in the artifact bucket, and staging applied with
+    ``staging`` (default :data:`SERVING_STAGING`: blue serves 1.0.0) once blue is healthy. On a
+    stack that already serves, every apply is a no-change apply. Returns staging's outputs.
 
     ``builder``, given ``target`` once global is applied, returns the identity that uploads the
     release and builds staging, as CI's deploy role does (global stays an admin's: the role may not
@@ -178,14 +179,14 @@ def ensure_staging(
     if not release_exists(target, bucket, "1.0.0"):
         say("building and uploading release 1.0.0 ...")
         upload_release(target, bucket, build_release("1.0.0"), "1.0.0")
-    staging = Stack("staging", target)
-    say("applying staging (blue serves 1.0.0 on two instances) ...")
-    outputs = staging.apply(SERVING_STAGING).outputs
+    wanted = int(staging["blue_capacity"])
+    say(f"applying staging (blue serves {staging['blue_version']} on {wanted} instance(s)) ...")
+    outputs = Stack("staging", target).apply(staging).outputs
     healthy, report, waited = wait_healthy(
         target,
         asg_name=str(outputs["blue_asg_name"]),
         target_group_arn=str(outputs["blue_target_group_arn"]),
-        wanted=2,
+        wanted=wanted,
         timeout_s=180,
         say=lambda _: None,
     )

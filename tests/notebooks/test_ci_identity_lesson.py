@@ -9,15 +9,12 @@ result in the notebook; this test checks the run passed and what it printed.
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from labkit.settings import PROJECT_ROOT
+from tests.notebooks.lessons import run_lesson
 
 pytestmark = pytest.mark.integration
 
@@ -26,23 +23,7 @@ RUN_TIMEOUT_S = 15 * 60
 
 
 def test_the_ci_and_identity_lesson_runs_headless_from_an_empty_sandbox(tmp_path: Path) -> None:
-    out = tmp_path / "run"
-    env = {**os.environ, "LABKIT_HOME": str(tmp_path / "home")}
-    env.pop("LABKIT_SANDBOX_HOME", None)
-    command = [sys.executable, "-m", "labkit", "run", str(LESSON), "--out", str(out), "--quiet"]
-    try:
-        proc = subprocess.run(
-            command, env=env, cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=RUN_TIMEOUT_S
-        )
-    finally:
-        subprocess.run([sys.executable, "-m", "labkit", "sandbox", "down"], env=env, capture_output=True)
-    assert proc.returncode == 0, f"{proc.stdout[-6000:]}\n{proc.stderr[-4000:]}"
-    cells = json.loads((out / LESSON.name).read_text())["cells"]
-    printed = "".join(
-        "".join(o.get("text", "")) + "".join(o.get("data", {}).get("text/plain", ""))
-        for cell in cells
-        for o in cell.get("outputs", [])
-    )
+    _, printed = run_lesson(LESSON, tmp_path, timeout_s=RUN_TIMEOUT_S)
     assert ":assumed-role/bglab-staging-deploy/lesson-11" in printed
     assert "refused: AccessDenied: Not authorized to perform sts:AssumeRoleWithWebIdentity" in printed
     assert "refused: AccessDeniedException: User: arn:aws:sts::" in printed  # DynamoDB's own format

@@ -11,15 +11,12 @@ read probe runs at 50 requests/s here (the lesson's default is 100) to spare the
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from labkit.settings import PROJECT_ROOT
+from tests.notebooks.lessons import run_lesson
 
 # A group of its own, handed out with the other long groups (tests/conftest.py).
 pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("notebook-12")]
@@ -29,34 +26,7 @@ RUN_TIMEOUT_S = 20 * 60
 
 
 def test_the_database_lesson_runs_headless_from_an_empty_sandbox(tmp_path: Path) -> None:
-    out = tmp_path / "run"
-    env = {**os.environ, "LABKIT_HOME": str(tmp_path / "home")}
-    env.pop("LABKIT_SANDBOX_HOME", None)
-    command = [
-        sys.executable,
-        "-m",
-        "labkit",
-        "run",
-        str(LESSON),
-        "--out",
-        str(out),
-        "--quiet",
-        "-p",
-        "rate",
-        "50",
-    ]
-    try:
-        proc = subprocess.run(
-            command, env=env, cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=RUN_TIMEOUT_S
-        )
-    finally:
-        subprocess.run([sys.executable, "-m", "labkit", "sandbox", "down"], env=env, capture_output=True)
-    assert proc.returncode == 0, f"{proc.stdout[-6000:]}\n{proc.stderr[-4000:]}"
-    cells = json.loads((out / LESSON.name).read_text())["cells"]
-    outputs = [o for cell in cells for o in cell.get("outputs", [])]
-    printed = "".join(
-        "".join(o.get("text", "")) + "".join(o.get("data", {}).get("text/plain", "")) for o in outputs
-    )
+    outputs, printed = run_lesson(LESSON, tmp_path, "-p", "rate", "50", timeout_s=RUN_TIMEOUT_S)
     assert "upgraded from none to 0001" in printed  # release 1.0.0's migrations made the schema
     assert "rolled_back - analysis failed at green 10%: blue, still serving, answers 5xx too" in printed
     assert "rollback-migrate" in printed and "downgraded from 0002_onestep to 0001" in printed
