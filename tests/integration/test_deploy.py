@@ -207,10 +207,12 @@ def test_2_a_30_percent_error_release_is_rolled_back_at_the_canary(
     after = frame[frame["time"] > since]
     assert len(after) > 0 and after["ok"].all() and set(after["color"]) == {"green"}
     # Failures: only answers of the canary (blue 1.2.0-bad), only from the 10 % shift until the
-    # listener was turned back, and about 30 % of the canary's ~10 % share.
+    # listener was turned back, and about 30 % of the canary's ~10 % share. There may be none: the
+    # gate, judging the check traffic, can fail the step within a second of the shift, when the
+    # probe has sent the canary a handful of requests (CI26: none of them failed, about 1.8 of
+    # its 60 requests in that second expected to).
     failed = frame[~frame["ok"]]
-    assert len(failed) > 0
-    assert set(zip(failed["color"], failed["version"], strict=True)) == {("blue", "1.2.0-bad")}
+    assert set(zip(failed["color"], failed["version"], strict=True)) <= {("blue", "1.2.0-bad")}
     assert set(failed["phase"]) <= {"shift-10", "analysis-10", "rollback", "restored"}
     # The listener call returned at the first "restored" request; the load balancer follows it
     # within its loop (0.4 s in the sandbox, seconds on AWS), and then no request fails.
