@@ -546,6 +546,13 @@ def _mend_rds() -> None:
         password = secrets.token_urlsafe(24)
         return json.dumps({"username": str(self.resource.master_username), "password": password})
 
+    def rds_managed(backend: Any, secret_id: str) -> Any:
+        """The secret ``secret_id`` names when RDS manages it (its owning-service tag), else None:
+        the others keep stock moto's behaviour."""
+        secret = backend.secrets[secret_id] if backend._is_valid_identifier(secret_id) else None
+        owner = {t.get("Key"): t.get("Value") for t in (getattr(secret, "tags", None) or [])}
+        return secret if owner.get("aws:secretsmanager:owningService") == "rds" else None
+
     stock_rotate = SecretsManagerBackend.rotate_secret
 
     def rotate_secret(
@@ -559,9 +566,8 @@ def _mend_rds() -> None:
         """A secret that RDS manages is rotated by RDS itself (no Lambda): its schedule is kept, and
         unless told to wait a new password becomes current at once, which :mod:`.databases` sets on
         the server, as RDS does."""
-        secret = self.secrets[secret_id] if self._is_valid_identifier(secret_id) else None
-        owner = {t.get("Key"): t.get("Value") for t in (getattr(secret, "tags", None) or [])}
-        if secret is None or owner.get("aws:secretsmanager:owningService") != "rds":
+        secret = rds_managed(self, secret_id)
+        if secret is None:
             return stock_rotate(
                 self, secret_id, client_request_token, rotation_lambda_arn, rotation_rules, rotate_immediately
             )
@@ -581,9 +587,8 @@ def _mend_rds() -> None:
     def cancel_rotate_secret(self: Any, secret_id: str) -> Any:
         """Rotation that RDS manages (no Lambda) is turned off; stock moto refused any secret
         without a Lambda, so the destroy of a database's rotation schedule failed."""
-        secret = self.secrets[secret_id] if self._is_valid_identifier(secret_id) else None
-        owner = {t.get("Key"): t.get("Value") for t in (getattr(secret, "tags", None) or [])}
-        if secret is None or owner.get("aws:secretsmanager:owningService") != "rds" or secret.is_deleted():
+        secret = rds_managed(self, secret_id)
+        if secret is None or secret.is_deleted():
             return stock_cancel(self, secret_id)
         secret.rotation_enabled = False
         return secret.to_short_dict()
