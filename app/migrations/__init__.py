@@ -103,9 +103,8 @@ def expand_revision(revision: str) -> str | None:
     return None
 
 
-def applied(engine: Engine) -> set[str]:
-    """The revisions the database has: its current one and every one below it."""
-    heads = current(engine)
+def applied(heads: tuple[str, ...]) -> set[str]:
+    """The revisions a database at ``heads`` (:func:`current`) has: those and every one below."""
     if not heads:
         return set()
     script = ScriptDirectory.from_config(_config())

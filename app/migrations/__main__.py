@@ -46,8 +46,8 @@ def main(argv: list[str]) -> int:
             print(" ".join(current(engine)) or "none")
             return 0
         revision = argv[1] if len(argv) > 1 else load_release(default_release_file()).revision
-        has = applied(engine)
-        at = " ".join(current(engine)) or "none"
+        heads = current(engine)
+        has, at = applied(heads), " ".join(heads) or "none"
         if action == "expand":
             # Twice, or after the contract step ran, there is nothing to do: said, not an error.
             wanted = expand_revision(revision)
