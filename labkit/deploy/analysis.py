@@ -144,8 +144,11 @@ def decide(inputs: AnalysisInput, thresholds: Thresholds) -> Verdict:
             findings.append(f"{text}, p95 {evidence.p95_ms:.0f} ms <= {thresholds.max_p95_ms:.0f} ms")
 
     serving = inputs.serving
-    judged = serving is not None and serving.requests >= thresholds.min_requests
-    if serving is not None and judged and serving.error_rate > thresholds.max_5xx_rate:
+    if (
+        serving is not None
+        and serving.requests >= thresholds.min_requests
+        and serving.error_rate > thresholds.max_5xx_rate
+    ):
         failures.append(
             f"{inputs.serving_color}, still serving, answers 5xx too: {serving.source}: "
             f"{serving.requests} requests, {serving.errors_5xx} 5xx ({serving.error_rate:.1%} > "

@@ -653,8 +653,9 @@ class Stack:
         # What the sandbox turns off (require_tls, enable_budget): the one list of it is sandbox_off.
         values.update(sandbox_off.variables(self.root_kind, self.target))
         if carry_over:
-            # An app environment's deployment as last applied; global's GitHub OIDC settings, which
-            # an apply without them would otherwise remove (the deploy role with them).
+            # An app environment's deployment and the settings given as variables (a deploy's
+            # apply would otherwise remove the database); global's GitHub OIDC settings, which an
+            # apply without them would otherwise remove (the deploy role with them).
             applied = ("github_settings",) if self.env == "global" else ("deployment", "carried_variables")
             outputs = self.outputs()
             for name in applied:

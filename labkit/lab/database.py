@@ -19,7 +19,7 @@ import pandas as pd
 
 from labkit.deploy.controller import Controller
 from labkit.deploy.ledger import Deployment
-from labkit.deploy.migrations import EnvironmentDatabase, environment_database, run_migrations
+from labkit.deploy.migrations import environment_database, run_migrations, serving_release
 from labkit.deploy.probe import Probe
 from labkit.deploy.strategy import canary
 from labkit.deploy.writeprobe import WriteCheck, WriteProbe
@@ -61,17 +61,14 @@ def build_staging_with_database(target: Target, *, say: Callable[[str], None] = 
     return controller
 
 
-def database(controller: Controller) -> EnvironmentDatabase:
-    return environment_database(controller.stack)
-
-
 def revision(controller: Controller) -> str:
-    """The database's schema revision now (``python -m app.migrations current``)."""
-    layout = controller.layout()
-    serving = layout.serving or "blue"
-    bucket = controller.stack.names.artifact_bucket
+    """The database's schema revision now, as `labkit db current staging` prints it (the serving
+    release's ``python -m app.migrations current``)."""
+    stack = controller.stack
+    outputs = stack.outputs()
+    database = environment_database(stack, outputs)
     return run_migrations(
-        controller.target, bucket, layout.versions[serving], "current", database(controller)
+        stack.target, stack.names.artifact_bucket, serving_release(outputs), "current", database
     ).strip()
 
 
