@@ -130,16 +130,33 @@ def labkit_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Pat
 
 @pytest.fixture(scope="session")
 def moto_endpoint() -> Iterator[str]:
-    """Stock moto's AWS API on a free loopback port, for tests of labkit's own AWS plumbing."""
-    from moto.server import ThreadedMotoServer
+    """Stock moto's AWS API (none of the sandbox's mends) on a free loopback port, for tests of
+    labkit's own AWS plumbing.
 
-    port = free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
+    Served as the sandbox serves it: one request at a time, and a retry of a write whose answer the
+    client lost given that answer, not a second run (:mod:`labkit.sandbox.server.replay`). Stock
+    moto's own threaded server does neither; under CI's load the AWS SDK in Terraform retried its
+    state-lock ``PutItem`` after the first had landed, and the plan failed on its own lock."""
+    import threading
+
+    from moto.moto_server.werkzeug_app import (
+        DomainDispatcherApplication,
+        MotoRequestHandler,
+        create_backend_app,
+    )
+    from werkzeug.serving import make_server
+
+    from labkit.sandbox.server.replay import OneAtATime
+
+    app = OneAtATime(DomainDispatcherApplication(create_backend_app))
+    server = make_server("127.0.0.1", 0, app, threaded=True, request_handler=MotoRequestHandler)
+    serving = threading.Thread(target=server.serve_forever, name="moto", daemon=True)
+    serving.start()
     try:
-        yield f"http://127.0.0.1:{port}"
+        yield f"http://127.0.0.1:{server.server_port}"
     finally:
-        server.stop()
+        server.shutdown()
+        serving.join(timeout=10)
 
 
 # --- the sandbox (labkit.sandbox): one real service per test session ---

@@ -146,23 +146,17 @@ def _complete_budgets() -> None:
 def _app() -> Callable[[dict[str, Any], Any], Iterable[bytes]]:
     from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
 
-    from labkit.sandbox.server.replay import Answers, replay
+    from labkit.sandbox.server.replay import OneAtATime
 
-    moto_app = DomainDispatcherApplication(create_backend_app)
-    # One request at a time, as the sandbox serves them: moto's models are not thread-safe.
-    lock = threading.Lock()
-    answers = Answers()  # as in the sandbox: a retry of a write whose answer was lost gets it again
+    def replayed(environ: dict[str, Any]) -> None:
+        print(f"{time.strftime('%H:%M:%S')} replayed a lost answer", file=sys.stderr, flush=True)
+
+    # As the sandbox serves them: one request at a time, a lost answer to a write given again.
+    moto_app = OneAtATime(DomainDispatcherApplication(create_backend_app), on_replay=replayed)
 
     def app(environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
         _request.secure = environ.get("wsgi.url_scheme") == "https"
-        writes = environ.get("REQUEST_METHOD") not in ("GET", "HEAD")
-        with lock:
-            lost = answers.lost(environ) if writes else None
-            if lost is not None:
-                print(f"{time.strftime('%H:%M:%S')} replayed a lost answer", file=sys.stderr, flush=True)
-                return replay(lost, environ, start_response)
-            body = answers.call(moto_app, environ, start_response, writes=writes)
-        return [body]
+        return moto_app(environ, start_response)
 
     return app
 

@@ -12,6 +12,7 @@ import json
 import pickle
 import stat
 import threading
+import time
 import types
 from collections.abc import Iterator
 from pathlib import Path
@@ -375,3 +376,40 @@ def test_a_retried_write_gets_the_answer_it_lost_and_runs_once(caplog: pytest.Lo
     assert call(fail, "inv-4", 1) == ("400 Bad Request", b"answer 5")
     assert call(fail, "inv-4", 2) == ("400 Bad Request", b"answer 6")
     assert len(runs) == 6
+
+
+def test_moto_served_one_at_a_time_gives_a_retried_write_its_lost_answer() -> None:
+    """The test suite's and the aws path's moto (:class:`OneAtATime`): requests in turn, a retry of a
+    POST whose answer was lost answered again, a retried GET run again."""
+    from labkit.sandbox.server.replay import OneAtATime
+
+    runs: list[str] = []
+    inside = threading.Lock()
+
+    def moto_app(env: dict[str, Any], start_response: Any) -> list[bytes]:
+        assert inside.acquire(blocking=False), "two requests ran at once"
+        try:
+            runs.append(env["REQUEST_METHOD"])
+            time.sleep(0.01)
+            start_response("200 OK", [])
+            return [b"answer %d" % len(runs)]
+        finally:
+            inside.release()
+
+    replayed: list[str] = []
+    app = OneAtATime(moto_app, on_replay=lambda env: replayed.append(env["HTTP_AMZ_SDK_INVOCATION_ID"]))
+
+    def call(method: str, invocation: str, attempt: int) -> bytes:
+        sdk = {"amz_sdk_invocation_id": invocation, "amz_sdk_request": f"attempt={attempt}; max=5"}
+        return b"".join(app(environ(method, body=b"{}", **sdk), lambda status, headers: None))
+
+    assert call("POST", "put-1", 1) == b"answer 1"
+    assert call("POST", "put-1", 2) == b"answer 1" and replayed == ["put-1"]
+    assert call("GET", "get-1", 1) == b"answer 2"
+    assert call("GET", "get-1", 2) == b"answer 3"
+    threads = [threading.Thread(target=call, args=("POST", f"put-{n}", 1)) for n in range(2, 8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(runs) == 9  # all ran, none at once (moto_app's assert)

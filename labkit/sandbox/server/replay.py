@@ -14,8 +14,10 @@ would do), and only for calls the caller says may write; the newest :data:`KEEP`
 
 from __future__ import annotations
 
+import io
 import threading
 from collections import OrderedDict
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -48,6 +50,17 @@ class Answers:
         with self._lock:
             return self._answers.get(invocation)
 
+    def answer(
+        self, app: Any, environ: dict[str, Any], start_response: Any, *, writes: bool
+    ) -> tuple[list[bytes], bool]:
+        """``app``'s answer to ``environ``, or, for a retry of a write whose answer was lost, that
+        answer again; and whether it was given again. Call it under the lock that serializes ``app``
+        (the check and the call must be one step), with the body read already (:func:`buffer_body`)."""
+        lost = self.lost(environ) if writes else None
+        if lost is not None:
+            return replay(lost, start_response), True
+        return [self.call(app, environ, start_response, writes=writes)], False
+
     def call(self, app: Any, environ: dict[str, Any], start_response: Any, *, writes: bool) -> bytes:
         """``app``'s whole answer to ``environ`` (its iterable closed), kept when ``writes``."""
         answered: list[Any] = []
@@ -78,12 +91,43 @@ class Answers:
                 self._answers.popitem(last=False)
 
 
-def replay(answer: Answer, environ: dict[str, Any], start_response: Any) -> list[bytes]:
-    """Answer ``environ`` with ``answer``, reading its body first so the connection stays in step."""
-    length = environ.get("CONTENT_LENGTH")
-    if length:
-        environ["wsgi.input"].read(int(length))
-    elif environ.get("wsgi.input_terminated"):
-        environ["wsgi.input"].read()
+def replay(answer: Answer, start_response: Any) -> list[bytes]:
+    """Give ``answer`` again. The retry's body was read already (:func:`buffer_body`), so the
+    connection stays in step, and it stays readable for whoever logs the call."""
     start_response(answer.status, answer.headers)
     return [answer.body]
+
+
+def buffer_body(environ: dict[str, Any]) -> None:
+    """Read the whole request body now, before the lock that serializes the app. Read under it (by
+    moto), a client that stops between its headers and its body (botocore sends them apart; a
+    SIGSTOPped or dead process) held the lock, and every other request waited on it for good."""
+    try:
+        length = int(environ.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        return
+    if length > 0:
+        environ["wsgi.input"] = io.BytesIO(environ["wsgi.input"].read(length))
+
+
+class OneAtATime:
+    """A WSGI app (moto's) served one request at a time, since moto's models are not thread-safe,
+    with every request but a GET or HEAD counted as a write whose lost answer is given again.
+
+    For servers of moto without the sandbox (the test suite's and the aws path's stand-ins); the
+    sandbox's own API tells writes apart more finely and saves after them."""
+
+    def __init__(self, app: Any, on_replay: Callable[[dict[str, Any]], None] | None = None) -> None:
+        self._app = app
+        self._on_replay = on_replay
+        self._lock = threading.Lock()
+        self._answers = Answers()
+
+    def __call__(self, environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
+        buffer_body(environ)
+        writes = environ.get("REQUEST_METHOD") not in ("GET", "HEAD")
+        with self._lock:
+            body, replayed = self._answers.answer(self._app, environ, start_response, writes=writes)
+        if replayed and self._on_replay is not None:
+            self._on_replay(environ)
+        return body

@@ -52,7 +52,7 @@ from labkit.sandbox.client.paths import (
     is_loopback_host,
     sandbox_paths,
 )
-from labkit.sandbox.server.replay import Answers, replay
+from labkit.sandbox.server.replay import Answers, buffer_body
 
 log = logging.getLogger("labkit.sandbox")
 _T = TypeVar("_T")
@@ -132,20 +132,19 @@ class _Api:
             from labkit.sandbox.server import oidc
 
             return oidc.serve(self.issuer, path.removeprefix(OIDC_PATH), environ, start_response)
-        _buffer_body(environ)
+        buffer_body(environ)
         writes, sync = _classify(environ)
-        with self._lock:
-            lost = self._answers.lost(environ) if writes else None
-            if lost is not None:
-                called = _operation(environ) or f"{environ.get('REQUEST_METHOD')} {environ.get('PATH_INFO')}"
-                log.info("gave a retried call the answer it lost: %s", called)
-                return replay(lost, environ, start_response)
+        replayed = False
+        with self._lock:  # one request at a time: moto's models are not thread-safe
             try:
-                # Built under the lock: moto's models are not thread-safe.
-                return [self._answers.call(self._moto, environ, start_response, writes=writes)]
+                answer, replayed = self._answers.answer(self._moto, environ, start_response, writes=writes)
             finally:
-                if writes:
+                if writes and not replayed:  # a write that raised may have changed state: saved too
                     self._on_write(sync)
+        if replayed:
+            called = _operation(environ) or f"{environ.get('REQUEST_METHOD')} {path}"
+            log.info("gave a retried call the answer it lost: %s", called)
+        return answer
 
     def _control(
         self,
@@ -195,18 +194,6 @@ def _operation(environ: dict[str, Any]) -> str:
     if not action and "x-www-form-urlencoded" in str(environ.get("CONTENT_TYPE") or ""):
         action = (parse_qs(_peek_body(environ).decode("utf-8", "replace")).get("Action") or [""])[0]
     return str(action)
-
-
-def _buffer_body(environ: dict[str, Any]) -> None:
-    """Read the whole request body now, before the model lock. Read under it (by moto), a client
-    that stops between its headers and its body (botocore sends them apart; a SIGSTOPped or dead
-    process) held the lock, and every other request of the sandbox waited on it for good."""
-    try:
-        length = int(environ.get("CONTENT_LENGTH") or 0)
-    except ValueError:
-        return
-    if length > 0:
-        environ["wsgi.input"] = io.BytesIO(environ["wsgi.input"].read(length))
 
 
 def _peek_body(environ: dict[str, Any]) -> bytes:
