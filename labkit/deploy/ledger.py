@@ -208,6 +208,8 @@ class Ledger:
                 return holder
             except ConditionalWriteFailed:
                 current = self.lock_holder(env)
+                if current is not None and current.token == holder.token:
+                    return holder  # our write landed and its answer was lost; the SDK's retry met it
                 if current is not None:
                     raise _locked_error(current) from None
                 # released between our write and our read: try again
@@ -308,6 +310,8 @@ class Ledger:
             self._call("transact_write_items", TransactItems=writes)
         except ConditionalWriteFailed:
             current = self.lock_holder(env)
+            if current is not None and current.token == holder.token:
+                return holder  # our transaction landed and its answer was lost; the retry met it
             raise DeploymentLockedError(
                 f"The deployment lock of {env!r} changed hands while {owner} was taking it over"
                 + (f": it is now held by {current.describe()}." if current else "."),
@@ -406,6 +410,8 @@ class Ledger:
         except ConditionalWriteFailed:
             if lock is not None and getattr(self.lock_holder(env), "token", None) != lock.token:
                 raise self._lost(env, lock.owner) from None
+            if self._get_item(_RECORDS_PK, deployment.id) == item:
+                return deployment  # our write landed and its answer was lost; the SDK's retry met it
             raise LedgerError(
                 f"A deployment with id {deployment.id!r} is already in the ledger.",
                 hint="Leave deployment_id out to get a fresh one.",

@@ -97,7 +97,9 @@ def test_controllers_and_resumers_racing_never_apply_together(
                 return seen if len(seen) == 2 or "won" in seen.values() else None
 
             first = wait_for("a controller to win the lock", outcome, timeout_s=60, every_s=0.05)
-            winner = next(pid for pid, event in first.items() if event == "won")
+            winners = [pid for pid, event in first.items() if event == "won"]
+            assert winners, f"round {len(rounds) + 1}: no controller won: {_entries(log)[mark:]}"
+            winner = winners[0]
             rounds.append((action, winner))
             print(
                 f"round {len(rounds)} ({action}): won after {time.monotonic() - round_start:.1f} s",

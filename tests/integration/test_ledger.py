@@ -12,7 +12,6 @@ import textwrap
 import threading
 import time
 import uuid
-from collections.abc import Iterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -30,32 +29,6 @@ from labkit.target import sandbox as sandbox_target
 from tests.conftest import RunningSandbox
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture(scope="module", autouse=True)
-def atomic_dynamodb_writes() -> Iterator[None]:
-    """Make moto's DynamoDB writes atomic, as DynamoDB's are.
-
-    Stock moto (5.2) reads the current item, evaluates the condition and stores the new item as
-    separate steps with no lock, so two racing conditional writes can both succeed: the thread race
-    below saw two lock holders in about one round in fifty on this machine. DynamoDB evaluates the
-    condition and writes atomically; one lock around moto's write operations restores that, so the
-    races below test labkit's conditions rather than moto's thread safety. (The sandbox needs the
-    same mend for its in-process moto.)
-    """
-    from moto.dynamodb.models import DynamoDBBackend
-
-    lock = threading.RLock()  # transact_write_items calls the others
-    with pytest.MonkeyPatch.context() as patch:
-        for name in ("put_item", "update_item", "delete_item", "transact_write_items"):
-            stock = getattr(DynamoDBBackend, name)
-
-            def serialized(self: object, *args: Any, _stock: Any = stock, **kwargs: Any) -> Any:
-                with lock:
-                    return _stock(self, *args, **kwargs)
-
-            patch.setattr(DynamoDBBackend, name, serialized)
-        yield
 
 
 @pytest.fixture(scope="module")
@@ -122,6 +95,54 @@ def test_the_lock_refuses_a_second_taker_and_says_who_holds_it(ledger: Ledger) -
     assert ledger.lock_holder("staging") is None
     assert ledger.release_lock(taken) is False  # nothing left to release
     ledger.acquire_lock("staging", "bob@box pid 2", "dep-3")  # free again
+
+
+class _AnswerLost:
+    """The ledger's DynamoDB client with the answers to some writes lost: each such call runs, its
+    answer never arrives, and the SDK's retry of it runs again and is the answer the ledger sees (on
+    AWS, or on a server that does not give a retry the answer it lost)."""
+
+    def __init__(self, client: Any, operations: set[str]) -> None:
+        self._client = client
+        self._operations = operations
+        self.lost: list[str] = []
+
+    def __getattr__(self, name: str) -> Any:
+        call = getattr(self._client, name)
+        if name not in self._operations:
+            return call
+
+        def landed_then_retried(**kwargs: Any) -> Any:
+            call(**kwargs)
+            self.lost.append(name)
+            return call(**kwargs)
+
+        return landed_then_retried
+
+
+def test_a_lock_write_whose_answer_was_lost_is_still_the_callers(ledger: Ledger) -> None:
+    """An SDK's retry of a conditional write that landed fails its own condition: the ledger reads
+    what it finds and knows its own token, so the caller holds what it took (it is not refused by
+    itself, and the lock is not left held by no one)."""
+    client = _AnswerLost(ledger._client, {"put_item", "transact_write_items"})
+    ledger._client = client
+    taken = ledger.acquire_lock("staging", "alice@box pid 1", "dep-1")
+    assert ledger.lock_holder("staging") == taken
+    record = ledger.start("staging", "2.0.0", from_color="blue", to_color="green", strategy=canary(),
+                          deployment_id="dep-1", lock=taken)  # fmt: skip
+    assert ledger.get("dep-1") == record
+    moved = ledger.take_over(taken, "staging", "bob@box pid 2", "dep-1", record=record)
+    assert ledger.lock_holder("staging") == moved
+    assert ledger.get("dep-1").lock_token == moved.token
+    assert client.lost == ["put_item", "transact_write_items", "transact_write_items"]
+    # Someone else's lock is still refused, answer lost or not.
+    with pytest.raises(DeploymentLockedError, match="locked by bob@box pid 2"):
+        ledger.acquire_lock("staging", "carol@box pid 3", "dep-2")
+    # A record id already taken by another deployment is still refused.
+    ledger.release_lock(moved)
+    with pytest.raises(LedgerError, match="already in the ledger"):
+        ledger.start("staging", "3.0.0", from_color="green", to_color="blue", strategy=canary(),
+                     deployment_id="dep-1")  # fmt: skip
 
 
 def test_a_takeover_is_conditional_on_the_token_it_read_and_fences_the_old_holder(ledger: Ledger) -> None:
