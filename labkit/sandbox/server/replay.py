@@ -108,6 +108,8 @@ def buffer_body(environ: dict[str, Any]) -> None:
         return
     if length > 0:
         environ["wsgi.input"] = io.BytesIO(environ["wsgi.input"].read(length))
+    elif environ.get("wsgi.input_terminated"):  # chunked: the server ends the stream at its end
+        environ["wsgi.input"] = io.BytesIO(environ["wsgi.input"].read())
 
 
 class OneAtATime:
