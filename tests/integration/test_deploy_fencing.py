@@ -93,7 +93,12 @@ def test_controllers_and_resumers_racing_never_apply_together(
             pids = {c.pid for c in controllers}
 
             def outcome(mark: int = mark, pids: set[int] = pids) -> dict[int, str] | None:
-                seen = {e["pid"]: e["event"] for e in _entries(log)[mark:] if e["pid"] in pids}
+                # Each controller's first note is its race's result ("won" or "refused"); a later
+                # one ("lost", "finished") must not hide it, however late this poll comes.
+                seen: dict[int, str] = {}
+                for entry in _entries(log)[mark:]:
+                    if entry["pid"] in pids:
+                        seen.setdefault(entry["pid"], entry["event"])
                 return seen if len(seen) == 2 or "won" in seen.values() else None
 
             first = wait_for("a controller to win the lock", outcome, timeout_s=60, every_s=0.05)
