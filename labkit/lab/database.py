@@ -49,7 +49,12 @@ STAGING_ON_DATABASE = {
 def build_staging_with_database(target: Target, *, say: Callable[[str], None] = print) -> Controller:
     """global, the lesson's releases in the artifact bucket, and staging with its database and
     blue serving 1.0.0 on schema 0001 (release 1.0.0's own migrations, as `labkit db migrate
-    staging` runs them); returns staging's deploy controller, which says its lines to ``say``."""
+    staging` runs them); returns staging's deploy controller, which says its lines to ``say``.
+
+    On a staging an earlier run left (``teardown=False``), the database first goes back to 1.0.0's
+    revision, by the serving release's code, since blue goes back to 1.0.0."""
+    if Stack("global", target).outputs():  # {} before global's first apply: nothing to go back from
+        _schema_back_to_first_release(target, say)
     ensure_staging(target, say=say, staging=STAGING_ON_DATABASE)
     bucket = Stack("global", target).names.artifact_bucket
     for version, (schema, faults) in RELEASES.items():
@@ -59,6 +64,24 @@ def build_staging_with_database(target: Target, *, say: Callable[[str], None] = 
     controller = Controller("staging", target, say=say)
     say(run_migrations(target, bucket, "1.0.0", "upgrade", environment_database(controller.stack)).strip())
     return controller
+
+
+def _schema_back_to_first_release(target: Target, say: Callable[[str], None]) -> None:
+    """If staging has its database and serves a later release than 1.0.0, downgrade the database to
+    1.0.0's revision with that release's code (the newer release ships the downgrade), as a
+    rollback does: 1.0.0's code fails on a later schema."""
+    stack = Stack("staging", target)
+    outputs = stack.outputs()
+    if not isinstance(outputs.get("database"), dict):
+        return
+    serving = serving_release(outputs)
+    if serving == "1.0.0":
+        return
+    bucket = stack.names.artifact_bucket
+    first = run_migrations(target, bucket, "1.0.0", "revision", None).strip()
+    say(f"staging serves {serving} from an earlier run: its database goes back to {first} first")
+    database = environment_database(stack, outputs)
+    say(run_migrations(target, bucket, serving, "downgrade", database, first).strip())
 
 
 def revision(controller: Controller) -> str:
