@@ -255,8 +255,10 @@ class Stack:
                 result.raw  # noqa: B018 -- read now: the temporary root it needs goes with the block
                 return result
         self._init()
+        values = self.variables(variables)
+        self._require_deployment(values, "plan")
         return self.terraform.plan(
-            variables=self.variables(variables),
+            variables=values,
             targets=targets,
             refresh=refresh,
             out=out,
@@ -305,6 +307,7 @@ class Stack:
             return self._bootstrap(variables)
         self._init()
         values = self.variables(variables)
+        self._require_deployment(values, "apply")
         if not targets or any("fleet" in t for t in targets):
             self._require_artifacts(values)
         return self.terraform.apply(
@@ -672,6 +675,20 @@ class Stack:
         """The input variables this environment's root declares (its ``*.tf`` files, linked ones too)."""
         return frozenset(
             name for path in sorted(self.root.glob("*.tf")) for name in _VARIABLE.findall(path.read_text())
+        )
+
+    def _require_deployment(self, values: Mapping[str, Any], command: str) -> None:
+        """Refuse, before Terraform runs, a first plan or apply of staging or production that does not
+        name the releases its colors run: there is no deployment yet to carry over, and Terraform's
+        own error would name its -var flag, not labkit's."""
+        missing = [name for name in ("blue_version", "green_version") if name not in values]
+        if not is_app_environment(self.env) or not missing:
+            return
+        raise ConfigError(
+            f"{self.env} has no deployment yet, so its first {command} must name the release each color "
+            f"runs: {' and '.join(missing)} not given.",
+            hint=f"`labkit stack {command} {self.env} --var blue_version=1.0.0 --var green_version=1.0.0` "
+            "(`labkit release list` shows the published releases); later applies keep them.",
         )
 
     def _require_artifacts(self, values: Mapping[str, Any]) -> None:

@@ -82,6 +82,13 @@ def test_build_apply_and_every_request_answers_200(labkit: Labkit) -> None:
     applied = labkit("stack", "apply", "global")
     assert applied.returncode == 0, applied.stderr
 
+    # A first apply of staging that names no releases is refused before Terraform runs, with the
+    # flags that name them (Terraform's own error would name its -var, not labkit's --var).
+    bare = labkit("stack", "apply", "staging")
+    assert bare.returncode == 2  # bad input
+    assert "blue_version and green_version not given" in bare.stderr
+    assert "`labkit stack apply staging --var blue_version=1.0.0 --var green_version=1.0.0`" in bare.stderr
+
     # staging refuses 1.0.0 before Terraform runs, naming the command that publishes it.
     refused = labkit("stack", "apply", "staging", *FIRST)
     assert refused.returncode == 1
