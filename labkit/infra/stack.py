@@ -687,8 +687,9 @@ class Stack:
         raise ConfigError(
             f"{self.env} has no deployment yet, so its first {command} must name the release each color "
             f"runs: {' and '.join(missing)} not given.",
-            hint=f"`labkit stack {command} {self.env} --var blue_version=1.0.0 --var green_version=1.0.0` "
-            "(`labkit release list` shows the published releases); later applies keep them.",
+            hint=f"`labkit stack apply {self.env} --var blue_version=1.0.0 --var green_version=1.0.0` "
+            "(a plan takes the same --var; `labkit release list` shows the published releases); later "
+            "applies keep them.",
         )
 
     def _require_artifacts(self, values: Mapping[str, Any]) -> None:
