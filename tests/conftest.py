@@ -135,8 +135,9 @@ def moto_endpoint() -> Iterator[str]:
 
     Served as the sandbox serves it: one request at a time, and a retry of a write whose answer the
     client lost given that answer, not a second run (:mod:`labkit.sandbox.server.replay`). Stock
-    moto's own threaded server does neither; under CI's load the AWS SDK in Terraform retried its
-    state-lock ``PutItem`` after the first had landed, and the plan failed on its own lock."""
+    moto's own threaded server does neither. Under CI's load a plan twice failed on a state lock it
+    had taken itself, most likely the SDK's retry of a lock ``PutItem`` that had landed (not
+    reproduced here; the sandbox met the same lost answers, seen in the provider's debug log)."""
     import threading
 
     from moto.moto_server.werkzeug_app import (
