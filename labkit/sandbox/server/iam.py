@@ -525,8 +525,11 @@ def _raise_s3(request: Any, refusal: Refusal) -> None:
 
     bucket = request.data.get("BucketName") if isinstance(request.data, dict) else None
     # S3 answers an anonymous request to a bucket that grants the public nothing as it answers a
-    # denied one: 403 AccessDenied.
-    if refusal.kind in ("denied", "missing"):
+    # denied one: 403 AccessDenied. A caller of the bucket's own account is told which action no
+    # policy allows, as AWS has told them since 2023 ("additional context in access denied errors").
+    if refusal.kind == "denied":
+        raise exceptions.S3ClientError("AccessDenied", refusal.message)
+    if refusal.kind == "missing":
         raise (
             exceptions.BucketAccessDeniedError(bucket=bucket) if bucket else exceptions.S3AccessDeniedError()
         )
