@@ -13,7 +13,7 @@ ifneq ($(wildcard $(TF_PLUGIN_MIRROR)/.),)
 export LABKIT_TF_PLUGIN_MIRROR ?= $(TF_PLUGIN_MIRROR)
 endif
 
-.PHONY: help jupyter lab report test nbval setup lint deptry typecheck clean tools check-terraform browser
+.PHONY: help jupyter lab report test nbval setup lint deptry typecheck clean tools check-terraform browser lock
 
 help:
 	@echo "make jupyter  open JupyterLab on notebooks/ (the lessons), on loopback, with the lab's kernel"
@@ -21,13 +21,16 @@ help:
 	@echo "make report   rebuild the site of the newest run (runs/<time>/site/)"
 	@echo "make test     lint, type-check and run every test (integration included)"
 	@echo "make nbval    run the notebooks under nbval (pytest --nbval-lax notebooks/)"
+	@echo "make lock     pin the dependencies again at the newest allowed versions (requirements/)"
 
-# The stamp is rebuilt whenever the package's dependencies change.
-$(BIN)/.installed: pyproject.toml
+# The stamp is rebuilt whenever the package's dependencies or their pins change. Every dependency is
+# installed at the version requirements/lock.txt pins (what the suite last passed with), so a new
+# upstream release cannot change a fresh clone's `make test`; `make lock` takes upgrades.
+$(BIN)/.installed: pyproject.toml requirements/lock.txt
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11+ is needed; set PYTHON=python3.11")'
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e ".[dev,lab]"
+	$(BIN)/python -m pip install --quiet -c requirements/lock.txt -e ".[dev,lab]"
 	$(BIN)/python -c 'import labkit; print("Jupyter kernel:", labkit.ensure_kernel())'
 	@# Notebooks are committed without outputs: git runs nbstripout on every notebook it stages.
 	@if git rev-parse --git-dir >/dev/null 2>&1; then \
@@ -59,13 +62,23 @@ typecheck: setup
 
 # checkov and its heavy dependencies live in their own venv, apart from labkit's.
 TOOLS ?= .venv-tools
-$(TOOLS)/.installed:
+$(TOOLS)/.installed: requirements/checkov.txt
 	@test -x $(TOOLS)/bin/python || $(PYTHON) -m venv $(TOOLS)
 	$(TOOLS)/bin/python -m pip install --quiet --upgrade pip
-	$(TOOLS)/bin/python -m pip install --quiet "checkov>=3.2,<4"
+	$(TOOLS)/bin/python -m pip install --quiet -r requirements/checkov.txt
 	@touch $@
 
 tools: $(TOOLS)/.installed
+
+# Pin every dependency again at the newest versions pyproject.toml (and requirements/checkov.in)
+# allow, with pip-tools in a venv of its own; then run `make test` before committing the lock files.
+LOCKER ?= .venv-lock
+lock:
+	@test -x $(LOCKER)/bin/pip-compile || { $(PYTHON) -m venv $(LOCKER) && $(LOCKER)/bin/python -m pip install --quiet pip-tools; }
+	CUSTOM_COMPILE_COMMAND="make lock" $(LOCKER)/bin/pip-compile --quiet --upgrade --strip-extras \
+	  --no-emit-index-url --no-emit-find-links --extra=dev --extra=lab --output-file=requirements/lock.txt pyproject.toml
+	CUSTOM_COMPILE_COMMAND="make lock" $(LOCKER)/bin/pip-compile --quiet --upgrade --strip-extras \
+	  --no-emit-index-url --no-emit-find-links --output-file=requirements/checkov.txt requirements/checkov.in
 
 # fmt -check, validate, `terraform test` and checkov over terraform/: the suite's own tests of it
 # (tests/terraform), which terraform.yml runs on a pull request without the rest of `make test`.
@@ -118,4 +131,4 @@ nbval: setup
 	$(BIN)/pytest --nbval-lax notebooks/
 
 clean:
-	rm -rf $(VENV) .labkit runs .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(LOCKER) .labkit runs .pytest_cache .mypy_cache .ruff_cache

@@ -6,6 +6,8 @@ The rule (also written at the top of environment.yml):
 2. Every Python package it takes from conda-forge instead is one of those dependencies, with the
    same bounds: pip then keeps conda's build, and the two files cannot drift apart.
 3. Its Python satisfies requires-python; besides Python and pip it adds only Terraform.
+
+And `make setup`'s own pins: requirements/lock.txt pins each of those dependencies within its bounds.
 """
 
 from __future__ import annotations
@@ -112,3 +114,30 @@ def test_python_satisfies_requires_python_and_terraform_has_a_floor() -> None:
 )
 def test_conda_specs_are_read_as_name_and_bounds(spec: str, expected: tuple[str, str]) -> None:
     assert _split(spec) == expected
+
+
+def _pins(path: Path) -> dict[str, Version]:
+    """A pip-compile output's ``name==version`` lines (some with an environment marker), by name."""
+    pins: dict[str, Version] = {}
+    for line in path.read_text().splitlines():
+        if line and not line.startswith((" ", "#", "-")):
+            name, _, version = line.partition(";")[0].partition("==")  # name==version[ ; marker]
+            assert version, f"{path.name}: {line!r} is not a pin (name==version)"
+            pins[canonicalize_name(name)] = Version(version.strip())
+    return pins
+
+
+def test_every_dependency_make_setup_installs_is_pinned_within_its_bounds() -> None:
+    """requirements/lock.txt (`make lock`) pins each direct dependency at a version pyproject.toml
+    allows: a dependency added or re-bounded without `make lock` fails here, not in pip's resolver
+    on a fresh clone (or, unpinned, by a release that came out after the suite last passed)."""
+    pins = _pins(ROOT / "requirements" / "lock.txt")
+    declared = [r for r in _requirements(_setup_extras()).values() if r.marker is None or r.marker.evaluate()]
+    assert len(declared) > 20, "pyproject.toml's dependencies were not read"
+    for requirement in declared:
+        name = canonicalize_name(requirement.name)
+        assert name in pins, f"{requirement} is not pinned in requirements/lock.txt: run `make lock`"
+        assert requirement.specifier.contains(pins[name], prereleases=True), (
+            f"requirements/lock.txt pins {name}=={pins[name]}, outside pyproject.toml's {requirement}: "
+            "run `make lock`"
+        )
