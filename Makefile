@@ -73,12 +73,12 @@ tools: $(TOOLS)/.installed
 # Pin every dependency again at the newest versions pyproject.toml (and requirements/checkov.in)
 # allow, with pip-tools in a venv of its own; then run `make test` before committing the lock files.
 LOCKER ?= .venv-lock
+PIP_COMPILE := CUSTOM_COMPILE_COMMAND="make lock" $(LOCKER)/bin/pip-compile --quiet --upgrade --strip-extras \
+  --no-emit-index-url --no-emit-find-links
 lock:
 	@test -x $(LOCKER)/bin/pip-compile || { $(PYTHON) -m venv $(LOCKER) && $(LOCKER)/bin/python -m pip install --quiet pip-tools; }
-	CUSTOM_COMPILE_COMMAND="make lock" $(LOCKER)/bin/pip-compile --quiet --upgrade --strip-extras \
-	  --no-emit-index-url --no-emit-find-links --extra=dev --extra=lab --output-file=requirements/lock.txt pyproject.toml
-	CUSTOM_COMPILE_COMMAND="make lock" $(LOCKER)/bin/pip-compile --quiet --upgrade --strip-extras \
-	  --no-emit-index-url --no-emit-find-links --output-file=requirements/checkov.txt requirements/checkov.in
+	$(PIP_COMPILE) --extra=dev --extra=lab --output-file=requirements/lock.txt pyproject.toml
+	$(PIP_COMPILE) --output-file=requirements/checkov.txt requirements/checkov.in
 
 # fmt -check, validate, `terraform test` and checkov over terraform/: the suite's own tests of it
 # (tests/terraform), which terraform.yml runs on a pull request without the rest of `make test`.

@@ -53,10 +53,11 @@ def build_staging_with_database(target: Target, *, say: Callable[[str], None] = 
 
     On a staging an earlier run left (``teardown=False``), the database first goes back to 1.0.0's
     revision, by the serving release's code, since blue goes back to 1.0.0."""
-    if Stack("global", target).outputs():  # {} before global's first apply: nothing to go back from
+    global_stack = Stack("global", target)
+    if global_stack.outputs():  # {} before global's first apply: nothing to go back from
         _schema_back_to_first_release(target, say)
     ensure_staging(target, say=say, staging=STAGING_ON_DATABASE)
-    bucket = Stack("global", target).names.artifact_bucket
+    bucket = global_stack.names.artifact_bucket
     for version, (schema, faults) in RELEASES.items():
         if not release_exists(target, bucket, version):
             say(f"building and uploading release {version} (schema {schema}) ...")
