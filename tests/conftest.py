@@ -31,16 +31,19 @@ def free_port() -> int:
 # --- parallel runs: pytest-xdist, `-n auto --dist loadgroup` (addopts in pyproject.toml) ---
 
 #: Workers for a run of more than one test file. Most integration time is waiting (Terraform's
-#: ALB sleeps, health checks, bakes), so long chains overlap well on the 2-core CI machine. With
-#: three, a CI run used 65 % of the two cores (33 CPU-minutes in 25.5 minutes) once the sandbox's
-#: saves stopped hogging them, and lasted as long as its work over three: so four. (Four were tried
-#: before those saves got cheaper: under that load a staging apply once failed on a 409 from the
-#: sandbox's IAM, AddRoleToInstanceProfile.)
-WORKERS = 4
+#: ALB and S3 lifecycle sleeps, about a minute in every build from nothing; health checks, bakes),
+#: so long chains overlap well on the 2-core CI machine. With four, a run kept the two cores 78 %
+#: busy and lasted 1,175 s; with five, 78 % again (the tests' summed time grew 7 %, to 4,779 s) and
+#: 1,093 s, every test passing. (Four were once tried before the sandbox's saves got cheaper: under
+#: that load a staging apply failed on a 409 from the sandbox's IAM, AddRoleToInstanceProfile.)
+WORKERS = 5
 #: The xdist group of every test that uses the session's staging stack.
 STAGING_GROUP = "staging"
 #: The xdist group of every drill test: they share the ``drills_stack`` (one build).
 DRILLS_GROUP = "drills"
+#: The groups that each keep one worker busy for minutes, longest first, as the scheduler is to
+#: hand them out (summed test time in a five-worker run: 735, 558, 538, 506, 438 and 352 s).
+LONG_GROUPS = (STAGING_GROUP, DRILLS_GROUP, "drills-deploy", "notebook-12", "notebooks", "notebook-10")
 
 
 @pytest.hookimpl(optionalhook=True)  # an xdist hook, unknown without xdist
@@ -62,7 +65,7 @@ def pytest_xdist_auto_num_workers(config: pytest.Config) -> int | None:
 @pytest.hookimpl(tryfirst=True)  # before xdist's own hook turns the marks into groups
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Put every test in an xdist group, so each expensive fixture is built by one worker only,
-    and hand out the longest groups first.
+    and hand out the long groups first, longest first.
 
     Each xdist worker is a process with its own session and module fixtures, and loadgroup sends a
     test without a group to whichever worker is free: a module's tests would be spread over the
@@ -71,36 +74,41 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     - A test already marked ``xdist_group`` keeps its group (tests/notebooks/ runs on its own).
     - A test using ``staging_stack`` goes in one group: one worker builds the stack (about 3 min).
     - A test using ``drills_stack`` goes in another: the drills break and recover one stack in turn.
-    - Every other test is grouped by its file, as ``--dist loadfile`` would.
-    The scheduler hands out groups in collection order (``--no-loadscope-reorder``), and the run
-    lasts at least as long as its longest group, so the long groups (each several minutes of one
-    worker) are moved to the front, the longest three first: the learning path, lesson 10 and
-    staging (about 15 minutes each), then the two drills groups (about 10); the rest keep their
-    order.
+    - Every other test is grouped by its file, as ``--dist loadgroup`` would.
+
+    The scheduler hands out groups in collection order (``--no-loadscope-reorder``), one to each
+    worker, and gives a worker its next group as soon as two or fewer of its tests are left. So a
+    worker that starts on a group of one or two tests (lesson 12, lesson 10) is handed the next
+    group at once, and the two run one after the other. The run lasts at least as long as its
+    busiest worker, so the long groups go first in LONG_GROUPS' order: with five workers, lesson 12
+    is paired with lesson 10 (about 860 s), not with a drills group (about 1,060 s, which bounded a
+    run in which the order followed the files' names). The other groups keep their order.
     Without loadgroup (``pytest -n 0``, a serial run) nothing is marked or moved.
     """
     if not config.getoption("loadgroup", False):  # xdist sets it in each worker under loadgroup
         return
-    long_chains: set[str] = set()
-    drills: set[str] = set()  # long, but shorter than the others: handed out after them
     for item in items:
-        if (marked := item.get_closest_marker("xdist_group")) is not None:
-            long_chains.add(item.nodeid)
-            if str(marked.args[0]).startswith(DRILLS_GROUP):
-                drills.add(item.nodeid)
+        if item.get_closest_marker("xdist_group") is not None:
             continue
         if "staging_stack" in getattr(item, "fixturenames", ()):
-            long_chains.add(item.nodeid)
             group = STAGING_GROUP
         elif "drills_stack" in getattr(item, "fixturenames", ()):
-            long_chains.add(item.nodeid)
-            drills.add(item.nodeid)
             group = DRILLS_GROUP
         else:
             group = item.path.relative_to(config.rootpath).as_posix()
         item.add_marker(pytest.mark.xdist_group(group))
     # stable: the order within each group is kept
-    items.sort(key=lambda item: (item.nodeid not in long_chains, item.nodeid in drills))
+    items.sort(key=lambda item: long_group_rank(_xdist_group(item)))
+
+
+def _xdist_group(item: pytest.Item) -> str:
+    marked = item.get_closest_marker("xdist_group")
+    return str(marked.args[0]) if marked is not None else ""
+
+
+def long_group_rank(group: str) -> int:
+    """Where a group's tests go in the run: its place in LONG_GROUPS, or after all of them."""
+    return LONG_GROUPS.index(group) if group in LONG_GROUPS else len(LONG_GROUPS)
 
 
 @pytest.hookimpl(optionalhook=True)  # an xdist hook, unknown under -p no:xdist
