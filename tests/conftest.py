@@ -32,10 +32,11 @@ def free_port() -> int:
 
 #: Workers for a run of more than one test file. Most integration time is waiting (Terraform's
 #: ALB and S3 lifecycle sleeps, about a minute in every build from nothing; health checks, bakes),
-#: so long chains overlap well on the 2-core CI machine. With four, a run kept the two cores 78 %
-#: busy and lasted 1,175 s; with five, 78 % again (the tests' summed time grew 7 %, to 4,779 s) and
-#: 1,093 s, every test passing. (Four were once tried before the sandbox's saves got cheaper: under
-#: that load a staging apply failed on a 409 from the sandbox's IAM, AddRoleToInstanceProfile.)
+#: so long chains overlap well on the 2-core CI machine. pytest's time for the whole suite: with
+#: four, 1,175 s, the two cores 78 % busy; with five, 1,093 s (the tests' summed time grew 7 %, to
+#: 4,779 s), then 1,016 s and 1,003 s from fresh clones once LONG_GROUPS set the order (82 % busy),
+#: every test passing. (Four were once tried before the sandbox's saves got cheaper: under that
+#: load a staging apply failed on a 409 from the sandbox's IAM, AddRoleToInstanceProfile.)
 WORKERS = 5
 #: The xdist group of every test that uses the session's staging stack.
 STAGING_GROUP = "staging"
