@@ -20,7 +20,9 @@ Plans, each with blue serving on its capacity and green parked:
 The fleet module has no spot setting, so spot is priced from the ``before`` plan with
 :func:`labkit.infra.cost.blue_green_overhead`: for the idle color (its deploy-time hours), and for
 the live color (a whole month of its instances), since the color a deploy launches becomes the live
-one. It then prints the part of ``after`` that no fleet lever touches.
+one. It then prints the part of ``after`` that no fleet lever touches, and what the two levers that
+need the owner's decision would save on ``after``, priced from its plan but with no setting in the
+code yet: spot for the live color's instances, and no CloudWatch dashboard in staging.
 
     .venv/bin/python bench/cost.py [--deploys 20] [--hours 0.5]
 
@@ -95,6 +97,19 @@ def spot_savings(estimate: CostEstimate, pattern: DeployPattern) -> dict[str, fl
             live.instance_type, live.capacity, "spot", month
         )
         - cost(live.instance_type, live.capacity, "on-demand", month),
+    }
+
+
+def undecided_savings(after: CostEstimate, pattern: DeployPattern) -> dict[str, float]:
+    """What the levers that need a decision would save on ``after`` (negative: a saving), each read
+    from ``after``'s own plan: spot for its live color, and its dashboard's line items."""
+    items = after.items
+    dashboard = float(items[items["resource_type"] == "aws_cloudwatch_dashboard"]["monthly_usd"].sum())
+    return {
+        "spot for the live color (a month of its instances)": spot_savings(after, pattern)[
+            "spot for the live color too (a month of its instances)"
+        ],
+        "no CloudWatch dashboard in staging": -dashboard,
     }
 
 
@@ -185,6 +200,14 @@ def main() -> None:
         f"${rest.sum() + extra / max(live.capacity, 1):,.2f} before any compute, "
         f"against the ${goal:,.0f} goal."
     )
+
+    print("\nNEEDS A DECISION, each priced on after (no setting for either in the code yet):")
+    undecided = undecided_savings(after, pattern)
+    for name, usd in undecided.items():
+        print(f"  {name:<58} {usd:>+8.2f}")
+    both = after.total_usd + sum(undecided.values())
+    verdict = "at or under" if both <= goal else "over"
+    print(f"  after with both: ${both:,.2f}, {verdict} the ${goal:,.0f} goal")
 
 
 if __name__ == "__main__":
