@@ -75,14 +75,14 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     - A test already marked ``xdist_group`` keeps its group (tests/notebooks/ runs on its own).
     - A test using ``staging_stack`` goes in one group: one worker builds the stack (about 3 min).
     - A test using ``drills_stack`` goes in another: the drills break and recover one stack in turn.
-    - Every other test is grouped by its file, as ``--dist loadgroup`` would.
+    - Every other test is grouped by its file, as ``--dist loadfile`` would.
 
     The scheduler hands out groups in collection order (``--no-loadscope-reorder``), one to each
     worker, and gives a worker its next group as soon as two or fewer of its tests are left. So a
     worker that starts on a group of one or two tests (lesson 12, lesson 10) is handed the next
     group at once, and the two run one after the other. The run lasts at least as long as its
     busiest worker, so the long groups go first in LONG_GROUPS' order: with five workers, lesson 12
-    is paired with lesson 10 (about 860 s), not with a drills group (about 1,060 s, which bounded a
+    is paired with lesson 10 (about 830 s), not with a drills group (about 1,060 s, which bounded a
     run in which the order followed the files' names). The other groups keep their order.
     Without loadgroup (``pytest -n 0``, a serial run) nothing is marked or moved.
     """
