@@ -74,41 +74,48 @@ def plan_priced(target: Target, variables: dict[str, Any], pattern: DeployPatter
     return estimate
 
 
-def spot_savings(estimate: CostEstimate, pattern: DeployPattern) -> dict[str, float]:
-    """What spot saves on ``estimate``'s fleets: the idle color's deploy-time hours, and a month of the
-    live color's instances (priced as one "deploy" that lasts the month)."""
-    live = max(estimate.fleets, key=lambda f: f.capacity)
-    idle = next(f for f in estimate.fleets if f.color and f.color != live.color)
-    month = DeployPattern(deploys_per_month=1, hours_per_deploy=estimate.assumptions.hours_per_month)
+def spot_saving(instance_type: str, capacity: int, when: DeployPattern) -> float:
+    """What spot changes (negative: saves) for ``capacity`` instances of ``instance_type`` up for
+    ``when``'s hours, against on-demand."""
 
-    def cost(fleet_type: str, capacity: int, market: str, when: DeployPattern) -> float:
+    def cost(market: str) -> float:
         return float(
-            blue_green_overhead(instance_type=fleet_type, capacity=capacity, pattern=when, market=market)[
+            blue_green_overhead(instance_type=instance_type, capacity=capacity, pattern=when, market=market)[
                 "monthly_usd"
             ].sum()
         )
 
+    return cost("spot") - cost("on-demand")
+
+
+def live_spot_saving(estimate: CostEstimate) -> float:
+    """What spot saves on a month of ``estimate``'s live color's instances (priced as one "deploy"
+    that lasts the month)."""
+    live = max(estimate.fleets, key=lambda f: f.capacity)
+    month = DeployPattern(deploys_per_month=1, hours_per_deploy=estimate.assumptions.hours_per_month)
+    return spot_saving(live.instance_type, live.capacity, month)
+
+
+def spot_savings(estimate: CostEstimate, pattern: DeployPattern) -> dict[str, float]:
+    """What spot saves on ``estimate``'s fleets: the idle color's deploy-time hours, and a month of the
+    live color's instances."""
+    live = max(estimate.fleets, key=lambda f: f.capacity)
+    idle = next(f for f in estimate.fleets if f.color and f.color != live.color)
     return {
-        "spot for the idle color (its deploy-time hours)": cost(
-            idle.instance_type, live.capacity, "spot", pattern
-        )
-        - cost(idle.instance_type, live.capacity, "on-demand", pattern),
-        "spot for the live color too (a month of its instances)": cost(
-            live.instance_type, live.capacity, "spot", month
-        )
-        - cost(live.instance_type, live.capacity, "on-demand", month),
+        "spot for the idle color (its deploy-time hours)": spot_saving(
+            idle.instance_type, live.capacity, pattern
+        ),
+        "spot for the live color too (a month of its instances)": live_spot_saving(estimate),
     }
 
 
-def undecided_savings(after: CostEstimate, pattern: DeployPattern) -> dict[str, float]:
+def undecided_savings(after: CostEstimate) -> dict[str, float]:
     """What the levers that need a decision would save on ``after`` (negative: a saving), each read
     from ``after``'s own plan: spot for its live color, and its dashboard's line items."""
     items = after.items
     dashboard = float(items[items["resource_type"] == "aws_cloudwatch_dashboard"]["monthly_usd"].sum())
     return {
-        "spot for the live color (a month of its instances)": spot_savings(after, pattern)[
-            "spot for the live color too (a month of its instances)"
-        ],
+        "spot for the live color (a month of its instances)": live_spot_saving(after),
         "no CloudWatch dashboard in staging": -dashboard,
     }
 
@@ -202,7 +209,7 @@ def main() -> None:
     )
 
     print("\nNEEDS A DECISION, each priced on after (no setting for either in the code yet):")
-    undecided = undecided_savings(after, pattern)
+    undecided = undecided_savings(after)
     for name, usd in undecided.items():
         print(f"  {name:<58} {usd:>+8.2f}")
     both = after.total_usd + sum(undecided.values())
