@@ -97,6 +97,7 @@ module "database" {
   kms_key_arn                = var.database_kms_key_arn
   instance_class             = var.database_instance_class
   enable_deletion_protection = var.enable_deletion_protection
+  snapshot_identifier        = var.database_snapshot_identifier
 }
 
 # The fleets' groups let out HTTPS only (module fleet): add the database's port, to its group alone.

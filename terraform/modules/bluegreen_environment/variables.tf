@@ -55,6 +55,12 @@ variable "database_kms_key_arn" {
   default     = null
 }
 
+variable "database_snapshot_identifier" {
+  description = "A DB snapshot to create the database from when it has to be created (the db-restore runbook's restore of a deleted instance); ignored while the database exists. null: an empty database."
+  type        = string
+  default     = null
+}
+
 variable "database_instance_class" {
   description = "RDS instance class of the database (db.t4g.micro: Graviton, the cheapest class that runs PostgreSQL 16)."
   type        = string

@@ -109,9 +109,18 @@ resource "aws_db_instance" "this" {
 
   enabled_cloudwatch_logs_exports = local.log_exports
 
+  # Only read when the instance is created: a restore of a lost instance from its snapshot.
+  snapshot_identifier = var.snapshot_identifier
+
   tags = merge(var.tags, { Name = var.name })
 
   depends_on = [aws_cloudwatch_log_group.this]
+
+  lifecycle {
+    # The provider replaces an instance whose snapshot_identifier changes: the restore's snapshot
+    # would otherwise have to stay in the code forever, and removing it would destroy the data.
+    ignore_changes = [snapshot_identifier]
+  }
 }
 
 # RDS turns managed rotation on when it creates the secret; this states the schedule in the code.

@@ -68,6 +68,11 @@ output "final_snapshot_identifier" {
   value       = local.final_snapshot_identifier
 }
 
+output "restored_from_snapshot" {
+  description = "The snapshot the instance was created from, or null when it was created empty."
+  value       = aws_db_instance.this.snapshot_identifier
+}
+
 output "password_rotation_schedule" {
   description = "Schedule on which Secrets Manager rotates the master password."
   value       = var.password_rotation_schedule

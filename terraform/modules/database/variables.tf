@@ -177,6 +177,17 @@ variable "log_retention_days" {
   }
 }
 
+variable "snapshot_identifier" {
+  description = "A DB snapshot to create the instance from, when Terraform creates it: the db-restore runbook sets it to bring a deleted instance back with its data. Once the instance exists it is ignored, so leaving it set or unset later replaces nothing."
+  type        = string
+  default     = null
+
+  validation {
+    condition     = var.snapshot_identifier == null || can(regex("^(arn:[^:]+:rds:[^:]*:[0-9]{12}:snapshot:)?[a-zA-Z][a-zA-Z0-9-]{0,254}$", var.snapshot_identifier))
+    error_message = "snapshot_identifier must be a DB snapshot's identifier (a letter, then letters, digits and hyphens) or its ARN; `aws rds describe-db-snapshots` lists them."
+  }
+}
+
 variable "tags" {
   description = "Extra tags for every resource of this module (the provider's default_tags come on top)."
   type        = map(string)

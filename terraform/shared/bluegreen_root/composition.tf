@@ -67,6 +67,8 @@ module "environment" {
 
   enable_database      = local.enable_database
   database_kms_key_arn = local.database_kms_key_arn
+  # A restore's one-off input: never carried over to the next apply (outputs.tf's carried_variables).
+  database_snapshot_identifier = var.database_snapshot_identifier
 
   blue_version   = var.blue_version
   green_version  = var.green_version

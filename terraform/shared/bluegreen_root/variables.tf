@@ -122,6 +122,12 @@ variable "database_kms_key_arn" {
   default     = null
 }
 
+variable "database_snapshot_identifier" {
+  description = "A DB snapshot to create the database from if the apply has to create it: the db-restore runbook passes it once to bring a deleted database back; null (the default, and what later applies pass) creates an empty one. Ignored while the database exists."
+  type        = string
+  default     = null
+}
+
 variable "health_check" {
   description = "Target group health checks; null keeps the environment's own (local.settings.health_check, else the module's: /health/ready every 5 s, 2 s timeout, thresholds 2, expecting 200)."
   type = object({

@@ -180,10 +180,12 @@ run "bad_inputs_are_refused" {
     master_username            = "postgres"
     backup_retention_days      = 0
     password_rotation_schedule = "every week"
+    snapshot_identifier        = "my snapshot"
   }
 
   expect_failures = [
     var.name, var.subnet_ids, var.allowed_security_group_ids, var.kms_key_arn, var.engine_version,
     var.master_username, var.backup_retention_days, var.password_rotation_schedule,
+    var.snapshot_identifier,
   ]
 }
