@@ -187,6 +187,10 @@ def add(where: tuple[str, int, dict[str, str]], *items: str) -> None:
             db.execute("INSERT INTO orders (item) VALUES (%s)", (item,))
 
 
+#: An identifier as long as RDS allows.
+LONGEST = "ledger-restored-from-its-automated-snapshot-with-a-long-name-63"
+
+
 def test_snapshots_and_restores_bring_back_the_data_as_it_was(home: Path) -> None:
     rds = sandbox_target().client("rds")
     create(rds, "ledger-db")
@@ -214,6 +218,20 @@ def test_snapshots_and_restores_bring_back_the_data_as_it_was(home: Path) -> Non
     restored = serving(rds, "ledger-restored")
     assert restored[1] != source[1]
     assert rows(*restored) == ["a", "b"]
+    # By the snapshot's ARN too; and from the automated snapshot RDS took as the instance was made,
+    # whose id has a colon of its own (rds:ledger-db-DATE): the data as it was then. The restored
+    # identifier has RDS's 63 characters, too long to put the server's socket in its own folder.
+    arn = taken["DBSnapshot"]["DBSnapshotArn"]
+    rds.restore_db_instance_from_db_snapshot(DBInstanceIdentifier="ledger-by-arn", DBSnapshotIdentifier=arn)
+    assert rows(*serving(rds, "ledger-by-arn")) == ["a", "b"]
+    listed = rds.describe_db_snapshots(DBInstanceIdentifier="ledger-db")["DBSnapshots"]
+    (automated,) = [s["DBSnapshotIdentifier"] for s in listed if s["DBSnapshotIdentifier"].startswith("rds:")]
+    rds.restore_db_instance_from_db_snapshot(DBInstanceIdentifier=LONGEST, DBSnapshotIdentifier=automated)
+    host, port, credentials = serving(rds, LONGEST)
+    with connect(host, port, credentials["username"], credentials["password"]) as db:
+        table = db.execute("SELECT to_regclass('public.orders') IS NOT NULL").fetchone()
+        items = [r[0] for r in db.execute("SELECT item FROM orders ORDER BY id")] if table == (True,) else []
+    assert items in ([], ["a"], ["a", "b"])  # as the automated snapshot found them, before "c"
     # To the latest restorable time: every row.
     rds.restore_db_instance_to_point_in_time(
         SourceDBInstanceIdentifier="ledger-db",
@@ -231,7 +249,7 @@ def test_snapshots_and_restores_bring_back_the_data_as_it_was(home: Path) -> Non
     # A deleted snapshot's data goes with it.
     rds.delete_db_snapshot(DBSnapshotIdentifier="ledger-snap-1")
     wait_for("the snapshot's data removed", lambda: not snapshot_data.exists(), timeout_s=30)
-    for identifier in ("ledger-restored", "ledger-pitr", "ledger-back"):
+    for identifier in ("ledger-restored", "ledger-by-arn", LONGEST, "ledger-pitr", "ledger-back"):
         rds.delete_db_instance(DBInstanceIdentifier=identifier, SkipFinalSnapshot=True)
 
 

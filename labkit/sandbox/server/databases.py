@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import hashlib
 import logging
 import os
 import queue
@@ -58,6 +59,8 @@ START_TIMEOUT_S = 30.0
 #: a snapshot's data complete.
 SNAPSHOTS = "snapshots"
 COMPLETE = "complete"
+#: The folder of the servers' socket folders (an underscore: no RDS identifier can take the name).
+SOCKETS = "_run"
 
 ServerState = Literal["starting", "running", "stopped", "failed"]
 
@@ -192,7 +195,10 @@ class _Server:
 
     @property
     def socket_dir(self) -> Path:
-        return self.folder / "run"
+        # Beside the instances' folders and named by a digest, not inside the folder: a socket's
+        # path may be 107 bytes at most, and an RDS identifier alone may be 63 characters.
+        digest = hashlib.sha256(self.spec.identifier.encode()).hexdigest()[:12]
+        return self.folder.parent / SOCKETS / digest
 
     def submit(self, job: Callable[[], None]) -> None:
         self._jobs.put(job)
@@ -228,7 +234,7 @@ class DatabaseServers:
             for folder, mode in ((ROOT_DATABASES.parent, 0o755), (ROOT_DATABASES, 0o711)):
                 folder.mkdir(parents=True, exist_ok=True)
                 folder.chmod(mode)
-        for folder in (root, root / SNAPSHOTS):
+        for folder in (root, root / SNAPSHOTS, root / SOCKETS):
             folder.mkdir(mode=0o700, parents=True, exist_ok=True)
             self._own(folder)
         #: Snapshots whose data is kept (or being captured), by id; those on disk from a last run.
@@ -435,6 +441,7 @@ class DatabaseServers:
     def _delete(self, server: _Server) -> None:
         self._stop(server)
         shutil.rmtree(server.folder, ignore_errors=True)
+        shutil.rmtree(server.socket_dir, ignore_errors=True)
         log.info("database %s: deleted with its data", server.spec.identifier)
 
     # --- running as root ---

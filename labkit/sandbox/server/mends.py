@@ -216,6 +216,7 @@ def _mend_autoscaling() -> None:
             "You already have an Auto Scaling group or launch configuration with this name that you are "
             "attempting to create."
         )
+
     from moto.core.responses import ActionResult
 
     from labkit.sandbox.server import healing
@@ -411,9 +412,7 @@ def _mend_cloudwatch() -> None:
         start_time = start_time.replace(microsecond=0, tzinfo=None)
         end_time = end_time.replace(microsecond=0, tzinfo=None)
         if start_time >= end_time:
-            raise InvalidParameterValue(
-                "The parameter StartTime must be less than the parameter EndTime."
-            )
+            raise InvalidParameterValue("The parameter StartTime must be less than the parameter EndTime.")
         wanted = dimension_key(dimensions)
         data = sorted(
             (
@@ -447,9 +446,7 @@ def _mend_cloudwatch() -> None:
         statistics = self._get_param("Statistics", [])
         extended = self._get_param("ExtendedStatistics", [])
         if not statistics and not extended:
-            raise InvalidParameterCombination(
-                "Must specify either Statistics or ExtendedStatistics"
-            )
+            raise InvalidParameterCombination("Must specify either Statistics or ExtendedStatistics")
         datapoints = self.cloudwatch_backend.get_metric_statistics(
             self._get_param("Namespace"),
             self._get_param("MetricName"),
@@ -607,7 +604,14 @@ def _mend_rds() -> None:
 
     def from_snapshot(self: Any, from_snapshot_id: str, overrides: dict[str, Any]) -> Any:
         database: Any = stock_from_snapshot(self, from_snapshot_id, overrides)
-        database.labkit_restored_from = ("snapshot", from_snapshot_id.rsplit(":", 1)[-1])
+        # An ARN names the snapshot after ":snapshot:"; an automated snapshot's own id has a colon
+        # too (rds:NAME-DATE), so only an ARN's prefix is cut.
+        snapshot_id = (
+            from_snapshot_id.split(":snapshot:", 1)[1]
+            if from_snapshot_id.startswith("arn:")
+            else from_snapshot_id
+        )
+        database.labkit_restored_from = ("snapshot", snapshot_id)
         return database
 
     def to_point_in_time(self: Any, source: str, target: str, overrides: dict[str, Any]) -> Any:
