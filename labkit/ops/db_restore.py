@@ -6,6 +6,9 @@ The runbook's steps, each a function here:
   still exists, its snapshots, and the restore point (:func:`choose_restore_point`) and the new
   instance's name (:func:`restored_identifier`);
 - :func:`actions`: one restore (:func:`restore`), none when the new instance exists already;
+  or, when the instance is the environment's own database and it is gone, the restore back into
+  service under its own identifier (:mod:`labkit.ops.db_service`: one Terraform apply, then the
+  fleets' instances replaced) instead;
 - :class:`RestoredDatabase`: the Verify checks, read from the new instance: it serves with its own
   secret's credentials; each table's row count and checksum (:func:`table_figures`) equal the
   figures recorded with the restore point; every acknowledged write id is present.
@@ -44,6 +47,7 @@ from psycopg import sql
 from labkit.deploy.migrations import environment_database
 from labkit.errors import DatabaseRestoreError
 from labkit.infra.stack import Stack
+from labkit.ops import db_service
 from labkit.ops.probes import Check
 from labkit.ops.runbook import Action
 from labkit.target import Target
@@ -360,6 +364,9 @@ class Diagnosis:
     #: The new instance's status, or None when it does not exist yet.
     new_status: str | None
     snapshots: tuple[str, ...]
+    #: Back into service: the environment's own database, gone, restored under its own identifier
+    #: by Terraform (or already restored so from this restore point).
+    in_place: bool = False
 
     def __str__(self) -> str:  # what the runbook prints and records
         return self.describe()
@@ -367,9 +374,12 @@ class Diagnosis:
     def describe(self) -> str:
         state = self.instance_status or "gone (deleted)"
         new = f"exists ({self.new_status})" if self.new_status else "does not exist yet"
+        where = (
+            "the environment's database, back under its own identifier" if self.in_place else "new instance"
+        )
         return (
             f"{self.instance}: {state}; {len(self.snapshots)} snapshot(s); restore point: "
-            f"{self.point.describe()}; new instance {self.new_instance}: {new}"
+            f"{self.point.describe()}; {where} {self.new_instance}: {new}"
         )
 
 
@@ -388,9 +398,10 @@ def diagnose(
     point = choose_restore_point(
         target, source, snapshot=snapshot, restore_time=restore_time, instance_exists=described is not None
     )
+    in_place = _in_place(stack, source, described, point, new_instance)
     label = point.name if point.kind == "snapshot" else f"pitr-{_time_label(point.name)}"
-    name = new_instance or restored_identifier(source, label)
-    if name == source:
+    name = source if in_place else new_instance or restored_identifier(source, label)
+    if name == source and not in_place:
         raise DatabaseRestoreError(
             f"The new instance's name is the instance's own ({source}).",
             hint="A restore makes a new instance: give another new_instance.",
@@ -403,7 +414,22 @@ def diagnose(
         new_instance=name,
         new_status=None if new is None else str(new.get("DBInstanceStatus")),
         snapshots=tuple(str(s["DBSnapshotIdentifier"]) for s in snapshots_of(target, source)),
+        in_place=in_place,
     )
+
+
+def _in_place(
+    stack: Stack, source: str, described: Mapping[str, Any] | None, point: RestorePoint, new_instance: str
+) -> bool:
+    """Whether the restore puts ``source`` back into service: it is the environment's database, no
+    other new instance is asked for, the restore point is a snapshot, and the instance is gone (or
+    Terraform already created it from that snapshot)."""
+    if new_instance not in ("", source) or point.kind != "snapshot":
+        return False
+    output = stack.outputs().get("database")
+    if not isinstance(output, Mapping) or output.get("identifier") != source:
+        return False
+    return described is None or db_service.restored_from(stack) == point.name
 
 
 def _time_label(name: str) -> str:
@@ -411,8 +437,13 @@ def _time_label(name: str) -> str:
     return moment.strftime("%Y%m%d-%H%M")
 
 
-def actions(target: Target, diagnosis: Diagnosis) -> list[Action]:
-    """One restore into the new instance; none when it exists already."""
+def actions(stack: Stack, diagnosis: Diagnosis) -> list[Action]:
+    """One restore into the new instance; none when it exists already. Back into service
+    (``in_place``): the environment's apply that restores it, unless done, then the fleets' roll
+    while any of their instances is unhealthy."""
+    target = stack.target
+    if diagnosis.in_place:
+        return _into_service_actions(stack, diagnosis)
     if diagnosis.new_status is not None:
         return []
     return [
@@ -422,6 +453,34 @@ def actions(target: Target, diagnosis: Diagnosis) -> list[Action]:
             lambda: restore(target, diagnosis),
         )
     ]
+
+
+def _into_service_actions(stack: Stack, diagnosis: Diagnosis) -> list[Action]:
+    say = stack.reporter or (lambda _line: None)
+    done: list[Action] = []
+    if diagnosis.new_status is None:
+        snapshot = diagnosis.point.name
+        done.append(
+            Action(
+                f"restore {diagnosis.point.describe()} into {stack.env}'s database {diagnosis.instance}, "
+                f"back under its own identifier: apply {stack.env} with database_snapshot_identifier="
+                f"{snapshot} (a new secret; its rotation, the fleets' policy and launch templates follow)",
+                lambda: db_service.restore_into_service(stack, snapshot),
+            )
+        )
+    failing = sum(
+        len(db_service.unhealthy(db_service.health(stack.target, fleet)))
+        for fleet in db_service.fleets(stack.outputs())
+    )
+    if diagnosis.new_status is None or failing:
+        done.append(
+            Action(
+                "replace the fleets' unhealthy instances (those started before that apply hold the "
+                "deleted instance's secret) until every fleet is healthy",
+                lambda: db_service.roll_fleets(stack, say),
+            )
+        )
+    return done
 
 
 def restore(target: Target, diagnosis: Diagnosis, *, timeout_s: float | None = None) -> str:

@@ -320,7 +320,7 @@ def test_a_destroyed_database_is_restored_with_every_write_acknowledged_before_i
         Stack("staging", target, reporter=None), instance="drill-db", snapshot=str(facts["snapshot"])
     )
     assert diagnosis.instance_status is None and diagnosis.new_instance == restored
-    assert db_restore.actions(target, diagnosis) == []
+    assert db_restore.actions(Stack("staging", target, reporter=None), diagnosis) == []
     # Held to every write acknowledged, the restore point misses exactly the later ones ...
     check = db_restore.RestoredDatabase(target, diagnosis)
     ok, detail = check.writes_present(before + after)

@@ -5,7 +5,9 @@ The injection writes orders into the instance as the app does (one committed ``I
 id returned: an acknowledged write), takes a restore point (:func:`labkit.ops.db_restore.take_restore_point`:
 a snapshot with every table's row count and checksum), writes more orders, then deletes the instance
 with ``SkipFinalSnapshot``, as a clean-up script or a person in the wrong account would. The
-``db-restore`` runbook restores the snapshot into a new instance and verifies it.
+``db-restore`` runbook restores the snapshot and verifies it: the environment's own database back
+into service under its identifier (its Terraform apply, the fleets rolled onto the new secret), an
+instance named with ``-p instance`` into a new instance beside it.
 
 The drill's own record (``runs/drills/db-destroyed/ENV.json``: the ids written before and after the
 restore point, and the instance the runbook restores into) is what its check reads; the check reads
@@ -28,7 +30,7 @@ from labkit.deploy.migrations import environment_database
 from labkit.errors import DrillError
 from labkit.infra.stack import Stack
 from labkit.lab.run import runs_root
-from labkit.ops import db_restore
+from labkit.ops import db_restore, db_service
 from labkit.ops.drills import Drill
 from labkit.ops.probes import Check
 from labkit.target import Target
@@ -75,7 +77,10 @@ def inject(
     target: Target, environment: str, *, instance: str = "", writes: int = 20, later_writes: int = 5
 ) -> dict[str, Any]:
     """Write, take the restore point, write more, delete the instance; what it wrote and did."""
-    source = instance or environment_database(Stack(environment, target, reporter=None)).identifier
+    stack = Stack(environment, target, reporter=None)
+    own = stack.outputs().get("database")
+    own_identifier = own.get("identifier") if isinstance(own, dict) else None
+    source = instance or environment_database(stack).identifier
     described = db_restore.describe_instance(target, source)
     if described is None:
         raise DrillError(f"There is no RDS instance {source}.", hint="Name one: -p instance ID.")
@@ -95,7 +100,10 @@ def inject(
     facts: dict[str, Any] = {
         "instance": source,
         "snapshot": point.name,
-        "restored_instance": db_restore.restored_identifier(source, point.name),
+        # The environment's own database comes back under its identifier (db-restore's in-place path).
+        "restored_instance": (
+            source if source == own_identifier else db_restore.restored_identifier(source, point.name)
+        ),
         "written_before": before,
         "written_after": after,
         "figures": {t: f.tag_value() for t, f in point.figures.items()},
@@ -122,8 +130,12 @@ def writes_restored(target: Target, environment: str) -> Check:
         return False, f"{restored}, where the last injection's writes belong ({path}), does not exist"
     try:
         with db_restore.endpoint(target, restored).connect() as conn:
-            query = sql.SQL("SELECT id FROM {}").format(sql.Identifier("public", TABLE))
-            present = {int(row[0]) for row in conn.execute(query).fetchall()}
+            # The drill's own rows only: after a restore the id sequence is back at the restore
+            # point, so the app's next writes take the ids of the writes the restore lost.
+            query = sql.SQL("SELECT id FROM {} WHERE release_version = %s").format(
+                sql.Identifier("public", TABLE)
+            )
+            present = {int(row[0]) for row in conn.execute(query, (WRITTEN_BY,)).fetchall()}
     except psycopg.Error as exc:
         return False, f"{restored} cannot be read: {str(exc).strip()[:200]}"
     before, after = facts["written_before"], facts["written_after"]
@@ -153,8 +165,9 @@ DRILL = Drill(
     summary="the database instance deleted without a final snapshot, after a restore point",
     inject=inject,
     runbook="db-restore",
-    checks={"writes-restored": writes_restored},
+    checks={"writes-restored": writes_restored, "orders-through-alb": db_service.orders_through_alb},
     runbook_parameters=_runbook_parameters,
-    # The deleted instance is drift until the environment's code points at the restored one.
-    steady_state=("alb-serves",),
+    # Not ledger-consistent: the drill deploys nothing. A plan with no changes proves that the
+    # restored instance is the one the environment's state and code describe.
+    steady_state=("alb-serves", "no-change-plan"),
 )

@@ -1,0 +1,170 @@
+"""Put a deleted database back into service with its data: the ``db-restore`` runbook's path when
+the instance it restores is the environment's own database and that instance is gone.
+
+- :func:`restore_into_service`: one apply of the environment with ``database_snapshot_identifier``
+  set. Terraform finds the instance gone (it reads an RDS instance back by its resource id) and
+  creates it again under its own identifier from the snapshot (the database module's
+  ``snapshot_identifier``), then moves what hangs on the instance onto it: the new RDS-managed
+  secret's rotation schedule, the fleets' policy (their role may read only the new secret) and the
+  app's settings in their launch templates (the new secret's ARN; on the sandbox its new port too).
+  Later applies do not pass the snapshot, and the module ignores it once the instance exists.
+- :func:`roll_fleets`: an instance started before that apply runs with the deleted instance's
+  secret, which RDS deleted with it, so it can never reach the database again, and its target
+  group reports it unhealthy. Each such instance is replaced through its Auto Scaling group, whose
+  replacement starts from the new launch template, until every fleet is healthy again.
+- :func:`orders_through_alb`: the proof that the service is back: an order written through the
+  load balancer and read back.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+from botocore.exceptions import ClientError
+
+from labkit.deploy.health import POLL_S, HealthReport, check
+from labkit.deploy.writeprobe import orders_url
+from labkit.errors import DatabaseRestoreError
+from labkit.infra.stack import Stack
+from labkit.ops.probes import Check
+from labkit.target import Target
+
+#: Where the composition keeps the environment's database instance.
+INSTANCE_ADDRESS = "module.environment.module.database[0].aws_db_instance.this"
+#: How long the replacements of a color's instances may take to turn healthy.
+ROLL_TIMEOUT_S = {True: 180.0, False: 900.0}
+
+
+def restored_from(stack: Stack) -> str | None:
+    """The snapshot the environment's database instance was created from, as its state records
+    it (None: created empty, or no database in the state)."""
+    if INSTANCE_ADDRESS not in stack.resources():
+        return None
+    snapshot = stack.state_attributes(INSTANCE_ADDRESS).get("snapshot_identifier")
+    return str(snapshot) if snapshot else None
+
+
+def restore_into_service(stack: Stack, snapshot: str) -> str:
+    """Apply the environment with its database created from ``snapshot`` (see the module's docstring)."""
+    result = stack.apply({"database_snapshot_identifier": snapshot})
+    database = result.outputs.get("database") or {}
+    return (
+        f"{database.get('identifier', '?')} created from {snapshot} with a new secret; the apply added "
+        f"{result.added}, changed {result.changed} and removed {result.removed} resource(s) in "
+        f"{result.seconds:.0f} s"
+    )
+
+
+@dataclass(frozen=True)
+class Fleet:
+    """One color's Auto Scaling group, its target group and how many instances it keeps."""
+
+    color: str
+    asg_name: str
+    target_group_arn: str
+    capacity: int
+
+
+def fleets(outputs: Mapping[str, Any]) -> list[Fleet]:
+    """The colors that have capacity, from the environment's outputs."""
+    deployment = outputs.get("deployment") or {}
+    return [
+        Fleet(color, str(outputs[f"{color}_asg_name"]), str(outputs[f"{color}_target_group_arn"]), capacity)
+        for color in ("blue", "green")
+        if (capacity := int(deployment.get(f"{color}_capacity") or 0)) and f"{color}_asg_name" in outputs
+    ]
+
+
+def health(target: Target, fleet: Fleet) -> HealthReport:
+    """One look at the fleet's instances in its target group."""
+    return check(
+        target, asg_name=fleet.asg_name, target_group_arn=fleet.target_group_arn, wanted=fleet.capacity
+    )
+
+
+def unhealthy(report: HealthReport) -> list[str]:
+    """The instances the report finds unhealthy (not those still ``initial``)."""
+    return sorted(i for i, (state, _reason) in report.states.items() if state == "unhealthy")
+
+
+def roll_fleets(stack: Stack, say: Callable[[str], None]) -> str:
+    """Replace each fleet's unhealthy instances through its Auto Scaling group until the fleet has
+    its capacity of healthy ones; what was replaced.
+
+    An instance started before the restore's apply holds the deleted instance's secret: its app
+    cannot start, or answers ``/health/ready`` with 503, so its target group reports it unhealthy
+    (an instance still booting is ``initial`` and is left to turn one way or the other). Auto
+    Scaling would replace it too, but only once its health check grace period has passed; the
+    replacement starts from the launch template the apply wrote."""
+    target = stack.target
+    autoscaling = target.client("autoscaling")
+    limit = ROLL_TIMEOUT_S[target.is_sandbox]
+    done = []
+    for fleet in fleets(stack.outputs()):
+        replaced: set[str] = set()
+        start, said = time.monotonic(), ""
+        while True:
+            report = health(target, fleet)
+            waited = time.monotonic() - start
+            if report.ready:
+                break
+            if waited > limit:
+                raise DatabaseRestoreError(
+                    f"{fleet.color}'s fleet is not healthy after {waited:.0f} s: {report.describe()}.",
+                    hint="See why its instances fail (`labkit sandbox logs` on the sandbox, the instances' "
+                    "console output on AWS), then run the runbook again: it replaces unhealthy instances "
+                    "only.",
+                )
+            for instance in unhealthy(report):
+                if instance in replaced:
+                    continue
+                try:
+                    autoscaling.terminate_instance_in_auto_scaling_group(
+                        InstanceId=instance, ShouldDecrementDesiredCapacity=False
+                    )
+                except ClientError as exc:  # Auto Scaling replaced it first (its own health check)
+                    if "not found" not in str(exc).lower():
+                        raise
+                replaced.add(instance)
+            line = f"  {fleet.color}: {len(replaced)} replaced; {report.describe()}"
+            if line != said:  # a line when something changed, not one per poll
+                say(line)
+                said = line
+            time.sleep(POLL_S)
+        done.append(f"{fleet.color}: {len(replaced)} replaced, {report.describe()} after {waited:.0f} s")
+    return "; ".join(done) or "no fleet has capacity"
+
+
+def orders_through_alb(target: Target, environment: str) -> Check:
+    """An order written through the environment's load balancer (``POST /orders``) and read back
+    (``GET /orders/ID``): the app, on every color that serves, reaches the database."""
+    outputs = Stack(environment, target, reporter=None).outputs()
+    if not isinstance(outputs.get("database"), Mapping):
+        return True, f"{environment} has no database: nothing to write"
+    url = urlsplit(orders_url(target.alb_url(str(outputs["alb_dns_name"]))))
+    conn = http.client.HTTPConnection(url.hostname or "127.0.0.1", url.port or 80, timeout=10)
+    try:
+        conn.request("POST", url.path, body=json.dumps({"item": "restore-check"}),
+                     headers={"Content-Type": "application/json"})  # fmt: skip
+        created = conn.getresponse()
+        body = created.read()
+        if created.status != 201:
+            return False, f"POST {url.path} answered {created.status}: {body[:200]!r}"
+        order = json.loads(body)
+        conn.request("GET", f"{url.path}/{order['id']}")
+        read = conn.getresponse()
+        again = read.read()
+        if read.status != 200:
+            return False, f"order {order['id']} was written, but GET answered {read.status}: {again[:200]!r}"
+    except (OSError, http.client.HTTPException, ValueError, KeyError) as exc:
+        return False, f"{url.geturl()} did not answer: {type(exc).__name__}: {exc}"
+    finally:
+        conn.close()
+    writer = f"{order.get('color', '?')} {order.get('written_by', '?')}"
+    return True, f"order {order['id']} written by {writer} and read back"
