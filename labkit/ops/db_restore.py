@@ -457,22 +457,32 @@ def actions(stack: Stack, diagnosis: Diagnosis) -> list[Action]:
 
 def _into_service_actions(stack: Stack, diagnosis: Diagnosis) -> list[Action]:
     say = stack.reporter or (lambda _line: None)
+    restoring = diagnosis.new_status is None
     done: list[Action] = []
-    if diagnosis.new_status is None:
+    if restoring:
         snapshot = diagnosis.point.name
         done.append(
             Action(
                 f"restore {diagnosis.point.describe()} into {stack.env}'s database {diagnosis.instance}, "
-                f"back under its own identifier: apply {stack.env} with database_snapshot_identifier="
-                f"{snapshot} (a new secret; its rotation, the fleets' policy and launch templates follow)",
-                lambda: db_service.restore_into_service(stack, snapshot),
+                f"back under its own identifier: apply {stack.env}'s database instance alone with "
+                f"database_snapshot_identifier={snapshot} (a new secret)",
+                lambda: db_service.restore_database(stack, snapshot),
+            )
+        )
+    if restoring or not db_service.fleets_connected(stack):
+        done.append(
+            Action(
+                f"hold {diagnosis.instance}'s tables to the restore point's figures while nothing writes "
+                f"to it, then connect the fleets: apply {stack.env} (the secret's rotation; the fleets' "
+                "policy and launch templates take the new secret)",
+                lambda: _hold_then_connect(stack, diagnosis),
             )
         )
     failing = sum(
         len(db_service.unhealthy(db_service.health(stack.target, fleet)))
         for fleet in db_service.fleets(stack.outputs())
     )
-    if diagnosis.new_status is None or failing:
+    if done or failing:
         done.append(
             Action(
                 "replace the fleets' unhealthy instances (those started before that apply hold the "
@@ -481,6 +491,25 @@ def _into_service_actions(stack: Stack, diagnosis: Diagnosis) -> list[Action]:
             )
         )
     return done
+
+
+def _hold_then_connect(stack: Stack, diagnosis: Diagnosis) -> str:
+    """The restored data must be the restore point's before the app may write to it: a mismatch
+    stops the runbook with the fleets still on the deleted instance's settings."""
+    wait_serving(stack.target, diagnosis.instance)
+    check = RestoredDatabase(stack.target, diagnosis)
+    try:
+        ok, detail = check.figures_match()
+    finally:
+        check.close()
+    if not ok:
+        raise DatabaseRestoreError(
+            f"{diagnosis.instance} was restored from {diagnosis.point.describe()}, but its data is not "
+            f"the restore point's: {detail}. The fleets were not connected to it.",
+            hint="Restore another snapshot into a new instance beside it to compare (-p new_instance NAME, "
+            "-p snapshot ID; `aws rds describe-db-snapshots` lists them).",
+        )
+    return f"{detail}; {db_service.connect_fleets(stack)}"
 
 
 def restore(target: Target, diagnosis: Diagnosis, *, timeout_s: float | None = None) -> str:

@@ -1,13 +1,16 @@
 """Put a deleted database back into service with its data: the ``db-restore`` runbook's path when
 the instance it restores is the environment's own database and that instance is gone.
 
-- :func:`restore_into_service`: one apply of the environment with ``database_snapshot_identifier``
-  set. Terraform finds the instance gone (it reads an RDS instance back by its resource id) and
-  creates it again under its own identifier from the snapshot (the database module's
-  ``snapshot_identifier``), then moves what hangs on the instance onto it: the new RDS-managed
-  secret's rotation schedule, the fleets' policy (their role may read only the new secret) and the
+- :func:`restore_database`: an apply of the environment's database instance alone, with
+  ``database_snapshot_identifier`` set. Terraform finds the instance gone (it reads an RDS instance
+  back by its resource id) and creates it again under its own identifier from the snapshot (the
+  database module's ``snapshot_identifier``), with a new RDS-managed secret. Nothing can write to
+  it yet: the fleets still hold the deleted instance's settings, so its data can be held to the
+  restore point first. Later applies do not pass the snapshot, and the module ignores it once the
+  instance exists.
+- :func:`connect_fleets`: an apply of the whole environment moves the secret's rotation schedule
+  and the fleets onto the instance: their policy (their role may read only the new secret) and the
   app's settings in their launch templates (the new secret's ARN; on the sandbox its new port too).
-  Later applies do not pass the snapshot, and the module ignores it once the instance exists.
 - :func:`roll_fleets`: an instance started before that apply runs with the deleted instance's
   secret, which RDS deleted with it, so it can never reach the database again, and its target
   group reports it unhealthy. Each such instance is replaced through its Auto Scaling group, whose
@@ -50,14 +53,31 @@ def restored_from(stack: Stack) -> str | None:
     return str(snapshot) if snapshot else None
 
 
-def restore_into_service(stack: Stack, snapshot: str) -> str:
-    """Apply the environment with its database created from ``snapshot`` (see the module's docstring)."""
-    result = stack.apply({"database_snapshot_identifier": snapshot})
-    database = result.outputs.get("database") or {}
+def restore_database(stack: Stack, snapshot: str) -> str:
+    """Apply the environment's database instance alone (and what it needs), created from
+    ``snapshot``: the fleets keep the deleted instance's settings, so nothing writes to it yet.
+    Not the whole database module: its ingress rules name the fleets' security groups, which
+    would pull every resource of the fleet module into the apply, launch templates included."""
+    result = stack.apply({"database_snapshot_identifier": snapshot}, targets=[INSTANCE_ADDRESS])
+    return f"created from {snapshot} with a new secret in {result.seconds:.0f} s (the instance alone)"
+
+
+def fleets_connected(stack: Stack) -> bool:
+    """Whether the environment's last whole apply saw the instance's current secret: its outputs,
+    which a targeted apply does not write, name the secret the instance has."""
+    output = stack.outputs().get("database")
+    secrets = stack.state_attributes(INSTANCE_ADDRESS).get("master_user_secret") or [{}]
+    return isinstance(output, Mapping) and output.get("master_user_secret_arn") == secrets[0].get(
+        "secret_arn"
+    )
+
+
+def connect_fleets(stack: Stack) -> str:
+    """Apply the whole environment: the fleets' policy and launch templates take the new secret."""
+    result = stack.apply()
     return (
-        f"{database.get('identifier', '?')} created from {snapshot} with a new secret; the apply added "
-        f"{result.added}, changed {result.changed} and removed {result.removed} resource(s) in "
-        f"{result.seconds:.0f} s"
+        f"the apply added {result.added}, changed {result.changed} and removed {result.removed} "
+        f"resource(s) in {result.seconds:.0f} s"
     )
 
 
@@ -97,7 +117,7 @@ def roll_fleets(stack: Stack, say: Callable[[str], None]) -> str:
     """Replace each fleet's unhealthy instances through its Auto Scaling group until the fleet has
     its capacity of healthy ones; what was replaced.
 
-    An instance started before the restore's apply holds the deleted instance's secret: its app
+    An instance started before :func:`connect_fleets` holds the deleted instance's secret: its app
     cannot start, or answers ``/health/ready`` with 503, so its target group reports it unhealthy
     (an instance still booting is ``initial`` and is left to turn one way or the other). Auto
     Scaling would replace it too, but only once its health check grace period has passed; the

@@ -14,6 +14,7 @@ from tests.unit.test_db_restore import create
 
 SOURCE = "bglab-staging-db"
 SNAPSHOT = "bglab-staging-db-drill-1"
+SECRET = "arn:aws:secretsmanager:us-east-1:123456789012:secret:rds!db-1-AbCdEf"
 
 
 def staging(
@@ -22,16 +23,22 @@ def staging(
     *,
     database: str | None = SOURCE,
     restored_from: str | None = None,
+    connected_secret: str = SECRET,
 ) -> Stack:
     """staging on ``target`` as its state would describe it: its database ``database`` (None: none),
-    created from ``restored_from``, and no fleet with capacity."""
+    created from ``restored_from``, whose secret the state's instance has as ``connected_secret``
+    (another than the outputs' SECRET: the last apply was the database module's alone), and no
+    fleet with capacity."""
     outputs: dict[str, Any] = {"deployment": {"blue_capacity": 0, "green_capacity": 0}}
     if database is not None:
         outputs["database"] = {
             "identifier": database, "address": "127.0.0.1", "port": 5432, "database_name": "app",
-            "master_user_secret_arn": "arn:aws:secretsmanager:us-east-1:123456789012:secret:rds!db-1-AbCdEf",
+            "master_user_secret_arn": SECRET,
         }  # fmt: skip
-    attributes = {"identifier": database, "snapshot_identifier": restored_from}
+    attributes = {
+        "identifier": database, "snapshot_identifier": restored_from,
+        "master_user_secret": [{"secret_arn": connected_secret}],
+    }  # fmt: skip
     monkeypatch.setattr(Stack, "outputs", lambda self: outputs)
     monkeypatch.setattr(Stack, "resources", lambda self: [db_service.INSTANCE_ADDRESS] if database else [])
     monkeypatch.setattr(Stack, "state_attributes", lambda self, address: attributes)
@@ -53,8 +60,11 @@ def test_the_environments_deleted_database_comes_back_under_its_own_identifier(
     diagnosis = db_restore.diagnose(stack, snapshot=SNAPSHOT)
     assert diagnosis.in_place and diagnosis.new_instance == SOURCE and diagnosis.new_status is None
     assert "back under its own identifier" in diagnosis.describe()
-    restore, roll = db_restore.actions(stack, diagnosis)
-    assert f"apply staging with database_snapshot_identifier={SNAPSHOT}" in restore.description
+    restore, connect, roll = db_restore.actions(stack, diagnosis)
+    assert f"apply staging's database instance alone with database_snapshot_identifier={SNAPSHOT}" in (
+        restore.description
+    )
+    assert connect.description.startswith(f"hold {SOURCE}'s tables to the restore point's figures")
     assert roll.description.startswith("replace the fleets' unhealthy instances")
 
 
@@ -69,6 +79,20 @@ def test_a_second_run_after_the_restore_has_nothing_to_restore(
     diagnosis = db_restore.diagnose(stack, snapshot=SNAPSHOT)
     assert diagnosis.in_place and diagnosis.new_instance == SOURCE and diagnosis.new_status == "available"
     assert db_restore.actions(stack, diagnosis) == []
+
+
+def test_a_run_stopped_before_the_fleets_were_connected_holds_the_data_then_connects_them(
+    moto_target: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Restored by an earlier run, which stopped before its whole apply (the outputs still name
+    the deleted instance's secret): hold the figures, connect the fleets, roll them."""
+    create(moto_target, SOURCE)
+    moto_target.client("rds").create_db_snapshot(DBInstanceIdentifier=SOURCE, DBSnapshotIdentifier=SNAPSHOT)
+    stack = staging(monkeypatch, moto_target, restored_from=SNAPSHOT, connected_secret=f"{SECRET}-new")
+    diagnosis = db_restore.diagnose(stack, snapshot=SNAPSHOT)
+    connect, roll = db_restore.actions(stack, diagnosis)
+    assert "then connect the fleets: apply staging" in connect.description
+    assert roll.description.startswith("replace the fleets' unhealthy instances")
 
 
 @pytest.mark.parametrize(
