@@ -11,20 +11,15 @@ LABKIT_HOME), so nothing it applies meets the session's staging stack. One stagi
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-from labkit.settings import PROJECT_ROOT
 from tests.conftest import wait_for
+from tests.labkit_cli import Labkit, private_sandbox
 from tests.workflow_commands import RELEASE_BUILD, RUNBOOK_DEPLOY
 
 pytestmark = pytest.mark.integration
@@ -35,42 +30,10 @@ FIRST = ["--var", "blue_version=1.0.0", "--var", "green_version=1.0.0"]
 FIRST += ["--var", "blue_capacity=2", "--var", "green_capacity=0", "--var", "green_weight=0"]
 
 
-class Labkit:
-    """Runs `python -m labkit ...` with the private homes; every run's output is kept for the report."""
-
-    def __init__(self, root: Path) -> None:
-        self.env = {
-            **os.environ,
-            "LABKIT_HOME": str(root / "home"),
-            "LABKIT_SANDBOX_HOME": str(root / "sandbox"),
-        }
-        for name in ("AWS_PROFILE", "AWS_REGION", "LABKIT_TARGET", "LABKIT_ENDPOINT_URL"):
-            self.env.pop(name, None)
-
-    def __call__(self, *args: str, timeout_s: float = 900) -> subprocess.CompletedProcess[str]:
-        started = time.monotonic()
-        result = subprocess.run(
-            [sys.executable, "-m", "labkit", *args],
-            cwd=PROJECT_ROOT,
-            env=self.env,
-            capture_output=True,
-            text=True,
-            timeout=timeout_s,
-        )
-        took = time.monotonic() - started
-        print(f"$ labkit {' '.join(args)}  -> exit {result.returncode} in {took:.0f} s", flush=True)
-        return result
-
-
 @pytest.fixture(scope="module")
 def labkit(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Labkit]:
-    run = Labkit(tmp_path_factory.mktemp("new-user"))
-    up = run("sandbox", "up", timeout_s=120)
-    assert up.returncode == 0, up.stderr
-    try:
+    with private_sandbox(tmp_path_factory.mktemp("new-user")) as run:
         yield run
-    finally:
-        run("sandbox", "down", timeout_s=120)
 
 
 def test_build_apply_and_every_request_answers_200(labkit: Labkit) -> None:
