@@ -40,7 +40,7 @@ from labkit.deploy.writeprobe import WriteProbe
 from labkit.release.appserver import AppProcess, unpack_release
 from labkit.release.build import build_release
 from labkit.sandbox.client.paths import SandboxPaths
-from labkit.sandbox.server.databases import DatabaseServers, DatabaseSpec
+from labkit.sandbox.server.databases import DatabaseServers, DatabaseSpec, socket_dir
 from tests.conftest import wait_for
 
 pytestmark = pytest.mark.integration
@@ -87,10 +87,8 @@ class Database:
 
     def admin(self) -> psycopg.Connection[Any]:
         """A superuser connection over the server's socket (it trusts local connections)."""
-        socket_dir = self.servers.root / self.spec.identifier / "run"
-        return psycopg.connect(
-            host=str(socket_dir), port=self.spec.port, user=USER, dbname="orders", autocommit=True
-        )
+        host = str(socket_dir(self.servers.root, self.spec.identifier))
+        return psycopg.connect(host=host, port=self.spec.port, user=USER, dbname="orders", autocommit=True)
 
     def migrator(self) -> Engine:
         settings = database_settings(self.env.get)

@@ -175,6 +175,13 @@ def bin_dir() -> Path:
     return Path(spec.origin).parent / "pginstall" / "bin"
 
 
+def socket_dir(root: Path, identifier: str) -> Path:
+    """The folder of the socket of instance ``identifier``'s server (a superuser may connect there
+    without a password). Beside the instances' folders and named by a digest rather than inside the
+    instance's folder: a socket's path may be 107 bytes at most, and an RDS identifier alone 63."""
+    return root / SOCKETS / hashlib.sha256(identifier.encode()).hexdigest()[:12]
+
+
 class _Server:
     """One instance's server and the queue of work on it, done one job at a time in order."""
 
@@ -195,10 +202,7 @@ class _Server:
 
     @property
     def socket_dir(self) -> Path:
-        # Beside the instances' folders and named by a digest, not inside the folder: a socket's
-        # path may be 107 bytes at most, and an RDS identifier alone may be 63 characters.
-        digest = hashlib.sha256(self.spec.identifier.encode()).hexdigest()[:12]
-        return self.folder.parent / SOCKETS / digest
+        return socket_dir(self.folder.parent, self.spec.identifier)
 
     def submit(self, job: Callable[[], None]) -> None:
         self._jobs.put(job)
