@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import re
-from pathlib import Path
 
 import pytest
 
@@ -148,12 +147,11 @@ def test_the_drill_is_found_with_its_runbook() -> None:
 
 
 def test_the_drills_check_reads_its_record_only_on_the_target_that_holds_its_restore_point(
-    moto_target: Target, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    moto_target: Target,
 ) -> None:
-    monkeypatch.setattr(db_destroyed, "runs_root", lambda: tmp_path)
     ok, detail = db_destroyed.writes_restored(moto_target, "staging")
     assert ok and detail == "no db-destroyed injection recorded for staging: nothing to check"
-    record = db_destroyed.record_path("staging")
+    record = db_destroyed.record_path(moto_target, "staging")
     record.parent.mkdir(parents=True)
     facts = {"snapshot": "orders-db-drill-1", "restored_instance": "orders-db-from-drill-1",
              "written_before": [1, 2], "written_after": [3]}  # fmt: skip

@@ -9,11 +9,11 @@ with ``SkipFinalSnapshot``, as a clean-up script or a person in the wrong accoun
 into service under its identifier (its Terraform apply, the fleets rolled onto the new secret), an
 instance named with ``-p instance`` into a new instance beside it.
 
-The drill's own record (``runs/drills/db-destroyed/ENV.json``: the ids written before and after the
+The drill's own record (:func:`record_path`, in LABKIT_HOME: the ids written before and after the
 restore point, and the instance the runbook restores into) is what its check reads; the check reads
 the ids in the restored instance itself. Every write acknowledged before the restore point must be
 there; those after it are the restore point's loss, reported and not restored. A record whose
-restore point is not on the target (another sandbox's, a test's) is not this target's and is ignored.
+restore point is not on the target (a sandbox since rebuilt) is not this target's and is ignored.
 """
 
 from __future__ import annotations
@@ -29,10 +29,10 @@ from psycopg import sql
 from labkit.deploy.migrations import environment_database
 from labkit.errors import DrillError
 from labkit.infra.stack import Stack
-from labkit.lab.run import runs_root
 from labkit.ops import db_restore, db_service
 from labkit.ops.drills import Drill
 from labkit.ops.probes import Check
+from labkit.settings import labkit_home
 from labkit.target import Target
 
 #: The app's table and the release the drill's rows name.
@@ -40,8 +40,10 @@ TABLE = "orders"
 WRITTEN_BY = "drill"
 
 
-def record_path(environment: str) -> Path:
-    return runs_root() / "drills" / "db-destroyed" / f"{environment}.json"
+def record_path(target: Target, environment: str) -> Path:
+    """Where the last injection into ``environment`` on ``target`` is recorded: in LABKIT_HOME,
+    beside the target's Terraform working files, so two sandboxes never share it."""
+    return labkit_home() / "drills" / "db-destroyed" / target.name / f"{environment}.json"
 
 
 def write_orders(where: db_restore.Endpoint, count: int, label: str) -> list[int]:
@@ -109,7 +111,7 @@ def inject(
         "figures": {t: f.tag_value() for t, f in point.figures.items()},
         "deleted": source,
     }
-    path = record_path(environment)
+    path = record_path(target, environment)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(facts, indent=2) + "\n")
     return {**facts, "record": str(path)}
@@ -118,7 +120,7 @@ def inject(
 def writes_restored(target: Target, environment: str) -> Check:
     """Every write the last injection acknowledged before its restore point is in the restored
     instance (read there); the later ones are counted as the restore point's loss."""
-    path = record_path(environment)
+    path = record_path(target, environment)
     if not path.exists():
         return True, f"no db-destroyed injection recorded for {environment}: nothing to check"
     facts = json.loads(path.read_text())
