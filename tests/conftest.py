@@ -35,18 +35,21 @@ def free_port() -> int:
 #: so long chains overlap well on the 2-core CI machine. pytest's time for the whole suite: with
 #: four, 1,175 s, the two cores 78 % busy; with five, 1,093 s (the tests' summed time grew 7 %, to
 #: 4,779 s), then 1,016 s and 1,003 s from fresh clones once LONG_GROUPS set the order (82 % busy),
-#: every test passing. (Four were once tried before the sandbox's saves got cheaper: under that
-#: load a staging apply failed on a 409 from the sandbox's IAM, AddRoleToInstanceProfile.)
-WORKERS = 5
+#: every test passing. With the db-restore group added, five took 1,067 s and 1,093 s; six took
+#: 988 s (the summed time grew 9 %, to 5,671 s), every test passing. (Four were once tried before
+#: the sandbox's saves got cheaper: under that load a staging apply failed on a 409 from the
+#: sandbox's IAM, AddRoleToInstanceProfile.)
+WORKERS = 6
 #: The xdist group of every test that uses the session's staging stack.
 STAGING_GROUP = "staging"
 #: The xdist group of every drill test: they share the ``drills_stack`` (one build).
 DRILLS_GROUP = "drills"
 #: The groups that each keep one worker busy for minutes, longest first, as the scheduler is to
-#: hand them out (summed test time in a five-worker run: 735, 558, 538, 506, 438 and 352 s; then
-#: db-restore, about 370 s alone, which the worker of the learning path's lessons takes next).
+#: hand them out (summed test time in a six-worker run: 812, 765, 642, 528, 474, 427 and 347 s).
+#: The six workers start on the first six; lesson 12's worker takes lesson 10 next, since a
+#: worker asks for more once two or fewer of its tests are left.
 LONG_GROUPS = (
-    STAGING_GROUP, DRILLS_GROUP, "drills-deploy", "notebook-12", "notebooks", "notebook-10", "db-restore",
+    STAGING_GROUP, DRILLS_GROUP, "drills-deploy", "notebook-12", "notebooks", "db-restore", "notebook-10",
 )  # fmt: skip
 
 
@@ -84,9 +87,9 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     worker, and gives a worker its next group as soon as two or fewer of its tests are left. So a
     worker that starts on a group of one or two tests (lesson 12, lesson 10) is handed the next
     group at once, and the two run one after the other. The run lasts at least as long as its
-    busiest worker, so the long groups go first in LONG_GROUPS' order: with five workers, lesson 12
-    is paired with lesson 10 (about 830 s), not with a drills group (about 1,060 s, which bounded a
-    run in which the order followed the files' names). The other groups keep their order.
+    busiest worker, so the long groups go first in LONG_GROUPS' order: lesson 12 is paired with
+    lesson 10 (about 875 s with six workers), not with a drills group (about 1,060 s, which bounded
+    a run in which the order followed the files' names). The other groups keep their order.
     Without loadgroup (``pytest -n 0``, a serial run) nothing is marked or moved.
     """
     if not config.getoption("loadgroup", False):  # xdist sets it in each worker under loadgroup
