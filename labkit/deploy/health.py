@@ -8,7 +8,7 @@ being replaced (draining) are not waited for.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -37,11 +37,42 @@ class HealthReport:
     def ready(self) -> bool:
         return len(self.states) >= self.wanted and self.healthy == len(self.states)
 
+    @property
+    def unhealthy(self) -> list[str]:
+        """The instances found unhealthy (not those still ``initial``), sorted."""
+        return sorted(i for i, (state, _reason) in self.states.items() if state == "unhealthy")
+
     def describe(self) -> str:
         listed = ", ".join(
             f"{i} {state}" + (f" ({reason})" if reason else "") for i, (state, reason) in self.states.items()
         )
         return f"{self.healthy}/{self.wanted} healthy" + (f": {listed}" if listed else ": no instances yet")
+
+
+@dataclass(frozen=True)
+class Fleet:
+    """One color's Auto Scaling group, its target group and how many instances it keeps."""
+
+    color: str
+    asg_name: str
+    target_group_arn: str
+    capacity: int
+
+    def check(self, target: Target) -> HealthReport:
+        """One look at the fleet's instances in its target group."""
+        return check(
+            target, asg_name=self.asg_name, target_group_arn=self.target_group_arn, wanted=self.capacity
+        )
+
+
+def fleets(outputs: Mapping[str, Any]) -> list[Fleet]:
+    """The colors that have capacity, from an environment's outputs."""
+    deployment = outputs.get("deployment") or {}
+    return [
+        Fleet(color, str(outputs[f"{color}_asg_name"]), str(outputs[f"{color}_target_group_arn"]), capacity)
+        for color in ("blue", "green")
+        if (capacity := int(deployment.get(f"{color}_capacity") or 0)) and f"{color}_asg_name" in outputs
+    ]
 
 
 def check(target: Target, *, asg_name: str, target_group_arn: str, wanted: int) -> HealthReport:
@@ -100,24 +131,20 @@ def wait_for_fleets(
 ) -> None:
     """Wait until each color with capacity has that many healthy instances in its target group;
     StackError naming the fleet and its instances' states when ``timeout_s`` passes first."""
-    deployment = outputs.get("deployment") or {}
     deadline = time.monotonic() + timeout_s
-    for color in ("blue", "green"):
-        wanted = int(deployment.get(f"{color}_capacity") or 0)
-        if not wanted or f"{color}_asg_name" not in outputs:
-            continue
+    for fleet in fleets(outputs):
         ok, report, waited = wait_healthy(
             chosen,
-            asg_name=str(outputs[f"{color}_asg_name"]),
-            target_group_arn=str(outputs[f"{color}_target_group_arn"]),
-            wanted=wanted,
+            asg_name=fleet.asg_name,
+            target_group_arn=fleet.target_group_arn,
+            wanted=fleet.capacity,
             timeout_s=max(0.0, deadline - time.monotonic()),
             say=say,
         )
-        say(f"{color}: {report.describe()} after {waited:.0f} s")
+        say(f"{fleet.color}: {report.describe()} after {waited:.0f} s")
         if not ok:
             raise StackError(
-                f"The apply is done, but {color}'s fleet is not healthy after {timeout_s:g} s: "
+                f"The apply is done, but {fleet.color}'s fleet is not healthy after {timeout_s:g} s: "
                 f"{report.describe()}.",
                 hint="See why the instances fail (`labkit sandbox logs` on the sandbox, the instances' "
                 "console output on AWS); `labkit stack apply ENV --wait-timeout S` waits longer.",

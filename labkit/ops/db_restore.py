@@ -44,6 +44,7 @@ import psycopg
 from botocore.exceptions import ClientError
 from psycopg import sql
 
+from labkit.deploy.health import fleets
 from labkit.deploy.migrations import environment_database
 from labkit.errors import DatabaseRestoreError
 from labkit.infra.stack import Stack
@@ -478,10 +479,7 @@ def _into_service_actions(stack: Stack, diagnosis: Diagnosis) -> list[Action]:
                 lambda: _hold_then_connect(stack, diagnosis),
             )
         )
-    failing = sum(
-        len(db_service.unhealthy(db_service.health(stack.target, fleet)))
-        for fleet in db_service.fleets(stack.outputs())
-    )
+    failing = sum(len(fleet.check(stack.target).unhealthy) for fleet in fleets(stack.outputs()))
     if done or failing:
         done.append(
             Action(

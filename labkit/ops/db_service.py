@@ -25,13 +25,11 @@ import http.client
 import json
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
-from typing import Any
 from urllib.parse import urlsplit
 
 from botocore.exceptions import ClientError
 
-from labkit.deploy.health import POLL_S, HealthReport, check
+from labkit.deploy.health import POLL_S, fleets
 from labkit.deploy.writeprobe import orders_url
 from labkit.errors import DatabaseRestoreError
 from labkit.infra.stack import Stack
@@ -81,38 +79,6 @@ def connect_fleets(stack: Stack) -> str:
     )
 
 
-@dataclass(frozen=True)
-class Fleet:
-    """One color's Auto Scaling group, its target group and how many instances it keeps."""
-
-    color: str
-    asg_name: str
-    target_group_arn: str
-    capacity: int
-
-
-def fleets(outputs: Mapping[str, Any]) -> list[Fleet]:
-    """The colors that have capacity, from the environment's outputs."""
-    deployment = outputs.get("deployment") or {}
-    return [
-        Fleet(color, str(outputs[f"{color}_asg_name"]), str(outputs[f"{color}_target_group_arn"]), capacity)
-        for color in ("blue", "green")
-        if (capacity := int(deployment.get(f"{color}_capacity") or 0)) and f"{color}_asg_name" in outputs
-    ]
-
-
-def health(target: Target, fleet: Fleet) -> HealthReport:
-    """One look at the fleet's instances in its target group."""
-    return check(
-        target, asg_name=fleet.asg_name, target_group_arn=fleet.target_group_arn, wanted=fleet.capacity
-    )
-
-
-def unhealthy(report: HealthReport) -> list[str]:
-    """The instances the report finds unhealthy (not those still ``initial``)."""
-    return sorted(i for i, (state, _reason) in report.states.items() if state == "unhealthy")
-
-
 def roll_fleets(stack: Stack, say: Callable[[str], None]) -> str:
     """Replace each fleet's unhealthy instances through its Auto Scaling group until the fleet has
     its capacity of healthy ones; what was replaced.
@@ -130,7 +96,7 @@ def roll_fleets(stack: Stack, say: Callable[[str], None]) -> str:
         replaced: set[str] = set()
         start, said = time.monotonic(), ""
         while True:
-            report = health(target, fleet)
+            report = fleet.check(target)
             waited = time.monotonic() - start
             if report.ready:
                 break
@@ -141,7 +107,7 @@ def roll_fleets(stack: Stack, say: Callable[[str], None]) -> str:
                     "console output on AWS), then run the runbook again: it replaces unhealthy instances "
                     "only.",
                 )
-            for instance in unhealthy(report):
+            for instance in report.unhealthy:
                 if instance in replaced:
                     continue
                 try:

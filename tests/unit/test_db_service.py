@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from labkit.deploy.health import Fleet, fleets
 from labkit.infra.stack import Stack
 from labkit.ops import db_restore, db_service
 from tests.unit.test_db_restore import create
@@ -130,8 +131,8 @@ def test_only_colors_with_capacity_are_rolled() -> None:
         "blue_asg_name": "bglab-staging-blue-1.0.0", "blue_target_group_arn": "arn:blue",
         "green_asg_name": "bglab-staging-green-1.0.0", "green_target_group_arn": "arn:green",
     }  # fmt: skip
-    assert db_service.fleets(outputs) == [db_service.Fleet("blue", "bglab-staging-blue-1.0.0", "arn:blue", 2)]
-    assert db_service.fleets({}) == []
+    assert fleets(outputs) == [Fleet("blue", "bglab-staging-blue-1.0.0", "arn:blue", 2)]
+    assert fleets({}) == []
 
 
 def test_an_environment_without_a_database_has_no_orders_to_check(

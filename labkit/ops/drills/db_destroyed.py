@@ -80,9 +80,10 @@ def inject(
 ) -> dict[str, Any]:
     """Write, take the restore point, write more, delete the instance; what it wrote and did."""
     stack = Stack(environment, target, reporter=None)
-    own = stack.outputs().get("database")
+    outputs = stack.outputs()
+    own = outputs.get("database")
     own_identifier = own.get("identifier") if isinstance(own, dict) else None
-    source = instance or environment_database(stack).identifier
+    source = instance or environment_database(stack, outputs).identifier
     described = db_restore.describe_instance(target, source)
     if described is None:
         raise DrillError(f"There is no RDS instance {source}.", hint="Name one: -p instance ID.")
