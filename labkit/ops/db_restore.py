@@ -7,8 +7,9 @@ The runbook's steps, each a function here:
   instance's name (:func:`restored_identifier`);
 - :func:`actions`: one restore (:func:`restore`), none when the new instance exists already;
   or, when the instance is the environment's own database and it is gone, the restore back into
-  service under its own identifier (:mod:`labkit.ops.db_service`: one Terraform apply, then the
-  fleets' instances replaced) instead;
+  service under its own identifier (:mod:`labkit.ops.db_service`: an apply of the instance alone,
+  its figures held, an apply of the whole environment, then the fleets' unhealthy instances
+  replaced) instead;
 - :class:`RestoredDatabase`: the Verify checks, read from the new instance: it serves with its own
   secret's credentials; each table's row count and checksum (:func:`table_figures`) equal the
   figures recorded with the restore point; every acknowledged write id is present.
@@ -440,8 +441,9 @@ def _time_label(name: str) -> str:
 
 def actions(stack: Stack, diagnosis: Diagnosis) -> list[Action]:
     """One restore into the new instance; none when it exists already. Back into service
-    (``in_place``): the environment's apply that restores it, unless done, then the fleets' roll
-    while any of their instances is unhealthy."""
+    (``in_place``): the instance's restore, unless done; its figures held and the fleets connected,
+    unless the environment's last whole apply saw its secret; then the fleets' roll, while any of
+    their instances is unhealthy."""
     target = stack.target
     if diagnosis.in_place:
         return _into_service_actions(stack, diagnosis)

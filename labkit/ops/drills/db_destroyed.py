@@ -6,7 +6,7 @@ id returned: an acknowledged write), takes a restore point (:func:`labkit.ops.db
 a snapshot with every table's row count and checksum), writes more orders, then deletes the instance
 with ``SkipFinalSnapshot``, as a clean-up script or a person in the wrong account would. The
 ``db-restore`` runbook restores the snapshot and verifies it: the environment's own database back
-into service under its identifier (its Terraform apply, the fleets rolled onto the new secret), an
+into service under its identifier (Terraform's applies, the fleets rolled onto the new secret), an
 instance named with ``-p instance`` into a new instance beside it.
 
 The drill's own record (:func:`record_path`, in LABKIT_HOME: the ids written before and after the
