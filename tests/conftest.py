@@ -426,13 +426,16 @@ def staging_stack(sandbox: RunningSandbox, tmp_path_factory: pytest.TempPathFact
         upload_artifact(target, bucket, version, out, faults or None)
     staging = Stack("staging", target)
     apply_staging_before_composition(staging, BLUE_SERVES_1_0_0)
-    switch_plan = staging.plan(BLUE_SERVES_1_0_0)
-    staging.apply(BLUE_SERVES_1_0_0)  # records the moves in state; nothing else to do
+    # The old root built staging as it was before its cost settings; with those set back, the
+    # switch itself must change nothing. The apply then records the moves and takes the settings.
+    switch_plan = staging.plan({**BLUE_SERVES_1_0_0, **STAGING_BEFORE_COST_SETTINGS})
+    staging.apply(BLUE_SERVES_1_0_0)
     outputs = staging.outputs()
     wait_for(
         "blue to be healthy",
-        lambda: set(target_states(target, str(outputs["blue_target_group_arn"])).values())
-        == {("healthy", None)},
+        lambda: (
+            set(target_states(target, str(outputs["blue_target_group_arn"])).values()) == {("healthy", None)}
+        ),
         timeout_s=90,
     )
     return StagingStack(target=target, artifact_bucket=bucket, outputs=outputs, switch_plan=switch_plan)
@@ -453,6 +456,16 @@ def apply_staging_before_composition(staging: Stack, variables: dict[str, object
     )
     old.init(backend_config=staging.backend_config())
     old.apply(variables=staging.variables(variables, carry_over=False))
+
+
+#: Staging's cost settings (terraform/environments/staging/main.tf) set back with their variables:
+#: the stack the old root builds.
+STAGING_BEFORE_COST_SETTINGS = {
+    "instance_type": "t3.micro",
+    "spot_instances": False,
+    "enable_dashboard": True,
+    "alarm_topic_on_project_key": False,
+}
 
 
 #: The staging deployment the fixture applies: blue serves 1.0.0 on two instances, green is idle.

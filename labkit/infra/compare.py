@@ -46,6 +46,8 @@ APPLIED_SETTINGS = {
 }
 _OPTIONS = hcl2.SerializationOptions(with_comments=False, strip_string_quotes=True, explicit_blocks=False)
 _VAR = re.compile(r"\bvar\.([A-Za-z_][A-Za-z0-9_]*)")
+_LOCAL = re.compile(r"\blocal\.([A-Za-z_][A-Za-z0-9_]*)")
+_SETTING = re.compile(r"\blocal\.settings\.([A-Za-z_][A-Za-z0-9_]*)")
 _INDEX = re.compile(r"\[[^\]]*\]")
 
 
@@ -99,6 +101,25 @@ def setting_resources(folder: Path) -> dict[str, set[str]]:
                                 for setting in passed.get(arg, ()):
                                     follows.setdefault(setting, set()).add(f"module.{module}.{rtype}.{rname}")
     return follows
+
+
+def settings_passed(root: Path) -> dict[str, set[str]]:
+    """Which of the root's settings each composition variable reads, by name, where the two names
+    differ: ``module.environment``'s arguments in the root's ``composition.tf``, and the locals they
+    read (one level), searched for ``local.settings.NAME``. Staging's ``alarm_topic_on_project_key``
+    reaches the composition as ``alarm_kms_key_arn``."""
+    hcl = read_hcl(root / "composition.tf")
+    local_exprs = {name: str(value) for block in hcl.get("locals", []) for name, value in block.items()}
+    passed: dict[str, set[str]] = {}
+    for call in hcl.get("module", []):
+        for arguments in call.values():
+            for variable, value in arguments.items():
+                expression = str(value)
+                expression += "".join(local_exprs.get(name, "") for name in _LOCAL.findall(expression))
+                names = set(_SETTING.findall(expression)) - {variable}
+                if names:
+                    passed[variable] = names
+    return passed
 
 
 def lock_versions(root: Path) -> dict[str, str]:
@@ -236,9 +257,20 @@ def read_side(stack: Stack, other: Stack | None = None) -> tuple[Side, str | Non
         resolved=resolved_composition(stack.root, data_dir),
         providers=lock_versions(stack.root),
         resources=resources,
-        follows=setting_resources(folder),
+        follows=root_setting_resources(stack.root, folder),
     )
     return side, note
+
+
+def root_setting_resources(root: Path, folder: Path) -> dict[str, set[str]]:
+    """:func:`setting_resources` of the composition in ``folder``, with each resource a variable
+    brings also brought by the root's setting that variable reads under another name
+    (:func:`settings_passed`)."""
+    follows = setting_resources(folder)
+    for variable, names in settings_passed(root).items():
+        for name in names:
+            follows.setdefault(name, set()).update(follows.get(variable, set()))
+    return follows
 
 
 def compare(left: Stack, right: Stack) -> Comparison:

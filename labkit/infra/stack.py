@@ -40,6 +40,7 @@ import json
 import re
 import shutil
 import tempfile
+import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -418,11 +419,19 @@ class Stack:
         It plans in a copy of ``terraform/`` with empty local state, so it needs no state bucket and
         touches no backend; it creates nothing, so it needs no ``allow_spend`` either. Data sources
         are read from the target. The deployment variables are the roots' defaults plus ``variables``.
+        Global, which makes the project's KMS key, is planned from nothing too, so an environment's
+        plan names that key with a stand-in ARN (``project_kms_key_arn``, key id all zeros): the plan
+        is the same but for that ARN.
         """
+        given = dict(variables or {})
+        if self.env != "global":
+            names = self.names
+            stand_in = f"arn:aws:kms:{names.region}:{names.account_id}:key/{uuid.UUID(int=0)}"
+            given.setdefault("project_kms_key_arn", stand_in)
         with tempfile.TemporaryDirectory(prefix="labkit-scratch-") as tmp:
             why = "a plan from scratch, on empty local state"
             with self._local_root(Path(tmp) / "scratch.tfstate", why) as terraform:
-                result = terraform.plan(variables=self.variables(variables, carry_over=False))
+                result = terraform.plan(variables=self.variables(given, carry_over=False))
                 result.raw  # noqa: B018 -- read now: the temporary root it needs goes with the block
                 return result
 

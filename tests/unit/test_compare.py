@@ -22,6 +22,8 @@ from labkit.settings import TERRAFORM_DIR_ENV, terraform_dir
 from labkit.target import sandbox
 
 NAT = "module.environment.module.network.aws_nat_gateway.this[0]"
+DASHBOARD = "module.environment.module.monitoring.aws_cloudwatch_dashboard.this[0]"
+ALARM_KEY = "module.environment.module.monitoring.aws_kms_key.alarms[0]"
 LOCK = """# This file is maintained automatically by "terraform init".
 # Manual edits may be lost in future updates.
 
@@ -49,6 +51,10 @@ def test_settings_come_from_each_roots_main_tf() -> None:
     assert compare.declared_settings(environments / "staging") == {
         "vpc_cidr": "10.20.0.0/16",
         "enable_deletion_protection": False,
+        "instance_type": "t4g.micro",
+        "spot_instances": True,
+        "enable_dashboard": False,
+        "alarm_topic_on_project_key": True,
     }
     production = compare.declared_settings(environments / "production")
     assert production["enable_private_subnets"] is True
@@ -64,7 +70,18 @@ def test_module_defaults_and_what_follows_from_a_setting_are_read_from_the_modul
     assert compare.resource_kind(NAT).removeprefix("module.environment.") in follows["enable_private_subnets"]
     assert "module.network.aws_subnet.private" in follows["enable_private_subnets"]
     assert follows["enable_budget"] == {"module.monitoring.aws_budgets_budget.monthly"}
+    assert follows["enable_dashboard"] == {"module.monitoring.aws_cloudwatch_dashboard.this"}
     assert "vpc_cidr" not in follows  # a range changes attributes, never which resources exist
+
+
+def test_a_root_setting_passed_under_another_name_brings_what_the_variable_brings() -> None:
+    staging = terraform_dir() / "environments" / "staging"
+    assert compare.settings_passed(staging)["alarm_kms_key_arn"] == {"alarm_topic_on_project_key"}
+    follows = compare.root_setting_resources(staging, terraform_dir() / "modules")
+    assert follows["alarm_topic_on_project_key"] == {
+        "module.monitoring.aws_kms_key.alarms",
+        "module.monitoring.aws_kms_alias.alarms",
+    }
 
 
 def test_provider_versions_come_from_the_lock_file(tmp_path: Path) -> None:
@@ -87,7 +104,7 @@ def side(env: str, tree: Path, **overrides: Any) -> Side:
         "resolved": folder,
         "providers": {"registry.terraform.io/hashicorp/aws": "5.100.0"},
         "resources": {"module.environment.module.alb.aws_lb.this"},
-        "follows": compare.setting_resources(folder),
+        "follows": compare.root_setting_resources(root, folder),
     }
     values.update(overrides)
     return Side(**values)
@@ -107,7 +124,7 @@ def classify(a: Side, b: Side) -> dict[tuple[str, str], bool]:
 
 def test_declared_settings_and_what_they_bring_are_intended(tree: Path) -> None:
     staging = side("staging", tree)
-    production = side("production", tree, resources=staging.resources | {NAT})
+    production = side("production", tree, resources=staging.resources | {NAT, DASHBOARD, ALARM_KEY})
     assert classify(staging, production) == {
         ("setting", "vpc_cidr"): True,
         ("setting", "enable_deletion_protection"): True,
@@ -115,7 +132,13 @@ def test_declared_settings_and_what_they_bring_are_intended(tree: Path) -> None:
         ("setting", "health_check"): True,
         ("setting", "deregistration_delay"): True,
         ("setting", "monthly_budget_usd"): True,
+        ("setting", "instance_type"): True,
+        ("setting", "spot_instances"): True,
+        ("setting", "enable_dashboard"): True,
+        ("setting", "alarm_topic_on_project_key"): True,
         ("resource", NAT): True,
+        ("resource", DASHBOARD): True,
+        ("resource", ALARM_KEY): True,
     }
 
 

@@ -69,6 +69,7 @@ module "fleet" {
 
   image_id      = var.image_id
   instance_type = var.instance_type
+  spot          = var.spot_instances
   instance_tags = var.instance_tags
 
   wait_for_capacity_timeout = var.wait_for_capacity_timeout
@@ -119,6 +120,8 @@ module "monitoring" {
   load_balancer_arn_suffix = module.alb.lb_arn_suffix
   target_groups            = module.alb.target_group_arn_suffixes
   alarm_emails             = var.alarm_emails
+  kms_key_arn              = var.alarm_kms_key_arn
+  enable_dashboard         = var.enable_dashboard
   enable_budget            = var.enable_budget
   monthly_budget_usd       = var.monthly_budget_usd
 }

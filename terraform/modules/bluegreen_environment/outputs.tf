@@ -117,7 +117,7 @@ output "deployment" {
 }
 
 output "settings" {
-  description = "What differs between environments, as this one is built: VPC range, where instances sit, draining, deletion protection, health checks (null attributes take the alb module's defaults) and budget."
+  description = "What differs between environments, as this one is built: VPC range, where instances sit, draining, deletion protection, health checks (null attributes take the alb module's defaults), instance type, spot, dashboard and budget."
   value = {
     vpc_cidr                   = module.network.vpc_cidr_block
     private_subnets            = length(module.network.private_subnet_ids) > 0
@@ -125,6 +125,10 @@ output "settings" {
     deregistration_delay       = var.deregistration_delay
     enable_deletion_protection = var.enable_deletion_protection
     health_check               = var.health_check
+    instance_type              = var.instance_type
+    spot_instances             = var.spot_instances
+    dashboard                  = var.enable_dashboard
+    alarm_kms_key_arn          = module.monitoring.kms_key_arn
     budget_name                = module.monitoring.budget_name
   }
 }

@@ -83,6 +83,13 @@ variable "instance_type" {
   nullable    = false
 }
 
+variable "spot_instances" {
+  description = "Run both fleets on spot capacity (module fleet's spot): about 70 % off the instances, for an environment that can lose an instance for a few minutes when AWS reclaims it."
+  type        = bool
+  default     = false
+  nullable    = false
+}
+
 variable "wait_for_capacity_timeout" {
   description = "How long an apply waits for a fleet's new instances to be healthy in its target group (a Go duration; \"0\" does not wait). The deploy controller waits itself, with the strategy's health timeout and a rollback when it runs out, so by default an apply returns as soon as the ASG exists: a release that never turns healthy must not hold the apply (and the state lock) for minutes."
   type        = string
@@ -145,6 +152,19 @@ variable "alarm_emails" {
   type        = list(string)
   default     = []
   nullable    = false
+}
+
+variable "enable_dashboard" {
+  description = "Create the CloudWatch dashboard (module monitoring's enable_dashboard)."
+  type        = bool
+  default     = true
+  nullable    = false
+}
+
+variable "alarm_kms_key_arn" {
+  description = "KMS key for the alarm topic; null makes one for it (module monitoring's kms_key_arn). The key's policy must let cloudwatch.amazonaws.com and budgets.amazonaws.com use it, as the project's key does."
+  type        = string
+  default     = null
 }
 
 variable "enable_budget" {

@@ -175,6 +175,15 @@ resource "aws_launch_template" "this" {
     http_put_response_hop_limit = 1
   }
 
+  # One-time spot requests that terminate when reclaimed: the only kind an Auto Scaling group
+  # launches, and the group replaces a reclaimed instance like any other unhealthy one.
+  dynamic "instance_market_options" {
+    for_each = var.spot ? [1] : []
+    content {
+      market_type = "spot"
+    }
+  }
+
   block_device_mappings {
     device_name = "/dev/xvda"
     ebs {

@@ -52,3 +52,8 @@ output "database" {
   description = "The database the app runs on (its DATABASE_* settings in app.service; the role may read its secret), or null."
   value       = var.database
 }
+
+output "market" {
+  description = "Where the instances run: \"spot\" or \"on-demand\" (variable spot)."
+  value       = var.spot ? "spot" : "on-demand"
+}

@@ -146,6 +146,13 @@ variable "instance_type" {
   default     = "t3.micro"
 }
 
+variable "spot" {
+  description = "Run the fleet's instances on spot capacity (about 70 % cheaper for t4g; AWS may reclaim an instance with two minutes' notice, and Auto Scaling then launches a replacement). For environments that can lose an instance for a few minutes, such as staging."
+  type        = bool
+  default     = false
+  nullable    = false
+}
+
 variable "root_volume_size" {
   description = "Size of the encrypted gp3 root volume in GiB; the Amazon Linux 2023 AMI needs at least 8."
   type        = number

@@ -208,6 +208,8 @@ locals {
 }
 
 resource "aws_cloudwatch_dashboard" "this" {
+  count = var.enable_dashboard ? 1 : 0
+
   dashboard_name = var.name
   dashboard_body = jsonencode({
     widgets = [

@@ -15,11 +15,16 @@ output "alarm_names" {
 }
 
 output "dashboard_name" {
-  description = "Name of the CloudWatch dashboard."
-  value       = aws_cloudwatch_dashboard.this.dashboard_name
+  description = "Name of the CloudWatch dashboard, or null when enable_dashboard is false."
+  value       = one(aws_cloudwatch_dashboard.this[*].dashboard_name)
 }
 
 output "budget_name" {
   description = "Name of the monthly budget, or null when enable_budget is false."
   value       = one(aws_budgets_budget.monthly[*].name)
+}
+
+output "kms_key_arn" {
+  description = "KMS key of the alarm topic: kms_key_arn when given, else the module's own."
+  value       = local.kms_key_arn
 }

@@ -95,6 +95,13 @@ variable "kms_key_arn" {
   default     = null
 }
 
+variable "enable_dashboard" {
+  description = "Create the CloudWatch dashboard ($3 a month beyond the account's three free ones). The alarms and metrics are the same without it; the lab's notebooks plot the metrics themselves."
+  type        = bool
+  default     = true
+  nullable    = false
+}
+
 variable "enable_budget" {
   description = "Create a monthly cost budget that notifies the alarm topic. On AWS only: the sandbox has no billing."
   type        = bool

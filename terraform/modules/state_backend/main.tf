@@ -15,7 +15,7 @@ locals {
 data "aws_iam_policy_document" "kms" {
   count = var.kms_key_arn == null ? 1 : 0
 
-  # The account (and through it, IAM policies) administers and uses the key; nothing else does.
+  # The account (and through it, IAM policies) administers and uses the key.
   statement {
     sid       = "AccountAdministersKeyThroughIam"
     actions   = ["kms:*"]
@@ -24,6 +24,26 @@ data "aws_iam_policy_document" "kms" {
     principals {
       type        = "AWS"
       identifiers = ["arn:${data.aws_partition.current.partition}:iam::${data.aws_caller_identity.current.account_id}:root"]
+    }
+  }
+
+  # An environment's alarm topic may be encrypted with this key (staging's is): CloudWatch alarms
+  # and AWS Budgets publish to it, for this account only (the conditions keep another account's
+  # alarms from using the key through the service: the confused deputy).
+  statement {
+    sid       = "AlarmsAndBudgetsOfThisAccountPublish"
+    actions   = ["kms:GenerateDataKey*", "kms:Decrypt"]
+    resources = ["*"]
+
+    principals {
+      type        = "Service"
+      identifiers = ["cloudwatch.amazonaws.com", "budgets.amazonaws.com"]
+    }
+
+    condition {
+      test     = "StringEquals"
+      variable = "aws:SourceAccount"
+      values   = [data.aws_caller_identity.current.account_id]
     }
   }
 }

@@ -20,9 +20,16 @@ locals {
   }
 
   enable_database = var.enable_database != null ? var.enable_database : try(local.settings.enable_database, false)
+  # The alarm topic on the project's key instead of a key of its own (a dollar a month less); the
+  # key's policy lets CloudWatch alarms and AWS Budgets of this account use it (modules/state_backend).
+  alarm_topic_on_project_key = var.alarm_topic_on_project_key != null ? var.alarm_topic_on_project_key : try(local.settings.alarm_topic_on_project_key, false)
   # The project's key unless one is given: global's state_backend names it after the state bucket.
-  lookup_project_key   = local.enable_database && var.database_kms_key_arn == null
-  database_kms_key_arn = local.lookup_project_key ? data.aws_kms_alias.project[0].target_key_arn : var.database_kms_key_arn
+  needs_project_key  = local.enable_database || local.alarm_topic_on_project_key
+  lookup_project_key = local.needs_project_key && var.project_kms_key_arn == null
+  project_kms_key_arn = (
+    !local.needs_project_key ? null :
+    local.lookup_project_key ? data.aws_kms_alias.project[0].target_key_arn : var.project_kms_key_arn
+  )
 
   tags = merge(var.tags, {
     Project     = var.project
@@ -52,11 +59,15 @@ module "environment" {
   artifact_bucket = var.artifact_bucket
   vpc_cidr        = local.vpc_cidr
   image_id        = var.image_id
-  instance_type   = var.instance_type
+  instance_type   = var.instance_type != null ? var.instance_type : try(local.settings.instance_type, null)
+  spot_instances  = var.spot_instances != null ? var.spot_instances : try(local.settings.spot_instances, null)
   instance_tags   = local.tags
   certificate_arn = var.certificate_arn
   alarm_emails    = var.alarm_emails
   enable_budget   = var.enable_budget
+
+  enable_dashboard  = var.enable_dashboard != null ? var.enable_dashboard : try(local.settings.enable_dashboard, null)
+  alarm_kms_key_arn = local.alarm_topic_on_project_key ? local.project_kms_key_arn : null
 
   enable_private_subnets     = var.enable_private_subnets != null ? var.enable_private_subnets : try(local.settings.enable_private_subnets, null)
   health_check               = var.health_check != null ? var.health_check : try(local.settings.health_check, null)
@@ -66,7 +77,7 @@ module "environment" {
   wait_for_capacity_timeout  = var.wait_for_capacity_timeout
 
   enable_database      = local.enable_database
-  database_kms_key_arn = local.database_kms_key_arn
+  database_kms_key_arn = local.enable_database ? local.project_kms_key_arn : null
   # A restore's one-off input: never carried over to the next apply (outputs.tf's carried_variables).
   database_snapshot_identifier = var.database_snapshot_identifier
 

@@ -111,13 +111,13 @@ variable "enable_private_subnets" {
 }
 
 variable "enable_database" {
-  description = "Build the PostgreSQL database both colors share, in isolated subnets; null keeps the environment's own setting (off in both for now: the app uses no database yet)."
+  description = "Build the PostgreSQL database both colors share, in isolated subnets; null keeps the environment's own setting (off in both: every lab builds staging, and an RDS instance takes minutes to create)."
   type        = bool
   default     = null
 }
 
-variable "database_kms_key_arn" {
-  description = "KMS key (ARN) of the database's storage and secret; null uses the project's key, the global environment's (found by its alias, alias/<project>-tfstate-<account>-<region>)."
+variable "project_kms_key_arn" {
+  description = "The project's KMS key (ARN), for the database's storage and secret and, where the environment's settings set alarm_topic_on_project_key, its alarm topic; null finds the global environment's key by its alias (alias/<project>-tfstate-<account>-<region>)."
   type        = string
   default     = null
 }
@@ -154,8 +154,26 @@ variable "monthly_budget_usd" {
 }
 
 variable "instance_type" {
-  description = "EC2 instance type of both fleets (null: t3.micro)."
+  description = "EC2 instance type of both fleets; null keeps the environment's own (staging t4g.micro, production the module's t3.micro)."
   type        = string
+  default     = null
+}
+
+variable "spot_instances" {
+  description = "Run both fleets on spot capacity; null keeps the environment's own (staging on, production off)."
+  type        = bool
+  default     = null
+}
+
+variable "alarm_topic_on_project_key" {
+  description = "Encrypt the alarm topic with the project's key instead of a key of its own; null keeps the environment's own (staging on, production off)."
+  type        = bool
+  default     = null
+}
+
+variable "enable_dashboard" {
+  description = "Create the CloudWatch dashboard; null keeps the environment's own (staging off, production on)."
+  type        = bool
   default     = null
 }
 

@@ -52,12 +52,12 @@ run "a_production_database_is_protected_and_snapshotted_on_destroy" {
   command = plan
 
   variables {
-    region               = "us-east-1"
-    artifact_bucket      = "bglab-artifacts-123456789012-us-east-1"
-    blue_version         = "2.0.0"
-    green_version        = "2.0.0"
-    enable_database      = true
-    database_kms_key_arn = "arn:aws:kms:us-east-1:123456789012:key/99999999-8888-7777-6666-555555555555"
+    region              = "us-east-1"
+    artifact_bucket     = "bglab-artifacts-123456789012-us-east-1"
+    blue_version        = "2.0.0"
+    green_version       = "2.0.0"
+    enable_database     = true
+    project_kms_key_arn = "arn:aws:kms:us-east-1:123456789012:key/99999999-8888-7777-6666-555555555555"
   }
 
   assert {
@@ -66,6 +66,6 @@ run "a_production_database_is_protected_and_snapshotted_on_destroy" {
   }
   assert {
     condition     = length(data.aws_kms_alias.project) == 0
-    error_message = "A key given with database_kms_key_arn is used as is, without looking up the project's."
+    error_message = "A key given with project_kms_key_arn is used as is, without looking up the project's."
   }
 }

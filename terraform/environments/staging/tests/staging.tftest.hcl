@@ -25,8 +25,50 @@ run "staging_is_a_lab_that_tears_down" {
     error_message = "Staging: 10.20.0.0/16, public subnets, no deletion protection, a budget, blue serving."
   }
   assert {
-    condition     = output.database == null && length(data.aws_kms_alias.project) == 0
-    error_message = "No database (and no key lookup) unless enable_database: every lab builds staging."
+    condition     = output.database == null
+    error_message = "No database unless enable_database: every lab builds staging."
+  }
+}
+
+run "staging_keeps_to_its_budget" {
+  command = plan
+
+  assert {
+    condition = alltrue([
+      module.environment.settings.instance_type == "t4g.micro",
+      module.environment.settings.spot_instances,
+      !module.environment.settings.dashboard,
+      output.dashboard_name == null,
+    ])
+    error_message = "Staging runs Graviton instances on spot capacity and has no dashboard (bench/cost.py prices why)."
+  }
+  assert {
+    condition     = data.aws_kms_alias.project[0].name == "alias/bglab-tfstate-123456789012-us-east-1" && module.environment.settings.alarm_kms_key_arn == data.aws_kms_alias.project[0].target_key_arn
+    error_message = "Staging's alarm topic uses the project's key (found by its alias), not a key of its own."
+  }
+}
+
+run "a_setting_given_as_a_variable_wins_over_stagings_budget_settings" {
+  command = plan
+
+  variables {
+    instance_type              = "t3.micro"
+    spot_instances             = false
+    enable_dashboard           = true
+    alarm_topic_on_project_key = false
+  }
+
+  assert {
+    condition = alltrue([
+      module.environment.settings.instance_type == "t3.micro",
+      !module.environment.settings.spot_instances,
+      module.environment.settings.dashboard,
+    ])
+    error_message = "--var instance_type, spot_instances and enable_dashboard override staging's own settings."
+  }
+  assert {
+    condition     = length(data.aws_kms_alias.project) == 0
+    error_message = "With alarm_topic_on_project_key = false and no database, the root needs no project key."
   }
 }
 
@@ -39,7 +81,7 @@ run "the_database_uses_the_projects_key_and_tears_down_with_staging" {
 
   assert {
     condition     = data.aws_kms_alias.project[0].name == "alias/bglab-tfstate-123456789012-us-east-1"
-    error_message = "Without database_kms_key_arn, the root finds the project's key by the alias global's state_backend gives it."
+    error_message = "Without project_kms_key_arn, the root finds the project's key by the alias global's state_backend gives it."
   }
   assert {
     condition     = output.database.final_snapshot_identifier == null

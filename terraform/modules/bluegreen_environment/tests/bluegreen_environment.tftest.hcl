@@ -54,8 +54,28 @@ run "defaults_suit_a_lab_but_protect_the_load_balancer" {
       output.settings.vpc_cidr == "10.20.0.0/16", !output.settings.private_subnets,
       output.settings.instances_need_public_ip, output.settings.deregistration_delay == 5,
       output.settings.enable_deletion_protection,
+      output.settings.instance_type == "t3.micro", !output.settings.spot_instances, output.settings.dashboard,
     ])
-    error_message = "Defaults: public subnets (no NAT), 5 s draining, deletion protection on."
+    error_message = "Defaults: public subnets (no NAT), 5 s draining, deletion protection on, t3.micro on demand, a dashboard."
+  }
+}
+
+run "spot_a_given_alarm_key_and_no_dashboard" {
+  command = plan
+
+  variables {
+    spot_instances    = true
+    enable_dashboard  = false
+    alarm_kms_key_arn = "arn:aws:kms:us-east-1:123456789012:key/22222222-3333-4444-5555-666666666666"
+  }
+
+  assert {
+    condition     = alltrue([for color in ["blue", "green"] : module.fleet[color].market == "spot"]) && output.settings.spot_instances
+    error_message = "spot_instances reaches both fleets."
+  }
+  assert {
+    condition     = output.dashboard_name == null && output.settings.alarm_kms_key_arn == var.alarm_kms_key_arn
+    error_message = "No dashboard, and the alarm topic on the given key."
   }
 }
 

@@ -130,6 +130,28 @@ run "security_defaults_user_data_and_asg" {
   }
 }
 
+run "on_demand_unless_spot_is_asked_for" {
+  command = plan
+
+  assert {
+    condition     = length(aws_launch_template.this.instance_market_options) == 0
+    error_message = "By default the instances are on demand: no market options in the launch template."
+  }
+}
+
+run "spot_instances_from_the_launch_template" {
+  command = plan
+
+  variables {
+    spot = true
+  }
+
+  assert {
+    condition     = aws_launch_template.this.instance_market_options[0].market_type == "spot"
+    error_message = "With spot = true the launch template asks for spot capacity."
+  }
+}
+
 run "no_database_by_default" {
   command = plan
 

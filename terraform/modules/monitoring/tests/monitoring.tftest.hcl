@@ -66,7 +66,7 @@ run "three_alarms_per_color" {
     error_message = "A USD 50 monthly budget by default."
   }
   assert {
-    condition     = length(jsondecode(aws_cloudwatch_dashboard.this.dashboard_body).widgets) == 5
+    condition     = length(jsondecode(aws_cloudwatch_dashboard.this[0].dashboard_body).widgets) == 5
     error_message = "The dashboard has a widget per metric."
   }
 }
@@ -86,6 +86,28 @@ run "sandbox_has_no_budget" {
   assert {
     condition     = aws_sns_topic_subscription.email["oncall@example.com"].protocol == "email"
     error_message = "Alarm emails subscribe to the topic."
+  }
+}
+
+run "a_given_key_and_no_dashboard" {
+  command = plan
+
+  variables {
+    kms_key_arn      = "arn:aws:kms:us-east-1:123456789012:key/11111111-2222-3333-4444-555555555555"
+    enable_dashboard = false
+  }
+
+  assert {
+    condition     = length(aws_kms_key.alarms) == 0 && aws_sns_topic.alarms.kms_master_key_id == var.kms_key_arn
+    error_message = "With kms_key_arn given, the topic uses that key and the module makes none."
+  }
+  assert {
+    condition     = length(aws_cloudwatch_dashboard.this) == 0 && output.dashboard_name == null
+    error_message = "enable_dashboard = false creates no dashboard, and dashboard_name is null."
+  }
+  assert {
+    condition     = length(aws_cloudwatch_metric_alarm.error_rate) == 2
+    error_message = "The alarms do not depend on the dashboard."
   }
 }
 
