@@ -6,6 +6,9 @@ with AWS's default value, from AWS's own pages:
 - EC2 On-Demand standard vCPUs (``ec2``/``L-1216C47A``, default 5): the AWS CLI's
   ``get-aws-default-service-quota`` example (docs.aws.amazon.com/cli/latest/userguide/
   cli_service-quotas_code_examples.html);
+- EC2 standard Spot vCPUs (``ec2``/``L-34B43A08``, default 5): "Spot Instance quotas"
+  (docs.aws.amazon.com/AWSEC2/latest/UserGuide/using-spot-limits.html); a fleet on spot capacity
+  (staging's) counts here and not toward the On-Demand quota (:func:`vcpu_quota`);
 - Elastic IPs and VPCs per Region (``L-0263D0A3``, ``L-F678F1CE``, default 5 each): "Amazon VPC
   quotas" (docs.aws.amazon.com/vpc/latest/userguide/amazon-vpc-limits.html);
 - Application Load Balancers (``L-53DA6B97``, 50) and target groups (``L-B22855CB``, 3,000) per
@@ -46,6 +49,10 @@ VCPUS = Quota(
     "ec2", "L-1216C47A", "Running On-Demand Standard (A, C, D, H, I, M, R, T, Z) instances",
     "Amazon Elastic Compute Cloud (Amazon EC2)", 5.0, "vCPUs",
 )  # fmt: skip
+SPOT_VCPUS = Quota(
+    "ec2", "L-34B43A08", "All Standard (A, C, D, H, I, M, R, T, Z) Spot Instance Requests",
+    "Amazon Elastic Compute Cloud (Amazon EC2)", 5.0, "vCPUs",
+)  # fmt: skip
 ELASTIC_IPS = Quota(
     "ec2", "L-0263D0A3", "EC2-VPC Elastic IPs", "Amazon Elastic Compute Cloud (Amazon EC2)", 5.0, "addresses"
 )
@@ -58,7 +65,7 @@ TARGET_GROUPS = Quota(
     "elasticloadbalancing", "L-B22855CB", "Target Groups per Region",
     "Elastic Load Balancing (ELB)", 3000.0, "target groups",
 )  # fmt: skip
-QUOTAS: tuple[Quota, ...] = (VCPUS, ELASTIC_IPS, VPCS, ALBS, TARGET_GROUPS)
+QUOTAS: tuple[Quota, ...] = (VCPUS, SPOT_VCPUS, ELASTIC_IPS, VPCS, ALBS, TARGET_GROUPS)
 
 #: Instance states whose vCPUs count toward the On-Demand quota (AWS counts running instances;
 #: a pending one is about to run, so a launch already holds its vCPUs).
@@ -89,13 +96,21 @@ def is_standard_type(instance_type: str) -> bool:
     return family[0] in "acdhimrtz" and not family.startswith(_OTHER_BUCKETS)
 
 
-def standard_vcpus(instances: Iterable[tuple[str, str, str | None]], vcpus: Mapping[str, int]) -> int:
-    """vCPUs the On-Demand standard quota counts among ``instances`` given as (type, state, lifecycle):
-    pending or running, not Spot, of a standard family; ``vcpus`` maps each type to its vCPUs."""
+def vcpu_quota(market: str) -> Quota:
+    """The standard vCPU quota that instances of ``market`` ("spot" or "on-demand") count toward."""
+    return SPOT_VCPUS if market == "spot" else VCPUS
+
+
+def standard_vcpus(
+    instances: Iterable[tuple[str, str, str | None]], vcpus: Mapping[str, int], *, spot: bool = False
+) -> int:
+    """vCPUs a standard quota counts among ``instances`` given as (type, state, lifecycle): pending
+    or running, of a standard family, and Spot for the Spot quota (``spot``), else not Spot;
+    ``vcpus`` maps each type to its vCPUs."""
     return sum(
         vcpus[kind]
         for kind, state, lifecycle in instances
-        if state in COUNTED_STATES and lifecycle != "spot" and is_standard_type(kind)
+        if state in COUNTED_STATES and (lifecycle == "spot") == spot and is_standard_type(kind)
     )
 
 
@@ -166,6 +181,7 @@ def current_usage(target: Target) -> dict[str, float]:
     groups = sum(len(p["TargetGroups"]) for p in elbv2.get_paginator("describe_target_groups").paginate())
     return {
         VCPUS.code: float(standard_vcpus(instances, vcpus)),
+        SPOT_VCPUS.code: float(standard_vcpus(instances, vcpus, spot=True)),
         ELASTIC_IPS.code: float(len(ec2.describe_addresses()["Addresses"])),
         VPCS.code: float(sum(len(p["Vpcs"]) for p in ec2.get_paginator("describe_vpcs").paginate())),
         ALBS.code: float(sum(lb.get("Type") == "application" for lb in balancers)),

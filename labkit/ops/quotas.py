@@ -3,9 +3,12 @@ back, and the Service Quotas request that lets them launch.
 
 A fleet is *held back* when its Auto Scaling group runs fewer instances than it wants and its newest
 scaling activity failed (on AWS as in the sandbox: "Launching a new EC2 instance.  Status Reason: You
-have requested more vCPU capacity than your current vCPU limit of N allows ..."). What to request
-(:func:`vcpus_needed`): the vCPUs in use, plus the ones the held-back fleets still lack, plus room
-for the next blue/green deploy, which runs the idle color at the live one's size for a while.
+have requested more vCPU capacity than your current vCPU limit of N allows ...", or for a fleet on
+spot capacity "Max spot instance count exceeded."). Which quota holds it back follows from its
+launch template's market (:func:`labkit.infra.quotas.vcpu_quota`): the On-Demand standard vCPUs,
+or the standard Spot vCPUs (staging's fleets). What to request (:func:`vcpus_needed`), per quota:
+the vCPUs in use, plus the ones the held-back fleets still lack, plus room for the next blue/green
+deploy, which runs the idle color at the live one's size for a while.
 
 The request goes through the Service Quotas API (``RequestServiceQuotaIncrease``) on both targets.
 On AWS it is reviewed (``PENDING``, sometimes a support case) and Verify fails until it is granted;
@@ -16,12 +19,13 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import pandas as pd
 
 from labkit.infra import quotas
-from labkit.infra.quotas import VCPUS, Quota
+from labkit.infra.quotas import SPOT_VCPUS, VCPUS, Quota, vcpu_quota
 from labkit.infra.stack import Stack
 from labkit.ops.runbook import Action
 from labkit.target import Target
@@ -42,15 +46,20 @@ class HeldBack:
     instance_type: str
     vcpus_each: int
     reason: str
+    market: str = "on-demand"
 
     @property
     def missing_vcpus(self) -> int:
         return max(0, self.desired - self.in_service) * self.vcpus_each
 
+    @property
+    def quota(self) -> Quota:
+        """The vCPU quota its launches count toward."""
+        return vcpu_quota(self.market)
+
     def describe(self) -> str:
-        return (
-            f"{self.group}: {self.in_service} of {self.desired} running ({self.instance_type}); {self.reason}"
-        )
+        shape = self.instance_type if self.market == "on-demand" else f"{self.instance_type}, {self.market}"
+        return f"{self.group}: {self.in_service} of {self.desired} running ({shape}); {self.reason}"
 
 
 @dataclass(frozen=True)
@@ -110,21 +119,24 @@ def held_back(target: Target, groups: list[str]) -> list[HeldBack]:
         ]
         if not activities or activities[0]["StatusCode"] != "Failed":
             continue  # launching, not held back
-        kind = instance_type(target, group)
+        kind, market = launch_shape(target, group)
         found.append(
             HeldBack(name, int(group["DesiredCapacity"]), in_service, kind, vcpus_of(target, kind),
-                     str(activities[0].get("StatusMessage") or activities[0]["Description"]))
+                     str(activities[0].get("StatusMessage") or activities[0]["Description"]), market)
         )  # fmt: skip
     return found
 
 
-def instance_type(target: Target, group: dict[str, Any]) -> str:
-    """The instance type a group launches (its launch template's version)."""
+def launch_shape(target: Target, group: dict[str, Any]) -> tuple[str, str]:
+    """The instance type a group launches and its market, "spot" or "on-demand" (its launch
+    template's version)."""
     spec = group.get("LaunchTemplate") or {}
     versions = target.client("ec2").describe_launch_template_versions(
         LaunchTemplateId=spec["LaunchTemplateId"], Versions=[spec.get("Version") or "$Default"]
     )["LaunchTemplateVersions"]
-    return str(versions[0]["LaunchTemplateData"]["InstanceType"])
+    data = versions[0]["LaunchTemplateData"]
+    market = (data.get("InstanceMarketOptions") or {}).get("MarketType") or "on-demand"
+    return str(data["InstanceType"]), str(market)
 
 
 def vcpus_of(target: Target, kind: str) -> int:
@@ -141,9 +153,10 @@ def inspect(target: Target, stack: Stack) -> QuotaFinding:
         described = target.client("autoscaling").describe_auto_scaling_groups(AutoScalingGroupNames=groups)
         for group in described["AutoScalingGroups"]:
             largest = max(
-                largest, int(group["DesiredCapacity"]) * vcpus_of(target, instance_type(target, group))
+                largest, int(group["DesiredCapacity"]) * vcpus_of(target, launch_shape(target, group)[0])
             )
-    return QuotaFinding(table, tuple(held_back(target, groups)), largest, tuple(open_requests(target, VCPUS)))
+    requests = tuple(r for quota in (VCPUS, SPOT_VCPUS) for r in open_requests(target, quota))
+    return QuotaFinding(table, tuple(held_back(target, groups)), largest, requests)
 
 
 def open_requests(target: Target, quota: Quota) -> list[dict[str, Any]]:
@@ -164,24 +177,31 @@ def vcpus_needed(in_use: float, missing: float, deploy_room: float) -> float:
 
 
 def actions(target: Target, finding: QuotaFinding, *, vcpus: float = 0) -> list[Action]:
-    """The Plan: one increase request when a fleet is held back by the vCPU quota (``vcpus`` > 0
-    requests that value instead of :func:`vcpus_needed`'s). Nothing when no fleet is held back or a
-    request is already open (Verify then waits for it)."""
+    """The Plan: one increase request per vCPU quota that holds a fleet back (the On-Demand one,
+    or the Spot one for fleets on spot capacity; ``vcpus`` > 0 requests that value instead of
+    :func:`vcpus_needed`'s). Nothing when no fleet is held back or a request is already open
+    (Verify then waits for it)."""
     if not finding.held_back or finding.open_requests:
         return []
-    current = finding.value(VCPUS)
-    missing = sum(fleet.missing_vcpus for fleet in finding.held_back)
-    desired = vcpus or vcpus_needed(finding.usage(VCPUS), missing, finding.deploy_room_vcpus)
-    if desired <= current:
-        return []  # the quota allows it already: the fleets launch on Auto Scaling's next attempt
-    names = ", ".join(fleet.group for fleet in finding.held_back)
-    return [
-        Action(
-            f"Request {VCPUS.service_code} {VCPUS.code} ({VCPUS.name}) = {desired:g} vCPUs (now {current:g}; "
-            f"{names} lack {missing} vCPUs)",
-            lambda: request_increase(target, VCPUS, desired),
+    found = []
+    for quota in (VCPUS, SPOT_VCPUS):
+        fleets = [fleet for fleet in finding.held_back if fleet.quota == quota]
+        if not fleets:
+            continue
+        current = finding.value(quota)
+        missing = sum(fleet.missing_vcpus for fleet in fleets)
+        desired = vcpus or vcpus_needed(finding.usage(quota), missing, finding.deploy_room_vcpus)
+        if desired <= current:
+            continue  # the quota allows it already: the fleets launch on Auto Scaling's next attempt
+        names = ", ".join(fleet.group for fleet in fleets)
+        found.append(
+            Action(
+                f"Request {quota.service_code} {quota.code} ({quota.name}) = {desired:g} vCPUs (now "
+                f"{current:g}; {names} lack {missing} vCPUs)",
+                partial(request_increase, target, quota, desired),
+            )
         )
-    ]
+    return found
 
 
 def request_increase(target: Target, quota: Quota, desired: float) -> str:
@@ -207,6 +227,6 @@ def verify_fleets(target: Target, stack: Stack, *, timeout_s: float = VERIFY_TIM
         if all(have >= want for have, want in counts.values()):
             return True, detail
         if time.monotonic() > deadline:
-            pending = open_requests(target, VCPUS)
+            pending = [r for quota in (VCPUS, SPOT_VCPUS) for r in open_requests(target, quota)]
             return False, detail + (f"; request still {pending[0]['Status']}" if pending else "")
         time.sleep(1.0)

@@ -1,8 +1,9 @@
 """The quota drill on the drills' staging: blue scaled one instance past the vCPU quota through a
-real apply, Auto Scaling's failed launch as AWS records it, then quota-check run with papermill as a
-dry run (nothing changes), confirmed (the increase is granted, blue reaches its capacity) and again
-(nothing to do). Verified with reads the runbook did not write: Service Quotas' value, the group's
-instances, a plan with no changes. Staging is left as found: blue x2 on 1.0.0, the quota as it was.
+real apply (the Spot one: staging's fleets are on spot capacity), Auto Scaling's failed launch as
+AWS records it, then quota-check run with papermill as a dry run (nothing changes), confirmed (the
+increase is granted, blue reaches its capacity) and again (nothing to do). Verified with reads the
+runbook did not write: Service Quotas' value, the group's instances, a plan with no changes.
+Staging is left as found: blue x2 on 1.0.0, the quota as it was.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from labkit import sandbox as sandbox_service
-from labkit.infra.quotas import VCPUS
+from labkit.infra.quotas import SPOT_VCPUS
 from labkit.infra.stack import Stack
 from labkit.ops.drills import quota
 from labkit.ops.execute import RunbookRun, run_runbook
@@ -28,21 +29,22 @@ pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("drills-deploy")]
 
 @pytest.fixture()
 def staging(drills_stack: DrillsStack) -> Iterator[Stack]:
-    """Staging; afterwards blue x2 on 1.0.0 again and the vCPU quota as it was."""
+    """Staging; afterwards blue x2 on 1.0.0 again and the Spot vCPU quota as it was."""
     stack = drills_stack.stack()
     target = stack.target
     value = vcpu_quota(target)
     yield stack
     if vcpu_quota(target) != value:
-        sandbox_service.set_quota(target, VCPUS.code, value)
+        sandbox_service.set_quota(target, SPOT_VCPUS.code, value)
     deployment = stack.deployment()
     if any(deployment.get(name) != value for name, value in BLUE_SERVES_1_0_0.items()):
         stack.apply(BLUE_SERVES_1_0_0)
 
 
 def vcpu_quota(target: Target) -> float:
+    """The standard Spot vCPU quota, which staging's spot fleets count toward."""
     client = target.client("service-quotas")
-    return float(client.get_service_quota(ServiceCode="ec2", QuotaCode=VCPUS.code)["Quota"]["Value"])
+    return float(client.get_service_quota(ServiceCode="ec2", QuotaCode=SPOT_VCPUS.code)["Quota"]["Value"])
 
 
 def in_service(target: Target, group: str) -> int:
@@ -60,8 +62,8 @@ def test_a_fleet_past_the_vcpu_quota_fails_to_launch_and_quota_check_recovers(
     target = staging.target
     facts = quota.inject(target, "staging")
     assert facts["capacity"] == facts["capacity_before"] + 1 == 3
-    assert f"current vCPU limit of {facts['value']:g} allows" in facts["activity"]
-    assert facts["activity"].endswith("Launching EC2 instance failed.")
+    assert facts["quota_code"] == SPOT_VCPUS.code
+    assert facts["activity"] == "Max spot instance count exceeded. Launching EC2 instance failed."
     assert in_service(target, facts["group"]) == 2
     assert not quota.fleets_at_capacity(target, "staging")[0]
 

@@ -18,7 +18,7 @@ from botocore.exceptions import ClientError
 
 from labkit import sandbox as sandbox_service
 from labkit.infra import quotas
-from labkit.infra.quotas import ALBS, ELASTIC_IPS, TARGET_GROUPS, VCPUS, VPCS, Quota
+from labkit.infra.quotas import ALBS, ELASTIC_IPS, SPOT_VCPUS, TARGET_GROUPS, VCPUS, VPCS, Quota
 from labkit.lab.doctor import check_quotas
 from labkit.target import Target
 from tests.conftest import RunningSandbox, wait_for
@@ -30,6 +30,7 @@ VCPU_MESSAGE = (
     "bucket that the specified instance type belongs to. Please visit "
     "http://aws.amazon.com/contact-us/ec2-request to request an adjustment to this limit."
 )
+SPOT_MESSAGE = "Max spot instance count exceeded"
 IMAGE = "ami-12c6146b"
 
 
@@ -63,6 +64,18 @@ CREATES: dict[str, tuple[Quota, Callable[[Target], Any], str, str]] = {
         ),
         "VcpuLimitExceeded",
         VCPU_MESSAGE,
+    ),
+    "spot-vcpus": (
+        SPOT_VCPUS,
+        lambda t: t.client("ec2").run_instances(
+            ImageId=IMAGE,
+            MinCount=1,
+            MaxCount=1,
+            InstanceType="t3.micro",
+            InstanceMarketOptions={"MarketType": "spot"},
+        ),
+        "MaxSpotInstanceCountExceeded",
+        SPOT_MESSAGE,
     ),
     "elastic-ips": (
         ELASTIC_IPS,
@@ -104,35 +117,48 @@ def test_a_create_past_its_quota_fails_with_awss_error(sandbox: RunningSandbox, 
         assert quotas.current_usage(sandbox.target)[quota.code] == used  # nothing was created
 
 
+@pytest.mark.parametrize("market", ["on-demand", "spot"])
 def test_an_auto_scaling_launch_past_the_vcpu_quota_fails_then_launches_once_granted(
-    sandbox: RunningSandbox,
+    sandbox: RunningSandbox, market: str
 ) -> None:
+    """On demand or on spot (the launch template's market, as staging's fleets ask for spot): the
+    launch counts toward that market's quota only, and a spot group's instances are spot ones."""
     target = sandbox.target
     ec2, autoscaling = target.client("ec2"), target.client("autoscaling")
     group, template = name(), name()
-    ec2.create_launch_template(
-        LaunchTemplateName=template, LaunchTemplateData={"ImageId": IMAGE, "InstanceType": "t3.micro"}
-    )
-    with no_headroom(target, VCPUS) as used:
+    spot = market == "spot"
+    quota = SPOT_VCPUS if spot else VCPUS
+    data: dict[str, Any] = {"ImageId": IMAGE, "InstanceType": "t3.micro"}
+    if spot:
+        data["InstanceMarketOptions"] = {"MarketType": "spot"}
+    ec2.create_launch_template(LaunchTemplateName=template, LaunchTemplateData=data)
+    with no_headroom(target, quota) as used:
+        other = quotas.current_usage(target)[(VCPUS if spot else SPOT_VCPUS).code]
         try:
             autoscaling.create_auto_scaling_group(
                 AutoScalingGroupName=group, MinSize=0, MaxSize=2, DesiredCapacity=1,
                 LaunchTemplate={"LaunchTemplateName": template}, VPCZoneIdentifier=default_subnets(target)[0],
             )  # fmt: skip
             (failed, *_) = autoscaling.describe_scaling_activities(AutoScalingGroupName=group)["Activities"]
-            reason = VCPU_MESSAGE.format(f"{used:g}") + " Launching EC2 instance failed."
+            refusal = SPOT_MESSAGE + "." if spot else VCPU_MESSAGE.format(f"{used:g}")
+            reason = refusal + " Launching EC2 instance failed."
             assert failed["StatusCode"] == "Failed" and failed["StatusMessage"] == reason
             assert failed["Description"] == f"Launching a new EC2 instance.  Status Reason: {reason}"
             assert "increasing the capacity from 0 to 1" in failed["Cause"]
             assert not instances_of(target, group)
 
             granted = target.client("service-quotas").request_service_quota_increase(
-                ServiceCode="ec2", QuotaCode=VCPUS.code, DesiredValue=used + 2
+                ServiceCode="ec2", QuotaCode=quota.code, DesiredValue=used + 2
             )["RequestedQuota"]
             assert granted["Status"] == "APPROVED"
             wait_for(
                 "Auto Scaling's next launch", lambda: len(instances_of(target, group)) == 1, timeout_s=20
             )
+            (launched,) = ec2.describe_instances(InstanceIds=instances_of(target, group))["Reservations"]
+            assert launched["Instances"][0].get("InstanceLifecycle") == ("spot" if spot else None)
+            counted = quotas.current_usage(target)
+            assert counted[quota.code] == used + 2  # a t3.micro's 2 vCPUs, on its own market's quota
+            assert counted[(VCPUS if spot else SPOT_VCPUS).code] == other
         finally:
             autoscaling.delete_auto_scaling_group(AutoScalingGroupName=group, ForceDelete=True)
             ec2.delete_launch_template(LaunchTemplateName=template)

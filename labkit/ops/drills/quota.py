@@ -1,7 +1,9 @@
 """Drill ``quota``: the account's vCPU quota leaves no room, and the blue fleet is scaled up with
-``labkit stack apply`` (one more instance): the apply succeeds, Auto Scaling's launch fails with
-``VcpuLimitExceeded`` in the group's scaling activities, as on AWS. ``quota-check`` finds the
-fleet held back and requests the increase through Service Quotas.
+``labkit stack apply`` (one more instance): the apply succeeds, Auto Scaling's launch fails in the
+group's scaling activities, as on AWS (``VcpuLimitExceeded`` on demand; "Max spot instance count
+exceeded" for a fleet on spot capacity, as staging's is). ``quota-check`` finds the fleet held back
+and requests the increase through Service Quotas. The quota lowered is the one the fleet's
+launches count toward (:func:`labkit.infra.quotas.vcpu_quota` of its launch template's market).
 
 The quota is lowered to the vCPUs in use through the sandbox's control path (AWS has no API that
 lowers a quota: in life the account simply has too few). The runbook is asked to request the value
@@ -18,7 +20,6 @@ from typing import Any
 from labkit import sandbox
 from labkit.errors import DrillError
 from labkit.infra import quotas
-from labkit.infra.quotas import VCPUS
 from labkit.infra.stack import Stack
 from labkit.ops import quotas as quota_check
 from labkit.ops.drills import Drill
@@ -30,20 +31,22 @@ DETECT_TIMEOUT_S = 30.0
 
 
 def inject(target: Target, environment: str, *, color: str = "blue", extra: int = 1) -> dict[str, Any]:
-    """Lower the vCPU quota to what runs, then apply ``color``'s capacity plus ``extra``; the facts."""
+    """Lower the fleet's vCPU quota to what runs, apply ``color``'s capacity plus ``extra``; the facts."""
     stack = Stack(environment, target, reporter=None)
     capacity = int(stack.deployment().get(f"{color}_capacity") or 0)
     group = str(stack.outputs()[f"{color}_asg_name"])
-    in_use = quotas.current_usage(target)[VCPUS.code]
-    before = sandbox.set_quota(target, VCPUS.code, in_use)
+    described = target.client("autoscaling").describe_auto_scaling_groups(AutoScalingGroupNames=[group])
+    quota = quotas.vcpu_quota(quota_check.launch_shape(target, described["AutoScalingGroups"][0])[1])
+    in_use = quotas.current_usage(target)[quota.code]
+    before = sandbox.set_quota(target, quota.code, in_use)
     try:
         stack.apply({f"{color}_capacity": capacity + extra})
         activity = _wait_for_failed_launch(target, group)
     except Exception:
-        sandbox.set_quota(target, VCPUS.code, before)  # leave the account as it was
+        sandbox.set_quota(target, quota.code, before)  # leave the account as it was
         raise
     return {
-        "quota_code": VCPUS.code,
+        "quota_code": quota.code,
         "value_before": before,
         "value": in_use,
         "group": group,

@@ -19,7 +19,12 @@ backend/issues/17 for VPCs), and ELBv2's are its API reference's:
   more vCPU capacity than your current vCPU limit of N allows for the instance bucket that the
   specified instance type belongs to. Please visit http://aws.amazon.com/contact-us/ec2-request to
   request an adjustment to this limit.";
-- an Auto Scaling launch past it launches what fits and records a failed scaling activity,
+- ``RunInstances`` on spot capacity (``InstanceMarketOptions``) past the standard Spot vCPUs:
+  ``MaxSpotInstanceCountExceeded``, "Max spot instance count exceeded" (the words of "Spot Instance
+  quotas", docs.aws.amazon.com/AWSEC2/latest/UserGuide/using-spot-limits.html). An Auto Scaling group
+  whose launch template asks for spot capacity launches spot instances (stock moto launches them on
+  demand), counted against that quota; nothing reclaims them;
+- an Auto Scaling launch past either launches what fits and records a failed scaling activity,
   "Launching a new EC2 instance.  Status Reason: <that message> Launching EC2 instance failed.",
   with the cause "... increasing the capacity from N to M." (the shape ``DescribeScalingActivities``
   shows on AWS, e.g. github.com/kubernetes/autoscaler/issues/1263); the service retries every
@@ -44,6 +49,7 @@ import json
 import logging
 import uuid
 from collections.abc import Callable, Iterable
+from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import Any
 
@@ -51,6 +57,7 @@ from labkit.infra.quotas import (
     ALBS,
     ELASTIC_IPS,
     QUOTAS,
+    SPOT_VCPUS,
     TARGET_GROUPS,
     VCPUS,
     VPCS,
@@ -60,6 +67,7 @@ from labkit.infra.quotas import (
     headroom,
     is_standard_type,
     standard_vcpus,
+    vcpu_quota,
 )
 
 Patch = Callable[[type, str, object], None]
@@ -73,6 +81,7 @@ REQUESTS = "labkit_quota_requests"
 #: The values a sandbox region starts with (AWS's defaults, but for vCPUs and VPCs; see above).
 SANDBOX_START: dict[str, float] = {
     VCPUS.code: 64.0,
+    SPOT_VCPUS.code: 64.0,
     ELASTIC_IPS.code: ELASTIC_IPS.aws_default,
     VPCS.code: 20.0,
     ALBS.code: ALBS.aws_default,
@@ -86,6 +95,7 @@ VCPU_MESSAGE = (
     "instance bucket that the specified instance type belongs to. Please visit "
     "http://aws.amazon.com/contact-us/ec2-request to request an adjustment to this limit."
 )
+SPOT_MESSAGE = "Max spot instance count exceeded"
 
 
 # --- applied values ---
@@ -154,25 +164,47 @@ def vcpus_of(instance_type: str) -> int:
     return int((INSTANCE_TYPES.get(instance_type) or {}).get("VCpuInfo", {}).get("DefaultVCpus", 1))
 
 
-def standard_vcpus_in_use(ec2_backend: Any) -> int:
+def standard_vcpus_in_use(ec2_backend: Any, *, spot: bool = False) -> int:
     instances = [(i.instance_type, i.state, i.lifecycle) for i in ec2_backend.all_instances()]
-    return standard_vcpus(instances, {kind: vcpus_of(kind) for kind, _, _ in instances})
+    return standard_vcpus(instances, {kind: vcpus_of(kind) for kind, _, _ in instances}, spot=spot)
 
 
-def _fitting(ec2_backend: Any, instance_type: str, count: int) -> tuple[int, float]:
-    """How many of ``count`` instances of ``instance_type`` fit the vCPU quota now, and the quota."""
-    limit = applied(ec2_backend.account_id, ec2_backend.region_name, VCPUS.code)
+def _fitting(ec2_backend: Any, instance_type: str, count: int, *, spot: bool = False) -> tuple[int, float]:
+    """How many of ``count`` instances of ``instance_type`` fit the vCPU quota of their market now
+    (the Spot one with ``spot``), and the quota."""
+    quota = vcpu_quota("spot" if spot else "on-demand")
+    limit = applied(ec2_backend.account_id, ec2_backend.region_name, quota.code)
     if not is_standard_type(instance_type):
         return count, limit
     each = vcpus_of(instance_type)
-    left = headroom(limit, standard_vcpus_in_use(ec2_backend))
+    left = headroom(limit, standard_vcpus_in_use(ec2_backend, spot=spot))
     return min(count, int(left // each)), limit
 
 
-def vcpu_error(limit: float) -> Exception:
+def vcpu_error(limit: float, *, spot: bool = False) -> Exception:
     from moto.ec2.exceptions import EC2ClientError
 
+    if spot:
+        return EC2ClientError("MaxSpotInstanceCountExceeded", SPOT_MESSAGE)
     return EC2ClientError("VcpuLimitExceeded", VCPU_MESSAGE.format(limit=f"{limit:g}"))
+
+
+def launch_message(limit: float, *, spot: bool) -> str:
+    """Why a launch was refused, in EC2's words: the Spot quota's or the On-Demand one's."""
+    return SPOT_MESSAGE + "." if spot else VCPU_MESSAGE.format(limit=f"{limit:g}")
+
+
+def template_is_spot(group: Any) -> bool:
+    """Whether an Auto Scaling group's launch template (the version it launches) asks for spot."""
+    if group.ec2_launch_template is None:
+        return False
+    data = group.ec2_launch_template.get_version(group.launch_template_version).data
+    return str((data.get("InstanceMarketOptions") or {}).get("MarketType") or "") == "spot"
+
+
+#: Set while an Auto Scaling group whose template asks for spot launches: moto's group calls
+#: RunInstances without the template's market options, so the mend below adds them.
+_SPOT_LAUNCH: ContextVar[bool] = ContextVar("labkit_spot_launch", default=False)
 
 
 # --- the mends ---
@@ -198,10 +230,15 @@ def _mend_ec2(patch: Patch) -> None:
     stock_allocate = ElasticAddressBackend.allocate_address
 
     def run_instances(self: Any, image_id: str, count: int, *args: Any, **kwargs: Any) -> Any:
+        # moto's own spot requests and fleets pass lifecycle="spot" and are not quota-checked here;
+        # RunInstances with spot market options, and Auto Scaling's spot launches, are.
         if kwargs.get("lifecycle") != "spot":
-            fits, limit = _fitting(self, _requested_type(self, kwargs), count)
+            spot = kwargs.get("instance_market_options") == "spot" or _SPOT_LAUNCH.get()
+            fits, limit = _fitting(self, _requested_type(self, kwargs), count, spot=spot)
             if fits < count:
-                raise vcpu_error(limit)
+                raise vcpu_error(limit, spot=spot)
+            if spot:
+                kwargs["lifecycle"] = "spot"  # what DescribeInstances shows as InstanceLifecycle
         return stock_run(self, image_id, count, *args, **kwargs)
 
     def create_vpc(self: Any, *args: Any, **kwargs: Any) -> Any:
@@ -271,23 +308,28 @@ def _mend_autoscaling(patch: Patch) -> None:
         self: Any, count_needed: int, propagated_tags: dict[str, str]
     ) -> None:
         ec2_backend = self.autoscaling_backend.ec2_backend
-        fits, limit = _fitting(ec2_backend, self.instance_type, count_needed)
+        spot = template_is_spot(self)
+        fits, limit = _fitting(ec2_backend, self.instance_type, count_needed, spot=spot)
         before = len(self.active_instances())
         if fits > 0:
-            stock_replace(self, fits, propagated_tags)
+            token = _SPOT_LAUNCH.set(spot)
+            try:
+                stock_replace(self, fits, propagated_tags)
+            finally:
+                _SPOT_LAUNCH.reset(token)
         if fits < count_needed:
-            _record_failed_launch(self, before, limit)
+            _record_failed_launch(self, before, limit, spot=spot)
         self.labkit_last_launch = datetime.now(UTC)
 
     patch(FakeAutoScalingGroup, "replace_autoscaling_group_instances", replace_autoscaling_group_instances)
 
 
-def _record_failed_launch(group: Any, current: int, limit: float) -> None:
+def _record_failed_launch(group: Any, current: int, limit: float, *, spot: bool) -> None:
     from labkit.sandbox.server import healing
 
     moment = datetime.now(UTC)
     stamp = moment.strftime("%Y-%m-%dT%H:%M:%SZ")
-    reason = VCPU_MESSAGE.format(limit=f"{limit:g}") + " Launching EC2 instance failed."
+    reason = launch_message(limit, spot=spot) + " Launching EC2 instance failed."
     subnet = (group.vpc_zone_identifier or "").split(",")[0]
     healing.record(
         group.autoscaling_backend,
