@@ -112,9 +112,11 @@ def _stack(env: str, target: Target) -> Stack:
 
 def _build(target: Target) -> dict[str, tuple[ApplyResult, PlanResult]]:
     """Each environment applied, then planned again: global first, staging and production beside it
-    as soon as its state and artifact buckets exist (all they need of it)."""
+    as soon as its state and artifact buckets and the project's key exist (all they need of it:
+    staging's alarm topic is encrypted with that key, which it finds by its alias)."""
     names = StackNames.for_target(target)
     s3 = target.client("s3")
+    kms = target.client("kms")
 
     def apply_then_plan(env: str, variables: dict[str, Any] | None) -> tuple[ApplyResult, PlanResult]:
         stack = _stack(env, target)
@@ -124,13 +126,16 @@ def _build(target: Target) -> dict[str, tuple[ApplyResult, PlanResult]]:
         if runs["global"].done():
             runs["global"].result()  # raises what global's apply raised
         listed = {b["Name"] for b in s3.list_buckets()["Buckets"]}
-        return {names.state_bucket, names.artifact_bucket} <= listed or None
+        aliases = {a["AliasName"] for a in kms.list_aliases()["Aliases"]}
+        return (
+            {names.state_bucket, names.artifact_bucket} <= listed and f"alias/{names.state_bucket}" in aliases
+        ) or None
 
     with ThreadPoolExecutor(len(ENVIRONMENTS)) as pool:
         runs: dict[str, Future[tuple[ApplyResult, PlanResult]]] = {
             "global": pool.submit(apply_then_plan, "global", None)
         }
-        wait_for("global's state and artifact buckets", buckets_exist, timeout_s=120)
+        wait_for("global's state and artifact buckets and the project's key", buckets_exist, timeout_s=120)
         # A staging or production apply refuses a release that is not in the artifact bucket.
         upload_artifact(target, names.artifact_bucket, "1.0.0", Path(os.environ["LABKIT_HOME"]) / "releases")
         for env in ENVIRONMENTS[1:]:

@@ -99,7 +99,9 @@ module "github_oidc" {
   artifact_bucket_arn = module.artifact_hardening.bucket_arn
   ledger_table_arn    = aws_dynamodb_table.ledger.arn
   # Rights only for what the app roots build: a budget where they have one; never flow logs, which
-  # bluegreen_environment does not turn on.
+  # bluegreen_environment does not turn on; no KMS key of staging's own, since its alarm topic uses
+  # the project's key (alarm_topic_on_project_key in environments/staging/main.tf).
   manage_budget    = var.enable_budget
   manage_flow_logs = false
+  manage_alarm_key = false
 }

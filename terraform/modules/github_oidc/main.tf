@@ -216,7 +216,7 @@ data "aws_iam_policy_document" "write" {
   #checkov:skip=CKV_AWS_111:EC2, ELB and Auto Scaling resources get their ARNs (random ids) only when created, so their create and modify actions cannot name them; those are listed one by one and limited to the region, and IAM, SNS, KMS alias, log group and budget writes are limited to the stack's name prefix.
   statement {
     sid = "NetworkLoadBalancerFleet"
-    actions = [
+    actions = concat([
       "ec2:CreateVpc", "ec2:DeleteVpc", "ec2:ModifyVpcAttribute",
       "ec2:CreateSubnet", "ec2:DeleteSubnet", "ec2:ModifySubnetAttribute",
       "ec2:CreateInternetGateway", "ec2:AttachInternetGateway", "ec2:DetachInternetGateway", "ec2:DeleteInternetGateway",
@@ -241,8 +241,7 @@ data "aws_iam_policy_document" "write" {
       "autoscaling:AttachLoadBalancerTargetGroups", "autoscaling:DetachLoadBalancerTargetGroups",
       "cloudwatch:PutMetricAlarm", "cloudwatch:DeleteAlarms", "cloudwatch:PutDashboard", "cloudwatch:DeleteDashboards",
       "cloudwatch:TagResource", "cloudwatch:UntagResource",
-      "kms:CreateKey",
-    ]
+    ], var.manage_alarm_key ? ["kms:CreateKey"] : [])
     resources = ["*"]
     condition {
       test     = "StringEquals"
@@ -300,24 +299,31 @@ data "aws_iam_policy_document" "write" {
     resources = ["arn:${local.partition}:sns:${local.region}:${local.account}:${local.prefix}-*"]
   }
 
-  statement {
-    sid = "OwnKeysThroughTheirAlias"
-    actions = [
-      "kms:DescribeKey", "kms:GetKeyPolicy", "kms:GetKeyRotationStatus", "kms:ListResourceTags",
-      "kms:PutKeyPolicy", "kms:EnableKeyRotation", "kms:TagResource", "kms:UntagResource", "kms:ScheduleKeyDeletion",
-    ]
-    resources = ["arn:${local.partition}:kms:${local.region}:${local.account}:key/*"]
-    condition {
-      test     = "StringLike"
-      variable = "kms:ResourceAliases"
-      values   = ["alias/${local.prefix}-*"]
+  # The alarm topic's own key (module monitoring), where the environment has one.
+  dynamic "statement" {
+    for_each = var.manage_alarm_key ? [1] : []
+    content {
+      sid = "OwnKeysThroughTheirAlias"
+      actions = [
+        "kms:DescribeKey", "kms:GetKeyPolicy", "kms:GetKeyRotationStatus", "kms:ListResourceTags",
+        "kms:PutKeyPolicy", "kms:EnableKeyRotation", "kms:TagResource", "kms:UntagResource", "kms:ScheduleKeyDeletion",
+      ]
+      resources = ["arn:${local.partition}:kms:${local.region}:${local.account}:key/*"]
+      condition {
+        test     = "StringLike"
+        variable = "kms:ResourceAliases"
+        values   = ["alias/${local.prefix}-*"]
+      }
     }
   }
 
-  statement {
-    sid       = "OwnKeyAliases"
-    actions   = ["kms:CreateAlias", "kms:DeleteAlias", "kms:UpdateAlias"]
-    resources = ["arn:${local.partition}:kms:${local.region}:${local.account}:alias/${local.prefix}-*", "arn:${local.partition}:kms:${local.region}:${local.account}:key/*"]
+  dynamic "statement" {
+    for_each = var.manage_alarm_key ? [1] : []
+    content {
+      sid       = "OwnKeyAliases"
+      actions   = ["kms:CreateAlias", "kms:DeleteAlias", "kms:UpdateAlias"]
+      resources = ["arn:${local.partition}:kms:${local.region}:${local.account}:alias/${local.prefix}-*", "arn:${local.partition}:kms:${local.region}:${local.account}:key/*"]
+    }
   }
 
   # VPC flow logs (the network module's enable_flow_logs): their log group, the flow log, and
@@ -462,14 +468,17 @@ data "aws_iam_policy_document" "plan_own_resources" {
     resources = ["arn:${local.partition}:sns:${local.region}:${local.account}:${local.prefix}-*"]
   }
 
-  statement {
-    sid       = "ReadOwnKeysThroughTheirAlias"
-    actions   = ["kms:DescribeKey", "kms:GetKeyPolicy", "kms:GetKeyRotationStatus", "kms:ListResourceTags"]
-    resources = ["arn:${local.partition}:kms:${local.region}:${local.account}:key/*"]
-    condition {
-      test     = "StringLike"
-      variable = "kms:ResourceAliases"
-      values   = ["alias/${local.prefix}-*"]
+  dynamic "statement" {
+    for_each = var.manage_alarm_key ? [1] : []
+    content {
+      sid       = "ReadOwnKeysThroughTheirAlias"
+      actions   = ["kms:DescribeKey", "kms:GetKeyPolicy", "kms:GetKeyRotationStatus", "kms:ListResourceTags"]
+      resources = ["arn:${local.partition}:kms:${local.region}:${local.account}:key/*"]
+      condition {
+        test     = "StringLike"
+        variable = "kms:ResourceAliases"
+        values   = ["alias/${local.prefix}-*"]
+      }
     }
   }
 

@@ -130,6 +130,12 @@ variable "manage_budget" {
   default     = true
 }
 
+variable "manage_alarm_key" {
+  description = "Whether the environment's alarm topic has a KMS key of its own (module monitoring's, when it is given none): the deploy role may then create the key and manage the keys and aliases under managed_name_prefix, and the plan role read them; false (staging, whose topic uses the project's key) leaves KMS keys out of reach but the state key."
+  type        = bool
+  default     = true
+}
+
 variable "manage_flow_logs" {
   description = "Whether the environment's VPC has flow logs (the network module's enable_flow_logs): the deploy role may then create the flow log, its log group under /vpc/managed_name_prefix and pass its role to the flow logs service."
   type        = bool

@@ -163,6 +163,13 @@ run "rights_follow_what_the_stack_builds" {
     error_message = "With manage_budget (the default) the deploy role manages the budget and the plan role reads it."
   }
   assert {
+    condition = alltrue([
+      contains([for s in data.aws_iam_policy_document.write.statement : s.sid], "OwnKeysThroughTheirAlias"),
+      contains([for s in data.aws_iam_policy_document.plan_own_resources.statement : s.sid], "ReadOwnKeysThroughTheirAlias"),
+    ])
+    error_message = "With manage_alarm_key (the default) the deploy role manages the keys under the prefix and the plan role reads them."
+  }
+  assert {
     condition = length(setintersection(
       [for s in concat(data.aws_iam_policy_document.write.statement, data.aws_iam_policy_document.plan_own_resources.statement, data.aws_iam_policy_document.state.statement, data.aws_iam_policy_document.plan_state.statement) : s.sid],
       ["OwnLogGroups", "FlowLogs", "PassFlowLogsRole", "ReadOwnLogGroups", "LockTable"],
@@ -176,6 +183,27 @@ run "rights_follow_what_the_stack_builds" {
   assert {
     condition     = alltrue([for s in data.aws_iam_policy_document.write.statement : !contains(s.actions, "ec2:CreateFlowLogs") && !contains(s.actions, "logs:CreateLogGroup")])
     error_message = "No flow log or log group rights without flow logs."
+  }
+}
+
+run "no_kms_rights_for_an_environment_without_a_key_of_its_own" {
+  command = plan
+
+  variables {
+    manage_alarm_key = false
+    plan_role_name   = "bglab-staging-plan"
+  }
+
+  assert {
+    condition = length(setintersection(
+      [for s in concat(data.aws_iam_policy_document.write.statement, data.aws_iam_policy_document.plan_own_resources.statement) : s.sid],
+      ["OwnKeysThroughTheirAlias", "OwnKeyAliases", "ReadOwnKeysThroughTheirAlias"],
+    )) == 0
+    error_message = "With manage_alarm_key = false neither role gets rights on keys under the prefix."
+  }
+  assert {
+    condition     = alltrue([for s in data.aws_iam_policy_document.write.statement : !contains(s.actions, "kms:CreateKey")])
+    error_message = "With manage_alarm_key = false the deploy role creates no KMS key."
   }
 }
 
