@@ -66,6 +66,8 @@ TARGET_GROUPS = Quota(
     "Elastic Load Balancing (ELB)", 3000.0, "target groups",
 )  # fmt: skip
 QUOTAS: tuple[Quota, ...] = (VCPUS, SPOT_VCPUS, ELASTIC_IPS, VPCS, ALBS, TARGET_GROUPS)
+#: The quotas a fleet's launches count toward, one per market (:func:`vcpu_quota`).
+VCPU_QUOTAS: tuple[Quota, ...] = (VCPUS, SPOT_VCPUS)
 
 #: Instance states whose vCPUs count toward the On-Demand quota (AWS counts running instances;
 #: a pending one is about to run, so a launch already holds its vCPUs).
@@ -99,6 +101,13 @@ def is_standard_type(instance_type: str) -> bool:
 def vcpu_quota(market: str) -> Quota:
     """The standard vCPU quota that instances of ``market`` ("spot" or "on-demand") count toward."""
     return SPOT_VCPUS if market == "spot" else VCPUS
+
+
+def market_of(template_data: Mapping[str, Any]) -> str:
+    """The market a launch template's data (``LaunchTemplateData``) launches on: "spot" when its
+    ``InstanceMarketOptions`` ask for it, else "on-demand"."""
+    options = template_data.get("InstanceMarketOptions") or {}
+    return "spot" if options.get("MarketType") == "spot" else "on-demand"
 
 
 def standard_vcpus(

@@ -25,7 +25,7 @@ from typing import Any
 import pandas as pd
 
 from labkit.infra import quotas
-from labkit.infra.quotas import SPOT_VCPUS, VCPUS, Quota, vcpu_quota
+from labkit.infra.quotas import VCPU_QUOTAS, Quota, market_of, vcpu_quota
 from labkit.infra.stack import Stack
 from labkit.ops.runbook import Action
 from labkit.target import Target
@@ -135,8 +135,7 @@ def launch_shape(target: Target, group: dict[str, Any]) -> tuple[str, str]:
         LaunchTemplateId=spec["LaunchTemplateId"], Versions=[spec.get("Version") or "$Default"]
     )["LaunchTemplateVersions"]
     data = versions[0]["LaunchTemplateData"]
-    market = (data.get("InstanceMarketOptions") or {}).get("MarketType") or "on-demand"
-    return str(data["InstanceType"]), str(market)
+    return str(data["InstanceType"]), market_of(data)
 
 
 def vcpus_of(target: Target, kind: str) -> int:
@@ -155,8 +154,7 @@ def inspect(target: Target, stack: Stack) -> QuotaFinding:
             largest = max(
                 largest, int(group["DesiredCapacity"]) * vcpus_of(target, launch_shape(target, group)[0])
             )
-    requests = tuple(r for quota in (VCPUS, SPOT_VCPUS) for r in open_requests(target, quota))
-    return QuotaFinding(table, tuple(held_back(target, groups)), largest, requests)
+    return QuotaFinding(table, tuple(held_back(target, groups)), largest, tuple(open_vcpu_requests(target)))
 
 
 def open_requests(target: Target, quota: Quota) -> list[dict[str, Any]]:
@@ -169,6 +167,11 @@ def open_requests(target: Target, quota: Quota) -> list[dict[str, Any]]:
         )
         found += [r for r in listed.get("RequestedQuotas", []) if r["QuotaCode"] == quota.code]
     return found
+
+
+def open_vcpu_requests(target: Target) -> list[dict[str, Any]]:
+    """Increase requests still under review for either vCPU quota (:data:`VCPU_QUOTAS`)."""
+    return [request for quota in VCPU_QUOTAS for request in open_requests(target, quota)]
 
 
 def vcpus_needed(in_use: float, missing: float, deploy_room: float) -> float:
@@ -184,7 +187,7 @@ def actions(target: Target, finding: QuotaFinding, *, vcpus: float = 0) -> list[
     if not finding.held_back or finding.open_requests:
         return []
     found = []
-    for quota in (VCPUS, SPOT_VCPUS):
+    for quota in VCPU_QUOTAS:
         fleets = [fleet for fleet in finding.held_back if fleet.quota == quota]
         if not fleets:
             continue
@@ -227,6 +230,6 @@ def verify_fleets(target: Target, stack: Stack, *, timeout_s: float = VERIFY_TIM
         if all(have >= want for have, want in counts.values()):
             return True, detail
         if time.monotonic() > deadline:
-            pending = [r for quota in (VCPUS, SPOT_VCPUS) for r in open_requests(target, quota)]
+            pending = open_vcpu_requests(target)
             return False, detail + (f"; request still {pending[0]['Status']}" if pending else "")
         time.sleep(1.0)

@@ -15,6 +15,7 @@ from labkit.infra.quotas import (
     find,
     headroom,
     is_standard_type,
+    market_of,
     standard_vcpus,
     vcpu_quota,
 )
@@ -56,6 +57,8 @@ def test_only_running_or_pending_on_demand_standard_instances_count() -> None:
 def test_a_fleet_on_spot_capacity_counts_toward_the_spot_quota() -> None:
     assert vcpu_quota("spot") is SPOT_VCPUS and vcpu_quota("on-demand") is VCPUS
     assert SPOT_VCPUS.code == "L-34B43A08" and SPOT_VCPUS.aws_default == 5
+    assert market_of({"InstanceType": "t4g.micro", "InstanceMarketOptions": {"MarketType": "spot"}}) == "spot"
+    assert market_of({"InstanceType": "t3.micro"}) == "on-demand"
 
 
 def test_headroom_and_what_goes_past_a_quota() -> None:

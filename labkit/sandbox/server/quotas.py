@@ -66,6 +66,7 @@ from labkit.infra.quotas import (
     find,
     headroom,
     is_standard_type,
+    market_of,
     standard_vcpus,
     vcpu_quota,
 )
@@ -198,8 +199,7 @@ def template_is_spot(group: Any) -> bool:
     """Whether an Auto Scaling group's launch template (the version it launches) asks for spot."""
     if group.ec2_launch_template is None:
         return False
-    data = group.ec2_launch_template.get_version(group.launch_template_version).data
-    return str((data.get("InstanceMarketOptions") or {}).get("MarketType") or "") == "spot"
+    return market_of(group.ec2_launch_template.get_version(group.launch_template_version).data) == "spot"
 
 
 #: Set while an Auto Scaling group whose template asks for spot launches: moto's group calls
