@@ -298,6 +298,21 @@ def run_drill(
     return _report(drill, environment, folder, journal, probe, runs, facts, before, after)
 
 
+def journal_verified(journal: Mapping[str, Any]) -> bool:
+    """The experiment completed, every method step (the injection, each runbook run) succeeded, and
+    the steady state held after it. chaoslib completes an experiment whose actions raised, and the
+    steady state holds after an injection that never happened: neither alone verifies a drill."""
+    steps = journal.get("run") or []
+    steady_after = journal.get("steady_states", {}).get("after") or {}
+    return (
+        journal.get("status") == "completed"
+        and not journal.get("deviated")
+        and bool(steps)
+        and all(step.get("status") == "succeeded" for step in steps)
+        and bool(steady_after.get("steady_state_met"))
+    )
+
+
 def _report(
     drill: Drill,
     environment: str,
@@ -311,11 +326,7 @@ def _report(
 ) -> DrillReport:
     injected = _moment(journal["run"][0]["end"]) if journal.get("run") else None
     steady_after = journal.get("steady_states", {}).get("after") or {}
-    verified = (
-        journal.get("status") == "completed"
-        and not journal.get("deviated")
-        and bool(steady_after.get("steady_state_met"))
-    )
+    verified = journal_verified(journal)
     after_probes = steady_after.get("probes") or []
     verified_at = _moment(after_probes[-1]["end"]) if verified and after_probes else None
     acted = next((r.record for r in runs if not r.record.dry_run), None)

@@ -10,7 +10,7 @@ import pytest
 
 from labkit.errors import DrillError, SpendNotAllowedError
 from labkit.ops import drill as drill_module
-from labkit.ops.drill import chaos_check, experiment, lost_versions
+from labkit.ops.drill import chaos_check, experiment, journal_verified, lost_versions
 from labkit.ops.drills import Drill
 from labkit.ops.probes import STEADY_STATE
 from labkit.target import Target
@@ -68,6 +68,33 @@ def test_chaoslib_runs_the_experiment_and_the_journal_shows_the_deviation(
     assert journal["run"][0]["output"] == {"cut": "the uplink"} and run.facts == {"cut": "the uplink"}
     assert journal["deviated"] is True
     assert journal["steady_states"]["after"]["probes"][0]["output"] == "FAILED: cut: the uplink"
+
+
+def harmless_inject(target: Target, environment: str, *, what: str = "nothing") -> dict[str, Any]:
+    return {"touched": what}
+
+
+def failing_inject(target: Target, environment: str, *, what: str = "nothing") -> dict[str, Any]:
+    raise DrillError("listener-weights starts from blue serving all traffic.", hint="Deploy to blue first.")
+
+
+@pytest.mark.parametrize(("inject", "verified"), [(harmless_inject, True), (failing_inject, False)])
+def test_a_drill_whose_injection_failed_is_not_verified(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, inject: Any, verified: bool
+) -> None:
+    """Found running drift on a stack where green served: the injection refused, chaoslib completed
+    the experiment anyway, the steady state held (nothing was broken) and the drill said VERIFIED."""
+    from chaoslib.experiment import run_experiment
+
+    BROKEN.clear()
+    checks = {"cable-intact": cable_intact}
+    drill = Drill(name="toy", summary="s", inject=inject, runbook=None, checks=checks, steady_state=())
+    run = drill_module._DrillRun(drill, None, "staging", tmp_path, say=lambda _: None)  # type: ignore[arg-type]
+    monkeypatch.setattr(drill_module, "_current", run)
+    journal = run_experiment(experiment(drill, "staging"))
+    assert journal["status"] == "completed" and not journal["deviated"]  # what chaoslib says either way
+    assert [step["status"] for step in journal["run"]] == ["succeeded" if verified else "failed"]
+    assert journal_verified(journal) is verified
 
 
 def test_an_activity_outside_a_drill_run_says_how_to_run_drills() -> None:
