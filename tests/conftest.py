@@ -45,12 +45,11 @@ STAGING_GROUP = "staging"
 #: The xdist group of every drill test: they share the ``drills_stack`` (one build).
 DRILLS_GROUP = "drills"
 #: The groups that each keep one worker busy for minutes, longest first, as the scheduler is to
-#: hand them out (summed test time in a six-worker run: 812, 765, 642, 528, 474, 427 and 347 s).
-#: The six workers start on the first six; lesson 12's worker takes lesson 10 next, since a
-#: worker asks for more once two or fewer of its tests are left.
-LONG_GROUPS = (
-    STAGING_GROUP, DRILLS_GROUP, "drills-deploy", "notebook-12", "notebooks", "db-restore", "notebook-10",
-)  # fmt: skip
+#: hand them out (summed test time in a six-worker run: 812, 765, 642, 528, 474 and 427 s; the
+#: learning path's, "notebooks", now also runs lessons 10 and 11, about 70 s more). The six
+#: workers start on them; lesson 12's worker takes the next group at once, since a worker asks for
+#: more once two or fewer of its tests are left.
+LONG_GROUPS = (STAGING_GROUP, DRILLS_GROUP, "drills-deploy", "notebook-12", "notebooks", "db-restore")
 
 
 @pytest.hookimpl(optionalhook=True)  # an xdist hook, unknown without xdist
@@ -85,11 +84,11 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
     The scheduler hands out groups in collection order (``--no-loadscope-reorder``), one to each
     worker, and gives a worker its next group as soon as two or fewer of its tests are left. So a
-    worker that starts on a group of one or two tests (lesson 12, lesson 10) is handed the next
-    group at once, and the two run one after the other. The run lasts at least as long as its
-    busiest worker, so the long groups go first in LONG_GROUPS' order: lesson 12 is paired with
-    lesson 10 (about 875 s with six workers), not with a drills group (about 1,060 s, which bounded
-    a run in which the order followed the files' names). The other groups keep their order.
+    worker that starts on a group of one or two tests (lesson 12) is handed the next group at
+    once, and the two run one after the other. The run lasts at least as long as its busiest
+    worker, so the long groups go first in LONG_GROUPS' order: lesson 12 is then paired with a
+    short group, not with a drills group (about 1,060 s, which bounded a run in which the order
+    followed the files' names). The other groups keep their order.
     Without loadgroup (``pytest -n 0``, a serial run) nothing is marked or moved.
     """
     if not config.getoption("loadgroup", False):  # xdist sets it in each worker under loadgroup

@@ -38,7 +38,9 @@ def parse_parameter_args(args: list[str]) -> dict[str, Any]:
 
 def run(
     ctx: typer.Context,
-    path: Annotated[Path, typer.Argument(help="A notebook, or a folder whose notebooks run in name order.")],
+    path: Annotated[
+        Path, typer.Argument(help="A notebook, or a folder whose notebooks run in the learning path's order.")
+    ],
     timeout: Annotated[
         float, typer.Option(help="Seconds each cell may run (0: no limit).")
     ] = DEFAULT_CELL_TIMEOUT_S,

@@ -12,6 +12,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from labkit import sandbox
@@ -142,6 +143,34 @@ def check_flag(name: str, value: object) -> None:
         )
 
 
+#: The order `labkit run` runs the lessons of a folder in (names without ``.ipynb``; others follow,
+#: by name). 10 and 11 work on the stack that 08 leaves serving, so they run before 09 tears it down:
+#: built again after 09, global and staging would cost them about 135 s (the AWS provider waits 60 s
+#: for a new load balancer and 56 s for each bucket's lifecycle rules). 12 builds staging with its
+#: database from nothing after 09, and tears it down itself. Each lesson also runs on its own.
+PATH_ORDER = (
+    "00-welcome-and-setup",
+    "01-state-backend",
+    "02-network",
+    "03-load-balancer",
+    "04-blue-fleet",
+    "05-green-release",
+    "06-traffic-shifting",
+    "07-automated-rollback",
+    "08-timing-and-cost",
+    "10-disaster-drills",
+    "11-ci-cd-and-identity",
+    "09-teardown",
+    "12-database-migrations",
+)
+
+
+def in_path_order(notebooks: list[Path]) -> list[Path]:
+    """``notebooks`` in :data:`PATH_ORDER`, any notebook it does not name after them, by name."""
+    rank = {name: index for index, name in enumerate(PATH_ORDER)}
+    return sorted(notebooks, key=lambda p: (rank.get(p.stem, len(rank)), p.name))
+
+
 #: What a lesson that needs a serving staging builds: blue serves 1.0.0 on two instances.
 SERVING_STAGING = {
     "blue_version": "1.0.0",
@@ -197,3 +226,22 @@ def ensure_staging(
         )
     say(f"staging serves ({waited:.0f} s for the fleet to turn healthy)")
     return dict(outputs)
+
+
+def ensure_serving(target: Target, *, say: Callable[[str], None] = print) -> dict[str, Any]:
+    """Staging as the earlier lessons left it when its load balancer answers 200 (nothing applied:
+    whichever color serves, the lesson uses it as it is); otherwise what :func:`ensure_staging`
+    builds. Returns staging's outputs."""
+    outputs = Stack("staging", target).outputs() if Stack("global", target).outputs() else {}
+    dns = outputs.get("alb_dns_name")
+    if dns:
+        url = target.alb_url(str(dns))
+        try:
+            answer = get(url)
+        except OSError as exc:  # refused or timed out: not serving, so build below
+            answer = Answer(0, str(exc))
+        if answer.status == 200:
+            say(f"staging serves: {answer.field('color')} {answer.field('version')} answers at {url}")
+            return dict(outputs)
+        say(f"staging's load balancer answers {answer.status or answer.body}: building it to serve")
+    return ensure_staging(target, say=say)

@@ -1,7 +1,9 @@
 """Run notebooks headless with papermill: ``labkit run`` and the notebook tests use this.
 
-- A path is one ``.ipynb`` or a folder, whose notebooks run in name order (``00-...``, ``01-...``) and
-  stop at the first failure, because each lesson builds on the ones before it.
+- A path is one ``.ipynb`` or a folder, whose notebooks run in the learning path's order
+  (:data:`labkit.lab.lesson.PATH_ORDER`: 00 to 08, then 10 and 11 on the stack 08 left, 09's
+  teardown, 12; other notebooks by name) and stop at the first failure, because each lesson builds
+  on the ones before it.
 - Parameters are injected after the cell tagged ``parameters``. A parameter must be declared in that cell
   (a typo such as ``taget`` would otherwise be injected and ignored); in a folder run each notebook gets
   the parameters it declares, and each parameter must be declared by at least one notebook.
@@ -32,6 +34,7 @@ from typing import Any
 
 from labkit.errors import ConfigError, NotebookRunError
 from labkit.lab.check import KERNEL_DISPLAY_NAME, KERNEL_NAME, cell_source
+from labkit.lab.lesson import in_path_order
 from labkit.settings import PROJECT_ROOT, RUN_DIR_ENV
 
 #: The default per-cell time limit, in seconds. Terraform applies of the ALB take about a minute.
@@ -63,13 +66,14 @@ def parse_value(text: str) -> Any:
 
 
 def collect_notebooks(path: Path) -> list[Path]:
-    """The notebook at ``path``, or the notebooks directly inside the folder ``path``, sorted by name."""
+    """The notebook at ``path``, or the notebooks directly inside the folder ``path``, in the
+    learning path's order (:data:`labkit.lab.lesson.PATH_ORDER`; other notebooks by name)."""
     if path.is_file():
         if path.suffix != ".ipynb":
             raise ConfigError(f"{path} is not a notebook (.ipynb).", hint="Give a .ipynb file or a folder.")
         return [path]
     if path.is_dir():
-        found = sorted(p for p in path.glob("*.ipynb") if p.is_file())
+        found = in_path_order([p for p in path.glob("*.ipynb") if p.is_file()])
         if not found:
             raise ConfigError(f"{path} holds no .ipynb notebooks.", hint="Check the path.")
         return found

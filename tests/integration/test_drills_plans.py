@@ -1,4 +1,4 @@
-"""Saved plans, the stale-plan drill, deletion protection and the accidental-destroy drill on the
+"""Saved plans, the stale-plan drill, deletion protection and the cidr-conflict drill on the
 drills' staging stack (real Terraform, real sandbox), in order:
 
 1. a plan saved through the CLI and the stale-plan drill (plans from two real commits in a clone,
@@ -7,10 +7,10 @@ drills' staging stack (real Terraform, real sandbox), in order:
 2. a destroy refused while the load balancer's deletion protection is on;
 3. the cidr-conflict drill: production planned with a range inside staging's, refused at plan.
 
-The accidental-destroy drill and its restore-environment runbook run end to end in lesson 10
-(tests/notebooks/test_disaster_drills_lesson.py): a real `labkit stack destroy` under a probe, the
-runbook's dry run, its confirmed run and a second run that finds nothing to do, verified by the
-drill's steady state.
+The accidental-destroy drill and its restore-environment runbook run end to end in
+test_drills_rebuild.py, on this group's stack after this module: a real `labkit stack destroy`
+under a probe, the runbook's dry run, its confirmed run and a second run that finds nothing to do,
+verified by the drill's steady state.
 """
 
 from __future__ import annotations

@@ -1,13 +1,13 @@
 """The learning path, executed the way `make lab` runs it: `labkit run` on its own sandbox.
 
-One run of notebooks 00 to 09 in order (each builds on the one before), in a private LABKIT_HOME
-so it neither sees nor disturbs the other tests' sandbox; it pauses after 06 while 03 runs again
-on its own, as a learner going back would, and must refuse. Every notebook asserts its own
-checkpoints; this test checks that the run passed all of them, left the executed copies and the
-figures, and that the parameters given on the command line reached the notebooks that declare them.
-10-disaster-drills starts from nothing, as 09 leaves the sandbox, so it runs in a test of its own
-(test_disaster_drills_lesson.py) on another worker, as 11 does (test_ci_identity_lesson.py): `make lab`
-runs the same twelve notebooks.
+One run of notebooks 00 to 11 in the path's order (each builds on the ones before: 10 and 11 work on
+the stack 08 leaves, then 09 tears it down), in a private LABKIT_HOME so it neither sees nor
+disturbs the other tests' sandbox; it pauses after 06 while 03 runs again on its own, as a learner
+going back would, and must refuse. Every notebook asserts its own checkpoints; this test checks
+that the run passed all of them, left the executed copies and the figures, and that the parameters
+given on the command line reached the notebooks that declare them. 12 builds staging with its
+database from nothing after 09, so it runs in a test of its own (test_database_lesson.py) on
+another worker: `make lab` runs the same thirteen notebooks.
 
 Then the sandbox the lessons built and tore down restarts with nothing brought back (issue 19).
 """
@@ -29,14 +29,15 @@ from typing import Any
 
 import pytest
 
+from labkit.lab.lesson import in_path_order
 from labkit.settings import PROJECT_ROOT
 from tests.conftest import wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("notebooks")]
 
 NOTEBOOKS = PROJECT_ROOT / "notebooks"
-#: The path up to the teardown; 10 builds what it needs itself.
-PATH = sorted(p for p in NOTEBOOKS.glob("*.ipynb") if p.name < "10")
+#: The path up to the teardown, in its order (00 to 08, 10, 11, 09); 12 builds what it needs itself.
+PATH = in_path_order([p for p in NOTEBOOKS.glob("*.ipynb") if p.name < "12"])
 #: The figures the lessons save (06 and 07 plot their deploys, 00 and 08 cost and the ledger).
 FIGURES = {
     "00-staging-cost.png",
@@ -83,7 +84,7 @@ class PathRun:
 def path_runs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PathRun]:
     work = tmp_path_factory.mktemp("learning-path")
     out = work / "run"
-    halves = [work / "first", work / "then"]  # `labkit run` takes a folder: 00 to 06, 07 to 09, linked
+    halves = [work / "first", work / "then"]  # `labkit run` takes a folder: 00 to 06, then 07 on, linked
     for notebook in PATH:
         half = halves[0] if notebook.name[:2] <= PAUSE_AFTER else halves[1]
         half.mkdir(exist_ok=True)
@@ -119,8 +120,10 @@ def test_every_notebook_runs_headless_on_the_sandbox(path_run: Run) -> None:
     out, proc = path_run
     assert proc.returncode == 0, f"{proc.stdout[-6000:]}\n{proc.stderr[-4000:]}"
     sources = [p.name for p in PATH]
-    assert [f"{n:02d}" for n in range(10)] == [name[:2] for name in sources]
-    assert sorted(p.name for p in out.glob("*.ipynb")) == sources
+    assert [name[:2] for name in sources] == [*(f"{n:02d}" for n in range(9)), "10", "11", "09"]
+    assert sorted(p.name for p in out.glob("*.ipynb")) == sorted(sources)
+    ran = [m[1] for m in re.finditer(r"^\[\d+/\d+\] (\d\d-\S+\.ipynb)", proc.stdout, re.MULTILINE)]
+    assert ran == sources, ran  # in the path's order, in both halves
     for name in sources:
         row = re.search(rf"^{re.escape(name)}\s+ok\s", proc.stdout, re.MULTILINE)
         assert row, f"{name}: no ok row in the summary"
@@ -345,6 +348,7 @@ def test_the_runs_site_reads_in_a_browser_and_leads_with_its_figures(path_run: R
     # The landing page's figures are this run's: each read here from where the lesson left it.
     rows = {line.split("\t")[0]: line for line in seen.landing_text.splitlines() if "\t" in line}
     six, seven = "\n".join(_text(out / PATH[6].name)), "\n".join(_text(out / PATH[7].name))
+    ten = "\n".join(_text(out / "10-disaster-drills.ipynb"))
     deployed = re.search(r"\] succeeded: .* \((\d+\.\d) s\); lock released", six)
     assert deployed and f"\t{deployed[1]} s " in rows["Deploy time (slowest succeeded deploy)"]
     assert "\t0 " in rows["Failed requests, healthy canary deploy"]
@@ -356,7 +360,10 @@ def test_the_runs_site_reads_in_a_browser_and_leads_with_its_figures(path_run: R
     cost_figure = json.loads((out / "08-timing-and-cost.result.json").read_text())["figures"][-1]["title"]
     cost = re.search(r"\\\$([\d,]+\.\d\d), (OVER|within)", cost_figure)
     assert cost and f"\t${cost[1]} " in rows["Staging cost per month"]
-    assert "not measured in this run" in rows["Drills: time to recover"]  # 10 is not in this run
+    # 10's drills, each with its time to recover as the lesson's scoreboard printed it.
+    for drill in ("corrupt-state", "stuck-lock", "lost-deploy"):
+        recovered = re.search(rf"drill {drill} on staging: VERIFIED\n.*\n  time to recover\s+([\d.]+) s", ten)
+        assert recovered and f"\t{float(recovered[1]):.1f} s " in rows[f"Drill {drill}: time to recover"]
     if os.environ.get(SITE_EXPORT_ENV):
         shutil.copytree(out / "site", os.environ[SITE_EXPORT_ENV], dirs_exist_ok=True)
 
@@ -370,3 +377,48 @@ def _text(executed: Path) -> list[str]:
         if o["output_type"] == "stream"
         for line in "".join(o["text"]).splitlines()
     ]
+
+
+def test_10_drills_the_staging_08_left_and_recovers_each_with_its_runbook(path_run: Run) -> None:
+    """10 on the stack 08 left (green serving what 07 rolled back to): nothing applied before the
+    drills, each drill's runbook run as a dry run, for real, then again with nothing to do."""
+    out, proc = path_run
+    assert proc.returncode == 0
+    printed = "\n".join(_text(out / "10-disaster-drills.ipynb"))
+    assert re.search(r"^staging serves: green 1\.1\.0 answers at http://127\.0\.0\.1:\d+/$", printed, re.M)
+    assert "applying staging" not in printed and "applying global" not in printed
+    for drill, runbook in (
+        ("corrupt-state", "restore-state"),
+        ("stuck-lock", "unlock-state"),
+        ("lost-deploy", "deploy-recover"),
+    ):
+        assert f"drill {drill} on staging: VERIFIED" in printed
+        assert f"{runbook:<20} dry run  planned" in printed
+        assert f"{runbook:<20} act      recovered" in printed
+        assert f"{runbook:<20} second run: nothing-to-do" in printed
+    assert printed.count("state versions lost 0") == 3
+    # None of the three takes the service down: the probe ran from each injection to its recovery.
+    pattern = r"drill (\S+) on staging: VERIFIED\n(?:.*\n){3}  requests failed     (\d+) of (\d+)"
+    counted = {name: (int(failed), int(sent)) for name, failed, sent in re.findall(pattern, printed)}
+    assert set(counted) == {"corrupt-state", "stuck-lock", "lost-deploy"}, printed
+    assert all(sent > 0 and failed <= sent // 100 for failed, sent in counted.values()), counted
+    assert (out / "10-drills.png").stat().st_size > 10_000
+
+
+def test_11_exchanges_a_jobs_token_for_the_deploy_role_and_refuses_the_rest(path_run: Run) -> None:
+    """11 on the global that 10 left: the OIDC provider and roles added, a deploy job's token
+    exchanged for the deploy role's credentials, a feature branch's token refused at assume-role,
+    and the read-only plan role refused a write with IAM enforced."""
+    out, proc = path_run
+    assert proc.returncode == 0
+    executed = _cells(out / "11-ci-cd-and-identity.ipynb")
+    printed = "".join(
+        "".join(o.get("text", "")) + "".join(o.get("data", {}).get("text/plain", ""))
+        for cell in executed
+        for o in cell.get("outputs", [])
+    )
+    assert ":assumed-role/bglab-staging-deploy/lesson-11" in printed
+    assert "refused: AccessDenied: Not authorized to perform sts:AssumeRoleWithWebIdentity" in printed
+    assert "refused: AccessDeniedException: User: arn:aws:sts::" in printed  # DynamoDB's own format
+    assert "repo:acme/bluegreen-lab:environment:staging" in printed  # the token's sub and the trust policy's
+    assert "global removed" not in printed  # 09 removes it, after this lesson

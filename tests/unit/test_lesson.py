@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pytest
 
 from labkit.deploy import weights_from_marks
@@ -95,3 +97,85 @@ def test_a_building_lesson_refuses_a_stack_that_later_lessons_moved_on() -> None
     as_built = _Deployed({"green_weight": 0, "green_capacity": 0})
     lesson.require_not_past(as_built, this="04", expect={"green_weight": 0})  # type: ignore[arg-type]
     lesson.require_not_past(_Deployed({}), this="03", expect={"green_weight": 0})  # type: ignore[arg-type]
+
+
+def test_the_path_runs_10_and_11_on_the_stack_08_leaves_then_tears_down() -> None:
+    from pathlib import Path
+
+    from labkit.settings import PROJECT_ROOT
+
+    lessons = sorted((PROJECT_ROOT / "notebooks").glob("*.ipynb"))
+    assert sorted(lesson.PATH_ORDER) == [p.stem for p in lessons]  # every lesson, once
+    ordered = [p.stem[:2] for p in lesson.in_path_order(lessons)]
+    assert ordered == ["00", "01", "02", "03", "04", "05", "06", "07", "08", "10", "11", "09", "12"]
+    extra = [Path("99-mine.ipynb"), Path("00-welcome-and-setup.ipynb"), Path("50-notes.ipynb")]
+    assert [p.name for p in lesson.in_path_order(extra)] == [
+        "00-welcome-and-setup.ipynb", "50-notes.ipynb", "99-mine.ipynb",
+    ]  # fmt: skip
+
+
+class _Stacks:
+    """Stand-ins for ``Stack(env, target)``: each environment's outputs."""
+
+    def __init__(self, outputs: dict[str, dict[str, object]]) -> None:
+        self.outputs_of = outputs
+
+    def __call__(self, env: str, target: object) -> object:
+        outputs = self.outputs_of.get(env, {})
+        return type("FakeStack", (), {"outputs": lambda self: outputs})()
+
+
+@pytest.fixture
+def alb(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[object, list[int]]]:
+    """A load balancer on loopback answering the status at the head of its list, and a target
+    whose ``alb_url`` maps any DNS name to it."""
+    import json
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    statuses = [200]
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            body = json.dumps({"color": "green", "version": "1.1.0"}).encode()
+            self.send_response(statuses[0])
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_address[1]}/"
+    target = type("FakeTarget", (), {"alb_url": lambda self, dns: url})()
+    try:
+        yield target, statuses
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_ensure_serving_uses_a_serving_staging_as_it_is_and_builds_otherwise(
+    alb: tuple[object, list[int]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    target, statuses = alb
+    built: list[object] = []
+    monkeypatch.setattr(lesson, "ensure_staging", lambda t, say: built.append(t) or {"built": True})
+    serving = {"global": {"state_bucket": "b"}, "staging": {"alb_dns_name": "bglab-staging.elb"}}
+    said: list[str] = []
+
+    monkeypatch.setattr(lesson, "Stack", _Stacks(serving))
+    assert lesson.ensure_serving(target, say=said.append) == serving["staging"]  # type: ignore[arg-type]
+    assert not built and said[-1].startswith("staging serves: green 1.1.0 answers at http://127.0.0.1:")
+
+    statuses[0] = 502  # built, but nothing healthy behind the listener
+    assert lesson.ensure_serving(target, say=said.append) == {"built": True}  # type: ignore[arg-type]
+    assert built == [target] and said[-1] == "staging's load balancer answers 502: building it to serve"
+
+    for nothing in ({}, {"global": {"state_bucket": "b"}}):  # a fresh sandbox; after 09 kept global
+        monkeypatch.setattr(lesson, "Stack", _Stacks(nothing))
+        assert lesson.ensure_serving(target, say=said.append) == {"built": True}  # type: ignore[arg-type]
+    assert len(built) == 3
