@@ -15,10 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from labkit.infra.stack import Stack
 from labkit.ops.drill import run_drill
 from labkit.ops.execute import run_runbook
-from tests.conftest import BLUE_SERVES_1_0_0, DrillsStack, target_states, wait_for
+from tests.conftest import DrillsStack, target_states
 
 pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("drills-deploy")]
 
@@ -27,14 +26,12 @@ def test_a_destroyed_staging_is_rebuilt_by_its_runbook_and_serves_what_it_served
     drills_stack: DrillsStack, tmp_path: Path
 ) -> None:
     target = drills_stack.target
-    stack = Stack("staging", target)
-    stack.apply({**BLUE_SERVES_1_0_0, "preview_color": None})
+    drills_stack.blue_serves_1_0_0()
 
     def blue_serves() -> bool:
-        states = target_states(target, str(stack.outputs()["blue_target_group_arn"]))
+        states = target_states(target, str(drills_stack.outputs["blue_target_group_arn"]))
         return len(states) == 2 and set(states.values()) == {("healthy", None)}
 
-    wait_for("blue healthy", blue_serves, timeout_s=90)
     said: list[str] = []
     report = run_drill("accidental-destroy", target, "staging", probe_rate=20.0, say=said.append)
     printed = "\n".join(said)

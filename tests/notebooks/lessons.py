@@ -31,7 +31,11 @@ def run_lesson(
     assert proc.returncode == 0, f"{proc.stdout[-6000:]}\n{proc.stderr[-4000:]}"
     cells = json.loads((out / lesson.name).read_text())["cells"]
     outputs = [o for cell in cells for o in cell.get("outputs", [])]
-    printed = "".join(
+    return outputs, printed(outputs)
+
+
+def printed(outputs: list[dict[str, Any]]) -> str:
+    """All the text cell ``outputs`` show: their streams and their displays' plain text."""
+    return "".join(
         "".join(o.get("text", "")) + "".join(o.get("data", {}).get("text/plain", "")) for o in outputs
     )
-    return outputs, printed

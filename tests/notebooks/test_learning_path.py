@@ -32,6 +32,7 @@ import pytest
 from labkit.lab.lesson import in_path_order
 from labkit.settings import PROJECT_ROOT
 from tests.conftest import wait_for
+from tests.notebooks import lessons
 
 pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("notebooks")]
 
@@ -412,11 +413,7 @@ def test_11_exchanges_a_jobs_token_for_the_deploy_role_and_refuses_the_rest(path
     out, proc = path_run
     assert proc.returncode == 0
     executed = _cells(out / "11-ci-cd-and-identity.ipynb")
-    printed = "".join(
-        "".join(o.get("text", "")) + "".join(o.get("data", {}).get("text/plain", ""))
-        for cell in executed
-        for o in cell.get("outputs", [])
-    )
+    printed = lessons.printed([o for cell in executed for o in cell.get("outputs", [])])
     assert ":assumed-role/bglab-staging-deploy/lesson-11" in printed
     assert "refused: AccessDenied: Not authorized to perform sts:AssumeRoleWithWebIdentity" in printed
     assert "refused: AccessDeniedException: User: arn:aws:sts::" in printed  # DynamoDB's own format
